@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+#
+# ops/test.sh - run Kiln's whole test suite on a fresh machine.
+#
+# Installs what is missing (redis, pnpm, Garage), starts a private PostgreSQL,
+# Redis and Garage on free ports under target/kiln-test-services/<pid>,
+# exports their addresses as KILN_TEST_* variables, runs
+#
+#     cargo test --workspace "$@"
+#
+# and stops the services and removes their directory on exit. The exit status
+# is cargo's. Extra arguments go to cargo test, e.g.
+#
+#     ops/test.sh -p kiln-api -- --nocapture
+#
+set -euo pipefail
+
+# shellcheck source=ops/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+ROOT="$(kiln_root)"
+cd "$ROOT"
+
+# --- Tools ------------------------------------------------------------------
+ensure_postgres
+ensure_redis
+ensure_pnpm
+ensure_garage
+
+# --- Clean up after earlier runs that were killed before their trap ran ------
+SERVICES_BASE="$ROOT/target/kiln-test-services"
+mkdir -p "$SERVICES_BASE"
+for old in "$SERVICES_BASE"/*/; do
+    [[ -d $old ]] || continue
+    old="${old%/}"
+    old_pid="$(basename "$old")"
+    if [[ $old_pid =~ ^[0-9]+$ ]] && kill -0 "$old_pid" 2>/dev/null; then
+        continue # that run is still going
+    fi
+    kiln_log "removing leftovers of an earlier run: $old"
+    stop_garage "$old/garage"
+    stop_redis "$old/redis"
+    stop_postgres "$old/postgres"
+    rm -rf "$old"
+done
+
+# --- Service directory --------------------------------------------------------
+# As root, PostgreSQL runs as the `postgres` user, which must be able to reach
+# its data directory. If the checkout sits under a private directory (e.g.
+# /root), fall back to /tmp for the service directory.
+SERVICES_DIR="$SERVICES_BASE/$$"
+mkdir -p "$SERVICES_DIR"
+if [[ $EUID -eq 0 ]] && ! runuser -u postgres -- test -x "$SERVICES_DIR" 2>/dev/null; then
+    rm -rf "$SERVICES_DIR"
+    SERVICES_DIR="$(mktemp -d /tmp/kiln-test-services.XXXXXX)"
+    chmod 755 "$SERVICES_DIR"
+    kiln_log "postgres can't reach $SERVICES_BASE; using $SERVICES_DIR"
+fi
+
+# shellcheck disable=SC2317  # invoked through the EXIT trap
+cleanup() {
+    local status=$?
+    # Don't let a failing stop hide cargo's status.
+    set +e
+    stop_garage "$SERVICES_DIR/garage"
+    stop_redis "$SERVICES_DIR/redis"
+    stop_postgres "$SERVICES_DIR/postgres"
+    rm -rf "$SERVICES_DIR"
+    exit "$status"
+}
+trap cleanup EXIT
+# Turn Ctrl-C / kill into a normal exit so the EXIT trap stops the services.
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- Services -----------------------------------------------------------------
+read -r PG_PORT REDIS_PORT S3_PORT GARAGE_RPC_PORT < <(free_port 4)
+
+start_postgres "$SERVICES_DIR/postgres" "$PG_PORT"
+kiln_log "postgres  started on 127.0.0.1:$PG_PORT (user kiln, trust auth, fsync off)"
+
+start_redis "$SERVICES_DIR/redis" "$REDIS_PORT"
+kiln_log "redis     started on 127.0.0.1:$REDIS_PORT (no persistence)"
+
+start_garage "$SERVICES_DIR/garage" "$S3_PORT" "$GARAGE_RPC_PORT"
+kiln_log "garage    started on 127.0.0.1:$S3_PORT (S3, bucket $KILN_GARAGE_BUCKET, region auto; rpc $GARAGE_RPC_PORT)"
+
+# --- Environment for the tests -----------------------------------------------
+# Admin URL: tests create (and drop) their own databases.
+export KILN_TEST_DATABASE_URL="postgres://kiln@127.0.0.1:$PG_PORT/postgres"
+export KILN_TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+export KILN_TEST_S3_ENDPOINT="http://127.0.0.1:$S3_PORT"
+export KILN_TEST_S3_BUCKET="$KILN_GARAGE_BUCKET"
+export KILN_TEST_S3_REGION="auto"
+export KILN_TEST_S3_ACCESS_KEY="$KILN_GARAGE_ACCESS_KEY"
+export KILN_TEST_S3_SECRET_KEY="$KILN_GARAGE_SECRET_KEY"
+# Shared across runs so pnpm installs in tests stay warm.
+export KILN_TEST_PNPM_STORE="$KILN_TOOLS/test-pnpm-store"
+mkdir -p "$KILN_TEST_PNPM_STORE"
+
+# --- Tests --------------------------------------------------------------------
+kiln_log "running: cargo test --workspace $*"
+status=0
+cargo test --workspace "$@" || status=$?
+exit "$status"

@@ -1,0 +1,365 @@
+//! Settings in layers: built-in defaults, then an optional TOML file (`KILN_CONFIG`), then
+//! `KILN_*` environment variables. A missing or invalid value is a one-line error naming the
+//! variable, so a binary can print it and exit non-zero.
+//!
+//! In the TOML file a variable is written without its prefix, in lower case:
+//! `KILN_BUILD_TIMEOUT_SECS` is `build_timeout_secs = 300`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("{var} is required: {meaning}")]
+    Missing {
+        var: &'static str,
+        meaning: &'static str,
+    },
+    #[error("{var} is invalid: {reason}")]
+    Invalid { var: &'static str, reason: String },
+    #[error("KILN_CONFIG: cannot read {path}: {reason}")]
+    File { path: String, reason: String },
+}
+
+/// Where artifacts live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArtifactsLocation {
+    /// `file:///abs/path`
+    File(PathBuf),
+    /// `s3://bucket` or `s3://bucket/prefix`
+    S3 { bucket: String, prefix: String },
+}
+
+impl ArtifactsLocation {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if let Some(path) = raw.strip_prefix("file://") {
+            let path = PathBuf::from(path);
+            if !path.is_absolute() {
+                return Err(format!("expected file:///absolute/path, got {raw:?}"));
+            }
+            return Ok(Self::File(path));
+        }
+        if let Some(rest) = raw.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(format!("expected s3://bucket[/prefix], got {raw:?}"));
+            }
+            return Ok(Self::S3 {
+                bucket: bucket.to_owned(),
+                prefix: prefix.trim_matches('/').to_owned(),
+            });
+        }
+        Err(format!(
+            "expected file:///absolute/path or s3://bucket[/prefix], got {raw:?}"
+        ))
+    }
+}
+
+/// S3 connection settings (R2, Garage, AWS).
+#[derive(Debug, Clone)]
+pub struct S3Settings {
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<SecretString>,
+}
+
+/// Every setting of every Kiln binary. Each binary checks the ones it needs with
+/// [`Settings::require_api`] and friends.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database_url: SecretString,
+    pub redis_url: SecretString,
+    /// Prefix of every Redis key (tests give each test its own).
+    pub redis_prefix: String,
+    pub artifacts: ArtifactsLocation,
+    pub s3: S3Settings,
+    pub api_addr: String,
+    pub preview_addr: String,
+    pub preview_domain: String,
+    /// `http` or `https`: how preview URLs are written.
+    pub preview_scheme: String,
+    /// The port written in preview URLs; `None` means the preview listener's own port.
+    pub preview_public_port: Option<u16>,
+    pub hmac_secret: Option<SecretString>,
+    pub api_tokens: Vec<SecretString>,
+    pub data_dir: PathBuf,
+    pub work_dir: PathBuf,
+    pub pnpm_store: PathBuf,
+    pub build_timeout: Duration,
+    pub max_output_bytes: u64,
+    pub max_log_bytes: usize,
+    pub max_body_bytes: usize,
+    pub max_files: usize,
+    pub max_file_bytes: usize,
+    pub generator_cmd: Option<String>,
+    pub builder_concurrency: usize,
+    pub builder_id: Option<String>,
+}
+
+/// The meaning of each required variable, printed when it is missing.
+const DATABASE_URL: (&str, &str) = ("KILN_DATABASE_URL", "the PostgreSQL URL");
+const ARTIFACTS: (&str, &str) = (
+    "KILN_ARTIFACTS",
+    "where artifacts live (file:///abs/path or s3://bucket)",
+);
+const HMAC_SECRET: (&str, &str) = (
+    "KILN_HMAC_SECRET",
+    "the shared secret of the product back end",
+);
+
+/// Reads raw values by variable name: the environment first, then the file.
+struct Source {
+    env: HashMap<String, String>,
+    file: HashMap<String, String>,
+}
+
+impl Source {
+    fn get(&self, var: &str) -> Option<String> {
+        if let Some(v) = self.env.get(var) {
+            return Some(v.clone()).filter(|v| !v.is_empty());
+        }
+        let key = var.trim_start_matches("KILN_").to_ascii_lowercase();
+        self.file.get(&key).cloned().filter(|v| !v.is_empty())
+    }
+
+    fn required(&self, (var, meaning): (&'static str, &'static str)) -> Result<String, ConfigError> {
+        self.get(var).ok_or(ConfigError::Missing { var, meaning })
+    }
+
+    fn parsed<T: std::str::FromStr>(
+        &self,
+        var: &'static str,
+        default: T,
+        expected: &str,
+    ) -> Result<T, ConfigError> {
+        match self.get(var) {
+            None => Ok(default),
+            Some(raw) => raw.trim().parse().map_err(|_| ConfigError::Invalid {
+                var,
+                reason: format!("expected {expected}, got {raw:?}"),
+            }),
+        }
+    }
+
+    fn positive(&self, var: &'static str, default: u64) -> Result<u64, ConfigError> {
+        let v = self.parsed(var, default, "a positive integer")?;
+        if v == 0 {
+            return Err(ConfigError::Invalid {
+                var,
+                reason: "must be greater than 0".into(),
+            });
+        }
+        Ok(v)
+    }
+}
+
+impl Settings {
+    /// Loads from the process environment (and `KILN_CONFIG`, when set).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(std::env::vars())
+    }
+
+    /// Loads from the given variables (and the `KILN_CONFIG` file they name, if any).
+    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let env: HashMap<String, String> = vars.into_iter().collect();
+        let file = match env.get("KILN_CONFIG").filter(|p| !p.is_empty()) {
+            Some(path) => read_toml(Path::new(path))?,
+            None => HashMap::new(),
+        };
+        Self::load(&Source { env, file })
+    }
+
+    fn load(src: &Source) -> Result<Self, ConfigError> {
+        let database_url = src.required(DATABASE_URL)?;
+        let artifacts_raw = src.required(ARTIFACTS)?;
+        let artifacts = ArtifactsLocation::parse(&artifacts_raw).map_err(|reason| {
+            ConfigError::Invalid {
+                var: ARTIFACTS.0,
+                reason,
+            }
+        })?;
+        let data_dir = PathBuf::from(src.get("KILN_DATA_DIR").unwrap_or_else(|| ".kiln".into()));
+        let work_dir = src
+            .get("KILN_WORK_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| data_dir.join("work"));
+        let pnpm_store = src
+            .get("KILN_PNPM_STORE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| data_dir.join("pnpm-store"));
+        let preview_scheme = src.get("KILN_PREVIEW_SCHEME").unwrap_or_else(|| "http".into());
+        if preview_scheme != "http" && preview_scheme != "https" {
+            return Err(ConfigError::Invalid {
+                var: "KILN_PREVIEW_SCHEME",
+                reason: format!("expected http or https, got {preview_scheme:?}"),
+            });
+        }
+        let preview_public_port = match src.get("KILN_PREVIEW_PUBLIC_PORT") {
+            None => None,
+            Some(raw) => Some(raw.parse::<u16>().map_err(|_| ConfigError::Invalid {
+                var: "KILN_PREVIEW_PUBLIC_PORT",
+                reason: format!("expected a port number, got {raw:?}"),
+            })?),
+        };
+        let redis_prefix = src.get("KILN_REDIS_PREFIX").unwrap_or_else(|| "kiln".into());
+        if redis_prefix.contains(char::is_whitespace) {
+            return Err(ConfigError::Invalid {
+                var: "KILN_REDIS_PREFIX",
+                reason: "must not contain whitespace".into(),
+            });
+        }
+        let api_tokens = src
+            .get("KILN_API_TOKENS")
+            .map(|raw| {
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(|t| SecretString::from(t.to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mb = 1024 * 1024;
+        Ok(Settings {
+            database_url: database_url.into(),
+            redis_url: src
+                .get("KILN_REDIS_URL")
+                .unwrap_or_else(|| "redis://127.0.0.1:6379".into())
+                .into(),
+            redis_prefix,
+            artifacts,
+            s3: S3Settings {
+                endpoint: src.get("KILN_S3_ENDPOINT"),
+                region: src.get("KILN_S3_REGION").unwrap_or_else(|| "auto".into()),
+                access_key_id: src.get("AWS_ACCESS_KEY_ID"),
+                secret_access_key: src.get("AWS_SECRET_ACCESS_KEY").map(Into::into),
+            },
+            api_addr: src.get("KILN_API_ADDR").unwrap_or_else(|| "127.0.0.1:8080".into()),
+            preview_addr: src
+                .get("KILN_PREVIEW_ADDR")
+                .unwrap_or_else(|| "127.0.0.1:8081".into()),
+            preview_domain: src
+                .get("KILN_PREVIEW_DOMAIN")
+                .unwrap_or_else(|| "localhost".into())
+                .trim_matches('.')
+                .to_ascii_lowercase(),
+            preview_scheme,
+            preview_public_port,
+            hmac_secret: src.get(HMAC_SECRET.0).map(Into::into),
+            api_tokens,
+            data_dir,
+            work_dir,
+            pnpm_store,
+            build_timeout: Duration::from_secs(src.positive("KILN_BUILD_TIMEOUT_SECS", 300)?),
+            max_output_bytes: src.positive("KILN_MAX_OUTPUT_MB", 100)? * mb,
+            max_log_bytes: (src.positive("KILN_MAX_LOG_KB", 1024)? * 1024) as usize,
+            max_body_bytes: (src.positive("KILN_MAX_BODY_MB", 50)? * mb) as usize,
+            max_files: src.positive("KILN_MAX_FILES", 5_000)? as usize,
+            max_file_bytes: (src.positive("KILN_MAX_FILE_MB", 10)? * mb) as usize,
+            generator_cmd: src.get("KILN_GENERATOR_CMD"),
+            builder_concurrency: src.positive("KILN_BUILDER_CONCURRENCY", 1)? as usize,
+            builder_id: src.get("KILN_BUILDER_ID"),
+        })
+    }
+
+    /// The API also needs the HMAC secret.
+    pub fn require_api(&self) -> Result<(), ConfigError> {
+        if self.hmac_secret.is_none() {
+            return Err(ConfigError::Missing {
+                var: HMAC_SECRET.0,
+                meaning: HMAC_SECRET.1,
+            });
+        }
+        Ok(())
+    }
+
+    pub fn file_limits(&self) -> crate::domain::FileLimits {
+        crate::domain::FileLimits {
+            max_files: self.max_files,
+            max_file_bytes: self.max_file_bytes,
+        }
+    }
+}
+
+fn read_toml(path: &Path) -> Result<HashMap<String, String>, ConfigError> {
+    let err = |reason: String| ConfigError::File {
+        path: path.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| err(e.message().to_owned()))?;
+    table
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                toml::Value::Array(items) => items
+                    .iter()
+                    .map(|i| i.as_str().map(str::to_owned).unwrap_or_else(|| i.to_string()))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                other => return Err(err(format!("{k}: unsupported value {other}"))),
+            };
+            Ok((k.to_ascii_lowercase(), v))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn missing_required_variables_are_named() {
+        let err = Settings::from_vars(vars(&[])).unwrap_err();
+        assert_eq!(err.to_string(), "KILN_DATABASE_URL is required: the PostgreSQL URL");
+        let err = Settings::from_vars(vars(&[("KILN_DATABASE_URL", "postgres://x")])).unwrap_err();
+        assert!(err.to_string().starts_with("KILN_ARTIFACTS is required"));
+    }
+
+    #[test]
+    fn invalid_values_are_named() {
+        let base = [("KILN_DATABASE_URL", "postgres://x"), ("KILN_ARTIFACTS", "file:///tmp/a")];
+        let mut v = vars(&base);
+        v.push(("KILN_BUILD_TIMEOUT_SECS".into(), "soon".into()));
+        let err = Settings::from_vars(v).unwrap_err().to_string();
+        assert_eq!(err, "KILN_BUILD_TIMEOUT_SECS is invalid: expected a positive integer, got \"soon\"");
+        let err = Settings::from_vars(vars(&[base[0], ("KILN_ARTIFACTS", "relative/dir")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("KILN_ARTIFACTS is invalid"), "{err}");
+    }
+
+    #[test]
+    fn defaults_file_and_environment_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("kiln.toml");
+        std::fs::write(&file, "build_timeout_secs = 60\nmax_output_mb = 5\napi_tokens = [\"a\", \"b\"]\n").unwrap();
+        let s = Settings::from_vars(vars(&[
+            ("KILN_CONFIG", file.to_str().unwrap()),
+            ("KILN_DATABASE_URL", "postgres://x"),
+            ("KILN_ARTIFACTS", "s3://bucket/some/prefix/"),
+            ("KILN_MAX_OUTPUT_MB", "7"),
+        ]))
+        .unwrap();
+        assert_eq!(s.build_timeout, Duration::from_secs(60));
+        assert_eq!(s.max_output_bytes, 7 * 1024 * 1024);
+        assert_eq!(s.api_tokens.len(), 2);
+        assert_eq!(s.s3.region, "auto");
+        assert_eq!(
+            s.artifacts,
+            ArtifactsLocation::S3 { bucket: "bucket".into(), prefix: "some/prefix".into() }
+        );
+        assert_eq!(s.api_addr, "127.0.0.1:8080");
+        assert!(s.require_api().is_err());
+    }
+}

@@ -1,0 +1,313 @@
+//! Queries on the `versions` table.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Row};
+
+use super::DbError;
+use crate::domain::{BuildStatus, ProjectId, Step, UserId, VersionId};
+
+/// A build's timings and sizes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Metrics {
+    pub queue_ms: Option<i64>,
+    pub generate_ms: Option<i64>,
+    pub install_ms: Option<i64>,
+    pub build_ms: Option<i64>,
+    pub upload_ms: Option<i64>,
+    pub total_ms: Option<i64>,
+    pub output_bytes: Option<i64>,
+    pub file_count: Option<i32>,
+}
+
+/// One version (= one build).
+#[derive(Debug, Clone)]
+pub struct Version {
+    pub id: VersionId,
+    pub user_id: UserId,
+    pub project_id: ProjectId,
+    pub project_label: String,
+    pub kind: String,
+    pub prompt: Option<String>,
+    pub framework: Option<String>,
+    pub parent_version_id: Option<VersionId>,
+    pub status: BuildStatus,
+    pub generate: bool,
+    pub error: Option<String>,
+    pub failed_step: Option<Step>,
+    pub node_version: Option<String>,
+    pub pnpm_version: Option<String>,
+    pub source_manifest_key: Option<String>,
+    pub output_manifest_key: Option<String>,
+    pub metadata: Option<serde_json::Value>,
+    pub attempts: i32,
+    pub metrics: Metrics,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+fn corrupt(id: &str, reason: impl ToString) -> DbError {
+    DbError::Corrupt {
+        id: id.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+impl Version {
+    fn from_row(row: &PgRow) -> Result<Self, DbError> {
+        let id: String = row.try_get("id")?;
+        let bad = |r: &dyn std::fmt::Display| corrupt(&id, r.to_string());
+        let parent: Option<String> = row.try_get("parent_version_id")?;
+        let status: String = row.try_get("status")?;
+        let failed_step: Option<String> = row.try_get("failed_step")?;
+        Ok(Version {
+            id: VersionId::parse(&id).map_err(|e| bad(&e))?,
+            user_id: UserId::parse(row.try_get("user_id")?).map_err(|e| bad(&e))?,
+            project_id: ProjectId::parse(row.try_get("project_id")?).map_err(|e| bad(&e))?,
+            project_label: row.try_get("project_label")?,
+            kind: row.try_get("kind")?,
+            prompt: row.try_get("prompt")?,
+            framework: row.try_get("framework")?,
+            parent_version_id: parent
+                .map(|p| VersionId::parse(&p))
+                .transpose()
+                .map_err(|e| bad(&e))?,
+            status: status.parse().map_err(|e| bad(&e))?,
+            generate: row.try_get("generate")?,
+            error: row.try_get("error")?,
+            failed_step: failed_step
+                .map(|s| s.parse())
+                .transpose()
+                .map_err(|e: crate::domain::UnknownValue| bad(&e))?,
+            node_version: row.try_get("node_version")?,
+            pnpm_version: row.try_get("pnpm_version")?,
+            source_manifest_key: row.try_get("source_manifest_key")?,
+            output_manifest_key: row.try_get("output_manifest_key")?,
+            metadata: row.try_get("metadata")?,
+            attempts: row.try_get("attempts")?,
+            metrics: Metrics {
+                queue_ms: row.try_get("queue_ms")?,
+                generate_ms: row.try_get("generate_ms")?,
+                install_ms: row.try_get("install_ms")?,
+                build_ms: row.try_get("build_ms")?,
+                upload_ms: row.try_get("upload_ms")?,
+                total_ms: row.try_get("total_ms")?,
+                output_bytes: row.try_get("output_bytes")?,
+                file_count: row.try_get("file_count")?,
+            },
+            created_at: row.try_get("created_at")?,
+            started_at: row.try_get("started_at")?,
+            finished_at: row.try_get("finished_at")?,
+        })
+    }
+}
+
+/// A version about to be queued.
+#[derive(Debug, Clone)]
+pub struct NewVersion<'a> {
+    pub id: VersionId,
+    pub user_id: &'a UserId,
+    pub project_id: &'a ProjectId,
+    pub project_label: &'a str,
+    pub prompt: Option<&'a str>,
+    pub framework: Option<&'a str>,
+    pub parent_version_id: Option<VersionId>,
+    pub generate: bool,
+    pub source_manifest_key: &'a str,
+    pub metadata: Option<&'a serde_json::Value>,
+}
+
+pub async fn insert_queued(pool: &PgPool, v: &NewVersion<'_>) -> Result<(), DbError> {
+    sqlx::query(
+        "insert into versions (id, user_id, project_id, project_label, prompt, framework,
+             parent_version_id, status, generate, source_manifest_key, metadata)
+         values ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9, $10)",
+    )
+    .bind(v.id.to_string())
+    .bind(v.user_id.as_str())
+    .bind(v.project_id.as_str())
+    .bind(v.project_label)
+    .bind(v.prompt)
+    .bind(v.framework)
+    .bind(v.parent_version_id.map(|p| p.to_string()))
+    .bind(v.generate)
+    .bind(v.source_manifest_key)
+    .bind(v.metadata)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Removes a queued row that lost the race for its project's slot (nobody else has seen it).
+pub async fn delete_unclaimed(pool: &PgPool, id: VersionId) -> Result<(), DbError> {
+    sqlx::query("delete from versions where id = $1 and status = 'queued'")
+        .bind(id.to_string())
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+pub async fn get(pool: &PgPool, id: VersionId) -> Result<Option<Version>, DbError> {
+    sqlx::query("select * from versions where id = $1")
+        .bind(id.to_string())
+        .fetch_optional(pool)
+        .await?
+        .as_ref()
+        .map(Version::from_row)
+        .transpose()
+}
+
+/// The newest deployed version of a project.
+pub async fn latest_deployed(pool: &PgPool, user: &UserId, project: &ProjectId) -> Result<Option<Version>, DbError> {
+    sqlx::query(
+        "select * from versions where user_id = $1 and project_id = $2 and status = 'deployed'
+         order by finished_at desc, id desc limit 1",
+    )
+    .bind(user.as_str())
+    .bind(project.as_str())
+    .fetch_optional(pool)
+    .await?
+    .as_ref()
+    .map(Version::from_row)
+    .transpose()
+}
+
+/// Filters of the build list.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub user_id: Option<UserId>,
+    pub project_id: Option<ProjectId>,
+    pub status: Option<BuildStatus>,
+    /// Only versions older than this one (the cursor).
+    pub before: Option<VersionId>,
+    pub limit: i64,
+}
+
+/// Versions newest first.
+pub async fn list(pool: &PgPool, f: &ListFilter) -> Result<Vec<Version>, DbError> {
+    sqlx::query(
+        "select * from versions
+         where ($1::text is null or user_id = $1)
+           and ($2::text is null or project_id = $2)
+           and ($3::text is null or status = $3)
+           and ($4::text is null or id < $4)
+         order by id desc limit $5",
+    )
+    .bind(f.user_id.as_ref().map(UserId::as_str))
+    .bind(f.project_id.as_ref().map(ProjectId::as_str))
+    .bind(f.status.map(BuildStatus::as_str))
+    .bind(f.before.map(|b| b.to_string()))
+    .bind(f.limit)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(Version::from_row)
+    .collect()
+}
+
+/// The user and project a preview label names, when the project has any version.
+pub async fn project_by_label(pool: &PgPool, label: &str) -> Result<Option<(UserId, ProjectId)>, DbError> {
+    let row = sqlx::query("select user_id, project_id from versions where project_label = $1 limit 1")
+        .bind(label)
+        .fetch_optional(pool)
+        .await?;
+    row.map(|r| {
+        let user: String = r.try_get("user_id")?;
+        let project: String = r.try_get("project_id")?;
+        Ok((
+            UserId::parse(&user).map_err(|e| corrupt(label, e))?,
+            ProjectId::parse(&project).map_err(|e| corrupt(label, e))?,
+        ))
+    })
+    .transpose()
+}
+
+/// Moves a queued build to running; `None` when it was not queued (already taken or finished).
+pub async fn start(pool: &PgPool, id: VersionId) -> Result<Option<Version>, DbError> {
+    sqlx::query(
+        "update versions set status = 'running', started_at = now(), attempts = attempts + 1,
+             queue_ms = (extract(epoch from now() - created_at) * 1000)::bigint
+         where id = $1 and status = 'queued' returning *",
+    )
+    .bind(id.to_string())
+    .fetch_optional(pool)
+    .await?
+    .as_ref()
+    .map(Version::from_row)
+    .transpose()
+}
+
+/// What a successful build records.
+#[derive(Debug, Clone)]
+pub struct Deployed<'a> {
+    pub source_manifest_key: &'a str,
+    pub output_manifest_key: &'a str,
+    pub framework: Option<&'a str>,
+    pub node_version: Option<&'a str>,
+    pub pnpm_version: Option<&'a str>,
+    pub metadata: Option<&'a serde_json::Value>,
+    pub metrics: &'a Metrics,
+}
+
+/// Records a running build as deployed; `None` when it was no longer running.
+pub async fn mark_deployed(pool: &PgPool, id: VersionId, d: &Deployed<'_>) -> Result<Option<Version>, DbError> {
+    let m = d.metrics;
+    sqlx::query(
+        "update versions set status = 'deployed', finished_at = now(),
+             source_manifest_key = $2, output_manifest_key = $3,
+             framework = coalesce($4, framework), node_version = $5, pnpm_version = $6,
+             metadata = coalesce($7, metadata),
+             generate_ms = $8, install_ms = $9, build_ms = $10, upload_ms = $11,
+             output_bytes = $12, file_count = $13,
+             total_ms = (extract(epoch from now() - created_at) * 1000)::bigint
+         where id = $1 and status = 'running' returning *",
+    )
+    .bind(id.to_string())
+    .bind(d.source_manifest_key)
+    .bind(d.output_manifest_key)
+    .bind(d.framework)
+    .bind(d.node_version)
+    .bind(d.pnpm_version)
+    .bind(d.metadata)
+    .bind(m.generate_ms)
+    .bind(m.install_ms)
+    .bind(m.build_ms)
+    .bind(m.upload_ms)
+    .bind(m.output_bytes)
+    .bind(m.file_count)
+    .fetch_optional(pool)
+    .await?
+    .as_ref()
+    .map(Version::from_row)
+    .transpose()
+}
+
+/// Records a queued or running build as failed, keeping the step and the reason, and whatever
+/// timings it got to. `false` when the build had already finished.
+pub async fn mark_failed(
+    pool: &PgPool,
+    id: VersionId,
+    step: Step,
+    error: &str,
+    metrics: &Metrics,
+) -> Result<bool, DbError> {
+    let done = sqlx::query(
+        "update versions set status = 'failed', finished_at = now(), failed_step = $2, error = $3,
+             generate_ms = $4, install_ms = $5, build_ms = $6, upload_ms = $7,
+             total_ms = (extract(epoch from now() - created_at) * 1000)::bigint
+         where id = $1 and status in ('queued', 'running')",
+    )
+    .bind(id.to_string())
+    .bind(step.as_str())
+    .bind(error)
+    .bind(metrics.generate_ms)
+    .bind(metrics.install_ms)
+    .bind(metrics.build_ms)
+    .bind(metrics.upload_ms)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}

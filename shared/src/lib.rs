@@ -1,0 +1,18 @@
+//! kiln-shared: what the API, the builder daemons and the CLI agree on.
+//!
+//! - [`domain`]: typed values parsed at the edge (ids, paths, files, statuses).
+//! - [`config`]: `KILN_*` settings in layers (defaults, optional TOML file, environment).
+//! - [`db`]: the Postgres repository (version history) and its migrations.
+//! - [`redis`]: the build stream, in-flight claims, the latest pointer (KV) and idempotency records.
+//! - [`store`]: the content-addressed artifact store (filesystem or S3) and manifests.
+//! - [`signing`]: HMAC request signatures.
+//! - [`preview`]: preview host labels and URLs.
+
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod preview;
+pub mod redis;
+pub mod signing;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,153 @@
+use std::sync::LazyLock;
+
+use redis::streams::{StreamReadOptions, StreamReadReply};
+use redis::AsyncCommands;
+
+use super::{Keys, Pool, QueueError};
+use crate::domain::{ProjectId, UserId, VersionId};
+
+/// The one consumer group all builder daemons read from.
+pub const CONSUMER_GROUP: &str = "builders";
+
+static ADMIT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(include_str!("admit.lua")));
+static RELEASE: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("release.lua")));
+
+/// What the admission script did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    Queued { entry_id: String },
+    /// Another build holds the project's slot.
+    Conflict { holder: String },
+}
+
+/// A build read from the stream.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub entry_id: String,
+    pub build_id: VersionId,
+    pub user_id: UserId,
+    pub project_id: ProjectId,
+}
+
+/// The build stream and the in-flight claims.
+#[derive(Debug, Clone)]
+pub struct Queue {
+    pool: Pool,
+    keys: Keys,
+}
+
+impl Queue {
+    pub fn new(pool: Pool, keys: Keys) -> Self {
+        Self { pool, keys }
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Claims the project's slot and queues the build in one atomic step.
+    pub async fn admit(&self, build: VersionId, user: &UserId, project: &ProjectId) -> Result<Admission, QueueError> {
+        let mut conn = self.pool.get().await?;
+        let (queued, value): (i64, String) = ADMIT
+            .key(self.keys.inflight(user.as_str(), project.as_str()))
+            .key(self.keys.stream())
+            .arg(build.to_string())
+            .arg(user.as_str())
+            .arg(project.as_str())
+            .invoke_async(&mut *conn)
+            .await?;
+        Ok(if queued == 1 {
+            Admission::Queued { entry_id: value }
+        } else {
+            Admission::Conflict { holder: value }
+        })
+    }
+
+    /// The build holding the project's slot, if any.
+    pub async fn inflight(&self, user: &UserId, project: &ProjectId) -> Result<Option<String>, QueueError> {
+        let mut conn = self.pool.get().await?;
+        Ok(conn.get(self.keys.inflight(user.as_str(), project.as_str())).await?)
+    }
+
+    /// Releases the project's slot if `build` holds it; true when it did.
+    pub async fn release(&self, build: &str, user: &UserId, project: &ProjectId) -> Result<bool, QueueError> {
+        let mut conn = self.pool.get().await?;
+        let released: i64 = RELEASE
+            .key(self.keys.inflight(user.as_str(), project.as_str()))
+            .arg(build)
+            .invoke_async(&mut *conn)
+            .await?;
+        Ok(released == 1)
+    }
+
+    /// Creates the consumer group (and the stream) unless it exists.
+    pub async fn ensure_group(&self) -> Result<(), QueueError> {
+        let mut conn = self.pool.get().await?;
+        let created: Result<(), redis::RedisError> = conn
+            .xgroup_create_mkstream(self.keys.stream(), CONSUMER_GROUP, "0")
+            .await;
+        match created {
+            Ok(()) => Ok(()),
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Reads the next new build for `consumer`, waiting up to `block_ms`.
+    pub async fn read(&self, consumer: &str, block_ms: usize) -> Result<Option<Job>, QueueError> {
+        let mut conn = self.pool.get().await?;
+        let opts = StreamReadOptions::default()
+            .group(CONSUMER_GROUP, consumer)
+            .count(1)
+            .block(block_ms);
+        let stream = self.keys.stream();
+        let reply: Option<StreamReadReply> = conn.xread_options(&[&stream], &[">"], &opts).await?;
+        let Some(entry) = reply.and_then(|r| r.keys.into_iter().next()).and_then(|k| k.ids.into_iter().next())
+        else {
+            return Ok(None);
+        };
+        let field = |name: &str| -> Result<String, QueueError> {
+            entry.get::<String>(name).ok_or_else(|| QueueError::Malformed {
+                key: format!("{stream} {}", entry.id),
+                reason: format!("field {name} is missing"),
+            })
+        };
+        let malformed = |reason: String| QueueError::Malformed {
+            key: format!("{stream} {}", entry.id),
+            reason,
+        };
+        Ok(Some(Job {
+            build_id: VersionId::parse(&field("build_id")?).map_err(|e| malformed(e.to_string()))?,
+            user_id: UserId::parse(&field("user_id")?).map_err(|e| malformed(e.to_string()))?,
+            project_id: ProjectId::parse(&field("project_id")?).map_err(|e| malformed(e.to_string()))?,
+            entry_id: entry.id.clone(),
+        }))
+    }
+
+    /// Acknowledges a finished entry and removes it from the stream (there is one group, so a
+    /// processed entry is of no further use).
+    pub async fn ack(&self, entry_id: &str) -> Result<(), QueueError> {
+        let mut conn = self.pool.get().await?;
+        let stream = self.keys.stream();
+        redis::pipe()
+            .atomic()
+            .xack(&stream, CONSUMER_GROUP, &[entry_id])
+            .ignore()
+            .xdel(&stream, &[entry_id])
+            .ignore()
+            .query_async::<()>(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Entries in the stream: waiting plus being built.
+    pub async fn depth(&self) -> Result<u64, QueueError> {
+        let mut conn = self.pool.get().await?;
+        Ok(conn.xlen(self.keys.stream()).await?)
+    }
+}

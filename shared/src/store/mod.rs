@@ -1,0 +1,140 @@
+//! The artifact store: content-addressed blobs (`blobs/sha256/<hash>`) plus one manifest per
+//! version and kind (`manifests/<versionId>/{source,output}.json`, path → hash, size, content
+//! type). Two backends behind [`ObjectStore`]: the local filesystem (the embedded default) and
+//! S3 (R2, Garage, AWS).
+
+mod fs;
+mod manifest;
+mod s3;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+pub use fs::FsStore;
+pub use manifest::{Manifest, ManifestEntry, ManifestKind};
+pub use s3::S3Store;
+
+use crate::config::{ArtifactsLocation, S3Settings};
+use crate::domain::VersionId;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("artifact store I/O on {key}: {source}")]
+    Io {
+        key: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("artifact store request for {key} failed: {reason}")]
+    Remote { key: String, reason: String },
+    #[error("manifest {key} is corrupt: {reason}")]
+    CorruptManifest { key: String, reason: String },
+    #[error("blob {hash} is missing from the artifact store")]
+    MissingBlob { hash: String },
+}
+
+/// The minimal object API a backend provides. Writes are atomic: a reader sees the whole object
+/// or none of it.
+#[async_trait::async_trait]
+pub trait ObjectStore: Send + Sync + std::fmt::Debug {
+    async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<(), StoreError>;
+    /// `None` when the object does not exist.
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError>;
+    async fn exists(&self, key: &str) -> Result<bool, StoreError>;
+    /// Reachability, for `/readyz`.
+    async fn check(&self) -> Result<(), StoreError>;
+}
+
+/// The hex SHA-256 of some bytes, which is a blob's name.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Kiln's view of the artifact store: blobs, manifests and logs.
+#[derive(Debug, Clone)]
+pub struct Artifacts {
+    inner: Arc<dyn ObjectStore>,
+}
+
+impl Artifacts {
+    pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
+        Self { inner }
+    }
+
+    /// Opens the configured backend.
+    pub async fn open(location: &ArtifactsLocation, s3: &S3Settings) -> Result<Self, StoreError> {
+        let inner: Arc<dyn ObjectStore> = match location {
+            ArtifactsLocation::File(root) => Arc::new(FsStore::new(root.clone())),
+            ArtifactsLocation::S3 { bucket, prefix } => {
+                Arc::new(S3Store::connect(bucket.clone(), prefix.clone(), s3).await)
+            }
+        };
+        Ok(Self { inner })
+    }
+
+    pub fn blob_key(hash: &str) -> String {
+        format!("blobs/sha256/{hash}")
+    }
+
+    pub fn manifest_key(version: VersionId, kind: ManifestKind) -> String {
+        format!("manifests/{version}/{}.json", kind.as_str())
+    }
+
+    pub fn log_key(version: VersionId) -> String {
+        format!("logs/{version}.log")
+    }
+
+    /// Stores a blob unless it is already there; returns its hash and whether it was uploaded.
+    pub async fn put_blob(&self, body: Bytes) -> Result<(String, bool), StoreError> {
+        let hash = sha256_hex(&body);
+        let key = Self::blob_key(&hash);
+        if self.inner.exists(&key).await? {
+            return Ok((hash, false));
+        }
+        self.inner.put(&key, body, "application/octet-stream").await?;
+        Ok((hash, true))
+    }
+
+    pub async fn get_blob(&self, hash: &str) -> Result<Bytes, StoreError> {
+        self.inner
+            .get(&Self::blob_key(hash))
+            .await?
+            .ok_or_else(|| StoreError::MissingBlob { hash: hash.to_owned() })
+    }
+
+    pub async fn has_blob(&self, hash: &str) -> Result<bool, StoreError> {
+        self.inner.exists(&Self::blob_key(hash)).await
+    }
+
+    pub async fn put_manifest(&self, key: &str, manifest: &Manifest) -> Result<(), StoreError> {
+        let body = serde_json::to_vec(manifest).expect("a manifest always serialises");
+        self.inner.put(key, Bytes::from(body), "application/json").await
+    }
+
+    /// `None` when there is no manifest under `key`.
+    pub async fn get_manifest(&self, key: &str) -> Result<Option<Manifest>, StoreError> {
+        let Some(body) = self.inner.get(key).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&body)
+            .map(Some)
+            .map_err(|e| StoreError::CorruptManifest {
+                key: key.to_owned(),
+                reason: e.to_string(),
+            })
+    }
+
+    pub async fn put_log(&self, version: VersionId, log: Bytes) -> Result<(), StoreError> {
+        self.inner.put(&Self::log_key(version), log, "text/plain; charset=utf-8").await
+    }
+
+    pub async fn get_log(&self, version: VersionId) -> Result<Option<Bytes>, StoreError> {
+        self.inner.get(&Self::log_key(version)).await
+    }
+
+    pub async fn check(&self) -> Result<(), StoreError> {
+        self.inner.check().await
+    }
+}

@@ -1,0 +1,130 @@
+use aws_sdk_s3::config::{BehaviorVersion, Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::Client;
+use bytes::Bytes;
+use secrecy::ExposeSecret;
+
+use super::{ObjectStore, StoreError};
+use crate::config::S3Settings;
+
+/// Objects in an S3 bucket (Cloudflare R2, Garage, AWS), under an optional key prefix.
+/// Path-style addressing, so any endpoint works without wildcard DNS.
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+    prefix: String,
+}
+
+impl S3Store {
+    /// Builds a client. Explicit keys win; otherwise the AWS default credential chain is used.
+    pub async fn connect(bucket: String, prefix: String, settings: &S3Settings) -> Self {
+        let region = Region::new(settings.region.clone());
+        let mut conf = match (&settings.access_key_id, &settings.secret_access_key) {
+            (Some(id), Some(secret)) => aws_sdk_s3::config::Builder::new()
+                .behavior_version(BehaviorVersion::latest())
+                .region(region)
+                .credentials_provider(aws_credential_types::Credentials::new(
+                    id.clone(),
+                    secret.expose_secret().to_owned(),
+                    None,
+                    None,
+                    "kiln-settings",
+                )),
+            _ => {
+                let shared = aws_config::defaults(BehaviorVersion::latest())
+                    .region(region)
+                    .load()
+                    .await;
+                aws_sdk_s3::config::Builder::from(&shared)
+            }
+        };
+        conf = conf
+            .force_path_style(true)
+            // R2 and Garage do not accept every checksum the SDK would add by default.
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+        if let Some(endpoint) = &settings.endpoint {
+            conf = conf.endpoint_url(endpoint);
+        }
+        Self {
+            client: Client::from_conf(conf.build()),
+            bucket,
+            prefix,
+        }
+    }
+
+    fn key(&self, key: &str) -> String {
+        if self.prefix.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}/{key}", self.prefix)
+        }
+    }
+}
+
+fn remote<E: std::error::Error>(key: &str, e: E) -> StoreError {
+    StoreError::Remote {
+        key: key.to_owned(),
+        reason: DisplayErrorContext(e).to_string(),
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for S3Store {
+    async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<(), StoreError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.key(key))
+            .content_type(content_type)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| remote(key, e))?;
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.key(key))
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+            Err(e) => return Err(remote(key, e)),
+        };
+        let body = out.body.collect().await.map_err(|e| remote(key, e))?;
+        Ok(Some(body.into_bytes()))
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(self.key(key))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(false),
+            Err(e) => Err(remote(key, e)),
+        }
+    }
+
+    async fn check(&self) -> Result<(), StoreError> {
+        self.client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map_err(|e| remote(&self.bucket, e))?;
+        Ok(())
+    }
+}
