@@ -78,12 +78,24 @@ kiln_pid_alive() {
     pid="$(head -n1 "$pidfile" | tr -dc '0-9')"
     [[ -n $pid ]] || return 1
     kill -0 "$pid" 2>/dev/null || return 1
+    # A zombie (exited, not yet reaped by its parent or by PID 1) is dead.
+    kiln_pid_is_zombie "$pid" && return 1
     if [[ -n $comm ]]; then
         actual="$(cat "/proc/$pid/comm" 2>/dev/null || true)"
         # comm is truncated to 15 characters by the kernel.
         [[ $actual == "${comm:0:15}"* ]] || return 1
     fi
     return 0
+}
+
+# True if PID is a zombie. (Daemons re-parented to PID 1 can linger as
+# zombies for a while in containers whose PID 1 reaps lazily.)
+kiln_pid_is_zombie() {
+    local stat
+    stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+    # The state letter follows the ")" that ends the command name.
+    stat="${stat##*) }"
+    [[ ${stat:0:1} == Z ]]
 }
 
 # kiln_stop_pidfile PIDFILE [COMM] [TIMEOUT_SECONDS]
@@ -99,9 +111,10 @@ kiln_stop_pidfile() {
     kill -TERM "$pid" 2>/dev/null || true
     for ((i = 0; i < timeout * 10; i++)); do
         kill -0 "$pid" 2>/dev/null || break
+        kiln_pid_is_zombie "$pid" && break
         sleep 0.1
     done
-    if kill -0 "$pid" 2>/dev/null; then
+    if kill -0 "$pid" 2>/dev/null && ! kiln_pid_is_zombie "$pid"; then
         kiln_log "pid $pid ($pidfile) ignored SIGTERM for ${timeout}s; sending SIGKILL"
         kill -KILL "$pid" 2>/dev/null || true
         sleep 0.2
@@ -378,15 +391,18 @@ start_postgres() {
     head -n1 "$pgdata/postmaster.pid" >"$dir/postgres.pid"
 }
 
-# stop_postgres DIR - fast shutdown (rolls back open transactions).
+# stop_postgres DIR [--immediate]
+# Default: fast shutdown (rolls back open transactions, writes a checkpoint).
+# --immediate: no checkpoint; quicker, for throwaway test clusters only.
 stop_postgres() {
-    local dir="$1" bin pgdata
+    local dir="$1" mode=fast bin pgdata
+    [[ ${2:-} == --immediate ]] && mode=immediate
     pgdata="$dir/pgdata"
     if [[ ! -d $dir ]]; then
         return 0
     fi
     if [[ -f $pgdata/postmaster.pid ]] && bin="$(pg_bin_dir)"; then
-        kiln_as_pg "$dir" "$bin/pg_ctl" stop -D "$pgdata" -m fast -w -t 60 >/dev/null 2>&1 || true
+        kiln_as_pg "$dir" "$bin/pg_ctl" stop -D "$pgdata" -m "$mode" -w -t 60 >/dev/null 2>&1 || true
     fi
     # If pg_ctl couldn't stop it (binaries gone, broken data dir), kill by pid.
     kiln_stop_pidfile "$dir/postgres.pid" postgres
@@ -532,7 +548,7 @@ EOF
     GARAGE_DEFAULT_ACCESS_KEY="$KILN_GARAGE_ACCESS_KEY" \
         GARAGE_DEFAULT_SECRET_KEY="$KILN_GARAGE_SECRET_KEY" \
         GARAGE_DEFAULT_BUCKET="$KILN_GARAGE_BUCKET" \
-        RUST_LOG="${KILN_GARAGE_LOG:-garage=info}" \
+        RUST_LOG="${KILN_GARAGE_LOG:-garage=info}" NO_COLOR=1 \
         nohup "$KILN_GARAGE_BIN" -c "$dir/garage.toml" server --single-node --default-bucket \
         >>"$dir/garage.log" 2>&1 </dev/null &
     echo $! >"$dir/garage.pid"
@@ -559,8 +575,11 @@ garage_check_bucket() {
     if ! command -v curl >/dev/null 2>&1 || ! curl --help all 2>/dev/null | grep -q -- --aws-sigv4; then
         return 0
     fi
-    code="$(curl -sS -o /dev/null -w '%{http_code}' \
+    # curl 7.88 doesn't add x-amz-content-sha256, which Garage requires:
+    # send the SHA-256 of the empty body (curl signs x-amz-* headers too).
+    code="$(curl -sS -o /dev/null -w '%{http_code}' --max-time 10 \
         --aws-sigv4 "aws:amz:auto:s3" \
+        -H "x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" \
         --user "$KILN_GARAGE_ACCESS_KEY:$KILN_GARAGE_SECRET_KEY" \
         "http://127.0.0.1:$s3_port/$KILN_GARAGE_BUCKET?list-type=2&max-keys=1")" || return 1
     [[ $code == 200 ]] || {

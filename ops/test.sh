@@ -11,7 +11,9 @@
 # and stops the services and removes their directory on exit. The exit status
 # is cargo's. Extra arguments go to cargo test, e.g.
 #
-#     ops/test.sh -p kiln-api -- --nocapture
+#     ops/test.sh -- --nocapture          # whole workspace
+#     ops/test.sh -p kiln-api some_test   # one package: --workspace is dropped,
+#                                         # since cargo would ignore -p with it
 #
 set -euo pipefail
 
@@ -40,7 +42,7 @@ for old in "$SERVICES_BASE"/*/; do
     kiln_log "removing leftovers of an earlier run: $old"
     stop_garage "$old/garage"
     stop_redis "$old/redis"
-    stop_postgres "$old/postgres"
+    stop_postgres "$old/postgres" --immediate
     rm -rf "$old"
 done
 
@@ -62,9 +64,15 @@ cleanup() {
     local status=$?
     # Don't let a failing stop hide cargo's status.
     set +e
+    # Interrupted while the tests run: stop cargo and the test binaries first.
+    if [[ -n ${CARGO_PID:-} ]] && kill -0 "$CARGO_PID" 2>/dev/null; then
+        pkill -TERM -P "$CARGO_PID" 2>/dev/null
+        kill -TERM "$CARGO_PID" 2>/dev/null
+        wait "$CARGO_PID" 2>/dev/null
+    fi
     stop_garage "$SERVICES_DIR/garage"
     stop_redis "$SERVICES_DIR/redis"
-    stop_postgres "$SERVICES_DIR/postgres"
+    stop_postgres "$SERVICES_DIR/postgres" --immediate
     rm -rf "$SERVICES_DIR"
     exit "$status"
 }
@@ -99,7 +107,25 @@ export KILN_TEST_PNPM_STORE="$KILN_TOOLS/test-pnpm-store"
 mkdir -p "$KILN_TEST_PNPM_STORE"
 
 # --- Tests --------------------------------------------------------------------
-kiln_log "running: cargo test --workspace $*"
+# `cargo test --workspace -p X` tests every package, so when the caller picks
+# packages with -p/--package, leave --workspace out.
+scope=(--workspace)
+for arg in "$@"; do
+    [[ $arg == -- ]] && break
+    case $arg in
+    -p | -p?* | --package | --package=*)
+        scope=()
+        break
+        ;;
+    esac
+done
+
+kiln_log "running: cargo test ${scope[*]} $*"
+# In the background plus `wait`, so that a SIGTERM is handled right away
+# (bash defers traps until a foreground command finishes).
+cargo test "${scope[@]}" "$@" &
+CARGO_PID=$!
 status=0
-cargo test --workspace "$@" || status=$?
+wait "$CARGO_PID" || status=$?
+CARGO_PID=""
 exit "$status"

@@ -1,0 +1,13 @@
+//! kiln-api: the HTTP front end of a Kiln farm. Two listeners: the API (`KILN_API_ADDR`) and the
+//! previews (`KILN_PREVIEW_ADDR`, a separate origin because preview content is untrusted).
+
+mod admission;
+mod auth;
+mod error;
+mod preview;
+mod routes;
+mod startup;
+mod state;
+mod views;
+
+pub use startup::Application;

@@ -51,14 +51,28 @@ impl Queue {
     }
 
     /// Claims the project's slot and queues the build in one atomic step.
-    pub async fn admit(&self, build: VersionId, user: &UserId, project: &ProjectId) -> Result<Admission, QueueError> {
+    /// Also records which project the preview `label` names.
+    pub async fn admit(
+        &self,
+        build: VersionId,
+        user: &UserId,
+        project: &ProjectId,
+        label: &str,
+    ) -> Result<Admission, QueueError> {
         let mut conn = self.pool.get().await?;
+        let project_ref = serde_json::to_string(&super::ProjectRef {
+            user_id: user.clone(),
+            project_id: project.clone(),
+        })
+        .expect("a project ref always serialises");
         let (queued, value): (i64, String) = ADMIT
             .key(self.keys.inflight(user.as_str(), project.as_str()))
             .key(self.keys.stream())
+            .key(self.keys.label(label))
             .arg(build.to_string())
             .arg(user.as_str())
             .arg(project.as_str())
+            .arg(project_ref)
             .invoke_async(&mut *conn)
             .await?;
         Ok(if queued == 1 {

@@ -1,0 +1,297 @@
+//! Admission of a build request: validate it into typed values, store its sources, record the
+//! version and queue it, with at most one queued-or-running build per project.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{stream, StreamExt, TryStreamExt};
+use kiln_shared::db::versions::{self, Metrics, NewVersion, Version};
+use kiln_shared::domain::{
+    BuildStatus, FileInput, GeneratorOutput, ProjectId, RelativePath, SourceFile, Step, UserId, VersionId,
+};
+use kiln_shared::preview::project_label;
+use kiln_shared::redis::Admission;
+use kiln_shared::store::{Artifacts, Manifest, ManifestKind};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The longest prompt kept, in bytes.
+const MAX_PROMPT_BYTES: usize = 100_000;
+
+/// The wire body of `POST /v1/builds` (and of the seed aliases, which use a subset).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BuildRequestBody {
+    pub user_id: Option<String>,
+    pub project_id: Option<String>,
+    pub prompt: Option<String>,
+    pub framework: Option<String>,
+    pub base_version_id: Option<String>,
+    pub files: Option<Vec<FileInput>>,
+    pub deleted: Option<Vec<String>>,
+    pub output: Option<GeneratorOutput>,
+}
+
+/// A build request, parsed.
+#[derive(Debug)]
+pub struct BuildRequest {
+    pub user: UserId,
+    pub project: ProjectId,
+    pub prompt: Option<String>,
+    pub framework: Option<String>,
+    pub base: Option<VersionId>,
+    /// `None` when the request carries no files at all.
+    pub files: Option<Vec<SourceFile>>,
+    pub deleted: Vec<RelativePath>,
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// What a client is told when its build is queued.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Queued {
+    pub build_id: VersionId,
+    pub status: BuildStatus,
+    pub user_id: UserId,
+    pub project_id: ProjectId,
+    pub status_url: String,
+    pub preview_url: String,
+    pub latest_url: String,
+}
+
+fn unprocessable(e: impl ToString) -> ApiError {
+    ApiError::Unprocessable(e.to_string())
+}
+
+impl BuildRequest {
+    pub fn parse(body: BuildRequestBody, limits: kiln_shared::domain::FileLimits) -> Result<Self, ApiError> {
+        let user = UserId::parse(body.user_id.as_deref().unwrap_or_default()).map_err(unprocessable)?;
+        let project = ProjectId::parse(body.project_id.as_deref().unwrap_or_default()).map_err(unprocessable)?;
+        let prompt = body.prompt.filter(|p| !p.trim().is_empty());
+        if prompt.as_ref().is_some_and(|p| p.len() > MAX_PROMPT_BYTES) {
+            return Err(unprocessable(format!("prompt is longer than {MAX_PROMPT_BYTES} bytes")));
+        }
+        let framework = body.framework.filter(|f| !f.is_empty());
+        if let Some(f) = &framework {
+            if f.len() > 32 || !f.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
+                return Err(unprocessable("framework must be up to 32 characters of a-z, 0-9, '-' or '.'"));
+            }
+        }
+        let base = body
+            .base_version_id
+            .filter(|b| !b.is_empty())
+            .map(|b| VersionId::parse_field("baseVersionId", &b))
+            .transpose()
+            .map_err(unprocessable)?;
+        let metadata = body.output.as_ref().map(GeneratorOutput::metadata_json);
+        let mut inputs: Vec<FileInput> = body.output.map(|o| o.merged_files()).unwrap_or_default();
+        let had_files = body.files.is_some() || !inputs.is_empty();
+        if let Some(files) = body.files {
+            // `files` replace same-path entries of `output`.
+            let given: std::collections::HashSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
+            inputs.retain(|f| !given.contains(f.path.as_str()));
+            inputs.extend(files);
+        }
+        let files = SourceFile::parse_all(&inputs, limits).map_err(unprocessable)?;
+        let deleted = body
+            .deleted
+            .unwrap_or_default()
+            .iter()
+            .map(|d| RelativePath::parse(d).map_err(|e| unprocessable(format!("deleted: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            user,
+            project,
+            prompt,
+            framework,
+            base,
+            files: had_files.then_some(files),
+            deleted,
+            metadata,
+        })
+    }
+}
+
+/// Admits a parsed request: the whole path of DESIGN.md's step 2.
+#[tracing::instrument(skip_all, fields(user_id = %req.user, project_id = %req.project, build_id))]
+pub async fn admit(state: &AppState, req: BuildRequest) -> Result<Queued, ApiError> {
+    let id = VersionId::new();
+    tracing::Span::current().record("build_id", tracing::field::display(id));
+
+    let base = resolve_base(state, &req).await?;
+    // Only a prompt: the generator writes the files in the builder.
+    let generate = req.files.is_none() && req.deleted.is_empty() && req.prompt.is_some();
+    if base.is_none() && req.files.as_ref().is_none_or(|f| f.is_empty()) && !generate {
+        return Err(unprocessable(
+            "a first build needs the project's files (files or output), or a prompt for the generator",
+        ));
+    }
+    if generate && state.settings.generator_cmd.is_none() {
+        return Err(unprocessable(
+            "this request has only a prompt, and this farm has no generator configured (KILN_GENERATOR_CMD); send files",
+        ));
+    }
+    if base.is_none() && !req.deleted.is_empty() {
+        return Err(unprocessable("deleted needs a base version, and this project has none"));
+    }
+
+    // Fast path for the common conflict: no upload, no row.
+    if let Some(holder) = live_holder(state, &req.user, &req.project).await? {
+        return Err(conflict(holder));
+    }
+
+    let source_key = Artifacts::manifest_key(id, ManifestKind::Source);
+    let manifest = source_manifest(state, base.as_ref(), &req).await?;
+    state.artifacts.put_manifest(&source_key, &manifest).await?;
+
+    let label = project_label(&req.user, &req.project);
+    versions::insert_queued(
+        &state.db,
+        &NewVersion {
+            id,
+            user_id: &req.user,
+            project_id: &req.project,
+            project_label: &label,
+            prompt: req.prompt.as_deref(),
+            framework: req.framework.as_deref(),
+            parent_version_id: base.as_ref().map(|b| b.id),
+            generate,
+            source_manifest_key: &source_key,
+            metadata: req.metadata.as_ref(),
+        },
+    )
+    .await?;
+
+    // Claim the slot and queue, atomically. A stale claim (its build is over) is released once.
+    for _ in 0..2 {
+        match state.queue.admit(id, &req.user, &req.project, &label).await {
+            Ok(Admission::Queued { .. }) => return Ok(queued(state, id, req.user, req.project)),
+            Ok(Admission::Conflict { holder }) => {
+                if holder_is_live(state, &holder).await? {
+                    versions::delete_unclaimed(&state.db, id).await?;
+                    return Err(conflict(holder));
+                }
+                tracing::warn!(stale = %holder, "releasing a stale in-flight claim");
+                state.queue.release(&holder, &req.user, &req.project).await?;
+            }
+            Err(e) => return Err(queue_unavailable(state, id, e).await),
+        }
+    }
+    versions::delete_unclaimed(&state.db, id).await?;
+    Err(ApiError::Unavailable {
+        what: "the in-flight claim",
+        cause: anyhow::anyhow!("the project's claim kept changing"),
+    })
+}
+
+fn conflict(holder: String) -> ApiError {
+    ApiError::Conflict {
+        message: format!("another build of this project is queued or running: {holder}"),
+        build_id: holder,
+    }
+}
+
+async fn queue_unavailable(state: &AppState, id: VersionId, e: kiln_shared::redis::QueueError) -> ApiError {
+    tracing::error!(error = %e, "the build queue is unavailable");
+    let reason = format!("the build queue is unavailable: {e}");
+    if let Err(db) = versions::mark_failed(&state.db, id, Step::Queue, &reason, &Metrics::default()).await {
+        tracing::error!(error = %db, "cannot record the failed admission");
+    }
+    ApiError::QueueUnavailable {
+        message: "the build queue is unavailable; the build was not queued and is recorded as failed".into(),
+        build_id: id.to_string(),
+    }
+}
+
+/// The build holding the project's slot, if it is still queued or running.
+async fn live_holder(state: &AppState, user: &UserId, project: &ProjectId) -> Result<Option<String>, ApiError> {
+    let Some(holder) = state.queue.inflight(user, project).await? else {
+        return Ok(None);
+    };
+    Ok(holder_is_live(state, &holder).await?.then_some(holder))
+}
+
+async fn holder_is_live(state: &AppState, holder: &str) -> Result<bool, ApiError> {
+    let Ok(id) = VersionId::parse(holder) else {
+        return Ok(false);
+    };
+    Ok(versions::get(&state.db, id)
+        .await?
+        .is_some_and(|v| !v.status.is_final()))
+}
+
+/// The version this build starts from: the given base (which must be a deployed version of
+/// this project) or the project's latest deployed version.
+async fn resolve_base(state: &AppState, req: &BuildRequest) -> Result<Option<Version>, ApiError> {
+    let Some(base_id) = req.base else {
+        return Ok(versions::latest_deployed(&state.db, &req.user, &req.project).await?);
+    };
+    let base = versions::get(&state.db, base_id)
+        .await?
+        .filter(|b| b.user_id == req.user && b.project_id == req.project)
+        .ok_or_else(|| {
+            unprocessable(format!(
+                "baseVersionId {base_id} is not a version of project {}/{}",
+                req.user, req.project
+            ))
+        })?;
+    if base.status != BuildStatus::Deployed {
+        return Err(unprocessable(format!(
+            "baseVersionId {base_id} is {}, not deployed",
+            base.status
+        )));
+    }
+    Ok(Some(base))
+}
+
+/// The new version's source tree: the base's, minus `deleted`, plus `files`. Uploads the new
+/// blobs (content-addressed: unchanged files cost nothing).
+async fn source_manifest(state: &AppState, base: Option<&Version>, req: &BuildRequest) -> Result<Manifest, ApiError> {
+    let mut manifest = match base.and_then(|b| b.source_manifest_key.as_deref()) {
+        Some(key) => state
+            .artifacts
+            .get_manifest(key)
+            .await?
+            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("source manifest {key} is missing")))?,
+        None => Manifest::default(),
+    };
+    for path in &req.deleted {
+        if manifest.files.remove(path.as_str()).is_none() {
+            return Err(unprocessable(format!("deleted path {path} is not in the base version")));
+        }
+    }
+    let files = req.files.as_deref().unwrap_or_default();
+    let artifacts = Arc::new(state.artifacts.clone());
+    let uploaded: BTreeMap<String, (String, u64)> = stream::iter(files.iter().map(|f| {
+        let artifacts = artifacts.clone();
+        let path = f.path.to_string();
+        let body = Bytes::from(f.content.clone());
+        async move {
+            let size = body.len() as u64;
+            let (hash, _) = artifacts.put_blob(body).await?;
+            Ok::<_, ApiError>((path, (hash, size)))
+        }
+    }))
+    .buffer_unordered(16)
+    .try_collect()
+    .await?;
+    for (path, (hash, size)) in uploaded {
+        manifest.insert(&path, hash, size);
+    }
+    Ok(manifest)
+}
+
+fn queued(state: &AppState, id: VersionId, user: UserId, project: ProjectId) -> Queued {
+    Queued {
+        build_id: id,
+        status: BuildStatus::Queued,
+        status_url: format!("/v1/builds/{id}"),
+        preview_url: state.urls.version_url(id),
+        latest_url: state.urls.latest_url(&user, &project),
+        user_id: user,
+        project_id: project,
+    }
+}

@@ -1,0 +1,121 @@
+//! The API's one error type, mapped to HTTP status once. Every error body is
+//! `{"error": "<what is wrong>", ...}`; internal causes are logged and answered with an opaque 500.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use kiln_shared::db::DbError;
+use kiln_shared::redis::QueueError;
+use kiln_shared::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed (bad JSON, bad query, bad id in the path).
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// Another build of the project is queued or running.
+    #[error("{message}")]
+    Conflict { message: String, build_id: String },
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// Well-formed but not acceptable (a path that escapes, too many files, an unknown base...).
+    #[error("{0}")]
+    Unprocessable(String),
+    /// The queue could not take the build; the build is recorded as failed.
+    #[error("{message}")]
+    QueueUnavailable { message: String, build_id: String },
+    /// A dependency (Redis, Postgres, the artifact store) cannot be reached.
+    #[error("{what} is unavailable")]
+    Unavailable {
+        what: &'static str,
+        #[source]
+        cause: anyhow::Error,
+    },
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn internal(e: impl Into<anyhow::Error>) -> Self {
+        ApiError::Internal(e.into())
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        if e.is_unavailable() {
+            ApiError::Unavailable {
+                what: "postgres",
+                cause: e.into(),
+            }
+        } else {
+            ApiError::Internal(e.into())
+        }
+    }
+}
+
+impl From<QueueError> for ApiError {
+    fn from(e: QueueError) -> Self {
+        match e {
+            QueueError::Malformed { .. } => ApiError::Internal(e.into()),
+            _ => ApiError::Unavailable {
+                what: "redis",
+                cause: e.into(),
+            },
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Io { .. } | StoreError::Remote { .. } => ApiError::Unavailable {
+                what: "the artifact store",
+                cause: e.into(),
+            },
+            _ => ApiError::Internal(e.into()),
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::QueueUnavailable { .. } | ApiError::Unavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let body = match self {
+            ApiError::Conflict { message, build_id } | ApiError::QueueUnavailable { message, build_id } => {
+                serde_json::json!({ "error": message, "buildId": build_id })
+            }
+            ApiError::Unavailable { what, cause } => {
+                tracing::warn!(error = format!("{cause:#}"), "{what} is unavailable");
+                serde_json::json!({ "error": self.to_string() })
+            }
+            ApiError::Internal(cause) => {
+                tracing::error!(error = format!("{cause:#}"), "internal error");
+                serde_json::json!({ "error": "internal error" })
+            }
+            other => serde_json::json!({ "error": other.to_string() }),
+        };
+        let mut res = HttpResponse::build(self.status_code());
+        if matches!(self, ApiError::Unauthorized(_)) {
+            res.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        res.json(body)
+    }
+}

@@ -1,0 +1,181 @@
+//! The preview server: host-based routing to one version (`<versionId>.<domain>`) or a
+//! project's latest (`<label>.<domain>`), files from the artifact store, SPA fallback.
+
+use std::sync::Arc;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{web, HttpRequest, HttpResponse};
+use kiln_shared::db::versions;
+use kiln_shared::domain::{BuildStatus, VersionId};
+use kiln_shared::store::{Manifest, ManifestEntry};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+const REVALIDATE: &str = "no-cache";
+
+fn not_found(message: impl Into<String>) -> HttpResponse {
+    HttpResponse::NotFound()
+        .content_type("text/plain; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, REVALIDATE))
+        .body(message.into())
+}
+
+/// Serves any request that reaches the preview listener.
+#[tracing::instrument(skip_all, fields(host, path = %req.path()))]
+pub async fn serve(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or(req.uri().authority().map(|a| a.as_str()))
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    tracing::Span::current().record("host", host.as_str());
+    let Some(label) = state.urls.label_of_host(&host) else {
+        return Ok(not_found(format!("unknown preview host {host:?}")));
+    };
+    let (version, cache) = if let Ok(id) = VersionId::parse(label) {
+        (id, IMMUTABLE)
+    } else {
+        match latest_of_label(&state, label).await? {
+            Some(id) => (id, REVALIDATE),
+            None => return Ok(not_found(format!("no deployed version for {label}"))),
+        }
+    };
+    let Some(manifest) = output_manifest(&state, version).await? else {
+        return Ok(not_found(format!("version {version} is not deployed")));
+    };
+    let Some((path, entry)) = resolve(&manifest, req.path()) else {
+        return Ok(not_found(format!("{} not found in version {version}", req.path())));
+    };
+    let etag = format!("\"{}\"", entry.hash);
+    if req.headers().get(header::IF_NONE_MATCH).is_some_and(|v| v.as_bytes() == etag.as_bytes()) {
+        return Ok(HttpResponse::NotModified()
+            .insert_header((header::ETAG, etag))
+            .insert_header((header::CACHE_CONTROL, cache))
+            .finish());
+    }
+    let body = state.artifacts.get_blob(&entry.hash).await?;
+    tracing::debug!(%version, file = path, "served");
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, HeaderValue::from_str(&entry.content_type).unwrap_or(HeaderValue::from_static("application/octet-stream"))))
+        .insert_header((header::ETAG, etag))
+        .insert_header((header::CACHE_CONTROL, cache))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header(("X-Kiln-Version", version.to_string()))
+        .body(body))
+}
+
+/// The latest version of the project a label names: the label's project from Redis (Postgres
+/// when Redis has nothing), then its KV pointer (Postgres when the KV has nothing).
+async fn latest_of_label(state: &AppState, label: &str) -> Result<Option<VersionId>, ApiError> {
+    let project = match state.queue.label(label).await? {
+        Some(p) => Some((p.user_id, p.project_id)),
+        None => versions::project_by_label(&state.db, label).await?,
+    };
+    let Some((user, project)) = project else {
+        return Ok(None);
+    };
+    if let Some(p) = state.queue.latest(&user, &project).await? {
+        return Ok(Some(p.latest_version_id));
+    }
+    Ok(versions::latest_deployed(&state.db, &user, &project).await?.map(|v| v.id))
+}
+
+/// A deployed version's output manifest (both cached: a deployed version never changes).
+async fn output_manifest(state: &AppState, id: VersionId) -> Result<Option<Arc<Manifest>>, ApiError> {
+    let key = match state.cache.manifest_key(id) {
+        Some(k) => k,
+        None => {
+            let Some(v) = versions::get(&state.db, id).await? else {
+                return Ok(None);
+            };
+            let (BuildStatus::Deployed, Some(key)) = (v.status, v.output_manifest_key) else {
+                return Ok(None);
+            };
+            state.cache.put_manifest_key(id, key.clone());
+            key
+        }
+    };
+    if let Some(m) = state.cache.manifest(&key) {
+        return Ok(Some(m));
+    }
+    let Some(m) = state.artifacts.get_manifest(&key).await? else {
+        return Err(ApiError::internal(anyhow::anyhow!("output manifest {key} is missing")));
+    };
+    let m = Arc::new(m);
+    state.cache.put_manifest(key, m.clone());
+    Ok(Some(m))
+}
+
+/// The file a URL path names: the file itself, a directory's `index.html`, or (for a path with
+/// no extension, as client-side routes have) the SPA fallback `/index.html`.
+fn resolve<'m>(manifest: &'m Manifest, url_path: &str) -> Option<(&'m str, &'m ManifestEntry)> {
+    let decoded = percent_decode(url_path)?;
+    let path = decoded.trim_start_matches('/');
+    if path.split('/').any(|s| s == "..") {
+        return None;
+    }
+    let lookup = |p: &str| manifest.files.get_key_value(p).map(|(k, v)| (k.as_str(), v));
+    let candidates = if path.is_empty() || path.ends_with('/') {
+        vec![format!("{path}index.html")]
+    } else {
+        vec![path.to_owned(), format!("{path}/index.html"), format!("{path}.html")]
+    };
+    if let Some(hit) = candidates.iter().find_map(|c| lookup(c)) {
+        return Some(hit);
+    }
+    let last = path.rsplit('/').next().unwrap_or_default();
+    if !last.contains('.') {
+        return lookup("index.html");
+    }
+    None
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok().filter(|s| !s.contains('\0'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(paths: &[&str]) -> Manifest {
+        let mut m = Manifest::default();
+        for p in paths {
+            m.insert(p, format!("h-{p}"), 1);
+        }
+        m
+    }
+
+    #[test]
+    fn resolves_files_directories_and_spa_routes() {
+        let m = manifest(&["index.html", "assets/app.js", "docs/index.html", "about.html", "a b.txt"]);
+        let r = |p: &str| resolve(&m, p).map(|(k, _)| k.to_owned());
+        assert_eq!(r("/").as_deref(), Some("index.html"));
+        assert_eq!(r("/assets/app.js").as_deref(), Some("assets/app.js"));
+        assert_eq!(r("/docs/").as_deref(), Some("docs/index.html"));
+        assert_eq!(r("/docs").as_deref(), Some("docs/index.html"));
+        assert_eq!(r("/about").as_deref(), Some("about.html"));
+        assert_eq!(r("/a%20b.txt").as_deref(), Some("a b.txt"));
+        assert_eq!(r("/settings/profile").as_deref(), Some("index.html"));
+        assert_eq!(r("/assets/missing.js"), None);
+        assert_eq!(r("/../etc/passwd"), None);
+        assert_eq!(r("/%zz"), None);
+    }
+}

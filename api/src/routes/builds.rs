@@ -1,0 +1,163 @@
+//! `POST /v1/builds`, `GET /v1/builds/{id}`, `GET /v1/builds`, and the seed aliases.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use kiln_shared::db::versions::{self, ListFilter};
+use kiln_shared::domain::{BuildStatus, ProjectId, UserId, VersionId};
+use kiln_shared::redis::IdempotencyRecord;
+use kiln_shared::store::sha256_hex;
+use serde::Deserialize;
+
+use super::{json_body, limit, query};
+use crate::admission::{self, BuildRequest, BuildRequestBody};
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::views::BuildView;
+
+const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/builds", web::post().to(create))
+        .route("/builds", web::get().to(list))
+        .route("/builds/{id}", web::get().to(get));
+}
+
+/// How a request reached admission: the Kiln API or one of the seed's routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    Kiln,
+    SeedNewProject,
+    SeedRebuild,
+}
+
+async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    submit(&req, &body, &state, Flavour::Kiln).await
+}
+
+/// `POST /build-preview-for-new-project`
+pub async fn seed_new_project(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    submit(&req, &body, &state, Flavour::SeedNewProject).await
+}
+
+/// `POST /rebuild-preview`
+pub async fn seed_rebuild(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    submit(&req, &body, &state, Flavour::SeedRebuild).await
+}
+
+/// Admission with idempotency: the same key and body replays the first answer; the same key with
+/// another body is a 422.
+async fn submit(req: &HttpRequest, body: &web::Bytes, state: &AppState, flavour: Flavour) -> Result<HttpResponse, ApiError> {
+    let key = match req.headers().get(IDEMPOTENCY_HEADER) {
+        None => None,
+        Some(v) => {
+            let k = v
+                .to_str()
+                .ok()
+                .filter(|k| !k.is_empty() && k.len() <= 255)
+                .ok_or_else(|| ApiError::BadRequest("Idempotency-Key must be 1-255 visible characters".into()))?;
+            Some(k.to_owned())
+        }
+    };
+    let body_hash = sha256_hex(body);
+    if let Some(key) = &key {
+        if let Some(record) = state.idempotency.get(key).await? {
+            if record.body_hash != body_hash {
+                return Err(ApiError::Unprocessable(
+                    "this Idempotency-Key was already used with a different request body".into(),
+                ));
+            }
+            let status = StatusCode::from_u16(record.status).unwrap_or(StatusCode::ACCEPTED);
+            return Ok(HttpResponse::build(status)
+                .insert_header(("Idempotent-Replayed", "true"))
+                .json(record.response));
+        }
+    }
+
+    let parsed: BuildRequestBody = json_body(body)?;
+    let request = BuildRequest::parse(parsed, state.settings.file_limits())?;
+    if flavour == Flavour::SeedRebuild
+        && request.base.is_none()
+        && versions::latest_deployed(&state.db, &request.user, &request.project).await?.is_none()
+    {
+        return Err(ApiError::Unprocessable(format!(
+            "project {}/{} has no deployed version to rebuild; use /build-preview-for-new-project",
+            request.user, request.project
+        )));
+    }
+    let queued = admission::admit(state, request).await?;
+    let mut response = serde_json::to_value(&queued).expect("a response always serialises");
+    if flavour != Flavour::Kiln {
+        // The seed's answer had `success` and `versionId`; a build id is a version id.
+        response["success"] = true.into();
+        response["versionId"] = queued.build_id.to_string().into();
+    }
+    if let Some(key) = &key {
+        let record = IdempotencyRecord {
+            body_hash,
+            status: StatusCode::ACCEPTED.as_u16(),
+            response: response.clone(),
+        };
+        if let Err(e) = state.idempotency.put(key, &record).await {
+            tracing::warn!(error = %e, "cannot store the idempotency record");
+        }
+    }
+    Ok(HttpResponse::Accepted()
+        .insert_header(("Location", queued.status_url.as_str()))
+        .json(response))
+}
+
+/// Parses a build id from the path.
+pub fn path_id(raw: &str) -> Result<VersionId, ApiError> {
+    VersionId::parse_field("build id", raw).map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
+async fn get(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let id = path_id(&path)?;
+    let version = versions::get(&state.db, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("build {id} not found")))?;
+    Ok(HttpResponse::Ok().json(BuildView::new(version, &state.urls)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ListQuery {
+    user_id: Option<String>,
+    project_id: Option<String>,
+    status: Option<String>,
+    limit: Option<i64>,
+    before: Option<String>,
+}
+
+fn bad(e: impl ToString) -> ApiError {
+    ApiError::BadRequest(e.to_string())
+}
+
+async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let q: ListQuery = query(&req)?;
+    let filter = ListFilter {
+        user_id: q.user_id.as_deref().map(UserId::parse).transpose().map_err(bad)?,
+        project_id: q.project_id.as_deref().map(ProjectId::parse).transpose().map_err(bad)?,
+        status: q.status.as_deref().map(str::parse::<BuildStatus>).transpose().map_err(bad)?,
+        before: q
+            .before
+            .as_deref()
+            .map(|b| VersionId::parse_field("before", b))
+            .transpose()
+            .map_err(bad)?,
+        limit: limit(q.limit)?,
+    };
+    let rows = versions::list(&state.db, &filter).await?;
+    Ok(HttpResponse::Ok().json(page("builds", rows, filter.limit, &state)))
+}
+
+/// `{"<name>": [...], "nextCursor": <id of the last row when the page is full>}`
+pub fn page(name: &str, rows: Vec<versions::Version>, limit: i64, state: &AppState) -> serde_json::Value {
+    let next = (rows.len() as i64 == limit).then(|| rows.last().map(|v| v.id.to_string())).flatten();
+    let views: Vec<BuildView> = rows.into_iter().map(|v| BuildView::new(v, &state.urls)).collect();
+    serde_json::json!({ name: views, "nextCursor": next })
+}

@@ -1,0 +1,111 @@
+//! `GET /openapi.json`: the API's OpenAPI 3.1 description, built from [`ROUTES`], the same table
+//! the tests walk to check every documented route is served.
+
+use actix_web::HttpResponse;
+use serde_json::{json, Value};
+
+/// One documented route: method, path, summary, whether it needs authentication, its answers.
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub summary: &'static str,
+    pub auth: bool,
+    pub responses: &'static [(u16, &'static str)],
+}
+
+const ERRORS: &[(u16, &str)] = &[(400, "malformed request"), (401, "missing or wrong credentials")];
+
+pub const ROUTES: &[Route] = &[
+    Route { method: "get", path: "/healthz", summary: "The process is alive", auth: false, responses: &[(200, "alive")] },
+    Route {
+        method: "get",
+        path: "/readyz",
+        summary: "Redis, Postgres and the artifact store are reachable",
+        auth: false,
+        responses: &[(200, "ready"), (503, "a dependency is unreachable; the error names it")],
+    },
+    Route { method: "get", path: "/openapi.json", summary: "This document", auth: false, responses: &[(200, "OpenAPI 3.1")] },
+    Route {
+        method: "post",
+        path: "/v1/builds",
+        summary: "Queue a build: a first build with the full tree, or a rebuild with a delta over baseVersionId (default: latest)",
+        auth: true,
+        responses: &[
+            (202, "queued: {buildId, status, userId, projectId, statusUrl, previewUrl, latestUrl}"),
+            (409, "another build of the project is queued or running: {error, buildId}"),
+            (413, "the body is over the size cap"),
+            (422, "invalid ids, paths, files, base version, or a reused Idempotency-Key with another body"),
+            (503, "the queue is unavailable: the build is recorded failed, {error, buildId}"),
+        ],
+    },
+    Route {
+        method: "get",
+        path: "/v1/builds",
+        summary: "List builds newest first; query userId, projectId, status, limit (1-100), before (cursor)",
+        auth: true,
+        responses: &[(200, "{builds, nextCursor}")],
+    },
+    Route {
+        method: "get",
+        path: "/v1/builds/{id}",
+        summary: "One build (= version) with its status, error, failed step and metrics",
+        auth: true,
+        responses: &[(200, "the build"), (404, "unknown build")],
+    },
+    Route {
+        method: "get",
+        path: "/v1/projects/{userId}/{projectId}/versions",
+        summary: "A project's versions newest first",
+        auth: true,
+        responses: &[(200, "{versions, nextCursor}")],
+    },
+    Route {
+        method: "get",
+        path: "/v1/projects/{userId}/{projectId}/latest",
+        summary: "The project's latest pointer (KV first, then Postgres)",
+        auth: true,
+        responses: &[(200, "{latestVersionId, previewUrl, latestUrl, timestamp}"), (404, "no deployed version")],
+    },
+    Route {
+        method: "post",
+        path: "/build-preview-for-new-project",
+        summary: "Seed-compatible alias of POST /v1/builds",
+        auth: true,
+        responses: &[(202, "queued, plus {success, versionId}")],
+    },
+    Route {
+        method: "post",
+        path: "/rebuild-preview",
+        summary: "Seed-compatible alias of POST /v1/builds for a project that has a deployed version",
+        auth: true,
+        responses: &[(202, "queued, plus {success, versionId}")],
+    },
+];
+
+pub fn document() -> Value {
+    let mut paths = serde_json::Map::new();
+    for r in ROUTES {
+        let mut responses = serde_json::Map::new();
+        let extra = if r.auth { ERRORS } else { &[] };
+        for (code, what) in r.responses.iter().chain(extra) {
+            responses.insert(code.to_string(), json!({ "description": what }));
+        }
+        let security = if r.auth { json!([{ "bearer": [] }, { "hmac": [] }]) } else { json!([]) };
+        let entry = paths.entry(r.path.to_owned()).or_insert_with(|| json!({}));
+        entry[r.method] = json!({ "summary": r.summary, "security": security, "responses": responses });
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": { "title": "Kiln", "version": env!("CARGO_PKG_VERSION") },
+        "components": { "securitySchemes": {
+            "bearer": { "type": "http", "scheme": "bearer" },
+            "hmac": { "type": "apiKey", "in": "header", "name": "X-Kiln-Signature",
+                      "description": "sha256=<hex HMAC-SHA256(secret, \"{X-Kiln-Timestamp}.{METHOD}.{path_and_query}.{body}\")>" }
+        }},
+        "paths": paths,
+    })
+}
+
+pub async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().json(document())
+}

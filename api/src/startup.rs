@@ -1,0 +1,145 @@
+//! `Application::build(settings)` binds both listeners, connects to Redis, Postgres and the
+//! artifact store, applies migrations, and returns a server to run.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+use kiln_shared::config::Settings;
+use kiln_shared::preview::PreviewUrls;
+use kiln_shared::redis::{Idempotency, Keys, Queue};
+use kiln_shared::store::Artifacts;
+use tracing_actix_web::TracingLogger;
+
+use crate::auth::authenticate;
+use crate::error::ApiError;
+use crate::routes::{builds, health, openapi, projects};
+use crate::state::{AppState, ImmutableCache};
+
+pub struct Application {
+    port: u16,
+    preview_port: u16,
+    api: Server,
+    preview: Server,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        settings.require_api()?;
+        let api_listener = TcpListener::bind(&settings.api_addr)
+            .with_context(|| format!("KILN_API_ADDR: cannot listen on {}", settings.api_addr))?;
+        let preview_listener = TcpListener::bind(&settings.preview_addr)
+            .with_context(|| format!("KILN_PREVIEW_ADDR: cannot listen on {}", settings.preview_addr))?;
+        let port = api_listener.local_addr()?.port();
+        let preview_port = preview_listener.local_addr()?.port();
+
+        let db = kiln_shared::db::connect(&settings.database_url, 20)?;
+        kiln_shared::db::migrate(&db).await.context("applying migrations")?;
+        let pool = kiln_shared::redis::connect(&settings.redis_url, 64)?;
+        let keys = Keys::new(settings.redis_prefix.clone());
+        let artifacts = Artifacts::open(&settings.artifacts, &settings.s3).await?;
+        let urls = PreviewUrls {
+            scheme: settings.preview_scheme.clone(),
+            domain: settings.preview_domain.clone(),
+            port: Some(settings.preview_public_port.unwrap_or(preview_port)),
+        };
+        let max_body = settings.max_body_bytes;
+        let state = web::Data::new(AppState {
+            settings: Arc::new(settings),
+            db,
+            queue: Queue::new(pool.clone(), keys.clone()),
+            idempotency: Idempotency::new(pool, keys),
+            artifacts,
+            urls,
+            cache: Arc::new(ImmutableCache::default()),
+        });
+
+        let api_state = state.clone();
+        let api = HttpServer::new(move || {
+            App::new()
+                .wrap(TracingLogger::default())
+                .app_data(api_state.clone())
+                .app_data(web::PayloadConfig::new(max_body))
+                .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()))
+                .route("/healthz", web::get().to(health::healthz))
+                .route("/readyz", web::get().to(health::readyz))
+                .route("/openapi.json", web::get().to(openapi::openapi))
+                .service(
+                    web::scope("/v1")
+                        .wrap(from_fn(authenticate))
+                        .configure(builds::configure)
+                        .configure(projects::configure),
+                )
+                .service(
+                    web::resource("/build-preview-for-new-project")
+                        .wrap(from_fn(authenticate))
+                        .route(web::post().to(builds::seed_new_project)),
+                )
+                .service(
+                    web::resource("/rebuild-preview")
+                        .wrap(from_fn(authenticate))
+                        .route(web::post().to(builds::seed_rebuild)),
+                )
+                .default_service(web::to(|| async {
+                    Err::<actix_web::HttpResponse, _>(ApiError::NotFound("no such route; see /openapi.json".into()))
+                }))
+        })
+        .listen(api_listener)?
+        .disable_signals()
+        .run();
+
+        let preview = HttpServer::new(move || {
+            App::new()
+                .wrap(TracingLogger::default())
+                .app_data(state.clone())
+                .default_service(web::to(crate::preview::serve))
+        })
+        .listen(preview_listener)?
+        .disable_signals()
+        .run();
+
+        Ok(Self {
+            port,
+            preview_port,
+            api,
+            preview,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn preview_port(&self) -> u16 {
+        self.preview_port
+    }
+
+    /// Runs both servers until SIGINT/SIGTERM, then stops them gracefully (in-flight requests
+    /// finish).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let api = self.api.handle();
+        let preview = self.preview.handle();
+        let signals = async {
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            futures::join!(api.stop(true), preview.stop(true));
+        };
+        let servers = async { futures::try_join!(self.api, self.preview).map(|_| ()) };
+        tokio::select! {
+            r = servers => r,
+            () = signals => Ok(()),
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,57 @@
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use kiln_shared::config::Settings;
+use kiln_shared::db::PgPool;
+use kiln_shared::domain::VersionId;
+use kiln_shared::preview::PreviewUrls;
+use kiln_shared::redis::{Idempotency, Queue};
+use kiln_shared::store::{Artifacts, Manifest};
+
+/// What every handler can reach. Cloned per worker thread (everything inside is shared).
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub db: PgPool,
+    pub queue: Queue,
+    pub idempotency: Idempotency,
+    pub artifacts: Artifacts,
+    pub urls: PreviewUrls,
+    pub cache: Arc<ImmutableCache>,
+}
+
+/// Caches of things that never change once written: a deployed version's output manifest key
+/// and the manifests themselves. Bounded: when full it is emptied (a cache, not state).
+#[derive(Debug, Default)]
+pub struct ImmutableCache {
+    manifest_keys: Mutex<HashMap<VersionId, String>>,
+    manifests: Mutex<HashMap<String, Arc<Manifest>>>,
+}
+
+const CACHE_ENTRIES: usize = 1024;
+
+fn bounded_insert<K: std::hash::Hash + Eq, V>(map: &Mutex<HashMap<K, V>>, k: K, v: V) {
+    let mut map = map.lock().expect("cache lock poisoned");
+    if map.len() >= CACHE_ENTRIES {
+        map.clear();
+    }
+    map.insert(k, v);
+}
+
+impl ImmutableCache {
+    pub fn manifest_key(&self, id: VersionId) -> Option<String> {
+        self.manifest_keys.lock().expect("cache lock poisoned").get(&id).cloned()
+    }
+
+    pub fn put_manifest_key(&self, id: VersionId, key: String) {
+        bounded_insert(&self.manifest_keys, id, key);
+    }
+
+    pub fn manifest(&self, key: &str) -> Option<Arc<Manifest>> {
+        self.manifests.lock().expect("cache lock poisoned").get(key).cloned()
+    }
+
+    pub fn put_manifest(&self, key: String, manifest: Arc<Manifest>) {
+        bounded_insert(&self.manifests, key, manifest);
+    }
+}
