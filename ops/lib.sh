@@ -236,9 +236,10 @@ ensure_garage() {
     # it rather than start a second build into the same directory.
     if pgrep -f "cargo install garage@$KILN_GARAGE_VERSION .*--root $root" >/dev/null 2>&1; then
         kiln_log "a cargo install of Garage $KILN_GARAGE_VERSION is already running (log: $log); waiting for it"
-        while [[ ! -x $bin ]] &&
-            pgrep -f "cargo install garage@$KILN_GARAGE_VERSION .*--root $root" >/dev/null 2>&1; do
-            sleep 5
+        # Wait for the process to end rather than for the file to appear, so
+        # that a binary still being copied into place is never run.
+        while pgrep -f "cargo install garage@$KILN_GARAGE_VERSION .*--root $root" >/dev/null 2>&1; do
+            sleep 2
         done
         if [[ -x $bin ]]; then
             return 0

@@ -1,0 +1,18 @@
+//! kiln-builder: the daemon that consumes the build stream and runs builds.
+//!
+//! - [`daemon`]: the consumer loop (`run(settings, shutdown)`) and a [`Builder`] tests can step.
+//! - `job`: one build from claim to record: fetch, generate, install, build, output, upload.
+//! - `process`: untrusted child processes: process group, scrubbed environment, wall-clock
+//!   limit, bounded log capture, the whole tree killed at the end.
+//! - `workspace`, `detect`, `publish`, `generator`: the stations of a build.
+
+pub mod daemon;
+mod detect;
+mod generator;
+mod job;
+mod log;
+mod process;
+mod publish;
+mod workspace;
+
+pub use daemon::{run, Builder, StepOutcome};

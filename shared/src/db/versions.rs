@@ -258,7 +258,7 @@ pub async fn mark_deployed(pool: &PgPool, id: VersionId, d: &Deployed<'_>) -> Re
     sqlx::query(
         "update versions set status = 'deployed', finished_at = now(),
              source_manifest_key = $2, output_manifest_key = $3,
-             framework = coalesce($4, framework), node_version = $5, pnpm_version = $6,
+             framework = coalesce(framework, $4), node_version = $5, pnpm_version = $6,
              metadata = coalesce($7, metadata),
              generate_ms = $8, install_ms = $9, build_ms = $10, upload_ms = $11,
              output_bytes = $12, file_count = $13,

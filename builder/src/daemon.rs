@@ -1,0 +1,181 @@
+//! The daemon: `concurrency` workers, each reading one build at a time from the stream's
+//! consumer group and running it. Shutdown stops claiming; builds in progress finish.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use kiln_shared::config::Settings;
+use kiln_shared::db::PgPool;
+use kiln_shared::domain::VersionId;
+use kiln_shared::preview::PreviewUrls;
+use kiln_shared::redis::{Job, Keys, Queue};
+use kiln_shared::store::Artifacts;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::job;
+
+/// How long one read waits for a build before checking for shutdown.
+const BLOCK: Duration = Duration::from_secs(2);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// node and pnpm versions, recorded with every version for deterministic rebuilds.
+#[derive(Debug, Clone, Default)]
+pub struct Toolchain {
+    pub node: Option<String>,
+    pub pnpm: Option<String>,
+}
+
+/// What one step of a worker did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepOutcome {
+    /// A build was taken and its outcome recorded.
+    Built(VersionId),
+    /// Nothing was waiting.
+    Empty,
+}
+
+/// One daemon's connections and settings.
+#[derive(Debug)]
+pub struct Builder {
+    pub(crate) settings: Arc<Settings>,
+    pub(crate) db: PgPool,
+    pub(crate) queue: Queue,
+    pub(crate) artifacts: Artifacts,
+    pub(crate) urls: PreviewUrls,
+    pub(crate) toolchain: Toolchain,
+    consumer: String,
+}
+
+impl Builder {
+    /// Connects to Postgres (applying migrations), Redis and the artifact store, and creates
+    /// the consumer group.
+    pub async fn connect(settings: Settings) -> anyhow::Result<Self> {
+        let db = kiln_shared::db::connect(&settings.database_url, (settings.builder_concurrency as u32) + 2)?;
+        kiln_shared::db::migrate(&db).await.context("applying migrations")?;
+        let pool = kiln_shared::redis::connect(&settings.redis_url, settings.builder_concurrency + 4)?;
+        let queue = Queue::new(pool, Keys::new(settings.redis_prefix.clone()));
+        queue.ensure_group().await.context("creating the consumer group")?;
+        let artifacts = Artifacts::open(&settings.artifacts, &settings.s3).await?;
+        for dir in [&settings.work_dir, &settings.pnpm_store] {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let preview_port = settings
+            .preview_public_port
+            .or_else(|| settings.preview_addr.rsplit_once(':').and_then(|(_, p)| p.parse().ok()));
+        let urls = PreviewUrls {
+            scheme: settings.preview_scheme.clone(),
+            domain: settings.preview_domain.clone(),
+            port: preview_port,
+        };
+        let consumer = settings.builder_id.clone().unwrap_or_else(default_consumer);
+        let toolchain = Toolchain {
+            node: version_of("node").await,
+            pnpm: version_of("pnpm").await,
+        };
+        if toolchain.pnpm.is_none() {
+            tracing::warn!("pnpm is not on PATH: builds with a package.json will fail at install");
+        }
+        tracing::info!(consumer, node = ?toolchain.node, pnpm = ?toolchain.pnpm, "builder connected");
+        Ok(Self {
+            settings: Arc::new(settings),
+            db,
+            queue,
+            artifacts,
+            urls,
+            toolchain,
+            consumer,
+        })
+    }
+
+    pub fn consumer(&self) -> &str {
+        &self.consumer
+    }
+
+    pub(crate) fn pnpm_cache_dir(&self) -> PathBuf {
+        self.settings.pnpm_store.with_extension("cache")
+    }
+
+    /// The next new build for this daemon, waiting up to `block`.
+    pub async fn next_job(&self, block: Duration) -> anyhow::Result<Option<Job>> {
+        Ok(self.queue.read(&self.consumer, block.as_millis() as usize).await?)
+    }
+
+    /// Runs a claimed job to its recorded outcome.
+    pub async fn execute(&self, job: &Job) -> anyhow::Result<VersionId> {
+        job::execute(self, job).await
+    }
+
+    /// Takes and runs at most one build.
+    pub async fn step(&self, block: Duration) -> anyhow::Result<StepOutcome> {
+        match self.next_job(block).await? {
+            Some(job) => self.execute(&job).await.map(StepOutcome::Built),
+            None => Ok(StepOutcome::Empty),
+        }
+    }
+}
+
+fn default_consumer() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "builder".into());
+    format!("{host}-{}-{}", std::process::id(), ulid::Ulid::new().to_string().to_ascii_lowercase())
+}
+
+async fn version_of(program: &str) -> Option<String> {
+    let out = tokio::process::Command::new(program)
+        .arg("--version")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .output()
+        .await
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().trim_start_matches('v').to_owned())
+}
+
+/// Runs the daemon until `shutdown` is cancelled; builds in progress are finished first.
+pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let concurrency = settings.builder_concurrency;
+    let builder = Arc::new(Builder::connect(settings).await?);
+    let tracker = TaskTracker::new();
+    for slot in 0..concurrency {
+        tracker.spawn(worker(builder.clone(), shutdown.clone(), slot));
+    }
+    tracker.close();
+    tracker.wait().await;
+    Ok(())
+}
+
+async fn worker(builder: Arc<Builder>, shutdown: CancellationToken, slot: usize) {
+    let mut backoff = Duration::ZERO;
+    loop {
+        // Shutdown interrupts only the wait for a build, never a build.
+        let next = tokio::select! {
+            () = shutdown.cancelled() => break,
+            next = builder.next_job(BLOCK) => next,
+        };
+        let result = match next {
+            Ok(Some(job)) => builder.execute(&job).await.map(Some),
+            Ok(None) => Ok(None),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(_) => backoff = Duration::ZERO,
+            Err(e) => {
+                backoff = (backoff * 2).clamp(Duration::from_millis(250), MAX_BACKOFF);
+                tracing::error!(slot, error = format!("{e:#}"), retry_in_ms = backoff.as_millis() as u64, "worker error");
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+            }
+        }
+    }
+    tracing::info!(slot, "worker stopped");
+}

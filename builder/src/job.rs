@@ -1,0 +1,337 @@
+//! One build, from claim to record.
+
+use std::time::Instant as StdInstant;
+
+use bytes::Bytes;
+use futures::{stream, StreamExt, TryStreamExt};
+use kiln_shared::db::versions::{self, Deployed, Metrics, Version};
+use kiln_shared::domain::{Step, VersionId};
+use kiln_shared::redis::{Job, LatestPointer};
+use kiln_shared::store::{Artifacts, Manifest, ManifestKind};
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::daemon::Builder;
+use crate::log::BuildLog;
+use crate::process::{self, RunError, Sandbox};
+use crate::publish::{self, PublishError};
+use crate::workspace::Workspace;
+use crate::{detect, generator};
+
+const LOCKFILE: &str = "pnpm-lock.yaml";
+const ERROR_TAIL_LINES: usize = 25;
+
+/// Why a build failed: the station and a message for the user.
+#[derive(Debug)]
+pub struct Failure {
+    pub step: Step,
+    pub message: String,
+}
+
+fn fail(step: Step, message: impl Into<String>) -> Failure {
+    Failure {
+        step,
+        message: message.into(),
+    }
+}
+
+struct Success {
+    source_manifest_key: String,
+    output_manifest_key: String,
+    framework: Option<String>,
+    metadata: Option<serde_json::Value>,
+}
+
+/// Runs a claimed job to its recorded outcome, then releases the project's slot and acks.
+/// An `Err` is an infrastructure failure: the entry is not acked.
+pub async fn execute(b: &Builder, job: &Job) -> anyhow::Result<VersionId> {
+    let id = job.build_id;
+    let Some(version) = versions::start(&b.db, id).await? else {
+        tracing::info!(build_id = %id, "build is not queued any more (duplicate delivery); acking");
+        b.queue.ack(&job.entry_id).await?;
+        return Ok(id);
+    };
+    let span = tracing::info_span!("build", build_id = %id, attempt = version.attempts,
+        user_id = %version.user_id, project_id = %version.project_id);
+    async move {
+        tracing::info!("build started");
+        let log = BuildLog::new(b.settings.max_log_bytes);
+        let mut metrics = Metrics::default();
+        let outcome = match Workspace::create(&b.settings.work_dir, id).await {
+            Ok(ws) => {
+                let outcome = build(b, &version, &ws, &log, &mut metrics).await;
+                ws.remove().await;
+                outcome
+            }
+            Err(e) => Err(fail(Step::Fetch, format!("cannot create the workspace: {e}"))),
+        };
+        if let Err(e) = b.artifacts.put_log(id, Bytes::from(log.bytes())).await {
+            tracing::warn!(error = %e, "cannot store the build log");
+        }
+        match outcome {
+            Ok(success) => record_success(b, &version, success, &metrics).await?,
+            Err(failure) => {
+                tracing::info!(step = %failure.step, error = %failure.message, "build failed");
+                versions::mark_failed(&b.db, id, failure.step, &failure.message, &metrics).await?;
+            }
+        }
+        b.queue.release(&id.to_string(), &version.user_id, &version.project_id).await?;
+        b.queue.ack(&job.entry_id).await?;
+        Ok(id)
+    }
+    .instrument(span)
+    .await
+}
+
+async fn record_success(b: &Builder, version: &Version, s: Success, metrics: &Metrics) -> anyhow::Result<()> {
+    let recorded = versions::mark_deployed(
+        &b.db,
+        version.id,
+        &Deployed {
+            source_manifest_key: &s.source_manifest_key,
+            output_manifest_key: &s.output_manifest_key,
+            framework: s.framework.as_deref(),
+            node_version: b.toolchain.node.as_deref(),
+            pnpm_version: b.toolchain.pnpm.as_deref(),
+            metadata: s.metadata.as_ref(),
+            metrics,
+        },
+    )
+    .await?;
+    let Some(deployed) = recorded else {
+        tracing::warn!("the build was no longer running when it finished; its result is not recorded");
+        return Ok(());
+    };
+    let pointer = LatestPointer {
+        latest_version_id: deployed.id,
+        preview_url: b.urls.version_url(deployed.id),
+        timestamp: deployed.finished_at.unwrap_or_else(chrono::Utc::now),
+    };
+    b.queue.set_latest(&deployed.user_id, &deployed.project_id, &pointer).await?;
+    tracing::info!(total_ms = deployed.metrics.total_ms, files = deployed.metrics.file_count, "build deployed");
+    Ok(())
+}
+
+fn ms_since(t: StdInstant) -> Option<i64> {
+    Some(t.elapsed().as_millis() as i64)
+}
+
+async fn build(b: &Builder, version: &Version, ws: &Workspace, log: &BuildLog, metrics: &mut Metrics) -> Result<Success, Failure> {
+    let deadline = Instant::now() + b.settings.build_timeout;
+    let sandbox = Sandbox::new(&ws.home(), &ws.tmp(), &b.pnpm_cache_dir(), b.settings.build_timeout.as_secs());
+    let project = ws.project();
+
+    // fetch
+    let source_key = version
+        .source_manifest_key
+        .clone()
+        .ok_or_else(|| fail(Step::Fetch, "the build has no sources"))?;
+    let mut sources = b
+        .artifacts
+        .get_manifest(&source_key)
+        .await
+        .map_err(|e| fail(Step::Fetch, e.to_string()))?
+        .ok_or_else(|| fail(Step::Fetch, format!("source manifest {source_key} is missing")))?;
+    let original_sources = sources.clone();
+    materialize(&b.artifacts, &sources, ws).await.map_err(|e| fail(Step::Fetch, e))?;
+
+    // generate
+    let mut metadata = None;
+    if version.generate {
+        let started = StdInstant::now();
+        let command = b
+            .settings
+            .generator_cmd
+            .as_deref()
+            .ok_or_else(|| fail(Step::Generate, "this builder has no generator configured (KILN_GENERATOR_CMD)"))?;
+        let mut files = Vec::with_capacity(sources.files.len());
+        for path in sources.files.keys() {
+            let content = tokio::fs::read(project.join(path))
+                .await
+                .map_err(|e| fail(Step::Generate, format!("reading {path}: {e}")))?;
+            files.push(generator::file_json(path, &content));
+        }
+        let input = serde_json::json!({
+            "prompt": version.prompt,
+            "userId": version.user_id,
+            "projectId": version.project_id,
+            "files": files,
+        });
+        let (generated, meta) =
+            generator::generate(command, &sandbox, &project, deadline, log, input, b.settings.file_limits())
+                .await
+                .map_err(|e| fail(Step::Generate, e))?;
+        for file in generated {
+            ws.write(file.path.as_str(), &file.content)
+                .await
+                .map_err(|e| fail(Step::Generate, format!("writing {}: {e}", file.path)))?;
+            let size = file.content.len() as u64;
+            let (hash, _) = b
+                .artifacts
+                .put_blob(Bytes::from(file.content))
+                .await
+                .map_err(|e| fail(Step::Generate, e.to_string()))?;
+            sources.insert(file.path.as_str(), hash, size);
+        }
+        metadata = Some(meta);
+        metrics.generate_ms = ms_since(started);
+    }
+
+    // install + build
+    let package_json = project.join("package.json");
+    let (output_root, framework) = if tokio::fs::try_exists(&package_json).await.unwrap_or(false) {
+        let raw = tokio::fs::read(&package_json)
+            .await
+            .map_err(|e| fail(Step::Install, format!("reading package.json: {e}")))?;
+        let pkg: serde_json::Value = serde_json::from_slice(&raw)
+            .map_err(|e| fail(Step::Install, format!("package.json is not valid JSON: {e}")))?;
+        let frozen = sources.files.contains_key(LOCKFILE) && package_json_unchanged(b, version, &sources).await;
+        let store = b.settings.pnpm_store.display().to_string();
+        let lockfile_flag = if frozen { "--frozen-lockfile" } else { "--no-frozen-lockfile" };
+        let started = StdInstant::now();
+        run_step(
+            Step::Install,
+            &sandbox,
+            "pnpm",
+            &["install", "--store-dir", &store, "--prefer-offline", lockfile_flag, "--reporter=append-only"],
+            &project,
+            deadline,
+            log,
+        )
+        .await?;
+        metrics.install_ms = ms_since(started);
+        keep_lockfile(&b.artifacts, &project, &mut sources).await.map_err(|e| fail(Step::Install, e))?;
+
+        let started = StdInstant::now();
+        if pkg.pointer("/scripts/build").is_some() {
+            run_step(Step::Build, &sandbox, "pnpm", &["run", "build"], &project, deadline, log).await?;
+        } else {
+            log.line("[kiln] package.json has no build script; publishing the output folder as is");
+        }
+        metrics.build_ms = ms_since(started);
+        let dir = detect::output_dir(&project, &pkg).map_err(|e| fail(Step::Output, e))?;
+        (dir, detect::framework_of(&pkg).map(|(name, _)| name.to_owned()))
+    } else {
+        log.line("[kiln] no package.json: publishing the tree as a static site");
+        (project.clone(), Some("static".to_owned()))
+    };
+
+    // upload
+    let started = StdInstant::now();
+    let max_output = b.settings.max_output_bytes;
+    let root = output_root.clone();
+    let files = tokio::task::spawn_blocking(move || publish::collect(&root, max_output, &["node_modules"]))
+        .await
+        .map_err(|e| fail(Step::Output, e.to_string()))?
+        .map_err(|e| match e {
+            PublishError::TooLarge { .. } => fail(Step::Output, e.to_string()),
+            other => fail(Step::Upload, other.to_string()),
+        })?;
+    if files.is_empty() {
+        return Err(fail(Step::Output, PublishError::Empty.to_string()));
+    }
+    let (output, new_blobs) = publish::upload(&b.artifacts, files)
+        .await
+        .map_err(|e| fail(Step::Upload, e.to_string()))?;
+    let output_key = Artifacts::manifest_key(version.id, ManifestKind::Output);
+    b.artifacts
+        .put_manifest(&output_key, &output)
+        .await
+        .map_err(|e| fail(Step::Upload, e.to_string()))?;
+    if sources != original_sources {
+        b.artifacts
+            .put_manifest(&source_key, &sources)
+            .await
+            .map_err(|e| fail(Step::Upload, e.to_string()))?;
+    }
+    metrics.upload_ms = ms_since(started);
+    metrics.output_bytes = Some(output.total_bytes() as i64);
+    metrics.file_count = Some(output.files.len() as i32);
+    tracing::info!(files = output.files.len(), new_blobs, "output stored");
+    Ok(Success {
+        source_manifest_key: source_key,
+        output_manifest_key: output_key,
+        framework,
+        metadata,
+    })
+}
+
+/// Runs one untrusted step; a non-zero exit fails the build at `step` with the log's tail.
+async fn run_step(
+    step: Step,
+    sandbox: &Sandbox,
+    program: &str,
+    args: &[&str],
+    cwd: &std::path::Path,
+    deadline: Instant,
+    log: &BuildLog,
+) -> Result<(), Failure> {
+    let status = process::run(sandbox, program, args, cwd, deadline, log, None, None)
+        .await
+        .map_err(|e| match e {
+            RunError::Timeout { .. } => fail(step, e.to_string()),
+            other => fail(step, other.to_string()),
+        })?;
+    if status.success() {
+        return Ok(());
+    }
+    let what = match status.code() {
+        Some(code) => format!("exited with status {code}"),
+        None => "was killed by a signal".to_owned(),
+    };
+    Err(fail(
+        step,
+        format!("`{program} {}` {what}:\n{}", args.join(" "), log.tail(ERROR_TAIL_LINES)),
+    ))
+}
+
+/// Writes a manifest's files into the workspace (16 blobs at a time).
+async fn materialize(artifacts: &Artifacts, manifest: &Manifest, ws: &Workspace) -> Result<(), String> {
+    let writes = manifest.files.iter().map(|(path, entry)| {
+        let artifacts = artifacts.clone();
+        let (path, hash, project) = (path.clone(), entry.hash.clone(), ws.project());
+        async move {
+            let body = artifacts.get_blob(&hash).await.map_err(|e| e.to_string())?;
+            Workspace::write_into(&project, &path, &body)
+                .await
+                .map_err(|e| format!("writing {path}: {e}"))
+        }
+    });
+    let writes: Vec<_> = writes.collect();
+    stream::iter(writes).buffer_unordered(16).try_collect::<()>().await
+}
+
+/// True when package.json is the same as in the parent version, so the kept lockfile still
+/// describes the dependencies and the install can be frozen.
+async fn package_json_unchanged(b: &Builder, version: &Version, sources: &Manifest) -> bool {
+    let Some(parent) = version.parent_version_id else {
+        return false;
+    };
+    let Ok(Some(parent)) = versions::get(&b.db, parent).await else {
+        return false;
+    };
+    let Some(key) = parent.source_manifest_key else {
+        return false;
+    };
+    let Ok(Some(parent_sources)) = b.artifacts.get_manifest(&key).await else {
+        return false;
+    };
+    let hash = |m: &Manifest| m.files.get("package.json").map(|e| e.hash.clone());
+    hash(&parent_sources).is_some() && hash(&parent_sources) == hash(sources)
+}
+
+/// Keeps the lockfile the install wrote with the version's sources, so the next build of the
+/// project installs exactly the same dependencies.
+async fn keep_lockfile(artifacts: &Artifacts, project: &std::path::Path, sources: &mut Manifest) -> Result<(), String> {
+    let Ok(body) = tokio::fs::read(project.join(LOCKFILE)).await else {
+        return Ok(());
+    };
+    let hash = kiln_shared::store::sha256_hex(&body);
+    if sources.files.get(LOCKFILE).is_some_and(|e| e.hash == hash) {
+        return Ok(());
+    }
+    let size = body.len() as u64;
+    let (hash, _) = artifacts.put_blob(Bytes::from(body)).await.map_err(|e| e.to_string())?;
+    sources.insert(LOCKFILE, hash, size);
+    Ok(())
+}

@@ -1,0 +1,153 @@
+//! Running untrusted commands: each in its own process group with a scrubbed environment, a
+//! wall-clock deadline, stdout/stderr into the build log, and the whole group killed when the
+//! command ends or its time is up, so nothing it started outlives it.
+
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::Command;
+use tokio::time::Instant;
+
+use crate::log::BuildLog;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot start {program}: {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the build took longer than its limit of {limit_secs} s and was killed")]
+    Timeout { limit_secs: u64 },
+    #[error("waiting for {program}: {source}")]
+    Wait {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The environment a build sees: what a build needs and none of Kiln's variables.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    pub env: Vec<(String, String)>,
+    /// For messages only.
+    pub limit_secs: u64,
+}
+
+impl Sandbox {
+    pub fn new(home: &Path, tmp: &Path, pnpm_cache: &Path, limit_secs: u64) -> Self {
+        let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
+        let env = vec![
+            ("PATH".into(), path),
+            ("HOME".into(), home.display().to_string()),
+            ("TMPDIR".into(), tmp.display().to_string()),
+            ("CI".into(), "true".into()),
+            ("LANG".into(), "C.UTF-8".into()),
+            ("npm_config_cache_dir".into(), pnpm_cache.display().to_string()),
+            ("npm_config_update_notifier".into(), "false".into()),
+            ("NO_COLOR".into(), "1".into()),
+        ];
+        Self { env, limit_secs }
+    }
+}
+
+/// Runs `program args` in `cwd` until it exits or `deadline` passes. Lines of its output go to
+/// `log`; when `stdout` is given, stdout is collected there instead (up to `stdout_cap` bytes).
+pub async fn run(
+    sandbox: &Sandbox,
+    program: &str,
+    args: &[&str],
+    cwd: &Path,
+    deadline: Instant,
+    log: &BuildLog,
+    stdin: Option<Vec<u8>>,
+    stdout: Option<(&mut Vec<u8>, usize)>,
+) -> Result<ExitStatus, RunError> {
+    log.line(&format!("$ {program} {}", args.join(" ")));
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .current_dir(cwd)
+        .env_clear()
+        .envs(sandbox.env.iter().map(|(k, v)| (k, v)))
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().map_err(|source| RunError::Spawn {
+        program: program.to_owned(),
+        source,
+    })?;
+    let pgid = child.id().map(|id| Pid::from_raw(id as i32));
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let _ = pipe.write_all(&input).await;
+        });
+    }
+    let err_reader = tokio::spawn(pipe_lines(child.stderr.take().expect("stderr is piped"), log.clone()));
+    let out_pipe = child.stdout.take().expect("stdout is piped");
+    let collect = async {
+        match stdout {
+            Some((buf, cap)) => collect_capped(out_pipe, buf, cap).await,
+            None => pipe_lines(out_pipe, log.clone()).await,
+        }
+    };
+    let waited = async {
+        let (status, ()) = tokio::join!(child.wait(), collect);
+        status
+    };
+    let outcome = tokio::select! {
+        status = waited => status.map_err(|source| RunError::Wait { program: program.to_owned(), source }),
+        () = tokio::time::sleep_until(deadline) => Err(RunError::Timeout { limit_secs: sandbox.limit_secs }),
+    };
+    // Whatever the command left running in its group goes too.
+    if let Some(pgid) = pgid {
+        let _ = killpg(pgid, Signal::SIGKILL);
+    }
+    let _ = child.wait().await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), err_reader).await;
+    if let Err(RunError::Timeout { .. }) = &outcome {
+        log.line(&format!("[kiln] killed: the build passed its limit of {} s", sandbox.limit_secs));
+    }
+    outcome
+}
+
+async fn pipe_lines(pipe: impl AsyncRead + Unpin, log: BuildLog) {
+    let mut reader = BufReader::new(pipe);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                let line = String::from_utf8_lossy(&buf);
+                log.line(line.trim_end_matches(['\n', '\r']));
+            }
+        }
+    }
+}
+
+async fn collect_capped(mut pipe: impl AsyncRead + Unpin, buf: &mut Vec<u8>, cap: usize) {
+    use tokio::io::AsyncReadExt;
+    let mut chunk = [0u8; 64 * 1024];
+    loop {
+        match pipe.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if buf.len() + n <= cap {
+                    buf.extend_from_slice(&chunk[..n]);
+                } else {
+                    // Keep draining so the writer is not blocked; the caller sees the cap hit.
+                    buf.truncate(cap);
+                    buf.push(0);
+                }
+            }
+        }
+    }
+}

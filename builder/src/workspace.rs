@@ -1,0 +1,60 @@
+//! A build's private folder: `<work dir>/<build id>/{project,home,tmp}`, removed when the build
+//! ends, whatever happened.
+
+use std::path::{Path, PathBuf};
+
+use kiln_shared::domain::{RelativePath, VersionId};
+
+#[derive(Debug)]
+pub struct Workspace {
+    root: PathBuf,
+}
+
+impl Workspace {
+    pub async fn create(work_dir: &Path, id: VersionId) -> std::io::Result<Self> {
+        let root = work_dir.join(id.to_string());
+        // A leftover from a crashed attempt of the same build is discarded.
+        if tokio::fs::try_exists(&root).await? {
+            tokio::fs::remove_dir_all(&root).await?;
+        }
+        let ws = Self { root };
+        for dir in [ws.project(), ws.home(), ws.tmp()] {
+            tokio::fs::create_dir_all(dir).await?;
+        }
+        Ok(ws)
+    }
+
+    pub fn project(&self) -> PathBuf {
+        self.root.join("project")
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.root.join("home")
+    }
+
+    pub fn tmp(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// Writes one file of the tree (the path is re-checked: manifests are data too).
+    pub async fn write(&self, path: &str, content: &[u8]) -> std::io::Result<()> {
+        Self::write_into(&self.project(), path, content).await
+    }
+
+    /// Writes one file under `project`.
+    pub async fn write_into(project: &Path, path: &str, content: &[u8]) -> std::io::Result<()> {
+        let path = RelativePath::parse(path)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+        let target = project.join(path.as_str());
+        if let Some(parent) = target.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        tokio::fs::write(target, content).await
+    }
+
+    pub async fn remove(self) {
+        if let Err(e) = tokio::fs::remove_dir_all(&self.root).await {
+            tracing::warn!(error = %e, root = %self.root.display(), "cannot remove a workspace");
+        }
+    }
+}
