@@ -102,3 +102,47 @@ impl SourceFile {
         Ok(out)
     }
 }
+
+/// Reads a project folder into wire files (UTF-8 as text, anything else as base64), skipping
+/// `node_modules`, `.git*`, and build output folders (`dist`, `build`, `out`, `.next`).
+pub fn read_tree(root: &std::path::Path) -> std::io::Result<Vec<FileInput>> {
+    const SKIP: &[&str] = &["node_modules", "dist", "build", "out", ".next", ".svelte-kit"];
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let mut entries: Vec<_> = std::fs::read_dir(&dir)?.collect::<Result<_, _>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let ft = entry.file_type()?;
+            if name.starts_with(".git") || (ft.is_dir() && SKIP.contains(&name.as_str())) {
+                continue;
+            }
+            if ft.is_dir() {
+                stack.push(entry.path());
+            } else if ft.is_file() {
+                let rel = entry
+                    .path()
+                    .strip_prefix(root)
+                    .expect("entries are under the root")
+                    .to_string_lossy()
+                    .replace(std::path::MAIN_SEPARATOR, "/");
+                let bytes = std::fs::read(entry.path())?;
+                out.push(match String::from_utf8(bytes) {
+                    Ok(text) => FileInput {
+                        path: rel,
+                        content: text,
+                        encoding: FileEncoding::Utf8,
+                    },
+                    Err(e) => FileInput {
+                        path: rel,
+                        content: base64::engine::general_purpose::STANDARD.encode(e.into_bytes()),
+                        encoding: FileEncoding::Base64,
+                    },
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}

@@ -7,7 +7,7 @@ mod path;
 mod status;
 
 pub use contract::GeneratorOutput;
-pub use files::{FileEncoding, FileError, FileInput, FileLimits, SourceFile};
+pub use files::{read_tree, FileEncoding, FileError, FileInput, FileLimits, SourceFile};
 pub use ids::{IdError, ProjectId, UserId, VersionId};
 pub use path::{PathError, RelativePath};
 pub use status::{BuildStatus, Step, UnknownValue};

@@ -1,0 +1,241 @@
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use kiln_api::Application;
+use kiln_shared::config::Settings;
+use kiln_shared::domain::read_tree;
+use kiln_shared::signing::sign_request;
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+pub const HMAC_SECRET: &str = "test-hmac-secret";
+pub const TOKEN: &str = "test-operator-token";
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run the tests through ops/test.sh"))
+}
+
+/// Which artifact store a test uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    Fs,
+    S3,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Builder daemons started in-process (0: builds stay queued).
+    pub builders: usize,
+    pub store: Store,
+    pub generator: Option<String>,
+    pub timeout_secs: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            builders: 1,
+            store: Store::Fs,
+            generator: None,
+            timeout_secs: 300,
+        }
+    }
+}
+
+pub struct TestApp {
+    pub api: String,
+    pub preview_port: u16,
+    pub client: reqwest::Client,
+    pub db: sqlx::PgPool,
+    pub settings: Settings,
+    pub artifacts_dir: Option<PathBuf>,
+    pub shutdown: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Creates a database of its own for one test and returns its URL.
+async fn fresh_database() -> String {
+    let admin_url = env("KILN_TEST_DATABASE_URL");
+    let name = format!("kiln_test_{}", ulid::Ulid::new().to_string().to_ascii_lowercase());
+    let admin = sqlx::PgPool::connect(&admin_url).await.expect("connecting to the test postgres");
+    sqlx::query(&format!("create database {name}")).execute(&admin).await.unwrap();
+    admin.close().await;
+    let (base, _) = admin_url.rsplit_once('/').expect("a database URL has a path");
+    format!("{base}/{name}")
+}
+
+pub async fn spawn_app(opts: Options) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = fresh_database().await;
+    let prefix = format!("kiln-test-{}", ulid::Ulid::new().to_string().to_ascii_lowercase());
+    let (artifacts, artifacts_dir) = match opts.store {
+        Store::Fs => {
+            let d = dir.path().join("artifacts");
+            (format!("file://{}", d.display()), Some(d))
+        }
+        Store::S3 => (format!("s3://{}/{prefix}", env("KILN_TEST_S3_BUCKET")), None),
+    };
+    let mut vars = vec![
+        ("KILN_DATABASE_URL", database_url),
+        ("KILN_REDIS_URL", env("KILN_TEST_REDIS_URL")),
+        ("KILN_REDIS_PREFIX", prefix),
+        ("KILN_ARTIFACTS", artifacts),
+        ("KILN_API_ADDR", "127.0.0.1:0".into()),
+        ("KILN_PREVIEW_ADDR", "127.0.0.1:0".into()),
+        ("KILN_HMAC_SECRET", HMAC_SECRET.into()),
+        ("KILN_API_TOKENS", format!("other-token, {TOKEN}")),
+        ("KILN_WORK_DIR", dir.path().join("work").display().to_string()),
+        (
+            "KILN_PNPM_STORE",
+            std::env::var("KILN_TEST_PNPM_STORE")
+                .unwrap_or_else(|_| dir.path().join("pnpm-store").display().to_string()),
+        ),
+        ("KILN_BUILD_TIMEOUT_SECS", opts.timeout_secs.to_string()),
+        ("KILN_BUILDER_CONCURRENCY", opts.builders.max(1).to_string()),
+    ];
+    if opts.store == Store::S3 {
+        vars.push(("KILN_S3_ENDPOINT", env("KILN_TEST_S3_ENDPOINT")));
+        vars.push(("KILN_S3_REGION", env("KILN_TEST_S3_REGION")));
+        vars.push(("AWS_ACCESS_KEY_ID", env("KILN_TEST_S3_ACCESS_KEY")));
+        vars.push(("AWS_SECRET_ACCESS_KEY", env("KILN_TEST_S3_SECRET_KEY")));
+    }
+    if let Some(g) = &opts.generator {
+        vars.push(("KILN_GENERATOR_CMD", g.clone()));
+    }
+    let mut settings =
+        Settings::from_vars(vars.into_iter().map(|(k, v)| (k.to_owned(), v))).expect("test settings are valid");
+    let app = Application::build(settings.clone()).await.expect("the API starts");
+    let api = format!("http://127.0.0.1:{}", app.port());
+    let preview_port = app.preview_port();
+    tokio::spawn(app.run_until_stopped());
+    settings.preview_public_port = Some(preview_port);
+
+    let shutdown = CancellationToken::new();
+    if opts.builders > 0 {
+        let s = settings.clone();
+        let token = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(e) = kiln_builder::run(s, token).await {
+                panic!("the builder failed: {e:#}");
+            }
+        });
+    }
+    let db = kiln_shared::db::connect(&settings.database_url, 5).unwrap();
+    TestApp {
+        api,
+        preview_port,
+        client: reqwest::Client::new(),
+        db,
+        settings,
+        artifacts_dir,
+        shutdown,
+        _dir: dir,
+    }
+}
+
+/// A project folder as the `files` of a request.
+pub fn tree(dir: &str) -> Value {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(dir);
+    serde_json::to_value(read_tree(&root).expect("reading an example")).unwrap()
+}
+
+pub fn unique(name: &str) -> String {
+    format!("{name}-{}", &ulid::Ulid::new().to_string().to_ascii_lowercase()[20..])
+}
+
+impl TestApp {
+    /// A request signed as the product back end.
+    pub async fn signed(&self, method: &str, path: &str, body: &[u8]) -> reqwest::Response {
+        let ts = chrono::Utc::now().timestamp();
+        let sig = sign_request(HMAC_SECRET.as_bytes(), ts, method, path, body);
+        self.client
+            .request(method.parse().unwrap(), format!("{}{path}", self.api))
+            .header("X-Kiln-Timestamp", ts.to_string())
+            .header("X-Kiln-Signature", sig)
+            .header("Content-Type", "application/json")
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post_build(&self, body: &Value) -> reqwest::Response {
+        self.signed("POST", "/v1/builds", body.to_string().as_bytes()).await
+    }
+
+    /// A GET with the operator token.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.api))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get_json(&self, path: &str) -> Value {
+        let res = self.get(path).await;
+        assert_eq!(res.status(), 200, "GET {path}");
+        res.json().await.unwrap()
+    }
+
+    /// Submits a build and expects 202; returns the build id.
+    pub async fn submit(&self, body: &Value) -> String {
+        let res = self.post_build(body).await;
+        let status = res.status();
+        let json: Value = res.json().await.unwrap();
+        assert_eq!(status, 202, "{json}");
+        json["buildId"].as_str().unwrap().to_owned()
+    }
+
+    /// Polls a build until it is deployed or failed.
+    pub async fn wait(&self, id: &str) -> Value {
+        let started = Instant::now();
+        loop {
+            let build = self.get_json(&format!("/v1/builds/{id}")).await;
+            if build["status"] == "deployed" || build["status"] == "failed" {
+                return build;
+            }
+            assert!(started.elapsed() < Duration::from_secs(600), "build {id} did not finish: {build}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A GET on the preview listener with the given host label.
+    pub async fn preview(&self, label: &str, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("http://127.0.0.1:{}{path}", self.preview_port))
+            .header("Host", format!("{label}.localhost:{}", self.preview_port))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn version_count(&self) -> i64 {
+        sqlx::query_scalar("select count(*) from versions").fetch_one(&self.db).await.unwrap()
+    }
+
+    /// Blobs in the filesystem store.
+    pub fn blob_count(&self) -> usize {
+        let dir = self.artifacts_dir.as_ref().expect("a filesystem store").join("blobs/sha256");
+        std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+    }
+
+    pub async fn queue_depth(&self) -> u64 {
+        let pool = kiln_shared::redis::connect(&self.settings.redis_url, 1).unwrap();
+        kiln_shared::redis::Queue::new(pool, kiln_shared::redis::Keys::new(self.settings.redis_prefix.clone()))
+            .depth()
+            .await
+            .unwrap()
+    }
+}
+
+pub fn build_body(user: &str, project: &str, files: Value) -> Value {
+    json!({ "userId": user, "projectId": project, "files": files })
+}

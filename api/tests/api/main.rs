@@ -1,0 +1,9 @@
+//! kiln-api's integration tests: the real API on port 0, real Postgres (a database per test),
+//! real Redis (a key prefix per test), real pnpm, and the filesystem or S3 (Garage) store.
+//! Run them through `ops/test.sh`, which starts those services.
+
+mod auth;
+mod builds;
+mod helpers;
+mod hostile;
+mod previews;
