@@ -207,9 +207,16 @@ async fn queue_unavailable(state: &AppState, id: VersionId, e: kiln_shared::redi
 }
 
 /// The build holding the project's slot, if it is still queued or running.
+/// A Redis error here is not fatal: the atomic admission below decides, and records the build
+/// as failed if Redis is really down.
 async fn live_holder(state: &AppState, user: &UserId, project: &ProjectId) -> Result<Option<String>, ApiError> {
-    let Some(holder) = state.queue.inflight(user, project).await? else {
-        return Ok(None);
+    let holder = match state.queue.inflight(user, project).await {
+        Ok(Some(holder)) => holder,
+        Ok(None) => return Ok(None),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the in-flight claim");
+            return Ok(None);
+        }
     };
     Ok(holder_is_live(state, &holder).await?.then_some(holder))
 }

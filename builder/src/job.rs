@@ -59,7 +59,8 @@ pub async fn execute(b: &Builder, job: &Job) -> anyhow::Result<VersionId> {
         let mut metrics = Metrics::default();
         let outcome = match Workspace::create(&b.settings.work_dir, id).await {
             Ok(ws) => {
-                let outcome = build(b, &version, &ws, &log, &mut metrics).await;
+                // Boxed: the build future is large, and worker stacks are not.
+                let outcome = Box::pin(build(b, &version, &ws, &log, &mut metrics)).await;
                 ws.remove().await;
                 outcome
             }

@@ -88,7 +88,7 @@ async fn submit(req: &HttpRequest, body: &web::Bytes, state: &AppState, flavour:
             request.user, request.project
         )));
     }
-    let queued = admission::admit(state, request).await?;
+    let queued = Box::pin(admission::admit(state, request)).await?;
     let mut response = serde_json::to_value(&queued).expect("a response always serialises");
     if flavour != Flavour::Kiln {
         // The seed's answer had `success` and `versionId`; a build id is a version id.

@@ -108,11 +108,11 @@ async fn readiness_names_what_is_unreachable() {
     let json: Value = res.json().await.unwrap();
     assert!(json["error"].as_str().unwrap().contains("unavailable"), "{json}");
     settings_app.api = url;
-    if let Some(id) = json["buildId"].as_str() {
-        let build = settings_app.get_json(&format!("/v1/builds/{id}")).await;
-        assert_eq!(build["status"], "failed");
-        assert_eq!(build["failedStep"], "queue");
-    }
+    let id = json["buildId"].as_str().expect("the 503 names the build");
+    let build = settings_app.get_json(&format!("/v1/builds/{id}")).await;
+    assert_eq!(build["status"], "failed");
+    assert_eq!(build["failedStep"], "queue");
+    assert!(build["error"].as_str().unwrap().starts_with("the build queue is unavailable"));
 }
 
 #[test]

@@ -1,0 +1,97 @@
+//! The artifact store contract, run against both backends: the filesystem and a real
+//! S3-compatible server (Garage, started by ops/test.sh; it checks SigV4 and the region).
+
+use bytes::Bytes;
+use kiln_shared::config::{ArtifactsLocation, S3Settings};
+use kiln_shared::domain::VersionId;
+use kiln_shared::store::{sha256_hex, Artifacts, Manifest, ManifestKind, StoreError};
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run the tests through ops/test.sh"))
+}
+
+fn s3_settings(secret: &str) -> S3Settings {
+    S3Settings {
+        endpoint: Some(env("KILN_TEST_S3_ENDPOINT")),
+        region: env("KILN_TEST_S3_REGION"),
+        access_key_id: Some(env("KILN_TEST_S3_ACCESS_KEY")),
+        secret_access_key: Some(secret.to_owned().into()),
+    }
+}
+
+async fn s3_store() -> Artifacts {
+    let prefix = format!("store-test-{}", ulid::Ulid::new().to_string().to_ascii_lowercase());
+    let location = ArtifactsLocation::S3 { bucket: env("KILN_TEST_S3_BUCKET"), prefix };
+    Artifacts::open(&location, &s3_settings(&env("KILN_TEST_S3_SECRET_KEY"))).await.unwrap()
+}
+
+async fn contract(store: Artifacts) {
+    store.check().await.expect("reachable");
+
+    // Blobs are content-addressed and uploaded once.
+    let body = Bytes::from_static(b"<h1>hello</h1>");
+    let (hash, uploaded) = store.put_blob(body.clone()).await.unwrap();
+    assert_eq!(hash, sha256_hex(&body));
+    assert!(uploaded);
+    let (again, uploaded) = store.put_blob(body.clone()).await.unwrap();
+    assert_eq!(again, hash);
+    assert!(!uploaded, "an existing blob is not uploaded again");
+    assert_eq!(store.get_blob(&hash).await.unwrap(), body);
+    assert!(store.has_blob(&hash).await.unwrap());
+
+    // A missing blob is an error that names it; a missing manifest is None.
+    let missing = sha256_hex(b"never stored");
+    assert!(!store.has_blob(&missing).await.unwrap());
+    match store.get_blob(&missing).await {
+        Err(StoreError::MissingBlob { hash }) => assert_eq!(hash, missing),
+        other => panic!("expected MissingBlob, got {other:?}"),
+    }
+    let id = VersionId::new();
+    let key = Artifacts::manifest_key(id, ManifestKind::Output);
+    assert_eq!(store.get_manifest(&key).await.unwrap(), None);
+
+    // Manifests round-trip and are replaced whole.
+    let mut m = Manifest::default();
+    m.insert("index.html", hash.clone(), body.len() as u64);
+    store.put_manifest(&key, &m).await.unwrap();
+    assert_eq!(store.get_manifest(&key).await.unwrap(), Some(m.clone()));
+    m.insert("app.js", hash.clone(), body.len() as u64);
+    store.put_manifest(&key, &m).await.unwrap();
+    let read = store.get_manifest(&key).await.unwrap().unwrap();
+    assert_eq!(read.files.len(), 2);
+    assert_eq!(read.files["index.html"].content_type, "text/html; charset=utf-8");
+
+    // Large and binary bodies survive intact.
+    let big: Vec<u8> = (0..(6 * 1024 * 1024u32)).map(|i| (i % 251) as u8).collect();
+    let (big_hash, _) = store.put_blob(Bytes::from(big.clone())).await.unwrap();
+    assert_eq!(store.get_blob(&big_hash).await.unwrap().as_ref(), big.as_slice());
+
+    // Logs.
+    store.put_log(id, Bytes::from_static(b"$ pnpm build\n")).await.unwrap();
+    assert_eq!(store.get_log(id).await.unwrap().unwrap().as_ref(), b"$ pnpm build\n");
+}
+
+#[tokio::test]
+async fn the_filesystem_store_keeps_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Artifacts::open(&ArtifactsLocation::File(dir.path().join("a")), &s3_settings("unused")).await.unwrap();
+    contract(store).await;
+    // Nothing half-written is left in the temporary folder.
+    assert_eq!(std::fs::read_dir(dir.path().join("a/.tmp")).unwrap().count(), 0);
+}
+
+#[tokio::test]
+async fn the_s3_store_keeps_the_contract() {
+    contract(s3_store().await).await;
+}
+
+#[tokio::test]
+async fn the_s3_store_refuses_a_wrong_secret() {
+    let location = ArtifactsLocation::S3 { bucket: env("KILN_TEST_S3_BUCKET"), prefix: "wrong".into() };
+    let store = Artifacts::open(&location, &s3_settings("0000000000000000000000000000000000000000000000000000000000000000"))
+        .await
+        .unwrap();
+    let err = store.put_blob(Bytes::from_static(b"x")).await.unwrap_err();
+    assert!(matches!(err, StoreError::Remote { .. }), "{err:?}");
+    assert!(store.check().await.is_err());
+}
