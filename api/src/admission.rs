@@ -69,15 +69,24 @@ fn unprocessable(e: impl ToString) -> ApiError {
 impl BuildRequest {
     pub fn parse(body: BuildRequestBody, limits: kiln_shared::domain::FileLimits) -> Result<Self, ApiError> {
         let user = UserId::parse(body.user_id.as_deref().unwrap_or_default()).map_err(unprocessable)?;
-        let project = ProjectId::parse(body.project_id.as_deref().unwrap_or_default()).map_err(unprocessable)?;
+        let project =
+            ProjectId::parse(body.project_id.as_deref().unwrap_or_default()).map_err(unprocessable)?;
         let prompt = body.prompt.filter(|p| !p.trim().is_empty());
         if prompt.as_ref().is_some_and(|p| p.len() > MAX_PROMPT_BYTES) {
-            return Err(unprocessable(format!("prompt is longer than {MAX_PROMPT_BYTES} bytes")));
+            return Err(unprocessable(format!(
+                "prompt is longer than {MAX_PROMPT_BYTES} bytes"
+            )));
         }
         let framework = body.framework.filter(|f| !f.is_empty());
         if let Some(f) = &framework {
-            if f.len() > 32 || !f.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
-                return Err(unprocessable("framework must be up to 32 characters of a-z, 0-9, '-' or '.'"));
+            if f.len() > 32
+                || !f
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+            {
+                return Err(unprocessable(
+                    "framework must be up to 32 characters of a-z, 0-9, '-' or '.'",
+                ));
             }
         }
         let base = body
@@ -135,7 +144,9 @@ pub async fn admit(state: &AppState, req: BuildRequest) -> Result<Queued, ApiErr
         ));
     }
     if base.is_none() && !req.deleted.is_empty() {
-        return Err(unprocessable("deleted needs a base version, and this project has none"));
+        return Err(unprocessable(
+            "deleted needs a base version, and this project has none",
+        ));
     }
 
     // Fast path for the common conflict: no upload, no row.
@@ -209,7 +220,11 @@ async fn queue_unavailable(state: &AppState, id: VersionId, e: kiln_shared::redi
 /// The build holding the project's slot, if it is still queued or running.
 /// A Redis error here is not fatal: the atomic admission below decides, and records the build
 /// as failed if Redis is really down.
-async fn live_holder(state: &AppState, user: &UserId, project: &ProjectId) -> Result<Option<String>, ApiError> {
+async fn live_holder(
+    state: &AppState,
+    user: &UserId,
+    project: &ProjectId,
+) -> Result<Option<String>, ApiError> {
     let holder = match state.queue.inflight(user, project).await {
         Ok(Some(holder)) => holder,
         Ok(None) => return Ok(None),
@@ -256,7 +271,11 @@ async fn resolve_base(state: &AppState, req: &BuildRequest) -> Result<Option<Ver
 
 /// The new version's source tree: the base's, minus `deleted`, plus `files`. Uploads the new
 /// blobs (content-addressed: unchanged files cost nothing).
-async fn source_manifest(state: &AppState, base: Option<&Version>, req: &BuildRequest) -> Result<Manifest, ApiError> {
+async fn source_manifest(
+    state: &AppState,
+    base: Option<&Version>,
+    req: &BuildRequest,
+) -> Result<Manifest, ApiError> {
     let mut manifest = match base.and_then(|b| b.source_manifest_key.as_deref()) {
         Some(key) => state
             .artifacts
@@ -267,7 +286,9 @@ async fn source_manifest(state: &AppState, base: Option<&Version>, req: &BuildRe
     };
     for path in &req.deleted {
         if manifest.files.remove(path.as_str()).is_none() {
-            return Err(unprocessable(format!("deleted path {path} is not in the base version")));
+            return Err(unprocessable(format!(
+                "deleted path {path} is not in the base version"
+            )));
         }
     }
     let files = req.files.as_deref().unwrap_or_default();

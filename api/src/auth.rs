@@ -34,7 +34,12 @@ pub async fn authenticate(
         }
         return next.call(req).await;
     }
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
     let (Some(timestamp), Some(signature)) = (header(TIMESTAMP_HEADER), header(SIGNATURE_HEADER)) else {
         return Err(ApiError::Unauthorized(
             "authentication required: send Authorization: Bearer <token>, or X-Kiln-Timestamp and X-Kiln-Signature"
@@ -43,8 +48,16 @@ pub async fn authenticate(
         .into());
     };
     let body = read_body(&mut req, state.settings.max_body_bytes).await?;
-    let secret = state.settings.hmac_secret.as_ref().expect("the API requires KILN_HMAC_SECRET");
-    let path_and_query = req.uri().path_and_query().map_or("/", |pq| pq.as_str()).to_owned();
+    let secret = state
+        .settings
+        .hmac_secret
+        .as_ref()
+        .expect("the API requires KILN_HMAC_SECRET");
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |pq| pq.as_str())
+        .to_owned();
     signing::verify_request(
         secret.expose_secret().as_bytes(),
         &timestamp,
@@ -70,12 +83,17 @@ fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
             Ok(Some(token.trim()))
         }
-        _ => Err(ApiError::Unauthorized("the Authorization header must be: Bearer <token>".into())),
+        _ => Err(ApiError::Unauthorized(
+            "the Authorization header must be: Bearer <token>".into(),
+        )),
     }
 }
 
 fn too_large(limit: usize) -> ApiError {
-    ApiError::PayloadTooLarge(format!("the request body is larger than {} MB", limit / (1024 * 1024)))
+    ApiError::PayloadTooLarge(format!(
+        "the request body is larger than {} MB",
+        limit / (1024 * 1024)
+    ))
 }
 
 /// Reads the whole body, refusing it as soon as it passes `limit` bytes.

@@ -17,7 +17,11 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    tracing::info!(api_port = app.port(), preview_port = app.preview_port(), "kiln-api listening");
+    tracing::info!(
+        api_port = app.port(),
+        preview_port = app.preview_port(),
+        "kiln-api listening"
+    );
     match app.run_until_stopped().await {
         Ok(()) => tracing::info!("kiln-api stopped"),
         Err(e) => {

@@ -48,10 +48,17 @@ pub async fn serve(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
         return Ok(not_found(format!("version {version} is not deployed")));
     };
     let Some((path, entry)) = resolve(&manifest, req.path()) else {
-        return Ok(not_found(format!("{} not found in version {version}", req.path())));
+        return Ok(not_found(format!(
+            "{} not found in version {version}",
+            req.path()
+        )));
     };
     let etag = format!("\"{}\"", entry.hash);
-    if req.headers().get(header::IF_NONE_MATCH).is_some_and(|v| v.as_bytes() == etag.as_bytes()) {
+    if req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|v| v.as_bytes() == etag.as_bytes())
+    {
         return Ok(HttpResponse::NotModified()
             .insert_header((header::ETAG, etag))
             .insert_header((header::CACHE_CONTROL, cache))
@@ -60,7 +67,11 @@ pub async fn serve(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
     let body = state.artifacts.get_blob(&entry.hash).await?;
     tracing::debug!(%version, file = path, "served");
     Ok(HttpResponse::Ok()
-        .insert_header((header::CONTENT_TYPE, HeaderValue::from_str(&entry.content_type).unwrap_or(HeaderValue::from_static("application/octet-stream"))))
+        .insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_str(&entry.content_type)
+                .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+        ))
         .insert_header((header::ETAG, etag))
         .insert_header((header::CACHE_CONTROL, cache))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
@@ -81,7 +92,9 @@ async fn latest_of_label(state: &AppState, label: &str) -> Result<Option<Version
     if let Some(p) = state.queue.latest(&user, &project).await? {
         return Ok(Some(p.latest_version_id));
     }
-    Ok(versions::latest_deployed(&state.db, &user, &project).await?.map(|v| v.id))
+    Ok(versions::latest_deployed(&state.db, &user, &project)
+        .await?
+        .map(|v| v.id))
 }
 
 /// A deployed version's output manifest (both cached: a deployed version never changes).
@@ -103,7 +116,9 @@ async fn output_manifest(state: &AppState, id: VersionId) -> Result<Option<Arc<M
         return Ok(Some(m));
     }
     let Some(m) = state.artifacts.get_manifest(&key).await? else {
-        return Err(ApiError::internal(anyhow::anyhow!("output manifest {key} is missing")));
+        return Err(ApiError::internal(anyhow::anyhow!(
+            "output manifest {key} is missing"
+        )));
     };
     let m = Arc::new(m);
     state.cache.put_manifest(key, m.clone());
@@ -122,7 +137,11 @@ fn resolve<'m>(manifest: &'m Manifest, url_path: &str) -> Option<(&'m str, &'m M
     let candidates = if path.is_empty() || path.ends_with('/') {
         vec![format!("{path}index.html")]
     } else {
-        vec![path.to_owned(), format!("{path}/index.html"), format!("{path}.html")]
+        vec![
+            path.to_owned(),
+            format!("{path}/index.html"),
+            format!("{path}.html"),
+        ]
     };
     if let Some(hit) = candidates.iter().find_map(|c| lookup(c)) {
         return Some(hit);
@@ -165,7 +184,13 @@ mod tests {
 
     #[test]
     fn resolves_files_directories_and_spa_routes() {
-        let m = manifest(&["index.html", "assets/app.js", "docs/index.html", "about.html", "a b.txt"]);
+        let m = manifest(&[
+            "index.html",
+            "assets/app.js",
+            "docs/index.html",
+            "about.html",
+            "a b.txt",
+        ]);
         let r = |p: &str| resolve(&m, p).map(|(k, _)| k.to_owned());
         assert_eq!(r("/").as_deref(), Some("index.html"));
         assert_eq!(r("/assets/app.js").as_deref(), Some("assets/app.js"));

@@ -37,7 +37,9 @@ impl Application {
         let preview_port = preview_listener.local_addr()?.port();
 
         let db = kiln_shared::db::connect(&settings.database_url, 20)?;
-        kiln_shared::db::migrate(&db).await.context("applying migrations")?;
+        kiln_shared::db::migrate(&db)
+            .await
+            .context("applying migrations")?;
         let pool = kiln_shared::redis::connect(&settings.redis_url, 64)?;
         let keys = Keys::new(settings.redis_prefix.clone());
         let artifacts = Artifacts::open(&settings.artifacts, &settings.s3).await?;
@@ -63,7 +65,10 @@ impl Application {
                 .wrap(TracingLogger::default())
                 .app_data(api_state.clone())
                 .app_data(web::PayloadConfig::new(max_body))
-                .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()))
+                .app_data(
+                    web::PathConfig::default()
+                        .error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()),
+                )
                 .route("/healthz", web::get().to(health::healthz))
                 .route("/readyz", web::get().to(health::readyz))
                 .route("/openapi.json", web::get().to(openapi::openapi))
@@ -84,7 +89,9 @@ impl Application {
                         .route(web::post().to(builds::seed_rebuild)),
                 )
                 .default_service(web::to(|| async {
-                    Err::<actix_web::HttpResponse, _>(ApiError::NotFound("no such route; see /openapi.json".into()))
+                    Err::<actix_web::HttpResponse, _>(ApiError::NotFound(
+                        "no such route; see /openapi.json".into(),
+                    ))
                 }))
         })
         .listen(api_listener)?

@@ -40,7 +40,11 @@ fn bounded_insert<K: std::hash::Hash + Eq, V>(map: &Mutex<HashMap<K, V>>, k: K, 
 
 impl ImmutableCache {
     pub fn manifest_key(&self, id: VersionId) -> Option<String> {
-        self.manifest_keys.lock().expect("cache lock poisoned").get(&id).cloned()
+        self.manifest_keys
+            .lock()
+            .expect("cache lock poisoned")
+            .get(&id)
+            .cloned()
     }
 
     pub fn put_manifest_key(&self, id: VersionId, key: String) {
@@ -48,7 +52,11 @@ impl ImmutableCache {
     }
 
     pub fn manifest(&self, key: &str) -> Option<Arc<Manifest>> {
-        self.manifests.lock().expect("cache lock poisoned").get(key).cloned()
+        self.manifests
+            .lock()
+            .expect("cache lock poisoned")
+            .get(key)
+            .cloned()
     }
 
     pub fn put_manifest(&self, key: String, manifest: Arc<Manifest>) {

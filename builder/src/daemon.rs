@@ -54,19 +54,27 @@ impl Builder {
     /// the consumer group.
     pub async fn connect(settings: Settings) -> anyhow::Result<Self> {
         let db = kiln_shared::db::connect(&settings.database_url, (settings.builder_concurrency as u32) + 2)?;
-        kiln_shared::db::migrate(&db).await.context("applying migrations")?;
+        kiln_shared::db::migrate(&db)
+            .await
+            .context("applying migrations")?;
         let pool = kiln_shared::redis::connect(&settings.redis_url, settings.builder_concurrency + 4)?;
         let queue = Queue::new(pool, Keys::new(settings.redis_prefix.clone()));
-        queue.ensure_group().await.context("creating the consumer group")?;
+        queue
+            .ensure_group()
+            .await
+            .context("creating the consumer group")?;
         let artifacts = Artifacts::open(&settings.artifacts, &settings.s3).await?;
         for dir in [&settings.work_dir, &settings.pnpm_store] {
             tokio::fs::create_dir_all(dir)
                 .await
                 .with_context(|| format!("creating {}", dir.display()))?;
         }
-        let preview_port = settings
-            .preview_public_port
-            .or_else(|| settings.preview_addr.rsplit_once(':').and_then(|(_, p)| p.parse().ok()));
+        let preview_port = settings.preview_public_port.or_else(|| {
+            settings
+                .preview_addr
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse().ok())
+        });
         let urls = PreviewUrls {
             scheme: settings.preview_scheme.clone(),
             domain: settings.preview_domain.clone(),
@@ -102,7 +110,10 @@ impl Builder {
 
     /// The next new build for this daemon, waiting up to `block`.
     pub async fn next_job(&self, block: Duration) -> anyhow::Result<Option<Job>> {
-        Ok(self.queue.read(&self.consumer, block.as_millis() as usize).await?)
+        Ok(self
+            .queue
+            .read(&self.consumer, block.as_millis() as usize)
+            .await?)
     }
 
     /// Runs a claimed job to its recorded outcome.
@@ -123,7 +134,11 @@ fn default_consumer() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "builder".into());
-    format!("{host}-{}-{}", std::process::id(), ulid::Ulid::new().to_string().to_ascii_lowercase())
+    format!(
+        "{host}-{}-{}",
+        std::process::id(),
+        ulid::Ulid::new().to_string().to_ascii_lowercase()
+    )
 }
 
 async fn version_of(program: &str) -> Option<String> {
@@ -134,9 +149,12 @@ async fn version_of(program: &str) -> Option<String> {
         .output()
         .await
         .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().trim_start_matches('v').to_owned())
+    out.status.success().then(|| {
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .trim_start_matches('v')
+            .to_owned()
+    })
 }
 
 /// Runs the daemon until `shutdown` is cancelled; builds in progress are finished first.
@@ -169,7 +187,12 @@ async fn worker(builder: Arc<Builder>, shutdown: CancellationToken, slot: usize)
             Ok(_) => backoff = Duration::ZERO,
             Err(e) => {
                 backoff = (backoff * 2).clamp(Duration::from_millis(250), MAX_BACKOFF);
-                tracing::error!(slot, error = format!("{e:#}"), retry_in_ms = backoff.as_millis() as u64, "worker error");
+                tracing::error!(
+                    slot,
+                    error = format!("{e:#}"),
+                    retry_in_ms = backoff.as_millis() as u64,
+                    "worker error"
+                );
                 tokio::select! {
                     () = shutdown.cancelled() => break,
                     () = tokio::time::sleep(backoff) => {}

@@ -41,7 +41,10 @@ pub fn output_dir(project: &Path, package_json: &serde_json::Value) -> Result<Pa
             let expected = framework_of(package_json)
                 .map(|(name, dir)| format!("{dir} (for {name}), "))
                 .unwrap_or_default();
-            format!("no output folder found after the build: looked for {expected}{}", SCAN.join(", "))
+            format!(
+                "no output folder found after the build: looked for {expected}{}",
+                SCAN.join(", ")
+            )
         })
 }
 
@@ -56,7 +59,10 @@ mod tests {
         assert_eq!(framework_of(&vite), Some(("vite", "dist")));
         let next = json!({"dependencies": {"next": "15", "react": "19"}, "devDependencies": {"vite": "1"}});
         assert_eq!(framework_of(&next), Some(("next", "out")));
-        assert_eq!(framework_of(&json!({"dependencies": {"react-scripts": "5"}})), Some(("cra", "build")));
+        assert_eq!(
+            framework_of(&json!({"dependencies": {"react-scripts": "5"}})),
+            Some(("cra", "build"))
+        );
         assert_eq!(framework_of(&json!({})), None);
     }
 
@@ -65,7 +71,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let vite = json!({"devDependencies": {"vite": "6"}});
         let err = output_dir(dir.path(), &vite).unwrap_err();
-        assert_eq!(err, "no output folder found after the build: looked for dist (for vite), dist, build, out, public");
+        assert_eq!(
+            err,
+            "no output folder found after the build: looked for dist (for vite), dist, build, out, public"
+        );
         std::fs::create_dir(dir.path().join("public")).unwrap();
         assert_eq!(output_dir(dir.path(), &vite).unwrap(), dir.path().join("public"));
         std::fs::create_dir(dir.path().join("dist")).unwrap();

@@ -42,10 +42,13 @@ pub async fn generate(
         return Err(format!("the generator exited with {status}: {}", log.tail(10)));
     }
     if out.len() > MAX_OUTPUT_BYTES {
-        return Err(format!("the generator printed more than {} MB", MAX_OUTPUT_BYTES / (1024 * 1024)));
+        return Err(format!(
+            "the generator printed more than {} MB",
+            MAX_OUTPUT_BYTES / (1024 * 1024)
+        ));
     }
-    let output: GeneratorOutput =
-        serde_json::from_slice(&out).map_err(|e| format!("the generator's output is not the JSON output contract: {e}"))?;
+    let output: GeneratorOutput = serde_json::from_slice(&out)
+        .map_err(|e| format!("the generator's output is not the JSON output contract: {e}"))?;
     let files = SourceFile::parse_all(&output.merged_files(), limits)
         .map_err(|e| format!("the generator's output is invalid: {e}"))?;
     if files.is_empty() {

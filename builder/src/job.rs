@@ -76,7 +76,9 @@ pub async fn execute(b: &Builder, job: &Job) -> anyhow::Result<VersionId> {
                 versions::mark_failed(&b.db, id, failure.step, &failure.message, &metrics).await?;
             }
         }
-        b.queue.release(&id.to_string(), &version.user_id, &version.project_id).await?;
+        b.queue
+            .release(&id.to_string(), &version.user_id, &version.project_id)
+            .await?;
         b.queue.ack(&job.entry_id).await?;
         Ok(id)
     }
@@ -108,8 +110,14 @@ async fn record_success(b: &Builder, version: &Version, s: Success, metrics: &Me
         preview_url: b.urls.version_url(deployed.id),
         timestamp: deployed.finished_at.unwrap_or_else(chrono::Utc::now),
     };
-    b.queue.set_latest(&deployed.user_id, &deployed.project_id, &pointer).await?;
-    tracing::info!(total_ms = deployed.metrics.total_ms, files = deployed.metrics.file_count, "build deployed");
+    b.queue
+        .set_latest(&deployed.user_id, &deployed.project_id, &pointer)
+        .await?;
+    tracing::info!(
+        total_ms = deployed.metrics.total_ms,
+        files = deployed.metrics.file_count,
+        "build deployed"
+    );
     Ok(())
 }
 
@@ -117,9 +125,20 @@ fn ms_since(t: StdInstant) -> Option<i64> {
     Some(t.elapsed().as_millis() as i64)
 }
 
-async fn build(b: &Builder, version: &Version, ws: &Workspace, log: &BuildLog, metrics: &mut Metrics) -> Result<Success, Failure> {
+async fn build(
+    b: &Builder,
+    version: &Version,
+    ws: &Workspace,
+    log: &BuildLog,
+    metrics: &mut Metrics,
+) -> Result<Success, Failure> {
     let deadline = Instant::now() + b.settings.build_timeout;
-    let sandbox = Sandbox::new(&ws.home(), &ws.tmp(), &b.pnpm_cache_dir(), b.settings.build_timeout.as_secs());
+    let sandbox = Sandbox::new(
+        &ws.home(),
+        &ws.tmp(),
+        &b.pnpm_cache_dir(),
+        b.settings.build_timeout.as_secs(),
+    );
     let project = ws.project();
 
     // fetch
@@ -134,17 +153,20 @@ async fn build(b: &Builder, version: &Version, ws: &Workspace, log: &BuildLog, m
         .map_err(|e| fail(Step::Fetch, e.to_string()))?
         .ok_or_else(|| fail(Step::Fetch, format!("source manifest {source_key} is missing")))?;
     let original_sources = sources.clone();
-    materialize(&b.artifacts, &sources, ws).await.map_err(|e| fail(Step::Fetch, e))?;
+    materialize(&b.artifacts, &sources, ws)
+        .await
+        .map_err(|e| fail(Step::Fetch, e))?;
 
     // generate
     let mut metadata = None;
     if version.generate {
         let started = StdInstant::now();
-        let command = b
-            .settings
-            .generator_cmd
-            .as_deref()
-            .ok_or_else(|| fail(Step::Generate, "this builder has no generator configured (KILN_GENERATOR_CMD)"))?;
+        let command = b.settings.generator_cmd.as_deref().ok_or_else(|| {
+            fail(
+                Step::Generate,
+                "this builder has no generator configured (KILN_GENERATOR_CMD)",
+            )
+        })?;
         let mut files = Vec::with_capacity(sources.files.len());
         for path in sources.files.keys() {
             let content = tokio::fs::read(project.join(path))
@@ -158,10 +180,17 @@ async fn build(b: &Builder, version: &Version, ws: &Workspace, log: &BuildLog, m
             "projectId": version.project_id,
             "files": files,
         });
-        let (generated, meta) =
-            generator::generate(command, &sandbox, &project, deadline, log, input, b.settings.file_limits())
-                .await
-                .map_err(|e| fail(Step::Generate, e))?;
+        let (generated, meta) = generator::generate(
+            command,
+            &sandbox,
+            &project,
+            deadline,
+            log,
+            input,
+            b.settings.file_limits(),
+        )
+        .await
+        .map_err(|e| fail(Step::Generate, e))?;
         for file in generated {
             ws.write(file.path.as_str(), &file.content)
                 .await
@@ -186,26 +215,49 @@ async fn build(b: &Builder, version: &Version, ws: &Workspace, log: &BuildLog, m
             .map_err(|e| fail(Step::Install, format!("reading package.json: {e}")))?;
         let pkg: serde_json::Value = serde_json::from_slice(&raw)
             .map_err(|e| fail(Step::Install, format!("package.json is not valid JSON: {e}")))?;
-        let frozen = sources.files.contains_key(LOCKFILE) && package_json_unchanged(b, version, &sources).await;
+        let frozen =
+            sources.files.contains_key(LOCKFILE) && package_json_unchanged(b, version, &sources).await;
         let store = b.settings.pnpm_store.display().to_string();
-        let lockfile_flag = if frozen { "--frozen-lockfile" } else { "--no-frozen-lockfile" };
+        let lockfile_flag = if frozen {
+            "--frozen-lockfile"
+        } else {
+            "--no-frozen-lockfile"
+        };
         let started = StdInstant::now();
         run_step(
             Step::Install,
             &sandbox,
             "pnpm",
-            &["install", "--store-dir", &store, "--prefer-offline", lockfile_flag, "--reporter=append-only"],
+            &[
+                "install",
+                "--store-dir",
+                &store,
+                "--prefer-offline",
+                lockfile_flag,
+                "--reporter=append-only",
+            ],
             &project,
             deadline,
             log,
         )
         .await?;
         metrics.install_ms = ms_since(started);
-        keep_lockfile(&b.artifacts, &project, &mut sources).await.map_err(|e| fail(Step::Install, e))?;
+        keep_lockfile(&b.artifacts, &project, &mut sources)
+            .await
+            .map_err(|e| fail(Step::Install, e))?;
 
         let started = StdInstant::now();
         if pkg.pointer("/scripts/build").is_some() {
-            run_step(Step::Build, &sandbox, "pnpm", &["run", "build"], &project, deadline, log).await?;
+            run_step(
+                Step::Build,
+                &sandbox,
+                "pnpm",
+                &["run", "build"],
+                &project,
+                deadline,
+                log,
+            )
+            .await?;
         } else {
             log.line("[kiln] package.json has no build script; publishing the output folder as is");
         }
@@ -282,7 +334,11 @@ async fn run_step(
     };
     Err(fail(
         step,
-        format!("`{program} {}` {what}:\n{}", args.join(" "), log.tail(ERROR_TAIL_LINES)),
+        format!(
+            "`{program} {}` {what}:\n{}",
+            args.join(" "),
+            log.tail(ERROR_TAIL_LINES)
+        ),
     ))
 }
 
@@ -299,7 +355,10 @@ async fn materialize(artifacts: &Artifacts, manifest: &Manifest, ws: &Workspace)
         }
     });
     let writes: Vec<_> = writes.collect();
-    stream::iter(writes).buffer_unordered(16).try_collect::<()>().await
+    stream::iter(writes)
+        .buffer_unordered(16)
+        .try_collect::<()>()
+        .await
 }
 
 /// True when package.json is the same as in the parent version, so the kept lockfile still
@@ -323,7 +382,11 @@ async fn package_json_unchanged(b: &Builder, version: &Version, sources: &Manife
 
 /// Keeps the lockfile the install wrote with the version's sources, so the next build of the
 /// project installs exactly the same dependencies.
-async fn keep_lockfile(artifacts: &Artifacts, project: &std::path::Path, sources: &mut Manifest) -> Result<(), String> {
+async fn keep_lockfile(
+    artifacts: &Artifacts,
+    project: &std::path::Path,
+    sources: &mut Manifest,
+) -> Result<(), String> {
     let Ok(body) = tokio::fs::read(project.join(LOCKFILE)).await else {
         return Ok(());
     };
@@ -332,7 +395,10 @@ async fn keep_lockfile(artifacts: &Artifacts, project: &std::path::Path, sources
         return Ok(());
     }
     let size = body.len() as u64;
-    let (hash, _) = artifacts.put_blob(Bytes::from(body)).await.map_err(|e| e.to_string())?;
+    let (hash, _) = artifacts
+        .put_blob(Bytes::from(body))
+        .await
+        .map_err(|e| e.to_string())?;
     sources.insert(LOCKFILE, hash, size);
     Ok(())
 }

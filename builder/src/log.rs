@@ -48,7 +48,10 @@ impl BuildLog {
         }
         if inner.text.len() + line.len() + 1 > inner.cap {
             inner.truncated = true;
-            let note = format!("[kiln] log truncated: it passed the cap of {} KB\n", inner.cap / 1024);
+            let note = format!(
+                "[kiln] log truncated: it passed the cap of {} KB\n",
+                inner.cap / 1024
+            );
             inner.text.extend_from_slice(note.as_bytes());
             return;
         }
@@ -60,7 +63,13 @@ impl BuildLog {
     pub fn tail(&self, lines: usize) -> String {
         let inner = self.inner.lock().expect("log lock poisoned");
         let skip = inner.tail.len().saturating_sub(lines);
-        inner.tail.iter().skip(skip).cloned().collect::<Vec<_>>().join("\n")
+        inner
+            .tail
+            .iter()
+            .skip(skip)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     pub fn bytes(&self) -> Vec<u8> {

@@ -74,7 +74,11 @@ pub async fn run(
         .current_dir(cwd)
         .env_clear()
         .envs(sandbox.env.iter().map(|(k, v)| (k, v)))
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -90,7 +94,10 @@ pub async fn run(
             let _ = pipe.write_all(&input).await;
         });
     }
-    let err_reader = tokio::spawn(pipe_lines(child.stderr.take().expect("stderr is piped"), log.clone()));
+    let err_reader = tokio::spawn(pipe_lines(
+        child.stderr.take().expect("stderr is piped"),
+        log.clone(),
+    ));
     let out_pipe = child.stdout.take().expect("stdout is piped");
     let collect = async {
         match stdout {
@@ -113,7 +120,10 @@ pub async fn run(
     let _ = child.wait().await;
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), err_reader).await;
     if let Err(RunError::Timeout { .. }) = &outcome {
-        log.line(&format!("[kiln] killed: the build passed its limit of {} s", sandbox.limit_secs));
+        log.line(&format!(
+            "[kiln] killed: the build passed its limit of {} s",
+            sandbox.limit_secs
+        ));
     }
     outcome
 }

@@ -23,7 +23,11 @@ pub enum PublishError {
 }
 
 /// Files of a tree: (relative path, absolute path, size). Refuses trees over `max_bytes`.
-pub fn collect(root: &Path, max_bytes: u64, skip_dirs: &[&str]) -> Result<Vec<(RelativePath, PathBuf, u64)>, PublishError> {
+pub fn collect(
+    root: &Path,
+    max_bytes: u64,
+    skip_dirs: &[&str],
+) -> Result<Vec<(RelativePath, PathBuf, u64)>, PublishError> {
     let canonical_root = root.canonicalize()?;
     let mut files = Vec::new();
     let mut total = 0u64;
@@ -33,7 +37,8 @@ pub fn collect(root: &Path, max_bytes: u64, skip_dirs: &[&str]) -> Result<Vec<(R
         .into_iter()
         .filter_entry(|e| {
             let name = e.file_name().to_string_lossy();
-            e.depth() == 0 || !(name.starts_with(".git") || (e.depth() == 1 && skip_dirs.contains(&name.as_ref())))
+            e.depth() == 0
+                || !(name.starts_with(".git") || (e.depth() == 1 && skip_dirs.contains(&name.as_ref())))
         });
     for entry in walker {
         let entry = entry.map_err(|e| std::io::Error::other(e.to_string()))?;
@@ -72,19 +77,23 @@ pub fn collect(root: &Path, max_bytes: u64, skip_dirs: &[&str]) -> Result<Vec<(R
 
 /// Uploads the blobs of `files` (16 at a time) and returns the tree's manifest and how many
 /// blobs were new.
-pub async fn upload(artifacts: &Artifacts, files: Vec<(RelativePath, PathBuf, u64)>) -> Result<(Manifest, usize), PublishError> {
+pub async fn upload(
+    artifacts: &Artifacts,
+    files: Vec<(RelativePath, PathBuf, u64)>,
+) -> Result<(Manifest, usize), PublishError> {
     let artifacts = Arc::new(artifacts.clone());
-    let results: Vec<(RelativePath, String, u64, bool)> = stream::iter(files.into_iter().map(|(rel, abs, size)| {
-        let artifacts = artifacts.clone();
-        async move {
-            let body = Bytes::from(tokio::fs::read(&abs).await?);
-            let (hash, uploaded) = artifacts.put_blob(body).await?;
-            Ok::<_, PublishError>((rel, hash, size, uploaded))
-        }
-    }))
-    .buffer_unordered(16)
-    .try_collect()
-    .await?;
+    let results: Vec<(RelativePath, String, u64, bool)> =
+        stream::iter(files.into_iter().map(|(rel, abs, size)| {
+            let artifacts = artifacts.clone();
+            async move {
+                let body = Bytes::from(tokio::fs::read(&abs).await?);
+                let (hash, uploaded) = artifacts.put_blob(body).await?;
+                Ok::<_, PublishError>((rel, hash, size, uploaded))
+            }
+        }))
+        .buffer_unordered(16)
+        .try_collect()
+        .await?;
     let mut manifest = Manifest::default();
     let mut new_blobs = 0;
     for (rel, hash, size, uploaded) in results {

@@ -106,10 +106,7 @@ const ARTIFACTS: (&str, &str) = (
     "KILN_ARTIFACTS",
     "where artifacts live (file:///abs/path or s3://bucket)",
 );
-const HMAC_SECRET: (&str, &str) = (
-    "KILN_HMAC_SECRET",
-    "the shared secret of the product back end",
-);
+const HMAC_SECRET: (&str, &str) = ("KILN_HMAC_SECRET", "the shared secret of the product back end");
 
 /// Reads raw values by variable name: the environment first, then the file.
 struct Source {
@@ -176,11 +173,9 @@ impl Settings {
     fn load(src: &Source) -> Result<Self, ConfigError> {
         let database_url = src.required(DATABASE_URL)?;
         let artifacts_raw = src.required(ARTIFACTS)?;
-        let artifacts = ArtifactsLocation::parse(&artifacts_raw).map_err(|reason| {
-            ConfigError::Invalid {
-                var: ARTIFACTS.0,
-                reason,
-            }
+        let artifacts = ArtifactsLocation::parse(&artifacts_raw).map_err(|reason| ConfigError::Invalid {
+            var: ARTIFACTS.0,
+            reason,
         })?;
         let data_dir = PathBuf::from(src.get("KILN_DATA_DIR").unwrap_or_else(|| ".kiln".into()));
         let work_dir = src
@@ -237,7 +232,9 @@ impl Settings {
                 access_key_id: src.get("AWS_ACCESS_KEY_ID"),
                 secret_access_key: src.get("AWS_SECRET_ACCESS_KEY").map(Into::into),
             },
-            api_addr: src.get("KILN_API_ADDR").unwrap_or_else(|| "127.0.0.1:8080".into()),
+            api_addr: src
+                .get("KILN_API_ADDR")
+                .unwrap_or_else(|| "127.0.0.1:8080".into()),
             preview_addr: src
                 .get("KILN_PREVIEW_ADDR")
                 .unwrap_or_else(|| "127.0.0.1:8081".into()),
@@ -290,7 +287,9 @@ fn read_toml(path: &Path) -> Result<HashMap<String, String>, ConfigError> {
         reason,
     };
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| err(e.message().to_owned()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| err(e.message().to_owned()))?;
     table
         .into_iter()
         .map(|(k, v)| {
@@ -315,24 +314,36 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn missing_required_variables_are_named() {
         let err = Settings::from_vars(vars(&[])).unwrap_err();
-        assert_eq!(err.to_string(), "KILN_DATABASE_URL is required: the PostgreSQL URL");
+        assert_eq!(
+            err.to_string(),
+            "KILN_DATABASE_URL is required: the PostgreSQL URL"
+        );
         let err = Settings::from_vars(vars(&[("KILN_DATABASE_URL", "postgres://x")])).unwrap_err();
         assert!(err.to_string().starts_with("KILN_ARTIFACTS is required"));
     }
 
     #[test]
     fn invalid_values_are_named() {
-        let base = [("KILN_DATABASE_URL", "postgres://x"), ("KILN_ARTIFACTS", "file:///tmp/a")];
+        let base = [
+            ("KILN_DATABASE_URL", "postgres://x"),
+            ("KILN_ARTIFACTS", "file:///tmp/a"),
+        ];
         let mut v = vars(&base);
         v.push(("KILN_BUILD_TIMEOUT_SECS".into(), "soon".into()));
         let err = Settings::from_vars(v).unwrap_err().to_string();
-        assert_eq!(err, "KILN_BUILD_TIMEOUT_SECS is invalid: expected a positive integer, got \"soon\"");
+        assert_eq!(
+            err,
+            "KILN_BUILD_TIMEOUT_SECS is invalid: expected a positive integer, got \"soon\""
+        );
         let err = Settings::from_vars(vars(&[base[0], ("KILN_ARTIFACTS", "relative/dir")]))
             .unwrap_err()
             .to_string();
@@ -343,7 +354,11 @@ mod tests {
     fn defaults_file_and_environment_layer() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("kiln.toml");
-        std::fs::write(&file, "build_timeout_secs = 60\nmax_output_mb = 5\napi_tokens = [\"a\", \"b\"]\n").unwrap();
+        std::fs::write(
+            &file,
+            "build_timeout_secs = 60\nmax_output_mb = 5\napi_tokens = [\"a\", \"b\"]\n",
+        )
+        .unwrap();
         let s = Settings::from_vars(vars(&[
             ("KILN_CONFIG", file.to_str().unwrap()),
             ("KILN_DATABASE_URL", "postgres://x"),
@@ -357,7 +372,10 @@ mod tests {
         assert_eq!(s.s3.region, "auto");
         assert_eq!(
             s.artifacts,
-            ArtifactsLocation::S3 { bucket: "bucket".into(), prefix: "some/prefix".into() }
+            ArtifactsLocation::S3 {
+                bucket: "bucket".into(),
+                prefix: "some/prefix".into()
+            }
         );
         assert_eq!(s.api_addr, "127.0.0.1:8080");
         assert!(s.require_api().is_err());

@@ -13,7 +13,13 @@ pub fn project_label(user: &UserId, project: &ProjectId) -> String {
     let mut slug: String = project
         .as_str()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect();
     slug.truncate(40);
     let slug = slug.trim_matches('-');
@@ -62,9 +68,7 @@ impl PreviewUrls {
                 host
             }
         });
-        let label = host
-            .strip_suffix(self.domain.as_str())?
-            .strip_suffix('.')?;
+        let label = host.strip_suffix(self.domain.as_str())?.strip_suffix('.')?;
         (!label.is_empty() && !label.contains('.')).then_some(label)
     }
 }
@@ -82,14 +86,20 @@ mod tests {
         assert!(a.starts_with("salon-app-"));
         let long = project_label(&u, &ProjectId::parse(&"x".repeat(64)).unwrap());
         assert!(long.len() <= 63);
-        assert!(long.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
+        assert!(long
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
         let dashes = project_label(&u, &ProjectId::parse("---").unwrap());
         assert!(dashes.starts_with("p-"));
     }
 
     #[test]
     fn urls_and_hosts() {
-        let urls = PreviewUrls { scheme: "http".into(), domain: "localhost".into(), port: Some(8081) };
+        let urls = PreviewUrls {
+            scheme: "http".into(),
+            domain: "localhost".into(),
+            port: Some(8081),
+        };
         let id = VersionId::new();
         assert_eq!(urls.version_url(id), format!("http://{id}.localhost:8081/"));
         assert_eq!(urls.label_of_host("abc.localhost:8081"), Some("abc"));
@@ -97,7 +107,11 @@ mod tests {
         assert_eq!(urls.label_of_host("localhost:8081"), None);
         assert_eq!(urls.label_of_host("a.b.localhost"), None);
         assert_eq!(urls.label_of_host("abc.example.com"), None);
-        let tls = PreviewUrls { scheme: "https".into(), domain: "p.example.com".into(), port: Some(443) };
+        let tls = PreviewUrls {
+            scheme: "https".into(),
+            domain: "p.example.com".into(),
+            port: Some(443),
+        };
         assert_eq!(tls.version_url(id), format!("https://{id}.p.example.com/"));
     }
 }

@@ -35,8 +35,17 @@ fn mac(secret: &[u8], timestamp: &str, method: &str, path_and_query: &str, body:
 }
 
 /// The `X-Kiln-Signature` value for a request.
-pub fn sign_request(secret: &[u8], timestamp: i64, method: &str, path_and_query: &str, body: &[u8]) -> String {
-    format!("sha256={}", hex::encode(mac(secret, &timestamp.to_string(), method, path_and_query, body)))
+pub fn sign_request(
+    secret: &[u8],
+    timestamp: i64,
+    method: &str,
+    path_and_query: &str,
+    body: &[u8],
+) -> String {
+    format!(
+        "sha256={}",
+        hex::encode(mac(secret, &timestamp.to_string(), method, path_and_query, body))
+    )
 }
 
 /// Checks a request's signature in constant time.
@@ -49,7 +58,10 @@ pub fn verify_request(
     body: &[u8],
     now_unix: i64,
 ) -> Result<(), SignatureError> {
-    let ts: i64 = timestamp.trim().parse().map_err(|_| SignatureError::BadTimestamp)?;
+    let ts: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| SignatureError::BadTimestamp)?;
     if (now_unix - ts).abs() > MAX_SKEW_SECS {
         return Err(SignatureError::Stale);
     }
@@ -84,12 +96,30 @@ mod tests {
         let check = |ts: &str, sig: &str, body: &[u8], now: i64| {
             verify_request(b"k", ts, sig, "POST", "/v1/builds?x=1", body, now)
         };
-        assert_eq!(check(&now.to_string(), &sig, b"{ }", now), Err(SignatureError::Mismatch));
-        assert_eq!(check(&now.to_string(), &sig, b"{}", now + 301), Err(SignatureError::Stale));
-        assert_eq!(check("yesterday", &sig, b"{}", now), Err(SignatureError::BadTimestamp));
-        assert_eq!(check(&now.to_string(), "sha256=zz", b"{}", now), Err(SignatureError::Malformed));
-        assert_eq!(check(&now.to_string(), &sig[7..], b"{}", now), Err(SignatureError::Malformed));
+        assert_eq!(
+            check(&now.to_string(), &sig, b"{ }", now),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            check(&now.to_string(), &sig, b"{}", now + 301),
+            Err(SignatureError::Stale)
+        );
+        assert_eq!(
+            check("yesterday", &sig, b"{}", now),
+            Err(SignatureError::BadTimestamp)
+        );
+        assert_eq!(
+            check(&now.to_string(), "sha256=zz", b"{}", now),
+            Err(SignatureError::Malformed)
+        );
+        assert_eq!(
+            check(&now.to_string(), &sig[7..], b"{}", now),
+            Err(SignatureError::Malformed)
+        );
         let other = sign_request(b"other", now, "POST", "/v1/builds?x=1", b"{}");
-        assert_eq!(check(&now.to_string(), &other, b"{}", now), Err(SignatureError::Mismatch));
+        assert_eq!(
+            check(&now.to_string(), &other, b"{}", now),
+            Err(SignatureError::Mismatch)
+        );
     }
 }

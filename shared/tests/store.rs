@@ -20,9 +20,17 @@ fn s3_settings(secret: &str) -> S3Settings {
 }
 
 async fn s3_store() -> Artifacts {
-    let prefix = format!("store-test-{}", ulid::Ulid::new().to_string().to_ascii_lowercase());
-    let location = ArtifactsLocation::S3 { bucket: env("KILN_TEST_S3_BUCKET"), prefix };
-    Artifacts::open(&location, &s3_settings(&env("KILN_TEST_S3_SECRET_KEY"))).await.unwrap()
+    let prefix = format!(
+        "store-test-{}",
+        ulid::Ulid::new().to_string().to_ascii_lowercase()
+    );
+    let location = ArtifactsLocation::S3 {
+        bucket: env("KILN_TEST_S3_BUCKET"),
+        prefix,
+    };
+    Artifacts::open(&location, &s3_settings(&env("KILN_TEST_S3_SECRET_KEY")))
+        .await
+        .unwrap()
 }
 
 async fn contract(store: Artifacts) {
@@ -67,14 +75,25 @@ async fn contract(store: Artifacts) {
     assert_eq!(store.get_blob(&big_hash).await.unwrap().as_ref(), big.as_slice());
 
     // Logs.
-    store.put_log(id, Bytes::from_static(b"$ pnpm build\n")).await.unwrap();
-    assert_eq!(store.get_log(id).await.unwrap().unwrap().as_ref(), b"$ pnpm build\n");
+    store
+        .put_log(id, Bytes::from_static(b"$ pnpm build\n"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_log(id).await.unwrap().unwrap().as_ref(),
+        b"$ pnpm build\n"
+    );
 }
 
 #[tokio::test]
 async fn the_filesystem_store_keeps_the_contract() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Artifacts::open(&ArtifactsLocation::File(dir.path().join("a")), &s3_settings("unused")).await.unwrap();
+    let store = Artifacts::open(
+        &ArtifactsLocation::File(dir.path().join("a")),
+        &s3_settings("unused"),
+    )
+    .await
+    .unwrap();
     contract(store).await;
     // Nothing half-written is left in the temporary folder.
     assert_eq!(std::fs::read_dir(dir.path().join("a/.tmp")).unwrap().count(), 0);
@@ -87,10 +106,16 @@ async fn the_s3_store_keeps_the_contract() {
 
 #[tokio::test]
 async fn the_s3_store_refuses_a_wrong_secret() {
-    let location = ArtifactsLocation::S3 { bucket: env("KILN_TEST_S3_BUCKET"), prefix: "wrong".into() };
-    let store = Artifacts::open(&location, &s3_settings("0000000000000000000000000000000000000000000000000000000000000000"))
-        .await
-        .unwrap();
+    let location = ArtifactsLocation::S3 {
+        bucket: env("KILN_TEST_S3_BUCKET"),
+        prefix: "wrong".into(),
+    };
+    let store = Artifacts::open(
+        &location,
+        &s3_settings("0000000000000000000000000000000000000000000000000000000000000000"),
+    )
+    .await
+    .unwrap();
     let err = store.put_blob(Bytes::from_static(b"x")).await.unwrap_err();
     assert!(matches!(err, StoreError::Remote { .. }), "{err:?}");
     assert!(store.check().await.is_err());

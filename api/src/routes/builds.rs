@@ -30,7 +30,11 @@ pub enum Flavour {
     SeedRebuild,
 }
 
-async fn create(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn create(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     submit(&req, &body, &state, Flavour::Kiln).await
 }
 
@@ -44,13 +48,22 @@ pub async fn seed_new_project(
 }
 
 /// `POST /rebuild-preview`
-pub async fn seed_rebuild(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn seed_rebuild(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     submit(&req, &body, &state, Flavour::SeedRebuild).await
 }
 
 /// Admission with idempotency: the same key and body replays the first answer; the same key with
 /// another body is a 422.
-async fn submit(req: &HttpRequest, body: &web::Bytes, state: &AppState, flavour: Flavour) -> Result<HttpResponse, ApiError> {
+async fn submit(
+    req: &HttpRequest,
+    body: &web::Bytes,
+    state: &AppState,
+    flavour: Flavour,
+) -> Result<HttpResponse, ApiError> {
     let key = match req.headers().get(IDEMPOTENCY_HEADER) {
         None => None,
         Some(v) => {
@@ -58,7 +71,9 @@ async fn submit(req: &HttpRequest, body: &web::Bytes, state: &AppState, flavour:
                 .to_str()
                 .ok()
                 .filter(|k| !k.is_empty() && k.len() <= 255)
-                .ok_or_else(|| ApiError::BadRequest("Idempotency-Key must be 1-255 visible characters".into()))?;
+                .ok_or_else(|| {
+                    ApiError::BadRequest("Idempotency-Key must be 1-255 visible characters".into())
+                })?;
             Some(k.to_owned())
         }
     };
@@ -81,7 +96,9 @@ async fn submit(req: &HttpRequest, body: &web::Bytes, state: &AppState, flavour:
     let request = BuildRequest::parse(parsed, state.settings.file_limits())?;
     if flavour == Flavour::SeedRebuild
         && request.base.is_none()
-        && versions::latest_deployed(&state.db, &request.user, &request.project).await?.is_none()
+        && versions::latest_deployed(&state.db, &request.user, &request.project)
+            .await?
+            .is_none()
     {
         return Err(ApiError::Unprocessable(format!(
             "project {}/{} has no deployed version to rebuild; use /build-preview-for-new-project",
@@ -141,8 +158,18 @@ async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespon
     let q: ListQuery = query(&req)?;
     let filter = ListFilter {
         user_id: q.user_id.as_deref().map(UserId::parse).transpose().map_err(bad)?,
-        project_id: q.project_id.as_deref().map(ProjectId::parse).transpose().map_err(bad)?,
-        status: q.status.as_deref().map(str::parse::<BuildStatus>).transpose().map_err(bad)?,
+        project_id: q
+            .project_id
+            .as_deref()
+            .map(ProjectId::parse)
+            .transpose()
+            .map_err(bad)?,
+        status: q
+            .status
+            .as_deref()
+            .map(str::parse::<BuildStatus>)
+            .transpose()
+            .map_err(bad)?,
         before: q
             .before
             .as_deref()
@@ -157,7 +184,9 @@ async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespon
 
 /// `{"<name>": [...], "nextCursor": <id of the last row when the page is full>}`
 pub fn page(name: &str, rows: Vec<versions::Version>, limit: i64, state: &AppState) -> serde_json::Value {
-    let next = (rows.len() as i64 == limit).then(|| rows.last().map(|v| v.id.to_string())).flatten();
+    let next = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|v| v.id.to_string()))
+        .flatten();
     let views: Vec<BuildView> = rows.into_iter().map(|v| BuildView::new(v, &state.urls)).collect();
     serde_json::json!({ name: views, "nextCursor": next })
 }

@@ -13,7 +13,9 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
-async fn check<E: std::fmt::Display>(f: impl std::future::Future<Output = Result<(), E>>) -> Result<(), String> {
+async fn check<E: std::fmt::Display>(
+    f: impl std::future::Future<Output = Result<(), E>>,
+) -> Result<(), String> {
     match tokio::time::timeout(CHECK_TIMEOUT, f).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
@@ -27,14 +29,23 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         check(kiln_shared::db::ping(&state.db)).boxed(),
         check(state.artifacts.check()).boxed(),
     );
-    let results = [("redis", redis), ("postgres", postgres), ("artifact store", store)];
+    let results = [
+        ("redis", redis),
+        ("postgres", postgres),
+        ("artifact store", store),
+    ];
     let failing: Vec<String> = results
         .iter()
         .filter_map(|(name, r)| r.as_ref().err().map(|e| format!("{name} ({e})")))
         .collect();
     let checks: serde_json::Map<String, serde_json::Value> = results
         .iter()
-        .map(|(name, r)| ((*name).to_owned(), r.as_ref().map_or_else(|e| e.clone(), |()| "ok".into()).into()))
+        .map(|(name, r)| {
+            (
+                (*name).to_owned(),
+                r.as_ref().map_or_else(|e| e.clone(), |()| "ok".into()).into(),
+            )
+        })
         .collect();
     if failing.is_empty() {
         HttpResponse::Ok().json(serde_json::json!({ "status": "ready", "checks": checks }))

@@ -13,7 +13,9 @@ use crate::error::ApiError;
 /// Parses a JSON body, answering 400 with serde's account of what is wrong.
 pub fn json_body<T: DeserializeOwned>(body: &web::Bytes) -> Result<T, ApiError> {
     if body.is_empty() {
-        return Err(ApiError::BadRequest("the request body is empty; send JSON".into()));
+        return Err(ApiError::BadRequest(
+            "the request body is empty; send JSON".into(),
+        ));
     }
     serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))
 }
@@ -30,6 +32,8 @@ pub fn limit(raw: Option<i64>) -> Result<i64, ApiError> {
     match raw {
         None => Ok(20),
         Some(n) if (1..=100).contains(&n) => Ok(n),
-        Some(n) => Err(ApiError::BadRequest(format!("limit must be between 1 and 100 (got {n})"))),
+        Some(n) => Err(ApiError::BadRequest(format!(
+            "limit must be between 1 and 100 (got {n})"
+        ))),
     }
 }

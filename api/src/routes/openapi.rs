@@ -90,7 +90,11 @@ pub fn document() -> Value {
         for (code, what) in r.responses.iter().chain(extra) {
             responses.insert(code.to_string(), json!({ "description": what }));
         }
-        let security = if r.auth { json!([{ "bearer": [] }, { "hmac": [] }]) } else { json!([]) };
+        let security = if r.auth {
+            json!([{ "bearer": [] }, { "hmac": [] }])
+        } else {
+            json!([])
+        };
         let entry = paths.entry(r.path.to_owned()).or_insert_with(|| json!({}));
         entry[r.method] = json!({ "summary": r.summary, "security": security, "responses": responses });
     }

@@ -17,7 +17,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 fn project(path: &(String, String)) -> Result<(UserId, ProjectId), ApiError> {
     let bad = |e: kiln_shared::domain::IdError| ApiError::BadRequest(e.to_string());
-    Ok((UserId::parse(&path.0).map_err(bad)?, ProjectId::parse(&path.1).map_err(bad)?))
+    Ok((
+        UserId::parse(&path.0).map_err(bad)?,
+        ProjectId::parse(&path.1).map_err(bad)?,
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -27,7 +30,11 @@ struct VersionsQuery {
     before: Option<String>,
 }
 
-async fn versions(req: HttpRequest, path: web::Path<(String, String)>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn versions(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let (user, project) = project(&path)?;
     let q: VersionsQuery = query(&req)?;
     let filter = ListFilter {
@@ -47,7 +54,10 @@ async fn versions(req: HttpRequest, path: web::Path<(String, String)>, state: we
 }
 
 /// The KV pointer first; Postgres when the KV has nothing (and the KV is repaired from it).
-async fn latest(path: web::Path<(String, String)>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn latest(
+    path: web::Path<(String, String)>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let (user, project) = project(&path)?;
     let latest_url = state.urls.latest_url(&user, &project);
     if let Some(p) = state.queue.latest(&user, &project).await? {

@@ -7,26 +7,110 @@ use kiln_shared::signing::sign_request;
 
 #[tokio::test]
 async fn v1_routes_need_a_token_or_a_fresh_valid_signature() {
-    let app = spawn_app(Options { builders: 0, ..Options::default() }).await;
+    let app = spawn_app(Options {
+        builders: 0,
+        ..Options::default()
+    })
+    .await;
     let url = format!("{}/v1/builds", app.api);
     let body = r#"{"userId":"u","projectId":"p","files":[{"path":"index.html","content":"x"}]}"#;
     let now = chrono::Utc::now().timestamp();
     let good = sign_request(HMAC_SECRET.as_bytes(), now, "POST", "/v1/builds", body.as_bytes());
     let cases: Vec<(&str, Vec<(&str, String)>, &str)> = vec![
         ("nothing", vec![], "authentication required"),
-        ("wrong token", vec![("Authorization", "Bearer nope".into())], "bearer token is not valid"),
-        ("basic auth", vec![("Authorization", "Basic dTpw".into())], "must be: Bearer"),
-        ("signature only", vec![("X-Kiln-Signature", good.clone())], "authentication required"),
-        ("wrong secret", vec![("X-Kiln-Timestamp", now.to_string()),
-            ("X-Kiln-Signature", sign_request(b"guess", now, "POST", "/v1/builds", body.as_bytes()))], "does not match"),
-        ("other path", vec![("X-Kiln-Timestamp", now.to_string()),
-            ("X-Kiln-Signature", sign_request(HMAC_SECRET.as_bytes(), now, "POST", "/rebuild-preview", body.as_bytes()))], "does not match"),
-        ("stale", vec![("X-Kiln-Timestamp", (now - 301).to_string()),
-            ("X-Kiln-Signature", sign_request(HMAC_SECRET.as_bytes(), now - 301, "POST", "/v1/builds", body.as_bytes()))], "300 seconds"),
-        ("future", vec![("X-Kiln-Timestamp", (now + 400).to_string()),
-            ("X-Kiln-Signature", sign_request(HMAC_SECRET.as_bytes(), now + 400, "POST", "/v1/builds", body.as_bytes()))], "300 seconds"),
-        ("malformed", vec![("X-Kiln-Timestamp", now.to_string()), ("X-Kiln-Signature", "md5=abc".into())], "sha256="),
-        ("bad timestamp", vec![("X-Kiln-Timestamp", "noon".into()), ("X-Kiln-Signature", good.clone())], "unix time"),
+        (
+            "wrong token",
+            vec![("Authorization", "Bearer nope".into())],
+            "bearer token is not valid",
+        ),
+        (
+            "basic auth",
+            vec![("Authorization", "Basic dTpw".into())],
+            "must be: Bearer",
+        ),
+        (
+            "signature only",
+            vec![("X-Kiln-Signature", good.clone())],
+            "authentication required",
+        ),
+        (
+            "wrong secret",
+            vec![
+                ("X-Kiln-Timestamp", now.to_string()),
+                (
+                    "X-Kiln-Signature",
+                    sign_request(b"guess", now, "POST", "/v1/builds", body.as_bytes()),
+                ),
+            ],
+            "does not match",
+        ),
+        (
+            "other path",
+            vec![
+                ("X-Kiln-Timestamp", now.to_string()),
+                (
+                    "X-Kiln-Signature",
+                    sign_request(
+                        HMAC_SECRET.as_bytes(),
+                        now,
+                        "POST",
+                        "/rebuild-preview",
+                        body.as_bytes(),
+                    ),
+                ),
+            ],
+            "does not match",
+        ),
+        (
+            "stale",
+            vec![
+                ("X-Kiln-Timestamp", (now - 301).to_string()),
+                (
+                    "X-Kiln-Signature",
+                    sign_request(
+                        HMAC_SECRET.as_bytes(),
+                        now - 301,
+                        "POST",
+                        "/v1/builds",
+                        body.as_bytes(),
+                    ),
+                ),
+            ],
+            "300 seconds",
+        ),
+        (
+            "future",
+            vec![
+                ("X-Kiln-Timestamp", (now + 400).to_string()),
+                (
+                    "X-Kiln-Signature",
+                    sign_request(
+                        HMAC_SECRET.as_bytes(),
+                        now + 400,
+                        "POST",
+                        "/v1/builds",
+                        body.as_bytes(),
+                    ),
+                ),
+            ],
+            "300 seconds",
+        ),
+        (
+            "malformed",
+            vec![
+                ("X-Kiln-Timestamp", now.to_string()),
+                ("X-Kiln-Signature", "md5=abc".into()),
+            ],
+            "sha256=",
+        ),
+        (
+            "bad timestamp",
+            vec![
+                ("X-Kiln-Timestamp", "noon".into()),
+                ("X-Kiln-Signature", good.clone()),
+            ],
+            "unix time",
+        ),
     ];
     for (name, headers, message) in cases {
         let mut req = app.client.post(&url).body(body);
@@ -36,7 +120,10 @@ async fn v1_routes_need_a_token_or_a_fresh_valid_signature() {
         let res = req.send().await.unwrap();
         assert_eq!(res.status(), 401, "{name}");
         let json: Value = res.json().await.unwrap();
-        assert!(json["error"].as_str().unwrap().contains(message), "{name}: {json}");
+        assert!(
+            json["error"].as_str().unwrap().contains(message),
+            "{name}: {json}"
+        );
     }
     // A tampered body with a good signature.
     let res = app
@@ -62,16 +149,41 @@ async fn v1_routes_need_a_token_or_a_fresh_valid_signature() {
 
 #[tokio::test]
 async fn health_readiness_and_openapi_are_public() {
-    let app = spawn_app(Options { builders: 0, ..Options::default() }).await;
-    let health: Value = app.client.get(format!("{}/healthz", app.api)).send().await.unwrap().json().await.unwrap();
+    let app = spawn_app(Options {
+        builders: 0,
+        ..Options::default()
+    })
+    .await;
+    let health: Value = app
+        .client
+        .get(format!("{}/healthz", app.api))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(health["status"], "ok");
-    let ready = app.client.get(format!("{}/readyz", app.api)).send().await.unwrap();
+    let ready = app
+        .client
+        .get(format!("{}/readyz", app.api))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 200);
     let ready: Value = ready.json().await.unwrap();
     assert_eq!(ready["checks"]["redis"], "ok");
     assert_eq!(ready["checks"]["postgres"], "ok");
     assert_eq!(ready["checks"]["artifact store"], "ok");
-    let doc: Value = app.client.get(format!("{}/openapi.json", app.api)).send().await.unwrap().json().await.unwrap();
+    let doc: Value = app
+        .client
+        .get(format!("{}/openapi.json", app.api))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
     assert!(doc["paths"]["/v1/builds"]["post"]["responses"]["409"].is_object());
     assert!(doc["paths"]["/v1/builds/{id}"]["get"].is_object());
@@ -79,7 +191,11 @@ async fn health_readiness_and_openapi_are_public() {
 
 #[tokio::test]
 async fn readiness_names_what_is_unreachable() {
-    let mut settings_app = spawn_app(Options { builders: 0, ..Options::default() }).await;
+    let mut settings_app = spawn_app(Options {
+        builders: 0,
+        ..Options::default()
+    })
+    .await;
     // A second API on the same database, pointed at a Redis that is not there.
     let mut settings = settings_app.settings.clone();
     settings.redis_url = "redis://127.0.0.1:1".to_owned().into();
@@ -88,10 +204,18 @@ async fn readiness_names_what_is_unreachable() {
     let app = kiln_api::Application::build(settings).await.unwrap();
     let url = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
-    let res = settings_app.client.get(format!("{url}/readyz")).send().await.unwrap();
+    let res = settings_app
+        .client
+        .get(format!("{url}/readyz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 503);
     let json: Value = res.json().await.unwrap();
-    assert!(json["error"].as_str().unwrap().starts_with("not ready: redis"), "{json}");
+    assert!(
+        json["error"].as_str().unwrap().starts_with("not ready: redis"),
+        "{json}"
+    );
     assert_eq!(json["checks"]["postgres"], "ok");
 
     // With Redis down, admission records the build as failed and answers 503 with its id.
@@ -112,7 +236,10 @@ async fn readiness_names_what_is_unreachable() {
     let build = settings_app.get_json(&format!("/v1/builds/{id}")).await;
     assert_eq!(build["status"], "failed");
     assert_eq!(build["failedStep"], "queue");
-    assert!(build["error"].as_str().unwrap().starts_with("the build queue is unavailable"));
+    assert!(build["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("the build queue is unavailable"));
 }
 
 #[test]
@@ -124,14 +251,37 @@ fn binaries_exit_non_zero_naming_a_missing_or_invalid_variable() {
             cmd.env(k, v);
         }
         let out = cmd.output().unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).trim().to_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        )
     };
-    assert_eq!(run(&[]), (Some(2), "kiln-api: KILN_DATABASE_URL is required: the PostgreSQL URL".into()));
-    let base = [("KILN_DATABASE_URL", "postgres://x"), ("KILN_ARTIFACTS", "file:///tmp/kiln-x")];
+    assert_eq!(
+        run(&[]),
+        (
+            Some(2),
+            "kiln-api: KILN_DATABASE_URL is required: the PostgreSQL URL".into()
+        )
+    );
+    let base = [
+        ("KILN_DATABASE_URL", "postgres://x"),
+        ("KILN_ARTIFACTS", "file:///tmp/kiln-x"),
+    ];
     let (code, err) = run(&base);
     assert_eq!(code, Some(2));
-    assert_eq!(err, "kiln-api: KILN_HMAC_SECRET is required: the shared secret of the product back end");
-    let (code, err) = run(&[base[0], base[1], ("KILN_HMAC_SECRET", "s"), ("KILN_MAX_OUTPUT_MB", "lots")]);
+    assert_eq!(
+        err,
+        "kiln-api: KILN_HMAC_SECRET is required: the shared secret of the product back end"
+    );
+    let (code, err) = run(&[
+        base[0],
+        base[1],
+        ("KILN_HMAC_SECRET", "s"),
+        ("KILN_MAX_OUTPUT_MB", "lots"),
+    ]);
     assert_eq!(code, Some(2));
-    assert_eq!(err, "kiln-api: KILN_MAX_OUTPUT_MB is invalid: expected a positive integer, got \"lots\"");
+    assert_eq!(
+        err,
+        "kiln-api: KILN_MAX_OUTPUT_MB is invalid: expected a positive integer, got \"lots\""
+    );
 }

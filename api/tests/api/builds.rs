@@ -9,9 +9,15 @@ fn file(path: &str, content: &str) -> Value {
 }
 
 async fn static_site_round_trip(store: Store) {
-    let app = spawn_app(Options { store, ..Options::default() }).await;
+    let app = spawn_app(Options {
+        store,
+        ..Options::default()
+    })
+    .await;
     let project = unique("site");
-    let id = app.submit(&build_body("u_1", &project, tree("examples/static-site"))).await;
+    let id = app
+        .submit(&build_body("u_1", &project, tree("examples/static-site")))
+        .await;
     let build = app.wait(&id).await;
     assert_eq!(build["status"], "deployed", "{build}");
     assert_eq!(build["framework"], "static");
@@ -46,7 +52,9 @@ async fn a_static_site_is_built_and_served_from_the_s3_store() {
 async fn a_vite_react_tailwind_project_is_built_served_and_rebuilt_with_a_frozen_lockfile() {
     let app = spawn_app(Options::default()).await;
     let project = unique("salon");
-    let id = app.submit(&build_body("u_vite", &project, tree("examples/vite-react"))).await;
+    let id = app
+        .submit(&build_body("u_vite", &project, tree("examples/vite-react")))
+        .await;
     let build = app.wait(&id).await;
     assert_eq!(build["status"], "deployed", "{build}");
     assert_eq!(build["framework"], "vite");
@@ -62,7 +70,10 @@ async fn a_vite_react_tailwind_project_is_built_served_and_rebuilt_with_a_frozen
     let js = app.preview(&id, &script).await;
     assert_eq!(js.status(), 200);
     assert_eq!(js.headers()["content-type"], "text/javascript; charset=utf-8");
-    assert_eq!(js.headers()["cache-control"], "public, max-age=31536000, immutable");
+    assert_eq!(
+        js.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
     assert!(js.text().await.unwrap().contains("Salon booking"));
     let stylesheet = html
         .split('"')
@@ -70,7 +81,10 @@ async fn a_vite_react_tailwind_project_is_built_served_and_rebuilt_with_a_frozen
         .expect("tailwind emits a stylesheet")
         .to_owned();
     let css = app.preview(&id, &stylesheet).await.text().await.unwrap();
-    assert!(css.contains("rose"), "tailwind generated the classes the app uses");
+    assert!(
+        css.contains("rose"),
+        "tailwind generated the classes the app uses"
+    );
 
     // The lockfile the install wrote is kept with the version's sources...
     let files = app.get_json(&format!("/v1/builds/{id}")).await;
@@ -82,7 +96,13 @@ async fn a_vite_react_tailwind_project_is_built_served_and_rebuilt_with_a_frozen
     let build2 = app.wait(&id2).await;
     assert_eq!(build2["status"], "deployed", "{build2}");
     assert_eq!(build2["parentVersionId"], id.as_str());
-    let log = std::fs::read_to_string(app.artifacts_dir.as_ref().unwrap().join(format!("logs/{id2}.log"))).unwrap();
+    let log = std::fs::read_to_string(
+        app.artifacts_dir
+            .as_ref()
+            .unwrap()
+            .join(format!("logs/{id2}.log")),
+    )
+    .unwrap();
     assert!(log.contains("--frozen-lockfile"), "{log}");
     let html2 = app.preview(&id2, "/").await.text().await.unwrap();
     assert_ne!(html, html2, "the new bundle has a new hash");
@@ -92,7 +112,9 @@ async fn a_vite_react_tailwind_project_is_built_served_and_rebuilt_with_a_frozen
 async fn a_rebuild_that_changes_one_file_stores_one_new_blob_and_moves_latest() {
     let app = spawn_app(Options::default()).await;
     let project = unique("site");
-    let first = app.submit(&build_body("u_2", &project, tree("examples/static-site"))).await;
+    let first = app
+        .submit(&build_body("u_2", &project, tree("examples/static-site")))
+        .await;
     assert_eq!(app.wait(&first).await["status"], "deployed");
     let blobs = app.blob_count();
 
@@ -104,16 +126,41 @@ async fn a_rebuild_that_changes_one_file_stores_one_new_blob_and_moves_latest() 
     // the source and the output of a static site are the same bytes: one blob
     assert_eq!(app.blob_count(), blobs + 1);
 
-    let history = app.get_json(&format!("/v1/projects/u_2/{project}/versions")).await;
-    let ids: Vec<&str> = history["versions"].as_array().unwrap().iter().map(|v| v["id"].as_str().unwrap()).collect();
+    let history = app
+        .get_json(&format!("/v1/projects/u_2/{project}/versions"))
+        .await;
+    let ids: Vec<&str> = history["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, vec![second.as_str(), first.as_str()]);
     let latest = app.get_json(&format!("/v1/projects/u_2/{project}/latest")).await;
     assert_eq!(latest["latestVersionId"], second.as_str());
 
     // Both versions stay servable; the project's label serves the latest.
-    let label = latest["latestUrl"].as_str().unwrap().split("//").nth(1).unwrap().split('.').next().unwrap().to_owned();
-    assert_eq!(app.preview(&label, "/assets/app.js").await.text().await.unwrap(), "console.log('v2');\n");
-    assert!(app.preview(&first, "/assets/app.js").await.text().await.unwrap().contains("dataset.ready"));
+    let label = latest["latestUrl"]
+        .as_str()
+        .unwrap()
+        .split("//")
+        .nth(1)
+        .unwrap()
+        .split('.')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        app.preview(&label, "/assets/app.js").await.text().await.unwrap(),
+        "console.log('v2');\n"
+    );
+    assert!(app
+        .preview(&first, "/assets/app.js")
+        .await
+        .text()
+        .await
+        .unwrap()
+        .contains("dataset.ready"));
 
     // A rebuild on the older version with a deletion.
     let from_first = json!({ "userId": "u_2", "projectId": project, "baseVersionId": first.to_uppercase(),
@@ -128,7 +175,11 @@ async fn a_rebuild_that_changes_one_file_stores_one_new_blob_and_moves_latest() 
 
 #[tokio::test]
 async fn twenty_concurrent_requests_for_one_project_admit_exactly_one() {
-    let app = spawn_app(Options { builders: 0, ..Options::default() }).await;
+    let app = spawn_app(Options {
+        builders: 0,
+        ..Options::default()
+    })
+    .await;
     let body = build_body("u_3", &unique("race"), tree("examples/static-site"));
     let responses = futures::future::join_all((0..20).map(|_| app.post_build(&body))).await;
     let mut accepted = Vec::new();
@@ -161,7 +212,13 @@ async fn idempotency_keys_replay_the_first_answer_even_after_completion() {
         async move {
             let ts = chrono::Utc::now().timestamp();
             let raw = b.to_string();
-            let sig = kiln_shared::signing::sign_request(crate::helpers::HMAC_SECRET.as_bytes(), ts, "POST", "/v1/builds", raw.as_bytes());
+            let sig = kiln_shared::signing::sign_request(
+                crate::helpers::HMAC_SECRET.as_bytes(),
+                ts,
+                "POST",
+                "/v1/builds",
+                raw.as_bytes(),
+            );
             app.client
                 .post(format!("{}/v1/builds", app.api))
                 .header("X-Kiln-Timestamp", ts.to_string())
@@ -198,7 +255,10 @@ async fn idempotency_keys_replay_the_first_answer_even_after_completion() {
 
 fn package(scripts_build: &str) -> Value {
     json!([
-        file("package.json", &json!({ "name": "p", "private": true, "scripts": { "build": scripts_build } }).to_string()),
+        file(
+            "package.json",
+            &json!({ "name": "p", "private": true, "scripts": { "build": scripts_build } }).to_string()
+        ),
         file("index.html", "<h1>x</h1>"),
     ])
 }
@@ -207,7 +267,9 @@ fn package(scripts_build: &str) -> Value {
 async fn a_failing_build_keeps_its_step_and_the_tail_of_its_log() {
     let app = spawn_app(Options::default()).await;
     let script = "node -e \"console.log('compiling'); console.error('src/App.tsx(3,1): error TS1005: boom'); process.exit(3)\"";
-    let id = app.submit(&build_body("u_5", &unique("fail"), package(script))).await;
+    let id = app
+        .submit(&build_body("u_5", &unique("fail"), package(script)))
+        .await;
     let build = app.wait(&id).await;
     assert_eq!(build["status"], "failed");
     assert_eq!(build["failedStep"], "build");
@@ -218,31 +280,58 @@ async fn a_failing_build_keeps_its_step_and_the_tail_of_its_log() {
     assert_eq!(app.preview(&id, "/").await.status(), 404);
 
     // The project's slot is free again: the next build is admitted.
-    let ok = app.submit(&build_body("u_5", build["projectId"].as_str().unwrap(), tree("examples/static-site"))).await;
+    let ok = app
+        .submit(&build_body(
+            "u_5",
+            build["projectId"].as_str().unwrap(),
+            tree("examples/static-site"),
+        ))
+        .await;
     assert_eq!(app.wait(&ok).await["status"], "deployed");
 }
 
 #[tokio::test]
 async fn a_build_without_an_output_folder_fails_at_output() {
     let app = spawn_app(Options::default()).await;
-    let id = app.submit(&build_body("u_6", &unique("noout"), package("node -e \"console.log('built nothing')\""))).await;
+    let id = app
+        .submit(&build_body(
+            "u_6",
+            &unique("noout"),
+            package("node -e \"console.log('built nothing')\""),
+        ))
+        .await;
     let build = app.wait(&id).await;
     assert_eq!(build["failedStep"], "output", "{build}");
-    assert!(build["error"].as_str().unwrap().starts_with("no output folder found after the build"));
+    assert!(build["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("no output folder found after the build"));
 }
 
 #[tokio::test]
 async fn a_build_past_its_time_limit_is_killed() {
-    let app = spawn_app(Options { timeout_secs: 3, ..Options::default() }).await;
+    let app = spawn_app(Options {
+        timeout_secs: 3,
+        ..Options::default()
+    })
+    .await;
     let marker = std::env::temp_dir().join(unique("kiln-orphan"));
     // The build starts a background child that would write a file after 6 s; killing the
     // whole process group means it never does.
     let script = format!("sh -c '(sleep 6; touch {}) & sleep 60'", marker.display());
     let started = std::time::Instant::now();
-    let id = app.submit(&build_body("u_7", &unique("slow"), package(&script))).await;
+    let id = app
+        .submit(&build_body("u_7", &unique("slow"), package(&script)))
+        .await;
     let build = app.wait(&id).await;
     assert_eq!(build["failedStep"], "build", "{build}");
-    assert!(build["error"].as_str().unwrap().contains("longer than its limit of 3 s"), "{build}");
+    assert!(
+        build["error"]
+            .as_str()
+            .unwrap()
+            .contains("longer than its limit of 3 s"),
+        "{build}"
+    );
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
     tokio::time::sleep(std::time::Duration::from_secs(5)).await;
     assert!(!marker.exists(), "a process of the build outlived it");
@@ -251,7 +340,11 @@ async fn a_build_past_its_time_limit_is_killed() {
 #[tokio::test]
 async fn a_prompt_only_build_runs_the_generator() {
     let script = r#"cat > /dev/null; printf '%s' '{"name":"Salon","slug":"salon","tech_stack":["html"],"metadata":{"tags":["beauty"]},"templateFiles":[{"path":"index.html","content":"<h1>template</h1>"}],"files":[{"path":"index.html","content":"<h1>generated</h1>"}]}'"#;
-    let app = spawn_app(Options { generator: Some(script.into()), ..Options::default() }).await;
+    let app = spawn_app(Options {
+        generator: Some(script.into()),
+        ..Options::default()
+    })
+    .await;
     let body = json!({ "userId": "u_8", "projectId": unique("gen"), "prompt": "a salon site" });
     let id = app.submit(&body).await;
     let build = app.wait(&id).await;
@@ -259,13 +352,26 @@ async fn a_prompt_only_build_runs_the_generator() {
     assert_eq!(build["metadata"]["slug"], "salon");
     assert_eq!(build["metadata"]["techStack"][0], "html");
     assert!(build["metrics"]["generateMs"].is_i64());
-    assert_eq!(app.preview(&id, "/").await.text().await.unwrap(), "<h1>generated</h1>");
+    assert_eq!(
+        app.preview(&id, "/").await.text().await.unwrap(),
+        "<h1>generated</h1>"
+    );
 
-    let failing = spawn_app(Options { generator: Some("echo not json".into()), ..Options::default() }).await;
+    let failing = spawn_app(Options {
+        generator: Some("echo not json".into()),
+        ..Options::default()
+    })
+    .await;
     let id = failing.submit(&body).await;
     let build = failing.wait(&id).await;
     assert_eq!(build["failedStep"], "generate");
-    assert!(build["error"].as_str().unwrap().contains("not the JSON output contract"), "{build}");
+    assert!(
+        build["error"]
+            .as_str()
+            .unwrap()
+            .contains("not the JSON output contract"),
+        "{build}"
+    );
 }
 
 #[tokio::test]
@@ -273,36 +379,73 @@ async fn seed_routes_map_onto_the_build_path() {
     let app = spawn_app(Options::default()).await;
     let project = unique("seed");
     let body = build_body("u_9", &project, tree("examples/static-site"));
-    let res = app.signed("POST", "/build-preview-for-new-project", body.to_string().as_bytes()).await;
+    let res = app
+        .signed(
+            "POST",
+            "/build-preview-for-new-project",
+            body.to_string().as_bytes(),
+        )
+        .await;
     assert_eq!(res.status(), 202);
     let json: Value = res.json().await.unwrap();
     assert_eq!(json["success"], true);
     assert_eq!(json["versionId"], json["buildId"]);
-    assert_eq!(app.wait(json["buildId"].as_str().unwrap()).await["status"], "deployed");
+    assert_eq!(
+        app.wait(json["buildId"].as_str().unwrap()).await["status"],
+        "deployed"
+    );
 
-    let rebuild = json!({ "userId": "u_9", "projectId": project, "files": [file("index.html", "<p>v2</p>")] });
-    let res = app.signed("POST", "/rebuild-preview", rebuild.to_string().as_bytes()).await;
+    let rebuild =
+        json!({ "userId": "u_9", "projectId": project, "files": [file("index.html", "<p>v2</p>")] });
+    let res = app
+        .signed("POST", "/rebuild-preview", rebuild.to_string().as_bytes())
+        .await;
     assert_eq!(res.status(), 202);
 
     let unknown = json!({ "userId": "u_9", "projectId": unique("none"), "files": [file("index.html", "x")] });
-    let res = app.signed("POST", "/rebuild-preview", unknown.to_string().as_bytes()).await;
+    let res = app
+        .signed("POST", "/rebuild-preview", unknown.to_string().as_bytes())
+        .await;
     assert_eq!(res.status(), 422);
-    assert!(res.text().await.unwrap().contains("has no deployed version to rebuild"));
+    assert!(res
+        .text()
+        .await
+        .unwrap()
+        .contains("has no deployed version to rebuild"));
 }
 
 #[tokio::test]
 async fn builds_are_listed_newest_first_with_filters_and_a_cursor() {
-    let app = spawn_app(Options { builders: 0, ..Options::default() }).await;
+    let app = spawn_app(Options {
+        builders: 0,
+        ..Options::default()
+    })
+    .await;
     let mut ids = Vec::new();
     for i in 0..3 {
-        ids.push(app.submit(&build_body("u_list", &format!("p{i}"), tree("examples/static-site"))).await);
+        ids.push(
+            app.submit(&build_body(
+                "u_list",
+                &format!("p{i}"),
+                tree("examples/static-site"),
+            ))
+            .await,
+        );
     }
-    app.submit(&build_body("u_other", "p0", tree("examples/static-site"))).await;
+    app.submit(&build_body("u_other", "p0", tree("examples/static-site")))
+        .await;
     let page = app.get_json("/v1/builds?userId=u_list&limit=2").await;
-    let got: Vec<&str> = page["builds"].as_array().unwrap().iter().map(|b| b["id"].as_str().unwrap()).collect();
+    let got: Vec<&str> = page["builds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap())
+        .collect();
     assert_eq!(got, vec![ids[2].as_str(), ids[1].as_str()]);
     let cursor = page["nextCursor"].as_str().unwrap();
-    let next = app.get_json(&format!("/v1/builds?userId=u_list&limit=2&before={cursor}")).await;
+    let next = app
+        .get_json(&format!("/v1/builds?userId=u_list&limit=2&before={cursor}"))
+        .await;
     assert_eq!(next["builds"][0]["id"], ids[0].as_str());
     assert!(next["nextCursor"].is_null());
     let queued = app.get_json("/v1/builds?status=queued&projectId=p0").await;
@@ -314,12 +457,18 @@ async fn builds_are_listed_newest_first_with_filters_and_a_cursor() {
 #[tokio::test]
 async fn a_base_version_must_belong_to_the_project_and_be_deployed() {
     let app = spawn_app(Options::default()).await;
-    let a = app.submit(&build_body("u_10", "alpha", tree("examples/static-site"))).await;
+    let a = app
+        .submit(&build_body("u_10", "alpha", tree("examples/static-site")))
+        .await;
     assert_eq!(app.wait(&a).await["status"], "deployed");
     let wrong = json!({ "userId": "u_10", "projectId": "beta", "baseVersionId": a, "files": [file("index.html", "x")] });
     let res = app.post_build(&wrong).await;
     assert_eq!(res.status(), 422);
-    assert!(res.text().await.unwrap().contains("is not a version of project u_10/beta"));
+    assert!(res
+        .text()
+        .await
+        .unwrap()
+        .contains("is not a version of project u_10/beta"));
 
     let failed = app.submit(&build_body("u_10", "gamma", package("exit 1"))).await;
     assert_eq!(app.wait(&failed).await["status"], "failed");

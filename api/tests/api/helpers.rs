@@ -63,8 +63,13 @@ impl Drop for TestApp {
 async fn fresh_database() -> String {
     let admin_url = env("KILN_TEST_DATABASE_URL");
     let name = format!("kiln_test_{}", ulid::Ulid::new().to_string().to_ascii_lowercase());
-    let admin = sqlx::PgPool::connect(&admin_url).await.expect("connecting to the test postgres");
-    sqlx::query(&format!("create database {name}")).execute(&admin).await.unwrap();
+    let admin = sqlx::PgPool::connect(&admin_url)
+        .await
+        .expect("connecting to the test postgres");
+    sqlx::query(&format!("create database {name}"))
+        .execute(&admin)
+        .await
+        .unwrap();
     admin.close().await;
     let (base, _) = admin_url.rsplit_once('/').expect("a database URL has a path");
     format!("{base}/{name}")
@@ -108,9 +113,11 @@ pub async fn spawn_app(opts: Options) -> TestApp {
     if let Some(g) = &opts.generator {
         vars.push(("KILN_GENERATOR_CMD", g.clone()));
     }
-    let mut settings =
-        Settings::from_vars(vars.into_iter().map(|(k, v)| (k.to_owned(), v))).expect("test settings are valid");
-    let app = Application::build(settings.clone()).await.expect("the API starts");
+    let mut settings = Settings::from_vars(vars.into_iter().map(|(k, v)| (k.to_owned(), v)))
+        .expect("test settings are valid");
+    let app = Application::build(settings.clone())
+        .await
+        .expect("the API starts");
     let api = format!("http://127.0.0.1:{}", app.port());
     let preview_port = app.preview_port();
     tokio::spawn(app.run_until_stopped());
@@ -146,7 +153,10 @@ pub fn tree(dir: &str) -> Value {
 }
 
 pub fn unique(name: &str) -> String {
-    format!("{name}-{}", &ulid::Ulid::new().to_string().to_ascii_lowercase()[20..])
+    format!(
+        "{name}-{}",
+        &ulid::Ulid::new().to_string().to_ascii_lowercase()[20..]
+    )
 }
 
 impl TestApp {
@@ -166,7 +176,8 @@ impl TestApp {
     }
 
     pub async fn post_build(&self, body: &Value) -> reqwest::Response {
-        self.signed("POST", "/v1/builds", body.to_string().as_bytes()).await
+        self.signed("POST", "/v1/builds", body.to_string().as_bytes())
+            .await
     }
 
     /// A GET with the operator token.
@@ -202,7 +213,10 @@ impl TestApp {
             if build["status"] == "deployed" || build["status"] == "failed" {
                 return build;
             }
-            assert!(started.elapsed() < Duration::from_secs(600), "build {id} did not finish: {build}");
+            assert!(
+                started.elapsed() < Duration::from_secs(600),
+                "build {id} did not finish: {build}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -218,21 +232,31 @@ impl TestApp {
     }
 
     pub async fn version_count(&self) -> i64 {
-        sqlx::query_scalar("select count(*) from versions").fetch_one(&self.db).await.unwrap()
+        sqlx::query_scalar("select count(*) from versions")
+            .fetch_one(&self.db)
+            .await
+            .unwrap()
     }
 
     /// Blobs in the filesystem store.
     pub fn blob_count(&self) -> usize {
-        let dir = self.artifacts_dir.as_ref().expect("a filesystem store").join("blobs/sha256");
+        let dir = self
+            .artifacts_dir
+            .as_ref()
+            .expect("a filesystem store")
+            .join("blobs/sha256");
         std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
     }
 
     pub async fn queue_depth(&self) -> u64 {
         let pool = kiln_shared::redis::connect(&self.settings.redis_url, 1).unwrap();
-        kiln_shared::redis::Queue::new(pool, kiln_shared::redis::Keys::new(self.settings.redis_prefix.clone()))
-            .depth()
-            .await
-            .unwrap()
+        kiln_shared::redis::Queue::new(
+            pool,
+            kiln_shared::redis::Keys::new(self.settings.redis_prefix.clone()),
+        )
+        .depth()
+        .await
+        .unwrap()
     }
 }
 

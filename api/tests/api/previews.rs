@@ -19,7 +19,10 @@ async fn previews_route_by_host_and_fall_back_for_client_routes() {
     assert_eq!(build["status"], "deployed", "{build}");
 
     let res = app.preview(&id, "/").await;
-    assert_eq!(res.headers()["cache-control"], "public, max-age=31536000, immutable");
+    assert_eq!(
+        res.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
     assert_eq!(res.headers()["x-content-type-options"], "nosniff");
     let etag = res.headers()["etag"].to_str().unwrap().to_owned();
     assert_eq!(res.text().await.unwrap(), "<div id=app></div>");
@@ -33,13 +36,28 @@ async fn previews_route_by_host_and_fall_back_for_client_routes() {
         .unwrap();
     assert_eq!(again.status(), 304);
 
-    assert_eq!(app.preview(&id, "/docs/").await.text().await.unwrap(), "<h1>docs</h1>");
-    assert_eq!(app.preview(&id, "/docs").await.text().await.unwrap(), "<h1>docs</h1>");
-    assert_eq!(app.preview(&id, "/settings/profile").await.text().await.unwrap(), "<div id=app></div>");
-    assert_eq!(app.preview(&id, "/logo.svg").await.headers()["content-type"], "image/svg+xml; charset=utf-8");
+    assert_eq!(
+        app.preview(&id, "/docs/").await.text().await.unwrap(),
+        "<h1>docs</h1>"
+    );
+    assert_eq!(
+        app.preview(&id, "/docs").await.text().await.unwrap(),
+        "<h1>docs</h1>"
+    );
+    assert_eq!(
+        app.preview(&id, "/settings/profile").await.text().await.unwrap(),
+        "<div id=app></div>"
+    );
+    assert_eq!(
+        app.preview(&id, "/logo.svg").await.headers()["content-type"],
+        "image/svg+xml; charset=utf-8"
+    );
     let png = app.preview(&id, "/img/dot.png").await;
     assert_eq!(png.headers()["content-type"], "image/png");
-    assert_eq!(png.bytes().await.unwrap().as_ref(), &[0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a]);
+    assert_eq!(
+        png.bytes().await.unwrap().as_ref(),
+        &[0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a]
+    );
     assert_eq!(app.preview(&id, "/missing.js").await.status(), 404);
     // ULIDs are accepted in either case.
     assert_eq!(app.preview(&id.to_uppercase(), "/").await.status(), 200);
@@ -53,7 +71,10 @@ async fn previews_route_by_host_and_fall_back_for_client_routes() {
     assert_eq!(res.headers()["x-kiln-version"], id.as_str());
 
     // Unknown hosts, unknown versions and unknown labels are 404.
-    assert_eq!(app.preview(&ulid::Ulid::new().to_string(), "/").await.status(), 404);
+    assert_eq!(
+        app.preview(&ulid::Ulid::new().to_string(), "/").await.status(),
+        404
+    );
     assert_eq!(app.preview("nobody-0123456789ab", "/").await.status(), 404);
     let res = app
         .client
@@ -67,8 +88,18 @@ async fn previews_route_by_host_and_fall_back_for_client_routes() {
 
 #[tokio::test]
 async fn a_queued_version_is_not_served() {
-    let app = spawn_app(Options { builders: 0, ..Options::default() }).await;
-    let id = app.submit(&build_body("u_q", "p", json!([{ "path": "index.html", "content": "x" }]))).await;
+    let app = spawn_app(Options {
+        builders: 0,
+        ..Options::default()
+    })
+    .await;
+    let id = app
+        .submit(&build_body(
+            "u_q",
+            "p",
+            json!([{ "path": "index.html", "content": "x" }]),
+        ))
+        .await;
     let res = app.preview(&id, "/").await;
     assert_eq!(res.status(), 404);
     assert!(res.text().await.unwrap().contains("is not deployed"));

@@ -161,7 +161,11 @@ pub async fn get(pool: &PgPool, id: VersionId) -> Result<Option<Version>, DbErro
 }
 
 /// The newest deployed version of a project.
-pub async fn latest_deployed(pool: &PgPool, user: &UserId, project: &ProjectId) -> Result<Option<Version>, DbError> {
+pub async fn latest_deployed(
+    pool: &PgPool,
+    user: &UserId,
+    project: &ProjectId,
+) -> Result<Option<Version>, DbError> {
     sqlx::query(
         "select * from versions where user_id = $1 and project_id = $2 and status = 'deployed'
          order by finished_at desc, id desc limit 1",
@@ -253,7 +257,11 @@ pub struct Deployed<'a> {
 }
 
 /// Records a running build as deployed; `None` when it was no longer running.
-pub async fn mark_deployed(pool: &PgPool, id: VersionId, d: &Deployed<'_>) -> Result<Option<Version>, DbError> {
+pub async fn mark_deployed(
+    pool: &PgPool,
+    id: VersionId,
+    d: &Deployed<'_>,
+) -> Result<Option<Version>, DbError> {
     let m = d.metrics;
     sqlx::query(
         "update versions set status = 'deployed', finished_at = now(),

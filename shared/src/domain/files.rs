@@ -75,8 +75,8 @@ impl SourceFile {
         let mut seen = std::collections::HashSet::with_capacity(inputs.len());
         let mut out = Vec::with_capacity(inputs.len());
         for (index, input) in inputs.iter().enumerate() {
-            let path = RelativePath::parse(&input.path)
-                .map_err(|source| FileError::Path { index, source })?;
+            let path =
+                RelativePath::parse(&input.path).map_err(|source| FileError::Path { index, source })?;
             let content = match input.encoding {
                 FileEncoding::Utf8 => input.content.as_bytes().to_vec(),
                 FileEncoding::Base64 => base64::engine::general_purpose::STANDARD

@@ -63,7 +63,9 @@ impl RelativePath {
     /// The file name's extension, if any.
     pub fn extension(&self) -> Option<&str> {
         let name = self.0.rsplit('/').next().unwrap_or(&self.0);
-        name.rsplit_once('.').map(|(_, ext)| ext).filter(|e| !e.is_empty())
+        name.rsplit_once('.')
+            .map(|(_, ext)| ext)
+            .filter(|e| !e.is_empty())
     }
 }
 
@@ -86,7 +88,13 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_relative_paths() {
-        for ok in ["index.html", "src/App.tsx", ".gitignore", "a/b.c/d..e", "public/..hidden"] {
+        for ok in [
+            "index.html",
+            "src/App.tsx",
+            ".gitignore",
+            "a/b.c/d..e",
+            "public/..hidden",
+        ] {
             assert_eq!(RelativePath::parse(ok).unwrap().as_str(), ok);
         }
     }

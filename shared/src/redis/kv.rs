@@ -22,14 +22,25 @@ pub struct ProjectRef {
 }
 
 impl super::Queue {
-    pub async fn set_latest(&self, user: &UserId, project: &ProjectId, pointer: &LatestPointer) -> Result<(), QueueError> {
+    pub async fn set_latest(
+        &self,
+        user: &UserId,
+        project: &ProjectId,
+        pointer: &LatestPointer,
+    ) -> Result<(), QueueError> {
         let mut conn = self.pool().get().await?;
         let value = serde_json::to_string(pointer).expect("a pointer always serialises");
-        let _: () = conn.set(self.keys().latest(user.as_str(), project.as_str()), value).await?;
+        let _: () = conn
+            .set(self.keys().latest(user.as_str(), project.as_str()), value)
+            .await?;
         Ok(())
     }
 
-    pub async fn latest(&self, user: &UserId, project: &ProjectId) -> Result<Option<LatestPointer>, QueueError> {
+    pub async fn latest(
+        &self,
+        user: &UserId,
+        project: &ProjectId,
+    ) -> Result<Option<LatestPointer>, QueueError> {
         let key = self.keys().latest(user.as_str(), project.as_str());
         get_json(self.pool(), &key).await
     }
@@ -47,7 +58,10 @@ impl super::Queue {
     }
 }
 
-pub(super) async fn get_json<T: serde::de::DeserializeOwned>(pool: &Pool, key: &str) -> Result<Option<T>, QueueError> {
+pub(super) async fn get_json<T: serde::de::DeserializeOwned>(
+    pool: &Pool,
+    key: &str,
+) -> Result<Option<T>, QueueError> {
     let mut conn = pool.get().await?;
     let raw: Option<String> = conn.get(key).await?;
     raw.map(|raw| {
@@ -58,4 +72,3 @@ pub(super) async fn get_json<T: serde::de::DeserializeOwned>(pool: &Pool, key: &
     })
     .transpose()
 }
-

@@ -7,7 +7,7 @@ mod kv;
 mod queue;
 
 pub use deadpool_redis::Pool;
-pub use idempotency::{IdempotencyRecord, Idempotency};
+pub use idempotency::{Idempotency, IdempotencyRecord};
 pub use kv::{LatestPointer, ProjectRef};
 pub use queue::{Admission, Job, Queue, CONSUMER_GROUP};
 
@@ -48,7 +48,9 @@ pub struct Keys {
 
 impl Keys {
     pub fn new(prefix: impl Into<String>) -> Self {
-        Self { prefix: prefix.into() }
+        Self {
+            prefix: prefix.into(),
+        }
     }
 
     pub fn stream(&self) -> String {

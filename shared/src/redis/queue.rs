@@ -10,15 +10,18 @@ use crate::domain::{ProjectId, UserId, VersionId};
 pub const CONSUMER_GROUP: &str = "builders";
 
 static ADMIT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(include_str!("admit.lua")));
-static RELEASE: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(include_str!("release.lua")));
+static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(include_str!("release.lua")));
 
 /// What the admission script did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Admission {
-    Queued { entry_id: String },
+    Queued {
+        entry_id: String,
+    },
     /// Another build holds the project's slot.
-    Conflict { holder: String },
+    Conflict {
+        holder: String,
+    },
 }
 
 /// A build read from the stream.
@@ -85,7 +88,9 @@ impl Queue {
     /// The build holding the project's slot, if any.
     pub async fn inflight(&self, user: &UserId, project: &ProjectId) -> Result<Option<String>, QueueError> {
         let mut conn = self.pool.get().await?;
-        Ok(conn.get(self.keys.inflight(user.as_str(), project.as_str())).await?)
+        Ok(conn
+            .get(self.keys.inflight(user.as_str(), project.as_str()))
+            .await?)
     }
 
     /// Releases the project's slot if `build` holds it; true when it did.
@@ -121,7 +126,9 @@ impl Queue {
             .block(block_ms);
         let stream = self.keys.stream();
         let reply: Option<StreamReadReply> = conn.xread_options(&[&stream], &[">"], &opts).await?;
-        let Some(entry) = reply.and_then(|r| r.keys.into_iter().next()).and_then(|k| k.ids.into_iter().next())
+        let Some(entry) = reply
+            .and_then(|r| r.keys.into_iter().next())
+            .and_then(|k| k.ids.into_iter().next())
         else {
             return Ok(None);
         };

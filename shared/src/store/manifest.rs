@@ -54,8 +54,8 @@ impl Manifest {
 /// The content type a file is served with, from its extension.
 pub fn content_type_of(path: &str) -> String {
     let mime = mime_guess::from_path(path).first_or_octet_stream();
-    let text_like = mime.type_() == "text"
-        || matches!(mime.subtype().as_str(), "javascript" | "json" | "xml" | "svg");
+    let text_like =
+        mime.type_() == "text" || matches!(mime.subtype().as_str(), "javascript" | "json" | "xml" | "svg");
     if text_like {
         format!("{mime}; charset=utf-8")
     } else {

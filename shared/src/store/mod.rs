@@ -101,7 +101,9 @@ impl Artifacts {
         self.inner
             .get(&Self::blob_key(hash))
             .await?
-            .ok_or_else(|| StoreError::MissingBlob { hash: hash.to_owned() })
+            .ok_or_else(|| StoreError::MissingBlob {
+                hash: hash.to_owned(),
+            })
     }
 
     pub async fn has_blob(&self, hash: &str) -> Result<bool, StoreError> {
@@ -127,7 +129,9 @@ impl Artifacts {
     }
 
     pub async fn put_log(&self, version: VersionId, log: Bytes) -> Result<(), StoreError> {
-        self.inner.put(&Self::log_key(version), log, "text/plain; charset=utf-8").await
+        self.inner
+            .put(&Self::log_key(version), log, "text/plain; charset=utf-8")
+            .await
     }
 
     pub async fn get_log(&self, version: VersionId) -> Result<Option<Bytes>, StoreError> {

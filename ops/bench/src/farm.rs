@@ -1,0 +1,320 @@
+//! A Kiln farm in this process, started exactly as the API tests start theirs: the API through
+//! `kiln_api::Application`, builders through `kiln_builder::run`, both on a database and a Redis
+//! key prefix of their own and a filesystem artifact store in a temporary folder.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use kiln_api::Application;
+use kiln_shared::config::Settings;
+use kiln_shared::signing::sign_request;
+use serde_json::Value;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub const HMAC_SECRET: &str = "bench-hmac-secret";
+pub const TOKEN: &str = "bench-operator-token";
+/// How often a build's status is polled.
+pub const POLL_EVERY: Duration = Duration::from_millis(5);
+/// Longest wait for one build (the builder's own limit is 300 s).
+const BUILD_DEADLINE: Duration = Duration::from_secs(600);
+
+/// What `run.sh` hands over: the services it started and where to work.
+#[derive(Debug, Clone)]
+pub struct Env {
+    /// An admin URL of the private PostgreSQL (each farm creates its own database).
+    pub database_url: String,
+    pub redis_url: String,
+    /// The pnpm store shared by the farm's builds and the direct runs.
+    pub pnpm_store: PathBuf,
+    /// Scratch space (farms' artifacts and work dirs, direct runs' folders).
+    pub tmp: PathBuf,
+}
+
+fn var(name: &str) -> anyhow::Result<String> {
+    std::env::var(name).with_context(|| format!("{name} is not set: run the benchmark through ops/bench/run.sh"))
+}
+
+impl Env {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let tmp = PathBuf::from(var("KILN_BENCH_TMP")?);
+        std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        Ok(Self {
+            database_url: var("KILN_BENCH_DATABASE_URL")?,
+            redis_url: var("KILN_BENCH_REDIS_URL")?,
+            pnpm_store: PathBuf::from(var("KILN_BENCH_PNPM_STORE")?),
+            tmp,
+        })
+    }
+
+    /// The pnpm metadata cache the builder uses next to its store.
+    pub fn pnpm_cache(&self) -> PathBuf {
+        self.pnpm_store.with_extension("cache")
+    }
+}
+
+fn short_id() -> String {
+    ulid::Ulid::new().to_string().to_ascii_lowercase()
+}
+
+/// Creates an empty database and returns its URL.
+async fn fresh_database(admin_url: &str) -> anyhow::Result<String> {
+    let name = format!("kiln_bench_{}", short_id());
+    let admin = sqlx::PgPool::connect(admin_url).await.context("connecting to the bench postgres")?;
+    sqlx::query(&format!("create database {name}")).execute(&admin).await?;
+    admin.close().await;
+    let (base, _) = admin_url.rsplit_once('/').context("a database URL has a path")?;
+    Ok(format!("{base}/{name}"))
+}
+
+pub struct Farm {
+    pub api: String,
+    pub settings: Settings,
+    pub artifacts_dir: PathBuf,
+    pub client: reqwest::Client,
+    builds_url: String,
+    server: JoinHandle<std::io::Result<()>>,
+    builder: Option<JoinHandle<()>>,
+    shutdown: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+/// A deployed build as the poller saw it.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub id: String,
+    /// Submit (before the POST) to the poll that saw `deployed`.
+    pub elapsed: Duration,
+    /// The POST alone.
+    pub submit: Duration,
+    pub view: Value,
+}
+
+impl Finished {
+    /// A field of the build's `metrics`, in ms.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        self.view["metrics"][name].as_f64()
+    }
+}
+
+impl Farm {
+    /// Starts the API and `builders` builder workers (0: builds stay queued).
+    pub async fn start(env: &Env, builders: usize) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("farm-").tempdir_in(&env.tmp)?;
+        let artifacts_dir = dir.path().join("artifacts");
+        let vars = [
+            ("KILN_DATABASE_URL", fresh_database(&env.database_url).await?),
+            ("KILN_REDIS_URL", env.redis_url.clone()),
+            ("KILN_REDIS_PREFIX", format!("kiln-bench-{}", short_id())),
+            ("KILN_ARTIFACTS", format!("file://{}", artifacts_dir.display())),
+            ("KILN_API_ADDR", "127.0.0.1:0".into()),
+            ("KILN_PREVIEW_ADDR", "127.0.0.1:0".into()),
+            ("KILN_HMAC_SECRET", HMAC_SECRET.into()),
+            ("KILN_API_TOKENS", TOKEN.into()),
+            ("KILN_WORK_DIR", dir.path().join("work").display().to_string()),
+            ("KILN_PNPM_STORE", env.pnpm_store.display().to_string()),
+            ("KILN_BUILDER_CONCURRENCY", builders.max(1).to_string()),
+        ];
+        let mut settings = Settings::from_vars(vars.into_iter().map(|(k, v)| (k.to_owned(), v)))
+            .context("bench settings")?;
+        let app = Application::build(settings.clone()).await.context("starting the API")?;
+        let api = format!("http://127.0.0.1:{}", app.port());
+        settings.preview_public_port = Some(app.preview_port());
+        let server = tokio::spawn(app.run_until_stopped());
+
+        let shutdown = CancellationToken::new();
+        let builder = if builders > 0 {
+            // Connect first, so that a builder that cannot start fails here and not in a poll.
+            kiln_builder::Builder::connect(settings.clone())
+                .await
+                .context("connecting a builder")?;
+            let (s, token) = (settings.clone(), shutdown.clone());
+            Some(tokio::spawn(async move {
+                if let Err(e) = kiln_builder::run(s, token).await {
+                    eprintln!("[bench] the builder stopped: {e:#}");
+                }
+            }))
+        } else {
+            None
+        };
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .tcp_nodelay(true)
+            .timeout(Duration::from_secs(60))
+            .build()?;
+        Ok(Self {
+            builds_url: format!("{api}/v1/builds"),
+            api,
+            settings,
+            artifacts_dir,
+            client,
+            server,
+            builder,
+            shutdown,
+            _dir: dir,
+        })
+    }
+
+    /// Stops the builder (after its build in progress, if any) and the API.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        if let Some(b) = self.builder {
+            let _ = tokio::time::timeout(Duration::from_secs(60), b).await;
+        }
+        // Dropping the servers stops their workers and closes the listeners.
+        self.server.abort();
+        let _ = self.server.await;
+    }
+
+    /// `POST /v1/builds`, signed as the product back end (as the API tests' `signed()` does).
+    pub fn post_build(&self, client: &reqwest::Client, body: Bytes) -> reqwest::RequestBuilder {
+        let ts = chrono::Utc::now().timestamp();
+        let sig = sign_request(HMAC_SECRET.as_bytes(), ts, "POST", "/v1/builds", &body);
+        client
+            .post(&self.builds_url)
+            .header("X-Kiln-Timestamp", ts.to_string())
+            .header("X-Kiln-Signature", sig)
+            .header("Content-Type", "application/json")
+            .body(body)
+    }
+
+    pub async fn get_build(&self, id: &str) -> anyhow::Result<Value> {
+        let res = self
+            .client
+            .get(format!("{}/{id}", self.builds_url))
+            .bearer_auth(TOKEN)
+            .send()
+            .await?;
+        let status = res.status();
+        let body: Value = res.json().await?;
+        if status != 200 {
+            bail!("GET /v1/builds/{id}: {status} {body}");
+        }
+        Ok(body)
+    }
+
+    /// Submits a build and polls it every 5 ms until it is deployed; a failed build is an error
+    /// carrying its message and log.
+    pub async fn build(&self, body: &Value) -> anyhow::Result<Finished> {
+        let body = Bytes::from(serde_json::to_vec(body)?);
+        let started = Instant::now();
+        let res = self.post_build(&self.client, body).send().await?;
+        let status = res.status();
+        let answer: Value = res.json().await?;
+        let submit = started.elapsed();
+        if status != 202 {
+            bail!("POST /v1/builds answered {status}: {answer}");
+        }
+        let id = answer["buildId"].as_str().context("a 202 has a buildId")?.to_owned();
+        loop {
+            let view = self.get_build(&id).await?;
+            match view["status"].as_str() {
+                Some("deployed") => {
+                    return Ok(Finished {
+                        id,
+                        elapsed: started.elapsed(),
+                        submit,
+                        view,
+                    })
+                }
+                Some("failed") => {
+                    let log = self.log(&id).unwrap_or_default();
+                    let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                    let tail: Vec<&str> = tail.into_iter().rev().collect();
+                    bail!(
+                        "build {id} failed at {}: {}\n--- log tail ---\n{}",
+                        view["failedStep"],
+                        view["error"],
+                        tail.join("\n")
+                    );
+                }
+                _ => {}
+            }
+            if started.elapsed() > BUILD_DEADLINE {
+                bail!("build {id} did not finish in {} s: {view}", BUILD_DEADLINE.as_secs());
+            }
+            tokio::time::sleep(POLL_EVERY).await;
+        }
+    }
+
+    /// Entries in the build stream (waiting plus being built).
+    pub async fn queue_depth(&self) -> anyhow::Result<u64> {
+        let pool = kiln_shared::redis::connect(&self.settings.redis_url, 1)?;
+        let keys = kiln_shared::redis::Keys::new(self.settings.redis_prefix.clone());
+        Ok(kiln_shared::redis::Queue::new(pool, keys).depth().await?)
+    }
+
+    /// A build's log from the filesystem store.
+    pub fn log(&self, id: &str) -> Option<String> {
+        std::fs::read_to_string(self.artifacts_dir.join("logs").join(format!("{id}.log"))).ok()
+    }
+
+    /// A file of a version's sources, read from the filesystem store through its source manifest
+    /// (`manifests/<id>/source.json` → `blobs/sha256/<hash>`).
+    pub fn source_file(&self, id: &str, path: &str) -> anyhow::Result<Vec<u8>> {
+        let manifest_path = self.artifacts_dir.join("manifests").join(id).join("source.json");
+        let manifest: Value = serde_json::from_slice(
+            &std::fs::read(&manifest_path).with_context(|| format!("reading {}", manifest_path.display()))?,
+        )?;
+        let hash = manifest["files"][path]["hash"]
+            .as_str()
+            .with_context(|| format!("{path} is not in {}", manifest_path.display()))?;
+        let blob = self.artifacts_dir.join("blobs/sha256").join(hash);
+        std::fs::read(&blob).with_context(|| format!("reading {}", blob.display()))
+    }
+}
+
+/// The environment of a direct run: the one the builder gives its steps (see
+/// kiln-builder's `Sandbox`), so that the two sides differ only by the farm.
+pub fn sandbox_env(env: &Env, home: &Path, tmp: &Path) -> Vec<(String, String)> {
+    let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
+    vec![
+        ("PATH".into(), path),
+        ("HOME".into(), home.display().to_string()),
+        ("TMPDIR".into(), tmp.display().to_string()),
+        ("CI".into(), "true".into()),
+        ("LANG".into(), "C.UTF-8".into()),
+        ("npm_config_cache_dir".into(), env.pnpm_cache().display().to_string()),
+        ("npm_config_update_notifier".into(), "false".into()),
+        ("NO_COLOR".into(), "1".into()),
+    ]
+}
+
+/// Runs one command of a direct run to completion; a failure is an error with its output.
+pub async fn run_command(cwd: &Path, envs: &[(String, String)], program: &str, args: &[&str]) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let out = tokio::process::Command::new(program)
+        .args(args)
+        .current_dir(cwd)
+        .env_clear()
+        .envs(envs.iter().map(|(k, v)| (k, v)))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .with_context(|| format!("starting {program}"))?;
+    let took = started.elapsed();
+    if !out.status.success() {
+        bail!(
+            "`{program} {}` in {} failed ({}):\n{}{}",
+            args.join(" "),
+            cwd.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(took)
+}
+
+/// A fresh folder for a direct run, with `home` and `tmp` beside the project like a build's
+/// workspace. Returns (root, project).
+pub fn direct_folder(env: &Env, prefix: &str) -> anyhow::Result<(tempfile::TempDir, PathBuf)> {
+    let root = tempfile::Builder::new().prefix(prefix).tempdir_in(&env.tmp)?;
+    let project = root.path().join("project");
+    for d in [project.clone(), root.path().join("home"), root.path().join("tmp")] {
+        std::fs::create_dir_all(d)?;
+    }
+    Ok((root, project))
+}
