@@ -19,6 +19,9 @@ use crate::error::ApiError;
 use crate::routes::{builds, health, openapi, projects};
 use crate::state::{AppState, ImmutableCache};
 
+/// The longest the API waits for one Redis command.
+const REDIS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub struct Application {
     port: u16,
     preview_port: u16,
@@ -40,7 +43,7 @@ impl Application {
         kiln_shared::db::migrate(&db)
             .await
             .context("applying migrations")?;
-        let pool = kiln_shared::redis::connect(&settings.redis_url, 64)?;
+        let pool = kiln_shared::redis::connect(&settings.redis_url, 64, REDIS_TIMEOUT)?;
         let keys = Keys::new(settings.redis_prefix.clone());
         let artifacts = Artifacts::open(&settings.artifacts, &settings.s3).await?;
         let urls = PreviewUrls {

@@ -57,7 +57,9 @@ impl Builder {
         kiln_shared::db::migrate(&db)
             .await
             .context("applying migrations")?;
-        let pool = kiln_shared::redis::connect(&settings.redis_url, settings.builder_concurrency + 4)?;
+        // Reads block for BLOCK; the response timeout must outlive them.
+        let pool =
+            kiln_shared::redis::connect(&settings.redis_url, settings.builder_concurrency + 4, BLOCK * 3)?;
         let queue = Queue::new(pool, Keys::new(settings.redis_prefix.clone()));
         queue
             .ensure_group()

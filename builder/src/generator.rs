@@ -8,13 +8,12 @@ use kiln_shared::domain::{FileLimits, GeneratorOutput, SourceFile};
 use tokio::time::Instant;
 
 use crate::log::BuildLog;
-use crate::process::{self, Sandbox};
+use crate::process::{self, Invocation, Sandbox};
 
 /// The most a generator may print.
 const MAX_OUTPUT_BYTES: usize = 64 * 1024 * 1024;
 
 /// Runs the generator and returns its files and metadata, or a reason.
-#[allow(clippy::too_many_arguments)]
 pub async fn generate(
     command: &str,
     sandbox: &Sandbox,
@@ -25,19 +24,15 @@ pub async fn generate(
     limits: FileLimits,
 ) -> Result<(Vec<SourceFile>, serde_json::Value), String> {
     let stdin = serde_json::to_vec(&input).expect("generator input always serialises");
-    let mut out = Vec::new();
-    let status = process::run(
-        sandbox,
-        "sh",
-        &["-c", command],
+    let invocation = Invocation {
+        program: "sh",
+        args: &["-c", command],
         cwd,
-        deadline,
-        log,
-        Some(stdin),
-        Some((&mut out, MAX_OUTPUT_BYTES)),
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+        stdin: Some(stdin),
+    };
+    let (status, out) = process::run_capturing(sandbox, invocation, deadline, log, MAX_OUTPUT_BYTES)
+        .await
+        .map_err(|e| e.to_string())?;
     if !status.success() {
         return Err(format!("the generator exited with {status}: {}", log.tail(10)));
     }

@@ -13,7 +13,7 @@ use tracing::Instrument;
 
 use crate::daemon::Builder;
 use crate::log::BuildLog;
-use crate::process::{self, RunError, Sandbox};
+use crate::process::{self, Invocation, Sandbox};
 use crate::publish::{self, PublishError};
 use crate::workspace::Workspace;
 use crate::{detect, generator};
@@ -319,12 +319,15 @@ async fn run_step(
     deadline: Instant,
     log: &BuildLog,
 ) -> Result<(), Failure> {
-    let status = process::run(sandbox, program, args, cwd, deadline, log, None, None)
+    let invocation = Invocation {
+        program,
+        args,
+        cwd,
+        stdin: None,
+    };
+    let status = process::run(sandbox, invocation, deadline, log)
         .await
-        .map_err(|e| match e {
-            RunError::Timeout { .. } => fail(step, e.to_string()),
-            other => fail(step, other.to_string()),
-        })?;
+        .map_err(|e| fail(step, e.to_string()))?;
     if status.success() {
         return Ok(());
     }

@@ -56,29 +56,55 @@ impl Sandbox {
     }
 }
 
-/// Runs `program args` in `cwd` until it exits or `deadline` passes. Lines of its output go to
-/// `log`; when `stdout` is given, stdout is collected there instead (up to `stdout_cap` bytes).
+/// One command to run.
+#[derive(Debug)]
+pub struct Invocation<'a> {
+    pub program: &'a str,
+    pub args: &'a [&'a str],
+    pub cwd: &'a Path,
+    /// Written to the command's stdin (else stdin is /dev/null).
+    pub stdin: Option<Vec<u8>>,
+}
+
+/// Runs a command until it exits or `deadline` passes; its stdout and stderr go to `log`.
 pub async fn run(
     sandbox: &Sandbox,
-    program: &str,
-    args: &[&str],
-    cwd: &Path,
+    inv: Invocation<'_>,
     deadline: Instant,
     log: &BuildLog,
-    stdin: Option<Vec<u8>>,
-    stdout: Option<(&mut Vec<u8>, usize)>,
 ) -> Result<ExitStatus, RunError> {
+    run_inner(sandbox, inv, deadline, log, None).await.map(|(status, _)| status)
+}
+
+/// Like [`run`], but collects stdout (up to `cap` bytes; more than that is reported by a
+/// returned buffer longer than `cap`) instead of logging it.
+pub async fn run_capturing(
+    sandbox: &Sandbox,
+    inv: Invocation<'_>,
+    deadline: Instant,
+    log: &BuildLog,
+    cap: usize,
+) -> Result<(ExitStatus, Vec<u8>), RunError> {
+    run_inner(sandbox, inv, deadline, log, Some(cap))
+        .await
+        .map(|(status, out)| (status, out.unwrap_or_default()))
+}
+
+async fn run_inner(
+    sandbox: &Sandbox,
+    inv: Invocation<'_>,
+    deadline: Instant,
+    log: &BuildLog,
+    capture: Option<usize>,
+) -> Result<(ExitStatus, Option<Vec<u8>>), RunError> {
+    let Invocation { program, args, cwd, stdin } = inv;
     log.line(&format!("$ {program} {}", args.join(" ")));
     let mut cmd = Command::new(program);
     cmd.args(args)
         .current_dir(cwd)
         .env_clear()
         .envs(sandbox.env.iter().map(|(k, v)| (k, v)))
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -91,26 +117,26 @@ pub async fn run(
     if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
         tokio::spawn(async move {
             use tokio::io::AsyncWriteExt;
+            // A command that does not read its input closes the pipe: not an error here.
             let _ = pipe.write_all(&input).await;
         });
     }
-    let err_reader = tokio::spawn(pipe_lines(
-        child.stderr.take().expect("stderr is piped"),
-        log.clone(),
-    ));
+    let err_reader = tokio::spawn(pipe_lines(child.stderr.take().expect("stderr is piped"), log.clone()));
     let out_pipe = child.stdout.take().expect("stdout is piped");
     let collect = async {
-        match stdout {
-            Some((buf, cap)) => collect_capped(out_pipe, buf, cap).await,
-            None => pipe_lines(out_pipe, log.clone()).await,
+        match capture {
+            Some(cap) => Some(collect_capped(out_pipe, cap).await),
+            None => {
+                pipe_lines(out_pipe, log.clone()).await;
+                None
+            }
         }
     };
-    let waited = async {
-        let (status, ()) = tokio::join!(child.wait(), collect);
-        status
-    };
+    let waited = async { tokio::join!(child.wait(), collect) };
     let outcome = tokio::select! {
-        status = waited => status.map_err(|source| RunError::Wait { program: program.to_owned(), source }),
+        (status, out) = waited => status
+            .map(|s| (s, out))
+            .map_err(|source| RunError::Wait { program: program.to_owned(), source }),
         () = tokio::time::sleep_until(deadline) => Err(RunError::Timeout { limit_secs: sandbox.limit_secs }),
     };
     // Whatever the command left running in its group goes too.
@@ -120,10 +146,7 @@ pub async fn run(
     let _ = child.wait().await;
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), err_reader).await;
     if let Err(RunError::Timeout { .. }) = &outcome {
-        log.line(&format!(
-            "[kiln] killed: the build passed its limit of {} s",
-            sandbox.limit_secs
-        ));
+        log.line(&format!("[kiln] killed: the build passed its limit of {} s", sandbox.limit_secs));
     }
     outcome
 }
@@ -143,21 +166,20 @@ async fn pipe_lines(pipe: impl AsyncRead + Unpin, log: BuildLog) {
     }
 }
 
-async fn collect_capped(mut pipe: impl AsyncRead + Unpin, buf: &mut Vec<u8>, cap: usize) {
+/// Reads a pipe to its end, keeping at most `cap + 1` bytes (one more than allowed, so the
+/// caller can tell the cap was passed) and draining the rest so the writer never blocks.
+async fn collect_capped(mut pipe: impl AsyncRead + Unpin, cap: usize) -> Vec<u8> {
     use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
     let mut chunk = [0u8; 64 * 1024];
     loop {
         match pipe.read(&mut chunk).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                if buf.len() + n <= cap {
-                    buf.extend_from_slice(&chunk[..n]);
-                } else {
-                    // Keep draining so the writer is not blocked; the caller sees the cap hit.
-                    buf.truncate(cap);
-                    buf.push(0);
-                }
+                let room = (cap + 1).saturating_sub(buf.len());
+                buf.extend_from_slice(&chunk[..n.min(room)]);
             }
         }
     }
+    buf
 }

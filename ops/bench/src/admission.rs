@@ -95,7 +95,9 @@ pub async fn run(env: &Env, bench_dir: &Path) -> anyhow::Result<Report> {
     let mut bullmq_version = String::new();
     // Interleaved, so that a slow phase of the machine falls on both sides.
     for round in 1..=ROUNDS {
-        let k = kiln_run(env).await.with_context(|| format!("kiln admission, run {round}"))?;
+        let k = kiln_run(env)
+            .await
+            .with_context(|| format!("kiln admission, run {round}"))?;
         eprintln!(
             "[bench] admission run {round}/{ROUNDS}  kiln   {:>6.0} req/s  p50 {:>5.2} ms  p99 {:>6.2} ms  non-202: {}",
             k.rate, k.p50_ms, k.p99_ms, k.errors
@@ -244,11 +246,19 @@ struct BullOutput {
 
 /// One BullMQ run: the Node script on a queue of its own in the same Redis.
 async fn bullmq_run(env: &Env, script: &Path, round: usize) -> anyhow::Result<(Run, String)> {
-    let queue = format!("bench-{}-{round}", ulid::Ulid::new().to_string().to_ascii_lowercase());
+    let queue = format!(
+        "bench-{}-{round}",
+        ulid::Ulid::new().to_string().to_ascii_lowercase()
+    );
     let out = tokio::process::Command::new("node")
         .arg(script)
         .args(["--redis", &env.redis_url, "--queue", &queue])
-        .args(["--requests", &REQUESTS.to_string(), "--warmup", &WARMUP.to_string()])
+        .args([
+            "--requests",
+            &REQUESTS.to_string(),
+            "--warmup",
+            &WARMUP.to_string(),
+        ])
         .args(["--concurrency", &CONCURRENCY.to_string()])
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -266,7 +276,10 @@ async fn bullmq_run(env: &Env, script: &Path, round: usize) -> anyhow::Result<(R
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let line = stdout.lines().last().context("the BullMQ script printed nothing")?;
+    let line = stdout
+        .lines()
+        .last()
+        .context("the BullMQ script printed nothing")?;
     let parsed: BullOutput =
         serde_json::from_str(line).with_context(|| format!("the BullMQ script printed {line:?}"))?;
     if parsed.jobs_in_queue != REQUESTS + WARMUP {

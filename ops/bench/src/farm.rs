@@ -34,7 +34,8 @@ pub struct Env {
 }
 
 fn var(name: &str) -> anyhow::Result<String> {
-    std::env::var(name).with_context(|| format!("{name} is not set: run the benchmark through ops/bench/run.sh"))
+    std::env::var(name)
+        .with_context(|| format!("{name} is not set: run the benchmark through ops/bench/run.sh"))
 }
 
 impl Env {
@@ -62,15 +63,18 @@ fn short_id() -> String {
 /// Creates an empty database and returns its URL.
 async fn fresh_database(admin_url: &str) -> anyhow::Result<String> {
     let name = format!("kiln_bench_{}", short_id());
-    let admin = sqlx::PgPool::connect(admin_url).await.context("connecting to the bench postgres")?;
-    sqlx::query(&format!("create database {name}")).execute(&admin).await?;
+    let admin = sqlx::PgPool::connect(admin_url)
+        .await
+        .context("connecting to the bench postgres")?;
+    sqlx::query(&format!("create database {name}"))
+        .execute(&admin)
+        .await?;
     admin.close().await;
     let (base, _) = admin_url.rsplit_once('/').context("a database URL has a path")?;
     Ok(format!("{base}/{name}"))
 }
 
 pub struct Farm {
-    pub api: String,
     pub settings: Settings,
     pub artifacts_dir: PathBuf,
     pub client: reqwest::Client,
@@ -119,7 +123,9 @@ impl Farm {
         ];
         let mut settings = Settings::from_vars(vars.into_iter().map(|(k, v)| (k.to_owned(), v)))
             .context("bench settings")?;
-        let app = Application::build(settings.clone()).await.context("starting the API")?;
+        let app = Application::build(settings.clone())
+            .await
+            .context("starting the API")?;
         let api = format!("http://127.0.0.1:{}", app.port());
         settings.preview_public_port = Some(app.preview_port());
         let server = tokio::spawn(app.run_until_stopped());
@@ -146,7 +152,6 @@ impl Farm {
             .build()?;
         Ok(Self {
             builds_url: format!("{api}/v1/builds"),
-            api,
             settings,
             artifacts_dir,
             client,
@@ -207,7 +212,10 @@ impl Farm {
         if status != 202 {
             bail!("POST /v1/builds answered {status}: {answer}");
         }
-        let id = answer["buildId"].as_str().context("a 202 has a buildId")?.to_owned();
+        let id = answer["buildId"]
+            .as_str()
+            .context("a 202 has a buildId")?
+            .to_owned();
         loop {
             let view = self.get_build(&id).await?;
             match view["status"].as_str() {
@@ -233,7 +241,10 @@ impl Farm {
                 _ => {}
             }
             if started.elapsed() > BUILD_DEADLINE {
-                bail!("build {id} did not finish in {} s: {view}", BUILD_DEADLINE.as_secs());
+                bail!(
+                    "build {id} did not finish in {} s: {view}",
+                    BUILD_DEADLINE.as_secs()
+                );
             }
             tokio::time::sleep(POLL_EVERY).await;
         }
@@ -241,7 +252,7 @@ impl Farm {
 
     /// Entries in the build stream (waiting plus being built).
     pub async fn queue_depth(&self) -> anyhow::Result<u64> {
-        let pool = kiln_shared::redis::connect(&self.settings.redis_url, 1)?;
+        let pool = kiln_shared::redis::connect(&self.settings.redis_url, 1, std::time::Duration::from_secs(2))?;
         let keys = kiln_shared::redis::Keys::new(self.settings.redis_prefix.clone());
         Ok(kiln_shared::redis::Queue::new(pool, keys).depth().await?)
     }
@@ -276,14 +287,22 @@ pub fn sandbox_env(env: &Env, home: &Path, tmp: &Path) -> Vec<(String, String)> 
         ("TMPDIR".into(), tmp.display().to_string()),
         ("CI".into(), "true".into()),
         ("LANG".into(), "C.UTF-8".into()),
-        ("npm_config_cache_dir".into(), env.pnpm_cache().display().to_string()),
+        (
+            "npm_config_cache_dir".into(),
+            env.pnpm_cache().display().to_string(),
+        ),
         ("npm_config_update_notifier".into(), "false".into()),
         ("NO_COLOR".into(), "1".into()),
     ]
 }
 
 /// Runs one command of a direct run to completion; a failure is an error with its output.
-pub async fn run_command(cwd: &Path, envs: &[(String, String)], program: &str, args: &[&str]) -> anyhow::Result<Duration> {
+pub async fn run_command(
+    cwd: &Path,
+    envs: &[(String, String)],
+    program: &str,
+    args: &[&str],
+) -> anyhow::Result<Duration> {
     let started = Instant::now();
     let out = tokio::process::Command::new(program)
         .args(args)

@@ -23,21 +23,28 @@ pub enum QueueError {
     Malformed { key: String, reason: String },
 }
 
-/// Opens a connection pool (connections are made lazily).
-pub fn connect(url: &secrecy::SecretString, max_size: usize) -> Result<Pool, QueueError> {
-    let cfg = deadpool_redis::Config::from_url(url.expose_secret());
-    cfg.builder()
-        .map_err(|e| QueueError::Malformed {
-            key: "KILN_REDIS_URL".into(),
-            reason: e.to_string(),
-        })?
+/// Opens a connection pool (connections are made lazily). Every command must answer within
+/// `response_timeout`; a blocking read (`XREADGROUP BLOCK n`) needs a timeout longer than `n`,
+/// or the client gives up on a read that Redis may still answer with an entry.
+pub fn connect(
+    url: &secrecy::SecretString,
+    max_size: usize,
+    response_timeout: std::time::Duration,
+) -> Result<Pool, QueueError> {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(std::time::Duration::from_secs(5)))
+        .set_response_timeout(Some(response_timeout));
+    let malformed = |reason: String| QueueError::Malformed {
+        key: "KILN_REDIS_URL".into(),
+        reason,
+    };
+    let manager = deadpool_redis::Manager::new_with_config(url.expose_secret(), config)
+        .map_err(|e| malformed(e.to_string()))?;
+    Pool::builder(manager)
         .max_size(max_size)
         .runtime(deadpool_redis::Runtime::Tokio1)
         .build()
-        .map_err(|e| QueueError::Malformed {
-            key: "KILN_REDIS_URL".into(),
-            reason: e.to_string(),
-        })
+        .map_err(|e| malformed(e.to_string()))
 }
 
 /// Key names under one prefix.

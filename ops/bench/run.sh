@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+#
+# ops/bench/run.sh - Kiln's benchmark. See ops/bench/README.md.
+#
+#     ops/bench/run.sh                     # all three parts
+#     ops/bench/run.sh admission           # one part (or several: admission overhead warm)
+#
+# Starts a private PostgreSQL and Redis on free ports under
+# target/kiln-bench/<pid> (stopped and removed on exit), builds the release
+# binary of kiln-bench (which runs the Kiln API and builder in-process), installs
+# the BullMQ side's npm packages into ops/bench/node on first use, and runs the
+# parts. Everything listens on 127.0.0.1 only. The pnpm store is shared across
+# runs ($KILN_TOOLS/bench-pnpm-store), so only the very first run downloads the
+# example's dependencies.
+#
+# Exit status: kiln-bench's (0 measured, 1 not measured, 3 a target missed with
+# KILN_BENCH_STRICT=1), 2 for a bad argument.
+set -euo pipefail
+
+# shellcheck source=ops/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+
+ROOT="$(kiln_root)"
+BENCH_DIR="$ROOT/ops/bench"
+cd "$ROOT"
+STARTED=$SECONDS
+
+want_admission=0
+if (($# == 0)); then
+    want_admission=1
+fi
+for arg in "$@"; do
+    case $arg in
+    admission | all) want_admission=1 ;;
+    overhead | warm) ;;
+    -h | --help)
+        sed -n '3,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+        exit 0
+        ;;
+    *)
+        kiln_log "unknown part '$arg': expected admission, overhead, warm or all"
+        exit 2
+        ;;
+    esac
+done
+
+# --- Tools ------------------------------------------------------------------
+ensure_postgres
+ensure_redis
+ensure_pnpm
+command -v node >/dev/null 2>&1 || kiln_die "node is missing (ensure_pnpm installs it with npm)"
+
+# The BullMQ side: bullmq + ioredis from ops/bench/node/package-lock.json.
+if ((want_admission)); then
+    stamp="$BENCH_DIR/node/node_modules/.package-lock.json"
+    if [[ ! -f $stamp || $BENCH_DIR/node/package-lock.json -nt $stamp ]]; then
+        kiln_log "installing the BullMQ side's packages (npm ci in ops/bench/node)"
+        (cd "$BENCH_DIR/node" && npm ci --no-fund --no-audit --loglevel=error >/dev/null) ||
+            kiln_die "npm ci in ops/bench/node failed"
+    fi
+fi
+
+# --- The bench binary -----------------------------------------------------------
+kiln_log "building kiln-bench (cargo build --release -p kiln-bench)"
+cargo build --release -p kiln-bench
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/kiln-bench"
+[[ -x $BIN ]] || kiln_die "cargo build did not produce $BIN"
+
+# --- Clean up after earlier runs that were killed before their trap ran ------
+BASE="$ROOT/target/kiln-bench"
+mkdir -p "$BASE"
+for old in "$BASE"/*/; do
+    [[ -d $old ]] || continue
+    old="${old%/}"
+    old_pid="$(basename "$old")"
+    if [[ $old_pid =~ ^[0-9]+$ ]] && kill -0 "$old_pid" 2>/dev/null; then
+        continue # that run is still going
+    fi
+    kiln_log "removing leftovers of an earlier run: $old"
+    stop_redis "$old/redis"
+    stop_postgres "$old/postgres" --immediate
+    rm -rf "$old"
+done
+
+# --- Service directory (as in ops/test.sh) -----------------------------------
+SERVICES_DIR="$BASE/$$"
+mkdir -p "$SERVICES_DIR"
+if [[ $EUID -eq 0 ]] && ! runuser -u postgres -- test -x "$SERVICES_DIR" 2>/dev/null; then
+    rm -rf "$SERVICES_DIR"
+    SERVICES_DIR="$(mktemp -d /tmp/kiln-bench-services.XXXXXX)"
+    chmod 755 "$SERVICES_DIR"
+    kiln_log "postgres can't reach $BASE; using $SERVICES_DIR"
+fi
+
+# shellcheck disable=SC2317  # invoked through the EXIT trap
+cleanup() {
+    local status=$?
+    set +e
+    if [[ -n ${BENCH_PID:-} ]] && kill -0 "$BENCH_PID" 2>/dev/null; then
+        kill -TERM "$BENCH_PID" 2>/dev/null
+        wait "$BENCH_PID" 2>/dev/null
+    fi
+    stop_redis "$SERVICES_DIR/redis"
+    stop_postgres "$SERVICES_DIR/postgres" --immediate
+    rm -rf "$SERVICES_DIR"
+    kiln_log "whole run: $((SECONDS - STARTED)) s"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- Services -----------------------------------------------------------------
+read -r PG_PORT REDIS_PORT < <(free_port 2)
+start_postgres "$SERVICES_DIR/postgres" "$PG_PORT"
+kiln_log "postgres started on 127.0.0.1:$PG_PORT (fsync off, as for the tests)"
+start_redis "$SERVICES_DIR/redis" "$REDIS_PORT"
+kiln_log "redis    started on 127.0.0.1:$REDIS_PORT (no persistence)"
+
+export KILN_BENCH_DATABASE_URL="postgres://kiln@127.0.0.1:$PG_PORT/postgres"
+export KILN_BENCH_REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+export KILN_BENCH_PNPM_STORE="$KILN_TOOLS/bench-pnpm-store"
+export KILN_BENCH_TMP="$SERVICES_DIR/tmp"
+mkdir -p "$KILN_BENCH_PNPM_STORE" "$KILN_BENCH_TMP"
+
+kiln_log "running: kiln-bench $* (load average now: $(cut -d' ' -f1-3 /proc/loadavg))"
+# In the background plus `wait`, so that a SIGTERM is handled right away.
+"$BIN" "$@" &
+BENCH_PID=$!
+status=0
+wait "$BENCH_PID" || status=$?
+BENCH_PID=""
+exit "$status"

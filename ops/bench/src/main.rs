@@ -1,0 +1,222 @@
+//! kiln-bench: Kiln's benchmark. Run it through `ops/bench/run.sh`, which starts the private
+//! PostgreSQL and Redis it needs; see ops/bench/README.md for what each figure means.
+//!
+//!     kiln-bench [admission] [overhead] [warm]      (no argument: all three)
+//!
+//! Per-run figures go to stderr as they come; the details of each part and the summary block go
+//! to stdout. Exit status: 0 when every figure was measured (whatever the targets say), 1 when a
+//! part could not be measured (an answer that was not 202, a failed build, a missing service),
+//! 2 for a bad argument. With KILN_BENCH_STRICT=1 a missed target also exits 3.
+#![allow(clippy::print_stdout)]
+
+mod admission;
+mod farm;
+mod overhead;
+mod stats;
+mod warm;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Admission,
+    Overhead,
+    Warm,
+}
+
+impl Part {
+    fn name(self) -> &'static str {
+        match self {
+            Part::Admission => "admission",
+            Part::Overhead => "overhead",
+            Part::Warm => "warm",
+        }
+    }
+}
+
+fn parse_parts(args: &[String]) -> Result<Vec<Part>, String> {
+    if args.is_empty() || args.iter().any(|a| a == "all") {
+        return Ok(vec![Part::Admission, Part::Overhead, Part::Warm]);
+    }
+    let mut parts = Vec::new();
+    for a in args {
+        let p = match a.as_str() {
+            "admission" => Part::Admission,
+            "overhead" => Part::Overhead,
+            "warm" => Part::Warm,
+            other => {
+                return Err(format!(
+                    "unknown part {other:?}: expected admission, overhead, warm or all"
+                ))
+            }
+        };
+        if !parts.contains(&p) {
+            parts.push(p);
+        }
+    }
+    parts.sort_by_key(|p| *p as u8);
+    Ok(parts)
+}
+
+#[derive(Default)]
+struct Results {
+    admission: Option<Result<admission::Report, String>>,
+    overhead: Option<Result<overhead::Report, String>>,
+    warm: Option<Result<warm::Report, String>>,
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let parts = match parse_parts(&args) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("kiln-bench: {e}");
+            std::process::exit(2);
+        }
+    };
+    kiln_shared::telemetry::init("warn");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(8 * 1024 * 1024)
+        .build()
+        .expect("a tokio runtime");
+    let code = runtime.block_on(run(parts));
+    // The API's workers and pools go with the process.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    std::process::exit(code);
+}
+
+async fn run(parts: Vec<Part>) -> i32 {
+    let env = match farm::Env::from_env() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("kiln-bench: {e:#}");
+            return 1;
+        }
+    };
+    let bench_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let example = bench_dir.join("../../examples/vite-react");
+    let mut results = Results::default();
+    for part in parts {
+        let started = Instant::now();
+        eprintln!("[bench] == {} ==", part.name());
+        match part {
+            Part::Admission => {
+                results.admission = Some(
+                    admission::run(&env, &bench_dir)
+                        .await
+                        .map_err(|e| format!("{e:#}")),
+                );
+            }
+            Part::Overhead => {
+                results.overhead = Some(overhead::run(&env).await.map_err(|e| format!("{e:#}")));
+            }
+            Part::Warm => {
+                results.warm = Some(warm::run(&env, &example).await.map_err(|e| format!("{e:#}")));
+            }
+        }
+        eprintln!(
+            "[bench] {} took {:.1} s",
+            part.name(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    summary(&results, &example)
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// Prints the summary block; returns the exit status.
+fn summary(r: &Results, example: &Path) -> i32 {
+    let mut measured = true;
+    let mut targets_met = true;
+    println!();
+    println!("== Kiln benchmark ({} cores) ==", cores());
+    if let Some(a) = &r.admission {
+        match a {
+            Ok(a) => {
+                let pass = a.pass();
+                targets_met &= pass;
+                measured &= a.kiln.errors == 0;
+                println!(
+                    "admission   kiln {:>6.0} req/s  p50 {:.1} ms  p99 {:.1} ms  | bullmq {:>6.0} adds/s p50 {:.1} ms  p99 {:.1} ms  | ratio {:.2}  target >= {}, p99 <= {} ms  {}{}",
+                    a.kiln.rate,
+                    a.kiln.p50_ms,
+                    a.kiln.p99_ms,
+                    a.bullmq.rate,
+                    a.bullmq.p50_ms,
+                    a.bullmq.p99_ms,
+                    a.ratio(),
+                    admission::MIN_RATIO,
+                    admission::MAX_P99_MS,
+                    stats::verdict(pass),
+                    if a.kiln.errors > 0 {
+                        format!("  ({} NON-202 ANSWERS)", a.kiln.errors)
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            Err(e) => {
+                measured = false;
+                println!("admission   NOT MEASURED: {e}");
+            }
+        }
+    }
+    if let Some(o) = &r.overhead {
+        match o {
+            Ok(o) => {
+                targets_met &= o.pass();
+                println!(
+                    "overhead    farm median {:.0} ms  direct median {:.0} ms  overhead {:.0} ms  target <= {} ms  {}",
+                    o.farm_median(),
+                    o.direct_median(),
+                    o.overhead(),
+                    overhead::TARGET_MS,
+                    stats::verdict(o.pass())
+                );
+            }
+            Err(e) => {
+                measured = false;
+                println!("overhead    NOT MEASURED: {e}");
+            }
+        }
+    }
+    if let Some(w) = &r.warm {
+        match w {
+            Ok(w) => {
+                targets_met &= w.pass();
+                println!(
+                    "warm build  farm median {:.2} s  direct median {:.2} s  ratio {:.2}  target <= {}  {}",
+                    w.farm_median() / 1000.0,
+                    w.direct_median() / 1000.0,
+                    w.ratio(),
+                    warm::TARGET_RATIO,
+                    stats::verdict(w.pass())
+                );
+            }
+            Err(e) => {
+                measured = false;
+                println!("warm build  NOT MEASURED ({}): {e}", example.display());
+            }
+        }
+    }
+    println!("(load average at the end: {})", load_average());
+    if !measured {
+        1
+    } else if !targets_met && std::env::var("KILN_BENCH_STRICT").is_ok_and(|v| v == "1") {
+        3
+    } else {
+        0
+    }
+}

@@ -1,0 +1,212 @@
+//! Part 3: warm rebuilds of examples/vite-react: a one-file change through the farm (frozen
+//! install on the lockfile the farm kept), beside the same install + build run directly.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use kiln_shared::domain::{read_tree, FileInput, SourceFile};
+use serde_json::json;
+
+use crate::farm::{self, Env, Farm, Finished};
+use crate::stats::{self, median};
+
+pub const RUNS: usize = 7;
+pub const TARGET_RATIO: f64 = 1.25;
+const USER: &str = "bench-user";
+const PROJECT: &str = "vite-react";
+const APP: &str = "src/App.tsx";
+const LOCKFILE: &str = "pnpm-lock.yaml";
+const ANCHOR: &str = "Pick a time and we will see you soon.";
+
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub cold_ms: f64,
+    pub farm_ms: Vec<f64>,
+    pub direct_ms: Vec<f64>,
+    pub direct_install_ms: Vec<f64>,
+    pub direct_build_ms: Vec<f64>,
+    pub builds: Vec<Finished>,
+}
+
+impl Report {
+    pub fn farm_median(&self) -> f64 {
+        median(&self.farm_ms)
+    }
+
+    pub fn direct_median(&self) -> f64 {
+        median(&self.direct_ms)
+    }
+
+    pub fn ratio(&self) -> f64 {
+        self.farm_median() / self.direct_median()
+    }
+
+    pub fn pass(&self) -> bool {
+        self.ratio() <= TARGET_RATIO
+    }
+}
+
+/// The k-th slight change of App.tsx (k = 0 is the direct warm-up's).
+fn edited_app(original: &str, k: usize) -> anyhow::Result<String> {
+    if !original.contains(ANCHOR) {
+        bail!("{APP} of the example no longer contains {ANCHOR:?}; update ops/bench/src/warm.rs");
+    }
+    Ok(original.replace(
+        ANCHOR,
+        &format!("Pick a time and we will see you soon (edit {k})."),
+    ))
+}
+
+/// One direct run: the project with the k-th App.tsx and the farm's lockfile in a fresh folder,
+/// then a frozen install and the build.
+async fn direct(
+    env: &Env,
+    files: &[SourceFile],
+    app: &str,
+    lockfile: &[u8],
+) -> anyhow::Result<(Duration, Duration)> {
+    let (root, project) = farm::direct_folder(env, "direct-warm-")?;
+    for f in files {
+        let target = project.join(f.path.as_str());
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let content = if f.path.as_str() == APP {
+            app.as_bytes()
+        } else {
+            &f.content
+        };
+        std::fs::write(target, content)?;
+    }
+    std::fs::write(project.join(LOCKFILE), lockfile)?;
+    let envs = farm::sandbox_env(env, &root.path().join("home"), &root.path().join("tmp"));
+    let store = env.pnpm_store.display().to_string();
+    let install = farm::run_command(
+        &project,
+        &envs,
+        "pnpm",
+        &[
+            "install",
+            "--store-dir",
+            &store,
+            "--prefer-offline",
+            "--frozen-lockfile",
+            "--reporter=append-only",
+        ],
+    )
+    .await?;
+    let build = farm::run_command(&project, &envs, "pnpm", &["run", "build"]).await?;
+    anyhow::ensure!(
+        project.join("dist/index.html").is_file(),
+        "the direct build wrote no dist/index.html"
+    );
+    // Removing node_modules is not timed on this side.
+    tokio::task::spawn_blocking(move || drop(root)).await?;
+    Ok((install, build))
+}
+
+pub async fn run(env: &Env, example: &Path) -> anyhow::Result<Report> {
+    let inputs: Vec<FileInput> =
+        read_tree(example).with_context(|| format!("reading {}", example.display()))?;
+    let files = SourceFile::parse_all(&inputs, Default::default()).context("the example's files")?;
+    let original = files
+        .iter()
+        .find(|f| f.path.as_str() == APP)
+        .map(|f| String::from_utf8_lossy(&f.content).into_owned())
+        .with_context(|| format!("{} has no {APP}", example.display()))?;
+    let farm = Farm::start(env, 1).await?;
+    let result = measure(env, &farm, &inputs, &files, &original).await;
+    farm.stop().await;
+    let report = result?;
+    print_details(&report);
+    Ok(report)
+}
+
+async fn measure(
+    env: &Env,
+    farm: &Farm,
+    inputs: &[FileInput],
+    files: &[SourceFile],
+    original: &str,
+) -> anyhow::Result<Report> {
+    let cold = farm
+        .build(&json!({ "userId": USER, "projectId": PROJECT, "files": inputs }))
+        .await
+        .context("the cold build")?;
+    eprintln!(
+        "[bench] warm: cold build {:.1} s (install {} ms, build {} ms), not counted",
+        cold.elapsed.as_secs_f64(),
+        cold.metric("installMs").unwrap_or(f64::NAN),
+        cold.metric("buildMs").unwrap_or(f64::NAN)
+    );
+    let lockfile = farm
+        .source_file(&cold.id, LOCKFILE)
+        .context("the lockfile the farm kept with the cold build")?;
+    // One uncounted direct run, as the farm had its cold build.
+    direct(env, files, &edited_app(original, 0)?, &lockfile)
+        .await
+        .context("the direct warm-up run")?;
+
+    let mut r = Report {
+        cold_ms: stats::ms(cold.elapsed),
+        farm_ms: Vec::new(),
+        direct_ms: Vec::new(),
+        direct_install_ms: Vec::new(),
+        direct_build_ms: Vec::new(),
+        builds: Vec::new(),
+    };
+    for k in 1..=RUNS {
+        let app = edited_app(original, k)?;
+        let body = json!({
+            "userId": USER,
+            "projectId": PROJECT,
+            "files": [{ "path": APP, "content": app }],
+        });
+        let b = farm
+            .build(&body)
+            .await
+            .with_context(|| format!("farm rebuild {k}"))?;
+        let log = farm.log(&b.id).unwrap_or_default();
+        if !log.contains("--frozen-lockfile") {
+            bail!(
+                "farm rebuild {k} ({}) did not install with --frozen-lockfile; its log:\n{log}",
+                b.id
+            );
+        }
+        let (install, build) = direct(env, files, &app, &lockfile)
+            .await
+            .with_context(|| format!("direct run {k}"))?;
+        eprintln!(
+            "[bench] warm run {k}/{RUNS}  farm {:>6.0} ms (queue {} install {} build {} upload {} total {})  direct {:>6.0} ms (install {:.0} build {:.0})",
+            stats::ms(b.elapsed),
+            b.metric("queueMs").unwrap_or(f64::NAN),
+            b.metric("installMs").unwrap_or(f64::NAN),
+            b.metric("buildMs").unwrap_or(f64::NAN),
+            b.metric("uploadMs").unwrap_or(f64::NAN),
+            b.metric("totalMs").unwrap_or(f64::NAN),
+            stats::ms(install + build),
+            stats::ms(install),
+            stats::ms(build),
+        );
+        r.farm_ms.push(stats::ms(b.elapsed));
+        r.direct_ms.push(stats::ms(install + build));
+        r.direct_install_ms.push(stats::ms(install));
+        r.direct_build_ms.push(stats::ms(build));
+        r.builds.push(b);
+    }
+    Ok(r)
+}
+
+fn print_details(r: &Report) {
+    println!(
+        "-- warm rebuild of examples/vite-react: {RUNS} runs a side after a cold farm build ({:.1} s) and one direct warm-up --",
+        r.cold_ms / 1000.0
+    );
+    println!("farm   ms [{}]", stats::list(&r.farm_ms, 0));
+    println!("direct ms [{}]", stats::list(&r.direct_ms, 0));
+    println!("medians of the farm's build metrics:");
+    for line in crate::overhead::breakdown(&r.builds, &r.direct_install_ms, &r.direct_build_ms) {
+        println!("{line}");
+    }
+}
