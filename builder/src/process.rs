@@ -73,7 +73,9 @@ pub async fn run(
     deadline: Instant,
     log: &BuildLog,
 ) -> Result<ExitStatus, RunError> {
-    run_inner(sandbox, inv, deadline, log, None).await.map(|(status, _)| status)
+    run_inner(sandbox, inv, deadline, log, None)
+        .await
+        .map(|(status, _)| status)
 }
 
 /// Like [`run`], but collects stdout (up to `cap` bytes; more than that is reported by a
@@ -97,14 +99,23 @@ async fn run_inner(
     log: &BuildLog,
     capture: Option<usize>,
 ) -> Result<(ExitStatus, Option<Vec<u8>>), RunError> {
-    let Invocation { program, args, cwd, stdin } = inv;
+    let Invocation {
+        program,
+        args,
+        cwd,
+        stdin,
+    } = inv;
     log.line(&format!("$ {program} {}", args.join(" ")));
     let mut cmd = Command::new(program);
     cmd.args(args)
         .current_dir(cwd)
         .env_clear()
         .envs(sandbox.env.iter().map(|(k, v)| (k, v)))
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -121,7 +132,10 @@ async fn run_inner(
             let _ = pipe.write_all(&input).await;
         });
     }
-    let err_reader = tokio::spawn(pipe_lines(child.stderr.take().expect("stderr is piped"), log.clone()));
+    let err_reader = tokio::spawn(pipe_lines(
+        child.stderr.take().expect("stderr is piped"),
+        log.clone(),
+    ));
     let out_pipe = child.stdout.take().expect("stdout is piped");
     let collect = async {
         match capture {
@@ -146,7 +160,10 @@ async fn run_inner(
     let _ = child.wait().await;
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), err_reader).await;
     if let Err(RunError::Timeout { .. }) = &outcome {
-        log.line(&format!("[kiln] killed: the build passed its limit of {} s", sandbox.limit_secs));
+        log.line(&format!(
+            "[kiln] killed: the build passed its limit of {} s",
+            sandbox.limit_secs
+        ));
     }
     outcome
 }

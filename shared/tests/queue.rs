@@ -9,7 +9,10 @@ use kiln_shared::redis::{connect, Admission, Idempotency, IdempotencyRecord, Key
 fn queue(timeout: Duration) -> Queue {
     let url = std::env::var("KILN_TEST_REDIS_URL").expect("run the tests through ops/test.sh");
     let pool = connect(&url.into(), 4, timeout).unwrap();
-    let prefix = format!("queue-test-{}", ulid::Ulid::new().to_string().to_ascii_lowercase());
+    let prefix = format!(
+        "queue-test-{}",
+        ulid::Ulid::new().to_string().to_ascii_lowercase()
+    );
     Queue::new(pool, Keys::new(prefix))
 }
 
@@ -24,16 +27,27 @@ async fn one_claim_per_project_released_only_by_its_holder() {
     q.ensure_group().await.unwrap(); // BUSYGROUP is not an error
     let (u, p) = ids();
     let (a, b) = (VersionId::new(), VersionId::new());
-    assert!(matches!(q.admit(a, &u, &p, "p-label").await.unwrap(), Admission::Queued { .. }));
+    assert!(matches!(
+        q.admit(a, &u, &p, "p-label").await.unwrap(),
+        Admission::Queued { .. }
+    ));
     assert_eq!(
         q.admit(b, &u, &p, "p-label").await.unwrap(),
-        Admission::Conflict { holder: a.to_string() }
+        Admission::Conflict {
+            holder: a.to_string()
+        }
     );
     assert_eq!(q.depth().await.unwrap(), 1, "the loser queued nothing");
-    assert!(!q.release(&b.to_string(), &u, &p).await.unwrap(), "only the holder releases");
+    assert!(
+        !q.release(&b.to_string(), &u, &p).await.unwrap(),
+        "only the holder releases"
+    );
     assert_eq!(q.inflight(&u, &p).await.unwrap(), Some(a.to_string()));
     assert!(q.release(&a.to_string(), &u, &p).await.unwrap());
-    assert!(matches!(q.admit(b, &u, &p, "p-label").await.unwrap(), Admission::Queued { .. }));
+    assert!(matches!(
+        q.admit(b, &u, &p, "p-label").await.unwrap(),
+        Admission::Queued { .. }
+    ));
     let label = q.label("p-label").await.unwrap().unwrap();
     assert_eq!((label.user_id, label.project_id), (u, p));
 }
@@ -56,7 +70,11 @@ async fn an_idle_blocking_read_returns_nothing_and_a_late_entry_is_delivered() {
         tokio::time::sleep(Duration::from_millis(700)).await;
         writer.admit(id, &u2, &p2, "l").await.unwrap();
     });
-    let job = q.read("c1", 3000).await.unwrap().expect("the entry added while blocked");
+    let job = q
+        .read("c1", 3000)
+        .await
+        .unwrap()
+        .expect("the entry added while blocked");
     assert_eq!(job.build_id, id);
     assert_eq!((job.user_id, job.project_id), (u, p));
     assert!(q.read("c2", 100).await.unwrap().is_none(), "delivered once");
@@ -78,10 +96,22 @@ async fn latest_pointers_and_idempotency_records_round_trip() {
     assert_eq!(q.latest(&u, &p).await.unwrap(), Some(pointer));
 
     let idem = Idempotency::new(q.pool().clone(), q.keys().clone());
-    let first = IdempotencyRecord { body_hash: "a".into(), status: 202, response: serde_json::json!({"n": 1}) };
+    let first = IdempotencyRecord {
+        body_hash: "a".into(),
+        status: 202,
+        response: serde_json::json!({"n": 1}),
+    };
     idem.put("key", &first).await.unwrap();
-    let second = IdempotencyRecord { body_hash: "b".into(), status: 202, response: serde_json::json!({"n": 2}) };
+    let second = IdempotencyRecord {
+        body_hash: "b".into(),
+        status: 202,
+        response: serde_json::json!({"n": 2}),
+    };
     idem.put("key", &second).await.unwrap();
-    assert_eq!(idem.get("key").await.unwrap(), Some(first), "the first answer stays");
+    assert_eq!(
+        idem.get("key").await.unwrap(),
+        Some(first),
+        "the first answer stays"
+    );
     assert_eq!(idem.get("other").await.unwrap(), None);
 }

@@ -16,7 +16,8 @@ async fn v1_routes_need_a_token_or_a_fresh_valid_signature() {
     let body = r#"{"userId":"u","projectId":"p","files":[{"path":"index.html","content":"x"}]}"#;
     let now = chrono::Utc::now().timestamp();
     let good = sign_request(HMAC_SECRET.as_bytes(), now, "POST", "/v1/builds", body.as_bytes());
-    let cases: Vec<(&str, Vec<(&str, String)>, &str)> = vec![
+    type Headers = Vec<(&'static str, String)>;
+    let cases: Vec<(&str, Headers, &str)> = vec![
         ("nothing", vec![], "authentication required"),
         (
             "wrong token",

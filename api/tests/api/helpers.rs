@@ -250,7 +250,8 @@ impl TestApp {
 
     pub async fn queue_depth(&self) -> u64 {
         let pool =
-            kiln_shared::redis::connect(&self.settings.redis_url, 1, std::time::Duration::from_secs(2)).unwrap();
+            kiln_shared::redis::connect(&self.settings.redis_url, 1, std::time::Duration::from_secs(2))
+                .unwrap();
         kiln_shared::redis::Queue::new(
             pool,
             kiln_shared::redis::Keys::new(self.settings.redis_prefix.clone()),

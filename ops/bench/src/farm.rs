@@ -252,7 +252,8 @@ impl Farm {
 
     /// Entries in the build stream (waiting plus being built).
     pub async fn queue_depth(&self) -> anyhow::Result<u64> {
-        let pool = kiln_shared::redis::connect(&self.settings.redis_url, 1, std::time::Duration::from_secs(2))?;
+        let pool =
+            kiln_shared::redis::connect(&self.settings.redis_url, 1, std::time::Duration::from_secs(2))?;
         let keys = kiln_shared::redis::Keys::new(self.settings.redis_prefix.clone());
         Ok(kiln_shared::redis::Queue::new(pool, keys).depth().await?)
     }

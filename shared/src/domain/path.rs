@@ -102,7 +102,8 @@ mod tests {
     #[test]
     fn refuses_every_escape() {
         let long = "a".repeat(513);
-        let cases: &[(&str, fn(&PathError) -> bool)] = &[
+        type Check = fn(&PathError) -> bool;
+        let cases: &[(&str, Check)] = &[
             ("", |e| matches!(e, PathError::Empty)),
             ("../etc/passwd", |e| matches!(e, PathError::BadSegment(_))),
             ("src/../../x", |e| matches!(e, PathError::BadSegment(_))),
