@@ -29,6 +29,7 @@ pub struct Options {
     pub store: Store,
     pub generator: Option<String>,
     pub timeout_secs: u64,
+    pub max_output_mb: u64,
 }
 
 impl Default for Options {
@@ -38,6 +39,7 @@ impl Default for Options {
             store: Store::Fs,
             generator: None,
             timeout_secs: 300,
+            max_output_mb: 100,
         }
     }
 }
@@ -102,6 +104,7 @@ pub async fn spawn_app(opts: Options) -> TestApp {
                 .unwrap_or_else(|_| dir.path().join("pnpm-store").display().to_string()),
         ),
         ("KILN_BUILD_TIMEOUT_SECS", opts.timeout_secs.to_string()),
+        ("KILN_MAX_OUTPUT_MB", opts.max_output_mb.to_string()),
         ("KILN_BUILDER_CONCURRENCY", opts.builders.max(1).to_string()),
     ];
     if opts.store == Store::S3 {

@@ -7,3 +7,4 @@ mod builds;
 mod helpers;
 mod hostile;
 mod previews;
+mod sandbox;
