@@ -19,6 +19,9 @@ pub enum ApiError {
     /// Another build of the project is queued or running.
     #[error("{message}")]
     Conflict { message: String, build_id: String },
+    /// The same request is still being processed (a concurrent retry with an Idempotency-Key).
+    #[error("{0}")]
+    InProgress(String),
     #[error("{0}")]
     PayloadTooLarge(String),
     /// Well-formed but not acceptable (a path that escapes, too many files, an unknown base...).
@@ -87,7 +90,7 @@ impl ResponseError for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Conflict { .. } | ApiError::InProgress(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::QueueUnavailable { .. } | ApiError::Unavailable { .. } => {

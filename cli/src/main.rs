@@ -167,7 +167,7 @@ async fn wait(client: &Client, id: &str, json: bool) -> anyhow::Result<bool> {
             }
             return Ok(status == "deployed");
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

@@ -4,7 +4,9 @@
 use std::time::{Duration, Instant};
 
 use kiln_shared::domain::{ProjectId, UserId, VersionId};
-use kiln_shared::redis::{connect, Admission, Idempotency, IdempotencyRecord, Keys, LatestPointer, Queue};
+use kiln_shared::redis::{
+    connect, Admission, Claim, Idempotency, IdempotencyRecord, Keys, LatestPointer, Queue,
+};
 
 fn queue(timeout: Duration) -> Queue {
     let url = std::env::var("KILN_TEST_REDIS_URL").expect("run the tests through ops/test.sh");
@@ -96,22 +98,19 @@ async fn latest_pointers_and_idempotency_records_round_trip() {
     assert_eq!(q.latest(&u, &p).await.unwrap(), Some(pointer));
 
     let idem = Idempotency::new(q.pool().clone(), q.keys().clone());
+    assert_eq!(idem.claim("key", "a").await.unwrap(), Claim::Fresh);
+    assert_eq!(idem.claim("key", "a").await.unwrap(), Claim::InProgress);
+    assert_eq!(idem.claim("key", "b").await.unwrap(), Claim::Mismatch);
     let first = IdempotencyRecord {
         body_hash: "a".into(),
         status: 202,
         response: serde_json::json!({"n": 1}),
     };
-    idem.put("key", &first).await.unwrap();
-    let second = IdempotencyRecord {
-        body_hash: "b".into(),
-        status: 202,
-        response: serde_json::json!({"n": 2}),
-    };
-    idem.put("key", &second).await.unwrap();
-    assert_eq!(
-        idem.get("key").await.unwrap(),
-        Some(first),
-        "the first answer stays"
-    );
-    assert_eq!(idem.get("other").await.unwrap(), None);
+    idem.complete("key", &first).await.unwrap();
+    assert_eq!(idem.claim("key", "a").await.unwrap(), Claim::Replay(first));
+    assert_eq!(idem.claim("key", "b").await.unwrap(), Claim::Mismatch);
+    // A released key (its request was refused) is free again.
+    assert_eq!(idem.claim("other", "c").await.unwrap(), Claim::Fresh);
+    idem.release("other").await.unwrap();
+    assert_eq!(idem.claim("other", "d").await.unwrap(), Claim::Fresh);
 }

@@ -4,7 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use kiln_shared::db::versions::{self, ListFilter};
 use kiln_shared::domain::{BuildStatus, ProjectId, UserId, VersionId};
-use kiln_shared::redis::IdempotencyRecord;
+use kiln_shared::redis::{Claim, IdempotencyRecord};
 use kiln_shared::store::sha256_hex;
 use serde::Deserialize;
 
@@ -78,20 +78,59 @@ async fn submit(
         }
     };
     let body_hash = sha256_hex(body);
-    if let Some(key) = &key {
-        if let Some(record) = state.idempotency.get(key).await? {
-            if record.body_hash != body_hash {
-                return Err(ApiError::Unprocessable(
-                    "this Idempotency-Key was already used with a different request body".into(),
-                ));
-            }
+    let Some(key) = key else {
+        return admit(body, state, flavour).await.map(accepted);
+    };
+    match state.idempotency.claim(&key, &body_hash).await? {
+        Claim::Fresh => {}
+        Claim::Replay(record) => {
             let status = StatusCode::from_u16(record.status).unwrap_or(StatusCode::ACCEPTED);
             return Ok(HttpResponse::build(status)
                 .insert_header(("Idempotent-Replayed", "true"))
                 .json(record.response));
         }
+        Claim::InProgress => {
+            return Err(ApiError::InProgress(
+                "a request with this Idempotency-Key is still being processed; retry shortly".into(),
+            ))
+        }
+        Claim::Mismatch => {
+            return Err(ApiError::Unprocessable(
+                "this Idempotency-Key was already used with a different request body".into(),
+            ))
+        }
     }
+    match admit(body, state, flavour).await {
+        Ok(response) => {
+            let record = IdempotencyRecord {
+                body_hash,
+                status: StatusCode::ACCEPTED.as_u16(),
+                response: response.clone(),
+            };
+            if let Err(e) = state.idempotency.complete(&key, &record).await {
+                tracing::warn!(error = %e, "cannot store the idempotency record");
+            }
+            Ok(accepted(response))
+        }
+        Err(e) => {
+            // Refusals are not remembered: a corrected retry with the same key is evaluated.
+            if let Err(e) = state.idempotency.release(&key).await {
+                tracing::warn!(error = %e, "cannot release the idempotency key");
+            }
+            Err(e)
+        }
+    }
+}
 
+fn accepted(response: serde_json::Value) -> HttpResponse {
+    let location = response["statusUrl"].as_str().unwrap_or_default().to_owned();
+    HttpResponse::Accepted()
+        .insert_header(("Location", location))
+        .json(response)
+}
+
+/// Parses, checks and admits a request; the JSON answer of a 202.
+async fn admit(body: &web::Bytes, state: &AppState, flavour: Flavour) -> Result<serde_json::Value, ApiError> {
     let parsed: BuildRequestBody = json_body(body)?;
     let request = BuildRequest::parse(parsed, state.settings.file_limits())?;
     if flavour == Flavour::SeedRebuild
@@ -112,19 +151,7 @@ async fn submit(
         response["success"] = true.into();
         response["versionId"] = queued.build_id.to_string().into();
     }
-    if let Some(key) = &key {
-        let record = IdempotencyRecord {
-            body_hash,
-            status: StatusCode::ACCEPTED.as_u16(),
-            response: response.clone(),
-        };
-        if let Err(e) = state.idempotency.put(key, &record).await {
-            tracing::warn!(error = %e, "cannot store the idempotency record");
-        }
-    }
-    Ok(HttpResponse::Accepted()
-        .insert_header(("Location", queued.status_url.as_str()))
-        .json(response))
+    Ok(response)
 }
 
 /// Parses a build id from the path.

@@ -244,13 +244,41 @@ async fn idempotency_keys_replay_the_first_answer_even_after_completion() {
     assert_eq!(after.status(), 202);
     assert_eq!(after.json::<Value>().await.unwrap(), first);
 
+    // Concurrent retries with one key: one admission; the others replay it or are told it is
+    // still in progress, never a second build.
+    let racing = build_body("u_4", &unique("idem-race"), tree("examples/static-site"));
+    let answers = futures::future::join_all((0..10).map(|_| send(racing.clone(), "key-race"))).await;
+    let mut ids = std::collections::HashSet::new();
+    for res in answers {
+        let status = res.status().as_u16();
+        let json: Value = res.json().await.unwrap();
+        match status {
+            202 => {
+                ids.insert(json["buildId"].as_str().unwrap().to_owned());
+            }
+            409 => assert!(
+                json["error"].as_str().unwrap().contains("still being processed"),
+                "{json}"
+            ),
+            other => panic!("unexpected {other}: {json}"),
+        }
+    }
+    assert_eq!(ids.len(), 1, "one build for one key");
+    assert_eq!(app.version_count().await, 2);
+
     let mut other = body.clone();
     other["prompt"] = "something else".into();
     let conflict = send(other, "key-1").await;
     assert_eq!(conflict.status(), 422);
     let err: Value = conflict.json().await.unwrap();
     assert!(err["error"].as_str().unwrap().contains("different request body"));
-    assert_eq!(app.version_count().await, 1);
+    assert_eq!(app.version_count().await, 2);
+
+    // A refused request does not burn its key: the corrected retry is admitted.
+    let bad = json!({ "userId": "u 4", "projectId": "p" });
+    assert_eq!(send(bad, "key-2").await.status(), 422);
+    let fixed = build_body("u_4", &unique("idem-fixed"), tree("examples/static-site"));
+    assert_eq!(send(fixed, "key-2").await.status(), 202);
 }
 
 fn package(scripts_build: &str) -> Value {

@@ -7,6 +7,8 @@ use crate::store::sha256_hex;
 
 /// How long an idempotency key is remembered.
 pub const TTL_SECS: u64 = 7 * 24 * 3600;
+/// How long a reservation lasts if its request never completes (a crashed API instance).
+pub const PENDING_TTL_SECS: u64 = 60;
 
 /// The first answer given for an idempotency key, with a hash of the body it answered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,18 +35,69 @@ impl Idempotency {
         self.keys.idempotency(&sha256_hex(idempotency_key.as_bytes()))
     }
 
-    pub async fn get(&self, idempotency_key: &str) -> Result<Option<IdempotencyRecord>, QueueError> {
-        get_json(&self.pool, &self.key(idempotency_key)).await
+    /// Reserves `idempotency_key` for a request whose body hashes to `body_hash`, or says what
+    /// already holds it. A reservation expires after [`PENDING_TTL_SECS`] if never completed.
+    pub async fn claim(&self, idempotency_key: &str, body_hash: &str) -> Result<Claim, QueueError> {
+        let key = self.key(idempotency_key);
+        let pending = IdempotencyRecord {
+            body_hash: body_hash.to_owned(),
+            status: 0,
+            response: serde_json::Value::Null,
+        };
+        let value = serde_json::to_string(&pending).expect("a record always serialises");
+        for _ in 0..2 {
+            let mut conn = self.pool.get().await?;
+            let opts = redis::SetOptions::default()
+                .conditional_set(redis::ExistenceCheck::NX)
+                .with_expiration(redis::SetExpiry::EX(PENDING_TTL_SECS));
+            let set: Option<String> = conn.set_options(&key, &value, opts).await?;
+            if set.is_some() {
+                return Ok(Claim::Fresh);
+            }
+            let Some(record) = get_json::<IdempotencyRecord>(&self.pool, &key).await? else {
+                continue; // expired in between: try again
+            };
+            return Ok(if record.body_hash != body_hash {
+                Claim::Mismatch
+            } else if record.status == 0 {
+                Claim::InProgress
+            } else {
+                Claim::Replay(record)
+            });
+        }
+        Ok(Claim::InProgress)
     }
 
-    /// Stores the first answer; a later one for the same key does not replace it.
-    pub async fn put(&self, idempotency_key: &str, record: &IdempotencyRecord) -> Result<(), QueueError> {
+    /// Stores the answer of a claimed key, kept for [`TTL_SECS`].
+    pub async fn complete(
+        &self,
+        idempotency_key: &str,
+        record: &IdempotencyRecord,
+    ) -> Result<(), QueueError> {
         let mut conn = self.pool.get().await?;
         let value = serde_json::to_string(record).expect("a record always serialises");
-        let opts = redis::SetOptions::default()
-            .conditional_set(redis::ExistenceCheck::NX)
-            .with_expiration(redis::SetExpiry::EX(TTL_SECS));
+        let opts = redis::SetOptions::default().with_expiration(redis::SetExpiry::EX(TTL_SECS));
         let _: Option<String> = conn.set_options(self.key(idempotency_key), value, opts).await?;
         Ok(())
     }
+
+    /// Gives a claimed key up (the request failed): a retry is evaluated afresh.
+    pub async fn release(&self, idempotency_key: &str) -> Result<(), QueueError> {
+        let mut conn = self.pool.get().await?;
+        let _: i64 = conn.del(self.key(idempotency_key)).await?;
+        Ok(())
+    }
+}
+
+/// What holds an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Nothing did: the key is now reserved for this request.
+    Fresh,
+    /// A request with the same body was answered: replay its answer.
+    Replay(IdempotencyRecord),
+    /// A request with the same body is still being processed.
+    InProgress,
+    /// The key was used with another body.
+    Mismatch,
 }

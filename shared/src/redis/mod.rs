@@ -7,7 +7,7 @@ mod kv;
 mod queue;
 
 pub use deadpool_redis::Pool;
-pub use idempotency::{Idempotency, IdempotencyRecord};
+pub use idempotency::{Claim, Idempotency, IdempotencyRecord};
 pub use kv::{LatestPointer, ProjectRef};
 pub use queue::{Admission, Job, Queue, CONSUMER_GROUP};
 
