@@ -286,3 +286,50 @@ fn binaries_exit_non_zero_naming_a_missing_or_invalid_variable() {
         "kiln-api: KILN_MAX_OUTPUT_MB is invalid: expected a positive integer, got \"lots\""
     );
 }
+
+#[tokio::test]
+async fn every_documented_route_is_served() {
+    let app = spawn_app(Options {
+        builders: 0,
+        ..Options::default()
+    })
+    .await;
+    let doc: Value = app
+        .client
+        .get(format!("{}/openapi.json", app.api))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = ulid::Ulid::new().to_string();
+    let mut checked = 0;
+    for (path, methods) in doc["paths"].as_object().unwrap() {
+        let concrete = path
+            .replace("{id}", &id)
+            .replace("{userId}", "u")
+            .replace("{projectId}", "p");
+        for method in methods.as_object().unwrap().keys() {
+            let res = match method.as_str() {
+                "get" => app.get(&concrete).await,
+                "post" => app.signed("POST", &concrete, b"{}").await,
+                other => panic!("undocumented method {other}"),
+            };
+            let body = res.text().await.unwrap();
+            assert!(
+                !body.contains("no such route"),
+                "{method} {path} is documented but not served"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "only {checked} routes documented");
+    assert!(app
+        .get("/v1/no/such/route")
+        .await
+        .text()
+        .await
+        .unwrap()
+        .contains("no such route"));
+}

@@ -505,3 +505,22 @@ async fn a_base_version_must_belong_to_the_project_and_be_deployed() {
     assert_eq!(res.status(), 422);
     assert!(res.text().await.unwrap().contains("is failed, not deployed"));
 }
+
+#[tokio::test]
+async fn two_builder_daemons_share_one_stream_and_build_each_version_once() {
+    let app = spawn_app(Options::default()).await;
+    let mut second = app.settings.clone();
+    second.builder_id = Some("second-daemon".into());
+    tokio::spawn(kiln_builder::run(second, app.shutdown.clone()));
+    let bodies: Vec<Value> = (0..6)
+        .map(|i| build_body("u_fleet", &format!("p{i}"), tree("examples/static-site")))
+        .collect();
+    let ids = futures::future::join_all(bodies.iter().map(|b| app.submit(b))).await;
+    for id in &ids {
+        let build = app.wait(id).await;
+        assert_eq!(build["status"], "deployed", "{build}");
+        assert_eq!(build["attempts"], 1, "built once");
+    }
+    assert_eq!(app.version_count().await, 6);
+    assert_eq!(app.queue_depth().await, 0, "every entry was acked");
+}
