@@ -76,11 +76,7 @@ async fn submit_wait_status_and_list() {
 
 #[tokio::test]
 async fn failures_exit_non_zero_with_the_reason() {
-    let app = spawn_app(Options {
-        builders: 0,
-        ..Options::default()
-    })
-    .await;
+    let app = spawn_app(Options::without_builders()).await;
     let api = app.api.clone();
     let (code, _, err) = tokio::task::spawn_blocking(move || kiln(&api, &[], &["list"]))
         .await

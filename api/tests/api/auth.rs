@@ -7,11 +7,7 @@ use kiln_shared::signing::sign_request;
 
 #[tokio::test]
 async fn v1_routes_need_a_token_or_a_fresh_valid_signature() {
-    let app = spawn_app(Options {
-        builders: 0,
-        ..Options::default()
-    })
-    .await;
+    let app = spawn_app(Options::without_builders()).await;
     let url = format!("{}/v1/builds", app.api);
     let body = r#"{"userId":"u","projectId":"p","files":[{"path":"index.html","content":"x"}]}"#;
     let now = chrono::Utc::now().timestamp();
@@ -150,20 +146,8 @@ async fn v1_routes_need_a_token_or_a_fresh_valid_signature() {
 
 #[tokio::test]
 async fn health_readiness_and_openapi_are_public() {
-    let app = spawn_app(Options {
-        builders: 0,
-        ..Options::default()
-    })
-    .await;
-    let health: Value = app
-        .client
-        .get(format!("{}/healthz", app.api))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let app = spawn_app(Options::without_builders()).await;
+    let health: Value = app.public_json("/healthz").await;
     assert_eq!(health["status"], "ok");
     let ready = app
         .client
@@ -176,15 +160,7 @@ async fn health_readiness_and_openapi_are_public() {
     assert_eq!(ready["checks"]["redis"], "ok");
     assert_eq!(ready["checks"]["postgres"], "ok");
     assert_eq!(ready["checks"]["artifact store"], "ok");
-    let doc: Value = app
-        .client
-        .get(format!("{}/openapi.json", app.api))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = app.public_json("/openapi.json").await;
     assert_eq!(doc["openapi"], "3.1.0");
     assert!(doc["paths"]["/v1/builds"]["post"]["responses"]["409"].is_object());
     assert!(doc["paths"]["/v1/builds/{id}"]["get"].is_object());
@@ -192,11 +168,7 @@ async fn health_readiness_and_openapi_are_public() {
 
 #[tokio::test]
 async fn readiness_names_what_is_unreachable() {
-    let mut settings_app = spawn_app(Options {
-        builders: 0,
-        ..Options::default()
-    })
-    .await;
+    let mut settings_app = spawn_app(Options::without_builders()).await;
     // A second API on the same database, pointed at a Redis that is not there.
     let mut settings = settings_app.settings.clone();
     settings.redis_url = "redis://127.0.0.1:1".to_owned().into();
@@ -289,20 +261,8 @@ fn binaries_exit_non_zero_naming_a_missing_or_invalid_variable() {
 
 #[tokio::test]
 async fn every_documented_route_is_served() {
-    let app = spawn_app(Options {
-        builders: 0,
-        ..Options::default()
-    })
-    .await;
-    let doc: Value = app
-        .client
-        .get(format!("{}/openapi.json", app.api))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let app = spawn_app(Options::without_builders()).await;
+    let doc: Value = app.public_json("/openapi.json").await;
     let id = ulid::Ulid::new().to_string();
     let mut checked = 0;
     for (path, methods) in doc["paths"].as_object().unwrap() {

@@ -175,11 +175,7 @@ async fn a_rebuild_that_changes_one_file_stores_one_new_blob_and_moves_latest() 
 
 #[tokio::test]
 async fn twenty_concurrent_requests_for_one_project_admit_exactly_one() {
-    let app = spawn_app(Options {
-        builders: 0,
-        ..Options::default()
-    })
-    .await;
+    let app = spawn_app(Options::without_builders()).await;
     let body = build_body("u_3", &unique("race"), tree("examples/static-site"));
     let responses = futures::future::join_all((0..20).map(|_| app.post_build(&body))).await;
     let mut accepted = Vec::new();
@@ -444,11 +440,7 @@ async fn seed_routes_map_onto_the_build_path() {
 
 #[tokio::test]
 async fn builds_are_listed_newest_first_with_filters_and_a_cursor() {
-    let app = spawn_app(Options {
-        builders: 0,
-        ..Options::default()
-    })
-    .await;
+    let app = spawn_app(Options::without_builders()).await;
     let mut ids = Vec::new();
     for i in 0..3 {
         ids.push(

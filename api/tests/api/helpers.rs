@@ -32,6 +32,16 @@ pub struct Options {
     pub max_output_mb: u64,
 }
 
+impl Options {
+    /// No builder: builds stay queued.
+    pub fn without_builders() -> Self {
+        Self {
+            builders: 0,
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
         Self {
@@ -191,6 +201,17 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+    }
+
+    /// A GET without credentials.
+    pub async fn public_json(&self, path: &str) -> Value {
+        let res = self
+            .client
+            .get(format!("{}{path}", self.api))
+            .send()
+            .await
+            .unwrap();
+        res.json().await.unwrap()
     }
 
     pub async fn get_json(&self, path: &str) -> Value {

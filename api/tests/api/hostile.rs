@@ -11,11 +11,7 @@ fn one(path: &str) -> Value {
 
 #[tokio::test]
 async fn hostile_requests_get_a_clear_4xx_and_nothing_is_stored() {
-    let app = spawn_app(Options {
-        builders: 0,
-        ..Options::default()
-    })
-    .await;
+    let app = spawn_app(Options::without_builders()).await;
     let many: Vec<Value> = (0..5001)
         .map(|i| json!({ "path": format!("f{i}.txt"), "content": "" }))
         .collect();
@@ -181,11 +177,7 @@ async fn hostile_requests_get_a_clear_4xx_and_nothing_is_stored() {
 
 #[tokio::test]
 async fn malformed_ids_in_paths_and_queries_are_400_and_unknown_ones_404() {
-    let app = spawn_app(Options {
-        builders: 0,
-        ..Options::default()
-    })
-    .await;
+    let app = spawn_app(Options::without_builders()).await;
     let res = app.get("/v1/builds/not-a-ulid").await;
     assert_eq!(res.status(), 400);
     assert!(res.text().await.unwrap().contains("build id is not a valid id"));

@@ -88,11 +88,7 @@ async fn previews_route_by_host_and_fall_back_for_client_routes() {
 
 #[tokio::test]
 async fn a_queued_version_is_not_served() {
-    let app = spawn_app(Options {
-        builders: 0,
-        ..Options::default()
-    })
-    .await;
+    let app = spawn_app(Options::without_builders()).await;
     let id = app
         .submit(&build_body(
             "u_q",

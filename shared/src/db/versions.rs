@@ -105,6 +105,11 @@ impl Version {
     }
 }
 
+/// At most one row as a version.
+fn optional(row: Option<PgRow>) -> Result<Option<Version>, DbError> {
+    row.as_ref().map(Version::from_row).transpose()
+}
+
 /// A version about to be queued.
 #[derive(Debug, Clone)]
 pub struct NewVersion<'a> {
@@ -154,10 +159,9 @@ pub async fn get(pool: &PgPool, id: VersionId) -> Result<Option<Version>, DbErro
     sqlx::query("select * from versions where id = $1")
         .bind(id.to_string())
         .fetch_optional(pool)
-        .await?
-        .as_ref()
-        .map(Version::from_row)
-        .transpose()
+        .await
+        .map_err(DbError::from)
+        .and_then(optional)
 }
 
 /// The newest deployed version of a project.
@@ -173,10 +177,9 @@ pub async fn latest_deployed(
     .bind(user.as_str())
     .bind(project.as_str())
     .fetch_optional(pool)
-    .await?
-    .as_ref()
-    .map(Version::from_row)
-    .transpose()
+    .await
+    .map_err(DbError::from)
+    .and_then(optional)
 }
 
 /// Filters of the build list.
@@ -238,10 +241,9 @@ pub async fn start(pool: &PgPool, id: VersionId) -> Result<Option<Version>, DbEr
     )
     .bind(id.to_string())
     .fetch_optional(pool)
-    .await?
-    .as_ref()
-    .map(Version::from_row)
-    .transpose()
+    .await
+    .map_err(DbError::from)
+    .and_then(optional)
 }
 
 /// What a successful build records.
@@ -287,10 +289,9 @@ pub async fn mark_deployed(
     .bind(m.output_bytes)
     .bind(m.file_count)
     .fetch_optional(pool)
-    .await?
-    .as_ref()
-    .map(Version::from_row)
-    .transpose()
+    .await
+    .map_err(DbError::from)
+    .and_then(optional)
 }
 
 /// Records a queued or running build as failed, keeping the step and the reason, and whatever
