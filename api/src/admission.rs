@@ -199,9 +199,15 @@ pub async fn admit(state: &AppState, req: BuildRequest) -> Result<Queued, ApiErr
 }
 
 fn conflict(holder: String) -> ApiError {
-    ApiError::Conflict {
-        message: format!("another build of this project is queued or running: {holder}"),
-        build_id: holder,
+    match holder.strip_prefix("rollback:") {
+        Some(rollback) => ApiError::Conflict {
+            message: format!("a rollback of this project is in progress: {rollback}"),
+            build_id: rollback.to_owned(),
+        },
+        None => ApiError::Conflict {
+            message: format!("another build of this project is queued or running: {holder}"),
+            build_id: holder,
+        },
     }
 }
 
@@ -236,7 +242,12 @@ async fn live_holder(
     Ok(holder_is_live(state, &holder).await?.then_some(holder))
 }
 
-async fn holder_is_live(state: &AppState, holder: &str) -> Result<bool, ApiError> {
+/// A build holder is live while its build is queued or running; a rollback's hold expires by
+/// itself, so it is always live.
+pub(crate) async fn holder_is_live(state: &AppState, holder: &str) -> Result<bool, ApiError> {
+    if holder.starts_with("rollback:") {
+        return Ok(true);
+    }
     let Ok(id) = VersionId::parse(holder) else {
         return Ok(false);
     };

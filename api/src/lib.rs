@@ -3,8 +3,11 @@
 
 mod admission;
 mod auth;
+mod diff;
 mod error;
+mod export;
 mod preview;
+mod rollback;
 mod routes;
 mod startup;
 mod state;

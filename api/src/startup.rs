@@ -16,7 +16,7 @@ use tracing_actix_web::TracingLogger;
 
 use crate::auth::authenticate;
 use crate::error::ApiError;
-use crate::routes::{builds, health, openapi, projects};
+use crate::routes::{builds, health, openapi, projects, versions};
 use crate::state::{AppState, ImmutableCache};
 
 /// The longest the API waits for one Redis command.
@@ -79,7 +79,8 @@ impl Application {
                     web::scope("/v1")
                         .wrap(from_fn(authenticate))
                         .configure(builds::configure)
-                        .configure(projects::configure),
+                        .configure(projects::configure)
+                        .configure(versions::configure),
                 )
                 .service(
                     web::resource("/build-preview-for-new-project")

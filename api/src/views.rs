@@ -30,6 +30,7 @@ pub struct BuildView {
     pub node_version: Option<String>,
     pub pnpm_version: Option<String>,
     pub attempts: i32,
+    pub pinned: bool,
     pub metadata: Option<serde_json::Value>,
     pub metrics: Metrics,
 }
@@ -55,6 +56,7 @@ impl BuildView {
             node_version: v.node_version,
             pnpm_version: v.pnpm_version,
             attempts: v.attempts,
+            pinned: v.pinned,
             metadata: v.metadata,
             metrics: v.metrics,
         }

@@ -4,6 +4,7 @@ pub mod builds;
 pub mod health;
 pub mod openapi;
 pub mod projects;
+pub mod versions;
 
 use actix_web::web;
 use serde::de::DeserializeOwned;

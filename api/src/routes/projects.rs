@@ -15,7 +15,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/projects/{user}/{project}/latest", web::get().to(latest));
 }
 
-fn project(path: &(String, String)) -> Result<(UserId, ProjectId), ApiError> {
+pub(super) fn project(path: &(String, String)) -> Result<(UserId, ProjectId), ApiError> {
     let bad = |e: kiln_shared::domain::IdError| ApiError::BadRequest(e.to_string());
     Ok((
         UserId::parse(&path.0).map_err(bad)?,

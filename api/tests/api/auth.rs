@@ -267,6 +267,9 @@ async fn every_documented_route_is_served() {
     let mut checked = 0;
     for (path, methods) in doc["paths"].as_object().unwrap() {
         let concrete = path
+            .replace("{a}", &id)
+            .replace("{b}", &id)
+            .replace("{path}", "index.html")
             .replace("{id}", &id)
             .replace("{userId}", "u")
             .replace("{projectId}", "p");
@@ -274,6 +277,7 @@ async fn every_documented_route_is_served() {
             let res = match method.as_str() {
                 "get" => app.get(&concrete).await,
                 "post" => app.signed("POST", &concrete, b"{}").await,
+                "delete" => app.signed("DELETE", &concrete, b"").await,
                 other => panic!("undocumented method {other}"),
             };
             let body = res.text().await.unwrap();

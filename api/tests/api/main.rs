@@ -8,3 +8,4 @@ mod helpers;
 mod hostile;
 mod previews;
 mod sandbox;
+mod versions;

@@ -43,6 +43,7 @@ pub struct Version {
     pub output_manifest_key: Option<String>,
     pub metadata: Option<serde_json::Value>,
     pub attempts: i32,
+    pub pinned: bool,
     pub metrics: Metrics,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
@@ -88,6 +89,7 @@ impl Version {
             output_manifest_key: row.try_get("output_manifest_key")?,
             metadata: row.try_get("metadata")?,
             attempts: row.try_get("attempts")?,
+            pinned: row.try_get("pinned")?,
             metrics: Metrics {
                 queue_ms: row.try_get("queue_ms")?,
                 generate_ms: row.try_get("generate_ms")?,
@@ -319,4 +321,52 @@ pub async fn mark_failed(
     .execute(pool)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Records a rollback: a new deployed version (kind `rollback`) whose parent is the target and
+/// which shares the target's manifests. Nothing is built or uploaded.
+pub async fn insert_rollback(pool: &PgPool, id: VersionId, target: &Version) -> Result<Version, DbError> {
+    sqlx::query(
+        "insert into versions (id, user_id, project_id, project_label, kind, prompt, framework,
+             parent_version_id, status, source_manifest_key, output_manifest_key, metadata,
+             node_version, pnpm_version, output_bytes, file_count, queue_ms, total_ms,
+             started_at, finished_at)
+         select $1, user_id, project_id, project_label, 'rollback', null, framework,
+             id, 'deployed', source_manifest_key, output_manifest_key, metadata,
+             node_version, pnpm_version, output_bytes, file_count, 0, 0, now(), now()
+         from versions where id = $2 and status = 'deployed'
+         returning *",
+    )
+    .bind(id.to_string())
+    .bind(target.id.to_string())
+    .fetch_optional(pool)
+    .await
+    .map_err(DbError::from)
+    .and_then(optional)?
+    .ok_or_else(|| {
+        corrupt(
+            &target.id.to_string(),
+            "the rollback target is no longer deployed",
+        )
+    })
+}
+
+/// Removes a rollback row whose pointer flip failed (nobody has served it).
+pub async fn delete_rollback(pool: &PgPool, id: VersionId) -> Result<(), DbError> {
+    sqlx::query("delete from versions where id = $1 and kind = 'rollback'")
+        .bind(id.to_string())
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Pins or unpins a version; `None` when it does not exist.
+pub async fn set_pinned(pool: &PgPool, id: VersionId, pinned: bool) -> Result<Option<Version>, DbError> {
+    sqlx::query("update versions set pinned = $2 where id = $1 returning *")
+        .bind(id.to_string())
+        .bind(pinned)
+        .fetch_optional(pool)
+        .await
+        .map_err(DbError::from)
+        .and_then(optional)
 }

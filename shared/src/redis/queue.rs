@@ -10,6 +10,7 @@ use crate::domain::{ProjectId, UserId, VersionId};
 pub const CONSUMER_GROUP: &str = "builders";
 
 static ADMIT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(include_str!("admit.lua")));
+static HOLD: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(include_str!("hold.lua")));
 static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(include_str!("release.lua")));
 
 /// What the admission script did.
@@ -90,6 +91,24 @@ impl Queue {
         let mut conn = self.pool.get().await?;
         Ok(conn
             .get(self.keys.inflight(user.as_str(), project.as_str()))
+            .await?)
+    }
+
+    /// Holds the project's slot with `value` for at most `ttl` (a short operation such as a
+    /// rollback); `Some(holder)` when something else holds it.
+    pub async fn hold(
+        &self,
+        value: &str,
+        user: &UserId,
+        project: &ProjectId,
+        ttl: std::time::Duration,
+    ) -> Result<Option<String>, QueueError> {
+        let mut conn = self.pool.get().await?;
+        Ok(HOLD
+            .key(self.keys.inflight(user.as_str(), project.as_str()))
+            .arg(value)
+            .arg(ttl.as_millis() as u64)
+            .invoke_async(&mut *conn)
             .await?)
     }
 
