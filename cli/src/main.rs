@@ -6,6 +6,7 @@
 // A command-line tool prints its results.
 #![allow(clippy::print_stdout)]
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
+use tokio::io::AsyncWriteExt;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -63,6 +65,34 @@ enum Command {
     },
     /// Show one build.
     Status { id: String },
+    /// A project's versions, newest first (`*` marks the latest).
+    Versions {
+        /// `<user>/<project>`
+        project: String,
+    },
+    /// Make an earlier (or later) deployed version the project's latest, instantly.
+    Rollback {
+        /// `<user>/<project>`
+        project: String,
+        version: String,
+    },
+    /// Compare the sources of two versions (a unified diff, or a summary with --stat).
+    Diff {
+        /// `<user>/<project>`
+        project: String,
+        a: String,
+        b: String,
+        #[arg(long)]
+        stat: bool,
+    },
+    /// Download a zip of a version's output (or, with --source, its sources).
+    Download {
+        version: String,
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        #[arg(long)]
+        source: bool,
+    },
     /// List builds, newest first.
     List {
         #[arg(long)]
@@ -84,7 +114,13 @@ struct Client {
 }
 
 impl Client {
-    async fn send(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<(u16, Value)> {
+    /// A request with credentials; the raw response.
+    async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<reqwest::Response> {
         let raw = body.map(|b| b.to_string()).unwrap_or_default();
         let mut req = self
             .http
@@ -105,10 +141,13 @@ impl Client {
         } else {
             bail!("no credentials: set KILN_TOKEN (or KILN_HMAC_SECRET)");
         }
-        let res = req
-            .send()
+        req.send()
             .await
-            .with_context(|| format!("cannot reach {}", self.url))?;
+            .with_context(|| format!("cannot reach {}", self.url))
+    }
+
+    async fn send(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<(u16, Value)> {
+        let res = self.request(method, path, body).await?;
         let status = res.status().as_u16();
         let json = res.json().await.unwrap_or(Value::Null);
         Ok((status, json))
@@ -117,14 +156,65 @@ impl Client {
     async fn ok(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
         let (status, json) = self.send(method, path, body).await?;
         if !(200..300).contains(&status) {
-            let error = json["error"].as_str().unwrap_or("no details");
-            match json["buildId"].as_str() {
-                Some(id) => bail!("{status}: {error} (build {id})"),
-                None => bail!("{status}: {error}"),
-            }
+            return Err(api_error(status, &json));
         }
         Ok(json)
     }
+
+    /// A successful response whose body is not JSON (a diff, a zip).
+    async fn raw_ok(&self, path: &str) -> anyhow::Result<reqwest::Response> {
+        let res = self.request("GET", path, None).await?;
+        let status = res.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(res);
+        }
+        let json = res.json().await.unwrap_or(Value::Null);
+        Err(api_error(status, &json))
+    }
+}
+
+/// The error of a non-2xx answer: its status and `error`, and the build it names.
+fn api_error(status: u16, json: &Value) -> anyhow::Error {
+    let error = json["error"].as_str().unwrap_or("no details");
+    match json["buildId"].as_str() {
+        Some(id) => anyhow::anyhow!("{status}: {error} (build {id})"),
+        None => anyhow::anyhow!("{status}: {error}"),
+    }
+}
+
+/// `<user>/<project>` as the path of the API.
+fn project_path(raw: &str) -> anyhow::Result<String> {
+    match raw.split_once('/') {
+        Some((u, p)) if !u.is_empty() && !p.is_empty() && !p.contains('/') => {
+            Ok(format!("/v1/projects/{u}/{p}"))
+        }
+        _ => bail!("expected <user>/<project>, got {raw:?}"),
+    }
+}
+
+/// Colours a unified diff for a terminal.
+fn colour_diff(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 8);
+    for line in text.lines() {
+        let code = if line.starts_with("diff --git") || line.starts_with("+++") || line.starts_with("---") {
+            "1"
+        } else if line.starts_with('+') {
+            "32"
+        } else if line.starts_with('-') {
+            "31"
+        } else if line.starts_with("@@") {
+            "36"
+        } else {
+            ""
+        };
+        if code.is_empty() {
+            out.push_str(line);
+        } else {
+            out.push_str(&format!("\x1b[{code}m{line}\x1b[0m"));
+        }
+        out.push('\n');
+    }
+    out
 }
 
 fn print_build(b: &Value) {
@@ -225,6 +315,125 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 println!("{b}");
             } else {
                 print_build(&b);
+            }
+        }
+        Command::Versions { project } => {
+            let base = project_path(&project)?;
+            let page = client.ok("GET", &format!("{base}/versions"), None).await?;
+            let latest = client.send("GET", &format!("{base}/latest"), None).await?.1;
+            if cli.json {
+                println!("{page}");
+            } else {
+                println!(
+                    "  {:<26}  {:<8}  {:<9}  {:<26}  {:<19}",
+                    "VERSION", "KIND", "STATUS", "PARENT", "CREATED"
+                );
+                for v in page["versions"].as_array().into_iter().flatten() {
+                    let mark = if v["id"] == latest["latestVersionId"] {
+                        "*"
+                    } else {
+                        " "
+                    };
+                    let pin = if v["pinned"] == true { "  pinned" } else { "" };
+                    println!(
+                        "{mark} {:<26}  {:<8}  {:<9}  {:<26}  {:<19}{pin}",
+                        v["id"].as_str().unwrap_or("?"),
+                        v["kind"].as_str().unwrap_or("?"),
+                        v["status"].as_str().unwrap_or("?"),
+                        v["parentVersionId"].as_str().unwrap_or("-"),
+                        v["createdAt"].as_str().and_then(|t| t.get(..19)).unwrap_or("?"),
+                    );
+                }
+            }
+        }
+        Command::Rollback { project, version } => {
+            let base = project_path(&project)?;
+            let body = json!({ "versionId": version });
+            let answer = client
+                .ok("POST", &format!("{base}/rollback"), Some(&body))
+                .await?;
+            if cli.json {
+                println!("{answer}");
+            } else {
+                println!(
+                    "rolled back to {}",
+                    answer["rolledBackTo"].as_str().unwrap_or("?")
+                );
+                print_build(&answer["version"]);
+            }
+        }
+        Command::Diff { project, a, b, stat } => {
+            let base = project_path(&project)?;
+            if stat || cli.json {
+                let d = client
+                    .ok("GET", &format!("{base}/versions/{a}/diff/{b}?mode=stat"), None)
+                    .await?;
+                if cli.json {
+                    println!("{d}");
+                } else {
+                    for f in d["files"].as_array().into_iter().flatten() {
+                        let counts = if f["binary"] == true {
+                            "binary".to_owned()
+                        } else {
+                            format!("+{} -{}", f["additions"], f["deletions"])
+                        };
+                        let (change, path) = (
+                            f["change"].as_str().unwrap_or("?"),
+                            f["path"].as_str().unwrap_or("?"),
+                        );
+                        println!("{change:<9} {counts:<14} {path}");
+                    }
+                    let s = &d["summary"];
+                    println!(
+                        "{} added, {} removed, {} modified; +{} -{} lines",
+                        s["added"], s["removed"], s["modified"], s["additions"], s["deletions"]
+                    );
+                }
+            } else {
+                let text = client
+                    .raw_ok(&format!("{base}/versions/{a}/diff/{b}?mode=patch"))
+                    .await?
+                    .text()
+                    .await?;
+                if std::io::stdout().is_terminal() {
+                    print!("{}", colour_diff(&text));
+                } else {
+                    print!("{text}");
+                }
+            }
+        }
+        Command::Download {
+            version,
+            output,
+            source,
+        } => {
+            let v = client.ok("GET", &format!("/v1/builds/{version}"), None).await?;
+            let (user, project, id) = (
+                v["userId"].as_str().context("no userId")?,
+                v["projectId"].as_str().context("no projectId")?,
+                v["id"].as_str().context("no id")?,
+            );
+            let query = if source { "?source=true" } else { "" };
+            let mut res = client
+                .raw_ok(&format!(
+                    "/v1/projects/{user}/{project}/versions/{id}/artifact{query}"
+                ))
+                .await?;
+            let suffix = if source { "-source" } else { "" };
+            let path = output.unwrap_or_else(|| PathBuf::from(format!("{project}-{id}{suffix}.zip")));
+            let mut file = tokio::fs::File::create(&path)
+                .await
+                .with_context(|| format!("creating {}", path.display()))?;
+            let mut written = 0u64;
+            while let Some(chunk) = res.chunk().await? {
+                file.write_all(&chunk).await?;
+                written += chunk.len() as u64;
+            }
+            file.flush().await?;
+            if cli.json {
+                println!("{}", json!({ "path": path, "bytes": written }));
+            } else {
+                println!("wrote {} ({written} bytes)", path.display());
             }
         }
         Command::List {

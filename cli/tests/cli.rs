@@ -117,3 +117,58 @@ async fn failures_exit_non_zero_with_the_reason() {
     assert_eq!(code, 2);
     assert!(err.contains("422: userId must be"), "{err}");
 }
+
+#[tokio::test]
+async fn versions_rollback_diff_and_download() {
+    let app = spawn_app(Options::default()).await;
+    let project = unique("cli-v");
+    let user = "cli_v";
+    let body = helpers::build_body(user, &project, helpers::tree("examples/static-site"));
+    let v1 = app.submit(&body).await;
+    assert_eq!(app.wait(&v1).await["status"], "deployed");
+    let change = serde_json::json!({ "userId": user, "projectId": project,
+        "files": [{ "path": "index.html", "content": "<h1>second</h1>\n" }] });
+    let v2 = app.submit(&change).await;
+    assert_eq!(app.wait(&v2).await["status"], "deployed");
+    let target = format!("{user}/{project}");
+    let dir = tempfile::tempdir().unwrap();
+    let zip_path = dir.path().join("out.zip");
+
+    let api = app.api.clone();
+    let (v1c, v2c, t, z) = (v1.clone(), v2.clone(), target.clone(), zip_path.clone());
+    let outputs = tokio::task::spawn_blocking(move || {
+        let creds = [("KILN_TOKEN", TOKEN)];
+        vec![
+            kiln(&api, &creds, &["diff", &t, &v1c, &v2c]),
+            kiln(&api, &creds, &["diff", &t, &v1c, &v2c, "--stat"]),
+            kiln(&api, &creds, &["rollback", &t, &v1c]),
+            kiln(&api, &creds, &["versions", &t]),
+            kiln(&api, &creds, &["download", &v2c, "-o", z.to_str().unwrap()]),
+            kiln(&api, &creds, &["versions", "no-slash"]),
+        ]
+    })
+    .await
+    .unwrap();
+    let (code, patch, _) = &outputs[0];
+    assert_eq!(*code, 0);
+    assert!(patch.contains("+<h1>second</h1>"), "{patch}");
+    assert!(
+        !patch.contains("\x1b["),
+        "no colour when stdout is not a terminal"
+    );
+    let (_, stat, _) = &outputs[1];
+    assert!(stat.contains("modified  +1 -"), "{stat}");
+    let (code, rolled, err) = &outputs[2];
+    assert_eq!(*code, 0, "{err}");
+    assert!(rolled.contains(&format!("rolled back to {v1}")), "{rolled}");
+    let (_, listing, _) = &outputs[3];
+    let first = listing.lines().nth(1).unwrap();
+    assert!(first.starts_with("* ") && first.contains("rollback"), "{listing}");
+    let (code, wrote, err) = &outputs[4];
+    assert_eq!(*code, 0, "{err}");
+    assert!(wrote.starts_with("wrote "), "{wrote}");
+    assert!(std::fs::metadata(&zip_path).unwrap().len() > 100);
+    let (code, _, err) = &outputs[5];
+    assert_eq!(*code, 2);
+    assert!(err.contains("expected <user>/<project>"), "{err}");
+}
