@@ -121,6 +121,12 @@ export KILN_BENCH_DATABASE_URL="postgres://kiln@127.0.0.1:$PG_PORT/postgres"
 export KILN_BENCH_REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
 export KILN_BENCH_PNPM_STORE="$KILN_TOOLS/bench-pnpm-store"
 export KILN_BENCH_TMP="$SERVICES_DIR/tmp"
+# What was measured, for the summary: the commit, and whether the tree had changes.
+KILN_BENCH_REVISION="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if [[ -n $(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null) ]]; then
+    KILN_BENCH_REVISION+="+changes"
+fi
+export KILN_BENCH_REVISION
 mkdir -p "$KILN_BENCH_PNPM_STORE" "$KILN_BENCH_TMP"
 
 kiln_log "running: kiln-bench $* (load average now: $(cut -d' ' -f1-3 /proc/loadavg))"

@@ -21,6 +21,10 @@ pub const POLL_EVERY: Duration = Duration::from_millis(5);
 /// Longest wait for one build (the builder's own limit is 300 s).
 const BUILD_DEADLINE: Duration = Duration::from_secs(600);
 
+/// A build still queued this long after its submission is looked for in the stream's
+/// pending entries (delivered to a consumer but never started).
+const LOST_AFTER: Duration = Duration::from_secs(3);
+
 /// What `run.sh` hands over: the services it started and where to work.
 #[derive(Debug, Clone)]
 pub struct Env {
@@ -162,8 +166,9 @@ impl Farm {
         })
     }
 
-    /// Stops the builder (after its build in progress, if any) and the API.
-    pub async fn stop(self) {
+    /// Stops the builder (after its build in progress, if any) and the API. Returns the farm's
+    /// temporary folder (artifacts, work dir), removed when dropped.
+    pub async fn stop(self) -> tempfile::TempDir {
         self.shutdown.cancel();
         if let Some(b) = self.builder {
             let _ = tokio::time::timeout(Duration::from_secs(60), b).await;
@@ -171,6 +176,7 @@ impl Farm {
         // Dropping the servers stops their workers and closes the listeners.
         self.server.abort();
         let _ = self.server.await;
+        self._dir
     }
 
     /// `POST /v1/builds`, signed as the product back end (as the API tests' `signed()` does).
@@ -216,6 +222,7 @@ impl Farm {
             .as_str()
             .context("a 202 has a buildId")?
             .to_owned();
+        let mut next_lost_check = LOST_AFTER;
         loop {
             let view = self.get_build(&id).await?;
             match view["status"].as_str() {
@@ -240,6 +247,17 @@ impl Farm {
                 }
                 _ => {}
             }
+            if view["status"] == "queued" && started.elapsed() > next_lost_check {
+                next_lost_check += Duration::from_secs(1);
+                if let Some((consumer, idle_ms)) = self.delivered_but_queued(&id).await? {
+                    bail!(
+                        "build {id} is lost: Redis delivered it to consumer {consumer} {idle_ms} ms ago, but \
+                         the builder never started it (it is still queued and sits in the consumer \
+                         group's pending entries, which nothing re-reads). See ops/bench/README.md, \
+                         'Lost builds'."
+                    );
+                }
+            }
             if started.elapsed() > BUILD_DEADLINE {
                 bail!(
                     "build {id} did not finish in {} s: {view}",
@@ -248,6 +266,46 @@ impl Farm {
             }
             tokio::time::sleep(POLL_EVERY).await;
         }
+    }
+
+    /// When build `id`'s stream entry was delivered to a consumer more than 2 s ago and is still
+    /// unacknowledged: that consumer and the entry's idle time.
+    async fn delivered_but_queued(&self, id: &str) -> anyhow::Result<Option<(String, u64)>> {
+        use redis::AsyncCommands;
+        let pool = kiln_shared::redis::connect(&self.settings.redis_url, 1, Duration::from_secs(2))?;
+        let mut conn = pool.get().await?;
+        let keys = kiln_shared::redis::Keys::new(self.settings.redis_prefix.clone());
+        let stream = keys.stream();
+        let pending: redis::streams::StreamPendingCountReply = match conn
+            .xpending_count(&stream, kiln_shared::redis::CONSUMER_GROUP, "-", "+", 100)
+            .await
+        {
+            Ok(p) => p,
+            // No consumer group yet: no builder has connected, so nothing was delivered.
+            Err(e) if e.code() == Some("NOGROUP") => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        for entry in pending.ids {
+            if entry.last_delivered_ms < 2_000 {
+                continue;
+            }
+            let range: redis::streams::StreamRangeReply = conn.xrange(&stream, &entry.id, &entry.id).await?;
+            let build = range.ids.first().and_then(|e| e.get::<String>("build_id"));
+            if build.as_deref() == Some(id) {
+                return Ok(Some((entry.consumer, entry.last_delivered_ms as u64)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// `ANALYZE versions` on the farm's database, so that the planner has statistics (as any
+    /// long-running farm's table has) instead of choosing plans for an empty table.
+    pub async fn analyze(&self) -> anyhow::Result<()> {
+        use secrecy::ExposeSecret;
+        let pool = sqlx::PgPool::connect(self.settings.database_url.expose_secret()).await?;
+        sqlx::query("analyze versions").execute(&pool).await?;
+        pool.close().await;
+        Ok(())
     }
 
     /// Entries in the build stream (waiting plus being built).

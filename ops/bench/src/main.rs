@@ -81,7 +81,12 @@ fn main() {
         .thread_stack_size(8 * 1024 * 1024)
         .build()
         .expect("a tokio runtime");
-    let code = runtime.block_on(run(parts));
+    let code = runtime.block_on(async {
+        tokio::select! {
+            code = run(parts) => code,
+            code = interrupted() => code,
+        }
+    });
     // The API's workers and pools go with the process.
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     std::process::exit(code);
@@ -125,6 +130,22 @@ async fn run(parts: Vec<Part>) -> i32 {
     summary(&results, &example)
 }
 
+/// SIGINT or SIGTERM (from run.sh's clean-up): the exit status to stop with. The API's
+/// `run_until_stopped` listens for them too, but only to stop its servers.
+async fn interrupted() -> i32 {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+    else {
+        return std::future::pending().await;
+    };
+    let (name, code) = tokio::select! {
+        _ = int.recv() => ("SIGINT", 130),
+        _ = term.recv() => ("SIGTERM", 143),
+    };
+    eprintln!("[bench] {name}: stopping");
+    code
+}
+
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
@@ -141,7 +162,8 @@ fn summary(r: &Results, example: &Path) -> i32 {
     let mut measured = true;
     let mut targets_met = true;
     println!();
-    println!("== Kiln benchmark ({} cores) ==", cores());
+    let revision = std::env::var("KILN_BENCH_REVISION").unwrap_or_else(|_| "?".into());
+    println!("== Kiln benchmark ({} cores, kiln {revision}) ==", cores());
     if let Some(a) = &r.admission {
         match a {
             Ok(a) => {

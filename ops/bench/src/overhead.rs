@@ -92,7 +92,8 @@ async fn direct(env: &Env) -> anyhow::Result<(Duration, Duration)> {
 pub async fn run(env: &Env) -> anyhow::Result<Report> {
     let farm = Farm::start(env, 1).await?;
     let result = measure(env, &farm).await;
-    farm.stop().await;
+    let folder = farm.stop().await;
+    tokio::task::spawn_blocking(move || drop(folder)).await?;
     let report = result?;
     print_details(&report);
     Ok(report)

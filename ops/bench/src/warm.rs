@@ -117,7 +117,8 @@ pub async fn run(env: &Env, example: &Path) -> anyhow::Result<Report> {
         .with_context(|| format!("{} has no {APP}", example.display()))?;
     let farm = Farm::start(env, 1).await?;
     let result = measure(env, &farm, &inputs, &files, &original).await;
-    farm.stop().await;
+    let folder = farm.stop().await;
+    tokio::task::spawn_blocking(move || drop(folder)).await?;
     let report = result?;
     print_details(&report);
     Ok(report)
