@@ -43,7 +43,7 @@ impl Application {
         kiln_shared::db::migrate(&db)
             .await
             .context("applying migrations")?;
-        let pool = kiln_shared::redis::connect(&settings.redis_url, 64, REDIS_TIMEOUT)?;
+        let pool = kiln_shared::redis::connect(&settings.redis_url, REDIS_TIMEOUT)?;
         let keys = Keys::new(settings.redis_prefix.clone());
         let artifacts = Artifacts::open(&settings.artifacts, &settings.s3).await?;
         let urls = PreviewUrls {

@@ -10,7 +10,7 @@ use kiln_shared::config::Settings;
 use kiln_shared::db::PgPool;
 use kiln_shared::domain::VersionId;
 use kiln_shared::preview::PreviewUrls;
-use kiln_shared::redis::{Job, Keys, Queue};
+use kiln_shared::redis::{Job, Keys, Queue, StreamReader};
 use kiln_shared::store::Artifacts;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -20,6 +20,8 @@ use crate::job;
 /// How long one read waits for a build before checking for shutdown.
 const BLOCK: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// The longest the daemon waits for one (non-blocking) Redis command.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// node and pnpm versions, recorded with every version for deterministic rebuilds.
 #[derive(Debug, Clone, Default)]
@@ -57,9 +59,7 @@ impl Builder {
         kiln_shared::db::migrate(&db)
             .await
             .context("applying migrations")?;
-        // Reads block for BLOCK; the response timeout must outlive them.
-        let pool =
-            kiln_shared::redis::connect(&settings.redis_url, settings.builder_concurrency + 4, BLOCK * 3)?;
+        let pool = kiln_shared::redis::connect(&settings.redis_url, REDIS_TIMEOUT)?;
         let queue = Queue::new(pool, Keys::new(settings.redis_prefix.clone()));
         queue
             .ensure_group()
@@ -110,12 +110,14 @@ impl Builder {
         self.settings.pnpm_store.with_extension("cache")
     }
 
-    /// The next new build for this daemon, waiting up to `block`.
-    pub async fn next_job(&self, block: Duration) -> anyhow::Result<Option<Job>> {
-        Ok(self
-            .queue
-            .read(&self.consumer, block.as_millis() as usize)
-            .await?)
+    /// A reader of the build stream for one worker (its own Redis connection).
+    pub fn reader(&self) -> StreamReader {
+        self.queue.reader(BLOCK)
+    }
+
+    /// The next new build for this daemon, waiting up to the reader's block.
+    pub async fn next_job(&self, reader: &mut StreamReader) -> anyhow::Result<Option<Job>> {
+        Ok(reader.read(&self.consumer).await?)
     }
 
     /// Runs a claimed job to its recorded outcome.
@@ -124,8 +126,8 @@ impl Builder {
     }
 
     /// Takes and runs at most one build.
-    pub async fn step(&self, block: Duration) -> anyhow::Result<StepOutcome> {
-        match self.next_job(block).await? {
+    pub async fn step(&self, reader: &mut StreamReader) -> anyhow::Result<StepOutcome> {
+        match self.next_job(reader).await? {
             Some(job) => self.execute(&job).await.map(StepOutcome::Built),
             None => Ok(StepOutcome::Empty),
         }
@@ -174,12 +176,11 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
 
 async fn worker(builder: Arc<Builder>, shutdown: CancellationToken, slot: usize) {
     let mut backoff = Duration::ZERO;
-    loop {
-        // Shutdown interrupts only the wait for a build, never a build.
-        let next = tokio::select! {
-            () = shutdown.cancelled() => break,
-            next = builder.next_job(BLOCK) => next,
-        };
+    let mut reader = builder.reader();
+    // Shutdown is checked between reads: a read is never abandoned half-way (Redis could have
+    // handed it an entry), so stopping takes at most one block.
+    while !shutdown.is_cancelled() {
+        let next = builder.next_job(&mut reader).await;
         let result = match next {
             Ok(Some(job)) => builder.execute(&job).await.map(Some),
             Ok(None) => Ok(None),

@@ -61,7 +61,9 @@ pub async fn execute(b: &Builder, job: &Job) -> anyhow::Result<VersionId> {
             Ok(ws) => {
                 // Boxed: the build future is large, and worker stacks are not.
                 let outcome = Box::pin(build(b, &version, &ws, &log, &mut metrics)).await;
-                ws.remove().await;
+                // The outcome does not wait for the workspace to go (a node_modules tree takes
+                // a few hundred milliseconds to delete).
+                tokio::spawn(ws.remove());
                 outcome
             }
             Err(e) => Err(fail(Step::Fetch, format!("cannot create the workspace: {e}"))),

@@ -8,9 +8,9 @@ use kiln_shared::redis::{
     connect, Admission, Claim, Idempotency, IdempotencyRecord, Keys, LatestPointer, Queue,
 };
 
-fn queue(timeout: Duration) -> Queue {
+fn queue() -> Queue {
     let url = std::env::var("KILN_TEST_REDIS_URL").expect("run the tests through ops/test.sh");
-    let pool = connect(&url.into(), 4, timeout).unwrap();
+    let pool = connect(&url.into(), Duration::from_secs(2)).unwrap();
     let prefix = format!(
         "queue-test-{}",
         ulid::Ulid::new().to_string().to_ascii_lowercase()
@@ -24,7 +24,7 @@ fn ids() -> (UserId, ProjectId) {
 
 #[tokio::test]
 async fn one_claim_per_project_released_only_by_its_holder() {
-    let q = queue(Duration::from_secs(2));
+    let q = queue();
     q.ensure_group().await.unwrap();
     q.ensure_group().await.unwrap(); // BUSYGROUP is not an error
     let (u, p) = ids();
@@ -56,13 +56,15 @@ async fn one_claim_per_project_released_only_by_its_holder() {
 
 #[tokio::test]
 async fn an_idle_blocking_read_returns_nothing_and_a_late_entry_is_delivered() {
-    // The block (1.5 s) is longer than the redis crate's default response timeout (0.5 s):
-    // the pool's timeout must outlive it, or the read fails and Redis may still deliver to it.
-    let q = queue(Duration::from_secs(4));
+    // The block (1.5 s) is longer than the redis crate's default response timeout (0.5 s) and
+    // than the shared connection's (2 s here): a reader's connection must outlive it, or the
+    // read fails and Redis may still hand it an entry nobody processes.
+    let q = queue();
     q.ensure_group().await.unwrap();
+    let mut reader = q.reader(Duration::from_millis(2500));
     let started = Instant::now();
-    assert!(q.read("c1", 1500).await.unwrap().is_none());
-    assert!(started.elapsed() >= Duration::from_millis(1400));
+    assert!(reader.read("c1").await.unwrap().is_none());
+    assert!(started.elapsed() >= Duration::from_millis(2400));
 
     let (u, p) = ids();
     let id = VersionId::new();
@@ -72,21 +74,22 @@ async fn an_idle_blocking_read_returns_nothing_and_a_late_entry_is_delivered() {
         tokio::time::sleep(Duration::from_millis(700)).await;
         writer.admit(id, &u2, &p2, "l").await.unwrap();
     });
-    let job = q
-        .read("c1", 3000)
+    let job = reader
+        .read("c1")
         .await
         .unwrap()
         .expect("the entry added while blocked");
     assert_eq!(job.build_id, id);
     assert_eq!((job.user_id, job.project_id), (u, p));
-    assert!(q.read("c2", 100).await.unwrap().is_none(), "delivered once");
+    let mut other = q.reader(Duration::from_millis(100));
+    assert!(other.read("c2").await.unwrap().is_none(), "delivered once");
     q.ack(&job.entry_id).await.unwrap();
     assert_eq!(q.depth().await.unwrap(), 0, "acked entries leave the stream");
 }
 
 #[tokio::test]
 async fn latest_pointers_and_idempotency_records_round_trip() {
-    let q = queue(Duration::from_secs(2));
+    let q = queue();
     let (u, p) = ids();
     assert_eq!(q.latest(&u, &p).await.unwrap(), None);
     let pointer = LatestPointer {
@@ -97,7 +100,7 @@ async fn latest_pointers_and_idempotency_records_round_trip() {
     q.set_latest(&u, &p, &pointer).await.unwrap();
     assert_eq!(q.latest(&u, &p).await.unwrap(), Some(pointer));
 
-    let idem = Idempotency::new(q.pool().clone(), q.keys().clone());
+    let idem = Idempotency::new(q.redis().clone(), q.keys().clone());
     assert_eq!(idem.claim("key", "a").await.unwrap(), Claim::Fresh);
     assert_eq!(idem.claim("key", "a").await.unwrap(), Claim::InProgress);
     assert_eq!(idem.claim("key", "b").await.unwrap(), Claim::Mismatch);

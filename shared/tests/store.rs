@@ -95,8 +95,31 @@ async fn the_filesystem_store_keeps_the_contract() {
     .await
     .unwrap();
     contract(store).await;
-    // Nothing half-written is left in the temporary folder.
-    assert_eq!(std::fs::read_dir(dir.path().join("a/.tmp")).unwrap().count(), 0);
+    // Nothing half-written is left behind, and blobs are sharded by their hash.
+    let mut stack = vec![dir.path().to_path_buf()];
+    let mut files = 0;
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(d).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                files += 1;
+                assert!(!e
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(kiln_shared::store::TMP_SUFFIX));
+            }
+        }
+    }
+    assert_eq!(files, 4, "2 blobs, 1 manifest and 1 log, nothing else");
+    let blob = sha256_hex(b"<h1>hello</h1>");
+    assert!(dir
+        .path()
+        .join("a/blobs/sha256")
+        .join(&blob[..2])
+        .join(&blob)
+        .is_file());
 }
 
 #[tokio::test]

@@ -25,7 +25,7 @@ async fn check<E: std::fmt::Display>(
 
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let (redis, postgres, store) = futures::join!(
-        check(kiln_shared::redis::ping(state.queue.pool())).boxed(),
+        check(kiln_shared::redis::ping(state.queue.redis())).boxed(),
         check(kiln_shared::db::ping(&state.db)).boxed(),
         check(state.artifacts.check()).boxed(),
     );

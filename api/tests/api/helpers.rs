@@ -262,20 +262,24 @@ impl TestApp {
             .unwrap()
     }
 
-    /// Blobs in the filesystem store.
+    /// Blobs in the filesystem store (sharded in folders by their first two hex digits).
     pub fn blob_count(&self) -> usize {
         let dir = self
             .artifacts_dir
             .as_ref()
             .expect("a filesystem store")
             .join("blobs/sha256");
-        std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+        let Ok(shards) = std::fs::read_dir(dir) else {
+            return 0;
+        };
+        shards
+            .map(|s| std::fs::read_dir(s.unwrap().path()).unwrap().count())
+            .sum()
     }
 
     pub async fn queue_depth(&self) -> u64 {
         let pool =
-            kiln_shared::redis::connect(&self.settings.redis_url, 1, std::time::Duration::from_secs(2))
-                .unwrap();
+            kiln_shared::redis::connect(&self.settings.redis_url, std::time::Duration::from_secs(2)).unwrap();
         kiln_shared::redis::Queue::new(
             pool,
             kiln_shared::redis::Keys::new(self.settings.redis_prefix.clone()),

@@ -272,8 +272,9 @@ impl Farm {
     /// unacknowledged: that consumer and the entry's idle time.
     async fn delivered_but_queued(&self, id: &str) -> anyhow::Result<Option<(String, u64)>> {
         use redis::AsyncCommands;
-        let pool = kiln_shared::redis::connect(&self.settings.redis_url, 1, Duration::from_secs(2))?;
-        let mut conn = pool.get().await?;
+        use secrecy::ExposeSecret;
+        let client = redis::Client::open(self.settings.redis_url.expose_secret())?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
         let keys = kiln_shared::redis::Keys::new(self.settings.redis_prefix.clone());
         let stream = keys.stream();
         let pending: redis::streams::StreamPendingCountReply = match conn
@@ -310,8 +311,7 @@ impl Farm {
 
     /// Entries in the build stream (waiting plus being built).
     pub async fn queue_depth(&self) -> anyhow::Result<u64> {
-        let pool =
-            kiln_shared::redis::connect(&self.settings.redis_url, 1, std::time::Duration::from_secs(2))?;
+        let pool = kiln_shared::redis::connect(&self.settings.redis_url, Duration::from_secs(2))?;
         let keys = kiln_shared::redis::Keys::new(self.settings.redis_prefix.clone());
         Ok(kiln_shared::redis::Queue::new(pool, keys).depth().await?)
     }
@@ -331,7 +331,8 @@ impl Farm {
         let hash = manifest["files"][path]["hash"]
             .as_str()
             .with_context(|| format!("{path} is not in {}", manifest_path.display()))?;
-        let blob = self.artifacts_dir.join("blobs/sha256").join(hash);
+        let blob = kiln_shared::store::FsStore::new(self.artifacts_dir.clone())
+            .path_of(&format!("blobs/sha256/{hash}"));
         std::fs::read(&blob).with_context(|| format!("reading {}", blob.display()))
     }
 }

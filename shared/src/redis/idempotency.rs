@@ -2,7 +2,7 @@ use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
 use super::kv::get_json;
-use super::{Keys, Pool, QueueError};
+use super::{Keys, QueueError, Redis};
 use crate::store::sha256_hex;
 
 /// How long an idempotency key is remembered.
@@ -22,13 +22,13 @@ pub struct IdempotencyRecord {
 /// Idempotency records in Redis, keyed by a hash of the caller's key.
 #[derive(Debug, Clone)]
 pub struct Idempotency {
-    pool: Pool,
+    redis: Redis,
     keys: Keys,
 }
 
 impl Idempotency {
-    pub fn new(pool: Pool, keys: Keys) -> Self {
-        Self { pool, keys }
+    pub fn new(redis: Redis, keys: Keys) -> Self {
+        Self { redis, keys }
     }
 
     fn key(&self, idempotency_key: &str) -> String {
@@ -46,7 +46,7 @@ impl Idempotency {
         };
         let value = serde_json::to_string(&pending).expect("a record always serialises");
         for _ in 0..2 {
-            let mut conn = self.pool.get().await?;
+            let mut conn = self.redis.conn();
             let opts = redis::SetOptions::default()
                 .conditional_set(redis::ExistenceCheck::NX)
                 .with_expiration(redis::SetExpiry::EX(PENDING_TTL_SECS));
@@ -54,7 +54,7 @@ impl Idempotency {
             if set.is_some() {
                 return Ok(Claim::Fresh);
             }
-            let Some(record) = get_json::<IdempotencyRecord>(&self.pool, &key).await? else {
+            let Some(record) = get_json::<IdempotencyRecord>(&self.redis, &key).await? else {
                 continue; // expired in between: try again
             };
             return Ok(if record.body_hash != body_hash {
@@ -74,7 +74,7 @@ impl Idempotency {
         idempotency_key: &str,
         record: &IdempotencyRecord,
     ) -> Result<(), QueueError> {
-        let mut conn = self.pool.get().await?;
+        let mut conn = self.redis.conn();
         let value = serde_json::to_string(record).expect("a record always serialises");
         let opts = redis::SetOptions::default().with_expiration(redis::SetExpiry::EX(TTL_SECS));
         let _: Option<String> = conn.set_options(self.key(idempotency_key), value, opts).await?;
@@ -83,7 +83,7 @@ impl Idempotency {
 
     /// Gives a claimed key up (the request failed): a retry is evaluated afresh.
     pub async fn release(&self, idempotency_key: &str) -> Result<(), QueueError> {
-        let mut conn = self.pool.get().await?;
+        let mut conn = self.redis.conn();
         let _: i64 = conn.del(self.key(idempotency_key)).await?;
         Ok(())
     }

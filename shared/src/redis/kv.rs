@@ -1,7 +1,7 @@
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
-use super::{Pool, QueueError};
+use super::{QueueError, Redis};
 use crate::domain::{ProjectId, UserId, VersionId};
 
 /// The latest pointer of a project, as the seeds' KV held it.
@@ -28,7 +28,7 @@ impl super::Queue {
         project: &ProjectId,
         pointer: &LatestPointer,
     ) -> Result<(), QueueError> {
-        let mut conn = self.pool().get().await?;
+        let mut conn = self.redis().conn();
         let value = serde_json::to_string(pointer).expect("a pointer always serialises");
         let _: () = conn
             .set(self.keys().latest(user.as_str(), project.as_str()), value)
@@ -42,27 +42,27 @@ impl super::Queue {
         project: &ProjectId,
     ) -> Result<Option<LatestPointer>, QueueError> {
         let key = self.keys().latest(user.as_str(), project.as_str());
-        get_json(self.pool(), &key).await
+        get_json(self.redis(), &key).await
     }
 
     /// Records which project a preview label names (idempotent).
     pub async fn set_label(&self, label: &str, project: &ProjectRef) -> Result<(), QueueError> {
-        let mut conn = self.pool().get().await?;
+        let mut conn = self.redis().conn();
         let value = serde_json::to_string(project).expect("a project ref always serialises");
         let _: () = conn.set(self.keys().label(label), value).await?;
         Ok(())
     }
 
     pub async fn label(&self, label: &str) -> Result<Option<ProjectRef>, QueueError> {
-        get_json(self.pool(), &self.keys().label(label)).await
+        get_json(self.redis(), &self.keys().label(label)).await
     }
 }
 
 pub(super) async fn get_json<T: serde::de::DeserializeOwned>(
-    pool: &Pool,
+    redis: &Redis,
     key: &str,
 ) -> Result<Option<T>, QueueError> {
-    let mut conn = pool.get().await?;
+    let mut conn = redis.conn();
     let raw: Option<String> = conn.get(key).await?;
     raw.map(|raw| {
         serde_json::from_str(&raw).map_err(|e| QueueError::Malformed {

@@ -6,10 +6,10 @@ mod idempotency;
 mod kv;
 mod queue;
 
-pub use deadpool_redis::Pool;
 pub use idempotency::{Claim, Idempotency, IdempotencyRecord};
 pub use kv::{LatestPointer, ProjectRef};
-pub use queue::{Admission, Job, Queue, CONSUMER_GROUP};
+pub use queue::{Admission, Job, Queue, StreamReader, CONSUMER_GROUP};
+use redis::aio::{ConnectionManager, MultiplexedConnection};
 
 use secrecy::ExposeSecret;
 
@@ -17,34 +17,63 @@ use secrecy::ExposeSecret;
 pub enum QueueError {
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
-    #[error("redis pool: {0}")]
-    Pool(#[from] deadpool_redis::PoolError),
     #[error("redis holds a malformed value at {key}: {reason}")]
     Malformed { key: String, reason: String },
 }
 
-/// Opens a connection pool (connections are made lazily). Every command must answer within
-/// `response_timeout`; a blocking read (`XREADGROUP BLOCK n`) needs a timeout longer than `n`,
-/// or the client gives up on a read that Redis may still answer with an entry.
+/// Kiln's connection to Redis: one multiplexed connection shared by every task (it reconnects
+/// by itself), plus dedicated connections for blocking reads, which would stall it.
+#[derive(Clone)]
+pub struct Redis {
+    client: redis::Client,
+    shared: ConnectionManager,
+}
+
+impl std::fmt::Debug for Redis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redis").finish_non_exhaustive()
+    }
+}
+
+impl Redis {
+    /// The shared connection (cheap to clone).
+    pub(crate) fn conn(&self) -> ConnectionManager {
+        self.shared.clone()
+    }
+
+    /// A connection of its own, for a command that blocks up to `block`.
+    pub(crate) async fn dedicated(
+        &self,
+        block: std::time::Duration,
+    ) -> Result<MultiplexedConnection, QueueError> {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(block + std::time::Duration::from_secs(5)));
+        Ok(self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?)
+    }
+}
+
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Opens the connection lazily (a binary starts while Redis is down, and `/readyz` says so).
+/// Every command on the shared connection must answer within `response_timeout`.
 pub fn connect(
     url: &secrecy::SecretString,
-    max_size: usize,
     response_timeout: std::time::Duration,
-) -> Result<Pool, QueueError> {
-    let config = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(std::time::Duration::from_secs(5)))
-        .set_response_timeout(Some(response_timeout));
-    let malformed = |reason: String| QueueError::Malformed {
+) -> Result<Redis, QueueError> {
+    let client = redis::Client::open(url.expose_secret()).map_err(|e| QueueError::Malformed {
         key: "KILN_REDIS_URL".into(),
-        reason,
-    };
-    let manager = deadpool_redis::Manager::new_with_config(url.expose_secret(), config)
-        .map_err(|e| malformed(e.to_string()))?;
-    Pool::builder(manager)
-        .max_size(max_size)
-        .runtime(deadpool_redis::Runtime::Tokio1)
-        .build()
-        .map_err(|e| malformed(e.to_string()))
+        reason: e.to_string(),
+    })?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(response_timeout))
+        .set_number_of_retries(1);
+    let shared = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+    Ok(Redis { client, shared })
 }
 
 /// Key names under one prefix.
@@ -82,8 +111,7 @@ impl Keys {
 }
 
 /// `PING`, for `/readyz`.
-pub async fn ping(pool: &Pool) -> Result<(), QueueError> {
-    let mut conn = pool.get().await?;
-    let _: String = redis::cmd("PING").query_async(&mut *conn).await?;
+pub async fn ping(redis: &Redis) -> Result<(), QueueError> {
+    let _: String = redis::cmd("PING").query_async(&mut redis.conn()).await?;
     Ok(())
 }

@@ -3,7 +3,7 @@ use std::sync::LazyLock;
 use redis::streams::{StreamReadOptions, StreamReadReply};
 use redis::AsyncCommands;
 
-use super::{Keys, Pool, QueueError};
+use super::{Keys, QueueError, Redis};
 use crate::domain::{ProjectId, UserId, VersionId};
 
 /// The one consumer group all builder daemons read from.
@@ -37,21 +37,21 @@ pub struct Job {
 /// The build stream and the in-flight claims.
 #[derive(Debug, Clone)]
 pub struct Queue {
-    pool: Pool,
+    redis: Redis,
     keys: Keys,
 }
 
 impl Queue {
-    pub fn new(pool: Pool, keys: Keys) -> Self {
-        Self { pool, keys }
+    pub fn new(redis: Redis, keys: Keys) -> Self {
+        Self { redis, keys }
     }
 
     pub fn keys(&self) -> &Keys {
         &self.keys
     }
 
-    pub fn pool(&self) -> &Pool {
-        &self.pool
+    pub fn redis(&self) -> &Redis {
+        &self.redis
     }
 
     /// Claims the project's slot and queues the build in one atomic step.
@@ -63,7 +63,7 @@ impl Queue {
         project: &ProjectId,
         label: &str,
     ) -> Result<Admission, QueueError> {
-        let mut conn = self.pool.get().await?;
+        let mut conn = self.redis.conn();
         let project_ref = serde_json::to_string(&super::ProjectRef {
             user_id: user.clone(),
             project_id: project.clone(),
@@ -77,7 +77,7 @@ impl Queue {
             .arg(user.as_str())
             .arg(project.as_str())
             .arg(project_ref)
-            .invoke_async(&mut *conn)
+            .invoke_async(&mut conn)
             .await?;
         Ok(if queued == 1 {
             Admission::Queued { entry_id: value }
@@ -88,7 +88,7 @@ impl Queue {
 
     /// The build holding the project's slot, if any.
     pub async fn inflight(&self, user: &UserId, project: &ProjectId) -> Result<Option<String>, QueueError> {
-        let mut conn = self.pool.get().await?;
+        let mut conn = self.redis.conn();
         Ok(conn
             .get(self.keys.inflight(user.as_str(), project.as_str()))
             .await?)
@@ -103,29 +103,29 @@ impl Queue {
         project: &ProjectId,
         ttl: std::time::Duration,
     ) -> Result<Option<String>, QueueError> {
-        let mut conn = self.pool.get().await?;
+        let mut conn = self.redis.conn();
         Ok(HOLD
             .key(self.keys.inflight(user.as_str(), project.as_str()))
             .arg(value)
             .arg(ttl.as_millis() as u64)
-            .invoke_async(&mut *conn)
+            .invoke_async(&mut conn)
             .await?)
     }
 
     /// Releases the project's slot if `build` holds it; true when it did.
     pub async fn release(&self, build: &str, user: &UserId, project: &ProjectId) -> Result<bool, QueueError> {
-        let mut conn = self.pool.get().await?;
+        let mut conn = self.redis.conn();
         let released: i64 = RELEASE
             .key(self.keys.inflight(user.as_str(), project.as_str()))
             .arg(build)
-            .invoke_async(&mut *conn)
+            .invoke_async(&mut conn)
             .await?;
         Ok(released == 1)
     }
 
     /// Creates the consumer group (and the stream) unless it exists.
     pub async fn ensure_group(&self) -> Result<(), QueueError> {
-        let mut conn = self.pool.get().await?;
+        let mut conn = self.redis.conn();
         let created: Result<(), redis::RedisError> = conn
             .xgroup_create_mkstream(self.keys.stream(), CONSUMER_GROUP, "0")
             .await;
@@ -136,43 +136,19 @@ impl Queue {
         }
     }
 
-    /// Reads the next new build for `consumer`, waiting up to `block_ms`.
-    pub async fn read(&self, consumer: &str, block_ms: usize) -> Result<Option<Job>, QueueError> {
-        let mut conn = self.pool.get().await?;
-        let opts = StreamReadOptions::default()
-            .group(CONSUMER_GROUP, consumer)
-            .count(1)
-            .block(block_ms);
-        let stream = self.keys.stream();
-        let reply: Option<StreamReadReply> = conn.xread_options(&[&stream], &[">"], &opts).await?;
-        let Some(entry) = reply
-            .and_then(|r| r.keys.into_iter().next())
-            .and_then(|k| k.ids.into_iter().next())
-        else {
-            return Ok(None);
-        };
-        let field = |name: &str| -> Result<String, QueueError> {
-            entry.get::<String>(name).ok_or_else(|| QueueError::Malformed {
-                key: format!("{stream} {}", entry.id),
-                reason: format!("field {name} is missing"),
-            })
-        };
-        let malformed = |reason: String| QueueError::Malformed {
-            key: format!("{stream} {}", entry.id),
-            reason,
-        };
-        Ok(Some(Job {
-            build_id: VersionId::parse(&field("build_id")?).map_err(|e| malformed(e.to_string()))?,
-            user_id: UserId::parse(&field("user_id")?).map_err(|e| malformed(e.to_string()))?,
-            project_id: ProjectId::parse(&field("project_id")?).map_err(|e| malformed(e.to_string()))?,
-            entry_id: entry.id.clone(),
-        }))
+    /// A reader of the stream on a connection of its own (a blocking read stalls its connection).
+    pub fn reader(&self, block: std::time::Duration) -> StreamReader {
+        StreamReader {
+            queue: self.clone(),
+            block,
+            conn: None,
+        }
     }
 
     /// Acknowledges a finished entry and removes it from the stream (there is one group, so a
     /// processed entry is of no further use).
     pub async fn ack(&self, entry_id: &str) -> Result<(), QueueError> {
-        let mut conn = self.pool.get().await?;
+        let mut conn = self.redis.conn();
         let stream = self.keys.stream();
         redis::pipe()
             .atomic()
@@ -180,14 +156,67 @@ impl Queue {
             .ignore()
             .xdel(&stream, &[entry_id])
             .ignore()
-            .query_async::<()>(&mut *conn)
+            .query_async::<()>(&mut conn)
             .await?;
         Ok(())
     }
 
     /// Entries in the stream: waiting plus being built.
     pub async fn depth(&self) -> Result<u64, QueueError> {
-        let mut conn = self.pool.get().await?;
+        let mut conn = self.redis.conn();
         Ok(conn.xlen(self.keys.stream()).await?)
+    }
+}
+
+/// Reads new builds for one consumer, blocking up to `block` each time. The connection's
+/// response timeout always outlives the block: a client that gives up on a blocked read while
+/// Redis still answers it would lose the entry it was given.
+pub struct StreamReader {
+    queue: Queue,
+    block: std::time::Duration,
+    conn: Option<redis::aio::MultiplexedConnection>,
+}
+
+impl StreamReader {
+    /// The next new build for `consumer`, or `None` after the block.
+    pub async fn read(&mut self, consumer: &str) -> Result<Option<Job>, QueueError> {
+        let conn = match &mut self.conn {
+            Some(conn) => conn,
+            None => self.conn.insert(self.queue.redis.dedicated(self.block).await?),
+        };
+        let opts = StreamReadOptions::default()
+            .group(CONSUMER_GROUP, consumer)
+            .count(1)
+            .block(self.block.as_millis() as usize);
+        let stream = self.queue.keys.stream();
+        let reply: Result<Option<StreamReadReply>, _> = conn.xread_options(&[&stream], &[">"], &opts).await;
+        let reply = match reply {
+            Ok(r) => r,
+            Err(e) => {
+                self.conn = None; // reconnect next time
+                return Err(e.into());
+            }
+        };
+        let Some(entry) = reply
+            .and_then(|r| r.keys.into_iter().next())
+            .and_then(|k| k.ids.into_iter().next())
+        else {
+            return Ok(None);
+        };
+        let malformed = |reason: String| QueueError::Malformed {
+            key: format!("{stream} {}", entry.id),
+            reason,
+        };
+        let field = |name: &str| -> Result<String, QueueError> {
+            entry
+                .get::<String>(name)
+                .ok_or_else(|| malformed(format!("field {name} is missing")))
+        };
+        Ok(Some(Job {
+            build_id: VersionId::parse(&field("build_id")?).map_err(|e| malformed(e.to_string()))?,
+            user_id: UserId::parse(&field("user_id")?).map_err(|e| malformed(e.to_string()))?,
+            project_id: ProjectId::parse(&field("project_id")?).map_err(|e| malformed(e.to_string()))?,
+            entry_id: entry.id.clone(),
+        }))
     }
 }

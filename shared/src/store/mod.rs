@@ -12,7 +12,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-pub use fs::FsStore;
+pub use fs::{FsStore, TMP_SUFFIX};
 pub use manifest::{Manifest, ManifestEntry, ManifestKind};
 pub use s3::S3Store;
 
@@ -43,6 +43,13 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     /// `None` when the object does not exist.
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError>;
     async fn exists(&self, key: &str) -> Result<bool, StoreError>;
+    /// Stores the object unless it exists; true when it was stored.
+    async fn put_if_absent(&self, key: &str, body: Bytes, content_type: &str) -> Result<bool, StoreError> {
+        if self.exists(key).await? {
+            return Ok(false);
+        }
+        self.put(key, body, content_type).await.map(|()| true)
+    }
     /// Reachability, for `/readyz`.
     async fn check(&self) -> Result<(), StoreError>;
 }
@@ -90,11 +97,11 @@ impl Artifacts {
     pub async fn put_blob(&self, body: Bytes) -> Result<(String, bool), StoreError> {
         let hash = sha256_hex(&body);
         let key = Self::blob_key(&hash);
-        if self.inner.exists(&key).await? {
-            return Ok((hash, false));
-        }
-        self.inner.put(&key, body, "application/octet-stream").await?;
-        Ok((hash, true))
+        let stored = self
+            .inner
+            .put_if_absent(&key, body, "application/octet-stream")
+            .await?;
+        Ok((hash, stored))
     }
 
     pub async fn get_blob(&self, hash: &str) -> Result<Bytes, StoreError> {
