@@ -80,6 +80,8 @@ async fn fresh_database(admin_url: &str) -> anyhow::Result<String> {
 
 pub struct Farm {
     pub settings: Settings,
+    /// `http://127.0.0.1:<port>`
+    pub api: String,
     pub artifacts_dir: PathBuf,
     pub client: reqwest::Client,
     builds_url: String,
@@ -156,6 +158,7 @@ impl Farm {
             .build()?;
         Ok(Self {
             builds_url: format!("{api}/v1/builds"),
+            api,
             settings,
             artifacts_dir,
             client,
@@ -185,6 +188,18 @@ impl Farm {
         let sig = sign_request(HMAC_SECRET.as_bytes(), ts, "POST", "/v1/builds", &body);
         client
             .post(&self.builds_url)
+            .header("X-Kiln-Timestamp", ts.to_string())
+            .header("X-Kiln-Signature", sig)
+            .header("Content-Type", "application/json")
+            .body(body)
+    }
+
+    /// A `POST` to any API path, signed as the product back end.
+    pub fn signed_post(&self, path: &str, body: Bytes) -> reqwest::RequestBuilder {
+        let ts = chrono::Utc::now().timestamp();
+        let sig = sign_request(HMAC_SECRET.as_bytes(), ts, "POST", path, &body);
+        self.client
+            .post(format!("{}{path}", self.api))
             .header("X-Kiln-Timestamp", ts.to_string())
             .header("X-Kiln-Signature", sig)
             .header("Content-Type", "application/json")

@@ -12,6 +12,7 @@
 mod admission;
 mod farm;
 mod overhead;
+mod rollback;
 mod stats;
 mod warm;
 
@@ -23,6 +24,7 @@ enum Part {
     Admission,
     Overhead,
     Warm,
+    Rollback,
 }
 
 impl Part {
@@ -31,13 +33,14 @@ impl Part {
             Part::Admission => "admission",
             Part::Overhead => "overhead",
             Part::Warm => "warm",
+            Part::Rollback => "rollback",
         }
     }
 }
 
 fn parse_parts(args: &[String]) -> Result<Vec<Part>, String> {
     if args.is_empty() || args.iter().any(|a| a == "all") {
-        return Ok(vec![Part::Admission, Part::Overhead, Part::Warm]);
+        return Ok(vec![Part::Admission, Part::Overhead, Part::Warm, Part::Rollback]);
     }
     let mut parts = Vec::new();
     for a in args {
@@ -45,9 +48,10 @@ fn parse_parts(args: &[String]) -> Result<Vec<Part>, String> {
             "admission" => Part::Admission,
             "overhead" => Part::Overhead,
             "warm" => Part::Warm,
+            "rollback" => Part::Rollback,
             other => {
                 return Err(format!(
-                    "unknown part {other:?}: expected admission, overhead, warm or all"
+                    "unknown part {other:?}: expected admission, overhead, warm, rollback or all"
                 ))
             }
         };
@@ -64,6 +68,7 @@ struct Results {
     admission: Option<Result<admission::Report, String>>,
     overhead: Option<Result<overhead::Report, String>>,
     warm: Option<Result<warm::Report, String>>,
+    rollback: Option<Result<rollback::Report, String>>,
 }
 
 fn main() {
@@ -116,6 +121,9 @@ async fn run(parts: Vec<Part>) -> i32 {
             }
             Part::Overhead => {
                 results.overhead = Some(overhead::run(&env).await.map_err(|e| format!("{e:#}")));
+            }
+            Part::Rollback => {
+                results.rollback = Some(rollback::run(&env, &example).await.map_err(|e| format!("{e:#}")));
             }
             Part::Warm => {
                 results.warm = Some(warm::run(&env, &example).await.map_err(|e| format!("{e:#}")));
@@ -230,6 +238,36 @@ fn summary(r: &Results, example: &Path) -> i32 {
             Err(e) => {
                 measured = false;
                 println!("warm build  NOT MEASURED ({}): {e}", example.display());
+            }
+        }
+    }
+    if let Some(rb) = &r.rollback {
+        match rb {
+            Ok(rb) => {
+                targets_met &= rb.rollback_pass() && rb.reads_pass();
+                println!(
+                    "rollback    p50 {:.2} ms  p99 {:.2} ms  warm rebuild median {:.2} s  {:.0}x faster  target p99 <= {} ms, >= {}x  {}",
+                    rb.p50(),
+                    rb.p99(),
+                    stats::median(&rb.rebuild_ms) / 1000.0,
+                    rb.speedup(),
+                    rollback::MAX_ROLLBACK_P99_MS,
+                    rollback::MIN_SPEEDUP,
+                    stats::verdict(rb.rollback_pass())
+                );
+                println!(
+                    "latest      {:.0} reads/s  p50 {:.2} ms  p99 {:.2} ms  target >= {}/s, p99 <= {} ms  {}",
+                    rb.reads_per_s,
+                    rb.read_p50_ms,
+                    rb.read_p99_ms,
+                    rollback::MIN_READS_PER_S,
+                    rollback::MAX_READ_P99_MS,
+                    stats::verdict(rb.reads_pass())
+                );
+            }
+            Err(e) => {
+                measured = false;
+                println!("rollback    NOT MEASURED: {e}");
             }
         }
     }
