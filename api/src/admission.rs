@@ -130,7 +130,12 @@ pub async fn admit(state: &AppState, req: BuildRequest) -> Result<Queued, ApiErr
     let id = VersionId::new();
     tracing::Span::current().record("build_id", tracing::field::display(id));
 
-    let base = resolve_base(state, &req).await?;
+    // The base version and the project's claim are looked up together.
+    let (base, holder) = tokio::join!(
+        resolve_base(state, &req),
+        live_holder(state, &req.user, &req.project)
+    );
+    let base = base?;
     // Only a prompt: the generator writes the files in the builder.
     let generate = req.files.is_none() && req.deleted.is_empty() && req.prompt.is_some();
     if base.is_none() && req.files.as_ref().is_none_or(|f| f.is_empty()) && !generate {
@@ -150,7 +155,7 @@ pub async fn admit(state: &AppState, req: BuildRequest) -> Result<Queued, ApiErr
     }
 
     // Fast path for the common conflict: no upload, no row.
-    if let Some(holder) = live_holder(state, &req.user, &req.project).await? {
+    if let Some(holder) = holder? {
         return Err(conflict(holder));
     }
 

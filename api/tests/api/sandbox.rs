@@ -97,10 +97,26 @@ async fn an_output_over_the_cap_fails_the_build_and_publishes_nothing() {
     assert_eq!(build["status"], "failed", "{build}");
     assert_eq!(build["failedStep"], "output");
     assert_eq!(build["error"], "the output is larger than the limit of 2 MB");
-    let manifests = app
-        .artifacts_dir
-        .as_ref()
-        .unwrap()
-        .join(format!("manifests/{id}/output.json"));
-    assert!(!manifests.exists(), "no output manifest for a failed build");
+    let store = kiln_shared::store::Artifacts::new(std::sync::Arc::new(kiln_shared::store::FsStore::new(
+        app.artifacts_dir.clone().unwrap(),
+    )));
+    let version = kiln_shared::domain::VersionId::parse(&id).unwrap();
+    let key = |kind| kiln_shared::store::Artifacts::manifest_key(version, kind);
+    use kiln_shared::store::ManifestKind;
+    assert!(
+        store
+            .get_manifest(&key(ManifestKind::Source))
+            .await
+            .unwrap()
+            .is_some(),
+        "the sources are kept"
+    );
+    assert!(
+        store
+            .get_manifest(&key(ManifestKind::Output))
+            .await
+            .unwrap()
+            .is_none(),
+        "no output manifest for a failed build"
+    );
 }
