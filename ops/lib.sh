@@ -594,3 +594,40 @@ stop_garage() {
     local dir="$1"
     kiln_stop_pidfile "$dir/garage.pid" garage
 }
+
+# --- Per-run service folders (ops/test.sh, ops/bench/run.sh) -------------------
+
+# reap_service_dirs BASE: stops the services of earlier runs under BASE/<pid> whose process is
+# gone (killed before their trap ran) and removes their folders.
+reap_service_dirs() {
+    local base=$1 old old_pid
+    mkdir -p "$base"
+    for old in "$base"/*/; do
+        [[ -d $old ]] || continue
+        old="${old%/}"
+        old_pid="$(basename "$old")"
+        if [[ $old_pid =~ ^[0-9]+$ ]] && kill -0 "$old_pid" 2>/dev/null; then
+            continue # that run is still going
+        fi
+        kiln_log "removing leftovers of an earlier run: $old"
+        stop_garage "$old/garage"
+        stop_redis "$old/redis"
+        stop_postgres "$old/postgres" --immediate
+        rm -rf "$old"
+    done
+}
+
+# make_service_dir BASE NAME: prints this run's service folder, BASE/$$. As root, PostgreSQL
+# runs as the `postgres` user, which must be able to reach its data folder; when it cannot
+# (a checkout under a private folder such as /root), a folder under /tmp is used instead.
+make_service_dir() {
+    local base=$1 name=$2 dir="$1/$$"
+    mkdir -p "$dir"
+    if [[ $EUID -eq 0 ]] && ! runuser -u postgres -- test -x "$dir" 2>/dev/null; then
+        rm -rf "$dir"
+        dir="$(mktemp -d "/tmp/$name.XXXXXX")"
+        chmod 755 "$dir"
+        kiln_log "postgres can't reach $base; using $dir"
+    fi
+    printf '%s\n' "$dir"
+}

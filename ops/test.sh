@@ -29,35 +29,10 @@ ensure_redis
 ensure_pnpm
 ensure_garage
 
-# --- Clean up after earlier runs that were killed before their trap ran ------
+# --- Service folder (and the leftovers of earlier runs that were killed) --------
 SERVICES_BASE="$ROOT/target/kiln-test-services"
-mkdir -p "$SERVICES_BASE"
-for old in "$SERVICES_BASE"/*/; do
-    [[ -d $old ]] || continue
-    old="${old%/}"
-    old_pid="$(basename "$old")"
-    if [[ $old_pid =~ ^[0-9]+$ ]] && kill -0 "$old_pid" 2>/dev/null; then
-        continue # that run is still going
-    fi
-    kiln_log "removing leftovers of an earlier run: $old"
-    stop_garage "$old/garage"
-    stop_redis "$old/redis"
-    stop_postgres "$old/postgres" --immediate
-    rm -rf "$old"
-done
-
-# --- Service directory --------------------------------------------------------
-# As root, PostgreSQL runs as the `postgres` user, which must be able to reach
-# its data directory. If the checkout sits under a private directory (e.g.
-# /root), fall back to /tmp for the service directory.
-SERVICES_DIR="$SERVICES_BASE/$$"
-mkdir -p "$SERVICES_DIR"
-if [[ $EUID -eq 0 ]] && ! runuser -u postgres -- test -x "$SERVICES_DIR" 2>/dev/null; then
-    rm -rf "$SERVICES_DIR"
-    SERVICES_DIR="$(mktemp -d /tmp/kiln-test-services.XXXXXX)"
-    chmod 755 "$SERVICES_DIR"
-    kiln_log "postgres can't reach $SERVICES_BASE; using $SERVICES_DIR"
-fi
+reap_service_dirs "$SERVICES_BASE"
+SERVICES_DIR="$(make_service_dir "$SERVICES_BASE" kiln-test-services)"
 
 # shellcheck disable=SC2317  # invoked through the EXIT trap
 cleanup() {

@@ -66,31 +66,10 @@ cargo build --release -p kiln-bench
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/kiln-bench"
 [[ -x $BIN ]] || kiln_die "cargo build did not produce $BIN"
 
-# --- Clean up after earlier runs that were killed before their trap ran ------
+# --- Service folder (and the leftovers of earlier runs that were killed) --------
 BASE="$ROOT/target/kiln-bench"
-mkdir -p "$BASE"
-for old in "$BASE"/*/; do
-    [[ -d $old ]] || continue
-    old="${old%/}"
-    old_pid="$(basename "$old")"
-    if [[ $old_pid =~ ^[0-9]+$ ]] && kill -0 "$old_pid" 2>/dev/null; then
-        continue # that run is still going
-    fi
-    kiln_log "removing leftovers of an earlier run: $old"
-    stop_redis "$old/redis"
-    stop_postgres "$old/postgres" --immediate
-    rm -rf "$old"
-done
-
-# --- Service directory (as in ops/test.sh) -----------------------------------
-SERVICES_DIR="$BASE/$$"
-mkdir -p "$SERVICES_DIR"
-if [[ $EUID -eq 0 ]] && ! runuser -u postgres -- test -x "$SERVICES_DIR" 2>/dev/null; then
-    rm -rf "$SERVICES_DIR"
-    SERVICES_DIR="$(mktemp -d /tmp/kiln-bench-services.XXXXXX)"
-    chmod 755 "$SERVICES_DIR"
-    kiln_log "postgres can't reach $BASE; using $SERVICES_DIR"
-fi
+reap_service_dirs "$BASE"
+SERVICES_DIR="$(make_service_dir "$BASE" kiln-bench-services)"
 
 # shellcheck disable=SC2317  # invoked through the EXIT trap
 cleanup() {

@@ -65,28 +65,7 @@ fn body(project: &str) -> serde_json::Value {
 async fn direct(env: &Env) -> anyhow::Result<(Duration, Duration)> {
     let (root, project) = farm::direct_folder(env, "direct-overhead-")?;
     std::fs::write(project.join("package.json"), package_json())?;
-    let envs = farm::sandbox_env(env, &root.path().join("home"), &root.path().join("tmp"));
-    let store = env.pnpm_store.display().to_string();
-    let install = farm::run_command(
-        &project,
-        &envs,
-        "pnpm",
-        &[
-            "install",
-            "--store-dir",
-            &store,
-            "--prefer-offline",
-            "--no-frozen-lockfile",
-            "--reporter=append-only",
-        ],
-    )
-    .await?;
-    let build = farm::run_command(&project, &envs, "pnpm", &["run", "build"]).await?;
-    anyhow::ensure!(
-        project.join("dist/index.html").is_file(),
-        "the direct build wrote no dist/index.html"
-    );
-    Ok((install, build))
+    farm::install_and_build(env, root.path(), &project, "--no-frozen-lockfile").await
 }
 
 pub async fn run(env: &Env) -> anyhow::Result<Report> {

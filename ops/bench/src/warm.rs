@@ -80,27 +80,7 @@ async fn direct(
         std::fs::write(target, content)?;
     }
     std::fs::write(project.join(LOCKFILE), lockfile)?;
-    let envs = farm::sandbox_env(env, &root.path().join("home"), &root.path().join("tmp"));
-    let store = env.pnpm_store.display().to_string();
-    let install = farm::run_command(
-        &project,
-        &envs,
-        "pnpm",
-        &[
-            "install",
-            "--store-dir",
-            &store,
-            "--prefer-offline",
-            "--frozen-lockfile",
-            "--reporter=append-only",
-        ],
-    )
-    .await?;
-    let build = farm::run_command(&project, &envs, "pnpm", &["run", "build"]).await?;
-    anyhow::ensure!(
-        project.join("dist/index.html").is_file(),
-        "the direct build wrote no dist/index.html"
-    );
+    let (install, build) = farm::install_and_build(env, root.path(), &project, "--frozen-lockfile").await?;
     // Removing node_modules is not timed on this side.
     tokio::task::spawn_blocking(move || drop(root)).await?;
     Ok((install, build))
