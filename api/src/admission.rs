@@ -186,12 +186,22 @@ pub async fn admit(state: &AppState, req: BuildRequest) -> Result<Queued, ApiErr
         match state.queue.admit(id, &req.user, &req.project, &label).await {
             Ok(Admission::Queued { .. }) => return Ok(queued(state, id, req.user, req.project)),
             Ok(Admission::Conflict { holder }) => {
-                if holder_is_live(state, &holder).await? {
-                    versions::delete_unclaimed(&state.db, id).await?;
-                    return Err(conflict(holder));
+                // The row exists from here on: an error must not leave it queued with no entry.
+                match holder_is_live(state, &holder).await {
+                    Ok(true) => {
+                        versions::delete_unclaimed(&state.db, id).await?;
+                        return Err(conflict(holder));
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        versions::delete_unclaimed(&state.db, id).await?;
+                        return Err(e);
+                    }
                 }
                 tracing::warn!(stale = %holder, "releasing a stale in-flight claim");
-                state.queue.release(&holder, &req.user, &req.project).await?;
+                if let Err(e) = state.queue.release(&holder, &req.user, &req.project).await {
+                    return Err(queue_unavailable(state, id, e).await);
+                }
             }
             Err(e) => return Err(queue_unavailable(state, id, e).await),
         }
