@@ -219,30 +219,10 @@ async fn build(
             .map_err(|e| fail(Step::Install, format!("package.json is not valid JSON: {e}")))?;
         let frozen =
             sources.files.contains_key(LOCKFILE) && package_json_unchanged(b, version, &sources).await;
-        let store = b.settings.pnpm_store.display().to_string();
-        let lockfile_flag = if frozen {
-            "--frozen-lockfile"
-        } else {
-            "--no-frozen-lockfile"
-        };
+        let install = install_args(&b.settings.pnpm_store, frozen);
+        let install: Vec<&str> = install.iter().map(String::as_str).collect();
         let started = StdInstant::now();
-        run_step(
-            Step::Install,
-            &sandbox,
-            "pnpm",
-            &[
-                "install",
-                "--store-dir",
-                &store,
-                "--prefer-offline",
-                lockfile_flag,
-                "--reporter=append-only",
-            ],
-            &project,
-            deadline,
-            log,
-        )
-        .await?;
+        run_step(Step::Install, &sandbox, "pnpm", &install, &project, deadline, log).await?;
         metrics.install_ms = ms_since(started);
         keep_lockfile(&b.artifacts, &project, &mut sources)
             .await
@@ -309,6 +289,26 @@ async fn build(
         framework,
         metadata,
     })
+}
+
+/// The arguments of `pnpm` for a build's install: against the shared store, offline when it
+/// can, frozen when the kept lockfile still describes the dependencies.
+pub fn install_args(store: &std::path::Path, frozen: bool) -> Vec<String> {
+    let lockfile = if frozen {
+        "--frozen-lockfile"
+    } else {
+        "--no-frozen-lockfile"
+    };
+    [
+        "install",
+        "--store-dir",
+        &store.display().to_string(),
+        "--prefer-offline",
+        lockfile,
+        "--reporter=append-only",
+    ]
+    .map(str::to_owned)
+    .to_vec()
 }
 
 /// Runs one untrusted step; a non-zero exit fails the build at `step` with the log's tail.

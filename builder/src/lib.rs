@@ -16,3 +16,4 @@ mod publish;
 mod workspace;
 
 pub use daemon::{run, Builder, StepOutcome};
+pub use job::install_args;

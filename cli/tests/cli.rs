@@ -23,52 +23,54 @@ fn kiln(api: &str, creds: &[(&str, &str)], args: &[&str]) -> (i32, String, Strin
     )
 }
 
+/// `kiln` run off the async runtime (the API it talks to runs on it).
+async fn kiln_async(
+    api: &str,
+    creds: &[(&'static str, &'static str)],
+    args: &[&str],
+) -> (i32, String, String) {
+    let (api, creds) = (api.to_owned(), creds.to_vec());
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        kiln(&api, &creds, &args)
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn submit_wait_status_and_list() {
     let app = spawn_app(Options::default()).await;
-    let api = app.api.clone();
     let project = unique("cli");
-    let p = project.clone();
-    let (code, out, err) = tokio::task::spawn_blocking(move || {
-        kiln(
-            &api,
-            &[("KILN_TOKEN", TOKEN)],
-            &[
-                "submit",
-                "examples/static-site",
-                "--user",
-                "cli_user",
-                "--project",
-                &p,
-                "--wait",
-                "--json",
-            ],
-        )
-    })
-    .await
-    .unwrap();
+    let submit = [
+        "submit",
+        "examples/static-site",
+        "--user",
+        "cli_user",
+        "--project",
+        &project,
+        "--wait",
+        "--json",
+    ];
+    let (code, out, err) = kiln_async(&app.api, &[("KILN_TOKEN", TOKEN)], &submit).await;
     assert_eq!(code, 0, "{out}{err}");
     let build: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(build["status"], "deployed");
     let id = build["id"].as_str().unwrap().to_owned();
     assert_eq!(app.preview(&id, "/").await.status(), 200);
 
-    let api = app.api.clone();
-    let (code, out, _) = tokio::task::spawn_blocking(move || {
-        kiln(&api, &[("KILN_HMAC_SECRET", HMAC_SECRET)], &["status", &id])
-    })
-    .await
-    .unwrap();
+    let (code, out, _) = kiln_async(&app.api, &[("KILN_HMAC_SECRET", HMAC_SECRET)], &["status", &id]).await;
     assert_eq!(code, 0);
     assert!(out.contains("status   deployed"), "{out}");
     assert!(out.contains("preview  http://"), "{out}");
 
-    let api = app.api.clone();
-    let (code, out, _) = tokio::task::spawn_blocking(move || {
-        kiln(&api, &[("KILN_TOKEN", TOKEN)], &["list", "--user", "cli_user"])
-    })
-    .await
-    .unwrap();
+    let (code, out, _) = kiln_async(
+        &app.api,
+        &[("KILN_TOKEN", TOKEN)],
+        &["list", "--user", "cli_user"],
+    )
+    .await;
     assert_eq!(code, 0);
     assert!(out.lines().next().unwrap().starts_with("BUILD"));
     assert!(out.contains(&format!("cli_user/{project}")), "{out}");
@@ -77,43 +79,24 @@ async fn submit_wait_status_and_list() {
 #[tokio::test]
 async fn failures_exit_non_zero_with_the_reason() {
     let app = spawn_app(Options::without_builders()).await;
-    let api = app.api.clone();
-    let (code, _, err) = tokio::task::spawn_blocking(move || kiln(&api, &[], &["list"]))
-        .await
-        .unwrap();
+    let (code, _, err) = kiln_async(&app.api, &[], &["list"]).await;
     assert_eq!(code, 2);
     assert!(err.contains("no credentials"), "{err}");
 
-    let api = app.api.clone();
-    let (code, _, err) = tokio::task::spawn_blocking(move || {
-        kiln(
-            &api,
-            &[("KILN_TOKEN", "wrong")],
-            &["status", "01jabcdefghjkmnpqrstvwxyz0"],
-        )
-    })
-    .await
-    .unwrap();
+    let status = ["status", "01jabcdefghjkmnpqrstvwxyz0"];
+    let (code, _, err) = kiln_async(&app.api, &[("KILN_TOKEN", "wrong")], &status).await;
     assert_eq!(code, 2);
     assert!(err.contains("401: the bearer token is not valid"), "{err}");
 
-    let api = app.api.clone();
-    let (code, _, err) = tokio::task::spawn_blocking(move || {
-        kiln(
-            &api,
-            &[("KILN_TOKEN", TOKEN)],
-            &[
-                "submit",
-                "examples/static-site",
-                "--user",
-                "bad user",
-                "--project",
-                "p",
-            ],
-        )
-    })
-    .await
-    .unwrap();
+    let submit = [
+        "submit",
+        "examples/static-site",
+        "--user",
+        "bad user",
+        "--project",
+        "p",
+    ];
+    let (code, _, err) = kiln_async(&app.api, &[("KILN_TOKEN", TOKEN)], &submit).await;
     assert_eq!(code, 2);
     assert!(err.contains("422: userId must be"), "{err}");
 }

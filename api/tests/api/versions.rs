@@ -25,6 +25,15 @@ async fn deploy(app: &TestApp, body: &Value) -> String {
     id
 }
 
+/// A project with two deployed versions: index.html `<h1>one</h1>`, then `<h1>two</h1>`.
+async fn two_versions(app: &TestApp, user: &str, project: &str) -> (String, String) {
+    let v1 = deploy(app, &build_body(user, project, site("<h1>one</h1>"))).await;
+    let change =
+        json!({ "userId": user, "projectId": project, "files": [file("index.html", "<h1>two</h1>")] });
+    let v2 = deploy(app, &change).await;
+    (v1, v2)
+}
+
 async fn rollback(app: &TestApp, user: &str, project: &str, to: &str) -> reqwest::Response {
     let body = json!({ "versionId": to }).to_string();
     app.signed(
@@ -47,12 +56,7 @@ fn label_of(url: &str) -> String {
 async fn rollback_redo_and_a_rebuild_on_the_rolled_back_sources() {
     let app = spawn_app(Options::default()).await;
     let (user, project) = ("u_rb", unique("rb"));
-    let v1 = deploy(&app, &build_body(user, &project, site("<h1>one</h1>"))).await;
-    let v2 = deploy(
-        &app,
-        &json!({ "userId": user, "projectId": project, "files": [file("index.html", "<h1>two</h1>")] }),
-    )
-    .await;
+    let (v1, v2) = two_versions(&app, user, &project).await;
     let blobs = app.blob_count();
     let latest = app
         .get_json(&format!("/v1/projects/{user}/{project}/latest"))
@@ -220,12 +224,7 @@ async fn rollback_refuses_what_it_cannot_do() {
 async fn concurrent_rollbacks_leave_a_consistent_pointer_and_history() {
     let app = spawn_app(Options::default()).await;
     let (user, project) = ("u_race", unique("race"));
-    let v1 = deploy(&app, &build_body(user, &project, site("<h1>one</h1>"))).await;
-    let v2 = deploy(
-        &app,
-        &json!({ "userId": user, "projectId": project, "files": [file("index.html", "<h1>two</h1>")] }),
-    )
-    .await;
+    let (v1, v2) = two_versions(&app, user, &project).await;
     let targets: Vec<&String> = (0..12).map(|i| if i % 2 == 0 { &v1 } else { &v2 }).collect();
     let answers = futures::future::join_all(targets.iter().map(|t| rollback(&app, user, &project, t))).await;
     let mut winners = Vec::new();

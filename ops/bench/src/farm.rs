@@ -405,29 +405,18 @@ pub async fn run_command(
 /// A fresh folder for a direct run, with `home` and `tmp` beside the project like a build's
 /// workspace. Returns (root, project).
 /// The builder's two commands run directly in `project` (under `root`'s home and tmp): the
-/// install with `lockfile_flag`, then the build, which must write dist/index.html.
+/// builder's own install command (`kiln_builder::install_args`), then the build, which must write
+/// dist/index.html.
 pub async fn install_and_build(
     env: &Env,
     root: &Path,
     project: &Path,
-    lockfile_flag: &str,
+    frozen: bool,
 ) -> anyhow::Result<(Duration, Duration)> {
     let envs = sandbox_env(env, &root.join("home"), &root.join("tmp"));
-    let store = env.pnpm_store.display().to_string();
-    let install = run_command(
-        project,
-        &envs,
-        "pnpm",
-        &[
-            "install",
-            "--store-dir",
-            &store,
-            "--prefer-offline",
-            lockfile_flag,
-            "--reporter=append-only",
-        ],
-    )
-    .await?;
+    let install = kiln_builder::install_args(&env.pnpm_store, frozen);
+    let install: Vec<&str> = install.iter().map(String::as_str).collect();
+    let install = run_command(project, &envs, "pnpm", &install).await?;
     let build = run_command(project, &envs, "pnpm", &["run", "build"]).await?;
     anyhow::ensure!(
         project.join("dist/index.html").is_file(),

@@ -65,7 +65,7 @@ fn body(project: &str) -> serde_json::Value {
 async fn direct(env: &Env) -> anyhow::Result<(Duration, Duration)> {
     let (root, project) = farm::direct_folder(env, "direct-overhead-")?;
     std::fs::write(project.join("package.json"), package_json())?;
-    farm::install_and_build(env, root.path(), &project, "--no-frozen-lockfile").await
+    farm::install_and_build(env, root.path(), &project, false).await
 }
 
 pub async fn run(env: &Env) -> anyhow::Result<Report> {

@@ -80,7 +80,7 @@ async fn direct(
         std::fs::write(target, content)?;
     }
     std::fs::write(project.join(LOCKFILE), lockfile)?;
-    let (install, build) = farm::install_and_build(env, root.path(), &project, "--frozen-lockfile").await?;
+    let (install, build) = farm::install_and_build(env, root.path(), &project, true).await?;
     // Removing node_modules is not timed on this side.
     tokio::task::spawn_blocking(move || drop(root)).await?;
     Ok((install, build))
