@@ -6,13 +6,15 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::{stream, StreamExt, TryStreamExt};
+use kiln_shared::db::batch::Batcher;
 use kiln_shared::db::versions::{self, Metrics, NewVersion, Version};
+use kiln_shared::db::PgPool;
 use kiln_shared::domain::{
     BuildStatus, FileInput, GeneratorOutput, ProjectId, RelativePath, SourceFile, Step, UserId, VersionId,
 };
 use kiln_shared::preview::project_label;
 use kiln_shared::redis::Admission;
-use kiln_shared::store::{Artifacts, Manifest, ManifestKind};
+use kiln_shared::store::Manifest;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
@@ -124,6 +126,52 @@ impl BuildRequest {
     }
 }
 
+/// The largest batch of one admission statement, and how many run at once.
+const MAX_BATCH: usize = 64;
+const PARALLEL_BATCHES: usize = 4;
+
+/// Admission's two Postgres statements, each batched across concurrent requests
+/// ([`kiln_shared::db::batch`]): the projects' base versions, then the new rows.
+#[derive(Debug, Clone)]
+pub struct AdmissionDb {
+    bases: Batcher<(UserId, ProjectId), Option<Version>>,
+    rows: Batcher<NewVersion, ()>,
+}
+
+impl AdmissionDb {
+    /// The size of the pool to give [`AdmissionDb::new`]: a connection per batch in flight.
+    pub const CONNECTIONS: u32 = 2 * PARALLEL_BATCHES as u32;
+
+    /// The batchers; `pool` is theirs alone (a connection per batch in flight, generic plans:
+    /// see [`kiln_shared::db::connect_generic`]).
+    pub fn new(pool: &PgPool) -> Self {
+        let p = pool.clone();
+        let bases = Batcher::new(
+            "latest_deployed",
+            MAX_BATCH,
+            PARALLEL_BATCHES,
+            move |keys: Vec<_>| {
+                let p = p.clone();
+                async move { versions::latest_deployed_each(&p, &keys).await }
+            },
+        );
+        let p = pool.clone();
+        let rows = Batcher::new(
+            "insert_queued",
+            MAX_BATCH,
+            PARALLEL_BATCHES,
+            move |rows: Vec<_>| {
+                let p = p.clone();
+                async move {
+                    versions::insert_queued(&p, &rows).await?;
+                    Ok(vec![(); rows.len()])
+                }
+            },
+        );
+        Self { bases, rows }
+    }
+}
+
 /// Admits a parsed request: the whole path of DESIGN.md's step 2.
 #[tracing::instrument(skip_all, fields(user_id = %req.user, project_id = %req.project, build_id))]
 pub async fn admit(state: &AppState, req: BuildRequest) -> Result<Queued, ApiError> {
@@ -159,27 +207,25 @@ pub async fn admit(state: &AppState, req: BuildRequest) -> Result<Queued, ApiErr
         return Err(conflict(holder));
     }
 
-    let source_key = Artifacts::manifest_key(id, ManifestKind::Source);
-    let manifest = source_manifest(state, base.as_ref(), &req).await?;
-    state.artifacts.put_manifest(&source_key, &manifest).await?;
+    let source_manifest = source_manifest(state, base.as_ref(), &req).await?;
 
     let label = project_label(&req.user, &req.project);
-    versions::insert_queued(
-        &state.db,
-        &NewVersion {
+    state
+        .admission
+        .rows
+        .call(NewVersion {
             id,
-            user_id: &req.user,
-            project_id: &req.project,
-            project_label: &label,
-            prompt: req.prompt.as_deref(),
-            framework: req.framework.as_deref(),
+            user_id: req.user.clone(),
+            project_id: req.project.clone(),
+            project_label: label.clone(),
+            prompt: req.prompt.clone(),
+            framework: req.framework.clone(),
             parent_version_id: base.as_ref().map(|b| b.id),
             generate,
-            source_manifest_key: &source_key,
-            metadata: req.metadata.as_ref(),
-        },
-    )
-    .await?;
+            source_manifest,
+            metadata: req.metadata.clone(),
+        })
+        .await?;
 
     // Claim the slot and queue, atomically. A stale claim (its build is over) is released once.
     for _ in 0..2 {
@@ -275,7 +321,8 @@ pub(crate) async fn holder_is_live(state: &AppState, holder: &str) -> Result<boo
 /// this project) or the project's latest deployed version.
 async fn resolve_base(state: &AppState, req: &BuildRequest) -> Result<Option<Version>, ApiError> {
     let Some(base_id) = req.base else {
-        return Ok(versions::latest_deployed(&state.db, &req.user, &req.project).await?);
+        let project = (req.user.clone(), req.project.clone());
+        return Ok(state.admission.bases.call(project).await?);
     };
     let base = versions::get(&state.db, base_id)
         .await?
@@ -302,12 +349,8 @@ async fn source_manifest(
     base: Option<&Version>,
     req: &BuildRequest,
 ) -> Result<Manifest, ApiError> {
-    let mut manifest = match base.and_then(|b| b.source_manifest_key.as_deref()) {
-        Some(key) => state
-            .artifacts
-            .get_manifest(key)
-            .await?
-            .ok_or_else(|| ApiError::internal(anyhow::anyhow!("source manifest {key} is missing")))?,
+    let mut manifest = match base {
+        Some(b) => b.sources(&state.artifacts).await?,
         None => Manifest::default(),
     };
     for path in &req.deleted {

@@ -9,11 +9,13 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use kiln_shared::config::Settings;
+use kiln_shared::db::{connect_generic, GenericPlans};
 use kiln_shared::preview::PreviewUrls;
 use kiln_shared::redis::{Idempotency, Keys, Queue};
 use kiln_shared::store::Artifacts;
 use tracing_actix_web::TracingLogger;
 
+use crate::admission::AdmissionDb;
 use crate::auth::authenticate;
 use crate::error::ApiError;
 use crate::routes::{builds, health, openapi, projects, versions};
@@ -40,6 +42,7 @@ impl Application {
         let preview_port = preview_listener.local_addr()?.port();
 
         let db = kiln_shared::db::connect(&settings.database_url, 20)?;
+        let generic_plans = GenericPlans::new(&settings.database_url)?;
         kiln_shared::db::migrate(&db)
             .await
             .context("applying migrations")?;
@@ -54,19 +57,21 @@ impl Application {
         let max_body = settings.max_body_bytes;
         let state = web::Data::new(AppState {
             settings: Arc::new(settings),
-            db,
             queue: Queue::new(pool.clone(), keys.clone()),
             idempotency: Idempotency::new(pool, keys),
             artifacts,
             urls,
             cache: Arc::new(ImmutableCache::default()),
+            admission: AdmissionDb::new(&connect_generic(&generic_plans, AdmissionDb::CONNECTIONS)),
+            generic_plans,
+            db,
         });
 
         let api_state = state.clone();
         let api = HttpServer::new(move || {
             App::new()
                 .wrap(TracingLogger::default())
-                .app_data(api_state.clone())
+                .app_data(web::Data::new(api_state.for_worker()))
                 .app_data(web::PayloadConfig::new(max_body))
                 .app_data(
                     web::PathConfig::default()

@@ -2,6 +2,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use kiln_shared::config::Settings;
+
+use kiln_shared::db::{connect_generic, GenericPlans};
+
+use crate::admission::AdmissionDb;
 use kiln_shared::db::PgPool;
 use kiln_shared::domain::VersionId;
 use kiln_shared::preview::PreviewUrls;
@@ -18,6 +22,25 @@ pub struct AppState {
     pub artifacts: Artifacts,
     pub urls: PreviewUrls,
     pub cache: Arc<ImmutableCache>,
+    pub admission: AdmissionDb,
+    /// How [`AppState::for_worker`] connects its admission pool.
+    pub generic_plans: GenericPlans,
+}
+
+impl AppState {
+    /// The state of one API worker thread: the shared parts, plus a Redis connection and
+    /// admission batchers (with their Postgres connections) of its own. Each opens on first
+    /// use, from the worker's own runtime, so a request's I/O is driven by the thread serving it
+    /// instead of hopping to another thread and back for every command.
+    pub fn for_worker(&self) -> AppState {
+        let mut state = self.clone();
+        match self.queue.on_another_connection() {
+            Ok(queue) => state.queue = queue,
+            Err(e) => tracing::warn!(error = %e, "a worker shares the main Redis connection"),
+        }
+        state.admission = AdmissionDb::new(&connect_generic(&self.generic_plans, AdmissionDb::CONNECTIONS));
+        state
+    }
 }
 
 /// Caches of things that never change once written: a deployed version's output manifest key

@@ -36,7 +36,8 @@ fn fail(step: Step, message: impl Into<String>) -> Failure {
 }
 
 struct Success {
-    source_manifest_key: String,
+    /// The source tree, when the build changed it (the lockfile pnpm wrote).
+    sources: Option<Manifest>,
     output_manifest_key: String,
     framework: Option<String>,
     metadata: Option<serde_json::Value>,
@@ -93,7 +94,7 @@ async fn record_success(b: &Builder, version: &Version, s: Success, metrics: &Me
         &b.db,
         version.id,
         &Deployed {
-            source_manifest_key: &s.source_manifest_key,
+            sources: s.sources.as_ref(),
             output_manifest_key: &s.output_manifest_key,
             framework: s.framework.as_deref(),
             node_version: b.toolchain.node.as_deref(),
@@ -144,16 +145,10 @@ async fn build(
     let project = ws.project();
 
     // fetch
-    let source_key = version
-        .source_manifest_key
-        .clone()
-        .ok_or_else(|| fail(Step::Fetch, "the build has no sources"))?;
-    let mut sources = b
-        .artifacts
-        .get_manifest(&source_key)
+    let mut sources = version
+        .sources(&b.artifacts)
         .await
-        .map_err(|e| fail(Step::Fetch, e.to_string()))?
-        .ok_or_else(|| fail(Step::Fetch, format!("source manifest {source_key} is missing")))?;
+        .map_err(|e| fail(Step::Fetch, e.to_string()))?;
     let original_sources = sources.clone();
     materialize(&b.artifacts, &sources, ws)
         .await
@@ -273,18 +268,12 @@ async fn build(
         .put_manifest(&output_key, &output)
         .await
         .map_err(|e| fail(Step::Upload, e.to_string()))?;
-    if sources != original_sources {
-        b.artifacts
-            .put_manifest(&source_key, &sources)
-            .await
-            .map_err(|e| fail(Step::Upload, e.to_string()))?;
-    }
     metrics.upload_ms = ms_since(started);
     metrics.output_bytes = Some(output.total_bytes() as i64);
     metrics.file_count = Some(output.files.len() as i32);
     tracing::info!(files = output.files.len(), new_blobs, "output stored");
     Ok(Success {
-        source_manifest_key: source_key,
+        sources: (sources != original_sources).then_some(sources),
         output_manifest_key: output_key,
         framework,
         metadata,
@@ -375,10 +364,7 @@ async fn package_json_unchanged(b: &Builder, version: &Version, sources: &Manife
     let Ok(Some(parent)) = versions::get(&b.db, parent).await else {
         return false;
     };
-    let Some(key) = parent.source_manifest_key else {
-        return false;
-    };
-    let Ok(Some(parent_sources)) = b.artifacts.get_manifest(&key).await else {
+    let Ok(parent_sources) = parent.sources(&b.artifacts).await else {
         return false;
     };
     let hash = |m: &Manifest| m.files.get("package.json").map(|e| e.hash.clone());

@@ -99,7 +99,7 @@ kiln_log "redis    started on 127.0.0.1:$REDIS_PORT (no persistence)"
 export KILN_BENCH_DATABASE_URL="postgres://kiln@127.0.0.1:$PG_PORT/postgres"
 export KILN_BENCH_REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
 export KILN_BENCH_PNPM_STORE="$KILN_TOOLS/bench-pnpm-store"
-export KILN_BENCH_TMP="$SERVICES_DIR/tmp"
+export KILN_BENCH_TMP="${KILN_BENCH_TMP:-$SERVICES_DIR/tmp}"
 # What was measured, for the summary: the commit, and whether the tree had changes.
 KILN_BENCH_REVISION="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 if [[ -n $(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null) ]]; then

@@ -61,6 +61,10 @@ async fn manifest_of(state: &AppState, key: Option<&str>) -> Result<Manifest, Ap
     }
 }
 
+async fn sources_of(state: &AppState, v: &Version) -> Result<Manifest, ApiError> {
+    Ok(v.sources(&state.artifacts).await?)
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RollbackBody {
@@ -113,10 +117,7 @@ async fn diff(
         project_version(&state, &user, &project, a),
         project_version(&state, &user, &project, b)
     )?;
-    let (ma, mb) = futures::try_join!(
-        manifest_of(&state, va.source_manifest_key.as_deref()),
-        manifest_of(&state, vb.source_manifest_key.as_deref())
-    )?;
+    let (ma, mb) = futures::try_join!(sources_of(&state, &va), sources_of(&state, &vb))?;
     let changes = diff::compare(&state.artifacts, &ma, &mb).await?;
     if patch {
         let text: String = changes.iter().map(|c| c.patch.as_str()).collect();
@@ -153,7 +154,7 @@ async fn files(
     let (user, project) = project(&(path.0.clone(), path.1.clone()))?;
     let v = project_version(&state, &user, &project, version_id("version id", &path.2)?).await?;
     let (source, output) = futures::try_join!(
-        manifest_of(&state, v.source_manifest_key.as_deref()),
+        sources_of(&state, &v),
         manifest_of(&state, v.output_manifest_key.as_deref())
     )?;
     Ok(
@@ -169,7 +170,7 @@ async fn file(
     let (user, project) = project(&(path.0.clone(), path.1.clone()))?;
     let v = project_version(&state, &user, &project, version_id("version id", &path.2)?).await?;
     let file = RelativePath::parse(&path.3).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let source = manifest_of(&state, v.source_manifest_key.as_deref()).await?;
+    let source = sources_of(&state, &v).await?;
     let entry = source
         .files
         .get(file.as_str())
@@ -197,8 +198,8 @@ async fn artifact(
     let v = project_version(&state, &user, &project, version_id("version id", &path.2)?).await?;
     let q: ArtifactQuery = query(&req)?;
     let source = q.source.unwrap_or(false);
-    let key = if source {
-        v.source_manifest_key.as_deref()
+    let manifest = if source {
+        sources_of(&state, &v).await?
     } else {
         if v.status != BuildStatus::Deployed {
             return Err(ApiError::Conflict {
@@ -206,9 +207,8 @@ async fn artifact(
                 build_id: v.id.to_string(),
             });
         }
-        v.output_manifest_key.as_deref()
+        manifest_of(&state, v.output_manifest_key.as_deref()).await?
     };
-    let manifest = manifest_of(&state, key).await?;
     let name = format!(
         "{}-{}{}.zip",
         v.project_id,

@@ -78,6 +78,57 @@ async fn fresh_database(admin_url: &str) -> anyhow::Result<String> {
     Ok(format!("{base}/{name}"))
 }
 
+/// The API, run as `kiln-api` runs it (`#[actix_web::main]`): on an actix system of its own, in
+/// a thread of its own, so that its Redis and Postgres connections and admission batches are
+/// driven by that system's thread and not by the benchmark's runtime (where the load generator
+/// runs).
+struct ApiThread {
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl ApiThread {
+    /// Starts the API; returns it with its API and preview ports.
+    async fn start(settings: Settings) -> anyhow::Result<(Self, u16, u16)> {
+        let (started_tx, started) = tokio::sync::oneshot::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("kiln-api".into())
+            .spawn(move || {
+                actix_web::rt::System::new().block_on(async move {
+                    let app = match Application::build(settings).await {
+                        Ok(app) => app,
+                        Err(e) => {
+                            let _ = started_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = started_tx.send(Ok((app.port(), app.preview_port())));
+                    // Dropping the servers stops their workers and closes the listeners.
+                    tokio::select! {
+                        r = app.run_until_stopped() => {
+                            if let Err(e) = r {
+                                eprintln!("[bench] the API stopped: {e}");
+                            }
+                        }
+                        _ = stopped => {}
+                    }
+                })
+            })?;
+        let (port, preview_port) = started
+            .await
+            .context("the API thread ended")?
+            .context("starting the API")?;
+        Ok((Self { stop, thread }, port, preview_port))
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let thread = self.thread;
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+}
+
 pub struct Farm {
     pub settings: Settings,
     /// `http://127.0.0.1:<port>`
@@ -85,7 +136,7 @@ pub struct Farm {
     pub artifacts_dir: PathBuf,
     pub client: reqwest::Client,
     builds_url: String,
-    server: JoinHandle<std::io::Result<()>>,
+    server: ApiThread,
     builder: Option<JoinHandle<()>>,
     shutdown: CancellationToken,
     _dir: tempfile::TempDir,
@@ -129,12 +180,9 @@ impl Farm {
         ];
         let mut settings = Settings::from_vars(vars.into_iter().map(|(k, v)| (k.to_owned(), v)))
             .context("bench settings")?;
-        let app = Application::build(settings.clone())
-            .await
-            .context("starting the API")?;
-        let api = format!("http://127.0.0.1:{}", app.port());
-        settings.preview_public_port = Some(app.preview_port());
-        let server = tokio::spawn(app.run_until_stopped());
+        let (server, port, preview_port) = ApiThread::start(settings.clone()).await?;
+        let api = format!("http://127.0.0.1:{port}");
+        settings.preview_public_port = Some(preview_port);
 
         let shutdown = CancellationToken::new();
         let builder = if builders > 0 {
@@ -176,9 +224,7 @@ impl Farm {
         if let Some(b) = self.builder {
             let _ = tokio::time::timeout(Duration::from_secs(60), b).await;
         }
-        // Dropping the servers stops their workers and closes the listeners.
-        self.server.abort();
-        let _ = self.server.await;
+        self.server.stop().await;
         self._dir
     }
 

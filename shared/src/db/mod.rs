@@ -2,6 +2,7 @@
 //! start-up by every binary; sqlx holds a Postgres advisory lock while it migrates, so replicas
 //! that start together apply them once.
 
+pub mod batch;
 pub mod versions;
 
 use std::time::Duration;
@@ -36,6 +37,28 @@ pub fn connect(url: &secrecy::SecretString, max_connections: u32) -> Result<PgPo
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(5))
         .connect_lazy(url.expose_secret())?)
+}
+
+/// A pool for statements whose plan does not depend on their parameters' values (the batched
+/// statements of [`batch`]: arrays in, one plan for any batch). Postgres would otherwise plan
+/// each execution anew while it decides whether a generic plan is worth it; planning is a good
+/// part of such a statement's cost.
+pub fn connect_generic(options: &GenericPlans, max_connections: u32) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with(options.0.clone())
+}
+
+/// Connection options for [`connect_generic`] pools.
+#[derive(Debug, Clone)]
+pub struct GenericPlans(sqlx::postgres::PgConnectOptions);
+
+impl GenericPlans {
+    pub fn new(url: &secrecy::SecretString) -> Result<Self, DbError> {
+        let options: sqlx::postgres::PgConnectOptions = url.expose_secret().parse()?;
+        Ok(Self(options.options([("plan_cache_mode", "force_generic_plan")])))
+    }
 }
 
 /// Applies pending migrations under Postgres' advisory lock.

@@ -3,10 +3,12 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::postgres::PgRow;
+use sqlx::types::Json;
 use sqlx::{PgPool, Row};
 
 use super::DbError;
 use crate::domain::{BuildStatus, ProjectId, Step, UserId, VersionId};
+use crate::store::{Artifacts, Manifest, StoreError};
 
 /// A build's timings and sizes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -39,6 +41,9 @@ pub struct Version {
     pub failed_step: Option<Step>,
     pub node_version: Option<String>,
     pub pnpm_version: Option<String>,
+    /// The version's source tree (null in rows recorded before migration 0004, and in lists).
+    pub source_manifest: Option<Manifest>,
+    /// Where the source tree of a row recorded before migration 0004 is in the store.
     pub source_manifest_key: Option<String>,
     pub output_manifest_key: Option<String>,
     pub metadata: Option<serde_json::Value>,
@@ -85,6 +90,9 @@ impl Version {
                 .map_err(|e: crate::domain::UnknownValue| bad(&e))?,
             node_version: row.try_get("node_version")?,
             pnpm_version: row.try_get("pnpm_version")?,
+            source_manifest: row
+                .try_get::<Option<Json<Manifest>>, _>("source_manifest")?
+                .map(|m| m.0),
             source_manifest_key: row.try_get("source_manifest_key")?,
             output_manifest_key: row.try_get("output_manifest_key")?,
             metadata: row.try_get("metadata")?,
@@ -107,6 +115,30 @@ impl Version {
     }
 }
 
+impl Version {
+    /// The version's source tree: from the row, or (rows recorded before migration 0004) from
+    /// the store. Rows read by [`list`] carry no tree; read the version by id first.
+    pub async fn sources(&self, artifacts: &Artifacts) -> Result<Manifest, StoreError> {
+        if let Some(m) = &self.source_manifest {
+            return Ok(m.clone());
+        }
+        match self.source_manifest_key.as_deref() {
+            None => Ok(Manifest::default()),
+            Some(key) => artifacts
+                .get_manifest(key)
+                .await?
+                .ok_or_else(|| StoreError::MissingManifest { key: key.to_owned() }),
+        }
+    }
+}
+
+/// Every column but the source tree, for lists (a page of 100 trees is not worth reading).
+const SUMMARY_COLUMNS: &str = "id, user_id, project_id, project_label, kind, prompt, framework,
+    parent_version_id, status, generate, error, failed_step, node_version, pnpm_version,
+    null::jsonb as source_manifest, source_manifest_key, output_manifest_key, metadata, attempts,
+    pinned, queue_ms, generate_ms, install_ms, build_ms, upload_ms, total_ms, output_bytes,
+    file_count, created_at, started_at, finished_at";
+
 /// At most one row as a version.
 fn optional(row: Option<PgRow>) -> Result<Option<Version>, DbError> {
     row.as_ref().map(Version::from_row).transpose()
@@ -114,35 +146,40 @@ fn optional(row: Option<PgRow>) -> Result<Option<Version>, DbError> {
 
 /// A version about to be queued.
 #[derive(Debug, Clone)]
-pub struct NewVersion<'a> {
+pub struct NewVersion {
     pub id: VersionId,
-    pub user_id: &'a UserId,
-    pub project_id: &'a ProjectId,
-    pub project_label: &'a str,
-    pub prompt: Option<&'a str>,
-    pub framework: Option<&'a str>,
+    pub user_id: UserId,
+    pub project_id: ProjectId,
+    pub project_label: String,
+    pub prompt: Option<String>,
+    pub framework: Option<String>,
     pub parent_version_id: Option<VersionId>,
     pub generate: bool,
-    pub source_manifest_key: &'a str,
-    pub metadata: Option<&'a serde_json::Value>,
+    pub source_manifest: Manifest,
+    pub metadata: Option<serde_json::Value>,
 }
 
-pub async fn insert_queued(pool: &PgPool, v: &NewVersion<'_>) -> Result<(), DbError> {
+/// Inserts queued rows, all in one statement (see [`super::batch`]).
+pub async fn insert_queued(pool: &PgPool, rows: &[NewVersion]) -> Result<(), DbError> {
+    let col = |f: fn(&NewVersion) -> Option<String>| rows.iter().map(f).collect::<Vec<_>>();
     sqlx::query(
         "insert into versions (id, user_id, project_id, project_label, prompt, framework,
-             parent_version_id, status, generate, source_manifest_key, metadata)
-         values ($1, $2, $3, $4, $5, $6, $7, 'queued', $8, $9, $10)",
+             parent_version_id, status, generate, source_manifest, metadata)
+         select id, u, p, label, prompt, framework, parent, 'queued', generate, sources, metadata
+         from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                     $7::text[], $8::bool[], $9::jsonb[], $10::jsonb[])
+              as t(id, u, p, label, prompt, framework, parent, generate, sources, metadata)",
     )
-    .bind(v.id.to_string())
-    .bind(v.user_id.as_str())
-    .bind(v.project_id.as_str())
-    .bind(v.project_label)
-    .bind(v.prompt)
-    .bind(v.framework)
-    .bind(v.parent_version_id.map(|p| p.to_string()))
-    .bind(v.generate)
-    .bind(v.source_manifest_key)
-    .bind(v.metadata)
+    .bind(col(|v| Some(v.id.to_string())))
+    .bind(col(|v| Some(v.user_id.to_string())))
+    .bind(col(|v| Some(v.project_id.to_string())))
+    .bind(col(|v| Some(v.project_label.clone())))
+    .bind(col(|v| v.prompt.clone()))
+    .bind(col(|v| v.framework.clone()))
+    .bind(col(|v| v.parent_version_id.map(|p| p.to_string())))
+    .bind(rows.iter().map(|v| v.generate).collect::<Vec<_>>())
+    .bind(rows.iter().map(|v| Json(&v.source_manifest)).collect::<Vec<_>>())
+    .bind(rows.iter().map(|v| v.metadata.clone()).collect::<Vec<_>>())
     .execute(pool)
     .await?;
     Ok(())
@@ -184,6 +221,35 @@ pub async fn latest_deployed(
     .and_then(optional)
 }
 
+/// [`latest_deployed`] of each project, in the order asked, in one statement.
+pub async fn latest_deployed_each(
+    pool: &PgPool,
+    projects: &[(UserId, ProjectId)],
+) -> Result<Vec<Option<Version>>, DbError> {
+    let users: Vec<&str> = projects.iter().map(|(u, _)| u.as_str()).collect();
+    let names: Vec<&str> = projects.iter().map(|(_, p)| p.as_str()).collect();
+    let rows = sqlx::query(
+        "select k.n as asked, v.* from unnest($1::text[], $2::text[]) with ordinality as k(u, p, n)
+         cross join lateral (
+             select * from versions where user_id = k.u and project_id = k.p and status = 'deployed'
+             order by finished_at desc, id desc limit 1) v",
+    )
+    .bind(users)
+    .bind(names)
+    .fetch_all(pool)
+    .await?;
+    let mut found = vec![None; projects.len()];
+    for row in rows {
+        let asked: i64 = row.try_get("asked")?;
+        let slot = usize::try_from(asked - 1)
+            .ok()
+            .and_then(|i| found.get_mut(i))
+            .ok_or_else(|| corrupt("latest_deployed", format!("answer for input {asked}")))?;
+        *slot = Some(Version::from_row(&row)?);
+    }
+    Ok(found)
+}
+
 /// Filters of the build list.
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
@@ -197,14 +263,14 @@ pub struct ListFilter {
 
 /// Versions newest first.
 pub async fn list(pool: &PgPool, f: &ListFilter) -> Result<Vec<Version>, DbError> {
-    sqlx::query(
-        "select * from versions
+    sqlx::query(&format!(
+        "select {SUMMARY_COLUMNS} from versions
          where ($1::text is null or user_id = $1)
            and ($2::text is null or project_id = $2)
            and ($3::text is null or status = $3)
            and ($4::text is null or id < $4)
-         order by id desc limit $5",
-    )
+         order by id desc limit $5"
+    ))
     .bind(f.user_id.as_ref().map(UserId::as_str))
     .bind(f.project_id.as_ref().map(ProjectId::as_str))
     .bind(f.status.map(BuildStatus::as_str))
@@ -251,7 +317,8 @@ pub async fn start(pool: &PgPool, id: VersionId) -> Result<Option<Version>, DbEr
 /// What a successful build records.
 #[derive(Debug, Clone)]
 pub struct Deployed<'a> {
-    pub source_manifest_key: &'a str,
+    /// The source tree, when the build changed it (it adds the lockfile pnpm wrote).
+    pub sources: Option<&'a Manifest>,
     pub output_manifest_key: &'a str,
     pub framework: Option<&'a str>,
     pub node_version: Option<&'a str>,
@@ -269,7 +336,7 @@ pub async fn mark_deployed(
     let m = d.metrics;
     sqlx::query(
         "update versions set status = 'deployed', finished_at = now(),
-             source_manifest_key = $2, output_manifest_key = $3,
+             source_manifest = coalesce($2, source_manifest), output_manifest_key = $3,
              framework = coalesce(framework, $4), node_version = $5, pnpm_version = $6,
              metadata = coalesce($7, metadata),
              generate_ms = $8, install_ms = $9, build_ms = $10, upload_ms = $11,
@@ -278,7 +345,7 @@ pub async fn mark_deployed(
          where id = $1 and status = 'running' returning *",
     )
     .bind(id.to_string())
-    .bind(d.source_manifest_key)
+    .bind(d.sources.map(Json))
     .bind(d.output_manifest_key)
     .bind(d.framework)
     .bind(d.node_version)
@@ -328,11 +395,11 @@ pub async fn mark_failed(
 pub async fn insert_rollback(pool: &PgPool, id: VersionId, target: &Version) -> Result<Version, DbError> {
     sqlx::query(
         "insert into versions (id, user_id, project_id, project_label, kind, prompt, framework,
-             parent_version_id, status, source_manifest_key, output_manifest_key, metadata,
-             node_version, pnpm_version, output_bytes, file_count, queue_ms, total_ms,
+             parent_version_id, status, source_manifest, source_manifest_key, output_manifest_key,
+             metadata, node_version, pnpm_version, output_bytes, file_count, queue_ms, total_ms,
              started_at, finished_at)
          select $1, user_id, project_id, project_label, 'rollback', null, framework,
-             id, 'deployed', source_manifest_key, output_manifest_key, metadata,
+             id, 'deployed', source_manifest, source_manifest_key, output_manifest_key, metadata,
              node_version, pnpm_version, output_bytes, file_count, 0, 0, now(), now()
          from versions where id = $2 and status = 'deployed'
          returning *",

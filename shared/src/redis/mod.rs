@@ -27,6 +27,7 @@ pub enum QueueError {
 pub struct Redis {
     client: redis::Client,
     shared: ConnectionManager,
+    response_timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for Redis {
@@ -36,6 +37,16 @@ impl std::fmt::Debug for Redis {
 }
 
 impl Redis {
+    /// Another shared connection to the same server, opened lazily by the first task that uses
+    /// it (so its I/O is driven by that task's runtime: the API gives each worker thread its own).
+    pub fn another(&self) -> Result<Redis, QueueError> {
+        Ok(Redis {
+            client: self.client.clone(),
+            shared: lazy_manager(&self.client, self.response_timeout)?,
+            response_timeout: self.response_timeout,
+        })
+    }
+
     /// The shared connection (cheap to clone).
     pub(crate) fn conn(&self) -> ConnectionManager {
         self.shared.clone()
@@ -68,12 +79,23 @@ pub fn connect(
         key: "KILN_REDIS_URL".into(),
         reason: e.to_string(),
     })?;
+    let shared = lazy_manager(&client, response_timeout)?;
+    Ok(Redis {
+        client,
+        shared,
+        response_timeout,
+    })
+}
+
+fn lazy_manager(
+    client: &redis::Client,
+    response_timeout: std::time::Duration,
+) -> Result<ConnectionManager, QueueError> {
     let config = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
         .set_response_timeout(Some(response_timeout))
         .set_number_of_retries(1);
-    let shared = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
-    Ok(Redis { client, shared })
+    Ok(ConnectionManager::new_lazy_with_config(client.clone(), config)?)
 }
 
 /// Key names under one prefix.

@@ -46,6 +46,11 @@ impl Queue {
         Self { redis, keys }
     }
 
+    /// The same queue over another connection ([`Redis::another`]).
+    pub fn on_another_connection(&self) -> Result<Self, QueueError> {
+        Ok(Self::new(self.redis.another()?, self.keys.clone()))
+    }
+
     pub fn keys(&self) -> &Keys {
         &self.keys
     }

@@ -33,6 +33,8 @@ pub enum StoreError {
     CorruptManifest { key: String, reason: String },
     #[error("blob {hash} is missing from the artifact store")]
     MissingBlob { hash: String },
+    #[error("manifest {key} is missing from the artifact store")]
+    MissingManifest { key: String },
 }
 
 /// The minimal object API a backend provides. Writes are atomic: a reader sees the whole object

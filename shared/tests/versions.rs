@@ -1,0 +1,211 @@
+//! Version rows on a real PostgreSQL (a database per test): batched admission statements and
+//! where a version's source tree is read from.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use kiln_shared::db::batch::Batcher;
+use kiln_shared::db::versions::{self, Deployed, Metrics, NewVersion};
+use kiln_shared::db::PgPool;
+use kiln_shared::domain::{ProjectId, UserId, VersionId};
+use kiln_shared::store::{Artifacts, FsStore, Manifest};
+
+async fn database() -> PgPool {
+    let admin_url = std::env::var("KILN_TEST_DATABASE_URL").expect("run the tests through ops/test.sh");
+    let name = format!("kiln_test_{}", ulid::Ulid::new().to_string().to_ascii_lowercase());
+    let admin = PgPool::connect(&admin_url).await.unwrap();
+    sqlx::query(&format!("create database {name}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    let (base, _) = admin_url.rsplit_once('/').unwrap();
+    let pool = PgPool::connect(&format!("{base}/{name}")).await.unwrap();
+    kiln_shared::db::migrate(&pool).await.unwrap();
+    pool
+}
+
+fn row(user: &str, project: &str, parent: Option<VersionId>) -> NewVersion {
+    let mut sources = Manifest::default();
+    sources.insert("index.html", "ab".repeat(32), 10);
+    NewVersion {
+        id: VersionId::new(),
+        user_id: UserId::parse(user).unwrap(),
+        project_id: ProjectId::parse(project).unwrap(),
+        project_label: format!("{user}-{project}").to_ascii_lowercase().replace('_', "-"),
+        prompt: Some("a site".into()),
+        framework: None,
+        parent_version_id: parent,
+        generate: false,
+        source_manifest: sources,
+        metadata: None,
+    }
+}
+
+async fn deploy(pool: &PgPool, id: VersionId) {
+    versions::start(pool, id).await.unwrap().unwrap();
+    let metrics = Metrics::default();
+    versions::mark_deployed(
+        pool,
+        id,
+        &Deployed {
+            sources: None,
+            output_manifest_key: &format!("manifests/{id}/output.json"),
+            framework: None,
+            node_version: None,
+            pnpm_version: None,
+            metadata: None,
+            metrics: &metrics,
+        },
+    )
+    .await
+    .unwrap()
+    .unwrap();
+}
+
+#[tokio::test]
+async fn concurrent_inserts_form_one_statement_and_a_bad_row_fails_only_its_caller() {
+    let pool = database().await;
+    let sizes = Arc::new(Mutex::new(Vec::new()));
+    let (p, seen) = (pool.clone(), sizes.clone());
+    let batcher = Batcher::new("test", 64, 1, move |rows: Vec<NewVersion>| {
+        let (p, seen) = (p.clone(), seen.clone());
+        async move {
+            seen.lock().unwrap().push(rows.len());
+            versions::insert_queued(&p, &rows).await?;
+            Ok(vec![(); rows.len()])
+        }
+    });
+    let mut rows: Vec<NewVersion> = (0..9).map(|i| row("u", &format!("p{i}"), None)).collect();
+    // A parent that does not exist breaks the foreign key.
+    rows.insert(4, row("u", "orphan", Some(VersionId::new())));
+    let results = futures::future::join_all(rows.iter().map(|r| batcher.call(r.clone()))).await;
+
+    for (i, r) in results.iter().enumerate() {
+        assert_eq!(r.is_err(), i == 4, "row {i}: {r:?}");
+    }
+    let sizes = sizes.lock().unwrap().clone();
+    assert_eq!(
+        sizes[0], 10,
+        "the ten calls ran as one statement first: {sizes:?}"
+    );
+    assert_eq!(
+        &sizes[1..],
+        &[1; 10],
+        "then one by one, after the batch failed: {sizes:?}"
+    );
+    let count: i64 = sqlx::query_scalar("select count(*) from versions")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 9);
+    for r in rows.iter().filter(|r| r.parent_version_id.is_none()) {
+        let v = versions::get(&pool, r.id).await.unwrap().unwrap();
+        assert_eq!(v.source_manifest.as_ref(), Some(&r.source_manifest));
+    }
+}
+
+#[tokio::test]
+async fn latest_deployed_each_answers_in_the_order_asked() {
+    let pool = database().await;
+    let (a1, a2, b1, c1) = (
+        row("u", "a", None),
+        row("u", "a", None),
+        row("u", "b", None),
+        row("u", "c", None),
+    );
+    versions::insert_queued(&pool, &[a1.clone(), b1.clone(), c1.clone()])
+        .await
+        .unwrap();
+    deploy(&pool, a1.id).await;
+    deploy(&pool, b1.id).await;
+    versions::insert_queued(&pool, std::slice::from_ref(&a2))
+        .await
+        .unwrap();
+    deploy(&pool, a2.id).await; // c1 stays queued: project c has no deployed version
+
+    let ask = |p: &str| (UserId::parse("u").unwrap(), ProjectId::parse(p).unwrap());
+    let found = versions::latest_deployed_each(&pool, &[ask("b"), ask("c"), ask("a"), ask("none"), ask("b")])
+        .await
+        .unwrap();
+    let ids: Vec<Option<VersionId>> = found.iter().map(|v| v.as_ref().map(|v| v.id)).collect();
+    assert_eq!(ids, vec![Some(b1.id), None, Some(a2.id), None, Some(b1.id)]);
+    assert!(found[0].as_ref().unwrap().source_manifest.is_some());
+}
+
+#[tokio::test]
+async fn sources_come_from_the_row_or_for_older_rows_from_the_store() {
+    let pool = database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Artifacts::new(Arc::new(FsStore::new(dir.path().to_path_buf())));
+
+    // A row recorded before migration 0004: its tree is a manifest in the store.
+    let (hash, _) = store.put_blob(Bytes::from_static(b"<h1>old</h1>")).await.unwrap();
+    let mut old_tree = Manifest::default();
+    old_tree.insert("index.html", hash, 12);
+    let old = VersionId::new();
+    let key = format!("manifests/{old}/source.json");
+    store.put_manifest(&key, &old_tree).await.unwrap();
+    sqlx::query(
+        "insert into versions (id, user_id, project_id, project_label, status, source_manifest_key)
+         values ($1, 'u', 'old', 'u-old', 'queued', $2)",
+    )
+    .bind(old.to_string())
+    .bind(&key)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let v = versions::get(&pool, old).await.unwrap().unwrap();
+    assert_eq!(v.source_manifest, None);
+    assert_eq!(v.sources(&store).await.unwrap(), old_tree);
+
+    // Its build adds a lockfile: the new tree goes to the row, which wins from then on.
+    versions::start(&pool, old).await.unwrap().unwrap();
+    let mut new_tree = old_tree.clone();
+    new_tree.insert("pnpm-lock.yaml", "cd".repeat(32), 3);
+    let metrics = Metrics::default();
+    versions::mark_deployed(
+        &pool,
+        old,
+        &Deployed {
+            sources: Some(&new_tree),
+            output_manifest_key: "manifests/x/output.json",
+            framework: None,
+            node_version: None,
+            pnpm_version: None,
+            metadata: None,
+            metrics: &metrics,
+        },
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let v = versions::get(&pool, old).await.unwrap().unwrap();
+    assert_eq!(v.sources(&store).await.unwrap(), new_tree);
+
+    // A lost manifest is an error, not an empty tree.
+    let gone = VersionId::new();
+    sqlx::query(
+        "insert into versions (id, user_id, project_id, project_label, status, source_manifest_key)
+         values ($1, 'u', 'gone', 'u-gone', 'queued', 'manifests/nowhere/source.json')",
+    )
+    .bind(gone.to_string())
+    .execute(&pool)
+    .await
+    .unwrap();
+    let v = versions::get(&pool, gone).await.unwrap().unwrap();
+    assert!(v.sources(&store).await.is_err());
+
+    // Lists carry no trees.
+    let listed = versions::list(
+        &pool,
+        &versions::ListFilter {
+            limit: 10,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(listed.iter().all(|v| v.source_manifest.is_none()));
+}
