@@ -7,10 +7,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::{stream, StreamExt, TryStreamExt};
 use kiln_shared::db::batch::Batcher;
+use kiln_shared::db::events;
 use kiln_shared::db::versions::{self, Metrics, NewVersion, Version};
 use kiln_shared::db::PgPool;
 use kiln_shared::domain::{
-    BuildStatus, FileInput, GeneratorOutput, ProjectId, RelativePath, SourceFile, Step, UserId, VersionId,
+    BuildStatus, EventType, FileInput, GeneratorOutput, ProjectId, RelativePath, SourceFile, Step, UserId,
+    VersionId,
 };
 use kiln_shared::preview::project_label;
 use kiln_shared::redis::Admission;
@@ -275,8 +277,16 @@ fn conflict(holder: String) -> ApiError {
 async fn queue_unavailable(state: &AppState, id: VersionId, e: kiln_shared::redis::QueueError) -> ApiError {
     tracing::error!(error = %e, "the build queue is unavailable");
     let reason = format!("the build queue is unavailable: {e}");
-    if let Err(db) = versions::mark_failed(&state.db, id, Step::Queue, &reason, &Metrics::default()).await {
-        tracing::error!(error = %db, "cannot record the failed admission");
+    match versions::mark_failed(&state.db, id, Step::Queue, &reason, &Metrics::default()).await {
+        Ok(true) => {
+            // Redis is down, so this event is only in Postgres (streams read it from there).
+            let data = serde_json::json!({ "step": Step::Queue, "reason": reason });
+            if let Err(db) = events::record(&state.db, id, EventType::BuildFailed, &data).await {
+                tracing::error!(error = %db, "cannot record the failed admission's event");
+            }
+        }
+        Ok(false) => {}
+        Err(db) => tracing::error!(error = %db, "cannot record the failed admission"),
     }
     ApiError::QueueUnavailable {
         message: "the build queue is unavailable; the build was not queued and is recorded as failed".into(),

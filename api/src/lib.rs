@@ -5,6 +5,7 @@ mod admission;
 mod auth;
 mod diff;
 mod error;
+mod events;
 mod export;
 mod preview;
 mod rollback;

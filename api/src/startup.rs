@@ -18,7 +18,8 @@ use tracing_actix_web::TracingLogger;
 use crate::admission::AdmissionDb;
 use crate::auth::authenticate;
 use crate::error::ApiError;
-use crate::routes::{builds, health, openapi, projects, versions};
+use crate::events::EventHub;
+use crate::routes::{builds, events, health, openapi, projects, versions};
 use crate::state::{AppState, ImmutableCache};
 
 /// The longest the API waits for one Redis command.
@@ -58,6 +59,7 @@ impl Application {
         let state = web::Data::new(AppState {
             settings: Arc::new(settings),
             queue: Queue::new(pool.clone(), keys.clone()),
+            hub: EventHub::start(pool.clone(), keys.clone()),
             idempotency: Idempotency::new(pool, keys),
             artifacts,
             urls,
@@ -84,6 +86,7 @@ impl Application {
                     web::scope("/v1")
                         .wrap(from_fn(authenticate))
                         .configure(builds::configure)
+                        .configure(events::configure)
                         .configure(projects::configure)
                         .configure(versions::configure),
                 )

@@ -6,6 +6,7 @@ use kiln_shared::config::Settings;
 use kiln_shared::db::{connect_generic, GenericPlans};
 
 use crate::admission::AdmissionDb;
+use crate::events::EventHub;
 use kiln_shared::db::PgPool;
 use kiln_shared::domain::VersionId;
 use kiln_shared::preview::PreviewUrls;
@@ -23,6 +24,8 @@ pub struct AppState {
     pub urls: PreviewUrls,
     pub cache: Arc<ImmutableCache>,
     pub admission: AdmissionDb,
+    /// This process's subscription to build events (shared by every worker).
+    pub hub: EventHub,
     /// How [`AppState::for_worker`] connects its admission pool.
     pub generic_plans: GenericPlans,
 }

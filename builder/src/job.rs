@@ -4,10 +4,12 @@ use std::time::Instant as StdInstant;
 
 use bytes::Bytes;
 use futures::{stream, StreamExt, TryStreamExt};
+use kiln_shared::db::events;
 use kiln_shared::db::versions::{self, Deployed, Metrics, Version};
-use kiln_shared::domain::{Step, VersionId};
+use kiln_shared::domain::{EventType, Step, VersionId};
 use kiln_shared::redis::{Job, LatestPointer};
 use kiln_shared::store::{Artifacts, Manifest, ManifestKind};
+use serde_json::json;
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -56,6 +58,13 @@ pub async fn execute(b: &Builder, job: &Job) -> anyhow::Result<VersionId> {
         user_id = %version.user_id, project_id = %version.project_id);
     async move {
         tracing::info!("build started");
+        emit(
+            b,
+            id,
+            EventType::BuildStarted,
+            json!({ "attempt": version.attempts }),
+        )
+        .await;
         let log = BuildLog::new(b.settings.max_log_bytes);
         let mut metrics = Metrics::default();
         let outcome = match Workspace::create(&b.settings.work_dir, id).await {
@@ -76,7 +85,10 @@ pub async fn execute(b: &Builder, job: &Job) -> anyhow::Result<VersionId> {
             Ok(success) => record_success(b, &version, success, &metrics).await?,
             Err(failure) => {
                 tracing::info!(step = %failure.step, error = %failure.message, "build failed");
-                versions::mark_failed(&b.db, id, failure.step, &failure.message, &metrics).await?;
+                if versions::mark_failed(&b.db, id, failure.step, &failure.message, &metrics).await? {
+                    let data = json!({ "step": failure.step, "reason": failure.message });
+                    emit(b, id, EventType::BuildFailed, data).await;
+                }
             }
         }
         b.queue
@@ -116,12 +128,28 @@ async fn record_success(b: &Builder, version: &Version, s: Success, metrics: &Me
     b.queue
         .set_latest(&deployed.user_id, &deployed.project_id, &pointer)
         .await?;
+    let data = json!({ "previewUrl": pointer.preview_url, "metrics": deployed.metrics });
+    emit(b, deployed.id, EventType::DeployCompleted, data).await;
     tracing::info!(
         total_ms = deployed.metrics.total_ms,
         files = deployed.metrics.file_count,
         "build deployed"
     );
     Ok(())
+}
+
+/// Records a build event and fans it out. An event that cannot be recorded is logged, never
+/// fatal: the build's outcome is recorded in its row either way.
+pub(crate) async fn emit(b: &Builder, build: VersionId, kind: EventType, data: serde_json::Value) {
+    match events::record(&b.db, build, kind, &data).await {
+        Ok(Some(event)) => {
+            if let Err(e) = b.queue.publish_event(&event).await {
+                tracing::warn!(error = %e, event = %kind, "cannot publish a build event (clients polling Postgres still see it)");
+            }
+        }
+        Ok(None) => tracing::warn!(event = %kind, "no row for a build event"),
+        Err(e) => tracing::warn!(error = %e, event = %kind, "cannot record a build event"),
+    }
 }
 
 fn ms_since(t: StdInstant) -> Option<i64> {
@@ -158,6 +186,7 @@ async fn build(
     let mut metadata = None;
     if version.generate {
         let started = StdInstant::now();
+        emit(b, version.id, EventType::GenerateStarted, json!({})).await;
         let command = b.settings.generator_cmd.as_deref().ok_or_else(|| {
             fail(
                 Step::Generate,
@@ -202,6 +231,13 @@ async fn build(
         }
         metadata = Some(meta);
         metrics.generate_ms = ms_since(started);
+        emit(
+            b,
+            version.id,
+            EventType::GenerateCompleted,
+            json!({ "ms": metrics.generate_ms }),
+        )
+        .await;
     }
 
     // install + build
@@ -217,13 +253,28 @@ async fn build(
         let install = install_args(&b.settings.pnpm_store, frozen);
         let install: Vec<&str> = install.iter().map(String::as_str).collect();
         let started = StdInstant::now();
+        emit(
+            b,
+            version.id,
+            EventType::InstallStarted,
+            json!({ "frozenLockfile": frozen }),
+        )
+        .await;
         run_step(Step::Install, &sandbox, "pnpm", &install, &project, deadline, log).await?;
         metrics.install_ms = ms_since(started);
+        emit(
+            b,
+            version.id,
+            EventType::InstallCompleted,
+            json!({ "ms": metrics.install_ms, "frozenLockfile": frozen }),
+        )
+        .await;
         keep_lockfile(&b.artifacts, &project, &mut sources)
             .await
             .map_err(|e| fail(Step::Install, e))?;
 
         let started = StdInstant::now();
+        emit(b, version.id, EventType::BuildStepStarted, json!({})).await;
         if pkg.pointer("/scripts/build").is_some() {
             run_step(
                 Step::Build,
@@ -239,6 +290,13 @@ async fn build(
             log.line("[kiln] package.json has no build script; publishing the output folder as is");
         }
         metrics.build_ms = ms_since(started);
+        emit(
+            b,
+            version.id,
+            EventType::BuildStepCompleted,
+            json!({ "ms": metrics.build_ms }),
+        )
+        .await;
         let dir = detect::output_dir(&project, &pkg).map_err(|e| fail(Step::Output, e))?;
         (dir, detect::framework_of(&pkg).map(|(name, _)| name.to_owned()))
     } else {
@@ -248,6 +306,7 @@ async fn build(
 
     // upload
     let started = StdInstant::now();
+    emit(b, version.id, EventType::UploadStarted, json!({})).await;
     let max_output = b.settings.max_output_bytes;
     let root = output_root.clone();
     let files = tokio::task::spawn_blocking(move || publish::collect(&root, max_output, &["node_modules"]))
@@ -269,6 +328,13 @@ async fn build(
         .await
         .map_err(|e| fail(Step::Upload, e.to_string()))?;
     metrics.upload_ms = ms_since(started);
+    emit(
+        b,
+        version.id,
+        EventType::UploadCompleted,
+        json!({ "files": output.files.len(), "bytes": output.total_bytes() }),
+    )
+    .await;
     metrics.output_bytes = Some(output.total_bytes() as i64);
     metrics.file_count = Some(output.files.len() as i32);
     tracing::info!(files = output.files.len(), new_blobs, "output stored");

@@ -2,6 +2,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
+use kiln_shared::db::events;
 use kiln_shared::db::versions::{self, ListFilter};
 use kiln_shared::domain::{BuildStatus, ProjectId, UserId, VersionId};
 use kiln_shared::redis::{Claim, IdempotencyRecord};
@@ -161,10 +162,28 @@ pub fn path_id(raw: &str) -> Result<VersionId, ApiError> {
 
 async fn get(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let id = path_id(&path)?;
-    let version = versions::get(&state.db, id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("build {id} not found")))?;
-    Ok(HttpResponse::Ok().json(BuildView::new(version, &state.urls)))
+    let (version, latest) = futures::try_join!(versions::get(&state.db, id), events::latest(&state.db, id))?;
+    let version = version.ok_or_else(|| ApiError::NotFound(format!("build {id} not found")))?;
+    let progress = match (&latest, version.status.is_final()) {
+        (_, true) => 100,
+        (Some(e), false) => e.progress,
+        (None, false) => 0,
+    };
+    Ok(HttpResponse::Ok().json(BuildDetail {
+        build: BuildView::new(version, &state.urls),
+        progress,
+        latest_event: latest,
+    }))
+}
+
+/// `GET /v1/builds/{id}`: the build, how far along it is and its newest event.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BuildDetail {
+    #[serde(flatten)]
+    build: BuildView,
+    progress: i16,
+    latest_event: Option<events::BuildEvent>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,6 +1,7 @@
 //! One module per resource.
 
 pub mod builds;
+pub mod events;
 pub mod health;
 pub mod openapi;
 pub mod projects;

@@ -173,6 +173,57 @@ pub fn unique(name: &str) -> String {
 }
 
 impl TestApp {
+    /// Starts a second API instance on the same database, Redis prefix and store (no builder);
+    /// returns its base URL. It runs until the test ends.
+    pub async fn another_api(&self) -> String {
+        let app = Application::build(self.settings.clone())
+            .await
+            .expect("the second API starts");
+        let url = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped());
+        url
+    }
+
+    /// Reads `GET {base}/v1/builds/{id}/events/stream` until the server ends it; returns the
+    /// events as `(id, type, data)`, and how many heartbeat comments came.
+    pub async fn sse(&self, base: &str, id: &str, last_event_id: Option<i64>) -> Vec<(i64, String, Value)> {
+        let mut req = self
+            .client
+            .get(format!("{base}/v1/builds/{id}/events/stream"))
+            .bearer_auth(TOKEN);
+        if let Some(last) = last_event_id {
+            req = req.header("Last-Event-ID", last.to_string());
+        }
+        let mut res = req.send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["content-type"], "text/event-stream");
+        let mut buf = String::new();
+        let read = async {
+            while let Some(chunk) = res.chunk().await.unwrap() {
+                buf.push_str(std::str::from_utf8(&chunk).unwrap());
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(120), read)
+            .await
+            .expect("the stream ends after the build's final event");
+        buf.split("\n\n")
+            .filter(|m| !m.trim().is_empty() && !m.starts_with(':'))
+            .map(|m| {
+                let field = |name: &str| {
+                    m.lines()
+                        .find_map(|l| l.strip_prefix(name))
+                        .unwrap_or_else(|| panic!("no {name} in {m:?}"))
+                        .to_owned()
+                };
+                let data: Value = serde_json::from_str(&field("data: ")).unwrap();
+                let id: i64 = field("id: ").parse().unwrap();
+                assert_eq!(data["id"], id, "{m}");
+                assert_eq!(data["type"], field("event: ").as_str(), "{m}");
+                (id, field("event: "), data)
+            })
+            .collect()
+    }
+
     /// A request signed as the product back end.
     pub async fn signed(&self, method: &str, path: &str, body: &[u8]) -> reqwest::Response {
         let ts = chrono::Utc::now().timestamp();

@@ -4,6 +4,7 @@
 
 mod auth;
 mod builds;
+mod events;
 mod helpers;
 mod hostile;
 mod previews;

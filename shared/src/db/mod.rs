@@ -3,6 +3,7 @@
 //! that start together apply them once.
 
 pub mod batch;
+pub mod events;
 pub mod versions;
 
 use std::time::Duration;

@@ -159,16 +159,24 @@ pub struct NewVersion {
     pub metadata: Option<serde_json::Value>,
 }
 
-/// Inserts queued rows, all in one statement (see [`super::batch`]).
+/// Inserts queued rows with their `build_queued` events, all in one statement (see
+/// [`super::batch`]).
 pub async fn insert_queued(pool: &PgPool, rows: &[NewVersion]) -> Result<(), DbError> {
     let col = |f: fn(&NewVersion) -> Option<String>| rows.iter().map(f).collect::<Vec<_>>();
+    // The row and its first event (`build_queued`, id 1), in one statement.
     sqlx::query(
-        "insert into versions (id, user_id, project_id, project_label, prompt, framework,
-             parent_version_id, status, generate, source_manifest, metadata)
-         select id, u, p, label, prompt, framework, parent, 'queued', generate, sources, metadata
-         from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                     $7::text[], $8::bool[], $9::jsonb[], $10::jsonb[])
-              as t(id, u, p, label, prompt, framework, parent, generate, sources, metadata)",
+        "with queued as (
+             insert into versions (id, user_id, project_id, project_label, prompt, framework,
+                 parent_version_id, status, generate, source_manifest, metadata, last_event_id)
+             select id, u, p, label, prompt, framework, parent, 'queued', generate, sources, metadata, 1
+             from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                         $7::text[], $8::bool[], $9::jsonb[], $10::jsonb[])
+                  as t(id, u, p, label, prompt, framework, parent, generate, sources, metadata)
+             returning id, parent_version_id, created_at)
+         insert into build_events (build_id, id, type, progress, data, created_at)
+         select id, 1, 'build_queued', 0,
+                jsonb_strip_nulls(jsonb_build_object('parentVersionId', parent_version_id)), created_at
+         from queued",
     )
     .bind(col(|v| Some(v.id.to_string())))
     .bind(col(|v| Some(v.user_id.to_string())))

@@ -10,4 +10,4 @@ pub use contract::GeneratorOutput;
 pub use files::{read_tree, FileEncoding, FileError, FileInput, FileLimits, SourceFile};
 pub use ids::{IdError, ProjectId, UserId, VersionId};
 pub use path::{PathError, RelativePath};
-pub use status::{BuildStatus, Step, UnknownValue};
+pub use status::{BuildStatus, EventType, Step, UnknownValue};

@@ -73,3 +73,57 @@ string_enum!(
         Record => "record",
     }
 );
+
+string_enum!(
+    /// What a build event says. Mirrors the CHECK constraint on `build_events.type`.
+    EventType, "event type", {
+        BuildQueued => "build_queued",
+        BuildStarted => "build_started",
+        GenerateStarted => "generate_started",
+        GenerateCompleted => "generate_completed",
+        InstallStarted => "install_started",
+        InstallCompleted => "install_completed",
+        BuildStepStarted => "build_step_started",
+        BuildStepCompleted => "build_step_completed",
+        UploadStarted => "upload_started",
+        UploadCompleted => "upload_completed",
+        DeployCompleted => "deploy_completed",
+        BuildFailed => "build_failed",
+        BuildSuperseded => "build_superseded",
+        BuildCancelled => "build_cancelled",
+    }
+);
+
+impl EventType {
+    /// How far along a build is when it emits this event (0-100). Install and build dominate
+    /// a build's time, so they span most of the range.
+    pub fn progress(self) -> i16 {
+        match self {
+            EventType::BuildQueued => 0,
+            EventType::BuildStarted => 5,
+            EventType::GenerateStarted => 8,
+            EventType::GenerateCompleted => 20,
+            EventType::InstallStarted => 22,
+            EventType::InstallCompleted => 55,
+            EventType::BuildStepStarted => 57,
+            EventType::BuildStepCompleted => 85,
+            EventType::UploadStarted => 87,
+            EventType::UploadCompleted => 97,
+            EventType::DeployCompleted
+            | EventType::BuildFailed
+            | EventType::BuildSuperseded
+            | EventType::BuildCancelled => 100,
+        }
+    }
+
+    /// The last event of a build: nothing follows it.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            EventType::DeployCompleted
+                | EventType::BuildFailed
+                | EventType::BuildSuperseded
+                | EventType::BuildCancelled
+        )
+    }
+}

@@ -47,6 +47,11 @@ impl Redis {
         })
     }
 
+    /// A connection for `SUBSCRIBE`/`PSUBSCRIBE` (it can do nothing else).
+    pub async fn pubsub(&self) -> Result<redis::aio::PubSub, QueueError> {
+        Ok(self.client.get_async_pubsub().await?)
+    }
+
     /// The shared connection (cheap to clone).
     pub(crate) fn conn(&self) -> ConnectionManager {
         self.shared.clone()
@@ -125,6 +130,16 @@ impl Keys {
 
     pub fn label(&self, label: &str) -> String {
         format!("{}:label:{label}", self.prefix)
+    }
+
+    /// The Pub/Sub channel of one build's events.
+    pub fn events(&self, build: &str) -> String {
+        format!("{}:events:{build}", self.prefix)
+    }
+
+    /// The pattern that matches every build's events channel.
+    pub fn events_pattern(&self) -> String {
+        format!("{}:events:*", self.prefix)
     }
 
     pub fn idempotency(&self, key_hash: &str) -> String {

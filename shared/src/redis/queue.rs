@@ -51,6 +51,17 @@ impl Queue {
         Ok(Self::new(self.redis.another()?, self.keys.clone()))
     }
 
+    /// Fans a recorded event out to every API instance (they stream it to SSE clients).
+    pub async fn publish_event(&self, event: &crate::db::events::BuildEvent) -> Result<(), QueueError> {
+        let body = serde_json::to_string(event).expect("an event always serialises");
+        let _: i64 = self
+            .redis
+            .conn()
+            .publish(self.keys.events(&event.build_id.to_string()), body)
+            .await?;
+        Ok(())
+    }
+
     pub fn keys(&self) -> &Keys {
         &self.keys
     }

@@ -1,0 +1,114 @@
+//! `GET /v1/builds/{id}/events` (polling) and `GET /v1/builds/{id}/events/stream` (SSE).
+
+use std::time::Duration;
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::Bytes;
+use kiln_shared::db::events;
+use kiln_shared::domain::VersionId;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use super::builds::path_id;
+use super::query;
+use crate::error::ApiError;
+use crate::events::{self as live, StreamTiming};
+use crate::state::AppState;
+
+/// How often an idle stream sends a comment line (and re-reads Postgres).
+const HEARTBEAT: Duration = Duration::from_secs(15);
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/builds/{id}/events", web::get().to(poll))
+        .route("/builds/{id}/events/stream", web::get().to(stream));
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PollQuery {
+    after: Option<i64>,
+    limit: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StreamQuery {
+    after: Option<i64>,
+}
+
+fn after_value(raw: Option<i64>, what: &str) -> Result<i32, ApiError> {
+    match raw {
+        None => Ok(0),
+        Some(n) => i32::try_from(n)
+            .ok()
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| ApiError::BadRequest(format!("{what} must be an event id (0 or more), got {n}"))),
+    }
+}
+
+async fn existing_build(state: &AppState, raw: &str) -> Result<VersionId, ApiError> {
+    let id = path_id(raw)?;
+    events::last_id(&state.db, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("build {id} not found")))?;
+    Ok(id)
+}
+
+async fn poll(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let q: PollQuery = query(&req)?;
+    let after = after_value(q.after, "after")?;
+    let limit = match q.limit {
+        None => 100,
+        Some(n) if (1..=1000).contains(&n) => n,
+        Some(n) => return Err(ApiError::BadRequest(format!("limit must be 1-1000, got {n}"))),
+    };
+    let id = existing_build(&state, &path).await?;
+    let page = events::after(&state.db, id, after, limit).await?;
+    let last = page.last().map_or(after, |e| e.id);
+    Ok(HttpResponse::Ok().json(json!({ "buildId": id, "events": page, "lastEventId": last })))
+}
+
+async fn stream(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let q: StreamQuery = query(&req)?;
+    // The header a reconnecting EventSource sends wins over the query.
+    let after = match req.headers().get("last-event-id") {
+        Some(v) => {
+            let text = v
+                .to_str()
+                .map_err(|_| ApiError::BadRequest("Last-Event-ID must be an event id".into()))?;
+            let n = text.trim().parse::<i64>().map_err(|_| {
+                ApiError::BadRequest(format!("Last-Event-ID must be an event id, got {text:?}"))
+            })?;
+            after_value(Some(n), "Last-Event-ID")?
+        }
+        None => after_value(q.after, "after")?,
+    };
+    let id = existing_build(&state, &path).await?;
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    tokio::spawn(live::stream(
+        state.db.clone(),
+        state.hub.clone(),
+        id,
+        after,
+        StreamTiming { heartbeat: HEARTBEAT },
+        tx,
+    ));
+    let body = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, actix_web::Error>(b), rx))
+    });
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/event-stream"))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(body))
+}

@@ -1,0 +1,107 @@
+//! Queries on `build_events`: the durable record of every step of a build.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Row};
+
+use super::DbError;
+use crate::domain::{EventType, VersionId};
+
+/// One event of one build. `id` grows by one per event of that build, from 1.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BuildEvent {
+    pub id: i32,
+    pub build_id: VersionId,
+    #[serde(rename = "type")]
+    pub kind: EventType,
+    pub progress: i16,
+    pub data: serde_json::Value,
+    pub timestamp: DateTime<Utc>,
+}
+
+impl BuildEvent {
+    fn from_row(row: &PgRow) -> Result<Self, DbError> {
+        let build: String = row.try_get("build_id")?;
+        let bad = |reason: String| DbError::Corrupt {
+            id: build.clone(),
+            reason,
+        };
+        let kind: String = row.try_get("type")?;
+        Ok(Self {
+            id: row.try_get("id")?,
+            build_id: VersionId::parse(&build).map_err(|e| bad(e.to_string()))?,
+            kind: kind
+                .parse()
+                .map_err(|e: crate::domain::UnknownValue| bad(e.to_string()))?,
+            progress: row.try_get("progress")?,
+            data: row.try_get("data")?,
+            timestamp: row.try_get("created_at")?,
+        })
+    }
+}
+
+/// Records an event with the build's next id. `None` when the build does not exist.
+pub async fn record(
+    pool: &PgPool,
+    build: VersionId,
+    kind: EventType,
+    data: &serde_json::Value,
+) -> Result<Option<BuildEvent>, DbError> {
+    sqlx::query(
+        "with next as (
+             update versions set last_event_id = last_event_id + 1 where id = $1 returning last_event_id)
+         insert into build_events (build_id, id, type, progress, data)
+         select $1, last_event_id, $2, $3, $4 from next
+         returning *",
+    )
+    .bind(build.to_string())
+    .bind(kind.as_str())
+    .bind(kind.progress())
+    .bind(data)
+    .fetch_optional(pool)
+    .await?
+    .as_ref()
+    .map(BuildEvent::from_row)
+    .transpose()
+}
+
+/// The build's events after `after`, oldest first, at most `limit`.
+pub async fn after(
+    pool: &PgPool,
+    build: VersionId,
+    after: i32,
+    limit: i64,
+) -> Result<Vec<BuildEvent>, DbError> {
+    sqlx::query("select * from build_events where build_id = $1 and id > $2 order by id limit $3")
+        .bind(build.to_string())
+        .bind(after)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?
+        .iter()
+        .map(BuildEvent::from_row)
+        .collect()
+}
+
+/// The build's newest event.
+pub async fn latest(pool: &PgPool, build: VersionId) -> Result<Option<BuildEvent>, DbError> {
+    sqlx::query("select * from build_events where build_id = $1 order by id desc limit 1")
+        .bind(build.to_string())
+        .fetch_optional(pool)
+        .await?
+        .as_ref()
+        .map(BuildEvent::from_row)
+        .transpose()
+}
+
+/// The build's status and the id of its newest event; `None` when there is no such build.
+pub async fn last_id(pool: &PgPool, build: VersionId) -> Result<Option<(String, i32)>, DbError> {
+    let row = sqlx::query("select status, last_event_id from versions where id = $1")
+        .bind(build.to_string())
+        .fetch_optional(pool)
+        .await?;
+    row.map(|r| Ok((r.try_get("status")?, r.try_get("last_event_id")?)))
+        .transpose()
+}
