@@ -48,9 +48,23 @@ pub const ROUTES: &[Route] = &[
     Route {
         method: "get",
         path: "/v1/builds/{id}",
-        summary: "One build (= version) with its status, error, failed step and metrics",
+        summary: "One build (= version) with its status, error, failed step, metrics, progress (0-100) and latest event",
         auth: true,
         responses: &[(200, "the build"), (404, "unknown build")],
+    },
+    Route {
+        method: "get",
+        path: "/v1/builds/{id}/events",
+        summary: "A build's events after ?after=N (default 0), at most ?limit= (1-1000, default 100), oldest first",
+        auth: true,
+        responses: &[(200, "{buildId, events, lastEventId}"), (400, "bad after or limit"), (404, "unknown build")],
+    },
+    Route {
+        method: "get",
+        path: "/v1/builds/{id}/events/stream",
+        summary: "Server-Sent Events: replays events after Last-Event-ID (or ?after=), then streams live; ends after the final event; heartbeat comments every 15 s",
+        auth: true,
+        responses: &[(200, "text/event-stream"), (400, "bad Last-Event-ID or after"), (404, "unknown build")],
     },
     Route {
         method: "get",
