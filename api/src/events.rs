@@ -224,7 +224,7 @@ async fn catch_up(
     // A build recorded before events existed has none and ends here; any other build ends with
     // its final event.
     Ok(match events::last_id(db, build).await? {
-        None | Some((_, 0)) => Flow::Done,
+        None | Some(0) => Flow::Done,
         Some(_) => Flow::Continue,
     })
 }

@@ -42,14 +42,15 @@ fn row(user: &str, project: &str, parent: Option<VersionId>) -> NewVersion {
     }
 }
 
-async fn deploy(pool: &PgPool, id: VersionId) {
+/// Starts and deploys a queued row; `sources` is the tree the build changed, if it did.
+async fn deploy(pool: &PgPool, id: VersionId, sources: Option<&Manifest>) {
     versions::start(pool, id).await.unwrap().unwrap();
     let metrics = Metrics::default();
     versions::mark_deployed(
         pool,
         id,
         &Deployed {
-            sources: None,
+            sources,
             output_manifest_key: &format!("manifests/{id}/output.json"),
             framework: None,
             node_version: None,
@@ -117,12 +118,12 @@ async fn latest_deployed_each_answers_in_the_order_asked() {
     versions::insert_queued(&pool, &[a1.clone(), b1.clone(), c1.clone()])
         .await
         .unwrap();
-    deploy(&pool, a1.id).await;
-    deploy(&pool, b1.id).await;
+    deploy(&pool, a1.id, None).await;
+    deploy(&pool, b1.id, None).await;
     versions::insert_queued(&pool, std::slice::from_ref(&a2))
         .await
         .unwrap();
-    deploy(&pool, a2.id).await; // c1 stays queued: project c has no deployed version
+    deploy(&pool, a2.id, None).await; // c1 stays queued: project c has no deployed version
 
     let ask = |p: &str| (UserId::parse("u").unwrap(), ProjectId::parse(p).unwrap());
     let found = versions::latest_deployed_each(&pool, &[ask("b"), ask("c"), ask("a"), ask("none"), ask("b")])
@@ -160,26 +161,9 @@ async fn sources_come_from_the_row_or_for_older_rows_from_the_store() {
     assert_eq!(v.sources(&store).await.unwrap(), old_tree);
 
     // Its build adds a lockfile: the new tree goes to the row, which wins from then on.
-    versions::start(&pool, old).await.unwrap().unwrap();
     let mut new_tree = old_tree.clone();
     new_tree.insert("pnpm-lock.yaml", "cd".repeat(32), 3);
-    let metrics = Metrics::default();
-    versions::mark_deployed(
-        &pool,
-        old,
-        &Deployed {
-            sources: Some(&new_tree),
-            output_manifest_key: "manifests/x/output.json",
-            framework: None,
-            node_version: None,
-            pnpm_version: None,
-            metadata: None,
-            metrics: &metrics,
-        },
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    deploy(&pool, old, Some(&new_tree)).await;
     let v = versions::get(&pool, old).await.unwrap().unwrap();
     assert_eq!(v.sources(&store).await.unwrap(), new_tree);
 

@@ -96,12 +96,12 @@ pub async fn latest(pool: &PgPool, build: VersionId) -> Result<Option<BuildEvent
         .transpose()
 }
 
-/// The build's status and the id of its newest event; `None` when there is no such build.
-pub async fn last_id(pool: &PgPool, build: VersionId) -> Result<Option<(String, i32)>, DbError> {
-    let row = sqlx::query("select status, last_event_id from versions where id = $1")
-        .bind(build.to_string())
-        .fetch_optional(pool)
-        .await?;
-    row.map(|r| Ok((r.try_get("status")?, r.try_get("last_event_id")?)))
-        .transpose()
+/// The id of the build's newest event (0: none); `None` when there is no such build.
+pub async fn last_id(pool: &PgPool, build: VersionId) -> Result<Option<i32>, DbError> {
+    Ok(
+        sqlx::query_scalar("select last_event_id from versions where id = $1")
+            .bind(build.to_string())
+            .fetch_optional(pool)
+            .await?,
+    )
 }
