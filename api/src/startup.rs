@@ -11,15 +11,16 @@ use anyhow::Context;
 use kiln_shared::config::Settings;
 use kiln_shared::db::{connect_generic, GenericPlans};
 use kiln_shared::preview::PreviewUrls;
-use kiln_shared::redis::{Idempotency, Keys, Queue};
+use kiln_shared::redis::{Fleet, Idempotency, Keys, LiveLogs, Queue};
 use kiln_shared::store::Artifacts;
+use tokio_util::sync::CancellationToken;
 use tracing_actix_web::TracingLogger;
 
 use crate::admission::AdmissionDb;
 use crate::auth::authenticate;
 use crate::error::ApiError;
 use crate::events::EventHub;
-use crate::routes::{builds, events, health, openapi, projects, versions};
+use crate::routes::{builds, events, health, logs, openapi, projects, versions, webhooks};
 use crate::state::{AppState, ImmutableCache};
 
 /// The longest the API waits for one Redis command.
@@ -30,6 +31,8 @@ pub struct Application {
     preview_port: u16,
     api: Server,
     preview: Server,
+    webhooks: Option<kiln_shared::webhooks::Worker>,
+    stop: CancellationToken,
 }
 
 impl Application {
@@ -56,10 +59,14 @@ impl Application {
             port: Some(settings.preview_public_port.unwrap_or(preview_port)),
         };
         let max_body = settings.max_body_bytes;
+        let settings_copy = settings.clone();
+        let db_copy = db.clone();
         let state = web::Data::new(AppState {
             settings: Arc::new(settings),
             queue: Queue::new(pool.clone(), keys.clone()),
             hub: EventHub::start(pool.clone(), keys.clone()),
+            live_logs: LiveLogs::new(pool.clone(), keys.clone()),
+            fleet: Fleet::new(pool.clone(), keys.clone(), kiln_shared::redis::fleet::LEASE),
             idempotency: Idempotency::new(pool, keys),
             artifacts,
             urls,
@@ -87,8 +94,10 @@ impl Application {
                         .wrap(from_fn(authenticate))
                         .configure(builds::configure)
                         .configure(events::configure)
+                        .configure(logs::configure)
                         .configure(projects::configure)
-                        .configure(versions::configure),
+                        .configure(versions::configure)
+                        .configure(webhooks::configure),
                 )
                 .service(
                     web::resource("/build-preview-for-new-project")
@@ -120,11 +129,17 @@ impl Application {
         .disable_signals()
         .run();
 
+        let webhooks = settings_copy
+            .webhooks
+            .deliver
+            .then(|| kiln_shared::webhooks::Worker::new(db_copy, settings_copy.webhooks.clone()));
         Ok(Self {
             port,
             preview_port,
             api,
             preview,
+            webhooks,
+            stop: CancellationToken::new(),
         })
     }
 
@@ -136,21 +151,36 @@ impl Application {
         self.preview_port
     }
 
-    /// Runs both servers until SIGINT/SIGTERM, then stops them gracefully (in-flight requests
-    /// finish).
+    /// Cancelling this token stops the application as a signal would.
+    pub fn stopper(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// Runs both servers and the webhook deliveries until SIGINT/SIGTERM (or [`Self::stopper`]),
+    /// then stops them gracefully (in-flight requests and delivery attempts finish).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let api = self.api.handle();
         let preview = self.preview.handle();
+        let stop = self.stop.clone();
+        let deliveries = self.webhooks.map(|w| tokio::spawn(w.run(stop.clone())));
         let signals = async {
-            wait_for_signal().await;
+            tokio::select! {
+                () = wait_for_signal() => {}
+                () = stop.cancelled() => {}
+            }
             tracing::info!("shutting down");
             futures::join!(api.stop(true), preview.stop(true));
         };
         let servers = async { futures::try_join!(self.api, self.preview).map(|_| ()) };
-        tokio::select! {
+        let result = tokio::select! {
             r = servers => r,
             () = signals => Ok(()),
+        };
+        stop.cancel();
+        if let Some(d) = deliveries {
+            let _ = d.await;
         }
+        result
     }
 }
 

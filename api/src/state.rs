@@ -10,7 +10,7 @@ use crate::events::EventHub;
 use kiln_shared::db::PgPool;
 use kiln_shared::domain::VersionId;
 use kiln_shared::preview::PreviewUrls;
-use kiln_shared::redis::{Idempotency, Queue};
+use kiln_shared::redis::{Fleet, Idempotency, LiveLogs, Queue};
 use kiln_shared::store::{Artifacts, Manifest};
 
 /// What every handler can reach. Cloned per worker thread (everything inside is shared).
@@ -26,6 +26,10 @@ pub struct AppState {
     pub admission: AdmissionDb,
     /// This process's subscription to build events (shared by every worker).
     pub hub: EventHub,
+    /// Builds' live log streams.
+    pub live_logs: LiveLogs,
+    /// The live builders (for queue estimates).
+    pub fleet: Fleet,
     /// How [`AppState::for_worker`] connects its admission pool.
     pub generic_plans: GenericPlans,
 }

@@ -10,12 +10,13 @@ use kiln_shared::config::Settings;
 use kiln_shared::db::PgPool;
 use kiln_shared::domain::VersionId;
 use kiln_shared::preview::PreviewUrls;
-use kiln_shared::redis::{Job, Keys, Queue, StreamReader};
+use kiln_shared::redis::{Fleet, Job, Keys, LiveLogs, Queue, StreamReader};
 use kiln_shared::store::Artifacts;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::job;
+use crate::log::Redactor;
 
 /// How long one read waits for a build before checking for shutdown.
 const BLOCK: Duration = Duration::from_secs(2);
@@ -48,8 +49,12 @@ pub struct Builder {
     pub(crate) artifacts: Artifacts,
     pub(crate) urls: PreviewUrls,
     pub(crate) toolchain: Toolchain,
+    pub(crate) live_logs: LiveLogs,
+    pub(crate) redactor: Redactor,
+    pub(crate) fleet: Fleet,
     consumer: String,
 }
+
 
 impl Builder {
     /// Connects to Postgres (applying migrations), Redis and the artifact store, and creates
@@ -60,7 +65,10 @@ impl Builder {
             .await
             .context("applying migrations")?;
         let pool = kiln_shared::redis::connect(&settings.redis_url, REDIS_TIMEOUT)?;
-        let queue = Queue::new(pool, Keys::new(settings.redis_prefix.clone()));
+        let keys = Keys::new(settings.redis_prefix.clone());
+        let live_logs = LiveLogs::new(pool.clone(), keys.clone());
+        let fleet = Fleet::new(pool.clone(), keys.clone(), kiln_shared::redis::fleet::LEASE);
+        let queue = Queue::new(pool, keys);
         queue
             .ensure_group()
             .await
@@ -91,6 +99,7 @@ impl Builder {
             tracing::warn!("pnpm is not on PATH: builds with a package.json will fail at install");
         }
         tracing::info!(consumer, node = ?toolchain.node, pnpm = ?toolchain.pnpm, "builder connected");
+        let redactor = Redactor::new(settings.secret_values());
         Ok(Self {
             settings: Arc::new(settings),
             db,
@@ -98,6 +107,9 @@ impl Builder {
             artifacts,
             urls,
             toolchain,
+            live_logs,
+            redactor,
+            fleet,
             consumer,
         })
     }
@@ -170,8 +182,36 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         tracker.spawn(worker(builder.clone(), shutdown.clone(), slot));
     }
     tracker.close();
+    let heartbeat = tokio::spawn(heartbeat(builder.clone(), shutdown.clone()));
+    // Webhook deliveries run in every daemon of the farm, builders included.
+    let deliveries = builder.settings.webhooks.deliver.then(|| {
+        let worker = kiln_shared::webhooks::Worker::new(builder.db.clone(), builder.settings.webhooks.clone());
+        tokio::spawn(worker.run(shutdown.clone()))
+    });
     tracker.wait().await;
+    let _ = heartbeat.await;
+    if let Some(d) = deliveries {
+        let _ = d.await;
+    }
+    if let Err(e) = builder.fleet.leave(&builder.consumer).await {
+        tracing::warn!(error = %e, "cannot leave the fleet; the lease will run out");
+    }
     Ok(())
+}
+
+/// Tells the fleet this daemon is alive until shutdown (queue estimates count its slots).
+async fn heartbeat(builder: Arc<Builder>, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(kiln_shared::redis::fleet::HEARTBEAT_EVERY);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let capacity = builder.settings.builder_concurrency;
+        if let Err(e) = builder.fleet.heartbeat(&builder.consumer, capacity).await {
+            tracing::warn!(error = %e, "cannot heartbeat");
+        }
+    }
 }
 
 async fn worker(builder: Arc<Builder>, shutdown: CancellationToken, slot: usize) {

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::daemon::Builder;
-use crate::log::BuildLog;
+use crate::log::{BuildLog, LogShipper};
 use crate::process::{self, Invocation, Sandbox};
 use crate::publish::{self, PublishError};
 use crate::workspace::Workspace;
@@ -65,7 +65,8 @@ pub async fn execute(b: &Builder, job: &Job) -> anyhow::Result<VersionId> {
             json!({ "attempt": version.attempts }),
         )
         .await;
-        let log = BuildLog::new(b.settings.max_log_bytes);
+        let (shipper, live) = LogShipper::start(b.live_logs.clone(), id);
+        let log = BuildLog::with(b.settings.max_log_bytes, b.redactor.clone(), Some(live));
         let mut metrics = Metrics::default();
         let outcome = match Workspace::create(&b.settings.work_dir, id).await {
             Ok(ws) => {
@@ -80,6 +81,12 @@ pub async fn execute(b: &Builder, job: &Job) -> anyhow::Result<VersionId> {
         };
         if let Err(e) = b.artifacts.put_log(id, Bytes::from(log.bytes())).await {
             tracing::warn!(error = %e, "cannot store the build log");
+        }
+        // The live stream ends once the stored log holds every line.
+        log.close_live();
+        shipper.flush().await;
+        if let Err(e) = b.live_logs.finish(id, log.last_line()).await {
+            tracing::warn!(error = %e, "cannot end the live log");
         }
         match outcome {
             Ok(success) => record_success(b, &version, success, &metrics).await?,
@@ -141,6 +148,9 @@ async fn record_success(b: &Builder, version: &Version, s: Success, metrics: &Me
 /// Records a build event and fans it out. An event that cannot be recorded is logged, never
 /// fatal: the build's outcome is recorded in its row either way.
 pub(crate) async fn emit(b: &Builder, build: VersionId, kind: EventType, data: serde_json::Value) {
+    if !b.settings.build_events {
+        return;
+    }
     match events::record(&b.db, build, kind, &data).await {
         Ok(Some(event)) => {
             if let Err(e) = b.queue.publish_event(&event).await {

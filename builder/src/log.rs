@@ -1,39 +1,107 @@
 //! A build's log: stdout and stderr of every step, capped. When the cap is hit, the log says so
 //! and later lines are dropped; the last lines are kept apart for the error message.
+//!
+//! Every kept line gets its number (from 1) and goes, as it is written, to the live stream
+//! ([`LogShipper`]); the stored log holds the same lines, so line `n` is the same in both.
+//! Known secret values are replaced by `[redacted]` before a line is kept anywhere.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kiln_shared::domain::VersionId;
+use kiln_shared::redis::LiveLogs;
+use tokio::sync::mpsc;
 
 const TAIL_LINES: usize = 40;
 const TAIL_LINE_BYTES: usize = 300;
+
+/// Secret values that must never appear in a log.
+#[derive(Debug, Clone, Default)]
+pub struct Redactor {
+    secrets: Vec<String>,
+}
+
+impl Redactor {
+    /// Values shorter than 6 bytes are not redacted: they would mangle ordinary text.
+    pub fn new(secrets: impl IntoIterator<Item = String>) -> Self {
+        let mut secrets: Vec<String> = secrets.into_iter().filter(|s| s.len() >= 6).collect();
+        // Longest first, so a secret that contains another is replaced whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.dedup();
+        Self { secrets }
+    }
+
+    pub fn apply<'a>(&self, line: &'a str) -> std::borrow::Cow<'a, str> {
+        let mut out = std::borrow::Cow::Borrowed(line);
+        for s in &self.secrets {
+            if out.contains(s.as_str()) {
+                out = std::borrow::Cow::Owned(out.replace(s.as_str(), "[redacted]"));
+            }
+        }
+        out
+    }
+}
 
 #[derive(Debug)]
 struct Inner {
     text: Vec<u8>,
     cap: usize,
     truncated: bool,
+    /// The number of the last kept line.
+    lines: u64,
     tail: VecDeque<String>,
+    live: Option<mpsc::UnboundedSender<(u64, String)>>,
+}
+
+impl Inner {
+    fn keep(&mut self, line: &str) {
+        self.lines += 1;
+        self.text.extend_from_slice(line.as_bytes());
+        self.text.push(b'\n');
+        if let Some(live) = &self.live {
+            // The shipper is gone only when the build is over.
+            let _ = live.send((self.lines, line.to_owned()));
+        }
+    }
 }
 
 /// Shared by the readers of a step's stdout and stderr.
 #[derive(Debug, Clone)]
 pub struct BuildLog {
     inner: Arc<Mutex<Inner>>,
+    redactor: Arc<Redactor>,
 }
 
 impl BuildLog {
+    #[cfg(test)]
     pub fn new(cap: usize) -> Self {
+        Self::with(cap, Redactor::default(), None)
+    }
+
+    /// A log that redacts and sends each kept line to `live`.
+    pub fn with(cap: usize, redactor: Redactor, live: Option<mpsc::UnboundedSender<(u64, String)>>) -> Self {
         Self {
             inner: Arc::new(Mutex::new(Inner {
                 text: Vec::new(),
                 cap,
                 truncated: false,
+                lines: 0,
                 tail: VecDeque::with_capacity(TAIL_LINES),
+                live,
             })),
+            redactor: Arc::new(redactor),
         }
     }
 
     pub fn line(&self, line: &str) {
+        let line = self.redactor.apply(line);
+        // A carriage return would end the line early in a follower's SSE stream.
+        let line = if line.contains('\r') {
+            std::borrow::Cow::Owned(line.replace('\r', ""))
+        } else {
+            line
+        };
         let mut inner = self.inner.lock().expect("log lock poisoned");
         if inner.tail.len() == TAIL_LINES {
             inner.tail.pop_front();
@@ -49,14 +117,23 @@ impl BuildLog {
         if inner.text.len() + line.len() + 1 > inner.cap {
             inner.truncated = true;
             let note = format!(
-                "[kiln] log truncated: it passed the cap of {} KB\n",
+                "[kiln] log truncated: it passed the cap of {} KB (KILN_MAX_LOG_KB)",
                 inner.cap / 1024
             );
-            inner.text.extend_from_slice(note.as_bytes());
+            inner.keep(&note);
             return;
         }
-        inner.text.extend_from_slice(line.as_bytes());
-        inner.text.push(b'\n');
+        inner.keep(&line);
+    }
+
+    /// The number of the last kept line.
+    pub fn last_line(&self) -> u64 {
+        self.inner.lock().expect("log lock poisoned").lines
+    }
+
+    /// Stops sending lines to the live stream (the build is over).
+    pub fn close_live(&self) {
+        self.inner.lock().expect("log lock poisoned").live = None;
     }
 
     /// The last lines, for an error message.
@@ -77,6 +154,45 @@ impl BuildLog {
     }
 }
 
+/// How long lines wait to be sent together, at most.
+const SHIP_EVERY: Duration = Duration::from_millis(50);
+const SHIP_BATCH: usize = 500;
+
+/// Sends a build's log lines to its live stream in batches, in the background; a Redis error
+/// loses live lines (followers then see them in the stored log), never the build.
+pub struct LogShipper {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LogShipper {
+    pub fn start(live: LiveLogs, build: VersionId) -> (Self, mpsc::UnboundedSender<(u64, String)>) {
+        let (tx, mut rx) = mpsc::unbounded_channel::<(u64, String)>();
+        let task = tokio::spawn(async move {
+            let mut batch = Vec::new();
+            while let Some(first) = rx.recv().await {
+                batch.push(first);
+                let deadline = tokio::time::Instant::now() + SHIP_EVERY;
+                while batch.len() < SHIP_BATCH {
+                    match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(Some(line)) => batch.push(line),
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+                if let Err(e) = live.append(build, &batch).await {
+                    tracing::warn!(error = %e, lines = batch.len(), "cannot stream log lines");
+                }
+                batch.clear();
+            }
+        });
+        (Self { task }, tx)
+    }
+
+    /// Waits until every line sent so far is in Redis (the log's sender must be closed).
+    pub async fn flush(self) {
+        let _ = self.task.await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,7 +205,23 @@ mod tests {
         }
         let text = String::from_utf8(log.bytes()).unwrap();
         assert!(text.len() <= 2048 + 100);
-        assert!(text.ends_with("[kiln] log truncated: it passed the cap of 2 KB\n"));
+        assert!(text.ends_with("[kiln] log truncated: it passed the cap of 2 KB (KILN_MAX_LOG_KB)\n"));
         assert_eq!(log.tail(2), "line 498\nline 499");
+        assert_eq!(log.last_line() as usize, text.lines().count());
+    }
+
+    #[test]
+    fn secrets_are_redacted_everywhere() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let log = BuildLog::with(
+            4096,
+            Redactor::new(["hunter2-secret".to_owned(), "short".to_owned()]),
+            Some(tx),
+        );
+        log.line("token=hunter2-secret and short\r");
+        let text = String::from_utf8(log.bytes()).unwrap();
+        assert_eq!(text, "token=[redacted] and short\n");
+        assert_eq!(log.tail(1), "token=[redacted] and short");
+        assert_eq!(rx.try_recv().unwrap(), (1, "token=[redacted] and short".to_owned()));
     }
 }

@@ -98,6 +98,50 @@ pub struct Settings {
     pub generator_cmd: Option<String>,
     pub builder_concurrency: usize,
     pub builder_id: Option<String>,
+    pub webhooks: WebhookSettings,
+    /// Whether builders record build events (`KILN_BUILD_EVENTS=off` is for measuring what
+    /// they cost; clients then see only `build_queued`).
+    pub build_events: bool,
+}
+
+/// How webhook deliveries run (in every API and builder process).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookSettings {
+    /// Whether this process delivers (`KILN_WEBHOOK_DELIVERY=on|off`).
+    pub deliver: bool,
+    /// The retry time base (`KILN_WEBHOOK_RETRY_UNIT_MS`): retries come after 1, 2, 4, 8 and 16
+    /// of it. One minute in production; tests shorten it.
+    pub retry_unit: Duration,
+    /// The longest one attempt waits for the receiver's answer.
+    pub timeout: Duration,
+    /// Deliveries in flight at once, per process.
+    pub concurrency: usize,
+    /// How often due deliveries are looked for.
+    pub poll: Duration,
+}
+
+/// `%xx` decoding of a URL component.
+fn urlencoding_decode(raw: &str) -> Result<String, std::string::FromUtf8Error> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out)
 }
 
 /// The meaning of each required variable, printed when it is missing.
@@ -138,6 +182,19 @@ impl Source {
             Some(raw) => raw.trim().parse().map_err(|_| ConfigError::Invalid {
                 var,
                 reason: format!("expected {expected}, got {raw:?}"),
+            }),
+        }
+    }
+
+    /// `on`/`off` (also `true`/`false`, `1`/`0`).
+    fn switch(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(var).map(|v| v.trim().to_ascii_lowercase()) {
+            None => Ok(default),
+            Some(v) if ["on", "true", "1"].contains(&v.as_str()) => Ok(true),
+            Some(v) if ["off", "false", "0"].contains(&v.as_str()) => Ok(false),
+            Some(v) => Err(ConfigError::Invalid {
+                var,
+                reason: format!("expected on or off, got {v:?}"),
             }),
         }
     }
@@ -259,7 +316,39 @@ impl Settings {
             generator_cmd: src.get("KILN_GENERATOR_CMD"),
             builder_concurrency: src.positive("KILN_BUILDER_CONCURRENCY", 1)? as usize,
             builder_id: src.get("KILN_BUILDER_ID"),
+            webhooks: WebhookSettings {
+                deliver: src.switch("KILN_WEBHOOK_DELIVERY", true)?,
+                retry_unit: Duration::from_millis(src.positive("KILN_WEBHOOK_RETRY_UNIT_MS", 60_000)?),
+                timeout: Duration::from_secs(src.positive("KILN_WEBHOOK_TIMEOUT_SECS", 10)?),
+                concurrency: src.positive("KILN_WEBHOOK_CONCURRENCY", 16)? as usize,
+                poll: Duration::from_millis(src.positive("KILN_WEBHOOK_POLL_MS", 500)?),
+            },
+            build_events: src.switch("KILN_BUILD_EVENTS", true)?,
         })
+    }
+
+    /// Every secret value these settings hold (and the passwords inside the URLs), for
+    /// redaction: none of them may ever reach a build log.
+    pub fn secret_values(&self) -> Vec<String> {
+        use secrecy::ExposeSecret;
+        let mut out = Vec::new();
+        for url in [&self.database_url, &self.redis_url] {
+            let raw = url.expose_secret().to_owned();
+            if let Ok(parsed) = url::Url::parse(&raw) {
+                if let Some(password) = parsed.password() {
+                    out.push(password.to_owned());
+                    if let Ok(decoded) = urlencoding_decode(password) {
+                        out.push(decoded);
+                    }
+                }
+            }
+            out.push(raw);
+        }
+        out.extend(self.hmac_secret.iter().map(|s| s.expose_secret().to_owned()));
+        out.extend(self.api_tokens.iter().map(|s| s.expose_secret().to_owned()));
+        out.extend(self.s3.secret_access_key.iter().map(|s| s.expose_secret().to_owned()));
+        out.extend(self.s3.access_key_id.iter().cloned());
+        out
     }
 
     /// The API also needs the HMAC secret.

@@ -16,3 +16,4 @@ pub mod redis;
 pub mod signing;
 pub mod store;
 pub mod telemetry;
+pub mod webhooks;

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use super::{json_body, limit, query};
 use crate::admission::{self, BuildRequest, BuildRequestBody};
 use crate::error::ApiError;
+use crate::queue_estimate::{self, QueueEstimate};
 use crate::state::AppState;
 use crate::views::BuildView;
 
@@ -169,10 +170,22 @@ async fn get(path: web::Path<String>, state: web::Data<AppState>) -> Result<Http
         (Some(e), false) => e.progress,
         (None, false) => 0,
     };
+    let queue = match version.status {
+        BuildStatus::Queued => match queue_estimate::for_build(&state, id).await {
+            Ok(estimate) => Some(estimate),
+            Err(e) => {
+                // The build itself is still worth answering with.
+                tracing::warn!(error = %e, "cannot estimate the build's start");
+                None
+            }
+        },
+        _ => None,
+    };
     Ok(HttpResponse::Ok().json(BuildDetail {
         build: BuildView::new(version, &state.urls),
         progress,
         latest_event: latest,
+        queue,
     }))
 }
 
@@ -184,6 +197,9 @@ struct BuildDetail {
     build: BuildView,
     progress: i16,
     latest_event: Option<events::BuildEvent>,
+    /// While queued: `queuePosition`, `estimatedStartAt` and what they were computed from.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    queue: Option<QueueEstimate>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -18,7 +18,7 @@ use crate::events::{self as live, StreamTiming};
 use crate::state::AppState;
 
 /// How often an idle stream sends a comment line (and re-reads Postgres).
-const HEARTBEAT: Duration = Duration::from_secs(15);
+pub(super) const HEARTBEAT: Duration = Duration::from_secs(15);
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/builds/{id}/events", web::get().to(poll))
@@ -80,19 +80,7 @@ async fn stream(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let q: StreamQuery = query(&req)?;
-    // The header a reconnecting EventSource sends wins over the query.
-    let after = match req.headers().get("last-event-id") {
-        Some(v) => {
-            let text = v
-                .to_str()
-                .map_err(|_| ApiError::BadRequest("Last-Event-ID must be an event id".into()))?;
-            let n = text.trim().parse::<i64>().map_err(|_| {
-                ApiError::BadRequest(format!("Last-Event-ID must be an event id, got {text:?}"))
-            })?;
-            after_value(Some(n), "Last-Event-ID")?
-        }
-        None => after_value(q.after, "after")?,
-    };
+    let after = after_value(resume_point(&req)?.or(q.after), "after")?;
     let id = existing_build(&state, &path).await?;
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     tokio::spawn(live::stream(
@@ -103,12 +91,32 @@ async fn stream(
         StreamTiming { heartbeat: HEARTBEAT },
         tx,
     ));
+    Ok(sse_response(rx))
+}
+
+/// The `Last-Event-ID` header a reconnecting EventSource sends (it wins over `?after=`).
+pub(super) fn resume_point(req: &HttpRequest) -> Result<Option<i64>, ApiError> {
+    let Some(v) = req.headers().get("last-event-id") else {
+        return Ok(None);
+    };
+    let text = v
+        .to_str()
+        .map_err(|_| ApiError::BadRequest("Last-Event-ID must be a number".into()))?;
+    let n = text
+        .trim()
+        .parse::<i64>()
+        .map_err(|_| ApiError::BadRequest(format!("Last-Event-ID must be a number, got {text:?}")))?;
+    Ok(Some(n))
+}
+
+/// A `text/event-stream` answer that sends what `rx` gives until it closes.
+pub(super) fn sse_response(rx: mpsc::Receiver<Bytes>) -> HttpResponse {
     let body = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|b| (Ok::<_, actix_web::Error>(b), rx))
     });
-    Ok(HttpResponse::Ok()
+    HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "text/event-stream"))
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(body))
+        .streaming(body)
 }

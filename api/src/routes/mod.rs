@@ -3,9 +3,11 @@
 pub mod builds;
 pub mod events;
 pub mod health;
+pub mod logs;
 pub mod openapi;
 pub mod projects;
 pub mod versions;
+pub mod webhooks;
 
 use actix_web::web;
 use serde::de::DeserializeOwned;

@@ -42,7 +42,8 @@ impl BuildEvent {
     }
 }
 
-/// Records an event with the build's next id. `None` when the build does not exist.
+/// Records an event with the build's next id, and a pending delivery to each webhook that
+/// subscribes to it. `None` when the build does not exist.
 pub async fn record(
     pool: &PgPool,
     build: VersionId,
@@ -51,10 +52,21 @@ pub async fn record(
 ) -> Result<Option<BuildEvent>, DbError> {
     sqlx::query(
         "with next as (
-             update versions set last_event_id = last_event_id + 1 where id = $1 returning last_event_id)
-         insert into build_events (build_id, id, type, progress, data)
-         select $1, last_event_id, $2, $3, $4 from next
-         returning *",
+             update versions set last_event_id = last_event_id + 1 where id = $1
+             returning last_event_id, user_id, project_id),
+         event as (
+             insert into build_events (build_id, id, type, progress, data)
+             select $1, last_event_id, $2, $3, $4 from next
+             returning *),
+         deliveries as (
+             insert into webhook_deliveries (webhook_id, build_id, event_id, event_type, payload)
+             select w.id, e.build_id, e.id, e.type,
+                    kiln_webhook_payload(e.build_id, e.id, e.type, e.data, e.created_at,
+                                         next.user_id, next.project_id)
+             from event e cross join next
+             join webhooks w on (w.event_types = '{}' or e.type = any (w.event_types))
+                            and (w.user_id is null or w.user_id = next.user_id))
+         select * from event",
     )
     .bind(build.to_string())
     .bind(kind.as_str())

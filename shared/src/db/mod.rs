@@ -5,6 +5,7 @@
 pub mod batch;
 pub mod events;
 pub mod versions;
+pub mod webhooks;
 
 use std::time::Duration;
 

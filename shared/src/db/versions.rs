@@ -163,7 +163,8 @@ pub struct NewVersion {
 /// [`super::batch`]).
 pub async fn insert_queued(pool: &PgPool, rows: &[NewVersion]) -> Result<(), DbError> {
     let col = |f: fn(&NewVersion) -> Option<String>| rows.iter().map(f).collect::<Vec<_>>();
-    // The row and its first event (`build_queued`, id 1), in one statement.
+    // The row, its first event (`build_queued`, id 1) and that event's webhook deliveries, in
+    // one statement.
     sqlx::query(
         "with queued as (
              insert into versions (id, user_id, project_id, project_label, prompt, framework,
@@ -172,11 +173,19 @@ pub async fn insert_queued(pool: &PgPool, rows: &[NewVersion]) -> Result<(), DbE
              from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                          $7::text[], $8::bool[], $9::jsonb[], $10::jsonb[])
                   as t(id, u, p, label, prompt, framework, parent, generate, sources, metadata)
-             returning id, parent_version_id, created_at)
-         insert into build_events (build_id, id, type, progress, data, created_at)
-         select id, 1, 'build_queued', 0,
-                jsonb_strip_nulls(jsonb_build_object('parentVersionId', parent_version_id)), created_at
-         from queued",
+             returning id, user_id, project_id, parent_version_id, created_at),
+         event as (
+             insert into build_events (build_id, id, type, progress, data, created_at)
+             select id, 1, 'build_queued', 0,
+                    jsonb_strip_nulls(jsonb_build_object('parentVersionId', parent_version_id)), created_at
+             from queued
+             returning build_id, id, type, data, created_at)
+         insert into webhook_deliveries (webhook_id, build_id, event_id, event_type, payload)
+         select w.id, e.build_id, e.id, e.type,
+                kiln_webhook_payload(e.build_id, e.id, e.type, e.data, e.created_at, q.user_id, q.project_id)
+         from event e join queued q on q.id = e.build_id
+         join webhooks w on (w.event_types = '{}' or 'build_queued' = any (w.event_types))
+                        and (w.user_id is null or w.user_id = q.user_id)",
     )
     .bind(col(|v| Some(v.id.to_string())))
     .bind(col(|v| Some(v.user_id.to_string())))
@@ -444,4 +453,41 @@ pub async fn set_pinned(pool: &PgPool, id: VersionId, pinned: bool) -> Result<Op
         .await
         .map_err(DbError::from)
         .and_then(optional)
+}
+
+/// Where a queued build stands: the builds queued before it, the builds running now, and the
+/// median run time (start to finish) of the last [`RECENT_BUILDS`] finished builds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QueueStanding {
+    pub ahead: i64,
+    pub running: i64,
+    pub median_build_secs: Option<f64>,
+}
+
+/// How many finished builds the run-time median looks at.
+pub const RECENT_BUILDS: i64 = 50;
+
+/// The stream is first in, first out, and ids grow with admission time, so the builds ahead of
+/// `id` are the queued ones with smaller ids.
+pub async fn queue_standing(pool: &PgPool, id: VersionId) -> Result<QueueStanding, DbError> {
+    let row = sqlx::query(
+        "select
+             (select count(*) from versions where status = 'queued' and id < $1) as ahead,
+             (select count(*) from versions where status = 'running') as running,
+             (select percentile_cont(0.5) within group (order by secs) from (
+                  select extract(epoch from finished_at - started_at)::float8 as secs
+                  from versions
+                  where kind = 'build' and status in ('deployed', 'failed')
+                        and started_at is not null and finished_at is not null
+                  order by id desc limit $2) recent) as median_build_secs",
+    )
+    .bind(id.to_string())
+    .bind(RECENT_BUILDS)
+    .fetch_one(pool)
+    .await?;
+    Ok(QueueStanding {
+        ahead: row.try_get("ahead")?,
+        running: row.try_get("running")?,
+        median_build_secs: row.try_get("median_build_secs")?,
+    })
 }

@@ -2,12 +2,16 @@
 //! latest pointer per project (the KV), preview labels and idempotency records. Every key starts
 //! with the configured prefix, so tests (and several farms) can share one Redis.
 
+pub mod fleet;
 mod idempotency;
 mod kv;
+mod logs;
 mod queue;
 
 pub use idempotency::{Claim, Idempotency, IdempotencyRecord};
+pub use fleet::{Fleet, FleetCapacity};
 pub use kv::{LatestPointer, ProjectRef};
+pub use logs::{LiveLogs, LogEntry, LogFollower};
 pub use queue::{Admission, Job, Queue, StreamReader, CONSUMER_GROUP};
 use redis::aio::{ConnectionManager, MultiplexedConnection};
 
@@ -140,6 +144,21 @@ impl Keys {
     /// The pattern that matches every build's events channel.
     pub fn events_pattern(&self) -> String {
         format!("{}:events:*", self.prefix)
+    }
+
+    /// The live log stream of one build.
+    pub fn logs(&self, build: &str) -> String {
+        format!("{}:logs:{build}", self.prefix)
+    }
+
+    /// The live builders, scored by their last heartbeat (Redis time, ms).
+    pub fn builders(&self) -> String {
+        format!("{}:builders", self.prefix)
+    }
+
+    /// What one builder reported in its last heartbeat.
+    pub fn builder(&self, id: &str) -> String {
+        format!("{}:builder:{id}", self.prefix)
     }
 
     pub fn idempotency(&self, key_hash: &str) -> String {

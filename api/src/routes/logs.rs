@@ -1,0 +1,59 @@
+//! `GET /v1/builds/{id}/logs`: the whole log as text, or `?follow=true` as Server-Sent Events.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::Bytes;
+use kiln_shared::db::events;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use super::builds::path_id;
+use super::events::{resume_point, sse_response, HEARTBEAT};
+use super::query;
+use crate::error::ApiError;
+use crate::logs;
+use crate::state::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/builds/{id}/logs", web::get().to(get));
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogQuery {
+    follow: Option<bool>,
+    /// Only the lines after this line number.
+    after: Option<i64>,
+}
+
+async fn get(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let q: LogQuery = query(&req)?;
+    let follow = q.follow.unwrap_or(false);
+    let raw_after = if follow { resume_point(&req)?.or(q.after) } else { q.after };
+    let after = match raw_after {
+        None => 0,
+        Some(n) => u64::try_from(n)
+            .map_err(|_| ApiError::BadRequest(format!("after must be a line number (0 or more), got {n}")))?,
+    };
+    let id = path_id(&path)?;
+    if follow {
+        events::last_id(&state.db, id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("build {id} not found")))?;
+        let (tx, rx) = mpsc::channel::<Bytes>(64);
+        tokio::spawn(logs::follow(state.get_ref().clone(), id, after, HEARTBEAT, tx));
+        return Ok(sse_response(rx));
+    }
+    let log = logs::so_far(&state, id, after).await?;
+    let last = log.lines.last().map_or(after, |(n, _)| *n);
+    let mut text = String::new();
+    for (_, line) in &log.lines {
+        text.push_str(line);
+        text.push('\n');
+    }
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"))
+        .insert_header(("X-Kiln-Log-Last-Line", last.to_string()))
+        .insert_header(("X-Kiln-Log-Complete", log.complete.to_string()))
+        .body(text))
+}
