@@ -39,10 +39,14 @@ pub async fn so_far(state: &AppState, build: VersionId, after: u64) -> Result<Lo
             });
         }
     }
-    let entries = state.live_logs.all(build).await.map_err(|e| ApiError::Unavailable {
-        what: "the live log",
-        cause: e.into(),
-    })?;
+    let entries = state
+        .live_logs
+        .all(build)
+        .await
+        .map_err(|e| ApiError::Unavailable {
+            what: "the live log",
+            cause: e.into(),
+        })?;
     let mut complete = version.status.is_final();
     let mut lines = Vec::new();
     for e in entries {
@@ -85,7 +89,9 @@ pub async fn follow(
     if let Err(e) = follow_inner(&state, build, &mut after, heartbeat, &out).await {
         tracing::warn!(error = %e, build_id = %build, "cannot follow the build log");
         let _ = out
-            .send(Bytes::from("event: error\ndata: {\"error\":\"the log is unavailable\"}\n\n"))
+            .send(Bytes::from(
+                "event: error\ndata: {\"error\":\"the log is unavailable\"}\n\n",
+            ))
             .await;
     }
 }

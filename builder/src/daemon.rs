@@ -55,7 +55,6 @@ pub struct Builder {
     consumer: String,
 }
 
-
 impl Builder {
     /// Connects to Postgres (applying migrations), Redis and the artifact store, and creates
     /// the consumer group.
@@ -185,7 +184,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let heartbeat = tokio::spawn(heartbeat(builder.clone(), shutdown.clone()));
     // Webhook deliveries run in every daemon of the farm, builders included.
     let deliveries = builder.settings.webhooks.deliver.then(|| {
-        let worker = kiln_shared::webhooks::Worker::new(builder.db.clone(), builder.settings.webhooks.clone());
+        let worker =
+            kiln_shared::webhooks::Worker::new(builder.db.clone(), builder.settings.webhooks.clone());
         tokio::spawn(worker.run(shutdown.clone()))
     });
     tracker.wait().await;

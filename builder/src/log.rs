@@ -222,6 +222,9 @@ mod tests {
         let text = String::from_utf8(log.bytes()).unwrap();
         assert_eq!(text, "token=[redacted] and short\n");
         assert_eq!(log.tail(1), "token=[redacted] and short");
-        assert_eq!(rx.try_recv().unwrap(), (1, "token=[redacted] and short".to_owned()));
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            (1, "token=[redacted] and short".to_owned())
+        );
     }
 }

@@ -346,7 +346,12 @@ impl Settings {
         }
         out.extend(self.hmac_secret.iter().map(|s| s.expose_secret().to_owned()));
         out.extend(self.api_tokens.iter().map(|s| s.expose_secret().to_owned()));
-        out.extend(self.s3.secret_access_key.iter().map(|s| s.expose_secret().to_owned()));
+        out.extend(
+            self.s3
+                .secret_access_key
+                .iter()
+                .map(|s| s.expose_secret().to_owned()),
+        );
         out.extend(self.s3.access_key_id.iter().cloned());
         out
     }

@@ -46,7 +46,10 @@ fn mac(secret: &str, t: i64, body: &[u8]) -> Hmac<Sha256> {
 
 /// The `X-Kiln-Signature` value of `body` sent at unix time `t`.
 pub fn sign(secret: &str, t: i64, body: &[u8]) -> String {
-    format!("t={t},v1={}", hex::encode(mac(secret, t, body).finalize().into_bytes()))
+    format!(
+        "t={t},v1={}",
+        hex::encode(mac(secret, t, body).finalize().into_bytes())
+    )
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -60,7 +63,13 @@ pub enum VerifyError {
 }
 
 /// Checks a signature header against a body, in constant time, as a receiver should.
-pub fn verify(secret: &str, header: &str, body: &[u8], now: i64, tolerance_secs: i64) -> Result<(), VerifyError> {
+pub fn verify(
+    secret: &str,
+    header: &str,
+    body: &[u8],
+    now: i64,
+    tolerance_secs: i64,
+) -> Result<(), VerifyError> {
     let mut t = None;
     let mut v1 = Vec::new();
     for part in header.split(',') {
@@ -79,7 +88,10 @@ pub fn verify(secret: &str, header: &str, body: &[u8], now: i64, tolerance_secs:
     }
     let expected = mac(secret, t, body).finalize().into_bytes();
     // Any v1 may match (a secret being rotated signs with both).
-    if v1.iter().any(|sig| bool::from(sig.as_slice().ct_eq(expected.as_slice()))) {
+    if v1
+        .iter()
+        .any(|sig| bool::from(sig.as_slice().ct_eq(expected.as_slice())))
+    {
         Ok(())
     } else {
         Err(VerifyError::Mismatch)
@@ -195,7 +207,10 @@ impl Worker {
                 let status = res.status();
                 let text = res.text().await.unwrap_or_default();
                 let excerpt: String = text.chars().take(MAX_ERROR_BODY).collect();
-                (Some(status.as_u16()), Some(format!("answered {status}: {excerpt}")))
+                (
+                    Some(status.as_u16()),
+                    Some(format!("answered {status}: {excerpt}")),
+                )
             }
             Err(e) if e.is_timeout() => (
                 None,
@@ -213,7 +228,9 @@ impl Worker {
             Some(_) => after_failure(n, self.settings.retry_unit),
         };
         match webhooks::record_attempt(&self.db, &d.id, n, &outcome, next).await {
-            Ok(true) => tracing::info!(status = ?outcome.status_code, error = ?outcome.error, next = ?next, "webhook attempt"),
+            Ok(true) => {
+                tracing::info!(status = ?outcome.status_code, error = ?outcome.error, next = ?next, "webhook attempt")
+            }
             Ok(false) => tracing::warn!("another worker recorded this attempt first"),
             // The lease runs out and the attempt is made again: at least once.
             Err(e) => tracing::warn!(error = %e, "cannot record a webhook attempt"),
@@ -240,7 +257,10 @@ mod tests {
     fn a_signature_verifies_and_a_changed_body_does_not() {
         let header = sign("whsec_x", 1_700_000_000, b"{\"a\":1}");
         assert!(header.starts_with("t=1700000000,v1="));
-        assert_eq!(verify("whsec_x", &header, b"{\"a\":1}", 1_700_000_010, 300), Ok(()));
+        assert_eq!(
+            verify("whsec_x", &header, b"{\"a\":1}", 1_700_000_010, 300),
+            Ok(())
+        );
         assert_eq!(
             verify("whsec_x", &header, b"{\"a\":2}", 1_700_000_010, 300),
             Err(VerifyError::Mismatch)
@@ -253,7 +273,10 @@ mod tests {
             verify("whsec_x", &header, b"{\"a\":1}", 1_700_001_000, 300),
             Err(VerifyError::Stale)
         );
-        assert_eq!(verify("whsec_x", "v1=00", b"", 0, 300), Err(VerifyError::Malformed));
+        assert_eq!(
+            verify("whsec_x", "v1=00", b"", 0, 300),
+            Err(VerifyError::Malformed)
+        );
     }
 
     #[test]

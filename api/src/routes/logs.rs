@@ -26,10 +26,18 @@ struct LogQuery {
     after: Option<i64>,
 }
 
-async fn get(req: HttpRequest, path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn get(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let q: LogQuery = query(&req)?;
     let follow = q.follow.unwrap_or(false);
-    let raw_after = if follow { resume_point(&req)?.or(q.after) } else { q.after };
+    let raw_after = if follow {
+        resume_point(&req)?.or(q.after)
+    } else {
+        q.after
+    };
     let after = match raw_after {
         None => 0,
         Some(n) => u64::try_from(n)

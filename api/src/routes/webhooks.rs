@@ -42,19 +42,27 @@ fn unprocessable(msg: impl Into<String>) -> ApiError {
 
 impl CreateBody {
     fn parse(self) -> Result<NewWebhook, ApiError> {
-        let raw = self.url.filter(|u| !u.is_empty()).ok_or_else(|| unprocessable("url is required"))?;
+        let raw = self
+            .url
+            .filter(|u| !u.is_empty())
+            .ok_or_else(|| unprocessable("url is required"))?;
         if raw.len() > MAX_URL {
             return Err(unprocessable(format!("url is longer than {MAX_URL} characters")));
         }
         let url = url::Url::parse(&raw).map_err(|e| unprocessable(format!("url is not a URL: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
-            return Err(unprocessable("url must be an http:// or https:// URL with a host"));
+            return Err(unprocessable(
+                "url must be an http:// or https:// URL with a host",
+            ));
         }
         let mut event_types = Vec::new();
         for t in self.event_types.unwrap_or_default() {
             let parsed: EventType = t.parse().map_err(|_| {
                 let known: Vec<&str> = EventType::ALL.iter().map(|e| e.as_str()).collect();
-                unprocessable(format!("eventTypes: unknown event type {t:?}; known: {}", known.join(", ")))
+                unprocessable(format!(
+                    "eventTypes: unknown event type {t:?}; known: {}",
+                    known.join(", ")
+                ))
             })?;
             if !event_types.contains(&parsed) {
                 event_types.push(parsed);
@@ -86,16 +94,23 @@ fn webhook_id(raw: &str) -> Result<&str, ApiError> {
     let ok = raw
         .strip_prefix("wh_")
         .is_some_and(|r| r.len() == 26 && r.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase()));
-    ok.then_some(raw)
-        .ok_or_else(|| ApiError::BadRequest(format!("webhook id must be wh_ and 26 characters of 0-9a-z, got {raw:?}")))
+    ok.then_some(raw).ok_or_else(|| {
+        ApiError::BadRequest(format!(
+            "webhook id must be wh_ and 26 characters of 0-9a-z, got {raw:?}"
+        ))
+    })
 }
 
 fn delivery_id(raw: &str) -> Result<&str, ApiError> {
-    let ok = raw
-        .strip_prefix("dl_")
-        .is_some_and(|r| r.len() == 26 && r.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    let ok = raw.strip_prefix("dl_").is_some_and(|r| {
+        r.len() == 26
+            && r.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    });
     ok.then_some(raw).ok_or_else(|| {
-        ApiError::BadRequest(format!("delivery id must be dl_ and 26 lower-case hex digits, got {raw:?}"))
+        ApiError::BadRequest(format!(
+            "delivery id must be dl_ and 26 lower-case hex digits, got {raw:?}"
+        ))
     })
 }
 
@@ -158,7 +173,10 @@ async fn deliveries(
     Ok(HttpResponse::Ok().json(json!({ "deliveries": rows, "nextCursor": next })))
 }
 
-async fn redeliver(path: web::Path<(String, String)>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn redeliver(
+    path: web::Path<(String, String)>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let (hook, delivery) = path.into_inner();
     let hook = existing(&state, &hook).await?;
     let delivery = delivery_id(&delivery)?;

@@ -30,6 +30,8 @@ pub struct Options {
     pub generator: Option<String>,
     pub timeout_secs: u64,
     pub max_output_mb: u64,
+    /// More `KILN_*` variables.
+    pub env: Vec<(&'static str, String)>,
 }
 
 impl Options {
@@ -50,8 +52,19 @@ impl Default for Options {
             generator: None,
             timeout_secs: 300,
             max_output_mb: 100,
+            env: Vec::new(),
         }
     }
+}
+
+/// One Server-Sent Events message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseMessage {
+    pub id: Option<String>,
+    pub event: String,
+    pub data: String,
+    /// When the chunk that completed it arrived.
+    pub at: Instant,
 }
 
 pub struct TestApp {
@@ -62,6 +75,8 @@ pub struct TestApp {
     pub settings: Settings,
     pub artifacts_dir: Option<PathBuf>,
     pub shutdown: CancellationToken,
+    /// Stops the first API instance (and its webhook deliveries).
+    pub api_stop: CancellationToken,
     _dir: tempfile::TempDir,
 }
 
@@ -126,6 +141,7 @@ pub async fn spawn_app(opts: Options) -> TestApp {
     if let Some(g) = &opts.generator {
         vars.push(("KILN_GENERATOR_CMD", g.clone()));
     }
+    vars.extend(opts.env.iter().cloned());
     let mut settings = Settings::from_vars(vars.into_iter().map(|(k, v)| (k.to_owned(), v)))
         .expect("test settings are valid");
     let app = Application::build(settings.clone())
@@ -133,6 +149,7 @@ pub async fn spawn_app(opts: Options) -> TestApp {
         .expect("the API starts");
     let api = format!("http://127.0.0.1:{}", app.port());
     let preview_port = app.preview_port();
+    let api_stop = app.stopper();
     tokio::spawn(app.run_until_stopped());
     settings.preview_public_port = Some(preview_port);
 
@@ -155,6 +172,7 @@ pub async fn spawn_app(opts: Options) -> TestApp {
         settings,
         artifacts_dir,
         shutdown,
+        api_stop,
         _dir: dir,
     }
 }
@@ -185,12 +203,24 @@ impl TestApp {
     }
 
     /// Reads `GET {base}/v1/builds/{id}/events/stream` until the server ends it; returns the
-    /// events as `(id, type, data)`, and how many heartbeat comments came.
+    /// events as `(id, type, data)`.
     pub async fn sse(&self, base: &str, id: &str, last_event_id: Option<i64>) -> Vec<(i64, String, Value)> {
-        let mut req = self
-            .client
-            .get(format!("{base}/v1/builds/{id}/events/stream"))
-            .bearer_auth(TOKEN);
+        self.sse_messages(&format!("{base}/v1/builds/{id}/events/stream"), last_event_id)
+            .await
+            .into_iter()
+            .map(|m| {
+                let data: Value = serde_json::from_str(&m.data).unwrap();
+                let id: i64 = m.id.as_deref().expect("an event has an id").parse().unwrap();
+                assert_eq!(data["id"], id, "{m:?}");
+                assert_eq!(data["type"], m.event.as_str(), "{m:?}");
+                (id, m.event, data)
+            })
+            .collect()
+    }
+
+    /// Reads an SSE stream until the server ends it; returns its messages (comments left out).
+    pub async fn sse_messages(&self, url: &str, last_event_id: Option<i64>) -> Vec<SseMessage> {
+        let mut req = self.client.get(url).bearer_auth(TOKEN);
         if let Some(last) = last_event_id {
             req = req.header("Last-Event-ID", last.to_string());
         }
@@ -198,28 +228,31 @@ impl TestApp {
         assert_eq!(res.status(), 200);
         assert_eq!(res.headers()["content-type"], "text/event-stream");
         let mut buf = String::new();
+        let mut messages = Vec::new();
         let read = async {
             while let Some(chunk) = res.chunk().await.unwrap() {
                 buf.push_str(std::str::from_utf8(&chunk).unwrap());
+                while let Some(end) = buf.find("\n\n") {
+                    let m: String = buf.drain(..end + 2).collect();
+                    if !m.trim().is_empty() && !m.starts_with(':') {
+                        messages.push((m, Instant::now()));
+                    }
+                }
             }
         };
         tokio::time::timeout(Duration::from_secs(120), read)
             .await
-            .expect("the stream ends after the build's final event");
-        buf.split("\n\n")
-            .filter(|m| !m.trim().is_empty() && !m.starts_with(':'))
-            .map(|m| {
-                let field = |name: &str| {
-                    m.lines()
-                        .find_map(|l| l.strip_prefix(name))
-                        .unwrap_or_else(|| panic!("no {name} in {m:?}"))
-                        .to_owned()
-                };
-                let data: Value = serde_json::from_str(&field("data: ")).unwrap();
-                let id: i64 = field("id: ").parse().unwrap();
-                assert_eq!(data["id"], id, "{m}");
-                assert_eq!(data["type"], field("event: ").as_str(), "{m}");
-                (id, field("event: "), data)
+            .expect("the stream ends");
+        messages
+            .into_iter()
+            .map(|(m, at)| {
+                let field = |name: &str| m.lines().find_map(|l| l.strip_prefix(name)).map(str::to_owned);
+                SseMessage {
+                    id: field("id: "),
+                    event: field("event: ").unwrap_or_else(|| panic!("no event in {m:?}")),
+                    data: field("data: ").unwrap_or_default(),
+                    at,
+                }
             })
             .collect()
     }
@@ -266,9 +299,29 @@ impl TestApp {
     }
 
     pub async fn get_json(&self, path: &str) -> Value {
-        let res = self.get(path).await;
+        self.get_json_at(&self.api, path).await
+    }
+
+    /// A GET on the API at `base` (another instance) with the operator token, expecting 200.
+    pub async fn get_json_at(&self, base: &str, path: &str) -> Value {
+        let res = self
+            .client
+            .get(format!("{base}{path}"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), 200, "GET {path}");
         res.json().await.unwrap()
+    }
+
+    /// A signed request with a JSON body; returns the status and the JSON answer (null when
+    /// there is none).
+    pub async fn send_json(&self, method: &str, path: &str, body: &Value) -> (u16, Value) {
+        let res = self.signed(method, path, body.to_string().as_bytes()).await;
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
     /// Submits a build and expects 202; returns the build id.

@@ -48,7 +48,10 @@ impl Webhook {
         Ok(Self {
             event_types: types
                 .iter()
-                .map(|t| t.parse().map_err(|e: crate::domain::UnknownValue| corrupt(&id, e)))
+                .map(|t| {
+                    t.parse()
+                        .map_err(|e: crate::domain::UnknownValue| corrupt(&id, e))
+                })
                 .collect::<Result<_, _>>()?,
             user_id: user
                 .map(|u| UserId::parse(&u).map_err(|e| corrupt(&id, e)))
@@ -181,7 +184,8 @@ impl Delivery {
     fn from_row(row: &PgRow) -> Result<Self, DbError> {
         let id: String = row.try_get("id")?;
         let status: String = row.try_get("status")?;
-        let status = DeliveryStatus::parse(&status).ok_or_else(|| corrupt(&id, format!("status {status}")))?;
+        let status =
+            DeliveryStatus::parse(&status).ok_or_else(|| corrupt(&id, format!("status {status}")))?;
         let log: serde_json::Value = row.try_get("attempt_log")?;
         Ok(Self {
             webhook_id: row.try_get("webhook_id")?,
@@ -273,7 +277,11 @@ pub struct DueDelivery {
 
 /// Claims up to `limit` due deliveries: their next attempt moves `lease` ahead, so no other
 /// worker takes them while this one tries, and a worker that dies hands them back by itself.
-pub async fn claim_due(pool: &PgPool, limit: i64, lease: std::time::Duration) -> Result<Vec<DueDelivery>, DbError> {
+pub async fn claim_due(
+    pool: &PgPool,
+    limit: i64,
+    lease: std::time::Duration,
+) -> Result<Vec<DueDelivery>, DbError> {
     let rows = sqlx::query(
         "with due as (
              select id from webhook_deliveries

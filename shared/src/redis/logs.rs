@@ -47,7 +47,8 @@ impl LiveLogs {
         let key = self.keys.logs(&build.to_string());
         let mut pipe = redis::pipe();
         for (n, text) in lines {
-            pipe.xadd(&key, format!("0-{n}"), &[("line", text.as_str())]).ignore();
+            pipe.xadd(&key, format!("0-{n}"), &[("line", text.as_str())])
+                .ignore();
         }
         pipe.expire(&key, WHILE_RUNNING.as_secs() as i64).ignore();
         pipe.query_async::<()>(&mut self.redis.conn()).await?;
@@ -104,7 +105,8 @@ impl LogFollower {
             .count(500)
             .block(self.block.as_millis() as usize);
         let from = format!("0-{after}");
-        let reply: Result<Option<StreamReadReply>, _> = conn.xread_options(&[&self.key], &[&from], &opts).await;
+        let reply: Result<Option<StreamReadReply>, _> =
+            conn.xread_options(&[&self.key], &[&from], &opts).await;
         let reply = match reply {
             Ok(r) => r,
             Err(e) => {

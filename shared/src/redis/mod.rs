@@ -8,8 +8,8 @@ mod kv;
 mod logs;
 mod queue;
 
-pub use idempotency::{Claim, Idempotency, IdempotencyRecord};
 pub use fleet::{Fleet, FleetCapacity};
+pub use idempotency::{Claim, Idempotency, IdempotencyRecord};
 pub use kv::{LatestPointer, ProjectRef};
 pub use logs::{LiveLogs, LogEntry, LogFollower};
 pub use queue::{Admission, Job, Queue, StreamReader, CONSUMER_GROUP};
