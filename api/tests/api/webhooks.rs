@@ -42,9 +42,11 @@ struct Receiver {
 impl Receiver {
     async fn start(default: u16) -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut this = Receiver::default();
-        this.url = format!("http://127.0.0.1:{}/hook", listener.local_addr().unwrap().port());
-        *this.default.lock().unwrap() = default;
+        let this = Receiver {
+            url: format!("http://127.0.0.1:{}/hook", listener.local_addr().unwrap().port()),
+            default: Arc::new(Mutex::new(default)),
+            ..Receiver::default()
+        };
         let state = this.clone();
         let server = HttpServer::new(move || {
             App::new()
