@@ -16,6 +16,8 @@ use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
+mod watch;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "kiln",
@@ -62,6 +64,17 @@ enum Command {
         /// Show progress until the build ends, then print its preview URL.
         #[arg(long)]
         wait: bool,
+        /// With --wait: stream the build's log lines too.
+        #[arg(long, requires = "wait")]
+        logs: bool,
+    },
+    /// Follow a build live: a progress bar with the current step (and its log with --logs)
+    /// until it ends; exits non-zero when it fails.
+    Watch {
+        id: String,
+        /// Stream the build's log lines (stdout) beside the progress (stderr).
+        #[arg(long)]
+        logs: bool,
     },
     /// Show one build.
     Status { id: String },
@@ -106,6 +119,7 @@ enum Command {
     },
 }
 
+#[derive(Clone)]
 struct Client {
     http: reqwest::Client,
     url: String,
@@ -121,6 +135,36 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> anyhow::Result<reqwest::Response> {
+        self.prepare(method, path, body)?
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.url))
+    }
+
+    /// An event stream (`text/event-stream`), resumed after `last_id` when given.
+    async fn stream(&self, path: &str, last_id: Option<&str>) -> anyhow::Result<reqwest::Response> {
+        let mut req = self.prepare("GET", path, None)?;
+        if let Some(id) = last_id {
+            req = req.header("Last-Event-ID", id);
+        }
+        let res = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.url))?;
+        let status = res.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(res);
+        }
+        let json = res.json().await.unwrap_or(Value::Null);
+        Err(api_error(status, &json))
+    }
+
+    fn prepare(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<reqwest::RequestBuilder> {
         let raw = body.map(|b| b.to_string()).unwrap_or_default();
         let mut req = self
             .http
@@ -141,9 +185,7 @@ impl Client {
         } else {
             bail!("no credentials: set KILN_TOKEN (or KILN_HMAC_SECRET)");
         }
-        req.send()
-            .await
-            .with_context(|| format!("cannot reach {}", self.url))
+        Ok(req)
     }
 
     async fn send(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<(u16, Value)> {
@@ -239,28 +281,6 @@ fn print_build(b: &Value) {
     }
 }
 
-async fn wait(client: &Client, id: &str, json: bool) -> anyhow::Result<bool> {
-    let started = Instant::now();
-    let mut last = String::new();
-    loop {
-        let b = client.ok("GET", &format!("/v1/builds/{id}"), None).await?;
-        let status = b["status"].as_str().unwrap_or("?").to_owned();
-        if !json && status != last {
-            eprintln!("[{:>5.1}s] {status}", started.elapsed().as_secs_f64());
-            last = status.clone();
-        }
-        if status == "deployed" || status == "failed" {
-            if json {
-                println!("{b}");
-            } else {
-                print_build(&b);
-            }
-            return Ok(status == "deployed");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 async fn run(cli: Cli) -> anyhow::Result<bool> {
     let client = Client {
         http: reqwest::Client::new(),
@@ -276,6 +296,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             prompt,
             base,
             wait: should_wait,
+            logs,
         } => {
             let files =
                 kiln_shared::domain::read_tree(&dir).with_context(|| format!("reading {}", dir.display()))?;
@@ -296,7 +317,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                         body["files"].as_array().map_or(0, Vec::len)
                     );
                 }
-                return wait(&client, &id, cli.json).await;
+                return watch::watch(&client, &id, logs, cli.json).await;
             }
             if cli.json {
                 println!("{queued}");
@@ -309,6 +330,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 );
             }
         }
+        Command::Watch { id, logs } => return watch::watch(&client, &id, logs, cli.json).await,
         Command::Status { id } => {
             let b = client.ok("GET", &format!("/v1/builds/{id}"), None).await?;
             if cli.json {

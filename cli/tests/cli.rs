@@ -55,7 +55,10 @@ async fn submit_wait_status_and_list() {
     ];
     let (code, out, err) = kiln_async(&app.api, &[("KILN_TOKEN", TOKEN)], &submit).await;
     assert_eq!(code, 0, "{out}{err}");
-    let build: Value = serde_json::from_str(out.trim()).unwrap();
+    // The build's events as JSON lines, then the build.
+    let lines: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines[0]["type"], "build_queued", "{out}");
+    let build = lines.last().unwrap();
     assert_eq!(build["status"], "deployed");
     let id = build["id"].as_str().unwrap().to_owned();
     assert_eq!(app.preview(&id, "/").await.status(), 200);
@@ -154,4 +157,113 @@ async fn versions_rollback_diff_and_download() {
     let (code, _, err) = &outputs[5];
     assert_eq!(*code, 2);
     assert!(err.contains("expected <user>/<project>"), "{err}");
+}
+
+/// A project whose build prints a line, waits `ms`, then fails or writes its output.
+fn project_dir(ms: u64, fail: bool) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let end = if fail {
+        "console.error('the bundler gave up'); process.exit(1);"
+    } else {
+        "require('fs').mkdirSync('dist'); require('fs').writeFileSync('dist/index.html', 'watched');"
+    };
+    std::fs::write(
+        dir.path().join("package.json"),
+        r#"{"name":"p","private":true,"scripts":{"build":"node build.js"}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("build.js"),
+        format!("console.log('compiling the watched app'); setTimeout(() => {{ {end} }}, {ms});"),
+    )
+    .unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn watch_streams_progress_and_logs_and_exits_non_zero_when_the_build_fails() {
+    let app = spawn_app(Options::default()).await;
+    let creds = [("KILN_TOKEN", TOKEN)];
+    let failing = project_dir(200, true);
+    let path = failing.path().to_str().unwrap();
+    let submit = ["submit", path, "--user", "cli_watch", "--project", "failing"];
+    let (code, out, err) = kiln_async(&app.api, &creds, &submit).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let id = out.split_whitespace().nth(1).unwrap().to_owned();
+    let (code, out, err) = kiln_async(&app.api, &creds, &["watch", &id, "--logs"]).await;
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("compiling the watched app"),
+        "log lines on stdout: {out}"
+    );
+    assert!(out.contains("the bundler gave up"), "{out}");
+    assert!(out.contains("status   failed"), "{out}");
+    assert!(err.contains("install_completed"), "progress on stderr: {err}");
+    assert!(err.contains("build_failed: build failed"), "{err}");
+
+    // `submit --wait --logs` is the same watcher.
+    let ok = project_dir(100, false);
+    let path = ok.path().to_str().unwrap();
+    let submit = [
+        "submit",
+        path,
+        "--user",
+        "cli_watch",
+        "--project",
+        "ok",
+        "--wait",
+        "--logs",
+    ];
+    let (code, out, err) = kiln_async(&app.api, &creds, &submit).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("compiling the watched app"), "{out}");
+    assert!(out.contains("status   deployed"), "{out}");
+    assert!(err.contains("100%  deploy_completed: http://"), "{err}");
+}
+
+/// Forwards TCP connections to `target` and cuts each one after `life`.
+async fn cutting_proxy(target: &str, life: std::time::Duration) -> String {
+    let target = target.trim_start_matches("http://").to_owned();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let (mut inbound, _) = listener.accept().await.unwrap();
+            let target = target.clone();
+            tokio::spawn(async move {
+                let mut outbound = tokio::net::TcpStream::connect(target).await.unwrap();
+                let _ =
+                    tokio::time::timeout(life, tokio::io::copy_bidirectional(&mut inbound, &mut outbound))
+                        .await;
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn watch_resumes_across_dropped_connections_without_missing_or_repeating_an_event() {
+    let app = spawn_app(Options::default()).await;
+    let dir = project_dir(4000, false);
+    let files = kiln_shared::domain::read_tree(dir.path()).unwrap();
+    let body = serde_json::json!({ "userId": "cli_watch", "projectId": unique("cut"), "files": files });
+    let id = app.submit(&body).await;
+    // Every connection through the proxy is cut after 700 ms: the watcher reconnects several
+    // times while the build runs.
+    let proxy = cutting_proxy(&app.api, std::time::Duration::from_millis(700)).await;
+    let (code, out, err) = kiln_async(&proxy, &[("KILN_TOKEN", TOKEN)], &["watch", &id, "--json"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("reconnecting"), "the connection was cut: {err}");
+    let lines: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let (build, events) = lines.split_last().unwrap();
+    assert_eq!(build["status"], "deployed", "{build}");
+    let ids: Vec<i64> = events.iter().map(|e| e["id"].as_i64().unwrap()).collect();
+    let stored = app.get_json(&format!("/v1/builds/{id}/events")).await;
+    let expected: Vec<i64> = stored["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, expected, "every event exactly once, in order");
 }
