@@ -52,6 +52,7 @@ pub struct Builder {
     pub(crate) live_logs: LiveLogs,
     pub(crate) redactor: Redactor,
     pub(crate) fleet: Fleet,
+    pub(crate) events: crate::events::EventSink,
     consumer: String,
 }
 
@@ -99,6 +100,7 @@ impl Builder {
         }
         tracing::info!(consumer, node = ?toolchain.node, pnpm = ?toolchain.pnpm, "builder connected");
         let redactor = Redactor::new(settings.secret_values());
+        let events = crate::events::EventSink::start(db.clone(), queue.clone(), settings.build_events);
         Ok(Self {
             settings: Arc::new(settings),
             db,
@@ -109,6 +111,7 @@ impl Builder {
             live_logs,
             redactor,
             fleet,
+            events,
             consumer,
         })
     }

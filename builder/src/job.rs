@@ -4,7 +4,6 @@ use std::time::Instant as StdInstant;
 
 use bytes::Bytes;
 use futures::{stream, StreamExt, TryStreamExt};
-use kiln_shared::db::events;
 use kiln_shared::db::versions::{self, Deployed, Metrics, Version};
 use kiln_shared::domain::{EventType, Step, VersionId};
 use kiln_shared::redis::{Job, LatestPointer};
@@ -63,8 +62,7 @@ pub async fn execute(b: &Builder, job: &Job) -> anyhow::Result<VersionId> {
             id,
             EventType::BuildStarted,
             json!({ "attempt": version.attempts }),
-        )
-        .await;
+        );
         let (shipper, live) = LogShipper::start(b.live_logs.clone(), id);
         let log = BuildLog::with(b.settings.max_log_bytes, b.redactor.clone(), Some(live));
         let mut metrics = Metrics::default();
@@ -94,13 +92,15 @@ pub async fn execute(b: &Builder, job: &Job) -> anyhow::Result<VersionId> {
                 tracing::info!(step = %failure.step, error = %failure.message, "build failed");
                 if versions::mark_failed(&b.db, id, failure.step, &failure.message, &metrics).await? {
                     let data = json!({ "step": failure.step, "reason": failure.message });
-                    emit(b, id, EventType::BuildFailed, data).await;
+                    emit(b, id, EventType::BuildFailed, data);
                 }
             }
         }
         b.queue
             .release(&id.to_string(), &version.user_id, &version.project_id)
             .await?;
+        // Acknowledged once its events are recorded too.
+        b.events.flush().await;
         b.queue.ack(&job.entry_id).await?;
         Ok(id)
     }
@@ -136,7 +136,7 @@ async fn record_success(b: &Builder, version: &Version, s: Success, metrics: &Me
         .set_latest(&deployed.user_id, &deployed.project_id, &pointer)
         .await?;
     let data = json!({ "previewUrl": pointer.preview_url, "metrics": deployed.metrics });
-    emit(b, deployed.id, EventType::DeployCompleted, data).await;
+    emit(b, deployed.id, EventType::DeployCompleted, data);
     tracing::info!(
         total_ms = deployed.metrics.total_ms,
         files = deployed.metrics.file_count,
@@ -145,21 +145,9 @@ async fn record_success(b: &Builder, version: &Version, s: Success, metrics: &Me
     Ok(())
 }
 
-/// Records a build event and fans it out. An event that cannot be recorded is logged, never
-/// fatal: the build's outcome is recorded in its row either way.
-pub(crate) async fn emit(b: &Builder, build: VersionId, kind: EventType, data: serde_json::Value) {
-    if !b.settings.build_events {
-        return;
-    }
-    match events::record(&b.db, build, kind, &data).await {
-        Ok(Some(event)) => {
-            if let Err(e) = b.queue.publish_event(&event).await {
-                tracing::warn!(error = %e, event = %kind, "cannot publish a build event (clients polling Postgres still see it)");
-            }
-        }
-        Ok(None) => tracing::warn!(event = %kind, "no row for a build event"),
-        Err(e) => tracing::warn!(error = %e, event = %kind, "cannot record a build event"),
-    }
+/// Hands a build event to the daemon's recorder ([`crate::events::EventSink`]).
+pub(crate) fn emit(b: &Builder, build: VersionId, kind: EventType, data: serde_json::Value) {
+    b.events.emit(build, kind, data);
 }
 
 fn ms_since(t: StdInstant) -> Option<i64> {
@@ -196,7 +184,7 @@ async fn build(
     let mut metadata = None;
     if version.generate {
         let started = StdInstant::now();
-        emit(b, version.id, EventType::GenerateStarted, json!({})).await;
+        emit(b, version.id, EventType::GenerateStarted, json!({}));
         let command = b.settings.generator_cmd.as_deref().ok_or_else(|| {
             fail(
                 Step::Generate,
@@ -246,8 +234,7 @@ async fn build(
             version.id,
             EventType::GenerateCompleted,
             json!({ "ms": metrics.generate_ms }),
-        )
-        .await;
+        );
     }
 
     // install + build
@@ -268,8 +255,7 @@ async fn build(
             version.id,
             EventType::InstallStarted,
             json!({ "frozenLockfile": frozen }),
-        )
-        .await;
+        );
         run_step(Step::Install, &sandbox, "pnpm", &install, &project, deadline, log).await?;
         metrics.install_ms = ms_since(started);
         emit(
@@ -277,14 +263,13 @@ async fn build(
             version.id,
             EventType::InstallCompleted,
             json!({ "ms": metrics.install_ms, "frozenLockfile": frozen }),
-        )
-        .await;
+        );
         keep_lockfile(&b.artifacts, &project, &mut sources)
             .await
             .map_err(|e| fail(Step::Install, e))?;
 
         let started = StdInstant::now();
-        emit(b, version.id, EventType::BuildStepStarted, json!({})).await;
+        emit(b, version.id, EventType::BuildStepStarted, json!({}));
         if pkg.pointer("/scripts/build").is_some() {
             run_step(
                 Step::Build,
@@ -305,8 +290,7 @@ async fn build(
             version.id,
             EventType::BuildStepCompleted,
             json!({ "ms": metrics.build_ms }),
-        )
-        .await;
+        );
         let dir = detect::output_dir(&project, &pkg).map_err(|e| fail(Step::Output, e))?;
         (dir, detect::framework_of(&pkg).map(|(name, _)| name.to_owned()))
     } else {
@@ -316,7 +300,7 @@ async fn build(
 
     // upload
     let started = StdInstant::now();
-    emit(b, version.id, EventType::UploadStarted, json!({})).await;
+    emit(b, version.id, EventType::UploadStarted, json!({}));
     let max_output = b.settings.max_output_bytes;
     let root = output_root.clone();
     let files = tokio::task::spawn_blocking(move || publish::collect(&root, max_output, &["node_modules"]))
@@ -343,8 +327,7 @@ async fn build(
         version.id,
         EventType::UploadCompleted,
         json!({ "files": output.files.len(), "bytes": output.total_bytes() }),
-    )
-    .await;
+    );
     metrics.output_bytes = Some(output.total_bytes() as i64);
     metrics.file_count = Some(output.files.len() as i32);
     tracing::info!(files = output.files.len(), new_blobs, "output stored");

@@ -8,6 +8,7 @@
 
 pub mod daemon;
 mod detect;
+mod events;
 mod generator;
 mod job;
 mod log;

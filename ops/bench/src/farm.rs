@@ -163,6 +163,11 @@ impl Finished {
 impl Farm {
     /// Starts the API and `builders` builder workers (0: builds stay queued).
     pub async fn start(env: &Env, builders: usize) -> anyhow::Result<Self> {
+        Self::start_with(env, builders, &[]).await
+    }
+
+    /// [`Farm::start`] with more `KILN_*` variables.
+    pub async fn start_with(env: &Env, builders: usize, extra: &[(&str, &str)]) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("farm-").tempdir_in(&env.tmp)?;
         let artifacts_dir = dir.path().join("artifacts");
         let vars = [
@@ -178,7 +183,11 @@ impl Farm {
             ("KILN_PNPM_STORE", env.pnpm_store.display().to_string()),
             ("KILN_BUILDER_CONCURRENCY", builders.max(1).to_string()),
         ];
-        let mut settings = Settings::from_vars(vars.into_iter().map(|(k, v)| (k.to_owned(), v)))
+        let vars = vars
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .chain(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        let mut settings = Settings::from_vars(vars)
             .context("bench settings")?;
         let (server, port, preview_port) = ApiThread::start(settings.clone()).await?;
         let api = format!("http://127.0.0.1:{port}");

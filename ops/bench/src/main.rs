@@ -1,7 +1,7 @@
 //! kiln-bench: Kiln's benchmark. Run it through `ops/bench/run.sh`, which starts the private
 //! PostgreSQL and Redis it needs; see ops/bench/README.md for what each figure means.
 //!
-//!     kiln-bench [admission] [overhead] [warm]      (no argument: all three)
+//!     kiln-bench [admission] [overhead] [warm] [rollback] [events]   (no argument: all)
 //!
 //! Per-run figures go to stderr as they come; the details of each part and the summary block go
 //! to stdout. Exit status: 0 when every figure was measured (whatever the targets say), 1 when a
@@ -10,6 +10,7 @@
 #![allow(clippy::print_stdout)]
 
 mod admission;
+mod events;
 mod farm;
 mod overhead;
 mod rollback;
@@ -25,6 +26,7 @@ enum Part {
     Overhead,
     Warm,
     Rollback,
+    Events,
 }
 
 impl Part {
@@ -34,13 +36,20 @@ impl Part {
             Part::Overhead => "overhead",
             Part::Warm => "warm",
             Part::Rollback => "rollback",
+            Part::Events => "events",
         }
     }
 }
 
 fn parse_parts(args: &[String]) -> Result<Vec<Part>, String> {
     if args.is_empty() || args.iter().any(|a| a == "all") {
-        return Ok(vec![Part::Admission, Part::Overhead, Part::Warm, Part::Rollback]);
+        return Ok(vec![
+            Part::Admission,
+            Part::Overhead,
+            Part::Warm,
+            Part::Rollback,
+            Part::Events,
+        ]);
     }
     let mut parts = Vec::new();
     for a in args {
@@ -49,9 +58,10 @@ fn parse_parts(args: &[String]) -> Result<Vec<Part>, String> {
             "overhead" => Part::Overhead,
             "warm" => Part::Warm,
             "rollback" => Part::Rollback,
+            "events" => Part::Events,
             other => {
                 return Err(format!(
-                    "unknown part {other:?}: expected admission, overhead, warm, rollback or all"
+                    "unknown part {other:?}: expected admission, overhead, warm, rollback, events or all"
                 ))
             }
         };
@@ -69,6 +79,7 @@ struct Results {
     overhead: Option<Result<overhead::Report, String>>,
     warm: Option<Result<warm::Report, String>>,
     rollback: Option<Result<rollback::Report, String>>,
+    events: Option<Result<events::Report, String>>,
 }
 
 fn main() {
@@ -124,6 +135,9 @@ async fn run(parts: Vec<Part>) -> i32 {
             }
             Part::Rollback => {
                 results.rollback = Some(rollback::run(&env, &example).await.map_err(|e| format!("{e:#}")));
+            }
+            Part::Events => {
+                results.events = Some(events::run(&env).await.map_err(|e| format!("{e:#}")));
             }
             Part::Warm => {
                 results.warm = Some(warm::run(&env, &example).await.map_err(|e| format!("{e:#}")));
@@ -268,6 +282,28 @@ fn summary(r: &Results, example: &Path) -> i32 {
             Err(e) => {
                 measured = false;
                 println!("rollback    NOT MEASURED: {e}");
+            }
+        }
+    }
+    if let Some(ev) = &r.events {
+        match ev {
+            Ok(ev) => {
+                targets_met &= ev.pass();
+                println!(
+                    "events      {} SSE clients  p50 {:.2} ms  p99 {:.2} ms  target p99 <= {} ms  {}  | build cost of events {:+.1}%  target <= {:.0}%  {}",
+                    events::CLIENTS,
+                    ev.p50(),
+                    ev.p99(),
+                    events::TARGET_P99_MS,
+                    stats::verdict(ev.p99() <= events::TARGET_P99_MS),
+                    ev.cost() * 100.0,
+                    events::TARGET_COST * 100.0,
+                    stats::verdict(ev.cost() <= events::TARGET_COST)
+                );
+            }
+            Err(e) => {
+                measured = false;
+                println!("events      NOT MEASURED: {e}");
             }
         }
     }

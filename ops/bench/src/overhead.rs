@@ -53,7 +53,7 @@ fn package_json() -> String {
     .expect("a literal serialises")
 }
 
-fn body(project: &str) -> serde_json::Value {
+pub fn body(project: &str) -> serde_json::Value {
     json!({
         "userId": USER,
         "projectId": project,
