@@ -32,13 +32,13 @@ fi
 for arg in "$@"; do
     case $arg in
     admission | all) want_admission=1 ;;
-    overhead | warm | rollback) ;;
+    overhead | warm | rollback | events) ;;
     -h | --help)
         sed -n '3,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
-        kiln_log "unknown part '$arg': expected admission, overhead, warm, rollback or all"
+        kiln_log "unknown part '$arg': expected admission, overhead, warm, rollback, events or all"
         exit 2
         ;;
     esac
