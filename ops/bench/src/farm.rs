@@ -187,8 +187,7 @@ impl Farm {
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
             .chain(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-        let mut settings = Settings::from_vars(vars)
-            .context("bench settings")?;
+        let mut settings = Settings::from_vars(vars).context("bench settings")?;
         let (server, port, preview_port) = ApiThread::start(settings.clone()).await?;
         let api = format!("http://127.0.0.1:{port}");
         settings.preview_public_port = Some(preview_port);
