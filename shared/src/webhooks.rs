@@ -8,8 +8,9 @@
 //! deduplicates by the payload's `id` (the same for every attempt and redelivery of an event).
 //!
 //! Pending deliveries live in Postgres, so they survive restarts; each worker claims due ones
-//! with a lease and runs each attempt in its own task, so a slow receiver holds one slot for at
-//! most the timeout and never delays a build or another receiver.
+//! with a lease and runs each attempt in its own task, so a slow receiver holds a slot for at
+//! most the timeout, and one subscription never holds more than a quarter of a process's slots:
+//! a receiver that hangs delays neither builds nor other receivers.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -113,6 +114,8 @@ pub struct Worker {
     client: reqwest::Client,
     settings: WebhookSettings,
     slots: Arc<Semaphore>,
+    /// Attempts in flight per subscription, in this process.
+    busy: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
 }
 
 impl Worker {
@@ -131,6 +134,39 @@ impl Worker {
             client,
             settings,
             slots,
+            busy: Arc::default(),
+        }
+    }
+
+    /// The share of this process's slots one subscription may hold.
+    fn per_webhook(&self) -> usize {
+        (self.settings.concurrency / 4).max(1)
+    }
+
+    fn saturated(&self) -> Vec<String> {
+        let busy = self.busy.lock().expect("busy lock poisoned");
+        busy.iter()
+            .filter(|(_, n)| **n >= self.per_webhook())
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    fn begin(&self, webhook: &str) {
+        *self
+            .busy
+            .lock()
+            .expect("busy lock poisoned")
+            .entry(webhook.to_owned())
+            .or_default() += 1;
+    }
+
+    fn end(&self, webhook: &str) {
+        let mut busy = self.busy.lock().expect("busy lock poisoned");
+        if let Some(n) = busy.get_mut(webhook) {
+            *n -= 1;
+            if *n == 0 {
+                busy.remove(webhook);
+            }
         }
     }
 
@@ -148,17 +184,28 @@ impl Worker {
             let free = self.slots.available_permits();
             let mut claimed = 0;
             if free > 0 {
-                match webhooks::claim_due(&self.db, free as i64, self.lease()).await {
+                let claimed_now = webhooks::claim_due(
+                    &self.db,
+                    free as i64,
+                    self.per_webhook() as i64,
+                    &self.saturated(),
+                    self.lease(),
+                )
+                .await;
+                match claimed_now {
                     Ok(due) => {
                         backoff = Duration::ZERO;
                         claimed = due.len();
                         for d in due {
                             let permit = self.slots.clone().acquire_owned().await.expect("never closed");
                             let this = self.clone();
+                            this.begin(&d.webhook_id);
                             let span = tracing::info_span!("webhook_delivery", delivery_id = %d.id, attempt = d.attempts + 1);
                             tasks.spawn(
                                 async move {
+                                    let webhook = d.webhook_id.clone();
                                     this.attempt(d).await;
+                                    this.end(&webhook);
                                     drop(permit);
                                 }
                                 .instrument(span),

@@ -267,6 +267,7 @@ pub async fn redeliver(pool: &PgPool, webhook: &str, id: &str) -> Result<Option<
 #[derive(Debug, Clone)]
 pub struct DueDelivery {
     pub id: String,
+    pub webhook_id: String,
     pub url: String,
     pub secret: String,
     pub payload: serde_json::Value,
@@ -277,32 +278,43 @@ pub struct DueDelivery {
 
 /// Claims up to `limit` due deliveries: their next attempt moves `lease` ahead, so no other
 /// worker takes them while this one tries, and a worker that dies hands them back by itself.
+/// At most `per_webhook` of one subscription's deliveries are claimed, none of the subscriptions
+/// in `saturated`: a receiver that hangs can hold only its own share of a worker's slots.
 pub async fn claim_due(
     pool: &PgPool,
     limit: i64,
+    per_webhook: i64,
+    saturated: &[String],
     lease: std::time::Duration,
 ) -> Result<Vec<DueDelivery>, DbError> {
     let rows = sqlx::query(
-        "with due as (
-             select id from webhook_deliveries
-             where status = 'pending' and next_attempt_at <= now()
-             order by next_attempt_at
+        "with candidates as (
+             select id, row_number() over (partition by webhook_id order by next_attempt_at) as nth
+             from webhook_deliveries
+             where status = 'pending' and next_attempt_at <= now() and webhook_id <> all ($3)),
+         due as (
+             select d.id from webhook_deliveries d join candidates c on c.id = d.id
+             where c.nth <= $4 and d.status = 'pending' and d.next_attempt_at <= now()
+             order by d.next_attempt_at
              limit $1
-             for update skip locked)
+             for update of d skip locked)
          update webhook_deliveries d
          set next_attempt_at = now() + $2 * interval '1 millisecond'
          from due, webhooks w
          where d.id = due.id and w.id = d.webhook_id
-         returning d.id, d.payload, d.event_type, d.attempts, w.url, w.secret",
+         returning d.id, d.webhook_id, d.payload, d.event_type, d.attempts, w.url, w.secret",
     )
     .bind(limit)
     .bind(lease.as_millis() as f64)
+    .bind(saturated)
+    .bind(per_webhook)
     .fetch_all(pool)
     .await?;
     rows.iter()
         .map(|row| {
             Ok(DueDelivery {
                 id: row.try_get("id")?,
+                webhook_id: row.try_get("webhook_id")?,
                 url: row.try_get("url")?,
                 secret: row.try_get("secret")?,
                 payload: row.try_get("payload")?,
