@@ -143,12 +143,10 @@ impl Worker {
         (self.settings.concurrency / 4).max(1)
     }
 
-    fn saturated(&self) -> Vec<String> {
+    /// Attempts in flight per subscription, now.
+    fn in_flight(&self) -> Vec<(String, i64)> {
         let busy = self.busy.lock().expect("busy lock poisoned");
-        busy.iter()
-            .filter(|(_, n)| **n >= self.per_webhook())
-            .map(|(id, _)| id.clone())
-            .collect()
+        busy.iter().map(|(id, n)| (id.clone(), *n as i64)).collect()
     }
 
     fn begin(&self, webhook: &str) {
@@ -188,7 +186,7 @@ impl Worker {
                     &self.db,
                     free as i64,
                     self.per_webhook() as i64,
-                    &self.saturated(),
+                    &self.in_flight(),
                     self.lease(),
                 )
                 .await;

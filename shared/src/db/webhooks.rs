@@ -278,23 +278,29 @@ pub struct DueDelivery {
 
 /// Claims up to `limit` due deliveries: their next attempt moves `lease` ahead, so no other
 /// worker takes them while this one tries, and a worker that dies hands them back by itself.
-/// At most `per_webhook` of one subscription's deliveries are claimed, none of the subscriptions
-/// in `saturated`: a receiver that hangs can hold only its own share of a worker's slots.
+/// A subscription with attempts in flight gets only `per_webhook` minus those (`busy`), any
+/// other at most `per_webhook`: a receiver that hangs holds only its own share of the slots.
 pub async fn claim_due(
     pool: &PgPool,
     limit: i64,
     per_webhook: i64,
-    saturated: &[String],
+    busy: &[(String, i64)],
     lease: std::time::Duration,
 ) -> Result<Vec<DueDelivery>, DbError> {
+    let busy_ids: Vec<&str> = busy.iter().map(|(id, _)| id.as_str()).collect();
+    let busy_counts: Vec<i64> = busy.iter().map(|(_, n)| *n).collect();
     let rows = sqlx::query(
         "with candidates as (
-             select id, row_number() over (partition by webhook_id order by next_attempt_at) as nth
+             select id, webhook_id,
+                    row_number() over (partition by webhook_id order by next_attempt_at) as nth
              from webhook_deliveries
-             where status = 'pending' and next_attempt_at <= now() and webhook_id <> all ($3)),
+             where status = 'pending' and next_attempt_at <= now()),
          due as (
-             select d.id from webhook_deliveries d join candidates c on c.id = d.id
-             where c.nth <= $4 and d.status = 'pending' and d.next_attempt_at <= now()
+             select d.id from webhook_deliveries d
+             join candidates c on c.id = d.id
+             left join unnest($3::text[], $5::bigint[]) as b(webhook_id, n) on b.webhook_id = c.webhook_id
+             where c.nth <= $4 - coalesce(b.n, 0)
+               and d.status = 'pending' and d.next_attempt_at <= now()
              order by d.next_attempt_at
              limit $1
              for update of d skip locked)
@@ -306,8 +312,9 @@ pub async fn claim_due(
     )
     .bind(limit)
     .bind(lease.as_millis() as f64)
-    .bind(saturated)
+    .bind(busy_ids)
     .bind(per_webhook)
+    .bind(busy_counts)
     .fetch_all(pool)
     .await?;
     rows.iter()
