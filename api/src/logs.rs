@@ -104,10 +104,12 @@ async fn follow_inner(
     out: &mpsc::Sender<Bytes>,
 ) -> anyhow::Result<()> {
     let mut follower = state.live_logs.follower(build, heartbeat);
+    // Whether the stream may be missing: at the start, and after a read that found nothing.
+    let mut check = true;
     loop {
         // No live stream: the build has not written a line yet, or it ended long enough ago
         // that only the stored log is left.
-        if !follower.exists().await? {
+        if std::mem::take(&mut check) && !follower.exists().await? {
             let ended = versions::get(&state.db, build)
                 .await?
                 .is_none_or(|v| v.status.is_final());
@@ -131,6 +133,7 @@ async fn follow_inner(
             if out.send(Bytes::from_static(b": heartbeat\n\n")).await.is_err() {
                 return Ok(());
             }
+            check = true;
             continue;
         }
         for e in entries {

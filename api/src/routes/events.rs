@@ -48,7 +48,8 @@ fn after_value(raw: Option<i64>, what: &str) -> Result<i32, ApiError> {
     }
 }
 
-async fn existing_build(state: &AppState, raw: &str) -> Result<VersionId, ApiError> {
+/// The build id in the path, 404 when there is no such build.
+pub(super) async fn existing_build(state: &AppState, raw: &str) -> Result<VersionId, ApiError> {
     let id = path_id(raw)?;
     events::last_id(&state.db, id)
         .await?

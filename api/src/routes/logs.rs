@@ -3,12 +3,11 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
-use kiln_shared::db::events;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use super::builds::path_id;
-use super::events::{resume_point, sse_response, HEARTBEAT};
+use super::events::{existing_build, resume_point, sse_response, HEARTBEAT};
 use super::query;
 use crate::error::ApiError;
 use crate::logs;
@@ -43,16 +42,13 @@ async fn get(
         Some(n) => u64::try_from(n)
             .map_err(|_| ApiError::BadRequest(format!("after must be a line number (0 or more), got {n}")))?,
     };
-    let id = path_id(&path)?;
     if follow {
-        events::last_id(&state.db, id)
-            .await?
-            .ok_or_else(|| ApiError::NotFound(format!("build {id} not found")))?;
+        let id = existing_build(&state, &path).await?;
         let (tx, rx) = mpsc::channel::<Bytes>(64);
         tokio::spawn(logs::follow(state.get_ref().clone(), id, after, HEARTBEAT, tx));
         return Ok(sse_response(rx));
     }
-    let log = logs::so_far(&state, id, after).await?;
+    let log = logs::so_far(&state, path_id(&path)?, after).await?;
     let last = log.lines.last().map_or(after, |(n, _)| *n);
     let mut text = String::new();
     for (_, line) in &log.lines {
