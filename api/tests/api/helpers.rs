@@ -349,6 +349,34 @@ impl TestApp {
         }
     }
 
+    /// A finished build's events, once its final one is recorded (builders record events in
+    /// the background, so the row can say `deployed` a moment before `deploy_completed` exists).
+    pub async fn final_events(&self, id: &str) -> Vec<Value> {
+        let started = Instant::now();
+        loop {
+            let events = self.get_json(&format!("/v1/builds/{id}/events?limit=1000")).await["events"]
+                .as_array()
+                .unwrap()
+                .clone();
+            let last = events.last().and_then(|e| e["type"].as_str()).unwrap_or_default();
+            if [
+                "deploy_completed",
+                "build_failed",
+                "build_cancelled",
+                "build_superseded",
+            ]
+            .contains(&last)
+            {
+                return events;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "build {id} has no final event: {events:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// A GET on the preview listener with the given host label.
     pub async fn preview(&self, label: &str, path: &str) -> reqwest::Response {
         self.client

@@ -200,10 +200,7 @@ async fn every_event_reaches_its_subscribers_signed_and_filters_hold() {
     let project = unique("hooks");
     let id = app.submit(&build_body("u_hooks", &project, static_site())).await;
     assert_eq!(app.wait(&id).await["status"], "deployed");
-    let events = app.get_json(&format!("/v1/builds/{id}/events")).await["events"]
-        .as_array()
-        .unwrap()
-        .clone();
+    let events = app.final_events(&id).await;
 
     // Every event, signed with the subscription's secret, each body as documented.
     let got = all.wait_for(events.len(), Duration::from_secs(30)).await;
@@ -457,10 +454,7 @@ async fn a_receiver_that_hangs_delays_neither_builds_nor_other_receivers() {
     for id in &ids {
         let build = app.wait(id).await;
         assert_eq!(build["status"], "deployed", "{build}");
-        events += app.get_json(&format!("/v1/builds/{id}/events")).await["events"]
-            .as_array()
-            .unwrap()
-            .len();
+        events += app.final_events(id).await.len();
     }
     let took = started.elapsed();
     assert!(
