@@ -226,6 +226,7 @@ pub async fn admit(state: &AppState, req: BuildRequest) -> Result<Queued, ApiErr
             generate,
             source_manifest,
             metadata: req.metadata.clone(),
+            retry_of: None,
         })
         .await?;
 
@@ -277,7 +278,7 @@ fn conflict(holder: String) -> ApiError {
 async fn queue_unavailable(state: &AppState, id: VersionId, e: kiln_shared::redis::QueueError) -> ApiError {
     tracing::error!(error = %e, "the build queue is unavailable");
     let reason = format!("the build queue is unavailable: {e}");
-    match versions::mark_failed(&state.db, id, Step::Queue, &reason, &Metrics::default()).await {
+    match versions::mark_failed(&state.db, id, None, Step::Queue, &reason, &Metrics::default()).await {
         Ok(true) => {
             // Redis is down, so this event is only in Postgres (streams read it from there).
             let data = serde_json::json!({ "step": Step::Queue, "reason": reason });

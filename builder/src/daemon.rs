@@ -1,5 +1,7 @@
-//! The daemon: `concurrency` workers, each reading one build at a time from the stream's
-//! consumer group and running it. Shutdown stops claiming; builds in progress finish.
+//! The daemon: `concurrency` workers, each taking one build at a time and running it: first a
+//! build whose builder was lost (its claim unrenewed for a lease), else a new one from the
+//! stream's consumer group. Shutdown (a drain) stops claiming; builds in progress may finish
+//! until `KILN_DRAIN_SECS`, then go back to the queue.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,10 +18,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::job;
+use crate::lease::{Running, Stop};
 use crate::log::Redactor;
 
-/// How long one read waits for a build before checking for shutdown.
-const BLOCK: Duration = Duration::from_secs(2);
+/// How long one read waits for a new build before looking for lost ones and for shutdown
+/// again: a lost build is reclaimed at most this long after its lease ran out.
+const BLOCK: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// The longest the daemon waits for one (non-blocking) Redis command.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(5);
@@ -53,6 +57,7 @@ pub struct Builder {
     pub(crate) redactor: Redactor,
     pub(crate) fleet: Fleet,
     pub(crate) events: crate::events::EventSink,
+    pub(crate) running: Running,
     consumer: String,
 }
 
@@ -112,6 +117,7 @@ impl Builder {
             redactor,
             fleet,
             events,
+            running: Running::default(),
             consumer,
         })
     }
@@ -129,8 +135,16 @@ impl Builder {
         self.queue.reader(BLOCK)
     }
 
-    /// The next new build for this daemon, waiting up to the reader's block.
+    /// The next build for this daemon: one whose builder was lost, else a new one (waiting up
+    /// to the reader's block).
     pub async fn next_job(&self, reader: &mut StreamReader) -> anyhow::Result<Option<Job>> {
+        if let Some(job) = self
+            .queue
+            .reclaim(&self.consumer, self.settings.fleet.lease)
+            .await?
+        {
+            return Ok(Some(job));
+        }
         Ok(reader.read(&self.consumer).await?)
     }
 
@@ -185,6 +199,9 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     }
     tracker.close();
     let heartbeat = tokio::spawn(heartbeat(builder.clone(), shutdown.clone()));
+    let stop_listening = CancellationToken::new();
+    let cancels = tokio::spawn(listen_for_cancels(builder.clone(), stop_listening.clone()));
+    let drain = tokio::spawn(drain_deadline(builder.clone(), shutdown.clone()));
     // Webhook deliveries run in every daemon of the farm, builders included.
     let deliveries = builder.settings.webhooks.deliver.then(|| {
         let worker =
@@ -192,6 +209,9 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         tokio::spawn(worker.run(shutdown.clone()))
     });
     tracker.wait().await;
+    drain.abort();
+    stop_listening.cancel();
+    let _ = cancels.await;
     let _ = heartbeat.await;
     if let Some(d) = deliveries {
         let _ = d.await;
@@ -213,6 +233,60 @@ async fn heartbeat(builder: Arc<Builder>, shutdown: CancellationToken) {
         let capacity = builder.settings.builder_concurrency;
         if let Err(e) = builder.fleet.heartbeat(&builder.consumer, capacity).await {
             tracing::warn!(error = %e, "cannot heartbeat");
+        }
+    }
+}
+
+/// Once shutdown is asked for, running builds have `KILN_DRAIN_SECS` to finish; then they are
+/// stopped and handed back to the queue.
+async fn drain_deadline(builder: Arc<Builder>, shutdown: CancellationToken) {
+    shutdown.cancelled().await;
+    let running = builder.running.builds();
+    if running.is_empty() {
+        return;
+    }
+    let drain = builder.settings.fleet.drain;
+    tracing::info!(builds = running.len(), drain_secs = drain.as_secs(), "draining: running builds may finish");
+    tokio::time::sleep(drain).await;
+    let stopped = builder.running.stop_all(Stop::Drained);
+    if stopped > 0 {
+        tracing::warn!(builds = stopped, "drain deadline passed: handing the running builds back to the queue");
+    }
+}
+
+/// Stops this daemon's running builds that a client cancels (announced on Pub/Sub; the lease
+/// keeper's status check backs it up if an announcement is missed).
+async fn listen_for_cancels(builder: Arc<Builder>, stop: CancellationToken) {
+    use futures::StreamExt;
+    let channel = builder.queue.keys().cancels();
+    while !stop.is_cancelled() {
+        let mut pubsub = match builder.queue.redis().pubsub().await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for cancels; retrying");
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        if let Err(e) = pubsub.subscribe(&channel).await {
+            tracing::warn!(error = %e, "cannot subscribe to cancels; retrying");
+            continue;
+        }
+        let mut messages = pubsub.on_message();
+        loop {
+            let msg = tokio::select! {
+                () = stop.cancelled() => return,
+                msg = messages.next() => msg,
+            };
+            let Some(msg) = msg else { break }; // the connection dropped: subscribe again
+            let Ok(payload) = msg.get_payload::<String>() else { continue };
+            if let Ok(build) = VersionId::parse(&payload) {
+                if builder.running.stop(build, Stop::Cancelled) {
+                    tracing::info!(build_id = %build, "build cancelled by a client");
+                }
+            }
         }
     }
 }

@@ -8,7 +8,7 @@ use kiln_shared::redis::Queue;
 use tokio::sync::{mpsc, oneshot};
 
 enum Msg {
-    Event(VersionId, EventType, serde_json::Value),
+    Event(VersionId, Option<i32>, EventType, serde_json::Value),
     Flush(oneshot::Sender<()>),
 }
 
@@ -20,7 +20,7 @@ pub struct EventSink {
 impl std::fmt::Debug for Msg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Msg::Event(b, k, _) => write!(f, "Event({b}, {k})"),
+            Msg::Event(b, a, k, _) => write!(f, "Event({b}, {a:?}, {k})"),
             Msg::Flush(_) => f.write_str("Flush"),
         }
     }
@@ -36,7 +36,9 @@ impl EventSink {
         tokio::spawn(async move {
             while let Some(msg) = rx.recv().await {
                 match msg {
-                    Msg::Event(build, kind, data) => record(&db, &queue, build, kind, &data).await,
+                    Msg::Event(build, attempt, kind, data) => {
+                        record(&db, &queue, build, attempt, kind, &data).await
+                    }
                     Msg::Flush(done) => {
                         let _ = done.send(());
                     }
@@ -46,10 +48,11 @@ impl EventSink {
         Self { tx: Some(tx) }
     }
 
-    /// Hands an event over; never waits.
-    pub fn emit(&self, build: VersionId, kind: EventType, data: serde_json::Value) {
+    /// Hands an event of one attempt of a build over (`None`: whichever attempt is current);
+    /// never waits. It is dropped if another attempt has taken the build over by then.
+    pub fn emit(&self, build: VersionId, attempt: Option<i32>, kind: EventType, data: serde_json::Value) {
         if let Some(tx) = &self.tx {
-            let _ = tx.send(Msg::Event(build, kind, data));
+            let _ = tx.send(Msg::Event(build, attempt, kind, data));
         }
     }
 
@@ -66,14 +69,21 @@ impl EventSink {
 
 /// Records a build event and fans it out. An event that cannot be recorded is logged, never
 /// fatal: the build's outcome is recorded in its row either way.
-async fn record(db: &PgPool, queue: &Queue, build: VersionId, kind: EventType, data: &serde_json::Value) {
-    match events::record(db, build, kind, data).await {
+async fn record(
+    db: &PgPool,
+    queue: &Queue,
+    build: VersionId,
+    attempt: Option<i32>,
+    kind: EventType,
+    data: &serde_json::Value,
+) {
+    match events::record_for(db, build, attempt, kind, data).await {
         Ok(Some(event)) => {
             if let Err(e) = queue.publish_event(&event).await {
                 tracing::warn!(error = %e, build_id = %build, event = %kind, "cannot publish a build event (clients polling Postgres still see it)");
             }
         }
-        Ok(None) => tracing::warn!(build_id = %build, event = %kind, "no row for a build event"),
+        Ok(None) => tracing::info!(build_id = %build, event = %kind, "build event dropped: no such build, or another attempt owns it"),
         Err(e) => tracing::warn!(error = %e, build_id = %build, event = %kind, "cannot record a build event"),
     }
 }

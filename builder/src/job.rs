@@ -4,15 +4,17 @@ use std::time::Instant as StdInstant;
 
 use bytes::Bytes;
 use futures::{stream, StreamExt, TryStreamExt};
-use kiln_shared::db::versions::{self, Deployed, Metrics, Version};
-use kiln_shared::domain::{EventType, Step, VersionId};
-use kiln_shared::redis::{Job, LatestPointer};
+use kiln_shared::db::events;
+use kiln_shared::db::versions::{self, Deployed, Metrics, TakeOver, Version};
+use kiln_shared::domain::{BuildStatus, EventType, Step, VersionId};
+use kiln_shared::redis::{Job, LatestPointer, LogEntry};
 use kiln_shared::store::{Artifacts, Manifest, ManifestKind};
 use serde_json::json;
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::daemon::Builder;
+use crate::lease::{Claim, Keeper, Stop, Stopper};
 use crate::log::{BuildLog, LogShipper};
 use crate::process::{self, Invocation, Sandbox};
 use crate::publish::{self, PublishError};
@@ -45,73 +47,301 @@ struct Success {
 }
 
 /// Runs a claimed job to its recorded outcome, then releases the project's slot and acks.
-/// An `Err` is an infrastructure failure: the entry is not acked.
+/// An `Err` is an infrastructure failure: the entry is not acked, so once its claim lapses a
+/// daemon (maybe this one) takes the build over as a new attempt.
 pub async fn execute(b: &Builder, job: &Job) -> anyhow::Result<VersionId> {
     let id = job.build_id;
-    let Some(version) = versions::start(&b.db, id).await? else {
-        tracing::info!(build_id = %id, "build is not queued any more (duplicate delivery); acking");
-        b.queue.ack(&job.entry_id).await?;
-        return Ok(id);
+    let consumer = b.consumer();
+    let version = if job.reclaimed {
+        let max = b.settings.fleet.max_attempts as i32;
+        match versions::take_over(&b.db, id, consumer, max).await? {
+            TakeOver::Running(v) => {
+                tracing::warn!(build_id = %id, attempt = v.attempts, lost = v.lost,
+                    "took over a build whose builder was lost");
+                v
+            }
+            TakeOver::Exhausted(v) => {
+                give_up(b, job, &v).await?;
+                return Ok(id);
+            }
+            TakeOver::Finished(v) => {
+                settle(b, job, &v).await?;
+                return Ok(id);
+            }
+            TakeOver::Missing => {
+                b.queue.ack(consumer, &job.entry_id).await?;
+                return Ok(id);
+            }
+        }
+    } else {
+        let Some(v) = versions::start(&b.db, id, consumer).await? else {
+            tracing::info!(build_id = %id, "build is not queued any more (cancelled, superseded or a duplicate entry); acking");
+            b.queue.ack(consumer, &job.entry_id).await?;
+            return Ok(id);
+        };
+        v
     };
+    let (stopper, _registered) = b.running.register(id);
+    let claim = Claim {
+        build: id,
+        attempt: version.attempts,
+        consumer: consumer.to_owned(),
+        entry_id: job.entry_id.clone(),
+    };
+    let _keeper = Keeper::start(
+        b.queue.clone(),
+        b.db.clone(),
+        claim,
+        b.settings.fleet.lease,
+        stopper.clone(),
+    );
     let span = tracing::info_span!("build", build_id = %id, attempt = version.attempts,
         user_id = %version.user_id, project_id = %version.project_id);
-    async move {
-        tracing::info!("build started");
-        emit(
-            b,
-            id,
-            EventType::BuildStarted,
-            json!({ "attempt": version.attempts }),
-        );
-        let (shipper, live) = LogShipper::start(b.live_logs.clone(), id);
-        let log = BuildLog::with(b.settings.max_log_bytes, b.redactor.clone(), Some(live));
-        let mut metrics = Metrics::default();
-        let outcome = match Workspace::create(&b.settings.work_dir, id).await {
-            Ok(ws) => {
-                // Boxed: the build future is large, and worker stacks are not.
-                let outcome = Box::pin(build(b, &version, &ws, &log, &mut metrics)).await;
-                // The outcome does not wait for the workspace to go (a node_modules tree takes
-                // a few hundred milliseconds to delete).
-                tokio::spawn(ws.remove());
-                outcome
+    run_attempt(b, job, &version, &stopper).instrument(span).await
+}
+
+/// One attempt of a started build, to its recorded outcome (or to its stop).
+async fn run_attempt(b: &Builder, job: &Job, version: &Version, stopper: &Stopper) -> anyhow::Result<VersionId> {
+    let id = version.id;
+    let consumer = b.consumer();
+    tracing::info!("build started");
+    emit(
+        b,
+        version,
+        EventType::BuildStarted,
+        json!({ "attempt": version.attempts }),
+    );
+    let (shipper, live) = LogShipper::start(b.live_logs.clone(), id);
+    let log = BuildLog::with(b.settings.max_log_bytes, b.redactor.clone(), Some(live));
+    if version.attempts > 1 {
+        resume_log(b, version, &log).await;
+    }
+    let mut metrics = Metrics::default();
+    let outcome = match Workspace::create(&b.settings.work_dir, id).await {
+        Ok(ws) => {
+            // Boxed: the build future is large, and worker stacks are not.
+            let outcome = Box::pin(build(b, version, &ws, &log, &mut metrics, stopper)).await;
+            // The outcome does not wait for the workspace to go (a node_modules tree takes
+            // a few hundred milliseconds to delete).
+            tokio::spawn(ws.remove());
+            outcome
+        }
+        Err(e) => Err(fail(Step::Fetch, format!("cannot create the workspace: {e}"))),
+    };
+    match stopper.reason() {
+        Some(Stop::LeaseLost) => {
+            // Another daemon owns the build now: nothing of this attempt is recorded.
+            log.close_live();
+            shipper.flush().await;
+            tracing::warn!("the build's claim was lost; leaving it to the daemon that took it over");
+            return Ok(id);
+        }
+        Some(Stop::Drained) => {
+            log.line("[kiln] this builder is shutting down: the build goes back to the queue");
+            log.close_live();
+            shipper.flush().await;
+            hand_back(b, job, version).await?;
+            return Ok(id);
+        }
+        Some(Stop::Cancelled) | None => {}
+    }
+    if let Err(e) = b.artifacts.put_log(id, Bytes::from(log.bytes())).await {
+        tracing::warn!(error = %e, "cannot store the build log");
+    }
+    // The live stream ends once the stored log holds every line.
+    log.close_live();
+    shipper.flush().await;
+    if let Err(e) = b.live_logs.finish(id, log.last_line()).await {
+        tracing::warn!(error = %e, "cannot end the live log");
+    }
+    let recorded = match (stopper.reason(), outcome) {
+        // The API recorded the cancel (and its event) and released the slot.
+        (Some(_), _) => false,
+        (None, Ok(success)) => record_success(b, version, success, &metrics).await?,
+        (None, Err(failure)) => {
+            tracing::info!(step = %failure.step, error = %failure.message, "build failed");
+            let failed = versions::mark_failed(
+                &b.db,
+                id,
+                Some(version.attempts),
+                failure.step,
+                &failure.message,
+                &metrics,
+            )
+            .await?;
+            if failed {
+                let data = json!({ "step": failure.step, "reason": failure.message });
+                emit(b, version, EventType::BuildFailed, data);
             }
-            Err(e) => Err(fail(Step::Fetch, format!("cannot create the workspace: {e}"))),
-        };
+            failed
+        }
+    };
+    if recorded {
+        b.queue
+            .release(&id.to_string(), &version.user_id, &version.project_id)
+            .await?;
+    } else if let Some((status, attempt)) = versions::attempt_of(&b.db, id).await? {
+        if !status.is_final() && attempt != version.attempts {
+            tracing::warn!("another attempt took the build over; this one's result is not recorded");
+            return Ok(id);
+        }
+        tracing::info!(%status, "the build ended elsewhere (cancelled); its result is not recorded");
+    }
+    // Acknowledged once its events are recorded too.
+    b.events.flush().await;
+    b.queue.ack(consumer, &job.entry_id).await?;
+    Ok(id)
+}
+
+/// Starts an attempt's log after the lines earlier attempts streamed.
+async fn resume_log(b: &Builder, version: &Version, log: &BuildLog) {
+    resume_log_lines(b, version.id, log).await;
+    log.line(&format!(
+        "[kiln] attempt {} on {}: the builder of the previous attempt was lost or shut down; starting over",
+        version.attempts,
+        b.consumer()
+    ));
+}
+
+/// Gives a drained attempt's build back to the queue: queued again (not failed), as a new
+/// stream entry any daemon may read.
+async fn hand_back(b: &Builder, job: &Job, version: &Version) -> anyhow::Result<()> {
+    if !versions::hand_back(&b.db, version.id, version.attempts).await? {
+        // Cancelled meanwhile (then the entry is done with), or taken over (then it is not ours).
+        if versions::attempt_of(&b.db, version.id)
+            .await?
+            .is_some_and(|(status, _)| status.is_final())
+        {
+            b.queue.ack(b.consumer(), &job.entry_id).await?;
+        }
+        return Ok(());
+    }
+    b.events.flush().await;
+    if !b.queue.hand_back(b.consumer(), job).await? {
+        tracing::warn!("the build's entry was reclaimed before it could be handed back");
+    }
+    tracing::info!("build handed back to the queue");
+    Ok(())
+}
+
+/// The step a build had reached, from its newest event (for a build whose builders were lost).
+fn step_after(last: Option<EventType>) -> Step {
+    match last {
+        None | Some(EventType::BuildQueued) => Step::Queue,
+        Some(EventType::BuildStarted) => Step::Fetch,
+        Some(EventType::GenerateStarted) => Step::Generate,
+        Some(EventType::GenerateCompleted | EventType::InstallStarted) => Step::Install,
+        Some(EventType::InstallCompleted | EventType::BuildStepStarted) => Step::Build,
+        Some(EventType::BuildStepCompleted) => Step::Output,
+        Some(EventType::UploadStarted | EventType::UploadCompleted) => Step::Upload,
+        Some(_) => Step::Record,
+    }
+}
+
+/// A build whose builders were lost `KILN_MAX_ATTEMPTS` times: failed, with its log and final
+/// event, its slot released.
+async fn give_up(b: &Builder, job: &Job, version: &Version) -> anyhow::Result<()> {
+    let id = version.id;
+    let last = events::latest(&b.db, id).await?.map(|e| e.kind);
+    if let Some(failed) = versions::fail_lost(&b.db, id, step_after(last)).await? {
+        let reason = failed.error.clone().unwrap_or_default();
+        tracing::warn!(build_id = %id, error = %reason, "build failed: its builders were lost");
+        let log = BuildLog::with(b.settings.max_log_bytes, b.redactor.clone(), None);
+        resume_log_lines(b, id, &log).await;
+        log.line(&format!("[kiln] {reason}: the build failed"));
         if let Err(e) = b.artifacts.put_log(id, Bytes::from(log.bytes())).await {
             tracing::warn!(error = %e, "cannot store the build log");
         }
-        // The live stream ends once the stored log holds every line.
-        log.close_live();
-        shipper.flush().await;
-        if let Err(e) = b.live_logs.finish(id, log.last_line()).await {
+        let end = log.last_line();
+        let note = (end, format!("[kiln] {reason}: the build failed"));
+        if let Err(e) = async {
+            b.live_logs.append(id, &[note]).await?;
+            b.live_logs.finish(id, end).await
+        }
+        .await
+        {
             tracing::warn!(error = %e, "cannot end the live log");
         }
-        match outcome {
-            Ok(success) => record_success(b, &version, success, &metrics).await?,
-            Err(failure) => {
-                tracing::info!(step = %failure.step, error = %failure.message, "build failed");
-                if versions::mark_failed(&b.db, id, failure.step, &failure.message, &metrics).await? {
-                    let data = json!({ "step": failure.step, "reason": failure.message });
-                    emit(b, id, EventType::BuildFailed, data);
-                }
-            }
+        let data = json!({ "step": failed.failed_step, "reason": reason });
+        b.events.emit(id, None, EventType::BuildFailed, data);
+    }
+    b.queue
+        .release(&id.to_string(), &version.user_id, &version.project_id)
+        .await?;
+    b.events.flush().await;
+    b.queue.ack(b.consumer(), &job.entry_id).await?;
+    Ok(())
+}
+
+/// Puts the lines earlier attempts streamed at the start of `log`.
+async fn resume_log_lines(b: &Builder, id: VersionId, log: &BuildLog) {
+    match b.live_logs.all(id).await {
+        Ok(entries) => log.resume(entries.into_iter().filter_map(|e| match e {
+            LogEntry::Line { n, text } => Some((n, text)),
+            LogEntry::End => None,
+        })),
+        Err(e) => tracing::warn!(error = %e, "cannot read the earlier attempts' log"),
+    }
+}
+
+/// A reclaimed build that had already ended: its builder died between recording the outcome
+/// and finishing up. Writes what is missing (the final event, the latest pointer), releases
+/// the slot and acks.
+async fn settle(b: &Builder, job: &Job, version: &Version) -> anyhow::Result<()> {
+    let id = version.id;
+    let last = events::latest(&b.db, id).await?;
+    if !last.as_ref().is_some_and(|e| e.kind.is_final()) {
+        let (kind, data) = match version.status {
+            BuildStatus::Deployed => (
+                EventType::DeployCompleted,
+                json!({ "previewUrl": b.urls.version_url(id), "metrics": version.metrics }),
+            ),
+            BuildStatus::Cancelled => (EventType::BuildCancelled, json!({})),
+            BuildStatus::Superseded => (
+                EventType::BuildSuperseded,
+                json!({ "supersededBy": version.superseded_by }),
+            ),
+            _ => (
+                EventType::BuildFailed,
+                json!({ "step": version.failed_step, "reason": version.error }),
+            ),
+        };
+        tracing::info!(build_id = %id, event = %kind, "writing the final event a lost builder did not");
+        b.events.emit(id, None, kind, data);
+    }
+    let holder = b.queue.inflight(&version.user_id, &version.project_id).await?;
+    if holder.as_deref() == Some(id.to_string().as_str()) {
+        if version.status == BuildStatus::Deployed {
+            set_latest(b, version).await?;
         }
         b.queue
             .release(&id.to_string(), &version.user_id, &version.project_id)
             .await?;
-        // Acknowledged once its events are recorded too.
-        b.events.flush().await;
-        b.queue.ack(&job.entry_id).await?;
-        Ok(id)
     }
-    .instrument(span)
-    .await
+    b.events.flush().await;
+    b.queue.ack(b.consumer(), &job.entry_id).await?;
+    Ok(())
 }
 
-async fn record_success(b: &Builder, version: &Version, s: Success, metrics: &Metrics) -> anyhow::Result<()> {
+async fn set_latest(b: &Builder, deployed: &Version) -> anyhow::Result<LatestPointer> {
+    let pointer = LatestPointer {
+        latest_version_id: deployed.id,
+        preview_url: b.urls.version_url(deployed.id),
+        timestamp: deployed.finished_at.unwrap_or_else(chrono::Utc::now),
+    };
+    b.queue
+        .set_latest(&deployed.user_id, &deployed.project_id, &pointer)
+        .await?;
+    Ok(pointer)
+}
+
+/// Records a successful attempt; `false` when it was no longer the build's current attempt
+/// (cancelled, or taken over) and nothing was recorded.
+async fn record_success(b: &Builder, version: &Version, s: Success, metrics: &Metrics) -> anyhow::Result<bool> {
     let recorded = versions::mark_deployed(
         &b.db,
         version.id,
+        version.attempts,
         &Deployed {
             sources: s.sources.as_ref(),
             output_manifest_key: &s.output_manifest_key,
@@ -124,30 +354,23 @@ async fn record_success(b: &Builder, version: &Version, s: Success, metrics: &Me
     )
     .await?;
     let Some(deployed) = recorded else {
-        tracing::warn!("the build was no longer running when it finished; its result is not recorded");
-        return Ok(());
+        tracing::warn!("the build was no longer this attempt's when it finished; its result is not recorded");
+        return Ok(false);
     };
-    let pointer = LatestPointer {
-        latest_version_id: deployed.id,
-        preview_url: b.urls.version_url(deployed.id),
-        timestamp: deployed.finished_at.unwrap_or_else(chrono::Utc::now),
-    };
-    b.queue
-        .set_latest(&deployed.user_id, &deployed.project_id, &pointer)
-        .await?;
+    let pointer = set_latest(b, &deployed).await?;
     let data = json!({ "previewUrl": pointer.preview_url, "metrics": deployed.metrics });
-    emit(b, deployed.id, EventType::DeployCompleted, data);
+    emit(b, &deployed, EventType::DeployCompleted, data);
     tracing::info!(
         total_ms = deployed.metrics.total_ms,
         files = deployed.metrics.file_count,
         "build deployed"
     );
-    Ok(())
+    Ok(true)
 }
 
-/// Hands a build event to the daemon's recorder ([`crate::events::EventSink`]).
-pub(crate) fn emit(b: &Builder, build: VersionId, kind: EventType, data: serde_json::Value) {
-    b.events.emit(build, kind, data);
+/// Hands an event of this attempt to the daemon's recorder ([`crate::events::EventSink`]).
+pub(crate) fn emit(b: &Builder, attempt: &Version, kind: EventType, data: serde_json::Value) {
+    b.events.emit(attempt.id, Some(attempt.attempts), kind, data);
 }
 
 fn ms_since(t: StdInstant) -> Option<i64> {
@@ -160,6 +383,7 @@ async fn build(
     ws: &Workspace,
     log: &BuildLog,
     metrics: &mut Metrics,
+    stopper: &Stopper,
 ) -> Result<Success, Failure> {
     let deadline = Instant::now() + b.settings.build_timeout;
     let sandbox = Sandbox::new(
@@ -167,7 +391,8 @@ async fn build(
         &ws.tmp(),
         &b.pnpm_cache_dir(),
         b.settings.build_timeout.as_secs(),
-    );
+    )
+    .stopped_by(stopper.token().clone(), b.settings.fleet.cancel_grace);
     let project = ws.project();
 
     // fetch
@@ -184,7 +409,7 @@ async fn build(
     let mut metadata = None;
     if version.generate {
         let started = StdInstant::now();
-        emit(b, version.id, EventType::GenerateStarted, json!({}));
+        emit(b, version, EventType::GenerateStarted, json!({}));
         let command = b.settings.generator_cmd.as_deref().ok_or_else(|| {
             fail(
                 Step::Generate,
@@ -229,9 +454,7 @@ async fn build(
         }
         metadata = Some(meta);
         metrics.generate_ms = ms_since(started);
-        emit(
-            b,
-            version.id,
+        emit(b, version,
             EventType::GenerateCompleted,
             json!({ "ms": metrics.generate_ms }),
         );
@@ -250,17 +473,13 @@ async fn build(
         let install = install_args(&b.settings.pnpm_store, frozen);
         let install: Vec<&str> = install.iter().map(String::as_str).collect();
         let started = StdInstant::now();
-        emit(
-            b,
-            version.id,
+        emit(b, version,
             EventType::InstallStarted,
             json!({ "frozenLockfile": frozen }),
         );
         run_step(Step::Install, &sandbox, "pnpm", &install, &project, deadline, log).await?;
         metrics.install_ms = ms_since(started);
-        emit(
-            b,
-            version.id,
+        emit(b, version,
             EventType::InstallCompleted,
             json!({ "ms": metrics.install_ms, "frozenLockfile": frozen }),
         );
@@ -269,7 +488,7 @@ async fn build(
             .map_err(|e| fail(Step::Install, e))?;
 
         let started = StdInstant::now();
-        emit(b, version.id, EventType::BuildStepStarted, json!({}));
+        emit(b, version, EventType::BuildStepStarted, json!({}));
         if pkg.pointer("/scripts/build").is_some() {
             run_step(
                 Step::Build,
@@ -285,9 +504,7 @@ async fn build(
             log.line("[kiln] package.json has no build script; publishing the output folder as is");
         }
         metrics.build_ms = ms_since(started);
-        emit(
-            b,
-            version.id,
+        emit(b, version,
             EventType::BuildStepCompleted,
             json!({ "ms": metrics.build_ms }),
         );
@@ -300,7 +517,7 @@ async fn build(
 
     // upload
     let started = StdInstant::now();
-    emit(b, version.id, EventType::UploadStarted, json!({}));
+    emit(b, version, EventType::UploadStarted, json!({}));
     let max_output = b.settings.max_output_bytes;
     let root = output_root.clone();
     let files = tokio::task::spawn_blocking(move || publish::collect(&root, max_output, &["node_modules"]))
@@ -322,9 +539,7 @@ async fn build(
         .await
         .map_err(|e| fail(Step::Upload, e.to_string()))?;
     metrics.upload_ms = ms_since(started);
-    emit(
-        b,
-        version.id,
+    emit(b, version,
         EventType::UploadCompleted,
         json!({ "files": output.files.len(), "bytes": output.total_bytes() }),
     );

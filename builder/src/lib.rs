@@ -2,6 +2,8 @@
 //!
 //! - [`daemon`]: the consumer loop (`run(settings, shutdown)`) and a [`Builder`] tests can step.
 //! - `job`: one build from claim to record: fetch, generate, install, build, output, upload.
+//! - `lease`: a running attempt's claim (renewed, lost, taken over) and what stops it early:
+//!   a cancel, a lost claim, the drain deadline.
 //! - `process`: untrusted child processes: process group, scrubbed environment, wall-clock
 //!   limit, bounded log capture, the whole tree killed at the end.
 //! - `workspace`, `detect`, `publish`, `generator`: the stations of a build.
@@ -11,6 +13,7 @@ mod detect;
 mod events;
 mod generator;
 mod job;
+mod lease;
 mod log;
 mod process;
 mod publish;

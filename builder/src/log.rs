@@ -126,6 +126,24 @@ impl BuildLog {
         inner.keep(&line);
     }
 
+    /// Starts from the lines an earlier attempt of the build already streamed (numbered from
+    /// 1, in order), so this attempt's lines follow them: line `n` stays the same line for a
+    /// follower and in the stored log. They are not sent to the live stream again.
+    pub fn resume(&self, earlier: impl IntoIterator<Item = (u64, String)>) {
+        let mut inner = self.inner.lock().expect("log lock poisoned");
+        for (n, text) in earlier {
+            if n != inner.lines + 1 {
+                break; // a gap (the stream lost lines): keep what is contiguous
+            }
+            if inner.text.len() + text.len() + 1 > inner.cap {
+                inner.truncated = true;
+            }
+            inner.lines = n;
+            inner.text.extend_from_slice(text.as_bytes());
+            inner.text.push(b'\n');
+        }
+    }
+
     /// The number of the last kept line.
     pub fn last_line(&self) -> u64 {
         self.inner.lock().expect("log lock poisoned").lines
@@ -208,6 +226,17 @@ mod tests {
         assert!(text.ends_with("[kiln] log truncated: it passed the cap of 2 KB (KILN_MAX_LOG_KB)\n"));
         assert_eq!(log.tail(2), "line 498\nline 499");
         assert_eq!(log.last_line() as usize, text.lines().count());
+    }
+
+    #[test]
+    fn a_resumed_log_numbers_on_from_the_earlier_attempt() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let log = BuildLog::with(4096, Redactor::default(), Some(tx));
+        log.resume([(1, "a".to_owned()), (2, "b".to_owned()), (4, "gap".to_owned())]);
+        log.line("c");
+        assert_eq!(String::from_utf8(log.bytes()).unwrap(), "a\nb\nc\n");
+        assert_eq!(rx.try_recv().unwrap(), (3, "c".to_owned()));
+        assert!(rx.try_recv().is_err());
     }
 
     #[test]

@@ -4,12 +4,14 @@
 
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::log::BuildLog;
 
@@ -23,6 +25,8 @@ pub enum RunError {
     },
     #[error("the build took longer than its limit of {limit_secs} s and was killed")]
     Timeout { limit_secs: u64 },
+    #[error("the build was stopped")]
+    Stopped,
     #[error("waiting for {program}: {source}")]
     Wait {
         program: String,
@@ -37,6 +41,10 @@ pub struct Sandbox {
     pub env: Vec<(String, String)>,
     /// For messages only.
     pub limit_secs: u64,
+    /// Stops the command early (a cancel, a lost claim, a drain): SIGTERM to its group, then
+    /// SIGKILL after `grace`.
+    pub stop: CancellationToken,
+    pub grace: Duration,
 }
 
 impl Sandbox {
@@ -52,7 +60,19 @@ impl Sandbox {
             ("npm_config_update_notifier".into(), "false".into()),
             ("NO_COLOR".into(), "1".into()),
         ];
-        Self { env, limit_secs }
+        Self {
+            env,
+            limit_secs,
+            stop: CancellationToken::new(),
+            grace: Duration::from_secs(10),
+        }
+    }
+
+    /// The same sandbox, stopped by `stop` with `grace` between SIGTERM and SIGKILL.
+    pub fn stopped_by(mut self, stop: CancellationToken, grace: Duration) -> Self {
+        self.stop = stop;
+        self.grace = grace;
+        self
     }
 }
 
@@ -152,7 +172,17 @@ async fn run_inner(
             .map(|s| (s, out))
             .map_err(|source| RunError::Wait { program: program.to_owned(), source }),
         () = tokio::time::sleep_until(deadline) => Err(RunError::Timeout { limit_secs: sandbox.limit_secs }),
+        () = sandbox.stop.cancelled() => Err(RunError::Stopped),
     };
+    if let (Err(RunError::Stopped), Some(pgid)) = (&outcome, pgid) {
+        // Stopped: the group gets SIGTERM and the grace period to exit by itself.
+        log.line(&format!(
+            "[kiln] stopping: SIGTERM, then SIGKILL after {} s",
+            sandbox.grace.as_secs()
+        ));
+        let _ = killpg(pgid, Signal::SIGTERM);
+        let _ = tokio::time::timeout(sandbox.grace, child.wait()).await;
+    }
     // Whatever the command left running in its group goes too.
     if let Some(pgid) = pgid {
         let _ = killpg(pgid, Signal::SIGKILL);

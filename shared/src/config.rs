@@ -98,10 +98,35 @@ pub struct Settings {
     pub generator_cmd: Option<String>,
     pub builder_concurrency: usize,
     pub builder_id: Option<String>,
+    /// How a running build's claim is kept and given up.
+    pub fleet: FleetSettings,
     pub webhooks: WebhookSettings,
     /// Whether builders record build events (`KILN_BUILD_EVENTS=off` is for measuring what
     /// they cost; clients then see only `build_queued`).
     pub build_events: bool,
+}
+
+/// How builders hold, lose and hand back builds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetSettings {
+    /// A running build's claim lasts this long unrenewed (`KILN_LEASE_SECS`, default 60); its
+    /// builder renews it every third of that, so the lease is always three renewal periods.
+    /// When it runs out, another daemon reclaims the build.
+    pub lease: Duration,
+    /// Builders lost by one build before it fails (`KILN_MAX_ATTEMPTS`, default 3).
+    pub max_attempts: u32,
+    /// Between SIGTERM and SIGKILL when a build is cancelled (`KILN_CANCEL_GRACE_SECS`, 10).
+    pub cancel_grace: Duration,
+    /// How long a daemon told to stop lets its running builds finish before handing them
+    /// back to the queue (`KILN_DRAIN_SECS`, default 300).
+    pub drain: Duration,
+}
+
+impl FleetSettings {
+    /// How often a running build's claim is renewed.
+    pub fn renew_every(&self) -> Duration {
+        self.lease / 3
+    }
 }
 
 /// How webhook deliveries run (in every API and builder process).
@@ -316,6 +341,12 @@ impl Settings {
             generator_cmd: src.get("KILN_GENERATOR_CMD"),
             builder_concurrency: src.positive("KILN_BUILDER_CONCURRENCY", 1)? as usize,
             builder_id: src.get("KILN_BUILDER_ID"),
+            fleet: FleetSettings {
+                lease: Duration::from_secs(src.positive("KILN_LEASE_SECS", 60)?),
+                max_attempts: src.positive("KILN_MAX_ATTEMPTS", 3)?.min(1000) as u32,
+                cancel_grace: Duration::from_secs(src.positive("KILN_CANCEL_GRACE_SECS", 10)?),
+                drain: Duration::from_secs(src.positive("KILN_DRAIN_SECS", 300)?),
+            },
             webhooks: WebhookSettings {
                 deliver: src.switch("KILN_WEBHOOK_DELIVERY", true)?,
                 retry_unit: Duration::from_millis(src.positive("KILN_WEBHOOK_RETRY_UNIT_MS", 60_000)?),

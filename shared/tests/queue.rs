@@ -83,8 +83,55 @@ async fn an_idle_blocking_read_returns_nothing_and_a_late_entry_is_delivered() {
     assert_eq!((job.user_id, job.project_id), (u, p));
     let mut other = q.reader(Duration::from_millis(100));
     assert!(other.read("c2").await.unwrap().is_none(), "delivered once");
-    q.ack(&job.entry_id).await.unwrap();
+    assert!(!q.ack("c2", &job.entry_id).await.unwrap(), "only the owner acks");
+    assert!(q.ack("c1", &job.entry_id).await.unwrap());
     assert_eq!(q.depth().await.unwrap(), 0, "acked entries leave the stream");
+}
+
+#[tokio::test]
+async fn an_unrenewed_claim_is_reclaimed_and_fences_its_old_owner() {
+    let q = queue();
+    q.ensure_group().await.unwrap();
+    let (u, p) = ids();
+    let id = VersionId::new();
+    q.admit(id, &u, &p, "l").await.unwrap();
+    let job = q
+        .reader(Duration::from_millis(100))
+        .read("dead")
+        .await
+        .unwrap()
+        .expect("queued");
+    let lease = Duration::from_millis(300);
+    assert!(q.reclaim("alive", lease).await.unwrap().is_none(), "a fresh claim is not reclaimed");
+
+    // Renewing keeps the claim past the lease.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(q.renew("dead", &job.entry_id).await.unwrap());
+    }
+    assert!(q.reclaim("alive", lease).await.unwrap().is_none(), "a renewed claim is kept");
+
+    // Unrenewed for a lease: taken over, and the old owner can neither renew nor ack it.
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let taken = q.reclaim("alive", lease).await.unwrap().expect("reclaimed");
+    assert_eq!((taken.build_id, taken.reclaimed), (id, true));
+    assert_eq!(taken.entry_id, job.entry_id);
+    assert!(!q.renew("dead", &job.entry_id).await.unwrap());
+    assert!(!q.ack("dead", &job.entry_id).await.unwrap());
+    assert!(q.renew("alive", &job.entry_id).await.unwrap());
+
+    // Handed back: a new entry any consumer reads; the old one is gone.
+    assert!(!q.hand_back("dead", &taken).await.unwrap(), "only the owner hands back");
+    assert!(q.hand_back("alive", &taken).await.unwrap());
+    assert_eq!(q.depth().await.unwrap(), 1);
+    let again = q
+        .reader(Duration::from_millis(100))
+        .read("third")
+        .await
+        .unwrap()
+        .expect("handed back");
+    assert_eq!((again.build_id, again.reclaimed), (id, false));
+    assert_ne!(again.entry_id, job.entry_id);
 }
 
 #[tokio::test]

@@ -39,16 +39,18 @@ fn row(user: &str, project: &str, parent: Option<VersionId>) -> NewVersion {
         generate: false,
         source_manifest: sources,
         metadata: None,
+        retry_of: None,
     }
 }
 
 /// Starts and deploys a queued row; `sources` is the tree the build changed, if it did.
 async fn deploy(pool: &PgPool, id: VersionId, sources: Option<&Manifest>) {
-    versions::start(pool, id).await.unwrap().unwrap();
+    let started = versions::start(pool, id, "test-builder").await.unwrap().unwrap();
     let metrics = Metrics::default();
     versions::mark_deployed(
         pool,
         id,
+        started.attempts,
         &Deployed {
             sources,
             output_manifest_key: &format!("manifests/{id}/output.json"),

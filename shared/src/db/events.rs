@@ -50,9 +50,22 @@ pub async fn record(
     kind: EventType,
     data: &serde_json::Value,
 ) -> Result<Option<BuildEvent>, DbError> {
+    record_for(pool, build, None, kind, data).await
+}
+
+/// [`record`] for one attempt of a build: nothing is recorded (`None`) once another attempt
+/// has taken the build over, so a lost builder's late events never mix with the new ones.
+pub async fn record_for(
+    pool: &PgPool,
+    build: VersionId,
+    attempt: Option<i32>,
+    kind: EventType,
+    data: &serde_json::Value,
+) -> Result<Option<BuildEvent>, DbError> {
     sqlx::query(
         "with next as (
-             update versions set last_event_id = last_event_id + 1 where id = $1
+             update versions set last_event_id = last_event_id + 1
+             where id = $1 and ($5::int is null or attempts = $5)
              returning last_event_id, user_id, project_id),
          event as (
              insert into build_events (build_id, id, type, progress, data)
@@ -72,6 +85,7 @@ pub async fn record(
     .bind(kind.as_str())
     .bind(kind.progress())
     .bind(data)
+    .bind(attempt)
     .fetch_optional(pool)
     .await?
     .as_ref()

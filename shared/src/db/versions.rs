@@ -48,6 +48,14 @@ pub struct Version {
     pub output_manifest_key: Option<String>,
     pub metadata: Option<serde_json::Value>,
     pub attempts: i32,
+    /// Attempts whose builder was lost.
+    pub lost: i32,
+    /// The builder that ran (or runs) the latest attempt.
+    pub builder_id: Option<String>,
+    /// The build this one retries.
+    pub retry_of: Option<VersionId>,
+    /// The build that replaced this one while it was queued.
+    pub superseded_by: Option<VersionId>,
     pub pinned: bool,
     pub metrics: Metrics,
     pub created_at: DateTime<Utc>,
@@ -69,6 +77,10 @@ impl Version {
         let parent: Option<String> = row.try_get("parent_version_id")?;
         let status: String = row.try_get("status")?;
         let failed_step: Option<String> = row.try_get("failed_step")?;
+        let id_field = |name: &str| -> Result<Option<VersionId>, DbError> {
+            let raw: Option<String> = row.try_get(name)?;
+            raw.map(|r| VersionId::parse(&r)).transpose().map_err(|e| bad(&e))
+        };
         Ok(Version {
             id: VersionId::parse(&id).map_err(|e| bad(&e))?,
             user_id: UserId::parse(row.try_get("user_id")?).map_err(|e| bad(&e))?,
@@ -97,6 +109,10 @@ impl Version {
             output_manifest_key: row.try_get("output_manifest_key")?,
             metadata: row.try_get("metadata")?,
             attempts: row.try_get("attempts")?,
+            lost: row.try_get("lost")?,
+            builder_id: row.try_get("builder_id")?,
+            retry_of: id_field("retry_of")?,
+            superseded_by: id_field("superseded_by")?,
             pinned: row.try_get("pinned")?,
             metrics: Metrics {
                 queue_ms: row.try_get("queue_ms")?,
@@ -136,6 +152,7 @@ impl Version {
 const SUMMARY_COLUMNS: &str = "id, user_id, project_id, project_label, kind, prompt, framework,
     parent_version_id, status, generate, error, failed_step, node_version, pnpm_version,
     null::jsonb as source_manifest, source_manifest_key, output_manifest_key, metadata, attempts,
+    lost, builder_id, retry_of, superseded_by,
     pinned, queue_ms, generate_ms, install_ms, build_ms, upload_ms, total_ms, output_bytes,
     file_count, created_at, started_at, finished_at";
 
@@ -157,6 +174,8 @@ pub struct NewVersion {
     pub generate: bool,
     pub source_manifest: Manifest,
     pub metadata: Option<serde_json::Value>,
+    /// The failed or cancelled build this one retries.
+    pub retry_of: Option<VersionId>,
 }
 
 /// Inserts queued rows with their `build_queued` events, all in one statement (see
@@ -168,11 +187,13 @@ pub async fn insert_queued(pool: &PgPool, rows: &[NewVersion]) -> Result<(), DbE
     sqlx::query(
         "with queued as (
              insert into versions (id, user_id, project_id, project_label, prompt, framework,
-                 parent_version_id, status, generate, source_manifest, metadata, last_event_id)
-             select id, u, p, label, prompt, framework, parent, 'queued', generate, sources, metadata, 1
+                 parent_version_id, status, generate, source_manifest, metadata, retry_of,
+                 last_event_id)
+             select id, u, p, label, prompt, framework, parent, 'queued', generate, sources, metadata,
+                    retry, 1
              from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                         $7::text[], $8::bool[], $9::jsonb[], $10::jsonb[])
-                  as t(id, u, p, label, prompt, framework, parent, generate, sources, metadata)
+                         $7::text[], $8::bool[], $9::jsonb[], $10::jsonb[], $11::text[])
+                  as t(id, u, p, label, prompt, framework, parent, generate, sources, metadata, retry)
              returning id, user_id, project_id, parent_version_id, created_at),
          event as (
              insert into build_events (build_id, id, type, progress, data, created_at)
@@ -197,6 +218,7 @@ pub async fn insert_queued(pool: &PgPool, rows: &[NewVersion]) -> Result<(), DbE
     .bind(rows.iter().map(|v| v.generate).collect::<Vec<_>>())
     .bind(rows.iter().map(|v| Json(&v.source_manifest)).collect::<Vec<_>>())
     .bind(rows.iter().map(|v| v.metadata.clone()).collect::<Vec<_>>())
+    .bind(col(|v| v.retry_of.map(|r| r.to_string())))
     .execute(pool)
     .await?;
     Ok(())
@@ -317,18 +339,130 @@ pub async fn project_by_label(pool: &PgPool, label: &str) -> Result<Option<(User
     .transpose()
 }
 
-/// Moves a queued build to running; `None` when it was not queued (already taken or finished).
-pub async fn start(pool: &PgPool, id: VersionId) -> Result<Option<Version>, DbError> {
+/// Moves a queued build to running on `builder`; `None` when it was not queued (already taken,
+/// cancelled or finished). The row's new `attempts` fences every later write of this attempt.
+pub async fn start(pool: &PgPool, id: VersionId, builder: &str) -> Result<Option<Version>, DbError> {
     sqlx::query(
         "update versions set status = 'running', started_at = now(), attempts = attempts + 1,
-             queue_ms = (extract(epoch from now() - created_at) * 1000)::bigint
+             builder_id = $2, queue_ms = (extract(epoch from now() - created_at) * 1000)::bigint
          where id = $1 and status = 'queued' returning *",
+    )
+    .bind(id.to_string())
+    .bind(builder)
+    .fetch_optional(pool)
+    .await
+    .map_err(DbError::from)
+    .and_then(optional)
+}
+
+/// What [`take_over`] found.
+#[derive(Debug, Clone)]
+pub enum TakeOver {
+    /// The build runs again on the new builder, as a new attempt.
+    Running(Version),
+    /// Its builders were lost `max_attempts` times: the caller records it failed.
+    Exhausted(Version),
+    /// It already ended (its builder died after recording the outcome, or it was cancelled).
+    Finished(Version),
+    Missing,
+}
+
+/// A build whose builder was lost (its stream entry sat unrenewed for a lease): runs it again
+/// on `builder` as a new attempt, unless its builders were lost `max_attempts` times.
+pub async fn take_over(
+    pool: &PgPool,
+    id: VersionId,
+    builder: &str,
+    max_attempts: i32,
+) -> Result<TakeOver, DbError> {
+    let taken = sqlx::query(
+        "update versions set status = 'running', started_at = now(), attempts = attempts + 1,
+             lost = lost + 1, builder_id = $2,
+             queue_ms = coalesce(queue_ms, (extract(epoch from now() - created_at) * 1000)::bigint)
+         where id = $1 and status in ('queued', 'running') and lost + 1 < $3 returning *",
+    )
+    .bind(id.to_string())
+    .bind(builder)
+    .bind(max_attempts)
+    .fetch_optional(pool)
+    .await
+    .map_err(DbError::from)
+    .and_then(optional)?;
+    if let Some(v) = taken {
+        return Ok(TakeOver::Running(v));
+    }
+    let Some(v) = get(pool, id).await? else {
+        return Ok(TakeOver::Missing);
+    };
+    Ok(if v.status.is_final() {
+        TakeOver::Finished(v)
+    } else {
+        TakeOver::Exhausted(v)
+    })
+}
+
+/// Records a build whose builders were lost `max_attempts` times as failed at `step`.
+/// `None` when something else ended it first.
+pub async fn fail_lost(pool: &PgPool, id: VersionId, step: Step) -> Result<Option<Version>, DbError> {
+    sqlx::query(
+        "update versions set status = 'failed', finished_at = now(), failed_step = $2,
+             lost = lost + 1, error = 'builder lost ' || (lost + 1) || ' times',
+             total_ms = (extract(epoch from now() - created_at) * 1000)::bigint
+         where id = $1 and status in ('queued', 'running') returning *",
+    )
+    .bind(id.to_string())
+    .bind(step.as_str())
+    .fetch_optional(pool)
+    .await
+    .map_err(DbError::from)
+    .and_then(optional)
+}
+
+/// Gives a running attempt back to the queue (its daemon is draining): the build is queued
+/// again, not failed. `false` when the attempt is no longer the build's current one.
+pub async fn hand_back(pool: &PgPool, id: VersionId, attempt: i32) -> Result<bool, DbError> {
+    let done = sqlx::query(
+        "update versions set status = 'queued', started_at = null
+         where id = $1 and status = 'running' and attempts = $2",
+    )
+    .bind(id.to_string())
+    .bind(attempt)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// A build's status and current attempt, for a running attempt to check that it still is the
+/// build's current one.
+pub async fn attempt_of(pool: &PgPool, id: VersionId) -> Result<Option<(BuildStatus, i32)>, DbError> {
+    let row = sqlx::query("select status, attempts from versions where id = $1")
+        .bind(id.to_string())
+        .fetch_optional(pool)
+        .await?;
+    row.map(|r| {
+        let status: String = r.try_get("status")?;
+        Ok((status.parse().map_err(|e| corrupt(&id.to_string(), e))?, r.try_get("attempts")?))
+    })
+    .transpose()
+}
+
+/// Cancels a queued or running build. `Ok(Ok(v))`: cancelled now; `Ok(Err(v))`: it had already
+/// ended (`v` as it is); `None`: no such build.
+pub async fn cancel(pool: &PgPool, id: VersionId) -> Result<Option<Result<Version, Version>>, DbError> {
+    let cancelled = sqlx::query(
+        "update versions set status = 'cancelled', finished_at = now(),
+             total_ms = (extract(epoch from now() - created_at) * 1000)::bigint
+         where id = $1 and status in ('queued', 'running') returning *",
     )
     .bind(id.to_string())
     .fetch_optional(pool)
     .await
     .map_err(DbError::from)
-    .and_then(optional)
+    .and_then(optional)?;
+    if let Some(v) = cancelled {
+        return Ok(Some(Ok(v)));
+    }
+    Ok(get(pool, id).await?.map(Err))
 }
 
 /// What a successful build records.
@@ -348,6 +482,7 @@ pub struct Deployed<'a> {
 pub async fn mark_deployed(
     pool: &PgPool,
     id: VersionId,
+    attempt: i32,
     d: &Deployed<'_>,
 ) -> Result<Option<Version>, DbError> {
     let m = d.metrics;
@@ -359,7 +494,7 @@ pub async fn mark_deployed(
              generate_ms = $8, install_ms = $9, build_ms = $10, upload_ms = $11,
              output_bytes = $12, file_count = $13,
              total_ms = (extract(epoch from now() - created_at) * 1000)::bigint
-         where id = $1 and status = 'running' returning *",
+         where id = $1 and status = 'running' and attempts = $14 returning *",
     )
     .bind(id.to_string())
     .bind(d.sources.map(Json))
@@ -374,6 +509,7 @@ pub async fn mark_deployed(
     .bind(m.upload_ms)
     .bind(m.output_bytes)
     .bind(m.file_count)
+    .bind(attempt)
     .fetch_optional(pool)
     .await
     .map_err(DbError::from)
@@ -381,10 +517,12 @@ pub async fn mark_deployed(
 }
 
 /// Records a queued or running build as failed, keeping the step and the reason, and whatever
-/// timings it got to. `false` when the build had already finished.
+/// timings it got to. `attempt` fences a builder's write (`None`: any attempt). `false` when
+/// the build had already finished, or the attempt is not the current one.
 pub async fn mark_failed(
     pool: &PgPool,
     id: VersionId,
+    attempt: Option<i32>,
     step: Step,
     error: &str,
     metrics: &Metrics,
@@ -393,7 +531,7 @@ pub async fn mark_failed(
         "update versions set status = 'failed', finished_at = now(), failed_step = $2, error = $3,
              generate_ms = $4, install_ms = $5, build_ms = $6, upload_ms = $7,
              total_ms = (extract(epoch from now() - created_at) * 1000)::bigint
-         where id = $1 and status in ('queued', 'running')",
+         where id = $1 and status in ('queued', 'running') and ($8::int is null or attempts = $8)",
     )
     .bind(id.to_string())
     .bind(step.as_str())
@@ -402,6 +540,7 @@ pub async fn mark_failed(
     .bind(metrics.install_ms)
     .bind(metrics.build_ms)
     .bind(metrics.upload_ms)
+    .bind(attempt)
     .execute(pool)
     .await?;
     Ok(done.rows_affected() == 1)

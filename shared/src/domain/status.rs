@@ -50,13 +50,15 @@ string_enum!(
         Running => "running",
         Deployed => "deployed",
         Failed => "failed",
+        Cancelled => "cancelled",
+        Superseded => "superseded",
     }
 );
 
 impl BuildStatus {
     /// A build in this status will not change any more.
     pub fn is_final(self) -> bool {
-        matches!(self, BuildStatus::Deployed | BuildStatus::Failed)
+        !matches!(self, BuildStatus::Queued | BuildStatus::Running)
     }
 }
 

@@ -161,6 +161,11 @@ impl Keys {
         format!("{}:builder:{id}", self.prefix)
     }
 
+    /// The Pub/Sub channel on which cancelled builds are announced to the builders.
+    pub fn cancels(&self) -> String {
+        format!("{}:cancels", self.prefix)
+    }
+
     pub fn idempotency(&self, key_hash: &str) -> String {
         format!("{}:idem:{key_hash}", self.prefix)
     }

@@ -12,6 +12,14 @@ pub const CONSUMER_GROUP: &str = "builders";
 static ADMIT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(include_str!("admit.lua")));
 static HOLD: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(include_str!("hold.lua")));
 static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(include_str!("release.lua")));
+static RENEW: LazyLock<redis::Script> = LazyLock::new(|| owned_script(include_str!("renew.lua")));
+static ACK: LazyLock<redis::Script> = LazyLock::new(|| owned_script(include_str!("ack.lua")));
+static HAND_BACK: LazyLock<redis::Script> = LazyLock::new(|| owned_script(include_str!("hand_back.lua")));
+
+/// A script that asks whether a consumer owns an entry (`owned.lua` is its head).
+fn owned_script(body: &str) -> redis::Script {
+    redis::Script::new(&format!("{}\n{body}", include_str!("owned.lua")))
+}
 
 /// What the admission script did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +40,29 @@ pub struct Job {
     pub build_id: VersionId,
     pub user_id: UserId,
     pub project_id: ProjectId,
+    /// Taken over from a consumer that stopped renewing it (its builder was lost).
+    pub reclaimed: bool,
+}
+
+impl Job {
+    fn of(stream: &str, entry: &redis::streams::StreamId, reclaimed: bool) -> Result<Self, QueueError> {
+        let malformed = |reason: String| QueueError::Malformed {
+            key: format!("{stream} {}", entry.id),
+            reason,
+        };
+        let field = |name: &str| -> Result<String, QueueError> {
+            entry
+                .get::<String>(name)
+                .ok_or_else(|| malformed(format!("field {name} is missing")))
+        };
+        Ok(Job {
+            build_id: VersionId::parse(&field("build_id")?).map_err(|e| malformed(e.to_string()))?,
+            user_id: UserId::parse(&field("user_id")?).map_err(|e| malformed(e.to_string()))?,
+            project_id: ProjectId::parse(&field("project_id")?).map_err(|e| malformed(e.to_string()))?,
+            entry_id: entry.id.clone(),
+            reclaimed,
+        })
+    }
 }
 
 /// The build stream and the in-flight claims.
@@ -162,17 +193,75 @@ impl Queue {
     }
 
     /// Acknowledges a finished entry and removes it from the stream (there is one group, so a
-    /// processed entry is of no further use).
-    pub async fn ack(&self, entry_id: &str) -> Result<(), QueueError> {
-        let mut conn = self.redis.conn();
+    /// processed entry is of no further use), when `consumer` still owns it. `false` when the
+    /// entry was reclaimed by another consumer (or is gone): then it is left alone.
+    pub async fn ack(&self, consumer: &str, entry_id: &str) -> Result<bool, QueueError> {
+        let done: i64 = ACK
+            .key(self.keys.stream())
+            .arg(CONSUMER_GROUP)
+            .arg(consumer)
+            .arg(entry_id)
+            .invoke_async(&mut self.redis.conn())
+            .await?;
+        Ok(done == 1)
+    }
+
+    /// Renews `consumer`'s claim on a running build's entry (resets its idle time). `false`
+    /// when the claim is lost: another consumer reclaimed the entry, or it is gone.
+    pub async fn renew(&self, consumer: &str, entry_id: &str) -> Result<bool, QueueError> {
+        let renewed: i64 = RENEW
+            .key(self.keys.stream())
+            .arg(CONSUMER_GROUP)
+            .arg(consumer)
+            .arg(entry_id)
+            .invoke_async(&mut self.redis.conn())
+            .await?;
+        Ok(renewed == 1)
+    }
+
+    /// Takes over one build whose claim was not renewed for `lease` (its builder died or was
+    /// cut off), if there is one.
+    pub async fn reclaim(&self, consumer: &str, lease: std::time::Duration) -> Result<Option<Job>, QueueError> {
         let stream = self.keys.stream();
-        redis::pipe()
-            .atomic()
-            .xack(&stream, CONSUMER_GROUP, &[entry_id])
-            .ignore()
-            .xdel(&stream, &[entry_id])
-            .ignore()
-            .query_async::<()>(&mut conn)
+        let reply: redis::streams::StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+            .arg(&stream)
+            .arg(CONSUMER_GROUP)
+            .arg(consumer)
+            .arg(lease.as_millis() as u64)
+            .arg("0-0")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut self.redis.conn())
+            .await?;
+        reply
+            .claimed
+            .first()
+            .map(|entry| Job::of(&stream, entry, true))
+            .transpose()
+    }
+
+    /// Hands a build `consumer` holds back to the queue, as a new entry any daemon may read.
+    /// `false` when the consumer no longer owned it (it was reclaimed already).
+    pub async fn hand_back(&self, consumer: &str, job: &Job) -> Result<bool, QueueError> {
+        let entry: Option<String> = HAND_BACK
+            .key(self.keys.stream())
+            .arg(CONSUMER_GROUP)
+            .arg(consumer)
+            .arg(&job.entry_id)
+            .arg(job.build_id.to_string())
+            .arg(job.user_id.as_str())
+            .arg(job.project_id.as_str())
+            .invoke_async(&mut self.redis.conn())
+            .await?;
+        Ok(entry.is_some())
+    }
+
+    /// Tells every builder that `build` was cancelled (the one running it stops it).
+    pub async fn announce_cancel(&self, build: VersionId) -> Result<(), QueueError> {
+        let _: i64 = self
+            .redis
+            .conn()
+            .publish(self.keys.cancels(), build.to_string())
             .await?;
         Ok(())
     }
@@ -219,20 +308,6 @@ impl StreamReader {
         else {
             return Ok(None);
         };
-        let malformed = |reason: String| QueueError::Malformed {
-            key: format!("{stream} {}", entry.id),
-            reason,
-        };
-        let field = |name: &str| -> Result<String, QueueError> {
-            entry
-                .get::<String>(name)
-                .ok_or_else(|| malformed(format!("field {name} is missing")))
-        };
-        Ok(Some(Job {
-            build_id: VersionId::parse(&field("build_id")?).map_err(|e| malformed(e.to_string()))?,
-            user_id: UserId::parse(&field("user_id")?).map_err(|e| malformed(e.to_string()))?,
-            project_id: ProjectId::parse(&field("project_id")?).map_err(|e| malformed(e.to_string()))?,
-            entry_id: entry.id.clone(),
-        }))
+        Job::of(&stream, &entry, false).map(Some)
     }
 }
