@@ -212,28 +212,41 @@ pub async fn admit(state: &AppState, req: BuildRequest) -> Result<Queued, ApiErr
     let source_manifest = source_manifest(state, base.as_ref(), &req).await?;
 
     let label = project_label(&req.user, &req.project);
-    state
-        .admission
-        .rows
-        .call(NewVersion {
+    enqueue(
+        state,
+        NewVersion {
             id,
-            user_id: req.user.clone(),
-            project_id: req.project.clone(),
-            project_label: label.clone(),
-            prompt: req.prompt.clone(),
-            framework: req.framework.clone(),
+            user_id: req.user,
+            project_id: req.project,
+            project_label: label,
+            prompt: req.prompt,
+            framework: req.framework,
             parent_version_id: base.as_ref().map(|b| b.id),
             generate,
             source_manifest,
-            metadata: req.metadata.clone(),
+            metadata: req.metadata,
             retry_of: None,
-        })
-        .await?;
+        },
+    )
+    .await
+}
+
+/// Records a new queued version and queues it: its row first, then the project's slot and the
+/// stream entry in one atomic step. A stale claim (its build is over) is released once; a live
+/// one is a 409 and the row goes again.
+pub(crate) async fn enqueue(state: &AppState, row: NewVersion) -> Result<Queued, ApiError> {
+    let (id, user, project, label) = (
+        row.id,
+        row.user_id.clone(),
+        row.project_id.clone(),
+        row.project_label.clone(),
+    );
+    state.admission.rows.call(row).await?;
 
     // Claim the slot and queue, atomically. A stale claim (its build is over) is released once.
     for _ in 0..2 {
-        match state.queue.admit(id, &req.user, &req.project, &label).await {
-            Ok(Admission::Queued { .. }) => return Ok(queued(state, id, req.user, req.project)),
+        match state.queue.admit(id, &user, &project, &label).await {
+            Ok(Admission::Queued { .. }) => return Ok(queued(state, id, user, project)),
             Ok(Admission::Conflict { holder }) => {
                 // The row exists from here on: an error must not leave it queued with no entry.
                 match holder_is_live(state, &holder).await {
@@ -248,7 +261,7 @@ pub async fn admit(state: &AppState, req: BuildRequest) -> Result<Queued, ApiErr
                     }
                 }
                 tracing::warn!(stale = %holder, "releasing a stale in-flight claim");
-                if let Err(e) = state.queue.release(&holder, &req.user, &req.project).await {
+                if let Err(e) = state.queue.release(&holder, &user, &project).await {
                     return Err(queue_unavailable(state, id, e).await);
                 }
             }
@@ -312,6 +325,18 @@ async fn live_holder(
         }
     };
     Ok(holder_is_live(state, &holder).await?.then_some(holder))
+}
+
+/// The build holding the project's slot when it is still queued or running, as a 409.
+pub(crate) async fn refuse_if_held(
+    state: &AppState,
+    user: &UserId,
+    project: &ProjectId,
+) -> Result<(), ApiError> {
+    match live_holder(state, user, project).await? {
+        Some(holder) => Err(conflict(holder)),
+        None => Ok(()),
+    }
 }
 
 /// A build holder is live while its build is queued or running; a rollback's hold expires by

@@ -7,6 +7,7 @@ mod diff;
 mod error;
 mod events;
 mod export;
+mod lifecycle;
 mod logs;
 mod preview;
 mod queue_estimate;

@@ -30,6 +30,12 @@ pub struct BuildView {
     pub node_version: Option<String>,
     pub pnpm_version: Option<String>,
     pub attempts: i32,
+    /// Attempts whose builder was lost (each was retried from the start on another).
+    pub lost_builders: i32,
+    /// The builder that ran the latest attempt.
+    pub builder_id: Option<String>,
+    pub retry_of: Option<VersionId>,
+    pub superseded_by: Option<VersionId>,
     pub pinned: bool,
     pub metadata: Option<serde_json::Value>,
     pub metrics: Metrics,
@@ -56,6 +62,10 @@ impl BuildView {
             node_version: v.node_version,
             pnpm_version: v.pnpm_version,
             attempts: v.attempts,
+            lost_builders: v.lost,
+            builder_id: v.builder_id,
+            retry_of: v.retry_of,
+            superseded_by: v.superseded_by,
             pinned: v.pinned,
             metadata: v.metadata,
             metrics: v.metrics,

@@ -246,11 +246,18 @@ async fn drain_deadline(builder: Arc<Builder>, shutdown: CancellationToken) {
         return;
     }
     let drain = builder.settings.fleet.drain;
-    tracing::info!(builds = running.len(), drain_secs = drain.as_secs(), "draining: running builds may finish");
+    tracing::info!(
+        builds = running.len(),
+        drain_secs = drain.as_secs(),
+        "draining: running builds may finish"
+    );
     tokio::time::sleep(drain).await;
     let stopped = builder.running.stop_all(Stop::Drained);
     if stopped > 0 {
-        tracing::warn!(builds = stopped, "drain deadline passed: handing the running builds back to the queue");
+        tracing::warn!(
+            builds = stopped,
+            "drain deadline passed: handing the running builds back to the queue"
+        );
     }
 }
 
@@ -281,7 +288,9 @@ async fn listen_for_cancels(builder: Arc<Builder>, stop: CancellationToken) {
                 msg = messages.next() => msg,
             };
             let Some(msg) = msg else { break }; // the connection dropped: subscribe again
-            let Ok(payload) = msg.get_payload::<String>() else { continue };
+            let Ok(payload) = msg.get_payload::<String>() else {
+                continue;
+            };
             if let Ok(build) = VersionId::parse(&payload) {
                 if builder.running.stop(build, Stop::Cancelled) {
                     tracing::info!(build_id = %build, "build cancelled by a client");

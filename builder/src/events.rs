@@ -83,7 +83,9 @@ async fn record(
                 tracing::warn!(error = %e, build_id = %build, event = %kind, "cannot publish a build event (clients polling Postgres still see it)");
             }
         }
-        Ok(None) => tracing::info!(build_id = %build, event = %kind, "build event dropped: no such build, or another attempt owns it"),
+        Ok(None) => {
+            tracing::info!(build_id = %build, event = %kind, "build event dropped: no such build, or another attempt owns it")
+        }
         Err(e) => tracing::warn!(error = %e, build_id = %build, event = %kind, "cannot record a build event"),
     }
 }

@@ -101,7 +101,12 @@ pub async fn execute(b: &Builder, job: &Job) -> anyhow::Result<VersionId> {
 }
 
 /// One attempt of a started build, to its recorded outcome (or to its stop).
-async fn run_attempt(b: &Builder, job: &Job, version: &Version, stopper: &Stopper) -> anyhow::Result<VersionId> {
+async fn run_attempt(
+    b: &Builder,
+    job: &Job,
+    version: &Version,
+    stopper: &Stopper,
+) -> anyhow::Result<VersionId> {
     let id = version.id;
     let consumer = b.consumer();
     tracing::info!("build started");
@@ -337,7 +342,12 @@ async fn set_latest(b: &Builder, deployed: &Version) -> anyhow::Result<LatestPoi
 
 /// Records a successful attempt; `false` when it was no longer the build's current attempt
 /// (cancelled, or taken over) and nothing was recorded.
-async fn record_success(b: &Builder, version: &Version, s: Success, metrics: &Metrics) -> anyhow::Result<bool> {
+async fn record_success(
+    b: &Builder,
+    version: &Version,
+    s: Success,
+    metrics: &Metrics,
+) -> anyhow::Result<bool> {
     let recorded = versions::mark_deployed(
         &b.db,
         version.id,
@@ -454,7 +464,9 @@ async fn build(
         }
         metadata = Some(meta);
         metrics.generate_ms = ms_since(started);
-        emit(b, version,
+        emit(
+            b,
+            version,
             EventType::GenerateCompleted,
             json!({ "ms": metrics.generate_ms }),
         );
@@ -473,13 +485,17 @@ async fn build(
         let install = install_args(&b.settings.pnpm_store, frozen);
         let install: Vec<&str> = install.iter().map(String::as_str).collect();
         let started = StdInstant::now();
-        emit(b, version,
+        emit(
+            b,
+            version,
             EventType::InstallStarted,
             json!({ "frozenLockfile": frozen }),
         );
         run_step(Step::Install, &sandbox, "pnpm", &install, &project, deadline, log).await?;
         metrics.install_ms = ms_since(started);
-        emit(b, version,
+        emit(
+            b,
+            version,
             EventType::InstallCompleted,
             json!({ "ms": metrics.install_ms, "frozenLockfile": frozen }),
         );
@@ -504,7 +520,9 @@ async fn build(
             log.line("[kiln] package.json has no build script; publishing the output folder as is");
         }
         metrics.build_ms = ms_since(started);
-        emit(b, version,
+        emit(
+            b,
+            version,
             EventType::BuildStepCompleted,
             json!({ "ms": metrics.build_ms }),
         );
@@ -539,7 +557,9 @@ async fn build(
         .await
         .map_err(|e| fail(Step::Upload, e.to_string()))?;
     metrics.upload_ms = ms_since(started);
-    emit(b, version,
+    emit(
+        b,
+        version,
         EventType::UploadCompleted,
         json!({ "files": output.files.len(), "bytes": output.total_bytes() }),
     );

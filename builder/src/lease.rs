@@ -165,7 +165,9 @@ impl Keeper {
                         stopper.stop(Stop::LeaseLost);
                         return;
                     }
-                    Err(e) => tracing::warn!(build_id = %claim.build, error = %e, "cannot renew the build's claim"),
+                    Err(e) => {
+                        tracing::warn!(build_id = %claim.build, error = %e, "cannot renew the build's claim")
+                    }
                 }
                 match versions::attempt_of(&db, claim.build).await {
                     Ok(Some((BuildStatus::Cancelled | BuildStatus::Superseded, _))) => {
@@ -177,7 +179,9 @@ impl Keeper {
                         return;
                     }
                     Ok(_) => {}
-                    Err(e) => tracing::debug!(build_id = %claim.build, error = %e, "cannot read the build's status"),
+                    Err(e) => {
+                        tracing::debug!(build_id = %claim.build, error = %e, "cannot read the build's status")
+                    }
                 }
             }
         });

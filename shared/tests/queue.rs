@@ -102,14 +102,20 @@ async fn an_unrenewed_claim_is_reclaimed_and_fences_its_old_owner() {
         .unwrap()
         .expect("queued");
     let lease = Duration::from_millis(300);
-    assert!(q.reclaim("alive", lease).await.unwrap().is_none(), "a fresh claim is not reclaimed");
+    assert!(
+        q.reclaim("alive", lease).await.unwrap().is_none(),
+        "a fresh claim is not reclaimed"
+    );
 
     // Renewing keeps the claim past the lease.
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(150)).await;
         assert!(q.renew("dead", &job.entry_id).await.unwrap());
     }
-    assert!(q.reclaim("alive", lease).await.unwrap().is_none(), "a renewed claim is kept");
+    assert!(
+        q.reclaim("alive", lease).await.unwrap().is_none(),
+        "a renewed claim is kept"
+    );
 
     // Unrenewed for a lease: taken over, and the old owner can neither renew nor ack it.
     tokio::time::sleep(Duration::from_millis(350)).await;
@@ -121,7 +127,10 @@ async fn an_unrenewed_claim_is_reclaimed_and_fences_its_old_owner() {
     assert!(q.renew("alive", &job.entry_id).await.unwrap());
 
     // Handed back: a new entry any consumer reads; the old one is gone.
-    assert!(!q.hand_back("dead", &taken).await.unwrap(), "only the owner hands back");
+    assert!(
+        !q.hand_back("dead", &taken).await.unwrap(),
+        "only the owner hands back"
+    );
     assert!(q.hand_back("alive", &taken).await.unwrap());
     assert_eq!(q.depth().await.unwrap(), 1);
     let again = q

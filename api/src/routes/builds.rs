@@ -21,7 +21,25 @@ const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/builds", web::post().to(create))
         .route("/builds", web::get().to(list))
-        .route("/builds/{id}", web::get().to(get));
+        .route("/builds/{id}", web::get().to(get))
+        .route("/builds/{id}/cancel", web::post().to(cancel))
+        .route("/builds/{id}/retry", web::post().to(retry));
+}
+
+/// `POST /v1/builds/{id}/cancel`: the build, now `cancelled` (idempotent).
+async fn cancel(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let id = path_id(&path)?;
+    let cancelled = crate::lifecycle::cancel(&state, id).await?;
+    Ok(HttpResponse::Ok().json(BuildView::new(cancelled, &state.urls)))
+}
+
+/// `POST /v1/builds/{id}/retry`: a new build with the failed or cancelled one's sources.
+async fn retry(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let id = path_id(&path)?;
+    let queued = crate::lifecycle::retry(&state, id).await?;
+    let mut response = serde_json::to_value(&queued).expect("a response always serialises");
+    response["retryOf"] = id.to_string().into();
+    Ok(accepted(response))
 }
 
 /// How a request reached admission: the Kiln API or one of the seed's routes.

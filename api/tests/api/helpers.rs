@@ -67,6 +67,12 @@ pub struct SseMessage {
     pub at: Instant,
 }
 
+/// A builder daemon started by [`TestApp::start_builder`].
+pub struct BuilderHandle {
+    pub shutdown: CancellationToken,
+    pub task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
 pub struct TestApp {
     pub api: String,
     pub preview_port: u16,
@@ -331,6 +337,36 @@ impl TestApp {
         let json: Value = res.json().await.unwrap();
         assert_eq!(status, 202, "{json}");
         json["buildId"].as_str().unwrap().to_owned()
+    }
+
+    /// Starts one more builder daemon on this farm, named `name`, with its settings changed by
+    /// `tweak`. It stops (drains) when the handle's `shutdown` is cancelled, and dies at once
+    /// (as a `kill -9` would leave things: no renewal, no cleanup) when `task` is aborted.
+    pub fn start_builder(&self, name: &str, tweak: impl FnOnce(&mut Settings)) -> BuilderHandle {
+        let mut settings = self.settings.clone();
+        settings.builder_id = Some(name.to_owned());
+        settings.builder_concurrency = 1;
+        tweak(&mut settings);
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let task = tokio::spawn(async move { kiln_builder::run(settings, token).await });
+        BuilderHandle { shutdown, task }
+    }
+
+    /// Polls a build until its status is `status`.
+    pub async fn wait_for_status(&self, id: &str, status: &str) -> Value {
+        let started = Instant::now();
+        loop {
+            let build = self.get_json(&format!("/v1/builds/{id}")).await;
+            if build["status"] == status {
+                return build;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "{id} never {status}: {build}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 
     /// Polls a build until it is deployed or failed.

@@ -5,6 +5,7 @@
 mod auth;
 mod builds;
 mod events;
+mod fleet;
 mod helpers;
 mod hostile;
 mod logs;

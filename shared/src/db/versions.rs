@@ -441,7 +441,10 @@ pub async fn attempt_of(pool: &PgPool, id: VersionId) -> Result<Option<(BuildSta
         .await?;
     row.map(|r| {
         let status: String = r.try_get("status")?;
-        Ok((status.parse().map_err(|e| corrupt(&id.to_string(), e))?, r.try_get("attempts")?))
+        Ok((
+            status.parse().map_err(|e| corrupt(&id.to_string(), e))?,
+            r.try_get("attempts")?,
+        ))
     })
     .transpose()
 }

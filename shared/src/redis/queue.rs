@@ -221,7 +221,11 @@ impl Queue {
 
     /// Takes over one build whose claim was not renewed for `lease` (its builder died or was
     /// cut off), if there is one.
-    pub async fn reclaim(&self, consumer: &str, lease: std::time::Duration) -> Result<Option<Job>, QueueError> {
+    pub async fn reclaim(
+        &self,
+        consumer: &str,
+        lease: std::time::Duration,
+    ) -> Result<Option<Job>, QueueError> {
         let stream = self.keys.stream();
         let reply: redis::streams::StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
             .arg(&stream)

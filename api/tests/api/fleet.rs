@@ -1,0 +1,441 @@
+//! A fleet that loses nothing: lost builders are replaced (and fenced out), builds are cancelled
+//! and retried, draining daemons hand their builds back.
+//!
+//! A "dead" builder is played by the test itself: it takes a build from the stream as a
+//! consumer of its own and starts it, then never renews its claim, exactly what a daemon killed
+//! with `kill -9` leaves behind.
+
+use std::time::{Duration, Instant};
+
+use kiln_shared::db::versions::{self, Deployed, Metrics};
+use kiln_shared::domain::VersionId;
+use kiln_shared::redis::{Job, Keys, Queue};
+use serde_json::{json, Value};
+
+use crate::helpers::{build_body, spawn_app, unique, Options, TestApp};
+
+fn site(text: &str) -> Value {
+    json!([{ "path": "index.html", "content": format!("<h1>{text}</h1>") }])
+}
+
+/// A project whose build runs `script` (a shell command) through pnpm.
+fn project_running(script: &str) -> Value {
+    json!([
+        { "path": "package.json", "content": json!({ "name": "p", "private": true, "scripts": { "build": script } }).to_string() },
+        { "path": "index.html", "content": "<h1>x</h1>" },
+    ])
+}
+
+fn queue(app: &TestApp) -> Queue {
+    let redis = kiln_shared::redis::connect(&app.settings.redis_url, Duration::from_secs(5)).unwrap();
+    Queue::new(redis, Keys::new(app.settings.redis_prefix.clone()))
+}
+
+/// Takes the next build from the stream as consumer `name` and starts it, as a daemon would,
+/// then stops there: the caller plays a builder that died.
+async fn take_and_die(app: &TestApp, q: &Queue, name: &str) -> (Job, i32) {
+    q.ensure_group().await.unwrap();
+    let job = q
+        .reader(Duration::from_millis(500))
+        .read(name)
+        .await
+        .unwrap()
+        .expect("a queued build");
+    let started = versions::start(&app.db, job.build_id, name)
+        .await
+        .unwrap()
+        .expect("the build was queued");
+    (job, started.attempts)
+}
+
+fn fast_lease(s: &mut kiln_shared::config::Settings) {
+    s.fleet.lease = Duration::from_secs(1);
+}
+
+async fn event_types(app: &TestApp, id: &str) -> Vec<String> {
+    app.final_events(id)
+        .await
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_lost_builders_build_is_taken_over_and_its_late_writes_are_fenced() {
+    let app = spawn_app(Options::without_builders()).await;
+    let q = queue(&app);
+    let id = app
+        .submit(&build_body("u_fleet", &unique("lost"), site("lost")))
+        .await;
+    let (job, attempt) = take_and_die(&app, &q, "dead-builder").await;
+    assert_eq!(job.build_id.to_string(), id);
+    assert_eq!(attempt, 1);
+
+    // A live daemon reclaims the build once its claim has gone a lease (1 s) unrenewed.
+    let started = Instant::now();
+    let _live = app.start_builder("live-builder", fast_lease);
+    let build = app.wait(&id).await;
+    let took = started.elapsed();
+    assert_eq!(build["status"], "deployed", "{build}");
+    assert_eq!(build["attempts"], 2, "{build}");
+    assert_eq!(build["lostBuilders"], 1, "{build}");
+    assert_eq!(build["builderId"], "live-builder", "{build}");
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+
+    // The dead builder comes back: nothing it writes counts any more.
+    let metrics = Metrics::default();
+    let late = versions::mark_deployed(
+        &app.db,
+        job.build_id,
+        attempt,
+        &Deployed {
+            sources: None,
+            output_manifest_key: "manifests/forged/output.json",
+            framework: None,
+            node_version: None,
+            pnpm_version: None,
+            metadata: None,
+            metrics: &metrics,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(late.is_none(), "a fenced attempt recorded a result");
+    let failed = versions::mark_failed(
+        &app.db,
+        job.build_id,
+        Some(attempt),
+        kiln_shared::domain::Step::Build,
+        "late",
+        &metrics,
+    )
+    .await
+    .unwrap();
+    assert!(!failed);
+    assert!(!q.ack("dead-builder", &job.entry_id).await.unwrap());
+    let event = kiln_shared::db::events::record_for(
+        &app.db,
+        job.build_id,
+        Some(attempt),
+        kiln_shared::domain::EventType::BuildFailed,
+        &json!({}),
+    )
+    .await
+    .unwrap();
+    assert!(event.is_none(), "a fenced attempt recorded an event");
+
+    let types = event_types(&app, &id).await;
+    assert_eq!(
+        types.iter().filter(|t| *t == "build_started").count(),
+        1,
+        "only the live attempt's events: {types:?}"
+    );
+    assert_eq!(types.last().unwrap(), "deploy_completed", "{types:?}");
+    let again = app.get_json(&format!("/v1/builds/{id}")).await;
+    assert_eq!(again["status"], "deployed");
+    assert_eq!(app.queue_depth().await, 0, "the entry is acknowledged");
+    // The slot is free: the project builds again.
+    let project = build["projectId"].as_str().unwrap();
+    let next = app.submit(&build_body("u_fleet", project, site("next"))).await;
+    assert_eq!(app.wait(&next).await["status"], "deployed");
+}
+
+#[tokio::test]
+async fn a_build_whose_builders_keep_dying_fails_naming_how_often() {
+    let app = spawn_app(Options {
+        builders: 0,
+        env: vec![("KILN_MAX_ATTEMPTS", "2".into())],
+        ..Options::default()
+    })
+    .await;
+    let q = queue(&app);
+    let project = unique("doomed");
+    let id = app.submit(&build_body("u_fleet", &project, site("doomed"))).await;
+    let (job, _) = take_and_die(&app, &q, "dead-1").await;
+    // A second daemon takes it over and dies too.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let taken = q
+        .reclaim("dead-2", Duration::from_secs(1))
+        .await
+        .unwrap()
+        .expect("reclaimable");
+    assert_eq!(taken.entry_id, job.entry_id);
+    match versions::take_over(&app.db, taken.build_id, "dead-2", 2)
+        .await
+        .unwrap()
+    {
+        versions::TakeOver::Running(v) => assert_eq!((v.attempts, v.lost), (2, 1)),
+        other => panic!("not taken over: {other:?}"),
+    }
+
+    // The third daemon finds the build lost twice: it fails it, with its log and final event.
+    let _live = app.start_builder("live", fast_lease);
+    let build = app.wait(&id).await;
+    assert_eq!(build["status"], "failed", "{build}");
+    assert_eq!(build["error"], "builder lost 2 times", "{build}");
+    assert_eq!(build["failedStep"], "queue", "{build}");
+    let types = event_types(&app, &id).await;
+    assert_eq!(types.last().unwrap(), "build_failed", "{types:?}");
+    let log = app
+        .get(&format!("/v1/builds/{id}/logs"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(log.contains("builder lost 2 times"), "{log}");
+    assert_eq!(app.queue_depth().await, 0);
+    let next = app.submit(&build_body("u_fleet", &project, site("next"))).await;
+    assert_eq!(app.wait(&next).await["status"], "deployed");
+}
+
+#[tokio::test]
+async fn a_builder_that_died_after_recording_is_finished_for() {
+    let app = spawn_app(Options::without_builders()).await;
+    let q = queue(&app);
+    let project = unique("half");
+    let id = app.submit(&build_body("u_fleet", &project, site("half"))).await;
+    let (job, attempt) = take_and_die(&app, &q, "dead").await;
+    // It recorded the outcome, then died before its final event, the pointer and the release.
+    let metrics = Metrics::default();
+    let key = format!("manifests/{id}/output.json");
+    versions::mark_deployed(
+        &app.db,
+        job.build_id,
+        attempt,
+        &Deployed {
+            sources: None,
+            output_manifest_key: &key,
+            framework: None,
+            node_version: None,
+            pnpm_version: None,
+            metadata: None,
+            metrics: &metrics,
+        },
+    )
+    .await
+    .unwrap()
+    .expect("recorded");
+
+    let _live = app.start_builder("live", fast_lease);
+    let types = event_types(&app, &id).await;
+    assert_eq!(types.last().unwrap(), "deploy_completed", "{types:?}");
+    let started = Instant::now();
+    while app.queue_depth().await > 0 {
+        assert!(started.elapsed() < Duration::from_secs(30), "never acknowledged");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pointer = q
+        .latest(&job.user_id, &job.project_id)
+        .await
+        .unwrap()
+        .expect("the latest pointer was written");
+    assert_eq!(pointer.latest_version_id.to_string(), id);
+    let build = app.get_json(&format!("/v1/builds/{id}")).await;
+    assert_eq!(
+        (build["status"].clone(), build["attempts"].clone()),
+        (json!("deployed"), json!(1))
+    );
+    let next = app.submit(&build_body("u_fleet", &project, site("next"))).await;
+    assert_eq!(app.wait(&next).await["status"], "deployed");
+}
+
+#[tokio::test]
+async fn a_queued_build_cancelled_never_starts_and_frees_its_project() {
+    let app = spawn_app(Options::without_builders()).await;
+    let project = unique("cq");
+    let id = app.submit(&build_body("u_fleet", &project, site("one"))).await;
+    let (status, cancelled) = app
+        .send_json("POST", &format!("/v1/builds/{id}/cancel"), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{cancelled}");
+    assert_eq!(cancelled["status"], "cancelled");
+    // Idempotent.
+    let (status, again) = app
+        .send_json("POST", &format!("/v1/builds/{id}/cancel"), &json!({}))
+        .await;
+    assert_eq!((status, again["status"].clone()), (200, json!("cancelled")));
+    // The slot is free at once.
+    let next = app.submit(&build_body("u_fleet", &project, site("two"))).await;
+
+    let _builder = app.start_builder("b", |_| {});
+    assert_eq!(app.wait(&next).await["status"], "deployed");
+    let first = app.get_json(&format!("/v1/builds/{id}")).await;
+    assert_eq!(first["status"], "cancelled", "{first}");
+    assert_eq!(
+        first["startedAt"],
+        Value::Null,
+        "a cancelled build never starts: {first}"
+    );
+    let events = app.get_json(&format!("/v1/builds/{id}/events")).await;
+    let types: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["build_queued", "build_cancelled"]);
+
+    // A finished build cannot be cancelled; an unknown one is a 404.
+    let (status, body) = app
+        .send_json("POST", &format!("/v1/builds/{next}/cancel"), &json!({}))
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("already ended: it is deployed"),
+        "{body}"
+    );
+    let (status, _) = app
+        .send_json(
+            "POST",
+            &format!("/v1/builds/{}/cancel", VersionId::new()),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn cancelling_a_running_build_stops_its_whole_process_tree() {
+    let app = spawn_app(Options::without_builders()).await;
+    let _builder = app.start_builder("b", |s| s.fleet.cancel_grace = Duration::from_secs(1));
+    let marker = std::env::temp_dir().join(unique("kiln-cancelled"));
+    // A background child that ignores SIGTERM would write the marker after 4 s: SIGKILL after
+    // the grace period must take it too.
+    let script = format!(
+        "sh -c '(trap \"\" TERM; sleep 4; touch {}) & sleep 60'",
+        marker.display()
+    );
+    let project = unique("cr");
+    let id = app
+        .submit(&build_body("u_fleet", &project, project_running(&script)))
+        .await;
+    // Wait until the build step runs.
+    let started = Instant::now();
+    loop {
+        let b = app.get_json(&format!("/v1/builds/{id}")).await;
+        if b["latestEvent"]["type"] == "build_step_started" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "never reached its build: {b}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, body) = app
+        .send_json("POST", &format!("/v1/builds/{id}/cancel"), &json!({}))
+        .await;
+    assert_eq!(
+        (status, body["status"].clone()),
+        (200, json!("cancelled")),
+        "{body}"
+    );
+
+    // The slot is free at once, and the daemon is free again soon after.
+    let next = app.submit(&build_body("u_fleet", &project, site("after"))).await;
+    assert_eq!(app.wait(&next).await["status"], "deployed");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(!marker.exists(), "a process of the cancelled build outlived it");
+    let build = app.get_json(&format!("/v1/builds/{id}")).await;
+    assert_eq!(build["status"], "cancelled", "{build}");
+    let log = app
+        .get(&format!("/v1/builds/{id}/logs"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(log.contains("[kiln] stopping: SIGTERM"), "{log}");
+}
+
+#[tokio::test]
+async fn a_failed_build_is_retried_with_its_sources() {
+    let app = spawn_app(Options::default()).await;
+    let project = unique("retry");
+    let id = app
+        .submit(&build_body("u_fleet", &project, project_running("exit 3")))
+        .await;
+    let failed = app.wait(&id).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+
+    let (status, queued) = app
+        .send_json("POST", &format!("/v1/builds/{id}/retry"), &json!({}))
+        .await;
+    assert_eq!(status, 202, "{queued}");
+    assert_eq!(queued["retryOf"], id.as_str());
+    let retry = queued["buildId"].as_str().unwrap().to_owned();
+    assert_ne!(retry, id);
+    let done = app.wait(&retry).await;
+    assert_eq!(done["retryOf"], id.as_str(), "{done}");
+    assert_eq!(
+        done["status"], "failed",
+        "the same sources fail the same way: {done}"
+    );
+    let old = versions::get(&app.db, VersionId::parse(&id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let new = versions::get(&app.db, VersionId::parse(&retry).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(old.source_manifest, new.source_manifest);
+
+    // Only failed or cancelled builds are retried.
+    let ok = app.submit(&build_body("u_fleet", &project, site("fine"))).await;
+    assert_eq!(app.wait(&ok).await["status"], "deployed");
+    let (status, body) = app
+        .send_json("POST", &format!("/v1/builds/{ok}/retry"), &json!({}))
+        .await;
+    assert_eq!(status, 409, "{body}");
+    let (status, _) = app
+        .send_json(
+            "POST",
+            &format!("/v1/builds/{}/retry", VersionId::new()),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn a_draining_builder_hands_its_build_back_and_another_finishes_it() {
+    let app = spawn_app(Options::without_builders()).await;
+    let draining = app.start_builder("draining", |s| s.fleet.drain = Duration::from_secs(1));
+    // A build of about 4 s: longer than the drain allows.
+    let script = "node -e \"setTimeout(() => { require('fs').mkdirSync('dist'); require('fs').writeFileSync('dist/index.html', 'ok') }, 4000)\"";
+    let id = app
+        .submit(&build_body("u_fleet", &unique("drain"), project_running(script)))
+        .await;
+    app.wait_for_status(&id, "running").await;
+    draining.shutdown.cancel();
+    let stopped = tokio::time::timeout(Duration::from_secs(30), draining.task)
+        .await
+        .expect("the draining daemon exits after its deadline")
+        .unwrap();
+    assert!(stopped.is_ok(), "{stopped:?}");
+    let back = app.get_json(&format!("/v1/builds/{id}")).await;
+    assert_eq!(back["status"], "queued", "handed back, not failed: {back}");
+
+    let _next = app.start_builder("next", |_| {});
+    let done = app.wait(&id).await;
+    assert_eq!(done["status"], "deployed", "{done}");
+    assert_eq!(
+        (done["attempts"].clone(), done["lostBuilders"].clone()),
+        (json!(2), json!(0))
+    );
+    assert_eq!(done["builderId"], "next");
+    let log = app
+        .get(&format!("/v1/builds/{id}/logs"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let handed = log
+        .find("shutting down")
+        .expect("the first attempt's lines are kept");
+    let second = log.find("attempt 2 on next").expect("the second attempt says so");
+    assert!(handed < second, "{log}");
+}
