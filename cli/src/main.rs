@@ -77,6 +77,15 @@ enum Command {
     },
     /// Show one build.
     Status { id: String },
+    /// Cancel a queued or running build (its processes are stopped; the project is free at once).
+    Cancel { id: String },
+    /// Queue a failed or cancelled build again, with the same sources.
+    Retry {
+        id: String,
+        /// Show progress until the new build ends.
+        #[arg(long)]
+        wait: bool,
+    },
     /// A project's versions, newest first (`*` marks the latest).
     Versions {
         /// `<user>/<project>`
@@ -336,6 +345,30 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 println!("{b}");
             } else {
                 print_build(&b);
+            }
+        }
+        Command::Cancel { id } => {
+            let b = client
+                .ok("POST", &format!("/v1/builds/{id}/cancel"), Some(&json!({})))
+                .await?;
+            if cli.json {
+                println!("{b}");
+            } else {
+                print_build(&b);
+            }
+        }
+        Command::Retry { id, wait } => {
+            let q = client
+                .ok("POST", &format!("/v1/builds/{id}/retry"), Some(&json!({})))
+                .await?;
+            let new = q["buildId"].as_str().unwrap_or_default().to_owned();
+            if cli.json && !wait {
+                println!("{q}");
+            } else if !cli.json {
+                println!("retrying {id} as {new}");
+            }
+            if wait {
+                return watch::watch(&client, &new, false, cli.json).await;
             }
         }
         Command::Versions { project } => {

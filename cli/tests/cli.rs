@@ -267,3 +267,35 @@ async fn watch_resumes_across_dropped_connections_without_missing_or_repeating_a
         .collect();
     assert_eq!(ids, expected, "every event exactly once, in order");
 }
+
+#[tokio::test]
+async fn cancel_then_retry_with_wait() {
+    let app = spawn_app(Options::without_builders()).await;
+    let project = unique("cancel");
+    let submit = [
+        "submit",
+        "examples/static-site",
+        "--user",
+        "cli_user",
+        "--project",
+        &project,
+    ];
+    let creds = [("KILN_TOKEN", TOKEN)];
+    let (code, out, err) = kiln_async(&app.api, &creds, &submit).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let id = out
+        .split_whitespace()
+        .find(|w| w.len() == 26)
+        .unwrap_or_else(|| panic!("no build id in {out}"))
+        .to_owned();
+    let (code, out, err) = kiln_async(&app.api, &creds, &["cancel", &id]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("status   cancelled"), "{out}");
+
+    let _builder = app.start_builder("cli-builder", |_| {});
+    let (code, out, err) = kiln_async(&app.api, &creds, &["retry", &id, "--wait"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&format!("retrying {id} as ")), "{out}");
+    let (code, _, err) = kiln_async(&app.api, &creds, &["cancel", &id]).await;
+    assert_eq!(code, 0, "cancelling a cancelled build again is fine: {err}");
+}

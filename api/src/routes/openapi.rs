@@ -53,6 +53,20 @@ pub const ROUTES: &[Route] = &[
         responses: &[(200, "the build"), (404, "unknown build")],
     },
     Route {
+        method: "post",
+        path: "/v1/builds/{id}/cancel",
+        summary: "Cancel a queued or running build: it never starts, or its processes are stopped (SIGTERM, then SIGKILL); its project's slot is free at once. Idempotent",
+        auth: true,
+        responses: &[(200, "the build, cancelled"), (404, "unknown build"), (409, "the build already ended")],
+    },
+    Route {
+        method: "post",
+        path: "/v1/builds/{id}/retry",
+        summary: "Queue a new build with the sources and base of a failed or cancelled build (retryOf names it)",
+        auth: true,
+        responses: &[(202, "queued: {buildId, status, statusUrl, previewUrl, latestUrl, retryOf}"), (404, "unknown build"), (409, "the build is not failed or cancelled, or another build of the project is in flight")],
+    },
+    Route {
         method: "get",
         path: "/v1/builds/{id}/events",
         summary: "A build's events after ?after=N (default 0), at most ?limit= (1-1000, default 100), oldest first",
