@@ -37,6 +37,33 @@ pub struct BuildRequestBody {
     pub files: Option<Vec<FileInput>>,
     pub deleted: Option<Vec<String>>,
     pub output: Option<GeneratorOutput>,
+    pub on_conflict: Option<String>,
+}
+
+/// What admission does when another build of the project is queued or running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnConflict {
+    /// 409 naming the other build (the default).
+    #[default]
+    Reject,
+    /// A still-queued build is replaced: it becomes `superseded`, pointing at the new one
+    /// ("latest wins"); a running one is still a 409.
+    Supersede,
+    /// Like `Supersede`, and a running build is cancelled and replaced too.
+    CancelRunning,
+}
+
+impl OnConflict {
+    fn parse(raw: Option<&str>) -> Result<Self, ApiError> {
+        match raw {
+            None | Some("reject") => Ok(Self::Reject),
+            Some("supersede") => Ok(Self::Supersede),
+            Some("cancel-running") => Ok(Self::CancelRunning),
+            Some(other) => Err(unprocessable(format!(
+                "onConflict must be reject, supersede or cancel-running, not {other:?}"
+            ))),
+        }
+    }
 }
 
 /// A build request, parsed.
@@ -51,6 +78,7 @@ pub struct BuildRequest {
     pub files: Option<Vec<SourceFile>>,
     pub deleted: Vec<RelativePath>,
     pub metadata: Option<serde_json::Value>,
+    pub on_conflict: OnConflict,
 }
 
 /// What a client is told when its build is queued.
@@ -64,6 +92,18 @@ pub struct Queued {
     pub status_url: String,
     pub preview_url: String,
     pub latest_url: String,
+    /// The build of the project this one replaced (`onConflict`), if it replaced one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaced: Option<Replaced>,
+}
+
+/// A build replaced by a newer request of its project.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Replaced {
+    pub build_id: VersionId,
+    /// `superseded` (it was queued) or `cancelled` (it was running).
+    pub status: BuildStatus,
 }
 
 fn unprocessable(e: impl ToString) -> ApiError {
@@ -93,6 +133,7 @@ impl BuildRequest {
                 ));
             }
         }
+        let on_conflict = OnConflict::parse(body.on_conflict.as_deref())?;
         let base = body
             .base_version_id
             .filter(|b| !b.is_empty())
@@ -124,6 +165,7 @@ impl BuildRequest {
             files: had_files.then_some(files),
             deleted,
             metadata,
+            on_conflict,
         })
     }
 }
@@ -206,7 +248,9 @@ pub async fn admit(state: &AppState, req: BuildRequest) -> Result<Queued, ApiErr
 
     // Fast path for the common conflict: no upload, no row.
     if let Some(holder) = holder? {
-        return Err(conflict(holder));
+        if req.on_conflict == OnConflict::Reject || holder.starts_with("rollback:") {
+            return Err(conflict(holder));
+        }
     }
 
     let source_manifest = source_manifest(state, base.as_ref(), &req).await?;
@@ -227,14 +271,19 @@ pub async fn admit(state: &AppState, req: BuildRequest) -> Result<Queued, ApiErr
             metadata: req.metadata,
             retry_of: None,
         },
+        req.on_conflict,
     )
     .await
 }
 
 /// Records a new queued version and queues it: its row first, then the project's slot and the
-/// stream entry in one atomic step. A stale claim (its build is over) is released once; a live
-/// one is a 409 and the row goes again.
-pub(crate) async fn enqueue(state: &AppState, row: NewVersion) -> Result<Queued, ApiError> {
+/// stream entry in one atomic step. A stale claim (its build is over) is released; a live one
+/// is replaced as `on_conflict` allows, else it is a 409 and the row goes again.
+pub(crate) async fn enqueue(
+    state: &AppState,
+    row: NewVersion,
+    on_conflict: OnConflict,
+) -> Result<Queued, ApiError> {
     let (id, user, project, label) = (
         row.id,
         row.user_id.clone(),
@@ -243,17 +292,33 @@ pub(crate) async fn enqueue(state: &AppState, row: NewVersion) -> Result<Queued,
     );
     state.admission.rows.call(row).await?;
 
-    // Claim the slot and queue, atomically. A stale claim (its build is over) is released once.
-    for _ in 0..2 {
+    // Claim the slot and queue, atomically. A stale or replaced claim is released, and the
+    // claim tried again (a few times: other requests may be racing for the slot).
+    let mut replaced = None;
+    for _ in 0..3 {
         match state.queue.admit(id, &user, &project, &label).await {
-            Ok(Admission::Queued { .. }) => return Ok(queued(state, id, user, project)),
+            Ok(Admission::Queued { .. }) => {
+                let mut answer = queued(state, id, user, project);
+                answer.replaced = replaced;
+                return Ok(answer);
+            }
             Ok(Admission::Conflict { holder }) => {
                 // The row exists from here on: an error must not leave it queued with no entry.
                 match holder_is_live(state, &holder).await {
-                    Ok(true) => {
-                        versions::delete_unclaimed(&state.db, id).await?;
-                        return Err(conflict(holder));
-                    }
+                    Ok(true) => match replace(state, &holder, id, on_conflict).await {
+                        Ok(Some(r)) => {
+                            replaced = Some(r);
+                            continue; // its slot was released
+                        }
+                        Ok(None) => {
+                            versions::delete_unclaimed(&state.db, id).await?;
+                            return Err(conflict(holder));
+                        }
+                        Err(e) => {
+                            versions::delete_unclaimed(&state.db, id).await?;
+                            return Err(e);
+                        }
+                    },
                     Ok(false) => {}
                     Err(e) => {
                         versions::delete_unclaimed(&state.db, id).await?;
@@ -273,6 +338,52 @@ pub(crate) async fn enqueue(state: &AppState, row: NewVersion) -> Result<Queued,
         what: "the in-flight claim",
         cause: anyhow::anyhow!("the project's claim kept changing"),
     })
+}
+
+/// Replaces the live build holding the project's slot, as `on_conflict` allows: a queued one is
+/// superseded by `by`, a running one cancelled (`cancel-running` only). Its slot is released.
+/// `None` when it may not be replaced (then the answer is a 409).
+async fn replace(
+    state: &AppState,
+    holder: &str,
+    by: VersionId,
+    on_conflict: OnConflict,
+) -> Result<Option<Replaced>, ApiError> {
+    if on_conflict == OnConflict::Reject {
+        return Ok(None);
+    }
+    let Ok(old) = VersionId::parse(holder) else {
+        return Ok(None); // a rollback's hold: it lasts seconds
+    };
+    if let Some(v) = versions::supersede(&state.db, old, by).await? {
+        tracing::info!(superseded = %old, "a queued build was superseded by a newer request");
+        let data = serde_json::json!({ "supersededBy": by });
+        events::record(&state.db, old, EventType::BuildSuperseded, &data).await?;
+        state
+            .queue
+            .release(holder, &v.user_id, &v.project_id)
+            .await
+            .map_err(|e| ApiError::Unavailable {
+                what: "the build queue",
+                cause: e.into(),
+            })?;
+        return Ok(Some(Replaced {
+            build_id: old,
+            status: BuildStatus::Superseded,
+        }));
+    }
+    if on_conflict != OnConflict::CancelRunning {
+        return Ok(None);
+    }
+    match crate::lifecycle::cancel(state, old).await {
+        Ok(_) => Ok(Some(Replaced {
+            build_id: old,
+            status: BuildStatus::Cancelled,
+        })),
+        // It ended meanwhile: its claim is stale and is released on the next try.
+        Err(ApiError::Conflict { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 fn conflict(holder: String) -> ApiError {
@@ -426,5 +537,6 @@ fn queued(state: &AppState, id: VersionId, user: UserId, project: ProjectId) -> 
         latest_url: state.urls.latest_url(&user, &project),
         user_id: user,
         project_id: project,
+        replaced: None,
     }
 }

@@ -89,6 +89,7 @@ pub async fn retry(state: &AppState, id: VersionId) -> Result<Queued, ApiError> 
             metadata: old.metadata,
             retry_of: Some(id),
         },
+        admission::OnConflict::Reject,
     )
     .await
 }

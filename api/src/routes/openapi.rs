@@ -31,8 +31,8 @@ pub const ROUTES: &[Route] = &[
         summary: "Queue a build: a first build with the full tree, or a rebuild with a delta over baseVersionId (default: latest)",
         auth: true,
         responses: &[
-            (202, "queued: {buildId, status, userId, projectId, statusUrl, previewUrl, latestUrl}"),
-            (409, "another build of the project is queued or running: {error, buildId}"),
+            (202, "queued: {buildId, status, userId, projectId, statusUrl, previewUrl, latestUrl, replaced?}"),
+            (409, "another build of the project is queued or running (onConflict: supersede replaces a queued one, cancel-running a running one too): {error, buildId}"),
             (413, "the body is over the size cap"),
             (422, "invalid ids, paths, files, base version, or a reused Idempotency-Key with another body"),
             (503, "the queue is unavailable: the build is recorded failed, {error, buildId}"),

@@ -439,3 +439,88 @@ async fn a_draining_builder_hands_its_build_back_and_another_finishes_it() {
     let second = log.find("attempt 2 on next").expect("the second attempt says so");
     assert!(handed < second, "{log}");
 }
+
+#[tokio::test]
+async fn a_newer_request_supersedes_a_queued_build_when_asked() {
+    let app = spawn_app(Options::without_builders()).await;
+    let project = unique("latest-wins");
+    let first = app.submit(&build_body("u_fleet", &project, site("first"))).await;
+
+    // By default a second request is refused, naming the first.
+    let (status, body) = app
+        .send_json(
+            "POST",
+            "/v1/builds",
+            &build_body("u_fleet", &project, site("second")),
+        )
+        .await;
+    assert_eq!((status, body["buildId"].clone()), (409, json!(first)), "{body}");
+    let mut bad = build_body("u_fleet", &project, site("second"));
+    bad["onConflict"] = json!("newest");
+    let (status, body) = app.send_json("POST", "/v1/builds", &bad).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("onConflict must be"),
+        "{body}"
+    );
+
+    let mut newer = build_body("u_fleet", &project, site("second"));
+    newer["onConflict"] = json!("supersede");
+    let (status, queued) = app.send_json("POST", "/v1/builds", &newer).await;
+    assert_eq!(status, 202, "{queued}");
+    assert_eq!(
+        queued["replaced"],
+        json!({ "buildId": first, "status": "superseded" })
+    );
+    let second = queued["buildId"].as_str().unwrap().to_owned();
+    let old = app.get_json(&format!("/v1/builds/{first}")).await;
+    assert_eq!(
+        (old["status"].clone(), old["supersededBy"].clone()),
+        (json!("superseded"), json!(second))
+    );
+    let events = app.get_json(&format!("/v1/builds/{first}/events")).await;
+    assert_eq!(events["events"][1]["type"], "build_superseded", "{events}");
+
+    let _builder = app.start_builder("b", |_| {});
+    assert_eq!(app.wait(&second).await["status"], "deployed");
+    let old = app.get_json(&format!("/v1/builds/{first}")).await;
+    assert_eq!(
+        (old["status"].clone(), old["startedAt"].clone()),
+        (json!("superseded"), Value::Null)
+    );
+}
+
+#[tokio::test]
+async fn cancel_running_replaces_a_running_build_and_supersede_does_not() {
+    let app = spawn_app(Options::without_builders()).await;
+    let _builder = app.start_builder("b", |s| s.fleet.cancel_grace = Duration::from_secs(1));
+    let project = unique("cancel-running");
+    let slow = app
+        .submit(&build_body("u_fleet", &project, project_running("sleep 60")))
+        .await;
+    app.wait_for_status(&slow, "running").await;
+
+    let mut supersede = build_body("u_fleet", &project, site("newer"));
+    supersede["onConflict"] = json!("supersede");
+    let (status, body) = app.send_json("POST", "/v1/builds", &supersede).await;
+    assert_eq!(
+        (status, body["buildId"].clone()),
+        (409, json!(slow)),
+        "a running build is not superseded: {body}"
+    );
+
+    let mut cancel = build_body("u_fleet", &project, site("newer"));
+    cancel["onConflict"] = json!("cancel-running");
+    let (status, queued) = app.send_json("POST", "/v1/builds", &cancel).await;
+    assert_eq!(status, 202, "{queued}");
+    assert_eq!(
+        queued["replaced"],
+        json!({ "buildId": slow, "status": "cancelled" })
+    );
+    let newer = queued["buildId"].as_str().unwrap().to_owned();
+    assert_eq!(app.wait(&newer).await["status"], "deployed");
+    assert_eq!(
+        app.get_json(&format!("/v1/builds/{slow}")).await["status"],
+        "cancelled"
+    );
+}

@@ -449,6 +449,22 @@ pub async fn attempt_of(pool: &PgPool, id: VersionId) -> Result<Option<(BuildSta
     .transpose()
 }
 
+/// Marks a still-queued build superseded by the newer build `by` (whose row exists); `None`
+/// when it is no longer queued.
+pub async fn supersede(pool: &PgPool, id: VersionId, by: VersionId) -> Result<Option<Version>, DbError> {
+    sqlx::query(
+        "update versions set status = 'superseded', superseded_by = $2, finished_at = now(),
+             total_ms = (extract(epoch from now() - created_at) * 1000)::bigint
+         where id = $1 and status = 'queued' returning *",
+    )
+    .bind(id.to_string())
+    .bind(by.to_string())
+    .fetch_optional(pool)
+    .await
+    .map_err(DbError::from)
+    .and_then(optional)
+}
+
 /// Cancels a queued or running build. `Ok(Ok(v))`: cancelled now; `Ok(Err(v))`: it had already
 /// ended (`v` as it is); `None`: no such build.
 pub async fn cancel(pool: &PgPool, id: VersionId) -> Result<Option<Result<Version, Version>>, DbError> {
