@@ -202,6 +202,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let stop_listening = CancellationToken::new();
     let cancels = tokio::spawn(listen_for_cancels(builder.clone(), stop_listening.clone()));
     let drain = tokio::spawn(drain_deadline(builder.clone(), shutdown.clone()));
+    let reconciler = tokio::spawn(crate::reconcile::run(builder.clone(), shutdown.clone()));
     // Webhook deliveries run in every daemon of the farm, builders included.
     let deliveries = builder.settings.webhooks.deliver.then(|| {
         let worker =
@@ -210,6 +211,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     });
     tracker.wait().await;
     drain.abort();
+    let _ = reconciler.await;
     stop_listening.cancel();
     let _ = cancels.await;
     let _ = heartbeat.await;

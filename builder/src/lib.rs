@@ -6,6 +6,7 @@
 //!   a cancel, a lost claim, the drain deadline.
 //! - `process`: untrusted child processes: process group, scrubbed environment, wall-clock
 //!   limit, bounded log capture, the whole tree killed at the end.
+//! - [`reconcile`]: queued builds that lost their stream entry are queued again.
 //! - `workspace`, `detect`, `publish`, `generator`: the stations of a build.
 
 pub mod daemon;
@@ -17,6 +18,7 @@ mod lease;
 mod log;
 mod process;
 mod publish;
+pub mod reconcile;
 mod workspace;
 
 pub use daemon::{run, Builder, StepOutcome};

@@ -120,6 +120,9 @@ pub struct FleetSettings {
     /// How long a daemon told to stop lets its running builds finish before handing them
     /// back to the queue (`KILN_DRAIN_SECS`, default 300).
     pub drain: Duration,
+    /// How often queued builds missing from the stream are looked for
+    /// (`KILN_RECONCILE_SECS`, default 30; one daemon of the fleet at a time).
+    pub reconcile_every: Duration,
 }
 
 impl FleetSettings {
@@ -346,6 +349,7 @@ impl Settings {
                 max_attempts: src.positive("KILN_MAX_ATTEMPTS", 3)?.min(1000) as u32,
                 cancel_grace: Duration::from_secs(src.positive("KILN_CANCEL_GRACE_SECS", 10)?),
                 drain: Duration::from_secs(src.positive("KILN_DRAIN_SECS", 300)?),
+                reconcile_every: Duration::from_secs(src.positive("KILN_RECONCILE_SECS", 30)?),
             },
             webhooks: WebhookSettings {
                 deliver: src.switch("KILN_WEBHOOK_DELIVERY", true)?,

@@ -524,3 +524,63 @@ async fn cancel_running_replaces_a_running_build_and_supersede_does_not() {
         "cancelled"
     );
 }
+
+/// Removes a build's stream entry (and, with `claim_too`, its project's claim), as a crash of
+/// the API between its two writes, or a Redis that lost data, would leave things.
+async fn lose_entry(app: &TestApp, id: &str, project: &str, claim_too: bool) {
+    use secrecy::ExposeSecret;
+    let keys = Keys::new(app.settings.redis_prefix.clone());
+    let mut conn = redis::Client::open(app.settings.redis_url.expose_secret())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let range: redis::streams::StreamRangeReply = redis::AsyncCommands::xrange_all(&mut conn, keys.stream())
+        .await
+        .unwrap();
+    let entry = range
+        .ids
+        .iter()
+        .find(|e| e.get::<String>("build_id").as_deref() == Some(id))
+        .expect("the build's entry");
+    let _: i64 = redis::AsyncCommands::xdel(&mut conn, keys.stream(), &[&entry.id])
+        .await
+        .unwrap();
+    if claim_too {
+        let _: i64 = redis::AsyncCommands::del(&mut conn, keys.inflight("u_fleet", project))
+            .await
+            .unwrap();
+    }
+    // Older than the reconciler's minimum age, so it is not mistaken for an admission in flight.
+    sqlx::query("update versions set created_at = now() - interval '2 minutes' where id = $1")
+        .bind(id)
+        .execute(&app.db)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn queued_builds_that_lost_their_stream_entry_are_queued_again() {
+    let app = spawn_app(Options::without_builders()).await;
+    let (p1, p2, p3) = (unique("no-entry"), unique("no-entry-claim"), unique("replaced"));
+    let a = app.submit(&build_body("u_fleet", &p1, site("a"))).await;
+    lose_entry(&app, &a, &p1, true).await;
+    let b = app.submit(&build_body("u_fleet", &p2, site("b"))).await;
+    lose_entry(&app, &b, &p2, false).await;
+    let c = app.submit(&build_body("u_fleet", &p3, site("c"))).await;
+    lose_entry(&app, &c, &p3, true).await;
+    // A newer build of p3 is admitted meanwhile (the client retried): it wins.
+    let d = app.submit(&build_body("u_fleet", &p3, site("d"))).await;
+    assert_eq!(app.queue_depth().await, 1);
+
+    let _builder = app.start_builder("b", |s| s.fleet.reconcile_every = Duration::from_secs(1));
+    for id in [&a, &b, &d] {
+        assert_eq!(app.wait(id).await["status"], "deployed", "{id}");
+    }
+    let old = app.get_json(&format!("/v1/builds/{c}")).await;
+    assert_eq!(
+        (old["status"].clone(), old["supersededBy"].clone()),
+        (json!("superseded"), json!(d)),
+        "{old}"
+    );
+}

@@ -161,6 +161,11 @@ impl Keys {
         format!("{}:builder:{id}", self.prefix)
     }
 
+    /// The lock one daemon of the fleet holds while it reconciles the queue.
+    pub fn reconcile_lock(&self) -> String {
+        format!("{}:reconcile-lock", self.prefix)
+    }
+
     /// The Pub/Sub channel on which cancelled builds are announced to the builders.
     pub fn cancels(&self) -> String {
         format!("{}:cancels", self.prefix)

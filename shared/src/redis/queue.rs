@@ -260,6 +260,58 @@ impl Queue {
         Ok(entry.is_some())
     }
 
+    /// The builds that have an entry in the stream (waiting or being built).
+    pub async fn builds_in_stream(&self) -> Result<std::collections::HashSet<String>, QueueError> {
+        let reply: redis::streams::StreamRangeReply =
+            self.redis.conn().xrange_all(self.keys.stream()).await?;
+        Ok(reply
+            .ids
+            .iter()
+            .filter_map(|e| e.get::<String>("build_id"))
+            .collect())
+    }
+
+    /// Adds a stream entry for a build that holds its project's slot but has no entry.
+    pub async fn republish(
+        &self,
+        build: VersionId,
+        user: &UserId,
+        project: &ProjectId,
+    ) -> Result<(), QueueError> {
+        let _: String = self
+            .redis
+            .conn()
+            .xadd(
+                self.keys.stream(),
+                "*",
+                &[
+                    ("build_id", build.to_string().as_str()),
+                    ("user_id", user.as_str()),
+                    ("project_id", project.as_str()),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Takes the fleet-wide lock `key` for `ttl` unless another holder has it.
+    pub async fn try_lock(
+        &self,
+        key: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, QueueError> {
+        let set: Option<String> = redis::cmd("SET")
+            .arg(key)
+            .arg(holder)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl.as_millis() as u64)
+            .query_async(&mut self.redis.conn())
+            .await?;
+        Ok(set.is_some())
+    }
+
     /// Tells every builder that `build` was cancelled (the one running it stops it).
     pub async fn announce_cancel(&self, build: VersionId) -> Result<(), QueueError> {
         let _: i64 = self
