@@ -20,7 +20,7 @@ use crate::admission::AdmissionDb;
 use crate::auth::authenticate;
 use crate::error::ApiError;
 use crate::events::EventHub;
-use crate::routes::{builds, events, health, logs, openapi, projects, versions, webhooks};
+use crate::routes::{builders, builds, events, health, logs, openapi, projects, versions, webhooks};
 use crate::state::{AppState, ImmutableCache};
 
 /// The longest the API waits for one Redis command.
@@ -92,6 +92,7 @@ impl Application {
                 .service(
                     web::scope("/v1")
                         .wrap(from_fn(authenticate))
+                        .configure(builders::configure)
                         .configure(builds::configure)
                         .configure(events::configure)
                         .configure(logs::configure)

@@ -163,9 +163,7 @@ impl Builder {
 }
 
 fn default_consumer() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "builder".into());
+    let host = hostname();
     format!(
         "{host}-{}-{}",
         std::process::id(),
@@ -198,8 +196,14 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         tracker.spawn(worker(builder.clone(), shutdown.clone(), slot));
     }
     tracker.close();
-    let heartbeat = tokio::spawn(heartbeat(builder.clone(), shutdown.clone()));
+    // The heartbeat and the cancel listener last until the last build is over (a draining
+    // daemon still runs builds).
     let stop_listening = CancellationToken::new();
+    let heartbeat = tokio::spawn(heartbeat(
+        builder.clone(),
+        shutdown.clone(),
+        stop_listening.clone(),
+    ));
     let cancels = tokio::spawn(listen_for_cancels(builder.clone(), stop_listening.clone()));
     let drain = tokio::spawn(drain_deadline(builder.clone(), shutdown.clone()));
     let reconciler = tokio::spawn(crate::reconcile::run(builder.clone(), shutdown.clone()));
@@ -224,19 +228,54 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     Ok(())
 }
 
-/// Tells the fleet this daemon is alive until shutdown (queue estimates count its slots).
-async fn heartbeat(builder: Arc<Builder>, shutdown: CancellationToken) {
+/// Tells the fleet this daemon is alive until shutdown, and what it runs (queue estimates
+/// count its slots; `GET /v1/builders` shows its report); records its uptime in Postgres.
+async fn heartbeat(builder: Arc<Builder>, shutdown: CancellationToken, stop: CancellationToken) {
     let mut every = tokio::time::interval(kiln_shared::redis::fleet::HEARTBEAT_EVERY);
+    let started_at = chrono::Utc::now();
+    let host = hostname();
+    let version = env!("CARGO_PKG_VERSION");
     loop {
         tokio::select! {
-            () = shutdown.cancelled() => return,
+            () = stop.cancelled() => return,
             _ = every.tick() => {}
         }
         let capacity = builder.settings.builder_concurrency;
-        if let Err(e) = builder.fleet.heartbeat(&builder.consumer, capacity).await {
+        let running: Vec<serde_json::Value> = builder
+            .running
+            .snapshot()
+            .into_iter()
+            .map(|(id, event)| serde_json::json!({ "buildId": id, "lastEvent": event }))
+            .collect();
+        let report = serde_json::json!({
+            "host": host,
+            "version": version,
+            "capacity": capacity,
+            "running": running,
+            "node": builder.toolchain.node,
+            "pnpm": builder.toolchain.pnpm,
+            "startedAt": started_at,
+            "draining": shutdown.is_cancelled(),
+        });
+        if let Err(e) = builder
+            .fleet
+            .heartbeat(&builder.consumer, capacity, &report)
+            .await
+        {
             tracing::warn!(error = %e, "cannot heartbeat");
         }
+        if let Err(e) =
+            kiln_shared::db::fleet::heartbeat(&builder.db, &builder.consumer, &host, version).await
+        {
+            tracing::warn!(error = %e, "cannot record the builder's uptime");
+        }
     }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "builder".into())
 }
 
 /// Once shutdown is asked for, running builds have `KILN_DRAIN_SECS` to finish; then they are

@@ -380,6 +380,7 @@ async fn record_success(
 
 /// Hands an event of this attempt to the daemon's recorder ([`crate::events::EventSink`]).
 pub(crate) fn emit(b: &Builder, attempt: &Version, kind: EventType, data: serde_json::Value) {
+    b.running.saw(attempt.id, kind);
     b.events.emit(attempt.id, Some(attempt.attempts), kind, data);
 }
 

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kiln_shared::db::{versions, PgPool};
-use kiln_shared::domain::{BuildStatus, VersionId};
+use kiln_shared::domain::{BuildStatus, EventType, VersionId};
 use kiln_shared::redis::Queue;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -64,14 +64,25 @@ impl Stopper {
 /// deadline can stop them.
 #[derive(Debug, Clone, Default)]
 pub struct Running {
-    attempts: Arc<Mutex<HashMap<VersionId, Stopper>>>,
+    attempts: Arc<Mutex<HashMap<VersionId, Attempt>>>,
+}
+
+#[derive(Debug)]
+struct Attempt {
+    stopper: Stopper,
+    /// The newest event it emitted (the fleet view shows where each build is).
+    last_event: Option<EventType>,
 }
 
 impl Running {
     /// Registers an attempt; it is forgotten when the returned guard drops.
     pub fn register(&self, build: VersionId) -> (Stopper, Registered) {
         let stopper = Stopper::default();
-        self.lock().insert(build, stopper.clone());
+        let attempt = Attempt {
+            stopper: stopper.clone(),
+            last_event: None,
+        };
+        self.lock().insert(build, attempt);
         let registered = Registered {
             running: self.clone(),
             build,
@@ -81,8 +92,8 @@ impl Running {
 
     pub fn stop(&self, build: VersionId, why: Stop) -> bool {
         match self.lock().get(&build) {
-            Some(s) => {
-                s.stop(why);
+            Some(a) => {
+                a.stopper.stop(why);
                 true
             }
             None => false,
@@ -91,8 +102,8 @@ impl Running {
 
     pub fn stop_all(&self, why: Stop) -> usize {
         let all = self.lock();
-        for s in all.values() {
-            s.stop(why);
+        for a in all.values() {
+            a.stopper.stop(why);
         }
         all.len()
     }
@@ -101,7 +112,21 @@ impl Running {
         self.lock().keys().copied().collect()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<VersionId, Stopper>> {
+    /// Notes the newest event of a running build.
+    pub fn saw(&self, build: VersionId, event: EventType) {
+        if let Some(a) = self.lock().get_mut(&build) {
+            a.last_event = Some(event);
+        }
+    }
+
+    /// Each running build and its newest event, by id.
+    pub fn snapshot(&self) -> Vec<(VersionId, Option<EventType>)> {
+        let mut all: Vec<_> = self.lock().iter().map(|(id, a)| (*id, a.last_event)).collect();
+        all.sort_by_key(|(id, _)| *id);
+        all
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<VersionId, Attempt>> {
         self.attempts.lock().expect("running lock poisoned")
     }
 }

@@ -1,5 +1,6 @@
 //! One module per resource.
 
+pub mod builders;
 pub mod builds;
 pub mod events;
 pub mod health;

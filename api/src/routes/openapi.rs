@@ -53,6 +53,20 @@ pub const ROUTES: &[Route] = &[
         responses: &[(200, "the build"), (404, "unknown build")],
     },
     Route {
+        method: "get",
+        path: "/v1/builders",
+        summary: "The live fleet: builders that heartbeated within the lease, with capacity, running builds and their newest event, versions",
+        auth: true,
+        responses: &[(200, "{builders, slots, running}"), (503, "Redis is unavailable")],
+    },
+    Route {
+        method: "get",
+        path: "/v1/builders/history",
+        summary: "Builders' uptime intervals, newest first (?builderId=, ?limit= 1-100)",
+        auth: true,
+        responses: &[(200, "{intervals}"), (400, "bad builderId or limit")],
+    },
+    Route {
         method: "post",
         path: "/v1/builds/{id}/cancel",
         summary: "Cancel a queued or running build: it never starts, or its processes are stopped (SIGTERM, then SIGKILL); its project's slot is free at once. Idempotent",

@@ -584,3 +584,64 @@ async fn queued_builds_that_lost_their_stream_entry_are_queued_again() {
         "{old}"
     );
 }
+
+#[tokio::test]
+async fn the_fleet_view_shows_live_builders_what_they_run_and_their_uptime() {
+    let app = spawn_app(Options::without_builders()).await;
+    let one = app.start_builder("fleet-one", |_| {});
+    let two = app.start_builder("fleet-two", |_| {});
+    let slow = app
+        .submit(&build_body(
+            "u_fleet",
+            &unique("view"),
+            project_running("sleep 30"),
+        ))
+        .await;
+    app.wait_for_status(&slow, "running").await;
+    let started = Instant::now();
+    let fleet = loop {
+        let fleet = app.get_json("/v1/builders").await;
+        let running = fleet["running"].as_u64().unwrap_or_default();
+        if fleet["builders"].as_array().map(Vec::len) == Some(2) && running == 1 {
+            break fleet;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{fleet}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(fleet["slots"], 2, "{fleet}");
+    let builders = fleet["builders"].as_array().unwrap();
+    assert_eq!(builders[0]["id"], "fleet-one");
+    assert_eq!(builders[1]["id"], "fleet-two");
+    let busy = builders
+        .iter()
+        .find(|b| b["running"].as_array().unwrap().len() == 1)
+        .expect("one builder runs the build");
+    assert_eq!(busy["running"][0]["buildId"], slow.as_str(), "{busy}");
+    assert!(busy["running"][0]["lastEvent"].is_string(), "{busy}");
+    for b in builders {
+        assert_eq!(b["capacity"], 1, "{b}");
+        assert!(b["host"].as_str().is_some_and(|h| !h.is_empty()), "{b}");
+        assert!(b["version"].is_string() && b["startedAt"].is_string(), "{b}");
+        assert!(b["lastSeenMsAgo"].as_i64().unwrap() < 15_000, "{b}");
+    }
+    let history = app.get_json("/v1/builders/history?builderId=fleet-one").await;
+    let intervals = history["intervals"].as_array().unwrap();
+    assert_eq!(intervals.len(), 1, "{history}");
+    assert_eq!(intervals[0]["builderId"], "fleet-one");
+
+    // A builder that stops leaves the fleet view; the build it ran is cancelled first so
+    // that it need not drain.
+    let (status, _) = app
+        .send_json("POST", &format!("/v1/builds/{slow}/cancel"), &json!({}))
+        .await;
+    assert_eq!(status, 200);
+    let idle = if busy["id"] == "fleet-one" { two } else { one };
+    idle.shutdown.cancel();
+    idle.task.await.unwrap().unwrap();
+    let fleet = app.get_json("/v1/builders").await;
+    assert_eq!(fleet["builders"].as_array().unwrap().len(), 1, "{fleet}");
+    let (status, body) = app
+        .send_json("GET", "/v1/builders/history?limit=0", &json!(null))
+        .await;
+    assert_eq!(status, 400, "{body}");
+}

@@ -4,6 +4,7 @@
 
 pub mod batch;
 pub mod events;
+pub mod fleet;
 pub mod versions;
 pub mod webhooks;
 

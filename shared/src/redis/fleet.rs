@@ -12,6 +12,7 @@ pub const LEASE: Duration = Duration::from_secs(15);
 
 static HEARTBEAT: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("heartbeat.lua")));
+static LIVE: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(include_str!("fleet_live.lua")));
 static CAPACITY: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("fleet_capacity.lua")));
 
@@ -22,6 +23,15 @@ pub struct FleetCapacity {
     pub builders: u64,
     /// Their summed concurrency: builds the fleet runs at once.
     pub slots: u64,
+}
+
+/// One live builder as its last heartbeat described it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveBuilder {
+    pub id: String,
+    /// How long ago (by Redis's clock) it last heartbeated.
+    pub seen_ms_ago: i64,
+    pub report: serde_json::Value,
 }
 
 #[derive(Debug, Clone)]
@@ -36,17 +46,48 @@ impl Fleet {
         Self { redis, keys, lease }
     }
 
-    /// Records that builder `id` is alive and runs up to `capacity` builds at once.
-    pub async fn heartbeat(&self, id: &str, capacity: usize) -> Result<(), QueueError> {
+    /// Records that builder `id` is alive and runs up to `capacity` builds at once, with what
+    /// it says of itself (`report`, shown by `GET /v1/builders`).
+    pub async fn heartbeat(
+        &self,
+        id: &str,
+        capacity: usize,
+        report: &serde_json::Value,
+    ) -> Result<(), QueueError> {
         let _: i64 = HEARTBEAT
             .key(self.keys.builders())
             .key(self.keys.builder(id))
             .arg(id)
             .arg(capacity)
             .arg(self.lease.as_millis() as u64)
+            .arg(report.to_string())
             .invoke_async(&mut self.redis.conn())
             .await?;
         Ok(())
+    }
+
+    /// The live builders: id, when Redis last heard from it (ms), and its report; sorted by id.
+    pub async fn live(&self) -> Result<Vec<LiveBuilder>, QueueError> {
+        let mut raw: Vec<String> = LIVE
+            .key(self.keys.builders())
+            .arg(self.lease.as_millis() as u64)
+            .arg(self.keys.builder(""))
+            .invoke_async(&mut self.redis.conn())
+            .await?;
+        let now: i64 = raw.pop().and_then(|n| n.parse().ok()).unwrap_or_default();
+        let mut out: Vec<LiveBuilder> = raw
+            .chunks_exact(3)
+            .map(|c| {
+                let seen: i64 = c[1].parse().unwrap_or_default();
+                LiveBuilder {
+                    id: c[0].clone(),
+                    seen_ms_ago: (now - seen).max(0),
+                    report: serde_json::from_str(&c[2]).unwrap_or_default(),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
     }
 
     /// Removes builder `id` at once (a clean shutdown).

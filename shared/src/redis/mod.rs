@@ -8,7 +8,7 @@ mod kv;
 mod logs;
 mod queue;
 
-pub use fleet::{Fleet, FleetCapacity};
+pub use fleet::{Fleet, FleetCapacity, LiveBuilder};
 pub use idempotency::{Claim, Idempotency, IdempotencyRecord};
 pub use kv::{LatestPointer, ProjectRef};
 pub use logs::{LiveLogs, LogEntry, LogFollower};
