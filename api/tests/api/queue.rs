@@ -1,10 +1,7 @@
 //! Queue position and estimated start of builds waiting behind others.
-
-use std::time::{Duration, Instant};
-
 use serde_json::{json, Value};
 
-use crate::helpers::{build_body, spawn_app, unique, Options, TestApp};
+use crate::helpers::{build_body, spawn_app, unique, Options};
 
 /// A project whose build takes `ms` milliseconds past install.
 fn slow_project(ms: u64) -> Value {
@@ -15,21 +12,6 @@ fn slow_project(ms: u64) -> Value {
         { "path": "package.json", "content": json!({ "name": "p", "private": true, "scripts": { "build": "node build.js" } }).to_string() },
         { "path": "build.js", "content": script },
     ])
-}
-
-async fn wait_for_status(app: &TestApp, id: &str, status: &str) -> Value {
-    let started = Instant::now();
-    loop {
-        let build = app.get_json(&format!("/v1/builds/{id}")).await;
-        if build["status"] == status {
-            return build;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "{id} never {status}: {build}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 #[tokio::test]
@@ -53,7 +35,7 @@ async fn waiting_builds_know_their_place_and_when_they_should_start() {
 
     // A builder daemon joins the farm and takes the first build.
     tokio::spawn(kiln_builder::run(app.settings.clone(), app.shutdown.clone()));
-    wait_for_status(&app, &ids[0], "running").await;
+    app.wait_for_status(&ids[0], "running").await;
     let second = app.get_json(&format!("/v1/builds/{}", ids[1])).await;
     assert_eq!(second["status"], "queued", "{second}");
     assert_eq!(second["queuePosition"], 0, "{second}");
@@ -74,7 +56,7 @@ async fn waiting_builds_know_their_place_and_when_they_should_start() {
     // second (running) to free the only slot.
     let first = app.wait(&ids[0]).await;
     assert_eq!(first["status"], "deployed", "{first}");
-    wait_for_status(&app, &ids[1], "running").await;
+    app.wait_for_status(&ids[1], "running").await;
     let asked = chrono::Utc::now();
     let third = app.get_json(&format!("/v1/builds/{}", ids[2])).await;
     assert_eq!(third["queuePosition"], 0, "{third}");

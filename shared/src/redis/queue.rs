@@ -196,7 +196,17 @@ impl Queue {
     /// processed entry is of no further use), when `consumer` still owns it. `false` when the
     /// entry was reclaimed by another consumer (or is gone): then it is left alone.
     pub async fn ack(&self, consumer: &str, entry_id: &str) -> Result<bool, QueueError> {
-        let done: i64 = ACK
+        self.if_owned(&ACK, consumer, entry_id).await
+    }
+
+    /// Runs a script that acts on `entry_id` only while `consumer` owns it; `true` when it did.
+    async fn if_owned(
+        &self,
+        script: &redis::Script,
+        consumer: &str,
+        entry_id: &str,
+    ) -> Result<bool, QueueError> {
+        let done: i64 = script
             .key(self.keys.stream())
             .arg(CONSUMER_GROUP)
             .arg(consumer)
@@ -209,14 +219,7 @@ impl Queue {
     /// Renews `consumer`'s claim on a running build's entry (resets its idle time). `false`
     /// when the claim is lost: another consumer reclaimed the entry, or it is gone.
     pub async fn renew(&self, consumer: &str, entry_id: &str) -> Result<bool, QueueError> {
-        let renewed: i64 = RENEW
-            .key(self.keys.stream())
-            .arg(CONSUMER_GROUP)
-            .arg(consumer)
-            .arg(entry_id)
-            .invoke_async(&mut self.redis.conn())
-            .await?;
-        Ok(renewed == 1)
+        self.if_owned(&RENEW, consumer, entry_id).await
     }
 
     /// Takes over one build whose claim was not renewed for `lease` (its builder died or was
