@@ -25,6 +25,8 @@ use crate::log::Redactor;
 /// again: a lost build is reclaimed at most this long after its lease ran out.
 const BLOCK: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How often the daemon's uptime interval in Postgres is extended.
+const UPTIME_EVERY: Duration = Duration::from_secs(60);
 /// The longest the daemon waits for one (non-blocking) Redis command.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -235,6 +237,8 @@ async fn heartbeat(builder: Arc<Builder>, shutdown: CancellationToken, stop: Can
     let started_at = chrono::Utc::now();
     let host = hostname();
     let version = env!("CARGO_PKG_VERSION");
+    // Uptime intervals close after a 30-minute gap: a Postgres write a minute is plenty.
+    let mut uptime_recorded: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
@@ -264,10 +268,12 @@ async fn heartbeat(builder: Arc<Builder>, shutdown: CancellationToken, stop: Can
         {
             tracing::warn!(error = %e, "cannot heartbeat");
         }
-        if let Err(e) =
-            kiln_shared::db::fleet::heartbeat(&builder.db, &builder.consumer, &host, version).await
-        {
-            tracing::warn!(error = %e, "cannot record the builder's uptime");
+        if uptime_recorded.is_some_and(|at| at.elapsed() < UPTIME_EVERY) {
+            continue;
+        }
+        match kiln_shared::db::fleet::heartbeat(&builder.db, &builder.consumer, &host, version).await {
+            Ok(()) => uptime_recorded = Some(tokio::time::Instant::now()),
+            Err(e) => tracing::warn!(error = %e, "cannot record the builder's uptime"),
         }
     }
 }

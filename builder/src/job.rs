@@ -108,7 +108,6 @@ async fn run_attempt(
     stopper: &Stopper,
 ) -> anyhow::Result<VersionId> {
     let id = version.id;
-    let consumer = b.consumer();
     tracing::info!("build started");
     emit(
         b,
@@ -182,9 +181,7 @@ async fn run_attempt(
         }
     };
     if recorded {
-        b.queue
-            .release(&id.to_string(), &version.user_id, &version.project_id)
-            .await?;
+        release(b, version).await?;
     } else if let Some((status, attempt)) = versions::attempt_of(&b.db, id).await? {
         if !status.is_final() && attempt != version.attempts {
             tracing::warn!("another attempt took the build over; this one's result is not recorded");
@@ -192,10 +189,23 @@ async fn run_attempt(
         }
         tracing::info!(%status, "the build ended elsewhere (cancelled); its result is not recorded");
     }
-    // Acknowledged once its events are recorded too.
-    b.events.flush().await;
-    b.queue.ack(consumer, &job.entry_id).await?;
+    done_with(b, job).await?;
     Ok(id)
+}
+
+/// Frees the build's project for its next build (if this build still holds it).
+async fn release(b: &Builder, version: &Version) -> anyhow::Result<()> {
+    b.queue
+        .release(&version.id.to_string(), &version.user_id, &version.project_id)
+        .await?;
+    Ok(())
+}
+
+/// Acknowledges a finished job, once its events are recorded too.
+async fn done_with(b: &Builder, job: &Job) -> anyhow::Result<()> {
+    b.events.flush().await;
+    b.queue.ack(b.consumer(), &job.entry_id).await?;
+    Ok(())
 }
 
 /// Starts an attempt's log after the lines earlier attempts streamed.
@@ -270,11 +280,8 @@ async fn give_up(b: &Builder, job: &Job, version: &Version) -> anyhow::Result<()
         let data = json!({ "step": failed.failed_step, "reason": reason });
         b.events.emit(id, None, EventType::BuildFailed, data);
     }
-    b.queue
-        .release(&id.to_string(), &version.user_id, &version.project_id)
-        .await?;
-    b.events.flush().await;
-    b.queue.ack(b.consumer(), &job.entry_id).await?;
+    release(b, version).await?;
+    done_with(b, job).await?;
     Ok(())
 }
 
@@ -319,12 +326,9 @@ async fn settle(b: &Builder, job: &Job, version: &Version) -> anyhow::Result<()>
         if version.status == BuildStatus::Deployed {
             set_latest(b, version).await?;
         }
-        b.queue
-            .release(&id.to_string(), &version.user_id, &version.project_id)
-            .await?;
+        release(b, version).await?;
     }
-    b.events.flush().await;
-    b.queue.ack(b.consumer(), &job.entry_id).await?;
+    done_with(b, job).await?;
     Ok(())
 }
 

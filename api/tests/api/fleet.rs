@@ -48,6 +48,28 @@ async fn take_and_die(app: &TestApp, q: &Queue, name: &str) -> (Job, i32) {
     (job, started.attempts)
 }
 
+/// What a builder records when its attempt deploys (`None`: the attempt was fenced out).
+async fn record_deployed(
+    app: &TestApp,
+    id: VersionId,
+    attempt: i32,
+    output_key: &str,
+) -> Option<versions::Version> {
+    let metrics = Metrics::default();
+    let deployed = Deployed {
+        sources: None,
+        output_manifest_key: output_key,
+        framework: None,
+        node_version: None,
+        pnpm_version: None,
+        metadata: None,
+        metrics: &metrics,
+    };
+    versions::mark_deployed(&app.db, id, attempt, &deployed)
+        .await
+        .unwrap()
+}
+
 fn fast_lease(s: &mut kiln_shared::config::Settings) {
     s.fleet.lease = Duration::from_secs(1);
 }
@@ -83,23 +105,8 @@ async fn a_lost_builders_build_is_taken_over_and_its_late_writes_are_fenced() {
     assert!(took < Duration::from_secs(30), "took {took:?}");
 
     // The dead builder comes back: nothing it writes counts any more.
+    let late = record_deployed(&app, job.build_id, attempt, "manifests/forged/output.json").await;
     let metrics = Metrics::default();
-    let late = versions::mark_deployed(
-        &app.db,
-        job.build_id,
-        attempt,
-        &Deployed {
-            sources: None,
-            output_manifest_key: "manifests/forged/output.json",
-            framework: None,
-            node_version: None,
-            pnpm_version: None,
-            metadata: None,
-            metrics: &metrics,
-        },
-    )
-    .await
-    .unwrap();
     assert!(late.is_none(), "a fenced attempt recorded a result");
     let failed = versions::mark_failed(
         &app.db,
@@ -196,25 +203,10 @@ async fn a_builder_that_died_after_recording_is_finished_for() {
     let id = app.submit(&build_body("u_fleet", &project, site("half"))).await;
     let (job, attempt) = take_and_die(&app, &q, "dead").await;
     // It recorded the outcome, then died before its final event, the pointer and the release.
-    let metrics = Metrics::default();
     let key = format!("manifests/{id}/output.json");
-    versions::mark_deployed(
-        &app.db,
-        job.build_id,
-        attempt,
-        &Deployed {
-            sources: None,
-            output_manifest_key: &key,
-            framework: None,
-            node_version: None,
-            pnpm_version: None,
-            metadata: None,
-            metrics: &metrics,
-        },
-    )
-    .await
-    .unwrap()
-    .expect("recorded");
+    record_deployed(&app, job.build_id, attempt, &key)
+        .await
+        .expect("recorded");
 
     let _live = app.start_builder("live", fast_lease);
     let types = event_types(&app, &id).await;
