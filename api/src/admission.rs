@@ -179,7 +179,7 @@ const PARALLEL_BATCHES: usize = 4;
 #[derive(Debug, Clone)]
 pub struct AdmissionDb {
     bases: Batcher<(UserId, ProjectId), Option<Version>>,
-    rows: Batcher<NewVersion, ()>,
+    rows: Batcher<NewVersion, bool>,
 }
 
 impl AdmissionDb {
@@ -206,10 +206,7 @@ impl AdmissionDb {
             PARALLEL_BATCHES,
             move |rows: Vec<_>| {
                 let p = p.clone();
-                async move {
-                    versions::insert_queued(&p, &rows).await?;
-                    Ok(vec![(); rows.len()])
-                }
+                async move { versions::insert_queued(&p, &rows).await }
             },
         );
         Self { bases, rows }
@@ -222,12 +219,59 @@ pub async fn admit(state: &AppState, req: BuildRequest) -> Result<Queued, ApiErr
     let id = VersionId::new();
     tracing::Span::current().record("build_id", tracing::field::display(id));
 
-    // The base version and the project's claim are looked up together.
-    let (base, holder) = tokio::join!(
-        resolve_base(state, &req),
-        live_holder(state, &req.user, &req.project)
-    );
-    let base = base?;
+    // One Redis round trip: the project's slot, and whether the KV has its latest pointer.
+    // A Redis error here is not fatal: the atomic admission below decides, and records the
+    // build as failed if Redis is really down.
+    let (holder, has_latest) = match state.queue.slot_and_latest(&req.user, &req.project).await {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the project's slot and latest pointer");
+            (None, true)
+        }
+    };
+    // Fast path for the common conflict: no upload, no row.
+    if let Some(holder) = holder {
+        let may_replace = req.on_conflict != OnConflict::Reject && !holder.starts_with("rollback:");
+        if !may_replace && holder_is_live(state, &holder).await? {
+            return Err(conflict(holder));
+        }
+    }
+
+    // A request that is a whole first build, of a project the KV has no latest pointer for, is
+    // taken for a first build without asking Postgres for a base: its insert checks that the
+    // project has no deployed version (`only_if_first`). If it has one after all (the KV lost
+    // its pointer), admission starts over with the base from Postgres.
+    let mut assume_first = !has_latest
+        && req.base.is_none()
+        && req.deleted.is_empty()
+        && req.files.as_ref().is_some_and(|f| !f.is_empty());
+    loop {
+        let base = match assume_first {
+            true => None,
+            false => resolve_base(state, &req).await?,
+        };
+        if let Some(queued) = enqueue(
+            state,
+            new_version(state, id, &req, base, assume_first).await?,
+            req.on_conflict,
+        )
+        .await?
+        {
+            return Ok(queued);
+        }
+        tracing::info!("the KV has no latest pointer for a project with a deployed version");
+        assume_first = false;
+    }
+}
+
+/// The row of an admitted request on top of `base`, its sources stored.
+async fn new_version(
+    state: &AppState,
+    id: VersionId,
+    req: &BuildRequest,
+    base: Option<Version>,
+    only_if_first: bool,
+) -> Result<NewVersion, ApiError> {
     // Only a prompt: the generator writes the files in the builder.
     let generate = req.files.is_none() && req.deleted.is_empty() && req.prompt.is_some();
     if base.is_none() && req.files.as_ref().is_none_or(|f| f.is_empty()) && !generate {
@@ -245,52 +289,41 @@ pub async fn admit(state: &AppState, req: BuildRequest) -> Result<Queued, ApiErr
             "deleted needs a base version, and this project has none",
         ));
     }
-
-    // Fast path for the common conflict: no upload, no row.
-    if let Some(holder) = holder? {
-        if req.on_conflict == OnConflict::Reject || holder.starts_with("rollback:") {
-            return Err(conflict(holder));
-        }
-    }
-
-    let source_manifest = source_manifest(state, base.as_ref(), &req).await?;
-
-    let label = project_label(&req.user, &req.project);
-    enqueue(
-        state,
-        NewVersion {
-            id,
-            user_id: req.user,
-            project_id: req.project,
-            project_label: label,
-            prompt: req.prompt,
-            framework: req.framework,
-            parent_version_id: base.as_ref().map(|b| b.id),
-            generate,
-            source_manifest,
-            metadata: req.metadata,
-            retry_of: None,
-        },
-        req.on_conflict,
-    )
-    .await
+    let source_manifest = source_manifest(state, base.as_ref(), req).await?;
+    Ok(NewVersion {
+        id,
+        user_id: req.user.clone(),
+        project_id: req.project.clone(),
+        project_label: project_label(&req.user, &req.project),
+        prompt: req.prompt.clone(),
+        framework: req.framework.clone(),
+        parent_version_id: base.as_ref().map(|b| b.id),
+        generate,
+        source_manifest,
+        metadata: req.metadata.clone(),
+        retry_of: None,
+        only_if_first,
+    })
 }
 
 /// Records a new queued version and queues it: its row first, then the project's slot and the
 /// stream entry in one atomic step. A stale claim (its build is over) is released; a live one
-/// is replaced as `on_conflict` allows, else it is a 409 and the row goes again.
+/// is replaced as `on_conflict` allows, else it is a 409 and the row goes again. `None` when
+/// the row was not inserted (`only_if_first`, and the project has a deployed version).
 pub(crate) async fn enqueue(
     state: &AppState,
     row: NewVersion,
     on_conflict: OnConflict,
-) -> Result<Queued, ApiError> {
+) -> Result<Option<Queued>, ApiError> {
     let (id, user, project, label) = (
         row.id,
         row.user_id.clone(),
         row.project_id.clone(),
         row.project_label.clone(),
     );
-    state.admission.rows.call(row).await?;
+    if !state.admission.rows.call(row).await? {
+        return Ok(None);
+    }
 
     // Claim the slot and queue, atomically. A stale or replaced claim is released, and the
     // claim tried again (a few times: other requests may be racing for the slot).
@@ -300,7 +333,7 @@ pub(crate) async fn enqueue(
             Ok(Admission::Queued { .. }) => {
                 let mut answer = queued(state, id, user, project);
                 answer.replaced = replaced;
-                return Ok(answer);
+                return Ok(Some(answer));
             }
             Ok(Admission::Conflict { holder }) => {
                 // The row exists from here on: an error must not leave it queued with no entry.
@@ -420,8 +453,8 @@ async fn queue_unavailable(state: &AppState, id: VersionId, e: kiln_shared::redi
 }
 
 /// The build holding the project's slot, if it is still queued or running.
-/// A Redis error here is not fatal: the atomic admission below decides, and records the build
-/// as failed if Redis is really down.
+/// A Redis error here is not fatal: the atomic admission that follows decides, and records the
+/// build as failed if Redis is really down.
 async fn live_holder(
     state: &AppState,
     user: &UserId,
@@ -489,8 +522,9 @@ async fn resolve_base(state: &AppState, req: &BuildRequest) -> Result<Option<Ver
     Ok(Some(base))
 }
 
-/// The new version's source tree: the base's, minus `deleted`, plus `files`. Uploads the new
-/// blobs (content-addressed: unchanged files cost nothing).
+/// The new version's source tree: the base's, minus `deleted`, plus `files`. Small text files
+/// are kept inline in the tree (within its budget: [`Manifest::try_inline`]); the others are
+/// uploaded as blobs (content-addressed: unchanged files cost nothing).
 async fn source_manifest(
     state: &AppState,
     base: Option<&Version>,
@@ -508,8 +542,12 @@ async fn source_manifest(
         }
     }
     let files = req.files.as_deref().unwrap_or_default();
+    let blobs: Vec<&SourceFile> = files
+        .iter()
+        .filter(|f| !manifest.try_inline(f.path.as_str(), &f.content))
+        .collect();
     let artifacts = Arc::new(state.artifacts.clone());
-    let uploaded: BTreeMap<String, (String, u64)> = stream::iter(files.iter().map(|f| {
+    let uploaded: BTreeMap<String, (String, u64)> = stream::iter(blobs.into_iter().map(|f| {
         let artifacts = artifacts.clone();
         let path = f.path.to_string();
         let body = Bytes::from(f.content.clone());

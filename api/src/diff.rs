@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use futures::{stream, StreamExt, TryStreamExt};
-use kiln_shared::store::{Artifacts, Manifest, StoreError};
+use kiln_shared::store::{Artifacts, Manifest, ManifestEntry, StoreError};
 use serde::Serialize;
 use similar::{ChangeTag, TextDiff};
 
@@ -89,30 +89,26 @@ fn describe(path: &str, change: ChangeKind, old: &[u8], new: &[u8]) -> FileChang
 }
 
 /// The changes from `a` to `b`, in path order.
-pub async fn compare(
+pub async fn compare<'m>(
     artifacts: &Artifacts,
-    a: &Manifest,
-    b: &Manifest,
+    a: &'m Manifest,
+    b: &'m Manifest,
 ) -> Result<Vec<FileChange>, StoreError> {
     let paths: BTreeSet<&String> = a.files.keys().chain(b.files.keys()).collect();
-    let changed: Vec<(String, Option<String>, Option<String>)> = paths
+    let changed: Vec<(String, Option<&ManifestEntry>, Option<&ManifestEntry>)> = paths
         .into_iter()
         .filter_map(|p| {
             let (old, new) = (a.files.get(p), b.files.get(p));
             match (old, new) {
                 (Some(o), Some(n)) if o.hash == n.hash => None,
-                _ => Some((
-                    p.clone(),
-                    old.map(|e| e.hash.clone()),
-                    new.map(|e| e.hash.clone()),
-                )),
+                _ => Some((p.clone(), old, new)),
             }
         })
         .collect();
     let mut changes: Vec<FileChange> = stream::iter(changed.into_iter().map(|(path, old, new)| async move {
-        let read = |hash: Option<String>| async move {
-            match hash {
-                Some(h) => artifacts.get_blob(&h).await.map(|b| b.to_vec()),
+        let read = |entry: Option<&'m ManifestEntry>| async move {
+            match entry {
+                Some(e) => artifacts.read(e).await.map(|b| b.to_vec()),
                 None => Ok(Vec::new()),
             }
         };

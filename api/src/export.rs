@@ -69,7 +69,7 @@ fn write_zip(
     let mut zip = zip::ZipWriter::new_stream(writer);
     for (path, entry) in manifest.files.iter().filter(|(p, _)| exported(p)) {
         let body = runtime
-            .block_on(artifacts.get_blob(&entry.hash))
+            .block_on(artifacts.read(entry))
             .map_err(io::Error::other)?;
         let method = if compressible(&entry.content_type) {
             CompressionMethod::Deflated

@@ -88,8 +88,10 @@ pub async fn retry(state: &AppState, id: VersionId) -> Result<Queued, ApiError> 
             source_manifest: sources,
             metadata: old.metadata,
             retry_of: Some(id),
+            only_if_first: false,
         },
         admission::OnConflict::Reject,
     )
-    .await
+    .await?
+    .ok_or_else(|| ApiError::internal(anyhow::anyhow!("an unconditional insert was refused")))
 }

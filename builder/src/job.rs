@@ -639,9 +639,9 @@ async fn run_step(
 async fn materialize(artifacts: &Artifacts, manifest: &Manifest, ws: &Workspace) -> Result<(), String> {
     let writes = manifest.files.iter().map(|(path, entry)| {
         let artifacts = artifacts.clone();
-        let (path, hash, project) = (path.clone(), entry.hash.clone(), ws.project());
+        let (path, entry, project) = (path.clone(), entry.clone(), ws.project());
         async move {
-            let body = artifacts.get_blob(&hash).await.map_err(|e| e.to_string())?;
+            let body = artifacts.read(&entry).await.map_err(|e| e.to_string())?;
             Workspace::write_into(&project, &path, &body)
                 .await
                 .map_err(|e| format!("writing {path}: {e}"))

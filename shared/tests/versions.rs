@@ -40,6 +40,7 @@ fn row(user: &str, project: &str, parent: Option<VersionId>) -> NewVersion {
         source_manifest: sources,
         metadata: None,
         retry_of: None,
+        only_if_first: false,
     }
 }
 
@@ -75,8 +76,7 @@ async fn concurrent_inserts_form_one_statement_and_a_bad_row_fails_only_its_call
         let (p, seen) = (p.clone(), seen.clone());
         async move {
             seen.lock().unwrap().push(rows.len());
-            versions::insert_queued(&p, &rows).await?;
-            Ok(vec![(); rows.len()])
+            versions::insert_queued(&p, &rows).await
         }
     });
     let mut rows: Vec<NewVersion> = (0..9).map(|i| row("u", &format!("p{i}"), None)).collect();
@@ -106,6 +106,50 @@ async fn concurrent_inserts_form_one_statement_and_a_bad_row_fails_only_its_call
         let v = versions::get(&pool, r.id).await.unwrap().unwrap();
         assert_eq!(v.source_manifest.as_ref(), Some(&r.source_manifest));
     }
+}
+
+#[tokio::test]
+async fn an_only_if_first_row_is_refused_when_its_project_has_a_deployed_version() {
+    let pool = database().await;
+    let a1 = row("u", "a", None);
+    versions::insert_queued(&pool, std::slice::from_ref(&a1))
+        .await
+        .unwrap();
+    let first = |mut r: NewVersion| {
+        r.only_if_first = true;
+        r
+    };
+    // Queued is not deployed: a second first build of "a" is still accepted.
+    let a2 = first(row("u", "a", None));
+    assert_eq!(
+        versions::insert_queued(&pool, std::slice::from_ref(&a2))
+            .await
+            .unwrap(),
+        vec![true]
+    );
+    deploy(&pool, a1.id, None).await;
+
+    let (a3, b1, a4) = (
+        first(row("u", "a", None)),
+        first(row("u", "b", None)),
+        row("u", "a", None),
+    );
+    let done = versions::insert_queued(&pool, &[a3.clone(), b1.clone(), a4.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        done,
+        vec![false, true, true],
+        "only the guarded row of a deployed project is refused"
+    );
+    assert!(versions::get(&pool, a3.id).await.unwrap().is_none());
+    assert!(versions::get(&pool, b1.id).await.unwrap().is_some());
+    let events: i64 = sqlx::query_scalar("select count(*) from build_events where build_id = $1")
+        .bind(a3.id.to_string())
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(events, 0, "a refused row has no event either");
 }
 
 #[tokio::test]

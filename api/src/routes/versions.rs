@@ -175,7 +175,7 @@ async fn file(
         .files
         .get(file.as_str())
         .ok_or_else(|| ApiError::NotFound(format!("{file} is not a source file of version {}", v.id)))?;
-    let body = state.artifacts.get_blob(&entry.hash).await?;
+    let body = state.artifacts.read(entry).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, entry.content_type.as_str()))
         .insert_header((header::ETAG, format!("\"{}\"", entry.hash)))

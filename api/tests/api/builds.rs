@@ -174,6 +174,40 @@ async fn a_rebuild_that_changes_one_file_stores_one_new_blob_and_moves_latest() 
 }
 
 #[tokio::test]
+async fn a_rebuild_finds_its_base_even_when_the_kv_lost_the_latest_pointer() {
+    let app = spawn_app(Options::default()).await;
+    let project = unique("kvless");
+    let first = app
+        .submit(&build_body("u_kv", &project, tree("examples/static-site")))
+        .await;
+    assert_eq!(app.wait(&first).await["status"], "deployed");
+    let files = app.wait(&first).await["metrics"]["fileCount"].clone();
+
+    // The KV loses the pointer (say, a Redis without persistence restarted): admission, which
+    // takes a project without one for a new project, must still find the base in Postgres.
+    let (mut redis, keys) = app.redis().await;
+    let gone: i64 = redis::AsyncCommands::del(&mut redis, keys.latest("u_kv", &project))
+        .await
+        .unwrap();
+    assert_eq!(gone, 1);
+    let change = json!({ "userId": "u_kv", "projectId": project,
+        "files": [file("assets/app.js", "console.log('v2');\n")] });
+    let second = app.submit(&change).await;
+    let build = app.wait(&second).await;
+    assert_eq!(build["status"], "deployed", "{build}");
+    assert_eq!(build["parentVersionId"], first.as_str());
+    assert_eq!(
+        build["metrics"]["fileCount"], files,
+        "the base's other files are kept"
+    );
+    assert_eq!(app.preview(&second, "/assets/style.css").await.status(), 200);
+    assert_eq!(
+        app.preview(&second, "/assets/app.js").await.text().await.unwrap(),
+        "console.log('v2');\n"
+    );
+}
+
+#[tokio::test]
 async fn twenty_concurrent_requests_for_one_project_admit_exactly_one() {
     let app = spawn_app(Options::without_builders()).await;
     let body = build_body("u_3", &unique("race"), tree("examples/static-site"));

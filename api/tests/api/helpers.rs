@@ -445,6 +445,20 @@ impl TestApp {
             .sum()
     }
 
+    /// A connection to the farm's Redis, and its keys.
+    pub async fn redis(&self) -> (redis::aio::MultiplexedConnection, kiln_shared::redis::Keys) {
+        use secrecy::ExposeSecret;
+        let conn = redis::Client::open(self.settings.redis_url.expose_secret())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        (
+            conn,
+            kiln_shared::redis::Keys::new(self.settings.redis_prefix.clone()),
+        )
+    }
+
     pub async fn queue_depth(&self) -> u64 {
         let pool =
             kiln_shared::redis::connect(&self.settings.redis_url, std::time::Duration::from_secs(2)).unwrap();

@@ -176,15 +176,19 @@ pub struct NewVersion {
     pub metadata: Option<serde_json::Value>,
     /// The failed or cancelled build this one retries.
     pub retry_of: Option<VersionId>,
+    /// Insert the row only if the project has no deployed version: admission took this for a
+    /// first build from a hint (the KV has no latest pointer) without asking Postgres.
+    pub only_if_first: bool,
 }
 
 /// Inserts queued rows with their `build_queued` events, all in one statement (see
-/// [`super::batch`]).
-pub async fn insert_queued(pool: &PgPool, rows: &[NewVersion]) -> Result<(), DbError> {
+/// [`super::batch`]). Returns, per row, whether it was inserted (false only for an
+/// `only_if_first` row whose project has a deployed version).
+pub async fn insert_queued(pool: &PgPool, rows: &[NewVersion]) -> Result<Vec<bool>, DbError> {
     let col = |f: fn(&NewVersion) -> Option<String>| rows.iter().map(f).collect::<Vec<_>>();
     // The row, its first event (`build_queued`, id 1) and that event's webhook deliveries, in
     // one statement.
-    sqlx::query(
+    let inserted: Vec<String> = sqlx::query_scalar(
         "with queued as (
              insert into versions (id, user_id, project_id, project_label, prompt, framework,
                  parent_version_id, status, generate, source_manifest, metadata, retry_of,
@@ -192,21 +196,28 @@ pub async fn insert_queued(pool: &PgPool, rows: &[NewVersion]) -> Result<(), DbE
              select id, u, p, label, prompt, framework, parent, 'queued', generate, sources, metadata,
                     retry, 1
              from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                         $7::text[], $8::bool[], $9::jsonb[], $10::jsonb[], $11::text[])
-                  as t(id, u, p, label, prompt, framework, parent, generate, sources, metadata, retry)
+                         $7::text[], $8::bool[], $9::jsonb[], $10::jsonb[], $11::text[], $12::bool[])
+                  as t(id, u, p, label, prompt, framework, parent, generate, sources, metadata, retry,
+                       first)
+             where not (first and exists (
+                 select 1 from versions d
+                 where d.user_id = t.u and d.project_id = t.p and d.status = 'deployed'))
              returning id, user_id, project_id, parent_version_id, created_at),
          event as (
              insert into build_events (build_id, id, type, progress, data, created_at)
              select id, 1, 'build_queued', 0,
                     jsonb_strip_nulls(jsonb_build_object('parentVersionId', parent_version_id)), created_at
              from queued
-             returning build_id, id, type, data, created_at)
-         insert into webhook_deliveries (webhook_id, build_id, event_id, event_type, payload)
-         select w.id, e.build_id, e.id, e.type,
-                kiln_webhook_payload(e.build_id, e.id, e.type, e.data, e.created_at, q.user_id, q.project_id)
-         from event e join queued q on q.id = e.build_id
-         join webhooks w on (w.event_types = '{}' or 'build_queued' = any (w.event_types))
-                        and (w.user_id is null or w.user_id = q.user_id)",
+             returning build_id, id, type, data, created_at),
+         deliveries as (
+             insert into webhook_deliveries (webhook_id, build_id, event_id, event_type, payload)
+             select w.id, e.build_id, e.id, e.type,
+                    kiln_webhook_payload(e.build_id, e.id, e.type, e.data, e.created_at, q.user_id,
+                                         q.project_id)
+             from event e join queued q on q.id = e.build_id
+             join webhooks w on (w.event_types = '{}' or 'build_queued' = any (w.event_types))
+                            and (w.user_id is null or w.user_id = q.user_id))
+         select id from queued",
     )
     .bind(col(|v| Some(v.id.to_string())))
     .bind(col(|v| Some(v.user_id.to_string())))
@@ -219,9 +230,14 @@ pub async fn insert_queued(pool: &PgPool, rows: &[NewVersion]) -> Result<(), DbE
     .bind(rows.iter().map(|v| Json(&v.source_manifest)).collect::<Vec<_>>())
     .bind(rows.iter().map(|v| v.metadata.clone()).collect::<Vec<_>>())
     .bind(col(|v| v.retry_of.map(|r| r.to_string())))
-    .execute(pool)
+    .bind(rows.iter().map(|v| v.only_if_first).collect::<Vec<_>>())
+    .fetch_all(pool)
     .await?;
-    Ok(())
+    let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
+    Ok(rows
+        .iter()
+        .map(|r| inserted.contains(&r.id.to_string()))
+        .collect())
 }
 
 /// Removes a queued row that lost the race for its project's slot (nobody else has seen it).

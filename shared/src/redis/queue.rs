@@ -141,6 +141,21 @@ impl Queue {
             .await?)
     }
 
+    /// In one round trip: the build holding the project's slot, if any, and whether the KV
+    /// has a latest pointer for the project (a hint that it has a deployed version).
+    pub async fn slot_and_latest(
+        &self,
+        user: &UserId,
+        project: &ProjectId,
+    ) -> Result<(Option<String>, bool), QueueError> {
+        let mut conn = self.redis.conn();
+        Ok(redis::pipe()
+            .get(self.keys.inflight(user.as_str(), project.as_str()))
+            .exists(self.keys.latest(user.as_str(), project.as_str()))
+            .query_async(&mut conn)
+            .await?)
+    }
+
     /// Holds the project's slot with `value` for at most `ttl` (a short operation such as a
     /// rollback); `Some(holder)` when something else holds it.
     pub async fn hold(

@@ -18,12 +18,23 @@ impl ManifestKind {
     }
 }
 
+/// Source files of at most this many bytes of UTF-8 are kept in the manifest itself instead of
+/// a blob of their own...
+pub const INLINE_MAX_BYTES: usize = 1024;
+/// ...while the manifest's inline bytes stay within this budget, so that a version's row stays
+/// small however many small files its project has (the others go to blobs).
+pub const INLINE_BUDGET_BYTES: u64 = 16 * 1024;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ManifestEntry {
     pub hash: String,
     pub size: u64,
     pub content_type: String,
+    /// The content, for a small text file kept inline: no blob holds it (`hash` is still its
+    /// SHA-256, so diffs and caches compare entries the same way).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inline: Option<String>,
 }
 
 /// path → blob. Paths are [`crate::domain::RelativePath`] strings; a `BTreeMap` keeps the JSON
@@ -46,8 +57,45 @@ impl Manifest {
                 hash,
                 size,
                 content_type,
+                inline: None,
             },
         );
+    }
+
+    /// The bytes of the files kept inline.
+    pub fn inline_bytes(&self) -> u64 {
+        self.files
+            .values()
+            .filter(|e| e.inline.is_some())
+            .map(|e| e.size)
+            .sum()
+    }
+
+    /// Keeps `content` inline under `path` when it is small text and the inline budget allows
+    /// (true), else leaves the manifest as it was (false: the file needs a blob).
+    pub fn try_inline(&mut self, path: &str, content: &[u8]) -> bool {
+        let Ok(text) = std::str::from_utf8(content) else {
+            return false;
+        };
+        let replaced = self
+            .files
+            .get(path)
+            .filter(|e| e.inline.is_some())
+            .map_or(0, |e| e.size);
+        let budget = INLINE_BUDGET_BYTES.saturating_sub(self.inline_bytes() - replaced);
+        if content.len() > INLINE_MAX_BYTES || content.len() as u64 > budget {
+            return false;
+        }
+        self.files.insert(
+            path.to_owned(),
+            ManifestEntry {
+                hash: super::sha256_hex(content),
+                size: content.len() as u64,
+                content_type: content_type_of(path),
+                inline: Some(text.to_owned()),
+            },
+        );
+        true
     }
 }
 
@@ -74,5 +122,39 @@ mod tests {
         assert_eq!(content_type_of("a.css"), "text/css; charset=utf-8");
         assert_eq!(content_type_of("logo.png"), "image/png");
         assert_eq!(content_type_of("LICENSE"), "application/octet-stream");
+    }
+
+    #[test]
+    fn small_text_is_inlined_within_the_budget() {
+        let mut m = Manifest::default();
+        assert!(m.try_inline("index.html", b"<h1>hi</h1>"));
+        let e = &m.files["index.html"];
+        assert_eq!(e.inline.as_deref(), Some("<h1>hi</h1>"));
+        assert_eq!(e.hash, crate::store::sha256_hex(b"<h1>hi</h1>"));
+        assert_eq!(e.size, 11);
+
+        // Binary, or too big: a blob.
+        assert!(!m.try_inline("logo.png", &[0xff, 0xfe, 0x00]));
+        assert!(!m.try_inline("big.js", &vec![b'a'; INLINE_MAX_BYTES + 1]));
+        assert!(!m.files.contains_key("logo.png") && !m.files.contains_key("big.js"));
+
+        // The budget counts what is inline already; replacing a file frees its old bytes.
+        let kb = vec![b'x'; INLINE_MAX_BYTES];
+        let fit = (INLINE_BUDGET_BYTES as usize - 11) / INLINE_MAX_BYTES;
+        for i in 0..fit {
+            assert!(m.try_inline(&format!("f{i}.txt"), &kb), "file {i} fits");
+        }
+        assert!(!m.try_inline("one-more.txt", &kb));
+        assert!(
+            m.try_inline("f0.txt", &kb),
+            "a replaced file reuses its own bytes"
+        );
+        assert!(m.inline_bytes() <= INLINE_BUDGET_BYTES);
+
+        // Old manifests (no `inline` field) still read, and blob entries write no `inline`.
+        let old: ManifestEntry =
+            serde_json::from_str(r#"{"hash":"ab","size":1,"contentType":"text/plain"}"#).unwrap();
+        assert_eq!(old.inline, None);
+        assert!(!serde_json::to_string(&old).unwrap().contains("inline"));
     }
 }

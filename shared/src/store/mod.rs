@@ -115,6 +115,14 @@ impl Artifacts {
             })
     }
 
+    /// The content of a manifest's entry: inline, or its blob.
+    pub async fn read(&self, entry: &ManifestEntry) -> Result<Bytes, StoreError> {
+        match &entry.inline {
+            Some(text) => Ok(Bytes::from(text.clone().into_bytes())),
+            None => self.get_blob(&entry.hash).await,
+        }
+    }
+
     pub async fn has_blob(&self, hash: &str) -> Result<bool, StoreError> {
         self.inner.exists(&Self::blob_key(hash)).await
     }
