@@ -64,7 +64,7 @@ pub async fn serve(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
             .insert_header((header::CACHE_CONTROL, cache))
             .finish());
     }
-    let body = state.artifacts.read(&entry).await?;
+    let body = state.artifacts.read(entry).await?;
     tracing::debug!(%version, file = path, "served");
     Ok(HttpResponse::Ok()
         .insert_header((
