@@ -520,13 +520,7 @@ async fn cancel_running_replaces_a_running_build_and_supersede_does_not() {
 /// Removes a build's stream entry (and, with `claim_too`, its project's claim), as a crash of
 /// the API between its two writes, or a Redis that lost data, would leave things.
 async fn lose_entry(app: &TestApp, id: &str, project: &str, claim_too: bool) {
-    use secrecy::ExposeSecret;
-    let keys = Keys::new(app.settings.redis_prefix.clone());
-    let mut conn = redis::Client::open(app.settings.redis_url.expose_secret())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let (mut conn, keys) = app.redis().await;
     let range: redis::streams::StreamRangeReply = redis::AsyncCommands::xrange_all(&mut conn, keys.stream())
         .await
         .unwrap();

@@ -1,7 +1,6 @@
 //! Build logs: captured with secrets redacted, streamed live to a follower on another API
 //! instance, resumed from a line, the same as the stored log, and capped.
 
-use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
 use crate::helpers::{build_body, spawn_app, unique, Options, SseMessage, HMAC_SECRET};
@@ -136,8 +135,7 @@ async fn a_capped_log_says_so_and_the_stored_copy_serves_followers_once_the_live
     // Followed after the end from the live stream, then from the stored log alone.
     let url = format!("{}/v1/builds/{id}/logs?follow=true", app.api);
     let from_live = lines_of(&app.sse_messages(&url, None).await);
-    let redis = redis::Client::open(app.settings.redis_url.expose_secret()).unwrap();
-    let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
+    let (mut conn, _) = app.redis().await;
     let deleted: i64 = redis::cmd("DEL")
         .arg(format!("{}:logs:{id}", app.settings.redis_prefix))
         .query_async(&mut conn)
