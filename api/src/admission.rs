@@ -170,12 +170,16 @@ impl BuildRequest {
     }
 }
 
-/// The largest batch of one admission statement, and how many run at once.
+/// The largest batch of one admission statement, and how many of each run at once per API
+/// worker. One: the next batch gathers while the current one runs, so batches grow with the
+/// load, and Postgres runs one statement per worker instead of many small ones (measured with
+/// `ops/bench/run.sh admission`: 1 beat 2 and 4).
 const MAX_BATCH: usize = 64;
-const PARALLEL_BATCHES: usize = 4;
+const PARALLEL_BATCHES: usize = 1;
 
 /// Admission's two Postgres statements, each batched across concurrent requests
-/// ([`kiln_shared::db::batch`]): the projects' base versions, then the new rows.
+/// ([`kiln_shared::db::batch`]): the projects' base versions (rebuilds only: a first build
+/// skips it, see [`admit`]), then the new rows.
 #[derive(Debug, Clone)]
 pub struct AdmissionDb {
     bases: Batcher<(UserId, ProjectId), Option<Version>>,
