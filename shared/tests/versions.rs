@@ -239,3 +239,32 @@ async fn sources_come_from_the_row_or_for_older_rows_from_the_store() {
     assert_eq!(listed.len(), 2);
     assert!(listed.iter().all(|v| v.source_manifest.is_none()));
 }
+
+#[tokio::test]
+async fn the_database_refuses_malformed_identifiers_itself() {
+    let pool = database().await;
+    let insert = |id: &str, user: &str, label: &str| {
+        sqlx::query("insert into versions (id, user_id, project_id, project_label, status) values ($1, $2, 'p', $3, 'queued')")
+            .bind(id.to_owned())
+            .bind(user.to_owned())
+            .bind(label.to_owned())
+            .execute(&pool)
+    };
+    let good = VersionId::new().to_string();
+    assert!(insert(&good, "u_1", "u-1-p").await.is_ok());
+    for (id, user, label) in [
+        (VersionId::new().to_string().to_uppercase(), "u", "u-p"),
+        (format!("{}x", VersionId::new()), "u", "u-p"),
+        (VersionId::new().to_string(), "", "u-p"),
+        (VersionId::new().to_string(), "u/../x", "u-p"),
+        (VersionId::new().to_string(), &"u".repeat(65), "u-p"),
+        (VersionId::new().to_string(), "u", "U-P"),
+        (VersionId::new().to_string(), "u", ""),
+    ] {
+        let err = insert(&id, user, label).await.expect_err("a malformed row");
+        assert!(
+            err.to_string().contains("check constraint"),
+            "{id} {user} {label}: {err}"
+        );
+    }
+}
