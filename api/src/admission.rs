@@ -170,10 +170,10 @@ impl BuildRequest {
     }
 }
 
-/// The largest batch of one admission statement, and how many of each run at once per API
-/// worker. One: the next batch gathers while the current one runs, so batches grow with the
-/// load, and Postgres runs one statement per worker instead of many small ones (measured with
-/// `ops/bench/run.sh admission`: 1 beat 2 and 4).
+/// The largest batch of one admission statement, and how many of each run at once. One: the
+/// next batch gathers while the current one runs, so batches grow with the load, and Postgres
+/// runs one statement of many rows instead of many small ones (its cost is mostly per
+/// statement; measured with `ops/bench/run.sh admission`: 1 beat 2 and 4).
 const MAX_BATCH: usize = 64;
 const PARALLEL_BATCHES: usize = 1;
 

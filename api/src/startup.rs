@@ -72,7 +72,6 @@ impl Application {
             urls,
             cache: Arc::new(ImmutableCache::default()),
             admission: AdmissionDb::new(&connect_generic(&generic_plans, AdmissionDb::CONNECTIONS)),
-            generic_plans,
             db,
         });
 

@@ -3,8 +3,6 @@ use std::sync::{Arc, Mutex};
 
 use kiln_shared::config::Settings;
 
-use kiln_shared::db::{connect_generic, GenericPlans};
-
 use crate::admission::AdmissionDb;
 use crate::events::EventHub;
 use kiln_shared::db::PgPool;
@@ -30,22 +28,21 @@ pub struct AppState {
     pub live_logs: LiveLogs,
     /// The live builders (for queue estimates).
     pub fleet: Fleet,
-    /// How [`AppState::for_worker`] connects its admission pool.
-    pub generic_plans: GenericPlans,
 }
 
 impl AppState {
-    /// The state of one API worker thread: the shared parts, plus a Redis connection and
-    /// admission batchers (with their Postgres connections) of its own. Each opens on first
-    /// use, from the worker's own runtime, so a request's I/O is driven by the thread serving it
-    /// instead of hopping to another thread and back for every command.
+    /// The state of one API worker thread: the shared parts, plus a Redis connection of its
+    /// own, opened on first use from the worker's own runtime, so a request's Redis I/O is
+    /// driven by the thread serving it instead of hopping to another thread and back for every
+    /// command. The admission batchers stay shared by all workers: one batch gathers every
+    /// worker's rows, and Postgres' cost is mostly per statement (`ops/bench/run.sh admission`
+    /// measured a shared batcher about 8% faster than one per worker).
     pub fn for_worker(&self) -> AppState {
         let mut state = self.clone();
         match self.queue.on_another_connection() {
             Ok(queue) => state.queue = queue,
             Err(e) => tracing::warn!(error = %e, "a worker shares the main Redis connection"),
         }
-        state.admission = AdmissionDb::new(&connect_generic(&self.generic_plans, AdmissionDb::CONNECTIONS));
         state
     }
 }

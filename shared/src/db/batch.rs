@@ -39,8 +39,7 @@ where
 type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// A queue of inputs in front of a batched statement. Cheap to clone. The task behind it starts
-/// with the first call, on that caller's runtime (the API gives each worker thread its own
-/// batchers, driven by that thread), and ends when the last clone is dropped.
+/// with the first call, on that caller's runtime, and ends when the last clone is dropped.
 pub struct Batcher<In, Out> {
     tx: mpsc::Sender<(In, Reply<Out>)>,
     task: Arc<Mutex<Option<Task>>>,
