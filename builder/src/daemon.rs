@@ -29,6 +29,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const UPTIME_EVERY: Duration = Duration::from_secs(60);
 /// The longest the daemon waits for one (non-blocking) Redis command.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a worker waits after putting back a build whose user is at the running cap, so
+/// that a queue holding only such builds is not read in a tight loop.
+const DEFER_PAUSE: Duration = Duration::from_millis(250);
 
 /// node and pnpm versions, recorded with every version for deterministic rebuilds.
 #[derive(Debug, Clone, Default)]
@@ -44,6 +47,9 @@ pub enum StepOutcome {
     Built(VersionId),
     /// Nothing was waiting.
     Empty,
+    /// A build was read, but its user runs as many builds as `KILN_MAX_RUNNING_PER_USER`
+    /// allows: it went back to the end of the queue.
+    Deferred(VersionId),
 }
 
 /// One daemon's connections and settings.
@@ -150,17 +156,57 @@ impl Builder {
         Ok(reader.read(&self.consumer).await?)
     }
 
-    /// Runs a claimed job to its recorded outcome.
+    /// `KILN_MAX_RUNNING_PER_USER`: takes one of the job's user's running slots (fleet-wide,
+    /// in Redis). When they are all taken, a new build goes back to the end of the queue (true:
+    /// deferred), so other users' builds behind it run meanwhile; a build taken over from a
+    /// lost builder runs anyway (it was counted when it started).
+    pub async fn defer_over_user_cap(&self, job: &Job) -> anyhow::Result<bool> {
+        let Some(cap) = self.settings.fleet.max_running_per_user else {
+            return Ok(false);
+        };
+        let lease = self.settings.fleet.lease;
+        if self
+            .queue
+            .take_user_slot(&job.user_id, job.build_id, cap, lease)
+            .await?
+        {
+            return Ok(false);
+        }
+        if job.reclaimed {
+            tracing::info!(build_id = %job.build_id, user_id = %job.user_id,
+                "taking over a build although its user is at the running cap");
+            return Ok(false);
+        }
+        if !self.queue.hand_back(&self.consumer, job).await? {
+            tracing::warn!(build_id = %job.build_id, "the build's entry was reclaimed before it could be put back");
+        }
+        tracing::debug!(build_id = %job.build_id, user_id = %job.user_id, cap,
+            "the user's running builds are at the cap; the build goes back to the queue");
+        Ok(true)
+    }
+
+    /// Runs a claimed job to its recorded outcome (or hands it on), then frees its user's
+    /// running slot.
     pub async fn execute(&self, job: &Job) -> anyhow::Result<VersionId> {
-        job::execute(self, job).await
+        let outcome = job::execute(self, job).await;
+        if self.settings.fleet.max_running_per_user.is_some() {
+            if let Err(e) = self.queue.free_user_slot(&job.user_id, job.build_id).await {
+                tracing::warn!(build_id = %job.build_id, error = %e,
+                    "cannot free the user's running slot; it frees itself after the lease");
+            }
+        }
+        outcome
     }
 
     /// Takes and runs at most one build.
     pub async fn step(&self, reader: &mut StreamReader) -> anyhow::Result<StepOutcome> {
-        match self.next_job(reader).await? {
-            Some(job) => self.execute(&job).await.map(StepOutcome::Built),
-            None => Ok(StepOutcome::Empty),
+        let Some(job) = self.next_job(reader).await? else {
+            return Ok(StepOutcome::Empty);
+        };
+        if self.defer_over_user_cap(&job).await? {
+            return Ok(StepOutcome::Deferred(job.build_id));
         }
+        self.execute(&job).await.map(StepOutcome::Built)
     }
 }
 
@@ -353,13 +399,14 @@ async fn worker(builder: Arc<Builder>, shutdown: CancellationToken, slot: usize)
     // Shutdown is checked between reads: a read is never abandoned half-way (Redis could have
     // handed it an entry), so stopping takes at most one block.
     while !shutdown.is_cancelled() {
-        let next = builder.next_job(&mut reader).await;
-        let result = match next {
-            Ok(Some(job)) => builder.execute(&job).await.map(Some),
-            Ok(None) => Ok(None),
-            Err(e) => Err(e),
-        };
-        match result {
+        match builder.step(&mut reader).await {
+            Ok(StepOutcome::Deferred(_)) => {
+                backoff = Duration::ZERO;
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(DEFER_PAUSE) => {}
+                }
+            }
             Ok(_) => backoff = Duration::ZERO,
             Err(e) => {
                 backoff = (backoff * 2).clamp(Duration::from_millis(250), MAX_BACKOFF);

@@ -87,6 +87,11 @@ pub async fn execute(b: &Builder, job: &Job) -> anyhow::Result<VersionId> {
         attempt: version.attempts,
         consumer: consumer.to_owned(),
         entry_id: job.entry_id.clone(),
+        user_slot: b
+            .settings
+            .fleet
+            .max_running_per_user
+            .map(|cap| (job.user_id.clone(), cap)),
     };
     let _keeper = Keeper::start(
         b.queue.clone(),

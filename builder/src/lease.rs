@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kiln_shared::db::{versions, PgPool};
-use kiln_shared::domain::{BuildStatus, EventType, VersionId};
+use kiln_shared::domain::{BuildStatus, EventType, UserId, VersionId};
 use kiln_shared::redis::Queue;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -151,6 +151,9 @@ pub struct Claim {
     pub attempt: i32,
     pub consumer: String,
     pub entry_id: String,
+    /// The build's user and `KILN_MAX_RUNNING_PER_USER`, when there is a cap: the user's
+    /// running slot is renewed with the claim.
+    pub user_slot: Option<(UserId, u32)>,
 }
 
 /// Renews an attempt's claim in the background; stops when dropped.
@@ -178,7 +181,14 @@ impl Keeper {
                     _ = tick.tick() => {}
                 }
                 match queue.renew(&claim.consumer, &claim.entry_id).await {
-                    Ok(true) => last_renewed = Instant::now(),
+                    Ok(true) => {
+                        last_renewed = Instant::now();
+                        if let Some((user, cap)) = &claim.user_slot {
+                            if let Err(e) = queue.take_user_slot(user, claim.build, *cap, lease).await {
+                                tracing::warn!(build_id = %claim.build, error = %e, "cannot renew the user's running slot");
+                            }
+                        }
+                    }
                     Ok(false) => {
                         tracing::warn!(build_id = %claim.build, "the build's claim was taken over");
                         stopper.stop(Stop::LeaseLost);

@@ -123,6 +123,10 @@ pub struct FleetSettings {
     /// How often queued builds missing from the stream are looked for
     /// (`KILN_RECONCILE_SECS`, default 30; one daemon of the fleet at a time).
     pub reconcile_every: Duration,
+    /// Builds of one user running at once across the whole fleet
+    /// (`KILN_MAX_RUNNING_PER_USER`; unset: no cap). A daemon that reads a build of a user at
+    /// the cap puts it back at the end of the queue and reads on.
+    pub max_running_per_user: Option<u32>,
 }
 
 impl FleetSettings {
@@ -350,6 +354,10 @@ impl Settings {
                 cancel_grace: Duration::from_secs(src.positive("KILN_CANCEL_GRACE_SECS", 10)?),
                 drain: Duration::from_secs(src.positive("KILN_DRAIN_SECS", 300)?),
                 reconcile_every: Duration::from_secs(src.positive("KILN_RECONCILE_SECS", 30)?),
+                max_running_per_user: match src.get("KILN_MAX_RUNNING_PER_USER") {
+                    None => None,
+                    Some(_) => Some(src.positive("KILN_MAX_RUNNING_PER_USER", 1)?.min(1_000_000) as u32),
+                },
             },
             webhooks: WebhookSettings {
                 deliver: src.switch("KILN_WEBHOOK_DELIVERY", true)?,
@@ -477,6 +485,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("KILN_ARTIFACTS is invalid"), "{err}");
+    }
+
+    #[test]
+    fn the_per_user_running_cap_is_unset_or_positive() {
+        let base = [
+            ("KILN_DATABASE_URL", "postgres://x"),
+            ("KILN_ARTIFACTS", "file:///tmp/a"),
+        ];
+        let s = Settings::from_vars(vars(&base)).unwrap();
+        assert_eq!(s.fleet.max_running_per_user, None);
+        let s = Settings::from_vars(vars(&[base[0], base[1], ("KILN_MAX_RUNNING_PER_USER", "2")])).unwrap();
+        assert_eq!(s.fleet.max_running_per_user, Some(2));
+        let err = Settings::from_vars(vars(&[base[0], base[1], ("KILN_MAX_RUNNING_PER_USER", "0")]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "KILN_MAX_RUNNING_PER_USER is invalid: must be greater than 0"
+        );
     }
 
     #[test]

@@ -631,3 +631,62 @@ async fn the_fleet_view_shows_live_builders_what_they_run_and_their_uptime() {
         .await;
     assert_eq!(status, 400, "{body}");
 }
+
+#[tokio::test]
+async fn a_users_running_builds_never_pass_the_fleet_wide_cap() {
+    let app = spawn_app(Options::without_builders()).await;
+    // Two daemons of two slots each, and at most one running build per user.
+    let capped = |s: &mut kiln_shared::config::Settings| {
+        s.builder_concurrency = 2;
+        s.fleet.max_running_per_user = Some(1);
+    };
+    let _one = app.start_builder("cap-one", capped);
+    let _two = app.start_builder("cap-two", capped);
+    let script = "node -e \"setTimeout(() => { require('fs').mkdirSync('dist'); require('fs').writeFileSync('dist/index.html', 'ok') }, 1000)\"";
+    let mut burst = Vec::new();
+    for _ in 0..3 {
+        let project = unique("burst");
+        burst.push(
+            app.submit(&build_body("u_burst", &project, project_running(script)))
+                .await,
+        );
+    }
+    let other = app
+        .submit(&build_body("u_other", &unique("calm"), project_running(script)))
+        .await;
+
+    let span = |b: &Value| {
+        let at = |field: &str| {
+            chrono::DateTime::parse_from_rfc3339(b[field].as_str().unwrap_or_else(|| panic!("{field}: {b}")))
+                .unwrap()
+        };
+        (at("startedAt"), at("finishedAt"))
+    };
+    let mut spans = Vec::new();
+    for id in &burst {
+        let b = app.wait(id).await;
+        assert_eq!(b["status"], "deployed", "{b}");
+        spans.push(span(&b));
+    }
+    let calm = app.wait(&other).await;
+    assert_eq!(calm["status"], "deployed", "{calm}");
+    spans.sort();
+    for pair in spans.windows(2) {
+        assert!(
+            pair[1].0 >= pair[0].1,
+            "two builds of one user ran at once across the fleet: {spans:?}"
+        );
+    }
+    // The other user's build did not wait behind the burst.
+    let (calm_start, _) = span(&calm);
+    assert!(
+        calm_start < spans[2].0,
+        "the other user's build started only after the burst's last one: {calm_start} vs {spans:?}"
+    );
+    // Every slot is free again.
+    let (mut redis, keys) = app.redis().await;
+    let held: i64 = redis::AsyncCommands::zcard(&mut redis, keys.running_of("u_burst"))
+        .await
+        .unwrap();
+    assert_eq!(held, 0);
+}

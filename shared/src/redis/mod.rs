@@ -171,6 +171,11 @@ impl Keys {
         format!("{}:cancels", self.prefix)
     }
 
+    /// A user's running builds, fleet-wide (for `KILN_MAX_RUNNING_PER_USER`).
+    pub fn running_of(&self, user: &str) -> String {
+        format!("{}:running:{user}", self.prefix)
+    }
+
     pub fn idempotency(&self, key_hash: &str) -> String {
         format!("{}:idem:{key_hash}", self.prefix)
     }

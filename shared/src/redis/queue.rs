@@ -15,6 +15,8 @@ static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(in
 static RENEW: LazyLock<redis::Script> = LazyLock::new(|| owned_script(include_str!("renew.lua")));
 static ACK: LazyLock<redis::Script> = LazyLock::new(|| owned_script(include_str!("ack.lua")));
 static HAND_BACK: LazyLock<redis::Script> = LazyLock::new(|| owned_script(include_str!("hand_back.lua")));
+static USER_SLOT: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("user_slot.lua")));
 
 /// A script that asks whether a consumer owns an entry (`owned.lua` is its head).
 fn owned_script(body: &str) -> redis::Script {
@@ -276,6 +278,36 @@ impl Queue {
             .invoke_async(&mut self.redis.conn())
             .await?;
         Ok(entry.is_some())
+    }
+
+    /// Takes (or keeps, moving its expiry on) one of `user`'s running slots for `build`, when
+    /// fewer than `cap` are taken; a slot not renewed within `lease` frees itself. False when
+    /// the user's slots are all taken.
+    pub async fn take_user_slot(
+        &self,
+        user: &UserId,
+        build: VersionId,
+        cap: u32,
+        lease: std::time::Duration,
+    ) -> Result<bool, QueueError> {
+        let taken: i64 = USER_SLOT
+            .key(self.keys.running_of(user.as_str()))
+            .arg(build.to_string())
+            .arg(cap)
+            .arg(lease.as_millis() as u64)
+            .invoke_async(&mut self.redis.conn())
+            .await?;
+        Ok(taken == 1)
+    }
+
+    /// Frees `build`'s running slot of `user`.
+    pub async fn free_user_slot(&self, user: &UserId, build: VersionId) -> Result<(), QueueError> {
+        let _: i64 = self
+            .redis
+            .conn()
+            .zrem(self.keys.running_of(user.as_str()), build.to_string())
+            .await?;
+        Ok(())
     }
 
     /// The builds that have an entry in the stream (waiting or being built).
