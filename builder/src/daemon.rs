@@ -4,6 +4,7 @@
 //! until `KILN_DRAIN_SECS`, then go back to the queue.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +30,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const UPTIME_EVERY: Duration = Duration::from_secs(60);
 /// The longest the daemon waits for one (non-blocking) Redis command.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the pnpm store's size is measured for the fleet report (a walk of the store).
+const STORE_SIZE_EVERY: Duration = Duration::from_secs(600);
 /// How long a worker waits after putting back a build whose user is at the running cap, so
 /// that a queue holding only such builds is not read in a tight loop.
 const DEFER_PAUSE: Duration = Duration::from_millis(250);
@@ -285,9 +288,18 @@ async fn heartbeat(builder: Arc<Builder>, shutdown: CancellationToken, stop: Can
     let version = env!("CARGO_PKG_VERSION");
     // Uptime intervals close after a 30-minute gap: a Postgres write a minute is plenty.
     let mut uptime_recorded: Option<tokio::time::Instant> = None;
+    let store_bytes = Arc::new(AtomicU64::new(UNMEASURED));
+    let measuring = tokio::spawn(measure_store(
+        builder.settings.pnpm_store.clone(),
+        store_bytes.clone(),
+        stop.clone(),
+    ));
     loop {
         tokio::select! {
-            () = stop.cancelled() => return,
+            () = stop.cancelled() => {
+                measuring.abort();
+                return;
+            }
             _ = every.tick() => {}
         }
         let capacity = builder.settings.builder_concurrency;
@@ -306,6 +318,7 @@ async fn heartbeat(builder: Arc<Builder>, shutdown: CancellationToken, stop: Can
             "pnpm": builder.toolchain.pnpm,
             "startedAt": started_at,
             "draining": shutdown.is_cancelled(),
+            "storeBytes": Some(store_bytes.load(Ordering::Relaxed)).filter(|b| *b != UNMEASURED),
         });
         if let Err(e) = builder
             .fleet
@@ -322,6 +335,38 @@ async fn heartbeat(builder: Arc<Builder>, shutdown: CancellationToken, stop: Can
             Err(e) => tracing::warn!(error = %e, "cannot record the builder's uptime"),
         }
     }
+}
+
+const UNMEASURED: u64 = u64::MAX;
+
+/// Measures the shared pnpm store's size every [`STORE_SIZE_EVERY`] into `bytes` (for the fleet
+/// report), on a blocking thread: a large store takes a while to walk.
+async fn measure_store(store: PathBuf, bytes: Arc<AtomicU64>, stop: CancellationToken) {
+    loop {
+        let dir = store.clone();
+        match tokio::task::spawn_blocking(move || disk_usage(&dir)).await {
+            Ok(size) => bytes.store(size, Ordering::Relaxed),
+            Err(e) => tracing::warn!(error = %e, "cannot measure the pnpm store"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(STORE_SIZE_EVERY) => {}
+        }
+    }
+}
+
+/// The bytes of the regular files under `dir`, a file with several hard links counted once
+/// (pnpm links store files into workspaces). Unreadable entries are skipped.
+fn disk_usage(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file() && (m.nlink() == 1 || seen.insert((m.dev(), m.ino()))))
+        .map(|m| m.len())
+        .sum()
 }
 
 fn hostname() -> String {
@@ -424,4 +469,20 @@ async fn worker(builder: Arc<Builder>, shutdown: CancellationToken, slot: usize)
         }
     }
     tracing::info!(slot, "worker stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::disk_usage;
+
+    #[test]
+    fn disk_usage_counts_hard_linked_files_once() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("a"), vec![0u8; 1000]).unwrap();
+        std::fs::write(dir.path().join("sub/b"), vec![0u8; 234]).unwrap();
+        std::fs::hard_link(dir.path().join("a"), dir.path().join("sub/a-again")).unwrap();
+        assert_eq!(disk_usage(dir.path()), 1234);
+        assert_eq!(disk_usage(&dir.path().join("missing")), 0);
+    }
 }

@@ -609,6 +609,7 @@ async fn the_fleet_view_shows_live_builders_what_they_run_and_their_uptime() {
         assert!(b["host"].as_str().is_some_and(|h| !h.is_empty()), "{b}");
         assert!(b["version"].is_string() && b["startedAt"].is_string(), "{b}");
         assert!(b["lastSeenMsAgo"].as_i64().unwrap() < 15_000, "{b}");
+        assert!(b["storeBytes"].is_u64(), "the pnpm store's size: {b}");
     }
     let history = app.get_json("/v1/builders/history?builderId=fleet-one").await;
     let intervals = history["intervals"].as_array().unwrap();
