@@ -390,19 +390,26 @@ impl Farm {
         std::fs::read_to_string(self.artifacts_dir.join("logs").join(format!("{id}.log"))).ok()
     }
 
-    /// A file of a version's sources, read from the filesystem store through its source manifest
-    /// (`manifests/<id>/source.json` → `blobs/sha256/<hash>`).
-    pub fn source_file(&self, id: &str, path: &str) -> anyhow::Result<Vec<u8>> {
-        let manifest_path = self.artifacts_dir.join("manifests").join(id).join("source.json");
-        let manifest: Value = serde_json::from_slice(
-            &std::fs::read(&manifest_path).with_context(|| format!("reading {}", manifest_path.display()))?,
-        )?;
-        let hash = manifest["files"][path]["hash"]
-            .as_str()
-            .with_context(|| format!("{path} is not in {}", manifest_path.display()))?;
-        let blob = kiln_shared::store::FsStore::new(self.artifacts_dir.clone())
-            .path_of(&format!("blobs/sha256/{hash}"));
-        std::fs::read(&blob).with_context(|| format!("reading {}", blob.display()))
+    /// A source file of a version of `user`'s `project`, read through the API (the source
+    /// manifest lives in the version's row; a small file inline in it, a larger one in a blob).
+    pub async fn source_file(
+        &self,
+        user: &str,
+        project: &str,
+        id: &str,
+        path: &str,
+    ) -> anyhow::Result<Vec<u8>> {
+        let url = format!(
+            "{}/v1/projects/{user}/{project}/versions/{id}/files/{path}",
+            self.api
+        );
+        let res = self.client.get(&url).bearer_auth(TOKEN).send().await?;
+        let status = res.status();
+        let body = res.bytes().await?;
+        if status != 200 {
+            bail!("GET {url}: {status} {}", String::from_utf8_lossy(&body));
+        }
+        Ok(body.to_vec())
     }
 }
 

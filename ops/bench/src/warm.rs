@@ -122,7 +122,8 @@ async fn measure(
         cold.metric("buildMs").unwrap_or(f64::NAN)
     );
     let lockfile = farm
-        .source_file(&cold.id, LOCKFILE)
+        .source_file(USER, PROJECT, &cold.id, LOCKFILE)
+        .await
         .context("the lockfile the farm kept with the cold build")?;
     // One uncounted direct run, as the farm had its cold build.
     direct(env, files, &edited_app(original, 0)?, &lockfile)
