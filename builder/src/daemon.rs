@@ -289,9 +289,12 @@ async fn heartbeat(builder: Arc<Builder>, shutdown: CancellationToken, stop: Can
     // Uptime intervals close after a 30-minute gap: a Postgres write a minute is plenty.
     let mut uptime_recorded: Option<tokio::time::Instant> = None;
     let store_bytes = Arc::new(AtomicU64::new(UNMEASURED));
+    // A fresh measurement is reported at once rather than at the next tick.
+    let measured = Arc::new(tokio::sync::Notify::new());
     let measuring = tokio::spawn(measure_store(
         builder.settings.pnpm_store.clone(),
         store_bytes.clone(),
+        measured.clone(),
         stop.clone(),
     ));
     loop {
@@ -301,6 +304,7 @@ async fn heartbeat(builder: Arc<Builder>, shutdown: CancellationToken, stop: Can
                 return;
             }
             _ = every.tick() => {}
+            () = measured.notified() => {}
         }
         let capacity = builder.settings.builder_concurrency;
         let running: Vec<serde_json::Value> = builder
@@ -340,12 +344,21 @@ async fn heartbeat(builder: Arc<Builder>, shutdown: CancellationToken, stop: Can
 const UNMEASURED: u64 = u64::MAX;
 
 /// Measures the shared pnpm store's size every [`STORE_SIZE_EVERY`] into `bytes` (for the fleet
-/// report), on a blocking thread: a large store takes a while to walk.
-async fn measure_store(store: PathBuf, bytes: Arc<AtomicU64>, stop: CancellationToken) {
+/// report), on a blocking thread: a large store takes a while to walk. Each measurement wakes
+/// the heartbeat through `measured`.
+async fn measure_store(
+    store: PathBuf,
+    bytes: Arc<AtomicU64>,
+    measured: Arc<tokio::sync::Notify>,
+    stop: CancellationToken,
+) {
     loop {
         let dir = store.clone();
         match tokio::task::spawn_blocking(move || disk_usage(&dir)).await {
-            Ok(size) => bytes.store(size, Ordering::Relaxed),
+            Ok(size) => {
+                bytes.store(size, Ordering::Relaxed);
+                measured.notify_one();
+            }
             Err(e) => tracing::warn!(error = %e, "cannot measure the pnpm store"),
         }
         tokio::select! {

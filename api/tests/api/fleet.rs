@@ -588,7 +588,12 @@ async fn the_fleet_view_shows_live_builders_what_they_run_and_their_uptime() {
     let fleet = loop {
         let fleet = app.get_json("/v1/builders").await;
         let running = fleet["running"].as_u64().unwrap_or_default();
-        if fleet["builders"].as_array().map(Vec::len) == Some(2) && running == 1 {
+        // The store's size is reported once its first measurement (a walk of the store on a
+        // blocking thread) is done, which may come after the first heartbeats.
+        let measured = fleet["builders"]
+            .as_array()
+            .is_some_and(|b| b.iter().all(|b| b["storeBytes"].is_u64()));
+        if fleet["builders"].as_array().map(Vec::len) == Some(2) && running == 1 && measured {
             break fleet;
         }
         assert!(started.elapsed() < Duration::from_secs(30), "{fleet}");
