@@ -16,7 +16,8 @@
 #
 # Ports (override through the environment):
 #   KILN_DEV_PG_PORT (5479), KILN_DEV_REDIS_PORT (6479),
-#   KILN_DEV_API_PORT (8080), KILN_DEV_PREVIEW_PORT (8081)
+#   KILN_DEV_API_PORT (8080), KILN_DEV_PREVIEW_PORT (8081),
+#   KILN_DEV_METRICS_PORT (9465, the builder's /metrics)
 # KILN_NO_BUILD=1 skips `cargo build` and uses the binaries already built.
 #
 # Stop everything with ops/down.sh (data is kept).
@@ -33,6 +34,7 @@ PG_PORT="${KILN_DEV_PG_PORT:-5479}"
 REDIS_PORT="${KILN_DEV_REDIS_PORT:-6479}"
 API_PORT="${KILN_DEV_API_PORT:-8080}"
 PREVIEW_PORT="${KILN_DEV_PREVIEW_PORT:-8081}"
+METRICS_PORT="${KILN_DEV_METRICS_PORT:-9465}"
 
 KILN_DIR="$ROOT/.kiln"
 LOG_DIR="$KILN_DIR/logs"
@@ -104,6 +106,7 @@ KILN_WORK_DIR=$KILN_DIR/work
 KILN_PNPM_STORE=$KILN_DIR/pnpm-store
 KILN_API_ADDR=127.0.0.1:$API_PORT
 KILN_PREVIEW_ADDR=127.0.0.1:$PREVIEW_PORT
+KILN_METRICS_ADDR=127.0.0.1:$METRICS_PORT
 KILN_HMAC_SECRET=$KILN_HMAC_SECRET
 KILN_API_TOKENS=$KILN_API_TOKENS
 EOF
@@ -168,6 +171,7 @@ Kiln is up.
   API:       $API_URL
   Previews:  http://<label>.localhost:$PREVIEW_PORT/
   Logs:      .kiln/logs/api.log, .kiln/logs/builder.log
+  Metrics:   $API_URL/metrics (with the token below), builder http://127.0.0.1:$METRICS_PORT/metrics
 
 Submit a build:
   export KILN_URL=$API_URL KILN_TOKEN=$TOKEN

@@ -394,6 +394,7 @@ async fn replace(
     };
     if let Some(v) = versions::supersede(&state.db, old, by).await? {
         tracing::info!(superseded = %old, "a queued build was superseded by a newer request");
+        state.metrics.build_finished("superseded");
         let data = serde_json::json!({ "supersededBy": by });
         events::record(&state.db, old, EventType::BuildSuperseded, &data).await?;
         state

@@ -34,6 +34,8 @@ pub async fn cancel(state: &AppState, id: VersionId) -> Result<Version, ApiError
         "queued"
     };
     tracing::info!(was, "build cancelled");
+    state.metrics.build_finished("cancelled");
+    state.metrics.cancelled();
     events::record(
         &state.db,
         id,

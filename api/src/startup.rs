@@ -10,6 +10,7 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use kiln_shared::config::Settings;
 use kiln_shared::db::{connect_generic, GenericPlans};
+use kiln_shared::metrics::Metrics;
 use kiln_shared::preview::PreviewUrls;
 use kiln_shared::redis::{Fleet, Idempotency, Keys, LiveLogs, Queue};
 use kiln_shared::store::Artifacts;
@@ -20,7 +21,7 @@ use crate::admission::AdmissionDb;
 use crate::auth::authenticate;
 use crate::error::ApiError;
 use crate::events::EventHub;
-use crate::routes::{builders, builds, events, health, logs, openapi, projects, versions, webhooks};
+use crate::routes::{builders, builds, events, health, logs, metrics, openapi, projects, versions, webhooks};
 use crate::state::{AppState, ImmutableCache};
 
 /// The longest the API waits for one Redis command.
@@ -61,7 +62,9 @@ impl Application {
         let max_body = settings.max_body_bytes;
         let settings_copy = settings.clone();
         let db_copy = db.clone();
+        let metrics = Metrics::new("api");
         let state = web::Data::new(AppState {
+            metrics: metrics.clone(),
             settings: Arc::new(settings),
             queue: Queue::new(pool.clone(), keys.clone()),
             hub: EventHub::start(pool.clone(), keys.clone()),
@@ -88,6 +91,11 @@ impl Application {
                 .route("/healthz", web::get().to(health::healthz))
                 .route("/readyz", web::get().to(health::readyz))
                 .route("/openapi.json", web::get().to(openapi::openapi))
+                .service(
+                    web::resource("/metrics")
+                        .wrap(from_fn(authenticate))
+                        .route(web::get().to(metrics::metrics)),
+                )
                 .service(
                     web::scope("/v1")
                         .wrap(from_fn(authenticate))
@@ -132,7 +140,7 @@ impl Application {
         let webhooks = settings_copy
             .webhooks
             .deliver
-            .then(|| kiln_shared::webhooks::Worker::new(db_copy, settings_copy.webhooks.clone()));
+            .then(|| kiln_shared::webhooks::Worker::new(db_copy, settings_copy.webhooks.clone(), metrics));
         Ok(Self {
             port,
             preview_port,

@@ -7,6 +7,7 @@ use crate::admission::AdmissionDb;
 use crate::events::EventHub;
 use kiln_shared::db::PgPool;
 use kiln_shared::domain::VersionId;
+use kiln_shared::metrics::Metrics;
 use kiln_shared::preview::PreviewUrls;
 use kiln_shared::redis::{Fleet, Idempotency, LiveLogs, Queue};
 use kiln_shared::store::{Artifacts, Manifest};
@@ -28,6 +29,8 @@ pub struct AppState {
     pub live_logs: LiveLogs,
     /// The live builders (for queue estimates).
     pub fleet: Fleet,
+    /// This process's metrics (`GET /metrics`).
+    pub metrics: Metrics,
 }
 
 impl AppState {

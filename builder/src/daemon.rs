@@ -12,6 +12,7 @@ use anyhow::Context;
 use kiln_shared::config::Settings;
 use kiln_shared::db::PgPool;
 use kiln_shared::domain::VersionId;
+use kiln_shared::metrics::Metrics;
 use kiln_shared::preview::PreviewUrls;
 use kiln_shared::redis::{Fleet, Job, Keys, LiveLogs, Queue, StreamReader};
 use kiln_shared::store::Artifacts;
@@ -21,6 +22,7 @@ use tokio_util::task::TaskTracker;
 use crate::job;
 use crate::lease::{Running, Stop};
 use crate::log::Redactor;
+use crate::metrics::MetricsServer;
 
 /// How long one read waits for a new build before looking for lost ones and for shutdown
 /// again: a lost build is reclaimed at most this long after its lease ran out.
@@ -69,6 +71,7 @@ pub struct Builder {
     pub(crate) fleet: Fleet,
     pub(crate) events: crate::events::EventSink,
     pub(crate) running: Running,
+    pub(crate) metrics: Metrics,
     consumer: String,
 }
 
@@ -129,6 +132,7 @@ impl Builder {
             fleet,
             events,
             running: Running::default(),
+            metrics: Metrics::new("builder"),
             consumer,
         })
     }
@@ -242,6 +246,11 @@ async fn version_of(program: &str) -> Option<String> {
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
     let concurrency = settings.builder_concurrency;
     let builder = Arc::new(Builder::connect(settings).await?);
+    let metrics_server = match &builder.settings.metrics_addr {
+        Some(addr) => Some(MetricsServer::start(addr, builder.clone())?),
+        None => None,
+    };
+    let metrics_addr = metrics_server.as_ref().map(|m| m.addr);
     let tracker = TaskTracker::new();
     for slot in 0..concurrency {
         tracker.spawn(worker(builder.clone(), shutdown.clone(), slot));
@@ -252,6 +261,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let stop_listening = CancellationToken::new();
     let heartbeat = tokio::spawn(heartbeat(
         builder.clone(),
+        metrics_addr,
         shutdown.clone(),
         stop_listening.clone(),
     ));
@@ -260,8 +270,11 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let reconciler = tokio::spawn(crate::reconcile::run(builder.clone(), shutdown.clone()));
     // Webhook deliveries run in every daemon of the farm, builders included.
     let deliveries = builder.settings.webhooks.deliver.then(|| {
-        let worker =
-            kiln_shared::webhooks::Worker::new(builder.db.clone(), builder.settings.webhooks.clone());
+        let worker = kiln_shared::webhooks::Worker::new(
+            builder.db.clone(),
+            builder.settings.webhooks.clone(),
+            builder.metrics.clone(),
+        );
         tokio::spawn(worker.run(shutdown.clone()))
     });
     tracker.wait().await;
@@ -276,12 +289,20 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     if let Err(e) = builder.fleet.leave(&builder.consumer).await {
         tracing::warn!(error = %e, "cannot leave the fleet; the lease will run out");
     }
+    if let Some(server) = metrics_server {
+        server.stop().await;
+    }
     Ok(())
 }
 
 /// Tells the fleet this daemon is alive until shutdown, and what it runs (queue estimates
 /// count its slots; `GET /v1/builders` shows its report); records its uptime in Postgres.
-async fn heartbeat(builder: Arc<Builder>, shutdown: CancellationToken, stop: CancellationToken) {
+async fn heartbeat(
+    builder: Arc<Builder>,
+    metrics_addr: Option<std::net::SocketAddr>,
+    shutdown: CancellationToken,
+    stop: CancellationToken,
+) {
     let mut every = tokio::time::interval(kiln_shared::redis::fleet::HEARTBEAT_EVERY);
     let started_at = chrono::Utc::now();
     let host = hostname();
@@ -323,12 +344,14 @@ async fn heartbeat(builder: Arc<Builder>, shutdown: CancellationToken, stop: Can
             "startedAt": started_at,
             "draining": shutdown.is_cancelled(),
             "storeBytes": Some(store_bytes.load(Ordering::Relaxed)).filter(|b| *b != UNMEASURED),
+            "metricsAddr": metrics_addr,
         });
-        if let Err(e) = builder
+        let sent = builder
             .fleet
             .heartbeat(&builder.consumer, capacity, &report)
-            .await
-        {
+            .await;
+        builder.metrics.heartbeat(sent.is_ok());
+        if let Err(e) = sent {
             tracing::warn!(error = %e, "cannot heartbeat");
         }
         if uptime_recorded.is_some_and(|at| at.elapsed() < UPTIME_EVERY) {

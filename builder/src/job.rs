@@ -7,6 +7,7 @@ use futures::{stream, StreamExt, TryStreamExt};
 use kiln_shared::db::events;
 use kiln_shared::db::versions::{self, Deployed, Metrics, TakeOver, Version};
 use kiln_shared::domain::{BuildStatus, EventType, Step, VersionId};
+use kiln_shared::metrics::Phase;
 use kiln_shared::redis::{Job, LatestPointer, LogEntry};
 use kiln_shared::store::{Artifacts, Manifest, ManifestKind};
 use serde_json::json;
@@ -58,6 +59,7 @@ pub async fn execute(b: &Builder, job: &Job) -> anyhow::Result<VersionId> {
             TakeOver::Running(v) => {
                 tracing::warn!(build_id = %id, attempt = v.attempts, lost = v.lost,
                     "took over a build whose builder was lost");
+                b.metrics.reclaimed();
                 v
             }
             TakeOver::Exhausted(v) => {
@@ -113,7 +115,12 @@ async fn run_attempt(
     stopper: &Stopper,
 ) -> anyhow::Result<VersionId> {
     let id = version.id;
+    let attempt_started = StdInstant::now();
     tracing::info!("build started");
+    if let (1, Some(started)) = (version.attempts, version.started_at) {
+        let waited = (started - version.created_at).to_std().unwrap_or_default();
+        b.metrics.phase(Phase::QueueWait, waited);
+    }
     emit(
         b,
         version,
@@ -146,13 +153,15 @@ async fn run_attempt(
             return Ok(id);
         }
         Some(Stop::Drained) => {
+            b.metrics.handed_back();
             log.line("[kiln] this builder is shutting down: the build goes back to the queue");
             log.close_live();
             shipper.flush().await;
             hand_back(b, job, version).await?;
             return Ok(id);
         }
-        Some(Stop::Cancelled) | None => {}
+        Some(Stop::Cancelled) => b.metrics.cancelled(),
+        None => {}
     }
     if let Err(e) = b.artifacts.put_log(id, Bytes::from(log.bytes())).await {
         tracing::warn!(error = %e, "cannot store the build log");
@@ -179,6 +188,7 @@ async fn run_attempt(
             )
             .await?;
             if failed {
+                b.metrics.build_finished("failed");
                 let data = json!({ "step": failure.step, "reason": failure.message });
                 emit(b, version, EventType::BuildFailed, data);
             }
@@ -186,6 +196,7 @@ async fn run_attempt(
         }
     };
     if recorded {
+        observe(b, &metrics, attempt_started);
         release(b, version).await?;
     } else if let Some((status, attempt)) = versions::attempt_of(&b.db, id).await? {
         if !status.is_final() && attempt != version.attempts {
@@ -196,6 +207,17 @@ async fn run_attempt(
     }
     done_with(b, job).await?;
     Ok(id)
+}
+
+/// Observes the phases of an attempt whose outcome this daemon recorded.
+fn observe(b: &Builder, metrics: &Metrics, attempt_started: StdInstant) {
+    b.metrics.phases_ms(&[
+        (Phase::Generate, metrics.generate_ms),
+        (Phase::Install, metrics.install_ms),
+        (Phase::Build, metrics.build_ms),
+        (Phase::Upload, metrics.upload_ms),
+    ]);
+    b.metrics.phase(Phase::Total, attempt_started.elapsed());
 }
 
 /// Frees the build's project for its next build (if this build still holds it).
@@ -284,6 +306,7 @@ async fn give_up(b: &Builder, job: &Job, version: &Version) -> anyhow::Result<()
         }
         let data = json!({ "step": failed.failed_step, "reason": reason });
         b.events.emit(id, None, EventType::BuildFailed, data);
+        b.metrics.build_finished("failed");
     }
     release(b, version).await?;
     done_with(b, job).await?;
@@ -376,6 +399,7 @@ async fn record_success(
         tracing::warn!("the build was no longer this attempt's when it finished; its result is not recorded");
         return Ok(false);
     };
+    b.metrics.build_finished("deployed");
     let pointer = set_latest(b, &deployed).await?;
     let data = json!({ "previewUrl": pointer.preview_url, "metrics": deployed.metrics });
     emit(b, &deployed, EventType::DeployCompleted, data);

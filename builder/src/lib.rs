@@ -6,6 +6,7 @@
 //!   a cancel, a lost claim, the drain deadline.
 //! - `process`: untrusted child processes: process group, scrubbed environment, wall-clock
 //!   limit, bounded log capture, the whole tree killed at the end.
+//! - `metrics`: the daemon's `/metrics` and `/healthz` listener (`KILN_METRICS_ADDR`).
 //! - [`reconcile`]: queued builds that lost their stream entry are queued again.
 //! - `workspace`, `detect`, `publish`, `generator`: the stations of a build.
 
@@ -16,6 +17,7 @@ mod generator;
 mod job;
 mod lease;
 mod log;
+mod metrics;
 mod process;
 mod publish;
 pub mod reconcile;

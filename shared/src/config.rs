@@ -98,6 +98,10 @@ pub struct Settings {
     pub generator_cmd: Option<String>,
     pub builder_concurrency: usize,
     pub builder_id: Option<String>,
+    /// Where a builder daemon serves `GET /metrics` and `/healthz` (`KILN_METRICS_ADDR`,
+    /// default `127.0.0.1:9465`; `off`: nowhere). Port 0 picks a free port; the daemon's
+    /// fleet report says which.
+    pub metrics_addr: Option<String>,
     /// How a running build's claim is kept and given up.
     pub fleet: FleetSettings,
     pub webhooks: WebhookSettings,
@@ -348,6 +352,11 @@ impl Settings {
             generator_cmd: src.get("KILN_GENERATOR_CMD"),
             builder_concurrency: src.positive("KILN_BUILDER_CONCURRENCY", 1)? as usize,
             builder_id: src.get("KILN_BUILDER_ID"),
+            metrics_addr: match src.get("KILN_METRICS_ADDR") {
+                Some(off) if off.eq_ignore_ascii_case("off") => None,
+                Some(addr) => Some(addr),
+                None => Some("127.0.0.1:9465".into()),
+            },
             fleet: FleetSettings {
                 lease: Duration::from_secs(src.positive("KILN_LEASE_SECS", 60)?),
                 max_attempts: src.positive("KILN_MAX_ATTEMPTS", 3)?.min(1000) as u32,

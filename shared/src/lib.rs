@@ -7,10 +7,12 @@
 //! - [`store`]: the content-addressed artifact store (filesystem or S3) and manifests.
 //! - [`signing`]: HMAC request signatures.
 //! - [`preview`]: preview host labels and URLs.
+//! - [`metrics`]: Prometheus metrics of a process, and the farm-wide gauges the API reads.
 
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod metrics;
 pub mod preview;
 pub mod redis;
 pub mod signing;

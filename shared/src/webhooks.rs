@@ -116,10 +116,11 @@ pub struct Worker {
     slots: Arc<Semaphore>,
     /// Attempts in flight per subscription, in this process.
     busy: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+    metrics: crate::metrics::Metrics,
 }
 
 impl Worker {
-    pub fn new(db: PgPool, settings: WebhookSettings) -> Self {
+    pub fn new(db: PgPool, settings: WebhookSettings, metrics: crate::metrics::Metrics) -> Self {
         let client = reqwest::Client::builder()
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout.min(Duration::from_secs(5)))
@@ -135,6 +136,7 @@ impl Worker {
             settings,
             slots,
             busy: Arc::default(),
+            metrics,
         }
     }
 
@@ -274,6 +276,12 @@ impl Worker {
         };
         match webhooks::record_attempt(&self.db, &d.id, n, &outcome, next).await {
             Ok(true) => {
+                use crate::metrics::DeliveryResult;
+                self.metrics.webhook_delivery(match next {
+                    NextStep::Delivered => DeliveryResult::Delivered,
+                    NextStep::RetryAfter(_) => DeliveryResult::Retrying,
+                    NextStep::Failed => DeliveryResult::Failed,
+                });
                 tracing::info!(status = ?outcome.status_code, error = ?outcome.error, next = ?next, "webhook attempt")
             }
             Ok(false) => tracing::warn!("another worker recorded this attempt first"),

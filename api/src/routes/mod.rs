@@ -5,6 +5,7 @@ pub mod builds;
 pub mod events;
 pub mod health;
 pub mod logs;
+pub mod metrics;
 pub mod openapi;
 pub mod projects;
 pub mod versions;

@@ -126,6 +126,7 @@ pub async fn spawn_app(opts: Options) -> TestApp {
         ("KILN_ARTIFACTS", artifacts),
         ("KILN_API_ADDR", "127.0.0.1:0".into()),
         ("KILN_PREVIEW_ADDR", "127.0.0.1:0".into()),
+        ("KILN_METRICS_ADDR", "127.0.0.1:0".into()),
         ("KILN_HMAC_SECRET", HMAC_SECRET.into()),
         ("KILN_API_TOKENS", format!("other-token, {TOKEN}")),
         ("KILN_WORK_DIR", dir.path().join("work").display().to_string()),

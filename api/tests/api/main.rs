@@ -9,6 +9,7 @@ mod fleet;
 mod helpers;
 mod hostile;
 mod logs;
+mod metrics;
 mod previews;
 mod queue;
 mod sandbox;

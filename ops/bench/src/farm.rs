@@ -177,6 +177,7 @@ impl Farm {
             ("KILN_ARTIFACTS", format!("file://{}", artifacts_dir.display())),
             ("KILN_API_ADDR", "127.0.0.1:0".into()),
             ("KILN_PREVIEW_ADDR", "127.0.0.1:0".into()),
+            ("KILN_METRICS_ADDR", "127.0.0.1:0".into()),
             ("KILN_HMAC_SECRET", HMAC_SECRET.into()),
             ("KILN_API_TOKENS", TOKEN.into()),
             ("KILN_WORK_DIR", dir.path().join("work").display().to_string()),

@@ -685,3 +685,29 @@ pub async fn queue_standing(pool: &PgPool, id: VersionId) -> Result<QueueStandin
         median_build_secs: row.try_get("median_build_secs")?,
     })
 }
+
+/// The farm's builds in progress: how many are queued and running, and how long the oldest
+/// queued one has waited (0 when none is). Reads the partial index of active builds only.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ActiveBuilds {
+    pub queued: i64,
+    pub running: i64,
+    pub oldest_queued_secs: f64,
+}
+
+pub async fn active_builds(pool: &PgPool) -> Result<ActiveBuilds, DbError> {
+    let row = sqlx::query(
+        "select count(*) filter (where status = 'queued') as queued,
+                count(*) filter (where status = 'running') as running,
+                coalesce(extract(epoch from now() - min(created_at) filter (where status = 'queued')),
+                         0)::float8 as oldest
+         from versions where status in ('queued', 'running')",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(ActiveBuilds {
+        queued: row.try_get("queued")?,
+        running: row.try_get("running")?,
+        oldest_queued_secs: row.try_get::<f64, _>("oldest")?.max(0.0),
+    })
+}
