@@ -358,4 +358,31 @@ mod tests {
         assert_eq!(sample(&a.encode(), "kiln_cancellations_total", &[]), Some(1.0));
         assert_eq!(sample(&b.encode(), "kiln_cancellations_total", &[]), Some(0.0));
     }
+
+    #[test]
+    fn the_alert_rules_name_only_metrics_that_exist() {
+        let rules = include_str!("../../deploy/prometheus/kiln-alerts.yml");
+        let m = Metrics::new("api");
+        // Touch every labelled family, so that each shows in the exposition.
+        m.build_finished("failed");
+        m.phase(Phase::Total, Duration::ZERO);
+        m.retried("upload");
+        m.heartbeat(true);
+        m.webhook_delivery(DeliveryResult::Failed);
+        m.set_farm(&FarmGauges::default());
+        let text = m.encode();
+        let mut names: Vec<&str> = rules
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("kiln_"))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        assert!(names.len() >= 6, "{names:?}");
+        for name in names {
+            assert!(
+                text.contains(&format!("# TYPE {name} ")),
+                "deploy/prometheus/kiln-alerts.yml uses {name}, which Kiln does not export"
+            );
+        }
+    }
 }
