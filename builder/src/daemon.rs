@@ -141,6 +141,12 @@ impl Builder {
         &self.consumer
     }
 
+    /// How long starting (or taking over) a build waits for an unreachable Postgres: half a
+    /// lease, since nothing renews the entry's claim until the build has started.
+    pub(crate) fn claim_patience(&self) -> Duration {
+        self.settings.fleet.lease / 2
+    }
+
     pub(crate) fn pnpm_cache_dir(&self) -> PathBuf {
         self.settings.pnpm_store.with_extension("cache")
     }

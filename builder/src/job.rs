@@ -4,12 +4,12 @@ use std::time::Instant as StdInstant;
 
 use bytes::Bytes;
 use futures::{stream, StreamExt, TryStreamExt};
-use kiln_shared::db::events;
 use kiln_shared::db::versions::{self, Deployed, Metrics, TakeOver, Version};
+use kiln_shared::db::{events, patiently};
 use kiln_shared::domain::{BuildStatus, EventType, Step, VersionId};
 use kiln_shared::metrics::Phase;
 use kiln_shared::redis::{Job, LatestPointer, LogEntry};
-use kiln_shared::store::{Artifacts, Manifest, ManifestKind};
+use kiln_shared::store::{Artifacts, Manifest, ManifestKind, StoreError};
 use serde_json::json;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -17,27 +17,74 @@ use tracing::Instrument;
 use crate::daemon::Builder;
 use crate::lease::{Claim, Keeper, Stop, Stopper};
 use crate::log::{BuildLog, LogShipper};
-use crate::process::{self, Invocation, Sandbox};
+use crate::process::{self, Invocation, RunError, Sandbox};
 use crate::publish::{self, PublishError};
 use crate::workspace::Workspace;
 use crate::{detect, generator};
 
 const LOCKFILE: &str = "pnpm-lock.yaml";
+/// How long a finished attempt waits for an unreachable Postgres to record its outcome. Its
+/// claim is renewed meanwhile (in Redis), so nobody else takes the build; past this the
+/// attempt gives up, and the build is taken over once its claim lapses.
+const RECORD_PATIENCE: std::time::Duration = std::time::Duration::from_secs(120);
 const ERROR_TAIL_LINES: usize = 25;
 
-/// Why a build failed: the station and a message for the user.
+/// Why an attempt failed: the station, a message for the user, and whose fault it was.
 #[derive(Debug)]
 pub struct Failure {
     pub step: Step,
     pub message: String,
+    pub cause: Cause,
 }
 
+/// Whose fault a failure is, which decides what follows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// The project's (a script that fails, no output, over a limit): the build fails at once;
+    /// running it again would fail again.
+    User,
+    /// The farm's (the artifact store unreachable, a full disk, a tool that cannot start): the
+    /// attempt goes back to the queue after a backoff, up to `KILN_MAX_ATTEMPTS` attempts.
+    Infra,
+}
+
+/// A failure of the project's own making.
 fn fail(step: Step, message: impl Into<String>) -> Failure {
     Failure {
         step,
         message: message.into(),
+        cause: Cause::User,
     }
 }
+
+/// A failure of the farm's making.
+fn infra(step: Step, message: impl Into<String>) -> Failure {
+    Failure {
+        step,
+        message: message.into(),
+        cause: Cause::Infra,
+    }
+}
+
+/// A store error: the farm's when it may pass (I/O, an unreachable service), else final
+/// (a missing or corrupt object does not come back by itself).
+fn store_failure(step: Step, e: &StoreError) -> Failure {
+    if e.is_transient() {
+        infra(step, e.to_string())
+    } else {
+        fail(step, e.to_string())
+    }
+}
+
+/// How long an attempt that hit an infrastructure error waits before going back to the queue:
+/// 1 s after the first attempt, then doubling, at most [`MAX_RETRY_BACKOFF`].
+pub fn retry_backoff(attempt: i32) -> std::time::Duration {
+    let exp = attempt.clamp(1, 16) as u32 - 1;
+    (RETRY_BACKOFF_BASE * 2u32.pow(exp)).min(MAX_RETRY_BACKOFF)
+}
+
+const RETRY_BACKOFF_BASE: std::time::Duration = std::time::Duration::from_secs(1);
+const MAX_RETRY_BACKOFF: std::time::Duration = std::time::Duration::from_secs(60);
 
 struct Success {
     /// The source tree, when the build changed it (the lockfile pnpm wrote).
@@ -55,7 +102,10 @@ pub async fn execute(b: &Builder, job: &Job) -> anyhow::Result<VersionId> {
     let consumer = b.consumer();
     let version = if job.reclaimed {
         let max = b.settings.fleet.max_attempts as i32;
-        match versions::take_over(&b.db, id, consumer, max).await? {
+        let take_over = patiently("taking the build over", b.claim_patience(), || {
+            versions::take_over(&b.db, id, consumer, max)
+        });
+        match take_over.await? {
             TakeOver::Running(v) => {
                 tracing::warn!(build_id = %id, attempt = v.attempts, lost = v.lost,
                     "took over a build whose builder was lost");
@@ -76,7 +126,10 @@ pub async fn execute(b: &Builder, job: &Job) -> anyhow::Result<VersionId> {
             }
         }
     } else {
-        let Some(v) = versions::start(&b.db, id, consumer).await? else {
+        let start = patiently("starting the build", b.claim_patience(), || {
+            versions::start(&b.db, id, consumer)
+        });
+        let Some(v) = start.await? else {
             tracing::info!(build_id = %id, "build is not queued any more (cancelled, superseded or a duplicate entry); acking");
             b.queue.ack(consumer, &job.entry_id).await?;
             return Ok(id);
@@ -142,7 +195,7 @@ async fn run_attempt(
             tokio::spawn(ws.remove());
             outcome
         }
-        Err(e) => Err(fail(Step::Fetch, format!("cannot create the workspace: {e}"))),
+        Err(e) => Err(infra(Step::Fetch, format!("cannot create the workspace: {e}"))),
     };
     match stopper.reason() {
         Some(Stop::LeaseLost) => {
@@ -163,6 +216,17 @@ async fn run_attempt(
         Some(Stop::Cancelled) => b.metrics.cancelled(),
         None => {}
     }
+    match &outcome {
+        Err(failure)
+            if failure.cause == Cause::Infra
+                && stopper.reason().is_none()
+                && version.attempts < b.settings.fleet.max_attempts as i32 =>
+        {
+            retry_later(b, job, version, failure, &log, shipper, stopper).await?;
+            return Ok(id);
+        }
+        _ => {}
+    }
     if let Err(e) = b.artifacts.put_log(id, Bytes::from(log.bytes())).await {
         tracing::warn!(error = %e, "cannot store the build log");
     }
@@ -176,16 +240,24 @@ async fn run_attempt(
         // The API recorded the cancel (and its event) and released the slot.
         (Some(_), _) => false,
         (None, Ok(success)) => record_success(b, version, success, &metrics).await?,
-        (None, Err(failure)) => {
+        (None, Err(mut failure)) => {
+            if failure.cause == Cause::Infra {
+                failure.message = format!(
+                    "infrastructure error on the last attempt ({} of {}): {}",
+                    version.attempts, b.settings.fleet.max_attempts, failure.message
+                );
+            }
             tracing::info!(step = %failure.step, error = %failure.message, "build failed");
-            let failed = versions::mark_failed(
-                &b.db,
-                id,
-                Some(version.attempts),
-                failure.step,
-                &failure.message,
-                &metrics,
-            )
+            let failed = patiently("recording the failure", RECORD_PATIENCE, || {
+                versions::mark_failed(
+                    &b.db,
+                    id,
+                    Some(version.attempts),
+                    failure.step,
+                    &failure.message,
+                    &metrics,
+                )
+            })
             .await?;
             if failed {
                 b.metrics.build_finished("failed");
@@ -207,6 +279,51 @@ async fn run_attempt(
     }
     done_with(b, job).await?;
     Ok(id)
+}
+
+/// An attempt that hit an infrastructure error: said in the log and as a `build_retrying`
+/// event, then, after [`retry_backoff`] (a cancel cuts it short), the build goes back to the
+/// queue, still holding its project's slot, for any daemon to try again.
+async fn retry_later(
+    b: &Builder,
+    job: &Job,
+    version: &Version,
+    failure: &Failure,
+    log: &BuildLog,
+    shipper: LogShipper,
+    stopper: &Stopper,
+) -> anyhow::Result<()> {
+    let backoff = retry_backoff(version.attempts);
+    let max = b.settings.fleet.max_attempts;
+    tracing::warn!(step = %failure.step, error = %failure.message, retry_in_ms = backoff.as_millis() as u64,
+        "infrastructure error: the build goes back to the queue");
+    b.metrics.retried(failure.step.as_str());
+    log.line(&format!(
+        "[kiln] infrastructure error at the {} step (attempt {} of {max}): {}; trying again in {} s",
+        failure.step,
+        version.attempts,
+        failure.message,
+        backoff.as_secs_f64()
+    ));
+    let data = json!({
+        "step": failure.step,
+        "reason": failure.message,
+        "attempt": version.attempts,
+        "maxAttempts": max,
+        "retryInMs": backoff.as_millis() as u64,
+    });
+    emit(b, version, EventType::BuildRetrying, data);
+    log.close_live();
+    shipper.flush().await;
+    tokio::select! {
+        () = stopper.token().cancelled() => {}
+        () = tokio::time::sleep(backoff) => {}
+    }
+    if stopper.reason() == Some(Stop::LeaseLost) {
+        return Ok(());
+    }
+    // Also when it was cancelled meanwhile: hand_back then finds it so and acks the entry.
+    hand_back(b, job, version).await
 }
 
 /// Observes the phases of an attempt whose outcome this daemon recorded.
@@ -248,7 +365,10 @@ async fn resume_log(b: &Builder, version: &Version, log: &BuildLog) {
 /// Gives a drained attempt's build back to the queue: queued again (not failed), as a new
 /// stream entry any daemon may read.
 async fn hand_back(b: &Builder, job: &Job, version: &Version) -> anyhow::Result<()> {
-    if !versions::hand_back(&b.db, version.id, version.attempts).await? {
+    let handed = patiently("handing the build back", RECORD_PATIENCE, || {
+        versions::hand_back(&b.db, version.id, version.attempts)
+    });
+    if !handed.await? {
         // Cancelled meanwhile (then the entry is done with), or taken over (then it is not ours).
         if versions::attempt_of(&b.db, version.id)
             .await?
@@ -269,7 +389,7 @@ async fn hand_back(b: &Builder, job: &Job, version: &Version) -> anyhow::Result<
 /// The step a build had reached, from its newest event (for a build whose builders were lost).
 fn step_after(last: Option<EventType>) -> Step {
     match last {
-        None | Some(EventType::BuildQueued) => Step::Queue,
+        None | Some(EventType::BuildQueued | EventType::BuildRetrying) => Step::Queue,
         Some(EventType::BuildStarted) => Step::Fetch,
         Some(EventType::GenerateStarted) => Step::Generate,
         Some(EventType::GenerateCompleted | EventType::InstallStarted) => Step::Install,
@@ -380,20 +500,18 @@ async fn record_success(
     s: Success,
     metrics: &Metrics,
 ) -> anyhow::Result<bool> {
-    let recorded = versions::mark_deployed(
-        &b.db,
-        version.id,
-        version.attempts,
-        &Deployed {
-            sources: s.sources.as_ref(),
-            output_manifest_key: &s.output_manifest_key,
-            framework: s.framework.as_deref(),
-            node_version: b.toolchain.node.as_deref(),
-            pnpm_version: b.toolchain.pnpm.as_deref(),
-            metadata: s.metadata.as_ref(),
-            metrics,
-        },
-    )
+    let deployed = Deployed {
+        sources: s.sources.as_ref(),
+        output_manifest_key: &s.output_manifest_key,
+        framework: s.framework.as_deref(),
+        node_version: b.toolchain.node.as_deref(),
+        pnpm_version: b.toolchain.pnpm.as_deref(),
+        metadata: s.metadata.as_ref(),
+        metrics,
+    };
+    let recorded = patiently("recording the deployment", RECORD_PATIENCE, || {
+        versions::mark_deployed(&b.db, version.id, version.attempts, &deployed)
+    })
     .await?;
     let Some(deployed) = recorded else {
         tracing::warn!("the build was no longer this attempt's when it finished; its result is not recorded");
@@ -443,11 +561,9 @@ async fn build(
     let mut sources = version
         .sources(&b.artifacts)
         .await
-        .map_err(|e| fail(Step::Fetch, e.to_string()))?;
+        .map_err(|e| store_failure(Step::Fetch, &e))?;
     let original_sources = sources.clone();
-    materialize(&b.artifacts, &sources, ws)
-        .await
-        .map_err(|e| fail(Step::Fetch, e))?;
+    materialize(&b.artifacts, &sources, ws).await?;
 
     // generate
     let mut metadata = None;
@@ -487,13 +603,13 @@ async fn build(
         for file in generated {
             ws.write(file.path.as_str(), &file.content)
                 .await
-                .map_err(|e| fail(Step::Generate, format!("writing {}: {e}", file.path)))?;
+                .map_err(|e| infra(Step::Generate, format!("writing {}: {e}", file.path)))?;
             let size = file.content.len() as u64;
             let (hash, _) = b
                 .artifacts
                 .put_blob(Bytes::from(file.content))
                 .await
-                .map_err(|e| fail(Step::Generate, e.to_string()))?;
+                .map_err(|e| store_failure(Step::Generate, &e))?;
             sources.insert(file.path.as_str(), hash, size);
         }
         metadata = Some(meta);
@@ -535,7 +651,7 @@ async fn build(
         );
         keep_lockfile(&b.artifacts, &project, &mut sources)
             .await
-            .map_err(|e| fail(Step::Install, e))?;
+            .map_err(|e| store_failure(Step::Install, &e))?;
 
         let started = StdInstant::now();
         emit(b, version, EventType::BuildStepStarted, json!({}));
@@ -574,22 +690,22 @@ async fn build(
     let root = output_root.clone();
     let files = tokio::task::spawn_blocking(move || publish::collect(&root, max_output, &["node_modules"]))
         .await
-        .map_err(|e| fail(Step::Output, e.to_string()))?
+        .map_err(|e| infra(Step::Output, e.to_string()))?
         .map_err(|e| match e {
             PublishError::TooLarge { .. } => fail(Step::Output, e.to_string()),
-            other => fail(Step::Upload, other.to_string()),
+            other => publish_failure(other),
         })?;
     if files.is_empty() {
         return Err(fail(Step::Output, PublishError::Empty.to_string()));
     }
     let (output, new_blobs) = publish::upload(&b.artifacts, files)
         .await
-        .map_err(|e| fail(Step::Upload, e.to_string()))?;
+        .map_err(publish_failure)?;
     let output_key = Artifacts::manifest_key(version.id, ManifestKind::Output);
     b.artifacts
         .put_manifest(&output_key, &output)
         .await
-        .map_err(|e| fail(Step::Upload, e.to_string()))?;
+        .map_err(|e| store_failure(Step::Upload, &e))?;
     metrics.upload_ms = ms_since(started);
     emit(
         b,
@@ -606,6 +722,15 @@ async fn build(
         framework,
         metadata,
     })
+}
+
+/// An upload that failed: the store's fault when it could not write, else the output's (a file
+/// that cannot be read).
+fn publish_failure(e: PublishError) -> Failure {
+    match &e {
+        PublishError::Store(store) => store_failure(Step::Upload, store),
+        _ => fail(Step::Upload, e.to_string()),
+    }
 }
 
 /// The arguments of `pnpm` for a build's install: against the shared store, offline when it
@@ -646,7 +771,11 @@ async fn run_step(
     };
     let status = process::run(sandbox, invocation, deadline, log)
         .await
-        .map_err(|e| fail(step, e.to_string()))?;
+        .map_err(|e| match e {
+            // Kiln could not run the tool at all: the builder's fault, not the project's.
+            RunError::Spawn { .. } | RunError::Wait { .. } => infra(step, e.to_string()),
+            _ => fail(step, e.to_string()),
+        })?;
     if status.success() {
         return Ok(());
     }
@@ -665,15 +794,18 @@ async fn run_step(
 }
 
 /// Writes a manifest's files into the workspace (16 blobs at a time).
-async fn materialize(artifacts: &Artifacts, manifest: &Manifest, ws: &Workspace) -> Result<(), String> {
+async fn materialize(artifacts: &Artifacts, manifest: &Manifest, ws: &Workspace) -> Result<(), Failure> {
     let writes = manifest.files.iter().map(|(path, entry)| {
         let artifacts = artifacts.clone();
         let (path, entry, project) = (path.clone(), entry.clone(), ws.project());
         async move {
-            let body = artifacts.read(&entry).await.map_err(|e| e.to_string())?;
+            let body = artifacts
+                .read(&entry)
+                .await
+                .map_err(|e| store_failure(Step::Fetch, &e))?;
             Workspace::write_into(&project, &path, &body)
                 .await
-                .map_err(|e| format!("writing {path}: {e}"))
+                .map_err(|e| infra(Step::Fetch, format!("writing {path}: {e}")))
         }
     });
     let writes: Vec<_> = writes.collect();
@@ -705,7 +837,7 @@ async fn keep_lockfile(
     artifacts: &Artifacts,
     project: &std::path::Path,
     sources: &mut Manifest,
-) -> Result<(), String> {
+) -> Result<(), StoreError> {
     let Ok(body) = tokio::fs::read(project.join(LOCKFILE)).await else {
         return Ok(());
     };
@@ -714,10 +846,23 @@ async fn keep_lockfile(
         return Ok(());
     }
     let size = body.len() as u64;
-    let (hash, _) = artifacts
-        .put_blob(Bytes::from(body))
-        .await
-        .map_err(|e| e.to_string())?;
+    let (hash, _) = artifacts.put_blob(Bytes::from(body)).await?;
     sources.insert(LOCKFILE, hash, size);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::retry_backoff;
+
+    #[test]
+    fn the_retry_backoff_doubles_up_to_a_minute() {
+        let secs: Vec<u64> = [0, 1, 2, 3, 6, 7, 8, 100]
+            .map(|a| retry_backoff(a).as_secs())
+            .to_vec();
+        assert_eq!(secs, [1, 1, 2, 4, 32, 60, 60, 60]);
+        assert_eq!(retry_backoff(i32::MAX), Duration::from_secs(60));
+    }
 }

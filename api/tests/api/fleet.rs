@@ -696,3 +696,132 @@ async fn a_users_running_builds_never_pass_the_fleet_wide_cap() {
         .unwrap();
     assert_eq!(held, 0);
 }
+
+/// Breaks the filesystem artifact store's blob folder (a file where the folder should be), as
+/// a full or failing disk would: every blob write fails. Returns a function that repairs it.
+fn break_blob_store(app: &TestApp) -> impl FnOnce() {
+    let root = app.artifacts_dir.clone().expect("a filesystem store");
+    std::fs::create_dir_all(&root).unwrap();
+    let blobs = root.join("blobs");
+    let away = root.join("blobs.away");
+    if blobs.exists() {
+        std::fs::rename(&blobs, &away).unwrap();
+    }
+    std::fs::write(&blobs, b"not a folder").unwrap();
+    move || {
+        std::fs::remove_file(&blobs).unwrap();
+        if away.exists() {
+            std::fs::rename(&away, &blobs).unwrap();
+        }
+    }
+}
+
+async fn events_of(app: &TestApp, id: &str) -> Vec<Value> {
+    app.get_json(&format!("/v1/builds/{id}/events?limit=1000")).await["events"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test]
+async fn an_infrastructure_error_sends_the_build_back_to_the_queue_after_a_backoff() {
+    let app = spawn_app(Options {
+        env: vec![("KILN_MAX_ATTEMPTS", "3".into())],
+        ..Options::default()
+    })
+    .await;
+    // Small sources stay inline in the manifest, so admission writes no blob: only the build's
+    // upload meets the broken store.
+    let repair = break_blob_store(&app);
+    let id = app
+        .submit(&build_body("u_infra", &unique("retry"), site("retried")))
+        .await;
+    let started = Instant::now();
+    let retrying = loop {
+        let events = events_of(&app, &id).await;
+        if let Some(e) = events.iter().find(|e| e["type"] == "build_retrying") {
+            break e.clone();
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{events:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    repair();
+    let data = &retrying["data"];
+    assert_eq!(data["step"], "upload", "{retrying}");
+    assert_eq!(
+        (data["attempt"].as_i64(), data["maxAttempts"].as_i64()),
+        (Some(1), Some(3))
+    );
+    assert_eq!(data["retryInMs"], 1000, "{retrying}");
+    assert!(
+        data["reason"].as_str().unwrap().contains("artifact store"),
+        "{retrying}"
+    );
+
+    let build = app.wait(&id).await;
+    assert_eq!(build["status"], "deployed", "{build}");
+    assert_eq!(build["attempts"], 2, "{build}");
+    assert_eq!(build["lostBuilders"], 0, "a retry is not a lost builder: {build}");
+    let page = app.preview(&id, "/").await.text().await.unwrap();
+    assert_eq!(page, "<h1>retried</h1>");
+    let log = app
+        .get(&format!("/v1/builds/{id}/logs"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        log.contains("infrastructure error at the upload step (attempt 1 of 3)"),
+        "{log}"
+    );
+    // The second attempt began after the backoff.
+    let events = app.final_events(&id).await;
+    let at = |kind: &str, nth: usize| {
+        let e = events.iter().filter(|e| e["type"] == kind).nth(nth).unwrap();
+        chrono::DateTime::parse_from_rfc3339(e["timestamp"].as_str().unwrap()).unwrap()
+    };
+    let waited = at("build_started", 1) - at("build_retrying", 0);
+    assert!(waited >= chrono::Duration::milliseconds(950), "{waited}");
+}
+
+#[tokio::test]
+async fn an_infrastructure_error_on_the_last_attempt_fails_the_build_saying_so() {
+    let app = spawn_app(Options {
+        env: vec![("KILN_MAX_ATTEMPTS", "2".into())],
+        ..Options::default()
+    })
+    .await;
+    let repair = break_blob_store(&app);
+    let id = app
+        .submit(&build_body("u_infra", &unique("broken"), site("never")))
+        .await;
+    let build = app.wait(&id).await;
+    assert_eq!(build["status"], "failed", "{build}");
+    assert_eq!(build["failedStep"], "upload", "{build}");
+    assert_eq!(build["attempts"], 2, "{build}");
+    let error = build["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("infrastructure error on the last attempt (2 of 2): "),
+        "{error}"
+    );
+    let events = app.final_events(&id).await;
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "build_retrying").count(),
+        1,
+        "{kinds:?}"
+    );
+    assert_eq!(kinds.last(), Some(&"build_failed"));
+
+    // A user error is not retried: a build script that fails ends the build at once.
+    repair();
+    let id = app
+        .submit(&build_body("u_infra", &unique("user"), project_running("exit 7")))
+        .await;
+    let build = app.wait(&id).await;
+    assert_eq!(
+        (build["status"].as_str(), build["attempts"].as_i64()),
+        (Some("failed"), Some(1))
+    );
+    assert_eq!(build["failedStep"], "build", "{build}");
+}

@@ -27,10 +27,39 @@ pub enum DbError {
 impl DbError {
     /// The database could not be reached (as opposed to a query that failed).
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
-            DbError::Sqlx(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed)
-        )
+        match self {
+            DbError::Sqlx(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed) => true,
+            // SQLSTATE class 08 (connection exception) and 57 (operator intervention: the
+            // server is shutting down or restarting).
+            DbError::Sqlx(sqlx::Error::Database(e)) => e
+                .code()
+                .is_some_and(|c| c.starts_with("08") || c.starts_with("57")),
+            _ => false,
+        }
+    }
+}
+
+/// Runs `op` again while Postgres is unreachable ([`DbError::is_unavailable`]): after 250 ms,
+/// then twice as long each time up to 5 s, for at most `patience` in all. Any other error,
+/// and the last one, is returned. For writes that must not be lost to a database restart:
+/// each `op` must be safe to run twice (they are fenced updates).
+pub async fn patiently<T, F, Fut>(what: &str, patience: Duration, mut op: F) -> Result<T, DbError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, DbError>>,
+{
+    let started = tokio::time::Instant::now();
+    let mut wait = Duration::from_millis(250);
+    loop {
+        match op().await {
+            Err(e) if e.is_unavailable() && started.elapsed() + wait <= patience => {
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64,
+                    "postgres is unreachable; {what} is tried again");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
+        }
     }
 }
 

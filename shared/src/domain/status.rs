@@ -93,6 +93,7 @@ string_enum!(
         BuildFailed => "build_failed",
         BuildSuperseded => "build_superseded",
         BuildCancelled => "build_cancelled",
+        BuildRetrying => "build_retrying",
     }
 );
 
@@ -102,7 +103,7 @@ impl EventType {
     pub fn progress(self) -> i16 {
         match self {
             EventType::BuildQueued => 0,
-            EventType::BuildStarted => 5,
+            EventType::BuildStarted | EventType::BuildRetrying => 5,
             EventType::GenerateStarted => 8,
             EventType::GenerateCompleted => 20,
             EventType::InstallStarted => 22,

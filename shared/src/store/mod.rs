@@ -37,6 +37,14 @@ pub enum StoreError {
     MissingManifest { key: String },
 }
 
+impl StoreError {
+    /// The store could not be reached or could not write (a network error, an error answer, a
+    /// full disk): trying again later may work. A corrupt or missing object stays so.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Io { .. } | StoreError::Remote { .. })
+    }
+}
+
 /// The minimal object API a backend provides. Writes are atomic: a reader sees the whole object
 /// or none of it.
 #[async_trait::async_trait]
