@@ -63,8 +63,10 @@ impl Application {
         let settings_copy = settings.clone();
         let db_copy = db.clone();
         let metrics = Metrics::new("api");
+        let stop = CancellationToken::new();
         let state = web::Data::new(AppState {
             metrics: metrics.clone(),
+            closing: stop.clone(),
             settings: Arc::new(settings),
             queue: Queue::new(pool.clone(), keys.clone()),
             hub: EventHub::start(pool.clone(), keys.clone()),
@@ -147,7 +149,7 @@ impl Application {
             api,
             preview,
             webhooks,
-            stop: CancellationToken::new(),
+            stop,
         })
     }
 
@@ -165,7 +167,8 @@ impl Application {
     }
 
     /// Runs both servers and the webhook deliveries until SIGINT/SIGTERM (or [`Self::stopper`]),
-    /// then stops them gracefully (in-flight requests and delivery attempts finish).
+    /// then stops them gracefully: SSE streams end with a message that tells clients to
+    /// reconnect, in-flight requests and delivery attempts finish.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let api = self.api.handle();
         let preview = self.preview.handle();
@@ -176,7 +179,10 @@ impl Application {
                 () = wait_for_signal() => {}
                 () = stop.cancelled() => {}
             }
-            tracing::info!("shutting down");
+            tracing::info!("shutting down: in-flight requests finish, event and log streams end");
+            // Streams end first (they would never finish by themselves), then the servers stop
+            // accepting and wait for the requests in flight (up to actix' 30 s).
+            stop.cancel();
             futures::join!(api.stop(true), preview.stop(true));
         };
         let servers = async { futures::try_join!(self.api, self.preview).map(|_| ()) };

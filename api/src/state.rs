@@ -11,6 +11,7 @@ use kiln_shared::metrics::Metrics;
 use kiln_shared::preview::PreviewUrls;
 use kiln_shared::redis::{Fleet, Idempotency, LiveLogs, Queue};
 use kiln_shared::store::{Artifacts, Manifest};
+use tokio_util::sync::CancellationToken;
 
 /// What every handler can reach. Cloned per worker thread (everything inside is shared).
 #[derive(Debug, Clone)]
@@ -31,6 +32,8 @@ pub struct AppState {
     pub fleet: Fleet,
     /// This process's metrics (`GET /metrics`).
     pub metrics: Metrics,
+    /// Cancelled when the API starts shutting down: event and log streams end.
+    pub closing: CancellationToken,
 }
 
 impl AppState {

@@ -10,6 +10,7 @@ use kiln_shared::domain::VersionId;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::builds::path_id;
 use super::query;
@@ -92,7 +93,7 @@ async fn stream(
         StreamTiming { heartbeat: HEARTBEAT },
         tx,
     ));
-    Ok(sse_response(rx))
+    Ok(sse_response(rx, state.closing.clone()))
 }
 
 /// The `Last-Event-ID` header a reconnecting EventSource sends (it wins over `?after=`).
@@ -110,10 +111,21 @@ pub(super) fn resume_point(req: &HttpRequest) -> Result<Option<i64>, ApiError> {
     Ok(Some(n))
 }
 
-/// A `text/event-stream` answer that sends what `rx` gives until it closes.
-pub(super) fn sse_response(rx: mpsc::Receiver<Bytes>) -> HttpResponse {
-    let body = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, actix_web::Error>(b), rx))
+/// The last message of a stream the API closes because it is shutting down: the client
+/// reconnects (to another instance) after a second, resuming from its `Last-Event-ID`.
+const CLOSING: &[u8] = b"retry: 1000\n: kiln-api is shutting down; reconnect to resume\n\n";
+
+/// A `text/event-stream` answer that sends what `rx` gives until it closes, or until the API
+/// shuts down (`closing`): then it says so and ends cleanly, so that a graceful stop does not
+/// wait on streams that would never end by themselves.
+pub(super) fn sse_response(rx: mpsc::Receiver<Bytes>, closing: CancellationToken) -> HttpResponse {
+    let body = futures::stream::unfold(Some((rx, closing)), |open| async move {
+        let (mut rx, closing) = open?;
+        tokio::select! {
+            biased;
+            () = closing.cancelled() => Some((Ok(Bytes::from_static(CLOSING)), None)),
+            b = rx.recv() => b.map(|b| (Ok::<_, actix_web::Error>(b), Some((rx, closing)))),
+        }
     });
     HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "text/event-stream"))

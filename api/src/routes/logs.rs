@@ -46,7 +46,7 @@ async fn get(
         let id = existing_build(&state, &path).await?;
         let (tx, rx) = mpsc::channel::<Bytes>(64);
         tokio::spawn(logs::follow(state.get_ref().clone(), id, after, HEARTBEAT, tx));
-        return Ok(sse_response(rx));
+        return Ok(sse_response(rx, state.closing.clone()));
     }
     let log = logs::so_far(&state, path_id(&path)?, after).await?;
     let last = log.lines.last().map_or(after, |(n, _)| *n);

@@ -176,3 +176,56 @@ async fn a_queued_build_has_its_first_event_and_bad_event_queries_are_refused() 
         .unwrap();
     assert_eq!(res.status(), 401);
 }
+
+#[tokio::test]
+async fn a_stopping_api_ends_its_streams_with_a_reconnect_message() {
+    use std::time::{Duration, Instant};
+    let app = spawn_app(Options::without_builders()).await;
+    let site = json!([{ "path": "index.html", "content": "<h1>waits</h1>" }]);
+    let id = app.submit(&build_body("u_stop", &unique("stop"), site)).await;
+    let mut streams = Vec::new();
+    for path in [
+        format!("/v1/builds/{id}/events/stream"),
+        format!("/v1/builds/{id}/logs?follow=true"),
+    ] {
+        let res = app
+            .client
+            .get(format!("{}{path}", app.api))
+            .bearer_auth(crate::helpers::TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+        streams.push(res);
+    }
+    // The event stream has sent the build's first event: it is live.
+    let first = streams[0].chunk().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("build_queued"));
+
+    let stopping = Instant::now();
+    app.api_stop.cancel();
+    for mut res in streams {
+        let mut rest = String::new();
+        let read = async {
+            while let Some(chunk) = res.chunk().await.expect("the stream ends cleanly, not broken") {
+                rest.push_str(&String::from_utf8_lossy(&chunk));
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), read)
+            .await
+            .expect("the stream ends when the API stops");
+        assert!(
+            rest.ends_with("retry: 1000\n: kiln-api is shutting down; reconnect to resume\n\n"),
+            "{rest:?}"
+        );
+    }
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        stopping.elapsed()
+    );
+    // Stopped: no new connection is served.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after = app.client.get(format!("{}/healthz", app.api)).send().await;
+    assert!(after.is_err(), "{after:?}");
+}
