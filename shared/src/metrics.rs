@@ -128,7 +128,7 @@ impl Metrics {
             ),
             handed_back: r.counter(
                 "handed_back_total",
-                "Builds handed back to the queue (drain deadline, user over the running cap).",
+                "Builds handed back to the queue at the drain deadline.",
             ),
             cancellations: r.counter(
                 "cancellations_total",
