@@ -173,3 +173,83 @@ async fn latest_pointers_and_idempotency_records_round_trip() {
     idem.release("other").await.unwrap();
     assert_eq!(idem.claim("other", "d").await.unwrap(), Claim::Fresh);
 }
+
+#[tokio::test]
+async fn an_entry_that_describes_no_build_goes_to_the_dead_letters_once() {
+    let q = queue();
+    q.ensure_group().await.unwrap();
+    let url = std::env::var("KILN_TEST_REDIS_URL").unwrap();
+    let mut conn = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let stream = q.keys().stream();
+    let add = |fields: &[(&str, &str)]| {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(&stream).arg("*");
+        for (k, v) in fields {
+            cmd.arg(*k).arg(*v);
+        }
+        cmd
+    };
+    // Read as a new entry: quarantined, not returned, and gone from the stream.
+    let _: String = add(&[("build_id", "not-a-ulid"), ("user_id", "u"), ("project_id", "p")])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut reader = q.reader(Duration::from_millis(100));
+    assert!(reader.read("b1").await.unwrap().is_none());
+    assert_eq!(q.depth().await.unwrap(), 0);
+
+    // Delivered to a consumer that died before parsing it: its reclaim quarantines it too,
+    // instead of handing it from daemon to daemon forever.
+    let _: String = add(&[("user_id", "u")]).query_async(&mut conn).await.unwrap();
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("builders")
+        .arg("dead")
+        .arg("COUNT")
+        .arg(1)
+        .arg("STREAMS")
+        .arg(&stream)
+        .arg(">")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(q
+        .reclaim("b2", Duration::from_millis(10))
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(q.depth().await.unwrap(), 0);
+    assert!(q
+        .reclaim("b3", Duration::from_millis(10))
+        .await
+        .unwrap()
+        .is_none());
+
+    let dead: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(q.keys().dead_letters())
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(dead.ids.len(), 2);
+    let first = &dead.ids[0];
+    let error: String = first.get("error").unwrap();
+    assert!(error.contains("not a valid id"), "{error}");
+    assert_eq!(
+        first.get::<String>("field:build_id").as_deref(),
+        Some("not-a-ulid")
+    );
+    let second: String = dead.ids[1].get("error").unwrap();
+    assert!(second.contains("field build_id is missing"), "{second}");
+    // A valid build after them is read normally.
+    let (u, p) = ids();
+    let id = VersionId::new();
+    q.admit(id, &u, &p, "l").await.unwrap();
+    assert_eq!(reader.read("b1").await.unwrap().unwrap().build_id, id);
+}

@@ -167,6 +167,12 @@ impl Keys {
     }
 
     /// The Pub/Sub channel on which cancelled builds are announced to the builders.
+    /// Stream entries no builder could read (missing or invalid fields), kept for an operator
+    /// to look at (`XRANGE`), the newest 1,000.
+    pub fn dead_letters(&self) -> String {
+        format!("{}:builds:dead", self.prefix)
+    }
+
     pub fn cancels(&self) -> String {
         format!("{}:cancels", self.prefix)
     }

@@ -257,11 +257,51 @@ impl Queue {
             .arg(1)
             .query_async(&mut self.redis.conn())
             .await?;
-        reply
-            .claimed
-            .first()
-            .map(|entry| Job::of(&stream, entry, true))
-            .transpose()
+        let Some(entry) = reply.claimed.first() else {
+            return Ok(None);
+        };
+        self.job_or_quarantine(consumer, entry, true).await
+    }
+
+    /// The job an entry describes; an entry that describes none (a field missing or invalid:
+    /// written by something other than Kiln, or by a version that wrote it differently) is
+    /// moved to the dead-letter stream and acknowledged, so it is neither retried nor
+    /// reclaimed forever.
+    async fn job_or_quarantine(
+        &self,
+        consumer: &str,
+        entry: &redis::streams::StreamId,
+        reclaimed: bool,
+    ) -> Result<Option<Job>, QueueError> {
+        let stream = self.keys.stream();
+        let error = match Job::of(&stream, entry, reclaimed) {
+            Ok(job) => return Ok(Some(job)),
+            Err(e) => e,
+        };
+        tracing::error!(entry_id = %entry.id, consumer, error = %error,
+            "a build stream entry describes no build: moved to the dead letters");
+        let mut fields: Vec<(String, Vec<u8>)> = vec![
+            ("entry_id".into(), entry.id.clone().into_bytes()),
+            ("error".into(), error.to_string().into_bytes()),
+        ];
+        for (name, value) in &entry.map {
+            if let Ok(bytes) = redis::from_redis_value_ref::<Vec<u8>>(value) {
+                fields.push((format!("field:{name}"), bytes));
+            }
+        }
+        redis::pipe()
+            .atomic()
+            .xadd_maxlen(
+                self.keys.dead_letters(),
+                redis::streams::StreamMaxlen::Approx(1000),
+                "*",
+                &fields,
+            )
+            .xack(&stream, CONSUMER_GROUP, &[&entry.id])
+            .xdel(&stream, &[&entry.id])
+            .query_async::<()>(&mut self.redis.conn())
+            .await?;
+        Ok(None)
     }
 
     /// Hands a build `consumer` holds back to the queue, as a new entry any daemon may read.
@@ -414,6 +454,6 @@ impl StreamReader {
         else {
             return Ok(None);
         };
-        Job::of(&stream, &entry, false).map(Some)
+        self.queue.job_or_quarantine(consumer, &entry, false).await
     }
 }
