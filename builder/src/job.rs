@@ -513,6 +513,14 @@ async fn record_success(
         versions::mark_deployed(&b.db, version.id, version.attempts, &deployed)
     })
     .await?;
+    let recorded = match recorded {
+        Some(v) => Some(v),
+        // A retried write may find its own first try committed (the answer was lost with the
+        // connection): the row is deployed by this very attempt, so it is ours to finish.
+        None => versions::get(&b.db, version.id)
+            .await?
+            .filter(|v| v.status == BuildStatus::Deployed && v.attempts == version.attempts),
+    };
     let Some(deployed) = recorded else {
         tracing::warn!("the build was no longer this attempt's when it finished; its result is not recorded");
         return Ok(false);
