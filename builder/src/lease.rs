@@ -65,10 +65,15 @@ impl Stopper {
 #[derive(Debug, Clone, Default)]
 pub struct Running {
     attempts: Arc<Mutex<HashMap<VersionId, Attempt>>>,
+    registrations: Arc<std::sync::atomic::AtomicU64>,
 }
 
 #[derive(Debug)]
 struct Attempt {
+    /// Which registration this is: a build taken over by another worker of the same daemon
+    /// (its claim lapsed while the first attempt was still stopping) is registered again, and
+    /// the first attempt's guard must not forget the second.
+    registration: u64,
     stopper: Stopper,
     /// The newest event it emitted (the fleet view shows where each build is).
     last_event: Option<EventType>,
@@ -78,7 +83,11 @@ impl Running {
     /// Registers an attempt; it is forgotten when the returned guard drops.
     pub fn register(&self, build: VersionId) -> (Stopper, Registered) {
         let stopper = Stopper::default();
+        let registration = self
+            .registrations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let attempt = Attempt {
+            registration,
             stopper: stopper.clone(),
             last_event: None,
         };
@@ -86,6 +95,7 @@ impl Running {
         let registered = Registered {
             running: self.clone(),
             build,
+            registration,
         };
         (stopper, registered)
     }
@@ -136,11 +146,18 @@ impl Running {
 pub struct Registered {
     running: Running,
     build: VersionId,
+    registration: u64,
 }
 
 impl Drop for Registered {
     fn drop(&mut self) {
-        self.running.lock().remove(&self.build);
+        let mut attempts = self.running.lock();
+        if attempts
+            .get(&self.build)
+            .is_some_and(|a| a.registration == self.registration)
+        {
+            attempts.remove(&self.build);
+        }
     }
 }
 
@@ -221,5 +238,24 @@ impl Keeper {
             }
         });
         Self { task }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_attempt_forgets_only_its_own_registration() {
+        let running = Running::default();
+        let build = VersionId::new();
+        let (_, first) = running.register(build);
+        let (second_stopper, second) = running.register(build);
+        drop(first);
+        assert_eq!(running.builds(), vec![build], "the second attempt is still known");
+        assert!(running.stop(build, Stop::Cancelled));
+        assert_eq!(second_stopper.reason(), Some(Stop::Cancelled));
+        drop(second);
+        assert!(running.builds().is_empty());
     }
 }
