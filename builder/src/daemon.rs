@@ -180,7 +180,7 @@ impl Builder {
         let lease = self.settings.fleet.lease;
         if self
             .queue
-            .take_user_slot(&job.user_id, job.build_id, cap, lease)
+            .take_user_slot(&job.user_id, job.build_id, &self.consumer, cap, lease)
             .await?
         {
             return Ok(false);
@@ -203,7 +203,11 @@ impl Builder {
     pub async fn execute(&self, job: &Job) -> anyhow::Result<VersionId> {
         let outcome = job::execute(self, job).await;
         if self.settings.fleet.max_running_per_user.is_some() {
-            if let Err(e) = self.queue.free_user_slot(&job.user_id, job.build_id).await {
+            if let Err(e) = self
+                .queue
+                .free_user_slot(&job.user_id, job.build_id, &self.consumer)
+                .await
+            {
                 tracing::warn!(build_id = %job.build_id, error = %e,
                     "cannot free the user's running slot; it frees itself after the lease");
             }

@@ -201,7 +201,10 @@ impl Keeper {
                     Ok(true) => {
                         last_renewed = Instant::now();
                         if let Some((user, cap)) = &claim.user_slot {
-                            if let Err(e) = queue.take_user_slot(user, claim.build, *cap, lease).await {
+                            if let Err(e) = queue
+                                .take_user_slot(user, claim.build, &claim.consumer, *cap, lease)
+                                .await
+                            {
                                 tracing::warn!(build_id = %claim.build, error = %e, "cannot renew the user's running slot");
                             }
                         }

@@ -327,12 +327,13 @@ impl Queue {
         &self,
         user: &UserId,
         build: VersionId,
+        holder: &str,
         cap: u32,
         lease: std::time::Duration,
     ) -> Result<bool, QueueError> {
         let taken: i64 = USER_SLOT
             .key(self.keys.running_of(user.as_str()))
-            .arg(build.to_string())
+            .arg(slot_member(build, holder))
             .arg(cap)
             .arg(lease.as_millis() as u64)
             .invoke_async(&mut self.redis.conn())
@@ -341,11 +342,16 @@ impl Queue {
     }
 
     /// Frees `build`'s running slot of `user`.
-    pub async fn free_user_slot(&self, user: &UserId, build: VersionId) -> Result<(), QueueError> {
+    pub async fn free_user_slot(
+        &self,
+        user: &UserId,
+        build: VersionId,
+        holder: &str,
+    ) -> Result<(), QueueError> {
         let _: i64 = self
             .redis
             .conn()
-            .zrem(self.keys.running_of(user.as_str()), build.to_string())
+            .zrem(self.keys.running_of(user.as_str()), slot_member(build, holder))
             .await?;
         Ok(())
     }
@@ -456,4 +462,10 @@ impl StreamReader {
         };
         self.queue.job_or_quarantine(consumer, &entry, false).await
     }
+}
+
+/// A running slot's member: the build and the daemon (consumer) running it, so that a daemon
+/// that lost a build to a take-over frees only its own slot, never the new owner's.
+fn slot_member(build: VersionId, holder: &str) -> String {
+    format!("{build}@{holder}")
 }

@@ -1,8 +1,8 @@
 -- Takes one of a user's running slots for a build (KILN_MAX_RUNNING_PER_USER), fleet-wide.
--- KEYS[1] the user's running set (sorted set: build id -> lease expiry, Redis's clock in ms)
--- ARGV[1] build id   ARGV[2] the cap   ARGV[3] lease in ms
--- A slot whose expiry passed (its daemon died) is free again. A build that holds a slot keeps
--- it (a take-over of its own build), and its expiry moves on.
+-- KEYS[1] the user's running set (sorted set: build@daemon -> lease expiry, Redis's clock in ms)
+-- ARGV[1] build@daemon   ARGV[2] the cap   ARGV[3] lease in ms
+-- A slot whose expiry passed (its daemon died) is free again. A holder that has a slot keeps
+-- it, and its expiry moves on.
 -- Returns 1 when the build holds a slot, 0 when the user's slots are all taken.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
