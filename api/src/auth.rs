@@ -1,14 +1,21 @@
-//! Authentication of `/v1` routes and the seed aliases: a bearer token (operators, the CLI) or
-//! the product back end's HMAC signature over `{timestamp}.{METHOD}.{path_and_query}.{body}`.
-//! The body is read here, once, under the size cap, and handed on to the handler.
+//! Authentication of `/v1` routes and the seed aliases, and who the caller is ([`Caller`]):
+//!
+//! - an operator token (`KILN_API_TOKENS`) or the product back end's HMAC signature over
+//!   `{timestamp}.{METHOD}.{path_and_query}.{body}`: everything;
+//! - a user token (`POST /v1/tokens`, `kiln_ut_…`, looked up by its SHA-256): its own user's
+//!   projects, builds and webhooks only. Anything else answers 404, exactly as if it did not
+//!   exist, so a user token does not even learn that another user's project exists.
+//!
+//! The body of a signed request is read here, once, under the size cap, and handed on.
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderMap, AUTHORIZATION, CONTENT_LENGTH};
 use actix_web::middleware::Next;
-use actix_web::{web, HttpMessage};
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use bytes::BytesMut;
 use futures::StreamExt;
+use kiln_shared::domain::UserId;
 use kiln_shared::signing::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use secrecy::ExposeSecret;
 
@@ -24,14 +31,17 @@ pub async fn authenticate(
         .expect("AppState is registered")
         .clone();
     if let Some(token) = bearer(req.headers())? {
-        let known = state
+        let operator = state
             .settings
             .api_tokens
             .iter()
             .any(|t| signing::secrets_equal(t.expose_secret().as_bytes(), token.as_bytes()));
-        if !known {
-            return Err(ApiError::Unauthorized("the bearer token is not valid".into()).into());
-        }
+        let caller = if operator {
+            Caller::Operator
+        } else {
+            user_token(&state, token).await?
+        };
+        req.extensions_mut().insert(caller);
         return next.call(req).await;
     }
     let header = |name: &str| {
@@ -69,7 +79,80 @@ pub async fn authenticate(
     )
     .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
     req.set_payload(Payload::from(body.freeze()));
+    req.extensions_mut().insert(Caller::Backend);
     next.call(req).await
+}
+
+/// A user token, looked up by its hash (unrevoked only).
+async fn user_token(state: &AppState, token: &str) -> Result<Caller, ApiError> {
+    let invalid = || ApiError::Unauthorized("the bearer token is not valid".into());
+    if !token.starts_with(kiln_shared::db::tokens::PREFIX) {
+        return Err(invalid());
+    }
+    let hash = kiln_shared::store::sha256_hex(token.as_bytes());
+    let (token_id, user) = kiln_shared::db::tokens::find_live(&state.db, &hash)
+        .await?
+        .ok_or_else(invalid)?;
+    let user_id = UserId::parse(&user).map_err(ApiError::internal)?;
+    Ok(Caller::User { user_id, token_id })
+}
+
+/// Who is calling, as [`authenticate`] found out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// An operator token: everything.
+    Operator,
+    /// The product back end (an HMAC signature): everything.
+    Backend,
+    /// A user token: that user's projects, builds and webhooks.
+    User { user_id: UserId, token_id: String },
+}
+
+impl Caller {
+    /// The user a user token is limited to; `None` for the operator and the back end.
+    pub fn user(&self) -> Option<&UserId> {
+        match self {
+            Caller::User { user_id, .. } => Some(user_id),
+            Caller::Operator | Caller::Backend => None,
+        }
+    }
+
+    /// Whether the caller may see `user`'s projects and builds.
+    pub fn sees(&self, user: &UserId) -> bool {
+        self.user().is_none_or(|own| own == user)
+    }
+
+    /// `Ok` when the caller may see `user`'s things, else the 404 `missing` makes (the same
+    /// answer as for something that does not exist).
+    pub fn check(&self, user: &UserId, missing: impl FnOnce() -> ApiError) -> Result<(), ApiError> {
+        if self.sees(user) {
+            Ok(())
+        } else {
+            Err(missing())
+        }
+    }
+
+    /// Routes for the operator and the back end only (the fleet, metrics, token creation):
+    /// for a user token they do not exist.
+    pub fn require_privileged(&self) -> Result<(), ApiError> {
+        match self {
+            Caller::User { .. } => Err(ApiError::NotFound("no such route; see /openapi.json".into())),
+            Caller::Operator | Caller::Backend => Ok(()),
+        }
+    }
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(req.extensions().get::<Caller>().cloned().ok_or_else(|| {
+            ApiError::internal(anyhow::anyhow!(
+                "a handler that needs a Caller runs without authenticate"
+            ))
+        }))
+    }
 }
 
 fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {

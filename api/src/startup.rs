@@ -21,7 +21,9 @@ use crate::admission::AdmissionDb;
 use crate::auth::authenticate;
 use crate::error::ApiError;
 use crate::events::EventHub;
-use crate::routes::{builders, builds, events, health, logs, metrics, openapi, projects, versions, webhooks};
+use crate::routes::{
+    builders, builds, events, health, logs, metrics, openapi, projects, tokens, versions, webhooks,
+};
 use crate::state::{AppState, ImmutableCache};
 
 /// The longest the API waits for one Redis command.
@@ -106,6 +108,7 @@ impl Application {
                         .configure(events::configure)
                         .configure(logs::configure)
                         .configure(projects::configure)
+                        .configure(tokens::configure)
                         .configure(versions::configure)
                         .configure(webhooks::configure),
                 )

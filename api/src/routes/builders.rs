@@ -4,6 +4,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::{limit, query};
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -13,7 +14,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// Every builder that heartbeated within the lease, with what it runs.
-async fn live(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn live(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    caller.require_privileged()?;
     let builders = state.fleet.live().await.map_err(|e| ApiError::Unavailable {
         what: "the fleet registry (Redis)",
         cause: e.into(),
@@ -53,7 +55,12 @@ struct HistoryQuery {
 }
 
 /// Uptime intervals, newest first (an interval closes after a 30-minute gap in heartbeats).
-async fn history(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn history(
+    caller: Caller,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_privileged()?;
     let q: HistoryQuery = query(&req)?;
     if q.builder_id
         .as_ref()

@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use super::{json_body, limit, query};
 use crate::admission::{self, BuildRequest, BuildRequestBody};
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::queue_estimate::{self, QueueEstimate};
 use crate::state::AppState;
@@ -27,15 +28,23 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// `POST /v1/builds/{id}/cancel`: the build, now `cancelled` (idempotent).
-async fn cancel(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let id = path_id(&path)?;
+async fn cancel(
+    caller: Caller,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = visible_build(&state, &caller, &path).await?;
     let cancelled = crate::lifecycle::cancel(&state, id).await?;
     Ok(HttpResponse::Ok().json(BuildView::new(cancelled, &state.urls)))
 }
 
 /// `POST /v1/builds/{id}/retry`: a new build with the failed or cancelled one's sources.
-async fn retry(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let id = path_id(&path)?;
+async fn retry(
+    caller: Caller,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = visible_build(&state, &caller, &path).await?;
     let queued = crate::lifecycle::retry(&state, id).await?;
     let mut response = serde_json::to_value(&queued).expect("a response always serialises");
     response["retryOf"] = id.to_string().into();
@@ -51,34 +60,38 @@ pub enum Flavour {
 }
 
 async fn create(
+    caller: Caller,
     req: HttpRequest,
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    submit(&req, &body, &state, Flavour::Kiln).await
+    submit(&caller, &req, &body, &state, Flavour::Kiln).await
 }
 
 /// `POST /build-preview-for-new-project`
 pub async fn seed_new_project(
+    caller: Caller,
     req: HttpRequest,
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    submit(&req, &body, &state, Flavour::SeedNewProject).await
+    submit(&caller, &req, &body, &state, Flavour::SeedNewProject).await
 }
 
 /// `POST /rebuild-preview`
 pub async fn seed_rebuild(
+    caller: Caller,
     req: HttpRequest,
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    submit(&req, &body, &state, Flavour::SeedRebuild).await
+    submit(&caller, &req, &body, &state, Flavour::SeedRebuild).await
 }
 
 /// Admission with idempotency: the same key and body replays the first answer; the same key with
 /// another body is a 422.
 async fn submit(
+    caller: &Caller,
     req: &HttpRequest,
     body: &web::Bytes,
     state: &AppState,
@@ -94,12 +107,16 @@ async fn submit(
                 .ok_or_else(|| {
                     ApiError::BadRequest("Idempotency-Key must be 1-255 visible characters".into())
                 })?;
-            Some(k.to_owned())
+            // A user token's keys are its user's own: they never replay another caller's answer.
+            Some(match caller.user() {
+                Some(user) => format!("user:{user}:{k}"),
+                None => k.to_owned(),
+            })
         }
     };
     let body_hash = sha256_hex(body);
     let Some(key) = key else {
-        return admit(body, state, flavour).await.map(accepted);
+        return admit(caller, body, state, flavour).await.map(accepted);
     };
     match state.idempotency.claim(&key, &body_hash).await? {
         Claim::Fresh => {}
@@ -120,7 +137,7 @@ async fn submit(
             ))
         }
     }
-    match admit(body, state, flavour).await {
+    match admit(caller, body, state, flavour).await {
         Ok(response) => {
             let record = IdempotencyRecord {
                 body_hash,
@@ -150,9 +167,17 @@ fn accepted(response: serde_json::Value) -> HttpResponse {
 }
 
 /// Parses, checks and admits a request; the JSON answer of a 202.
-async fn admit(body: &web::Bytes, state: &AppState, flavour: Flavour) -> Result<serde_json::Value, ApiError> {
+async fn admit(
+    caller: &Caller,
+    body: &web::Bytes,
+    state: &AppState,
+    flavour: Flavour,
+) -> Result<serde_json::Value, ApiError> {
     let parsed: BuildRequestBody = json_body(body)?;
     let request = BuildRequest::parse(parsed, state.settings.file_limits())?;
+    caller.check(&request.user, || {
+        ApiError::NotFound(format!("user {} not found", request.user))
+    })?;
     if flavour == Flavour::SeedRebuild
         && request.base.is_none()
         && versions::latest_deployed(&state.db, &request.user, &request.project)
@@ -179,10 +204,26 @@ pub fn path_id(raw: &str) -> Result<VersionId, ApiError> {
     VersionId::parse_field("build id", raw).map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
-async fn get(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+/// The build id in the path, when the build exists and the caller may see it; else the same
+/// 404 either way.
+pub async fn visible_build(state: &AppState, caller: &Caller, raw: &str) -> Result<VersionId, ApiError> {
+    let id = path_id(raw)?;
+    let missing = || ApiError::NotFound(format!("build {id} not found"));
+    let user = versions::user_of(&state.db, id).await?.ok_or_else(missing)?;
+    caller.check(&user, missing)?;
+    Ok(id)
+}
+
+async fn get(
+    caller: Caller,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let id = path_id(&path)?;
     let (version, latest) = futures::try_join!(versions::get(&state.db, id), events::latest(&state.db, id))?;
-    let version = version.ok_or_else(|| ApiError::NotFound(format!("build {id} not found")))?;
+    let missing = || ApiError::NotFound(format!("build {id} not found"));
+    let version = version.ok_or_else(missing)?;
+    caller.check(&version.user_id, missing)?;
     let progress = match (&latest, version.status.is_final()) {
         (_, true) => 100,
         (Some(e), false) => e.progress,
@@ -234,10 +275,19 @@ fn bad(e: impl ToString) -> ApiError {
     ApiError::BadRequest(e.to_string())
 }
 
-async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn list(
+    caller: Caller,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let q: ListQuery = query(&req)?;
+    let user = q.user_id.as_deref().map(UserId::parse).transpose().map_err(bad)?;
+    if let Some(user) = &user {
+        caller.check(user, || ApiError::NotFound(format!("user {user} not found")))?;
+    }
     let filter = ListFilter {
-        user_id: q.user_id.as_deref().map(UserId::parse).transpose().map_err(bad)?,
+        // A user token lists its own user's builds only.
+        user_id: user.or_else(|| caller.user().cloned()),
         project_id: q
             .project_id
             .as_deref()

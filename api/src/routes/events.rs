@@ -6,14 +6,14 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use kiln_shared::db::events;
-use kiln_shared::domain::VersionId;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::builds::path_id;
+use super::builds::visible_build;
 use super::query;
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::events::{self as live, StreamTiming};
 use crate::state::AppState;
@@ -49,16 +49,8 @@ fn after_value(raw: Option<i64>, what: &str) -> Result<i32, ApiError> {
     }
 }
 
-/// The build id in the path, 404 when there is no such build.
-pub(super) async fn existing_build(state: &AppState, raw: &str) -> Result<VersionId, ApiError> {
-    let id = path_id(raw)?;
-    events::last_id(&state.db, id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("build {id} not found")))?;
-    Ok(id)
-}
-
 async fn poll(
+    caller: Caller,
     req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<AppState>,
@@ -70,20 +62,21 @@ async fn poll(
         Some(n) if (1..=1000).contains(&n) => n,
         Some(n) => return Err(ApiError::BadRequest(format!("limit must be 1-1000, got {n}"))),
     };
-    let id = existing_build(&state, &path).await?;
+    let id = visible_build(&state, &caller, &path).await?;
     let page = events::after(&state.db, id, after, limit).await?;
     let last = page.last().map_or(after, |e| e.id);
     Ok(HttpResponse::Ok().json(json!({ "buildId": id, "events": page, "lastEventId": last })))
 }
 
 async fn stream(
+    caller: Caller,
     req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let q: StreamQuery = query(&req)?;
     let after = after_value(resume_point(&req)?.or(q.after), "after")?;
-    let id = existing_build(&state, &path).await?;
+    let id = visible_build(&state, &caller, &path).await?;
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     tokio::spawn(live::stream(
         state.db.clone(),

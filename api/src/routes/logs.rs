@@ -6,9 +6,10 @@ use bytes::Bytes;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use super::builds::path_id;
-use super::events::{existing_build, resume_point, sse_response, HEARTBEAT};
+use super::builds::visible_build;
+use super::events::{resume_point, sse_response, HEARTBEAT};
 use super::query;
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::logs;
 use crate::state::AppState;
@@ -26,6 +27,7 @@ struct LogQuery {
 }
 
 async fn get(
+    caller: Caller,
     req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<AppState>,
@@ -43,12 +45,12 @@ async fn get(
             .map_err(|_| ApiError::BadRequest(format!("after must be a line number (0 or more), got {n}")))?,
     };
     if follow {
-        let id = existing_build(&state, &path).await?;
+        let id = visible_build(&state, &caller, &path).await?;
         let (tx, rx) = mpsc::channel::<Bytes>(64);
         tokio::spawn(logs::follow(state.get_ref().clone(), id, after, HEARTBEAT, tx));
         return Ok(sse_response(rx, state.closing.clone()));
     }
-    let log = logs::so_far(&state, path_id(&path)?, after).await?;
+    let log = logs::so_far(&state, visible_build(&state, &caller, &path).await?, after).await?;
     let last = log.lines.last().map_or(after, |(n, _)| *n);
     let mut text = String::new();
     for (_, line) in &log.lines {

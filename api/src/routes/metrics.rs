@@ -8,13 +8,16 @@ use actix_web::{web, HttpResponse};
 use kiln_shared::db::versions;
 use kiln_shared::metrics::{FarmGauges, CONTENT_TYPE};
 
+use crate::auth::Caller;
+use crate::error::ApiError;
 use crate::state::AppState;
 
 /// A scrape never waits longer than this for Postgres and Redis; the process's own counters
 /// are answered regardless.
 const FARM_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+pub async fn metrics(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    caller.require_privileged()?;
     match tokio::time::timeout(FARM_TIMEOUT, farm(&state)).await {
         Ok(Ok(gauges)) => state.metrics.set_farm(&gauges),
         Ok(Err(e)) => {
@@ -26,9 +29,9 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
             state.metrics.farm_unreadable();
         }
     }
-    HttpResponse::Ok()
+    Ok(HttpResponse::Ok()
         .content_type(CONTENT_TYPE)
-        .body(state.metrics.encode())
+        .body(state.metrics.encode()))
 }
 
 /// Builds queued and running and the oldest waiting one (Postgres), the stream's length and the

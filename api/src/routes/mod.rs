@@ -8,6 +8,7 @@ pub mod logs;
 pub mod metrics;
 pub mod openapi;
 pub mod projects;
+pub mod tokens;
 pub mod versions;
 pub mod webhooks;
 

@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::builds::page;
 use super::{limit, query};
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -15,12 +16,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/projects/{user}/{project}/latest", web::get().to(latest));
 }
 
-pub(super) fn project(path: &(String, String)) -> Result<(UserId, ProjectId), ApiError> {
+/// The project in the path, when the caller may see it (a user token: its own user's only;
+/// another user's project is a 404, whether it exists or not).
+pub(super) fn project(path: &(String, String), caller: &Caller) -> Result<(UserId, ProjectId), ApiError> {
     let bad = |e: kiln_shared::domain::IdError| ApiError::BadRequest(e.to_string());
-    Ok((
+    let (user, project) = (
         UserId::parse(&path.0).map_err(bad)?,
         ProjectId::parse(&path.1).map_err(bad)?,
-    ))
+    );
+    caller.check(&user, || {
+        ApiError::NotFound(format!("project {user}/{project} not found"))
+    })?;
+    Ok((user, project))
 }
 
 #[derive(Debug, Deserialize)]
@@ -31,11 +38,12 @@ struct VersionsQuery {
 }
 
 async fn versions(
+    caller: Caller,
     req: HttpRequest,
     path: web::Path<(String, String)>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (user, project) = project(&path)?;
+    let (user, project) = project(&path, &caller)?;
     let q: VersionsQuery = query(&req)?;
     let filter = ListFilter {
         user_id: Some(user),
@@ -55,10 +63,11 @@ async fn versions(
 
 /// The KV pointer first; Postgres when the KV has nothing (and the KV is repaired from it).
 async fn latest(
+    caller: Caller,
     path: web::Path<(String, String)>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (user, project) = project(&path)?;
+    let (user, project) = project(&path, &caller)?;
     let latest_url = state.urls.latest_url(&user, &project);
     if let Some(p) = state.queue.latest(&user, &project).await? {
         return Ok(HttpResponse::Ok().json(serde_json::json!({

@@ -11,6 +11,7 @@ use serde_json::json;
 
 use super::projects::project;
 use super::{json_body, query};
+use crate::auth::Caller;
 use crate::diff::{self, ChangeKind};
 use crate::error::ApiError;
 use crate::export;
@@ -72,11 +73,12 @@ struct RollbackBody {
 }
 
 async fn rollback(
+    caller: Caller,
     path: web::Path<(String, String)>,
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (user, project) = project(&path)?;
+    let (user, project) = project(&path, &caller)?;
     let body: RollbackBody = json_body(&body)?;
     let target = VersionId::parse_field("versionId", body.version_id.as_deref().unwrap_or_default())
         .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
@@ -97,11 +99,12 @@ struct DiffQuery {
 }
 
 async fn diff(
+    caller: Caller,
     req: HttpRequest,
     path: web::Path<(String, String, String, String)>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (user, project) = project(&(path.0.clone(), path.1.clone()))?;
+    let (user, project) = project(&(path.0.clone(), path.1.clone()), &caller)?;
     let (a, b) = (version_id("a", &path.2)?, version_id("b", &path.3)?);
     let q: DiffQuery = query(&req)?;
     let patch = match q.mode.as_deref() {
@@ -148,10 +151,11 @@ fn listing(m: &Manifest) -> serde_json::Value {
 }
 
 async fn files(
+    caller: Caller,
     path: web::Path<(String, String, String)>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (user, project) = project(&(path.0.clone(), path.1.clone()))?;
+    let (user, project) = project(&(path.0.clone(), path.1.clone()), &caller)?;
     let v = project_version(&state, &user, &project, version_id("version id", &path.2)?).await?;
     let (source, output) = futures::try_join!(
         sources_of(&state, &v),
@@ -164,10 +168,11 @@ async fn files(
 }
 
 async fn file(
+    caller: Caller,
     path: web::Path<(String, String, String, String)>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (user, project) = project(&(path.0.clone(), path.1.clone()))?;
+    let (user, project) = project(&(path.0.clone(), path.1.clone()), &caller)?;
     let v = project_version(&state, &user, &project, version_id("version id", &path.2)?).await?;
     let file = RelativePath::parse(&path.3).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let source = sources_of(&state, &v).await?;
@@ -190,11 +195,12 @@ struct ArtifactQuery {
 }
 
 async fn artifact(
+    caller: Caller,
     req: HttpRequest,
     path: web::Path<(String, String, String)>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (user, project) = project(&(path.0.clone(), path.1.clone()))?;
+    let (user, project) = project(&(path.0.clone(), path.1.clone()), &caller)?;
     let v = project_version(&state, &user, &project, version_id("version id", &path.2)?).await?;
     let q: ArtifactQuery = query(&req)?;
     let source = q.source.unwrap_or(false);
@@ -225,11 +231,12 @@ async fn artifact(
 }
 
 async fn set_pin(
+    caller: Caller,
     path: web::Path<(String, String, String)>,
     state: web::Data<AppState>,
     pinned: bool,
 ) -> Result<HttpResponse, ApiError> {
-    let (user, project) = project(&(path.0.clone(), path.1.clone()))?;
+    let (user, project) = project(&(path.0.clone(), path.1.clone()), &caller)?;
     let v = project_version(&state, &user, &project, version_id("version id", &path.2)?).await?;
     let v = versions::set_pinned(&state.db, v.id, pinned)
         .await?
@@ -238,15 +245,17 @@ async fn set_pin(
 }
 
 async fn pin(
+    caller: Caller,
     path: web::Path<(String, String, String)>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    set_pin(path, state, true).await
+    set_pin(caller, path, state, true).await
 }
 
 async fn unpin(
+    caller: Caller,
     path: web::Path<(String, String, String)>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    set_pin(path, state, false).await
+    set_pin(caller, path, state, false).await
 }

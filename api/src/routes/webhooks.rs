@@ -1,4 +1,5 @@
-//! Webhook subscriptions and their deliveries:
+//! Webhook subscriptions and their deliveries (operator and back end only: a user token would
+//! point Kiln's workers at any URL it likes):
 //! `POST/GET /v1/webhooks`, `GET/DELETE /v1/webhooks/{id}`,
 //! `GET /v1/webhooks/{id}/deliveries`, `POST /v1/webhooks/{id}/deliveries/{deliveryId}/redeliver`.
 
@@ -9,6 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{json_body, limit, query};
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -121,7 +123,12 @@ async fn existing(state: &AppState, raw: &str) -> Result<Webhook, ApiError> {
         .ok_or_else(|| ApiError::NotFound(format!("webhook {id} not found")))
 }
 
-async fn create(body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn create(
+    caller: Caller,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_privileged()?;
     let body: CreateBody = json_body(&body)?;
     let new = body.parse()?;
     let (hook, secret) = webhooks::create(&state.db, &new).await?;
@@ -133,15 +140,26 @@ async fn create(body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResp
         .json(view))
 }
 
-async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn list(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    caller.require_privileged()?;
     Ok(HttpResponse::Ok().json(json!({ "webhooks": webhooks::list(&state.db).await? })))
 }
 
-async fn get(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn get(
+    caller: Caller,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_privileged()?;
     Ok(HttpResponse::Ok().json(existing(&state, &path).await?))
 }
 
-async fn delete(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn delete(
+    caller: Caller,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_privileged()?;
     let id = webhook_id(&path)?;
     if webhooks::delete(&state.db, id).await? {
         Ok(HttpResponse::NoContent().finish())
@@ -158,10 +176,12 @@ struct DeliveriesQuery {
 }
 
 async fn deliveries(
+    caller: Caller,
     req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    caller.require_privileged()?;
     let q: DeliveriesQuery = query(&req)?;
     let limit = limit(q.limit)?;
     let before = q.before.as_deref().map(delivery_id).transpose()?;
@@ -174,9 +194,11 @@ async fn deliveries(
 }
 
 async fn redeliver(
+    caller: Caller,
     path: web::Path<(String, String)>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    caller.require_privileged()?;
     let (hook, delivery) = path.into_inner();
     let hook = existing(&state, &hook).await?;
     let delivery = delivery_id(&delivery)?;

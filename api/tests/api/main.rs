@@ -13,5 +13,6 @@ mod metrics;
 mod previews;
 mod queue;
 mod sandbox;
+mod tokens;
 mod versions;
 mod webhooks;

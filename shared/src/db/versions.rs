@@ -711,3 +711,16 @@ pub async fn active_builds(pool: &PgPool) -> Result<ActiveBuilds, DbError> {
         oldest_queued_secs: row.try_get::<f64, _>("oldest")?.max(0.0),
     })
 }
+
+/// The user a build (version) belongs to, for access checks; `None` when there is no such build.
+pub async fn user_of(pool: &PgPool, id: VersionId) -> Result<Option<UserId>, DbError> {
+    let row = sqlx::query("select user_id from versions where id = $1")
+        .bind(id.to_string())
+        .fetch_optional(pool)
+        .await?;
+    row.map(|r| {
+        let user: String = r.try_get("user_id")?;
+        UserId::parse(&user).map_err(|e| corrupt(&id.to_string(), e))
+    })
+    .transpose()
+}
