@@ -1,8 +1,19 @@
 use kiln_shared::config::Settings;
 use tokio_util::sync::CancellationToken;
 
-#[tokio::main]
-async fn main() {
+/// Worker threads' stacks: a build's future is deep (the default 2 MiB overflows in debug builds).
+const STACK_SIZE: usize = 8 * 1024 * 1024;
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(STACK_SIZE)
+        .build()
+        .expect("starting the tokio runtime");
+    runtime.block_on(daemon());
+}
+
+async fn daemon() {
     kiln_shared::telemetry::init("info");
     let settings = match Settings::from_env() {
         Ok(s) => s,

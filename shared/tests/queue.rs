@@ -160,12 +160,20 @@ async fn latest_pointers_and_idempotency_records_round_trip() {
     assert_eq!(idem.claim("key", "a").await.unwrap(), Claim::Fresh);
     assert_eq!(idem.claim("key", "a").await.unwrap(), Claim::InProgress);
     assert_eq!(idem.claim("key", "b").await.unwrap(), Claim::Mismatch);
+    // Only its own reservation is renewed (same body), and only while it is one.
+    assert!(idem.renew("key", "a").await.unwrap());
+    assert!(!idem.renew("key", "b").await.unwrap());
+    assert!(!idem.renew("never-claimed", "a").await.unwrap());
     let first = IdempotencyRecord {
         body_hash: "a".into(),
         status: 202,
         response: serde_json::json!({"n": 1}),
     };
     idem.complete("key", &first).await.unwrap();
+    assert!(
+        !idem.renew("key", "a").await.unwrap(),
+        "a completed record keeps its own expiry"
+    );
     assert_eq!(idem.claim("key", "a").await.unwrap(), Claim::Replay(first));
     assert_eq!(idem.claim("key", "b").await.unwrap(), Claim::Mismatch);
     // A released key (its request was refused) is free again.

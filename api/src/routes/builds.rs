@@ -137,7 +137,21 @@ async fn submit(
             ))
         }
     }
-    match admit(caller, body, state, flavour).await {
+    // The reservation is renewed while admission runs, so it outlives a slow request but not
+    // a dead one.
+    let renew = async {
+        loop {
+            tokio::time::sleep(kiln_shared::redis::IDEMPOTENCY_RENEW_EVERY).await;
+            if let Err(e) = state.idempotency.renew(&key, &body_hash).await {
+                tracing::warn!(error = %e, "cannot renew the Idempotency-Key's reservation");
+            }
+        }
+    };
+    let admitted = tokio::select! {
+        admitted = admit(caller, body, state, flavour) => admitted,
+        never = renew => never,
+    };
+    match admitted {
         Ok(response) => {
             let record = IdempotencyRecord {
                 body_hash,

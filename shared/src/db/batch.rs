@@ -8,12 +8,17 @@
 //! one at once; batches only grow while earlier ones are running.
 //!
 //! A batch that fails is run again one input at a time, so one bad input (a row that breaks a
-//! constraint) fails only its own caller, with its own error.
+//! constraint) fails only its own caller, with its own error. A batch that fails because
+//! Postgres is unreachable fails all its callers at once, and so does every batch for the next
+//! [`UNREACHABLE_FOR`] without trying: while Postgres is down, callers get their error (a 503)
+//! after one connection timeout at most, instead of waiting one timeout per input and per
+//! batch ahead of them.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
@@ -37,6 +42,12 @@ where
 }
 
 type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// After a batch found Postgres unreachable, batches fail at once for this long.
+pub const UNREACHABLE_FOR: Duration = Duration::from_secs(1);
+
+/// When a batch last found Postgres unreachable, and why.
+type Down = Arc<Mutex<Option<(Instant, String)>>>;
 
 /// A queue of inputs in front of a batched statement. Cheap to clone. The task behind it starts
 /// with the first call, on that caller's runtime, and ends when the last clone is dropped.
@@ -75,6 +86,7 @@ where
         let (tx, mut rx) = mpsc::channel::<(In, Reply<Out>)>(max_batch * parallel * 4);
         let f = Arc::new(f);
         let slots = Arc::new(Semaphore::new(parallel));
+        let down: Down = Arc::default();
         let task = async move {
             loop {
                 let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -86,8 +98,9 @@ where
                 }
                 tracing::trace!(batcher = name, size = batch.len(), "running a batch");
                 let f = f.clone();
+                let down = down.clone();
                 tokio::spawn(async move {
-                    run_batch(&*f, batch).await;
+                    run_batch(&*f, batch, &down).await;
                     drop(slot);
                 });
             }
@@ -116,9 +129,21 @@ where
     }
 }
 
-async fn run_batch<In: Clone, Out>(f: &impl BatchFn<In, Out>, batch: Vec<(In, Reply<Out>)>) {
+async fn run_batch<In: Clone, Out>(f: &impl BatchFn<In, Out>, batch: Vec<(In, Reply<Out>)>, down: &Down) {
     let (inputs, replies): (Vec<In>, Vec<Reply<Out>>) = batch.into_iter().unzip();
     let n = inputs.len();
+    let recently_down = down
+        .lock()
+        .expect("batcher lock poisoned")
+        .as_ref()
+        .filter(|(at, _)| at.elapsed() < UNREACHABLE_FOR)
+        .map(|(_, why)| why.clone());
+    if let Some(why) = recently_down {
+        for reply in replies {
+            let _ = reply.send(Err(DbError::Unreachable(why.clone())));
+        }
+        return;
+    }
     match f.run(inputs.clone()).await {
         Ok(outputs) if outputs.len() == n => {
             for (reply, out) in replies.into_iter().zip(outputs) {
@@ -132,6 +157,18 @@ async fn run_batch<In: Clone, Out>(f: &impl BatchFn<In, Out>, batch: Vec<(In, Re
                     id: "batch".into(),
                     reason: reason.clone(),
                 }));
+            }
+        }
+        Err(e) if e.is_unavailable() => {
+            tracing::warn!(error = %e, size = n, "postgres is unreachable: the batch fails");
+            let why = e.to_string();
+            *down.lock().expect("batcher lock poisoned") = Some((Instant::now(), why.clone()));
+            let mut replies = replies.into_iter();
+            if let Some(first) = replies.next() {
+                let _ = first.send(Err(e));
+            }
+            for reply in replies {
+                let _ = reply.send(Err(DbError::Unreachable(why.clone())));
             }
         }
         Err(e) if n == 1 => {
@@ -149,5 +186,56 @@ async fn run_batch<In: Clone, Out>(f: &impl BatchFn<In, Out>, batch: Vec<(In, Re
                 let _ = reply.send(one);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unreachable_postgres_fails_the_whole_batch_once_and_the_next_ones_at_once() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let batcher = Batcher::new("test", 8, 1, move |inputs: Vec<u32>| {
+            let calls = counted.clone();
+            async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                // What a refused connection looks like, after the pool's wait.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+                Err::<Vec<u32>, _>(DbError::Sqlx(sqlx::Error::Io(refused))).map(|_| inputs)
+            }
+        });
+        let started = Instant::now();
+        let results = futures::future::join_all((0..5).map(|i| batcher.call(i))).await;
+        assert!(
+            results
+                .iter()
+                .all(|r| r.as_ref().is_err_and(DbError::is_unavailable)),
+            "{results:?}"
+        );
+        // One try for the first batch; the batch that gathered behind it failed without one.
+        assert!(
+            calls.load(Ordering::SeqCst) <= 2,
+            "{} tries",
+            calls.load(Ordering::SeqCst)
+        );
+        let again = batcher.call(9).await;
+        assert!(matches!(again, Err(DbError::Unreachable(_))), "{again:?}");
+        assert!(calls.load(Ordering::SeqCst) <= 2);
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            started.elapsed()
+        );
+
+        // Once the window has passed, batches try again.
+        tokio::time::sleep(UNREACHABLE_FOR).await;
+        let before = calls.load(Ordering::SeqCst);
+        assert!(batcher.call(10).await.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), before + 1);
     }
 }

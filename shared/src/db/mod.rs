@@ -23,12 +23,16 @@ pub enum DbError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("row {id} is corrupt: {reason}")]
     Corrupt { id: String, reason: String },
+    /// Postgres could not be reached by an earlier try (a batch answers all its callers so).
+    #[error("postgres is unreachable: {0}")]
+    Unreachable(String),
 }
 
 impl DbError {
     /// The database could not be reached (as opposed to a query that failed).
     pub fn is_unavailable(&self) -> bool {
         match self {
+            DbError::Unreachable(_) => true,
             DbError::Sqlx(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed) => true,
             // SQLSTATE class 08 (connection exception) and 57 (operator intervention: the
             // server is shutting down or restarting).

@@ -7,8 +7,19 @@ use crate::store::sha256_hex;
 
 /// How long an idempotency key is remembered.
 pub const TTL_SECS: u64 = 7 * 24 * 3600;
-/// How long a reservation lasts if its request never completes (a crashed API instance).
-pub const PENDING_TTL_SECS: u64 = 60;
+/// How long a reservation lasts unrenewed: the request holding it renews it every
+/// [`RENEW_EVERY`] while it runs, so a reservation whose request died (a crashed API
+/// instance, or a release lost to a Redis outage) frees the key within this time.
+pub const PENDING_TTL_SECS: u64 = 15;
+/// How often a running request renews its reservation.
+pub const RENEW_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Extends a reservation only while it is still one (a completed record keeps its own TTL).
+static RENEW: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('EXPIRE', KEYS[1], ARGV[2]) end return 0",
+    )
+});
 
 /// The first answer given for an idempotency key, with a hash of the body it answered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,12 +50,7 @@ impl Idempotency {
     /// already holds it. A reservation expires after [`PENDING_TTL_SECS`] if never completed.
     pub async fn claim(&self, idempotency_key: &str, body_hash: &str) -> Result<Claim, QueueError> {
         let key = self.key(idempotency_key);
-        let pending = IdempotencyRecord {
-            body_hash: body_hash.to_owned(),
-            status: 0,
-            response: serde_json::Value::Null,
-        };
-        let value = serde_json::to_string(&pending).expect("a record always serialises");
+        let value = pending(body_hash);
         for _ in 0..2 {
             let mut conn = self.redis.conn();
             let opts = redis::SetOptions::default()
@@ -68,6 +74,18 @@ impl Idempotency {
         Ok(Claim::InProgress)
     }
 
+    /// Extends this request's reservation of `idempotency_key` by [`PENDING_TTL_SECS`], if it
+    /// is still reserved (not completed, released or expired).
+    pub async fn renew(&self, idempotency_key: &str, body_hash: &str) -> Result<bool, QueueError> {
+        let renewed: i64 = RENEW
+            .key(self.key(idempotency_key))
+            .arg(pending(body_hash))
+            .arg(PENDING_TTL_SECS)
+            .invoke_async(&mut self.redis.conn())
+            .await?;
+        Ok(renewed == 1)
+    }
+
     /// Stores the answer of a claimed key, kept for [`TTL_SECS`].
     pub async fn complete(
         &self,
@@ -87,6 +105,16 @@ impl Idempotency {
         let _: i64 = conn.del(self.key(idempotency_key)).await?;
         Ok(())
     }
+}
+
+/// A reservation's value: a record without an answer yet (status 0).
+fn pending(body_hash: &str) -> String {
+    let record = IdempotencyRecord {
+        body_hash: body_hash.to_owned(),
+        status: 0,
+        response: serde_json::Value::Null,
+    };
+    serde_json::to_string(&record).expect("a record always serialises")
 }
 
 /// What holds an idempotency key.

@@ -9,7 +9,7 @@ mod logs;
 mod queue;
 
 pub use fleet::{Fleet, FleetCapacity, LiveBuilder};
-pub use idempotency::{Claim, Idempotency, IdempotencyRecord};
+pub use idempotency::{Claim, Idempotency, IdempotencyRecord, RENEW_EVERY as IDEMPOTENCY_RENEW_EVERY};
 pub use kv::{LatestPointer, ProjectRef};
 pub use logs::{LiveLogs, LogEntry, LogFollower};
 pub use queue::{Admission, Job, Queue, StreamReader, CONSUMER_GROUP};
