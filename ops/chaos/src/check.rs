@@ -273,6 +273,7 @@ pub async fn verify(
         .iter()
         .map(|s| s.token.as_str())
         .chain(ledger.refused.iter().map(|r| r.token.as_str()))
+        .chain(ledger.unanswered.iter().map(String::as_str))
         .collect();
     let mut per_token: HashMap<&str, Vec<&str>> = HashMap::new();
     for row in &rows {
@@ -295,6 +296,16 @@ pub async fn verify(
         if ids.len() > 1 {
             v.duplicates += ids.len() - 1;
             v.violations.push(format!("duplicate: request {token} became versions {ids:?}"));
+        }
+    }
+    let unanswered: HashSet<&str> = ledger.unanswered.iter().map(String::as_str).collect();
+    let answered: HashSet<&str> = ledger.accepted.iter().map(|s| s.token.as_str()).collect();
+    for row in &rows {
+        if let Some(t) = row.token.as_deref().filter(|t| unanswered.contains(t) && !answered.contains(t)) {
+            v.notes.push(format!(
+                "version {} ({}) was admitted for request {t}, whose client got no answer",
+                row.id, row.status
+            ));
         }
     }
     for row in &rows {

@@ -44,6 +44,8 @@ pub struct Ledger {
     pub conflicts: u64,
     /// Anything else unexpected (a 500, a transport error), for the report.
     pub oddities: Vec<String>,
+    /// Tokens of requests that got no answer (the API may still have admitted them).
+    pub unanswered: Vec<String>,
 }
 
 pub type SharedLedger = Arc<Mutex<Ledger>>;
@@ -137,6 +139,7 @@ pub async fn submit(
             }
             Err(e) => {
                 note(ledger, format!("POST /v1/builds failed: {e:#}"));
+                ledger.lock().expect("ledger lock").unanswered.push(token.to_owned());
                 jitter(300, 700)
             }
         };
@@ -208,7 +211,13 @@ pub async fn submit_once(
 ) -> anyhow::Result<(u16, Value)> {
     let token = format!("{project}-{}", ulid::Ulid::new().to_string().to_ascii_lowercase());
     let body = json!({ "userId": user, "projectId": project, "files": recipe.files(&token) });
-    let (status, answer) = farm.submit(&body, &token).await?;
+    let (status, answer) = match farm.submit(&body, &token).await {
+        Ok(a) => a,
+        Err(e) => {
+            ledger.lock().expect("ledger lock").unanswered.push(token);
+            return Err(e);
+        }
+    };
     if let (202, Some(id)) = (status, answer["buildId"].as_str()) {
         ledger.lock().expect("ledger lock").accepted.push(Submission {
             id: id.to_owned(),

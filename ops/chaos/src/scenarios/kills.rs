@@ -25,7 +25,7 @@ struct Kills {
 
 pub async fn run(ctx: &Ctx) -> anyhow::Result<Row> {
     let started = Instant::now();
-    let (builds, projects) = if ctx.short { (12, 4) } else { (200, 40) };
+    let (builds, projects) = if ctx.short { (8, 4) } else { (200, 40) };
     let farm = Arc::new(Farm::start(&ctx.env, "kills", FarmOptions::default()).await?);
     start_fleet(&farm).await?;
     let sampler = Sampler::start(farm.clone());

@@ -231,8 +231,7 @@ async fn play(
         ));
     }
     let note = format!(
-        "round {}: {} by {builder} (attempts {}, lost builders {}), {}; newer build during the cut: {newer_status}; \
-         ended {:.1} s after the heal",
+        "round {}: {} by {builder} (attempts {}, lost builders {}), {}{}; ended {:.1} s after the heal",
         round.name,
         done["status"].as_str().unwrap_or("?"),
         done["attempts"],
@@ -240,6 +239,11 @@ async fn play(
         match moved_after {
             Some(t) => format!("taken over {:.1} s into the cut", t.as_secs_f64()),
             None => "not taken over during the cut".into(),
+        },
+        if round.newer_meanwhile {
+            format!("; the newer build of the project during the cut: {newer_status}")
+        } else {
+            String::new()
         },
         ended_after_heal.as_secs_f64(),
     );

@@ -55,32 +55,15 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Row> {
         .unwrap_or_default();
     ctx.env.stop_postgres().await?;
     let stopped = Instant::now();
-    let mut answers: BTreeMap<String, usize> = BTreeMap::new();
-    let mut wrong = Vec::new();
-    let mut slowest = Duration::ZERO;
-    while stopped.elapsed() + PROBE_EVERY < DOWN {
-        let probe_started = Instant::now();
-        let probes = [
-            ("GET /v1/builds/{id}", farm.get(&format!("/v1/builds/{known}")).await),
-            (
-                "POST /v1/builds",
-                load::submit_once(&farm, &ledger, "chaos", "pg-probe", &Recipe::quick(0, 2)).await,
-            ),
-            ("GET /readyz", farm.get("/readyz").await),
-        ];
-        slowest = slowest.max(probe_started.elapsed());
-        for (what, answer) in probes {
-            let said = match &answer {
-                Ok((status, _)) => status.to_string(),
-                Err(e) => format!("no answer ({e})"),
-            };
-            *answers.entry(format!("{what} -> {said}")).or_default() += 1;
-            if !matches!(answer, Ok((503, _))) {
-                wrong.push(format!("while Postgres was down, {what} answered {said}"));
-            }
-        }
-        tokio::time::sleep(PROBE_EVERY).await;
-    }
+    let probes = [
+        Probe::Read(known),
+        Probe::Submit,
+        Probe::Ready,
+    ]
+    .map(|what| tokio::spawn(probe(farm.clone(), ledger.clone(), what, stopped)));
+    tokio::time::sleep_until(stopped + DOWN).await;
+    // Postgres may take connections from the moment it is asked to start.
+    let restarted = Instant::now();
     ctx.env.start_postgres().await?;
     let down_for = stopped.elapsed();
 
@@ -89,14 +72,45 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Row> {
     let resumed = wait_for_builders(&farm, &DAEMONS, Duration::from_secs(30)).await;
     let ledger = std::mem::take(&mut *ledger.lock().expect("ledger lock"));
     let mut verdict = check::verify(&farm, &ledger, &samples, &Expect::default(), Duration::from_secs(120)).await?;
-    verdict.violations.extend(wrong);
+    let mut answers = Vec::new();
+    for handle in probes {
+        let (what, probes) = handle.await?;
+        let mut statuses: BTreeMap<String, usize> = BTreeMap::new();
+        for p in &probes {
+            let waited = (p.answered_at - p.asked_at).as_secs_f64();
+            let said = if p.answered_at > restarted {
+                "no answer while Postgres was down".to_owned()
+            } else {
+                p.said.clone()
+            };
+            if said != "503" {
+                verdict.violations.push(format!(
+                    "while Postgres was down, {} answered {said} (then {} after {waited:.1} s)",
+                    what.name(),
+                    p.said
+                ));
+            }
+            *statuses.entry(said).or_default() += 1;
+        }
+        if probes.is_empty() {
+            verdict
+                .violations
+                .push(format!("{} was never probed while Postgres was down", what.name()));
+        }
+        let slowest = probes
+            .iter()
+            .map(|p| p.answered_at - p.asked_at)
+            .max()
+            .unwrap_or_default();
+        answers.push(format!("{} {statuses:?} (slowest {} ms)", what.name(), slowest.as_millis()));
+    }
     if let Err(e) = resumed {
         verdict.violations.push(format!("the daemons did not all come back: {e:#}"));
     }
     verdict.notes.push(format!(
-        "Postgres was down {:.1} s; probes: {answers:?}; slowest round of probes {} ms",
+        "Postgres was down {:.1} s; the API answered: {}",
         down_for.as_secs_f64(),
-        slowest.as_millis()
+        answers.join("; ")
     ));
     verdict.notes.push(format!(
         "{} requests refused with 503 while Postgres was down; {} samples of running builds missed",
@@ -110,4 +124,60 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Row> {
         kills: 1,
         secs: started.elapsed().as_secs_f64(),
     })
+}
+
+#[derive(Debug, Clone)]
+enum Probe {
+    /// `GET /v1/builds/{id}` of a known build.
+    Read(String),
+    /// `POST /v1/builds` of a new project.
+    Submit,
+    Ready,
+}
+
+impl Probe {
+    fn name(&self) -> &'static str {
+        match self {
+            Probe::Read(_) => "GET /v1/builds/{id}",
+            Probe::Submit => "POST /v1/builds",
+            Probe::Ready => "GET /readyz",
+        }
+    }
+}
+
+/// One probe's answer (a status, or what went wrong), and when.
+#[derive(Debug)]
+struct Answer {
+    said: String,
+    asked_at: Instant,
+    answered_at: Instant,
+}
+
+/// Asks the API every [`PROBE_EVERY`] (without waiting for the previous answer) while Postgres
+/// has been down for less than [`DOWN`] less the longest a 503 may take (the API's pool
+/// timeout, 5 s); returns the probe and its answers.
+async fn probe(farm: Arc<Farm>, ledger: SharedLedger, what: Probe, stopped: Instant) -> (Probe, Vec<Answer>) {
+    let mut asked = tokio::task::JoinSet::new();
+    while stopped.elapsed() + Duration::from_millis(5_500) < DOWN {
+        let (farm, ledger, what) = (farm.clone(), ledger.clone(), what.clone());
+        asked.spawn(async move {
+            let asked_at = Instant::now();
+            let answer = match &what {
+                Probe::Read(id) => farm.get(&format!("/v1/builds/{id}")).await,
+                Probe::Submit => load::submit_once(&farm, &ledger, "chaos", "pg-probe", &Recipe::quick(0, 2)).await,
+                Probe::Ready => farm.get("/readyz").await,
+            };
+            let said = match answer {
+                Ok((status, _)) => status.to_string(),
+                Err(e) => format!("no answer ({e})"),
+            };
+            Answer {
+                said,
+                asked_at,
+                answered_at: Instant::now(),
+            }
+        });
+        tokio::time::sleep(PROBE_EVERY).await;
+    }
+    (what, asked.join_all().await)
 }
