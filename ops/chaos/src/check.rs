@@ -204,7 +204,10 @@ pub async fn verify(
     let ids: Vec<String> = ledger.accepted.iter().map(|s| s.id.clone()).collect();
     let unsettled = wait_settled(farm, &ids, settle).await?;
     for u in &unsettled {
-        v.violations.push(format!("not settled {} s after the last fault: {u}", settle.as_secs()));
+        v.violations.push(format!(
+            "not settled {} s after the last fault: {u}",
+            settle.as_secs()
+        ));
     }
     let rows = rows(farm).await.context("reading the versions")?;
     let by_id: HashMap<&str, &VersionRow> = rows.iter().map(|r| (r.id.as_str(), r)).collect();
@@ -214,7 +217,8 @@ pub async fn verify(
     for s in &ledger.accepted {
         let Some(row) = by_id.get(s.id.as_str()) else {
             v.lost += 1;
-            v.violations.push(format!("lost: accepted build {} has no row", s.id));
+            v.violations
+                .push(format!("lost: accepted build {} has no row", s.id));
             continue;
         };
         *v.statuses.entry(row.status.clone()).or_default() += 1;
@@ -227,7 +231,8 @@ pub async fn verify(
             ));
         }
         if row.token.as_deref() != Some(s.token.as_str()) {
-            v.violations.push(format!("build {} holds the sources of another request", s.id));
+            v.violations
+                .push(format!("build {} holds the sources of another request", s.id));
         }
         match row.status.as_str() {
             "failed" => {
@@ -244,7 +249,8 @@ pub async fn verify(
                 }
             }
             "cancelled" if !expect.cancelled.contains(&s.id) => {
-                v.violations.push(format!("build {} was cancelled, and nobody cancelled it", s.id));
+                v.violations
+                    .push(format!("build {} was cancelled, and nobody cancelled it", s.id));
             }
             _ => {}
         }
@@ -259,15 +265,17 @@ pub async fn verify(
                     r.error, row.status
                 ));
             }
-            None => v
-                .notes
-                .push(format!("a 503 named build {id}, which has no row")),
+            None => v.notes.push(format!("a 503 named build {id}, which has no row")),
             Some(_) => {}
         }
     }
 
     // Duplicates.
-    let refused: HashSet<&str> = ledger.refused.iter().filter_map(|r| r.build_id.as_deref()).collect();
+    let refused: HashSet<&str> = ledger
+        .refused
+        .iter()
+        .filter_map(|r| r.build_id.as_deref())
+        .collect();
     let tokens: HashSet<&str> = ledger
         .accepted
         .iter()
@@ -295,13 +303,18 @@ pub async fn verify(
     for (token, ids) in &per_token {
         if ids.len() > 1 {
             v.duplicates += ids.len() - 1;
-            v.violations.push(format!("duplicate: request {token} became versions {ids:?}"));
+            v.violations
+                .push(format!("duplicate: request {token} became versions {ids:?}"));
         }
     }
     let unanswered: HashSet<&str> = ledger.unanswered.iter().map(String::as_str).collect();
     let answered: HashSet<&str> = ledger.accepted.iter().map(|s| s.token.as_str()).collect();
     for row in &rows {
-        if let Some(t) = row.token.as_deref().filter(|t| unanswered.contains(t) && !answered.contains(t)) {
+        if let Some(t) = row
+            .token
+            .as_deref()
+            .filter(|t| unanswered.contains(t) && !answered.contains(t))
+        {
             v.notes.push(format!(
                 "version {} ({}) was admitted for request {t}, whose client got no answer",
                 row.id, row.status
@@ -314,13 +327,20 @@ pub async fn verify(
         let deployed = count("deploy_completed");
         if deployed > 1 {
             v.duplicates += (deployed - 1) as usize;
-            v.violations.push(format!("duplicate: build {} was deployed {deployed} times", row.id));
+            v.violations.push(format!(
+                "duplicate: build {} was deployed {deployed} times",
+                row.id
+            ));
         }
         let all: i64 = FINAL_EVENTS.iter().map(|t| count(t)).sum();
         if TERMINAL.contains(&row.status.as_str()) && all == 0 {
-            v.violations.push(format!("build {} is {} but has no final event", row.id, row.status));
+            v.violations.push(format!(
+                "build {} is {} but has no final event",
+                row.id, row.status
+            ));
         } else if all > 1 && deployed <= 1 {
-            v.violations.push(format!("build {} has {all} final events: {events:?}", row.id));
+            v.violations
+                .push(format!("build {} has {all} final events: {events:?}", row.id));
         }
         if row.status != "deployed" && deployed > 0 {
             v.violations.push(format!(
@@ -335,9 +355,12 @@ pub async fn verify(
     let recipes: HashMap<&str, &crate::load::Submission> =
         ledger.accepted.iter().map(|s| (s.id.as_str(), s)).collect();
     for row in rows.iter().filter(|r| r.status == "deployed") {
-        let Some(sub) = recipes.get(row.id.as_str()) else { continue };
+        let Some(sub) = recipes.get(row.id.as_str()) else {
+            continue;
+        };
         if let Err(problem) = check_output(farm, &store, row, sub) {
-            v.violations.push(format!("incomplete: build {}: {problem}", row.id));
+            v.violations
+                .push(format!("incomplete: build {}: {problem}", row.id));
         }
     }
 
@@ -352,7 +375,8 @@ pub async fn verify(
     for (user, project) in projects {
         let holder: Option<String> = redis.get(keys.inflight(user, project)).await?;
         if let Some(holder) = holder {
-            v.violations.push(format!("project {project}'s slot is still held by {holder}"));
+            v.violations
+                .push(format!("project {project}'s slot is still held by {holder}"));
         }
         let newest = rows
             .iter()
@@ -402,12 +426,19 @@ fn check_output(
     row: &VersionRow,
     sub: &crate::load::Submission,
 ) -> Result<(), String> {
-    let key = row.output_key.as_deref().ok_or("deployed without an output manifest")?;
+    let key = row
+        .output_key
+        .as_deref()
+        .ok_or("deployed without an output manifest")?;
     let raw = std::fs::read(store.path_of(key)).map_err(|e| format!("output manifest {key}: {e}"))?;
-    let manifest: Manifest = serde_json::from_slice(&raw).map_err(|e| format!("output manifest {key}: {e}"))?;
+    let manifest: Manifest =
+        serde_json::from_slice(&raw).map_err(|e| format!("output manifest {key}: {e}"))?;
     let expected = sub.recipe.expected_outputs();
     if manifest.files.len() != expected {
-        return Err(format!("{} files stored, {expected} written", manifest.files.len()));
+        return Err(format!(
+            "{} files stored, {expected} written",
+            manifest.files.len()
+        ));
     }
     let mut contents = HashMap::new();
     for (path, entry) in &manifest.files {

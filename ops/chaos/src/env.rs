@@ -27,7 +27,8 @@ pub struct ChaosEnv {
 }
 
 fn var(name: &str) -> anyhow::Result<String> {
-    std::env::var(name).with_context(|| format!("{name} is not set: run the chaos suite through ops/chaos/run.sh"))
+    std::env::var(name)
+        .with_context(|| format!("{name} is not set: run the chaos suite through ops/chaos/run.sh"))
 }
 
 fn port(name: &str) -> anyhow::Result<u16> {
@@ -95,7 +96,8 @@ impl ChaosEnv {
     /// `kill -9` of redis-server (no shutdown, no final AOF rewrite: what a crash leaves).
     pub async fn kill_redis(&self) -> anyhow::Result<()> {
         let pidfile = self.redis_dir.join("redis.pid");
-        let raw = std::fs::read_to_string(&pidfile).with_context(|| format!("reading {}", pidfile.display()))?;
+        let raw =
+            std::fs::read_to_string(&pidfile).with_context(|| format!("reading {}", pidfile.display()))?;
         let pid: i32 = raw.trim().parse().context("redis.pid holds no pid")?;
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL)
             .context("kill -9 redis-server")?;

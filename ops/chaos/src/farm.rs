@@ -71,7 +71,10 @@ fn free_port() -> anyhow::Result<u16> {
 
 /// Creates an empty database and returns its URL.
 async fn fresh_database(admin_url: &str, name: &str) -> anyhow::Result<String> {
-    let db = format!("kiln_chaos_{name}_{}", ulid::Ulid::new().to_string().to_ascii_lowercase());
+    let db = format!(
+        "kiln_chaos_{name}_{}",
+        ulid::Ulid::new().to_string().to_ascii_lowercase()
+    );
     let admin = sqlx::PgPool::connect(admin_url)
         .await
         .context("connecting to the chaos postgres")?;
@@ -90,7 +93,10 @@ impl Farm {
         let artifacts = dir.join("artifacts");
         std::fs::create_dir_all(dir.join("logs"))?;
         let database_url = fresh_database(&env.admin_database_url, name).await?;
-        let redis_prefix = format!("kiln-chaos-{name}-{}", ulid::Ulid::new().to_string().to_ascii_lowercase());
+        let redis_prefix = format!(
+            "kiln-chaos-{name}-{}",
+            ulid::Ulid::new().to_string().to_ascii_lowercase()
+        );
         let vars: Vec<(String, String)> = [
             ("KILN_DATABASE_URL", database_url.clone()),
             ("KILN_REDIS_URL", env.redis_url()),
@@ -136,7 +142,10 @@ impl Farm {
         let preview_port = free_port()?;
         let api_vars = [
             ("KILN_API_ADDR".to_owned(), format!("127.0.0.1:{api_port}")),
-            ("KILN_PREVIEW_ADDR".to_owned(), format!("127.0.0.1:{preview_port}")),
+            (
+                "KILN_PREVIEW_ADDR".to_owned(),
+                format!("127.0.0.1:{preview_port}"),
+            ),
         ];
         let child = farm.spawn("kiln-api", "api", &api_vars)?;
         *farm.api_child.lock().expect("api lock") = Some(child);
@@ -188,10 +197,16 @@ impl Farm {
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
-                bail!("kiln-api exited at start ({status}); see {}", self.log_path("api").display());
+                bail!(
+                    "kiln-api exited at start ({status}); see {}",
+                    self.log_path("api").display()
+                );
             }
             if started.elapsed() > START_LIMIT {
-                bail!("kiln-api did not answer /healthz within {} s", START_LIMIT.as_secs());
+                bail!(
+                    "kiln-api did not answer /healthz within {} s",
+                    START_LIMIT.as_secs()
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -208,7 +223,9 @@ impl Farm {
 
     /// The daemon whose workspace `home` (a build's `HOME`) is in.
     pub fn daemon_of_home(&self, home: &str) -> Option<String> {
-        let rest = Path::new(home.trim()).strip_prefix(self.dir.join("daemons")).ok()?;
+        let rest = Path::new(home.trim())
+            .strip_prefix(self.dir.join("daemons"))
+            .ok()?;
         rest.components()
             .next()
             .map(|c| c.as_os_str().to_string_lossy().into_owned())
@@ -272,7 +289,12 @@ impl Farm {
     }
 
     pub fn daemon_names(&self) -> Vec<String> {
-        self.daemons.lock().expect("daemons lock").keys().cloned().collect()
+        self.daemons
+            .lock()
+            .expect("daemons lock")
+            .keys()
+            .cloned()
+            .collect()
     }
 
     /// The daemons running now.
@@ -291,13 +313,19 @@ impl Farm {
         let mut exits = Vec::new();
         for (name, d) in self.daemons.lock().expect("daemons lock").iter_mut() {
             if let Some(status) = d.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                exits.push(format!("daemon {name} exited by itself ({status}); see {}", self.log_path(name).display()));
+                exits.push(format!(
+                    "daemon {name} exited by itself ({status}); see {}",
+                    self.log_path(name).display()
+                ));
                 d.child = None;
             }
         }
         let mut api = self.api_child.lock().expect("api lock");
         if let Some(status) = api.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-            exits.push(format!("kiln-api exited by itself ({status}); see {}", self.log_path("api").display()));
+            exits.push(format!(
+                "kiln-api exited by itself ({status}); see {}",
+                self.log_path("api").display()
+            ));
             *api = None;
         }
         self.exits.lock().expect("exits lock").extend(exits);
@@ -394,7 +422,10 @@ impl Farm {
 /// SIGTERM, then SIGKILL after `limit`.
 async fn terminate(mut child: Child, limit: Duration) {
     if let Some(pid) = child.id() {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
     }
     if tokio::time::timeout(limit, child.wait()).await.is_err() {
         let _ = child.start_kill();

@@ -78,7 +78,10 @@ pub async fn run_plan(farm: Arc<Farm>, ledger: SharedLedger, plan: Plan, deadlin
             plan.project,
             ulid::Ulid::new().to_string().to_ascii_lowercase()
         );
-        if submit(&farm, &ledger, &plan, request, &token, deadline).await.is_none() {
+        if submit(&farm, &ledger, &plan, request, &token, deadline)
+            .await
+            .is_none()
+        {
             ledger.lock().expect("ledger lock").oddities.push(format!(
                 "{}: build {k} was never accepted before the deadline",
                 plan.project
@@ -139,7 +142,11 @@ pub async fn submit(
             }
             Err(e) => {
                 note(ledger, format!("POST /v1/builds failed: {e:#}"));
-                ledger.lock().expect("ledger lock").unanswered.push(token.to_owned());
+                ledger
+                    .lock()
+                    .expect("ledger lock")
+                    .unanswered
+                    .push(token.to_owned());
                 jitter(300, 700)
             }
         };
@@ -172,7 +179,11 @@ pub fn plans(
             let requests = (0..count)
                 .map(|k| Request {
                     recipe: Recipe::quick(
-                        if rng.gen_bool(0.3) { 0 } else { rng.gen_range(0..=max_sleep_ms) },
+                        if rng.gen_bool(0.3) {
+                            0
+                        } else {
+                            rng.gen_range(0..=max_sleep_ms)
+                        },
                         rng.gen_range(2..=12),
                     ),
                     supersede: k % 4 == 3,

@@ -40,13 +40,15 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
             "--short" => short = true,
             "--seed" => {
                 let raw = it.next().ok_or("--seed needs a number")?;
-                seed = Some(raw.parse().map_err(|_| format!("--seed {raw:?} is not a number"))?);
+                seed = Some(
+                    raw.parse()
+                        .map_err(|_| format!("--seed {raw:?} is not a number"))?,
+                );
             }
             name => {
-                let known = SCENARIOS
-                    .iter()
-                    .find(|s| **s == name)
-                    .ok_or_else(|| format!("unknown argument {name:?}: expected --short, --seed N or one of {SCENARIOS:?}"))?;
+                let known = SCENARIOS.iter().find(|s| **s == name).ok_or_else(|| {
+                    format!("unknown argument {name:?}: expected --short, --seed N or one of {SCENARIOS:?}")
+                })?;
                 if !scenarios.contains(known) {
                     scenarios.push(*known);
                 }

@@ -75,7 +75,12 @@ pub fn render(rows: &[Row], header: &str) -> String {
     }
     for r in rows {
         if !r.verdict.violations.is_empty() {
-            let _ = writeln!(out, "\n{}: {} violation(s)", r.scenario, r.verdict.violations.len());
+            let _ = writeln!(
+                out,
+                "\n{}: {} violation(s)",
+                r.scenario,
+                r.verdict.violations.len()
+            );
             for v in r.verdict.violations.iter().take(LISTED) {
                 let _ = writeln!(out, "  - {v}");
             }

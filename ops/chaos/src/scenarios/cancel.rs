@@ -78,10 +78,11 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Row> {
     let expect = Expect { cancelled };
     let mut verdict = check::verify(&farm, &ledger, &samples, &expect, Duration::from_secs(120)).await?;
     for id in &expect.cancelled {
-        let key: Option<String> = sqlx::query_scalar("select output_manifest_key from versions where id = $1")
-            .bind(id)
-            .fetch_one(&farm.db)
-            .await?;
+        let key: Option<String> =
+            sqlx::query_scalar("select output_manifest_key from versions where id = $1")
+                .bind(id)
+                .fetch_one(&farm.db)
+                .await?;
         if key.is_some() {
             verdict
                 .violations
@@ -128,8 +129,10 @@ async fn cancel_during(
                 } else {
                     "build_step_started"
                 };
-                wait_for_build(farm, &id, Duration::from_secs(90), event, |b| latest_event(b) == Some(event))
-                    .await?;
+                wait_for_build(farm, &id, Duration::from_secs(90), event, |b| {
+                    latest_event(b) == Some(event)
+                })
+                .await?;
                 // Until the step's processes run.
                 let from = Instant::now();
                 loop {
@@ -137,7 +140,11 @@ async fn cancel_during(
                     if p.iter().any(|p| p.cmdline.contains("sleep 120")) {
                         break p;
                     }
-                    anyhow::ensure!(from.elapsed() < Duration::from_secs(60), "the {} step never ran", stage.name());
+                    anyhow::ensure!(
+                        from.elapsed() < Duration::from_secs(60),
+                        "the {} step never ran",
+                        stage.name()
+                    );
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }
@@ -154,7 +161,10 @@ async fn cancel_during(
         }
         let mut violations = Vec::new();
         if status != 200 || answer["status"] != "cancelled" {
-            violations.push(format!("cancel during {}: answered {status} {answer}", stage.name()));
+            violations.push(format!(
+                "cancel during {}: answered {status} {answer}",
+                stage.name()
+            ));
         }
         let cancelled_at = Instant::now();
         // The project's slot is free at once.
@@ -202,7 +212,10 @@ async fn wait_for_upload(farm: &Farm, id: &str) -> anyhow::Result<()> {
         if uploading {
             return Ok(());
         }
-        anyhow::ensure!(from.elapsed() < Duration::from_secs(120), "build {id} never uploaded");
+        anyhow::ensure!(
+            from.elapsed() < Duration::from_secs(120),
+            "build {id} never uploaded"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }

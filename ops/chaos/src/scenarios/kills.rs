@@ -57,7 +57,14 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Row> {
     }
     let samples = sampler.finish().await;
     let ledger = std::mem::take(&mut *ledger.lock().expect("ledger lock"));
-    let mut verdict = check::verify(&farm, &ledger, &samples, &Expect::default(), Duration::from_secs(120)).await?;
+    let mut verdict = check::verify(
+        &farm,
+        &ledger,
+        &samples,
+        &Expect::default(),
+        Duration::from_secs(120),
+    )
+    .await?;
     let still = kills.orphans.iter().filter(|p| crate::procs::alive(**p)).count();
     verdict.notes.push(format!(
         "{} build processes were still running right after their daemon's kill -9 (orphans: no \

@@ -64,7 +64,10 @@ pub async fn wait_for_builders(farm: &Farm, names: &[&str], limit: Duration) -> 
         }
         farm.note_exits();
         if started.elapsed() > limit {
-            bail!("builders {names:?} did not all heartbeat within {} s", limit.as_secs());
+            bail!(
+                "builders {names:?} did not all heartbeat within {} s",
+                limit.as_secs()
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -106,7 +106,10 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Row> {
     let after = async {
         let (status, answer) =
             load::submit_once(&farm, &ledger, "chaos", "part-after", &Recipe::quick(0, 3)).await?;
-        anyhow::ensure!(status == 202, "a build after the partition was refused: {status} {answer}");
+        anyhow::ensure!(
+            status == 202,
+            "a build after the partition was refused: {status} {answer}"
+        );
         let id = answer["buildId"].as_str().context("a buildId")?.to_owned();
         wait_for_build(&farm, &id, Duration::from_secs(90), "ended", terminal).await
     }
@@ -121,7 +124,14 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Row> {
 
     let samples = sampler.finish().await;
     let ledger = std::mem::take(&mut *ledger.lock().expect("ledger lock"));
-    let mut verdict = check::verify(&farm, &ledger, &samples, &Expect::default(), Duration::from_secs(120)).await?;
+    let mut verdict = check::verify(
+        &farm,
+        &ledger,
+        &samples,
+        &Expect::default(),
+        Duration::from_secs(120),
+    )
+    .await?;
     verdict.violations.extend(violations);
     verdict.notes.extend(notes);
     farm.stop().await;
@@ -156,12 +166,23 @@ async fn play(
         }],
     };
     let token = format!("part-{i}-{}", ulid::Ulid::new().to_string().to_ascii_lowercase());
-    let id = load::submit(farm, ledger, &plan, &plan.requests[0], &token, Instant::now() + Duration::from_secs(60))
-        .await
-        .context("the round's build was not accepted")?;
-    wait_for_build(farm, &id, Duration::from_secs(90), "reached its build step", |b| {
-        latest_event(b) == Some("build_step_started")
-    })
+    let id = load::submit(
+        farm,
+        ledger,
+        &plan,
+        &plan.requests[0],
+        &token,
+        Instant::now() + Duration::from_secs(60),
+    )
+    .await
+    .context("the round's build was not accepted")?;
+    wait_for_build(
+        farm,
+        &id,
+        Duration::from_secs(90),
+        "reached its build step",
+        |b| latest_event(b) == Some("build_step_started"),
+    )
     .await?;
     let step = Instant::now();
     for n in OTHERS {
@@ -192,7 +213,10 @@ async fn play(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let newer_status = match &newer {
-        Some(n) => farm.build(n).await?["status"].as_str().unwrap_or_default().to_owned(),
+        Some(n) => farm.build(n).await?["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
         None => "not admitted".into(),
     };
     proxy.heal();
@@ -204,7 +228,10 @@ async fn play(
         wait_for_build(farm, n, Duration::from_secs(120), "ended", terminal).await?;
     }
     if let Err(e) = wait_for_builders(farm, &["p"], Duration::from_secs(30)).await {
-        violations.push(format!("round {}: p did not come back after the heal: {e:#}", round.name));
+        violations.push(format!(
+            "round {}: p did not come back after the heal: {e:#}",
+            round.name
+        ));
     }
     // Whatever p's attempt started is gone (the grace period has passed by now).
     tokio::time::sleep(Duration::from_secs(farm.options.cancel_grace_secs + 1)).await;
@@ -213,7 +240,10 @@ async fn play(
         violations.push(format!(
             "round {}: processes of p's attempt outlived it: {}",
             round.name,
-            left.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            left.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     let builder = done["builderId"].as_str().unwrap_or_default();

@@ -55,12 +55,8 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Row> {
         .unwrap_or_default();
     ctx.env.stop_postgres().await?;
     let stopped = Instant::now();
-    let probes = [
-        Probe::Read(known),
-        Probe::Submit,
-        Probe::Ready,
-    ]
-    .map(|what| tokio::spawn(probe(farm.clone(), ledger.clone(), what, stopped)));
+    let probes = [Probe::Read(known), Probe::Submit, Probe::Ready]
+        .map(|what| tokio::spawn(probe(farm.clone(), ledger.clone(), what, stopped)));
     tokio::time::sleep_until(stopped + DOWN).await;
     // Postgres may take connections from the moment it is asked to start.
     let restarted = Instant::now();
@@ -71,7 +67,14 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Row> {
     let samples = sampler.finish().await;
     let resumed = wait_for_builders(&farm, &DAEMONS, Duration::from_secs(30)).await;
     let ledger = std::mem::take(&mut *ledger.lock().expect("ledger lock"));
-    let mut verdict = check::verify(&farm, &ledger, &samples, &Expect::default(), Duration::from_secs(120)).await?;
+    let mut verdict = check::verify(
+        &farm,
+        &ledger,
+        &samples,
+        &Expect::default(),
+        Duration::from_secs(120),
+    )
+    .await?;
     let mut answers = Vec::new();
     for handle in probes {
         let (what, probes) = handle.await?;
@@ -93,19 +96,26 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Row> {
             *statuses.entry(said).or_default() += 1;
         }
         if probes.is_empty() {
-            verdict
-                .violations
-                .push(format!("{} was never probed while Postgres was down", what.name()));
+            verdict.violations.push(format!(
+                "{} was never probed while Postgres was down",
+                what.name()
+            ));
         }
         let slowest = probes
             .iter()
             .map(|p| p.answered_at - p.asked_at)
             .max()
             .unwrap_or_default();
-        answers.push(format!("{} {statuses:?} (slowest {} ms)", what.name(), slowest.as_millis()));
+        answers.push(format!(
+            "{} {statuses:?} (slowest {} ms)",
+            what.name(),
+            slowest.as_millis()
+        ));
     }
     if let Err(e) = resumed {
-        verdict.violations.push(format!("the daemons did not all come back: {e:#}"));
+        verdict
+            .violations
+            .push(format!("the daemons did not all come back: {e:#}"));
     }
     verdict.notes.push(format!(
         "Postgres was down {:.1} s; the API answered: {}",
@@ -164,7 +174,9 @@ async fn probe(farm: Arc<Farm>, ledger: SharedLedger, what: Probe, stopped: Inst
             let asked_at = Instant::now();
             let answer = match &what {
                 Probe::Read(id) => farm.get(&format!("/v1/builds/{id}")).await,
-                Probe::Submit => load::submit_once(&farm, &ledger, "chaos", "pg-probe", &Recipe::quick(0, 2)).await,
+                Probe::Submit => {
+                    load::submit_once(&farm, &ledger, "chaos", "pg-probe", &Recipe::quick(0, 2)).await
+                }
                 Probe::Ready => farm.get("/readyz").await,
             };
             let said = match answer {

@@ -96,7 +96,14 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Row> {
     submitting.await?;
     let samples = sampler.finish().await;
     let ledger = std::mem::take(&mut *ledger.lock().expect("ledger lock"));
-    let mut verdict = check::verify(&farm, &ledger, &samples, &Expect::default(), Duration::from_secs(120)).await?;
+    let mut verdict = check::verify(
+        &farm,
+        &ledger,
+        &samples,
+        &Expect::default(),
+        Duration::from_secs(120),
+    )
+    .await?;
     if before != after {
         verdict.violations.push(format!(
             "Redis came back from its append-only file with other contents: before {before:?}, after {after:?}"
