@@ -7,8 +7,8 @@
 #     ops/chaos/run.sh [--short] [--seed N] [kills redis postgres partition cancel]
 #
 # Starts a private PostgreSQL and Redis (append-only file, fsync every second) on free ports
-# under target/kiln-chaos/<pid> (stopped and removed on exit; the scenario logs of a failed run
-# are kept in target/kiln-chaos/last-failure), builds kiln-api, kiln-builder and kiln-chaos
+# under target/kiln-chaos/<pid> (stopped and removed on exit; the scenarios' process logs are
+# kept in target/kiln-chaos/last-run), builds kiln-api, kiln-builder and kiln-chaos
 # (release for the full run, debug for --short, which reuses the test build), and runs
 # kiln-chaos, which restarts those services itself through ops/lib.sh.
 #
@@ -65,11 +65,11 @@ cleanup() {
         kill -TERM "$CHAOS_PID" 2>/dev/null
         wait "$CHAOS_PID" 2>/dev/null
     fi
-    if ((status != 0)) && [[ -d $SERVICES_DIR/tmp ]]; then
-        rm -rf "$BASE/last-failure"
-        mkdir -p "$BASE/last-failure"
-        (cd "$SERVICES_DIR/tmp" && find . -path '*/logs/*.log' -exec cp --parents {} "$BASE/last-failure/" \;)
-        kiln_log "the scenarios' process logs are in $BASE/last-failure"
+    if [[ -d $SERVICES_DIR/tmp ]]; then
+        rm -rf "$BASE/last-run"
+        mkdir -p "$BASE/last-run"
+        (cd "$SERVICES_DIR/tmp" && find . -path '*/logs/*.log' -exec cp --parents {} "$BASE/last-run/" \;)
+        kiln_log "the scenarios' process logs are in $BASE/last-run"
     fi
     stop_redis "$SERVICES_DIR/redis"
     stop_postgres "$SERVICES_DIR/postgres" --immediate

@@ -46,6 +46,10 @@ pub struct Ledger {
     pub oddities: Vec<String>,
     /// Tokens of requests that got no answer (the API may still have admitted them).
     pub unanswered: Vec<String>,
+    /// Requests answered 409 "still being processed" (their Idempotency-Key reserved by an
+    /// earlier try), and the longest a request was answered so.
+    pub in_progress: u64,
+    pub longest_in_progress: Duration,
 }
 
 pub type SharedLedger = Arc<Mutex<Ledger>>;
@@ -108,8 +112,20 @@ pub async fn submit(
     if request.supersede {
         body["onConflict"] = json!("supersede");
     }
+    let mut in_progress_since: Option<Instant> = None;
     while Instant::now() < deadline {
         let pause = match farm.submit(&body, token).await {
+            Ok((409, answer))
+                if answer["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("still being processed")) =>
+            {
+                let since = *in_progress_since.get_or_insert_with(Instant::now);
+                let mut l = ledger.lock().expect("ledger lock");
+                l.in_progress += 1;
+                l.longest_in_progress = l.longest_in_progress.max(since.elapsed());
+                jitter(150, 400)
+            }
             Ok((202, answer)) => {
                 let Some(id) = answer["buildId"].as_str() else {
                     note(ledger, format!("a 202 without a buildId: {answer}"));

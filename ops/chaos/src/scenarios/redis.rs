@@ -119,8 +119,11 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Row> {
         before == after
     ));
     verdict.notes.push(format!(
-        "{} requests refused with 503 while Redis was down",
-        ledger.refused.len()
+        "{} requests refused with 503 while Redis was down; retried with their Idempotency-Key, \
+         requests were answered 409 \"still being processed\" {} times, for up to {:.1} s",
+        ledger.refused.len(),
+        ledger.in_progress,
+        ledger.longest_in_progress.as_secs_f64()
     ));
     farm.stop().await;
     Ok(Row {
