@@ -24,6 +24,7 @@ use scenarios::Ctx;
 
 const SCENARIOS: [&str; 5] = ["kills", "redis", "postgres", "partition", "cancel"];
 
+#[derive(Debug)]
 struct Args {
     short: bool,
     seed: u64,

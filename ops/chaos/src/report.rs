@@ -55,8 +55,8 @@ pub fn render(rows: &[Row], header: &str) -> String {
     let _ = writeln!(out, "\n== Kiln chaos: {header} ==");
     let _ = writeln!(
         out,
-        "{:<12} {:>6}  {:<40} {:>5} {:>8} {:>10} {:>4}  {:>6}  {}",
-        "scenario", "builds", "ended as", "kills", "reclaims", "duplicates", "lost", "secs", "result"
+        "{:<12} {:>6}  {:<40} {:>5} {:>8} {:>10} {:>4}  {:>6}  result",
+        "scenario", "builds", "ended as", "kills", "reclaims", "duplicates", "lost", "secs"
     );
     for r in rows {
         let _ = writeln!(
