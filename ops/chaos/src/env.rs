@@ -114,6 +114,32 @@ impl ChaosEnv {
         self.lib_sh("start_redis", &[&dir, &port, "--durable"]).await
     }
 
+    /// Starts a second redis-server, on `port`, on a copy of the (stopped) Redis's files in
+    /// `copy`: what the real one will load when it starts again, readable before any client
+    /// can change it. Stop it with [`ChaosEnv::stop_redis_copy`].
+    pub async fn start_redis_copy(&self, copy: &Path, port: u16) -> anyhow::Result<()> {
+        std::fs::create_dir_all(copy)?;
+        let out = tokio::process::Command::new("cp")
+            .arg("-a")
+            .arg(format!("{}/.", self.redis_dir.display()))
+            .arg(copy)
+            .output()
+            .await?;
+        if !out.status.success() {
+            bail!(
+                "copying Redis's files: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        let _ = std::fs::remove_file(copy.join("redis.pid"));
+        let (dir, port) = (copy.display().to_string(), port.to_string());
+        self.lib_sh("start_redis", &[&dir, &port, "--durable"]).await
+    }
+
+    pub async fn stop_redis_copy(&self, copy: &Path) -> anyhow::Result<()> {
+        self.lib_sh("stop_redis", &[&copy.display().to_string()]).await
+    }
+
     /// `stop_postgres DIR` (a fast shutdown: open connections are cut).
     pub async fn stop_postgres(&self) -> anyhow::Result<()> {
         self.lib_sh("stop_postgres", &[&self.pg_dir.display().to_string()])

@@ -64,7 +64,8 @@ pub struct Farm {
     exits: Mutex<Vec<String>>,
 }
 
-fn free_port() -> anyhow::Result<u16> {
+/// A free loopback port (free when asked: bound, then released).
+pub fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
 }
