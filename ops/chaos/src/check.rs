@@ -402,6 +402,13 @@ pub async fn verify(
     }
     v.violations.extend(farm.exits());
     v.violations.extend(ledger.oddities.iter().cloned());
+    if ledger.retried > 0 {
+        v.notes.push(format!(
+            "{} requests got no answer (connection closed or timed out) and were sent again with \
+             their Idempotency-Key",
+            ledger.retried
+        ));
+    }
     Ok(v)
 }
 

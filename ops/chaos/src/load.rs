@@ -42,8 +42,10 @@ pub struct Ledger {
     pub refused: Vec<Refusal>,
     /// Requests answered 409 (another build of the project in flight).
     pub conflicts: u64,
-    /// Anything else unexpected (a 500, a transport error), for the report.
+    /// Anything else unexpected (a 500, a build never accepted), for the report.
     pub oddities: Vec<String>,
+    /// Requests that got no answer (a connection closed or timed out) and were sent again.
+    pub retried: u64,
     /// Tokens of requests that got no answer (the API may still have admitted them).
     pub unanswered: Vec<String>,
     /// Requests answered 409 "still being processed" (their Idempotency-Key reserved by an
@@ -157,12 +159,14 @@ pub async fn submit(
                 jitter(300, 700)
             }
             Err(e) => {
-                note(ledger, format!("POST /v1/builds failed: {e:#}"));
-                ledger
-                    .lock()
-                    .expect("ledger lock")
-                    .unanswered
-                    .push(token.to_owned());
+                // Retried with the same Idempotency-Key: it can never become a second build.
+                tracing::debug!(
+                    error = format!("{e:#}"),
+                    "POST /v1/builds got no answer; retrying"
+                );
+                let mut l = ledger.lock().expect("ledger lock");
+                l.unanswered.push(token.to_owned());
+                l.retried += 1;
                 jitter(300, 700)
             }
         };
