@@ -10,10 +10,12 @@
 //!   the build over, and `p` must stop its attempt and record nothing.
 //! - `at-takeover` (full run): `p`'s build step ends about when the takeover happens: either
 //!   attempt may win, never both.
-//! - `after-record` (full run): `p` records the build `deployed` just after the cut (Postgres is
-//!   reachable) but cannot acknowledge it; another daemon settles it; then a newer build of the
-//!   project deploys while `p` is still cut off. Nothing `p` sent before the cut and Redis gets
-//!   after the heal may undo the newer build (its latest pointer).
+//! - `after-build` (full run): `p`'s build step ends just after the cut, so `p` goes on to
+//!   upload and record while Postgres is reachable and Redis is not; another daemon takes the
+//!   build over or settles what `p` recorded; then a newer build of the project deploys while
+//!   `p` is still cut off. Nothing `p` sent before or during the cut, delivered after the heal,
+//!   may undo the newer build (its latest pointer) or the recorded result. (Measured: `p` does
+//!   not record; it waits for Redis to ship its log before recording, and its claim runs out.)
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -61,7 +63,7 @@ const ROUNDS: [Round; 3] = [
         newer_meanwhile: false,
     },
     Round {
-        name: "after-record",
+        name: "after-build",
         sleep_ms: 1_500,
         cut_after: Duration::from_millis(1_200),
         must_move: false,
