@@ -8,7 +8,7 @@
 #
 # Starts a private PostgreSQL and Redis (append-only file, fsync every second) on free ports
 # under target/kiln-chaos/<pid> (stopped and removed on exit; the scenarios' process logs are
-# kept in target/kiln-chaos/last-run), builds kiln-api, kiln-builder and kiln-chaos
+# kept in target/kiln-chaos-logs), builds kiln-api, kiln-builder and kiln-chaos
 # (release for the full run, debug for --short, which reuses the test build), and runs
 # kiln-chaos, which restarts those services itself through ops/lib.sh.
 #
@@ -54,6 +54,7 @@ fi
 
 # --- Service folder (and the leftovers of earlier runs that were killed) --------
 BASE="$ROOT/target/kiln-chaos"
+LOGS="$ROOT/target/kiln-chaos-logs"
 reap_service_dirs "$BASE"
 SERVICES_DIR="$(make_service_dir "$BASE" kiln-chaos-services)"
 
@@ -66,10 +67,10 @@ cleanup() {
         wait "$CHAOS_PID" 2>/dev/null
     fi
     if [[ -d $SERVICES_DIR/tmp ]]; then
-        rm -rf "$BASE/last-run"
-        mkdir -p "$BASE/last-run"
-        (cd "$SERVICES_DIR/tmp" && find . -path '*/logs/*.log' -exec cp --parents {} "$BASE/last-run/" \;)
-        kiln_log "the scenarios' process logs are in $BASE/last-run"
+        rm -rf "$LOGS"
+        mkdir -p "$LOGS"
+        (cd "$SERVICES_DIR/tmp" && find . -path '*/logs/*.log' -exec cp --parents {} "$LOGS/" \;)
+        kiln_log "the scenarios' process logs are in $LOGS"
     fi
     stop_redis "$SERVICES_DIR/redis"
     stop_postgres "$SERVICES_DIR/postgres" --immediate
