@@ -247,6 +247,8 @@ impl Farm {
         std::fs::create_dir_all(&work)?;
         let extra = [
             ("KILN_BUILDER_ID".to_owned(), name.to_owned()),
+            // Daemons that serve metrics must not all want the same port on one machine.
+            ("KILN_METRICS_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
             ("KILN_WORK_DIR".to_owned(), work.display().to_string()),
             ("KILN_REDIS_URL".to_owned(), daemon.redis_url.clone()),
         ];
