@@ -40,7 +40,9 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Row> {
         Instant::now() + limit,
     ));
     let stop = CancellationToken::new();
-    let killer = tokio::spawn(killer(farm.clone(), rng, stop.clone()));
+    // The short form stops killing after a few kills, so that its time stays bounded.
+    let max_kills = if ctx.short { 6 } else { usize::MAX };
+    let killer = tokio::spawn(killer(farm.clone(), rng, stop.clone(), max_kills));
 
     submitting.await?;
     // Kill on until every build has ended (or the time is up).
@@ -92,9 +94,14 @@ async fn active(farm: &Farm) -> i64 {
         .unwrap_or(1)
 }
 
-async fn killer(farm: Arc<Farm>, mut rng: StdRng, stop: CancellationToken) -> anyhow::Result<Kills> {
+async fn killer(
+    farm: Arc<Farm>,
+    mut rng: StdRng,
+    stop: CancellationToken,
+    max_kills: usize,
+) -> anyhow::Result<Kills> {
     let mut kills = Kills::default();
-    loop {
+    while kills.count < max_kills {
         let wait = Duration::from_millis(rng.gen_range(2_000..=5_000));
         tokio::select! {
             () = stop.cancelled() => return Ok(kills),
@@ -123,4 +130,5 @@ async fn killer(farm: Arc<Farm>, mut rng: StdRng, stop: CancellationToken) -> an
         tokio::time::sleep(Duration::from_millis(rng.gen_range(300..=1_500))).await;
         farm.restart_daemon(&victim)?;
     }
+    Ok(kills)
 }
