@@ -8,8 +8,10 @@
 #
 #     cargo test --workspace "$@"
 #
-# and stops the services and removes their directory on exit. The exit status
-# is cargo's. Extra arguments go to cargo test, e.g.
+# and stops the services and removes their directory on exit. With no arguments
+# it then runs the chaos suite's short form (ops/chaos/run.sh --short, on
+# services of its own; KILN_CHAOS=off skips it). The exit status is cargo's, or
+# the chaos run's when cargo passed. Extra arguments go to cargo test, e.g.
 #
 #     ops/test.sh -- --nocapture          # whole workspace
 #     ops/test.sh -p kiln-api some_test   # one package: --workspace is dropped,
@@ -44,6 +46,10 @@ cleanup() {
         pkill -TERM -P "$CARGO_PID" 2>/dev/null
         kill -TERM "$CARGO_PID" 2>/dev/null
         wait "$CARGO_PID" 2>/dev/null
+    fi
+    if [[ -n ${CHAOS_PID:-} ]] && kill -0 "$CHAOS_PID" 2>/dev/null; then
+        kill -TERM "$CHAOS_PID" 2>/dev/null
+        wait "$CHAOS_PID" 2>/dev/null
     fi
     stop_garage "$SERVICES_DIR/garage"
     stop_redis "$SERVICES_DIR/redis"
@@ -103,4 +109,20 @@ CARGO_PID=$!
 status=0
 wait "$CARGO_PID" || status=$?
 CARGO_PID=""
+
+# --- Chaos (short form) ------------------------------------------------------------
+# A whole-suite run (no arguments) also runs the chaos suite's short form, on services of its
+# own (ops/chaos/README.md); a subset such as `ops/test.sh -p kiln-api x` stays quick. The
+# status is cargo's unless cargo passed and the chaos run failed. KILN_CHAOS=off skips it.
+if (($# == 0)) && [[ ${KILN_CHAOS:-on} != off ]]; then
+    kiln_log "running: ops/chaos/run.sh --short"
+    "$KILN_OPS_DIR/chaos/run.sh" --short &
+    CHAOS_PID=$!
+    chaos=0
+    wait "$CHAOS_PID" || chaos=$?
+    CHAOS_PID=""
+    if ((status == 0)); then
+        status=$chaos
+    fi
+fi
 exit "$status"
