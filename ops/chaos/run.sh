@@ -45,11 +45,6 @@ build=(cargo build -p kiln-api -p kiln-builder -p kiln-chaos)
 kiln_log "building: ${build[*]}"
 "${build[@]}"
 BIN_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/$profile"
-if [[ $profile == debug ]]; then
-    # kiln-builder's debug build overflows tokio's 2 MiB worker stacks at its first build
-    # (its futures are larger unoptimised): give the debug processes 8 MiB threads.
-    export KILN_CHAOS_RUST_MIN_STACK=$((8 * 1024 * 1024))
-fi
 [[ -x $BIN_DIR/kiln-chaos ]] || kiln_die "cargo build did not produce $BIN_DIR/kiln-chaos"
 
 # --- Service folder (and the leftovers of earlier runs that were killed) --------

@@ -164,15 +164,9 @@ impl Farm {
         let inherited = ["PATH", "HOME", "LANG"]
             .into_iter()
             .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_owned(), v)));
-        // Debug binaries' futures are larger than release ones: run.sh --short sets a larger
-        // thread stack for them (see README, "Debug binaries").
-        let stack = std::env::var("KILN_CHAOS_RUST_MIN_STACK")
-            .ok()
-            .map(|v| ("RUST_MIN_STACK".to_owned(), v));
         Command::new(self.env.bin(bin))
             .env_clear()
             .envs(inherited)
-            .envs(stack)
             .envs(self.vars.iter().cloned())
             .envs(extra.iter().cloned())
             .stdin(Stdio::null())
