@@ -68,6 +68,31 @@ impl Sandbox {
         }
     }
 
+    /// `program` found on the sandbox's `PATH` (as the child would find it), by absolute path:
+    /// the standard library then starts it with `posix_spawn` instead of forking the whole
+    /// multi-threaded daemon (`ops/bench/run.sh dispatch` measured about a millisecond less
+    /// from a build's start to its first process). Unchanged when it has a `/` or is not found
+    /// (the spawn then says so).
+    pub fn resolve(&self, program: &str) -> std::path::PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        if program.contains('/') {
+            return program.into();
+        }
+        let path = self
+            .env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.as_str());
+        path.unwrap_or_default()
+            .split(':')
+            .filter(|dir| !dir.is_empty())
+            .map(|dir| Path::new(dir).join(program))
+            .find(|candidate| {
+                std::fs::metadata(candidate).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            })
+            .unwrap_or_else(|| program.into())
+    }
+
     /// The same sandbox, stopped by `stop` with `grace` between SIGTERM and SIGKILL.
     pub fn stopped_by(mut self, stop: CancellationToken, grace: Duration) -> Self {
         self.stop = stop;
@@ -126,7 +151,7 @@ async fn run_inner(
         stdin,
     } = inv;
     log.line(&format!("$ {program} {}", args.join(" ")));
-    let mut cmd = Command::new(program);
+    let mut cmd = Command::new(sandbox.resolve(program));
     cmd.args(args)
         .current_dir(cwd)
         .env_clear()
@@ -229,4 +254,29 @@ async fn collect_capped(mut pipe: impl AsyncRead + Unpin, cap: usize) -> Vec<u8>
         }
     }
     buf
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_program_is_found_on_the_sandboxs_path_as_the_child_would_find_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sandbox = Sandbox::new(dir.path(), dir.path(), dir.path(), 1);
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let tool = bin.join("tool");
+        std::fs::write(&tool, "#!/bin/sh\n").unwrap();
+        std::fs::write(bin.join("plain"), "not executable").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = format!("/nonexistent::{}", bin.display());
+        sandbox.env.retain(|(k, _)| k != "PATH");
+        sandbox.env.push(("PATH".into(), path));
+        assert_eq!(sandbox.resolve("tool"), tool);
+        assert_eq!(sandbox.resolve("plain"), Path::new("plain"), "not executable");
+        assert_eq!(sandbox.resolve("missing"), Path::new("missing"));
+        assert_eq!(sandbox.resolve("./tool"), Path::new("./tool"));
+    }
 }
