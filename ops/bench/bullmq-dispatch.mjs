@@ -1,7 +1,7 @@
 // ops/bench/bullmq-dispatch.mjs - the BullMQ side of Kiln's dispatch benchmark.
 //
 //   node ops/bench/bullmq-dispatch.mjs --redis redis://127.0.0.1:PORT --queue NAME \
-//        [--jobs 150] [--warmup 5] [--workers 2] [--pause-ms 100]
+//        [--jobs 100] [--warmup 5] [--workers 2] [--pause-ms 100]
 //
 // Starts `workers` worker processes (this script again, with --worker: a BullMQ Worker of
 // concurrency 1 each, the way Kiln's daemons are processes of their own), waits until they are
@@ -22,7 +22,7 @@ const bullmqVersion = require('bullmq/package.json').version;
 const PREFIX = 'kiln-bench-bull';
 
 function args() {
-  const out = { jobs: 150, warmup: 5, workers: 2, 'pause-ms': 100, redis: '', queue: '', worker: false };
+  const out = { jobs: 100, warmup: 5, workers: 2, 'pause-ms': 100, redis: '', queue: '', worker: false };
   const argv = process.argv.slice(2);
   for (let i = 0; i < argv.length; i++) {
     const key = argv[i].replace(/^--/, '');

@@ -19,7 +19,7 @@ use crate::farm::{Env, Farm};
 use crate::starts::{self, now_ns, Shim, Start};
 use crate::stats::{self, median, percentile};
 
-pub const SUBMISSIONS: usize = 150;
+pub const SUBMISSIONS: usize = 100;
 pub const WARMUP: usize = 5;
 pub const ROUNDS: usize = 3;
 pub const DAEMONS: usize = 2;

@@ -5,7 +5,9 @@
 //! Two daemons (processes). A build whose build step sleeps is submitted; once its build step
 //! runs, the benchmark waits for the owner's next renewal of the claim (the stream entry's idle
 //! time drops to ~0 in `XPENDING`) and kills the owner with SIGKILL right after it: the worst
-//! moment to die, since the lease then runs for all of its length. The build's orphaned
+//! moment to die, since the lease then runs for all of its length. Successive kills are
+//! shifted by a fifth of a second, so that they meet the other daemon's once-a-second look for
+//! lost builds at spread-out points of its cycle. The build's orphaned
 //! processes are killed too (a dead machine takes them along). The figure is kill → the other
 //! daemon's first process of the build's next attempt; the rest of the build is cancelled and
 //! a fresh daemon replaces the dead one before the next kill.
@@ -30,6 +32,8 @@ pub const ROUNDS: usize = 3;
 /// Target: reclaim within the lease plus this.
 pub const TARGET_EXTRA_S: f64 = 1.0;
 const USER: &str = "bench-user";
+/// The shift of each kill within the reclaiming daemon's 1-s read cycle (1 s / KILLS).
+const SWEEP: Duration = Duration::from_millis(1000 / KILLS as u64);
 
 /// A build whose build step runs for a minute (it is cancelled long before).
 fn slow_body(project: &str) -> Value {
@@ -153,6 +157,10 @@ async fn kills(
     let stream = kiln_shared::redis::Keys::new(farm.settings.redis_prefix.clone()).stream();
     let mut samples = Vec::new();
     for k in 0..KILLS {
+        // The reclaiming daemon looks for lost builds once per ~1 s read cycle, whose phase is
+        // otherwise set by the steps of this loop: the k-th kill comes k/KILLS of a cycle later,
+        // so that the kills of a run fall at evenly spread points of that cycle.
+        tokio::time::sleep(SWEEP * k as u32).await;
         let submitted = now_ns();
         let id = farm
             .submit(Bytes::from(slow_body(&format!("r{round}-{k}")).to_string()))

@@ -37,7 +37,6 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 /// One run with one daemon count.
 #[derive(Debug, Clone)]
 pub struct Run {
-    pub daemons: usize,
     pub builds_per_s: f64,
     /// Share of the machine's CPU time (all cores) that was busy during the run.
     pub cpu_busy: f64,
@@ -277,7 +276,6 @@ async fn measure(env: &Env, farm: &Farm, fleet: &[Daemon], round: usize) -> anyh
         };
         let rest = machine_busy - split.builds - split.daemons - split.api - split.redis;
         Ok(Run {
-            daemons: n,
             builds_per_s: BUILDS as f64 / (window_ms / 1000.0),
             cpu_busy: before.machine.busy_share(&after.machine),
             daemon_busy: inside / (n as f64 * window_ms),
