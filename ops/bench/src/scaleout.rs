@@ -168,8 +168,9 @@ fn print_details(r: &Report) {
             f.waiting,
         );
         println!(
-            "             cpu seconds: build processes {:.1}, daemons {:.1}, API + client {:.1}, Redis {:.2}, rest (Postgres, ...) {:.1}",
+            "             cpu seconds: build processes {:.1} ({:.2} a build), daemons {:.1}, API + client {:.1}, Redis {:.2}, rest (Postgres, other programs) {:.1}",
             split(|c| c.builds),
+            split(|c| c.builds) / BUILDS as f64,
             split(|c| c.daemons),
             split(|c| c.api),
             split(|c| c.redis),
