@@ -81,7 +81,13 @@ pub async fn redis_secs(redis_url: &str) -> anyhow::Result<f64> {
     let info: String = redis::cmd("INFO").arg("cpu").query_async(&mut conn).await?;
     let field = |name: &str| {
         info.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':')?.trim().parse::<f64>().ok())
+            .find_map(|l| {
+                l.strip_prefix(name)?
+                    .strip_prefix(':')?
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
             .unwrap_or(0.0)
     };
     Ok(field("used_cpu_user") + field("used_cpu_sys"))
@@ -98,10 +104,9 @@ mod tests {
         assert_eq!(m.idle, 8.5);
         let later = MachineTimes::parse("cpu  200 0 100 850 50 0 0 0 0 0").unwrap();
         assert!((m.busy_share(&later) - 150.0 / 200.0).abs() < 1e-9);
-        let p = parse_process(
-            "42 (kiln builder) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 300 100 20 0 9 0 1 2 3",
-        )
-        .unwrap();
+        let p =
+            parse_process("42 (kiln builder) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 300 100 20 0 9 0 1 2 3")
+                .unwrap();
         assert_eq!(p, (3.0, 4.0));
     }
 }

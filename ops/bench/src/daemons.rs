@@ -99,10 +99,7 @@ impl Daemon {
             return;
         }
         let _ = kill(Pid::from_raw(self.pid as i32), Signal::SIGTERM);
-        if tokio::time::timeout(STOP_GRACE, self.child.wait())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(STOP_GRACE, self.child.wait()).await.is_err() {
             eprintln!(
                 "[bench] daemon {} did not stop within {} s of SIGTERM: killed",
                 self.id,

@@ -178,13 +178,17 @@ fn print_details(r: &Report) {
         p(&r.bullmq, Run::p50),
         p(&r.bullmq, Run::p99)
     );
-    let all = |f: fn(&Phases) -> &Vec<f64>| -> Vec<f64> { r.phases.iter().flat_map(|p| f(p).clone()).collect() };
+    let all =
+        |f: fn(&Phases) -> &Vec<f64>| -> Vec<f64> { r.phases.iter().flat_map(|p| f(p).clone()).collect() };
     println!("kiln's time, every submission of every run (p50 / p99 ms):");
     for (name, v) in [
         ("submit -> 202 read (the POST)", all(|p| &p.answered)),
         ("submit -> row inserted (created_at)", all(|p| &p.admitted)),
         ("created_at -> marked running (started_at)", all(|p| &p.claimed)),
-        ("started_at -> first process (pnpm install) started", all(|p| &p.prepared)),
+        (
+            "started_at -> first process (pnpm install) started",
+            all(|p| &p.prepared),
+        ),
     ] {
         println!(
             "  {name:<52} {:>7.2} / {:>7.2}",
@@ -230,7 +234,9 @@ async fn measure(farm: &Farm, shim: &Shim, round: usize) -> anyhow::Result<(Run,
         let ms = |ns: i128| ns as f64 / 1e6;
         samples.push(ms(first.at_ns - submitted_ns));
         let at = |field: &str| -> anyhow::Result<i128> {
-            let raw = built.view[field].as_str().with_context(|| format!("build {id} has no {field}"))?;
+            let raw = built.view[field]
+                .as_str()
+                .with_context(|| format!("build {id} has no {field}"))?;
             Ok(starts::ns_of(chrono::DateTime::parse_from_rfc3339(raw)?.to_utc()))
         };
         let (created, running) = (at("createdAt")?, at("startedAt")?);
@@ -278,7 +284,12 @@ async fn bullmq_run(env: &Env, script: &Path, round: usize) -> anyhow::Result<(R
     let out = tokio::process::Command::new("node")
         .arg(script)
         .args(["--redis", &env.redis_url, "--queue", &queue])
-        .args(["--jobs", &SUBMISSIONS.to_string(), "--warmup", &WARMUP.to_string()])
+        .args([
+            "--jobs",
+            &SUBMISSIONS.to_string(),
+            "--warmup",
+            &WARMUP.to_string(),
+        ])
         .args(["--workers", &DAEMONS.to_string()])
         .args(["--pause-ms", &PAUSE.as_millis().to_string()])
         .stdin(std::process::Stdio::null())

@@ -333,7 +333,12 @@ impl Farm {
 
     /// Polls build `id`, submitted at `started` (its `POST` took `submit`), every 5 ms until it
     /// is deployed; a failed build is an error carrying its message and log.
-    pub async fn wait_deployed(&self, id: String, started: Instant, submit: Duration) -> anyhow::Result<Finished> {
+    pub async fn wait_deployed(
+        &self,
+        id: String,
+        started: Instant,
+        submit: Duration,
+    ) -> anyhow::Result<Finished> {
         let mut next_lost_check = LOST_AFTER;
         loop {
             let view = self.get_build(&id).await?;

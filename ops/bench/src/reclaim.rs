@@ -37,7 +37,8 @@ const SWEEP: Duration = Duration::from_millis(1000 / KILLS as u64);
 
 /// A build whose build step runs for a minute (it is cancelled long before).
 fn slow_body(project: &str) -> Value {
-    let package = json!({ "name": "kiln-bench-reclaim", "private": true, "scripts": { "build": "sleep 60" } });
+    let package =
+        json!({ "name": "kiln-bench-reclaim", "private": true, "scripts": { "build": "sleep 60" } });
     json!({
         "userId": USER,
         "projectId": project,
@@ -110,9 +111,17 @@ fn print_details(r: &Report) {
         LEASE_SECS * 1000 / 3
     );
     let all: Vec<&Sample> = r.runs.iter().flatten().collect();
-    let list = |f: fn(&Sample) -> f64| all.iter().map(|s| format!("{:.0}", f(s))).collect::<Vec<_>>().join(" ");
+    let list = |f: fn(&Sample) -> f64| {
+        all.iter()
+            .map(|s| format!("{:.0}", f(s)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     println!("kill -> restarted ms [{}]", list(|s| s.restarted));
-    println!("kill -> taken over (row running again) ms [{}]", list(|s| s.taken_over));
+    println!(
+        "kill -> taken over (row running again) ms [{}]",
+        list(|s| s.taken_over)
+    );
     println!("idle at the kill ms [{}]", list(|s| s.idle_at_kill));
     println!(
         "lease end -> restarted ms [{}]  (the reclaiming daemon looks every ~1 s: XAUTOCLAIM, then XREADGROUP BLOCK 1000)",
@@ -167,7 +176,9 @@ async fn kills(
             .await?;
         wait_start(shim, &id, submitted, |s| s.is_build_step(), None).await?;
         let view = farm.get_build(&id).await?;
-        let owner_id = view["builderId"].as_str().context("a running build has a builder")?;
+        let owner_id = view["builderId"]
+            .as_str()
+            .context("a running build has a builder")?;
         let owner = fleet
             .iter()
             .position(|d| d.id == owner_id)
@@ -181,7 +192,11 @@ async fn kills(
         let again = wait_start(shim, &id, killed_ns, Start::is_install, Some(&survivor)).await?;
         let view = farm.get_build(&id).await?;
         if view["attempts"] != 2 || view["lostBuilders"] != 1 {
-            bail!("after the kill build {id} reads attempts {} lostBuilders {}", view["attempts"], view["lostBuilders"]);
+            bail!(
+                "after the kill build {id} reads attempts {} lostBuilders {}",
+                view["attempts"],
+                view["lostBuilders"]
+            );
         }
         let taken_over = view["startedAt"]
             .as_str()
@@ -290,7 +305,11 @@ async fn cancel(farm: &Farm, id: &str) -> anyhow::Result<()> {
         .send()
         .await?;
     if res.status() != 200 {
-        bail!("cancelling {id}: {} {}", res.status(), res.text().await.unwrap_or_default());
+        bail!(
+            "cancelling {id}: {} {}",
+            res.status(),
+            res.text().await.unwrap_or_default()
+        );
     }
     Ok(())
 }

@@ -154,7 +154,8 @@ fn print_details(r: &Report) {
     );
     let one = r.figures().first().map_or(f64::NAN, |f| f.builds_per_s);
     for (f, runs) in r.figures().iter().zip(&r.runs) {
-        let split = |g: fn(&CpuSplit) -> f64| median(&runs.iter().map(|x| g(&x.cpu_secs)).collect::<Vec<_>>());
+        let split =
+            |g: fn(&CpuSplit) -> f64| median(&runs.iter().map(|x| g(&x.cpu_secs)).collect::<Vec<_>>());
         println!(
             "{} daemon(s)  {:>5.2} builds/s ({:.2}x)  runs [{}]  cpu busy {:>3.0}%  daemons busy {:>3.0}%  hand-off p50 {:.1} ms p99 {:.1} ms  waiting builds (median) {:.0}",
             f.daemons,
@@ -302,10 +303,11 @@ async fn wait_all(
     let started = Instant::now();
     loop {
         let depth = farm.queue_depth().await?;
-        let rows = sqlx::query("select status, count(*) as n from versions where id = any($1) group by status")
-            .bind(ids)
-            .fetch_all(db)
-            .await?;
+        let rows =
+            sqlx::query("select status, count(*) as n from versions where id = any($1) group by status")
+                .bind(ids)
+                .fetch_all(db)
+                .await?;
         let mut deployed = 0i64;
         for row in &rows {
             let status: String = row.try_get("status")?;

@@ -108,7 +108,12 @@ impl Shim {
 
     /// The first process of build `id` that started at or after `after_ns` and that `which`
     /// accepts.
-    pub fn first(&self, id: &str, after_ns: i128, which: fn(&Start) -> bool) -> anyhow::Result<Option<Start>> {
+    pub fn first(
+        &self,
+        id: &str,
+        after_ns: i128,
+        which: fn(&Start) -> bool,
+    ) -> anyhow::Result<Option<Start>> {
         Ok(self
             .starts()?
             .into_iter()

@@ -45,7 +45,10 @@ fn main() {
         .open(own_dir.join("starts.log"))
         .and_then(|mut f| f.write_all(line.as_bytes()));
     if let Err(e) = recorded {
-        eprintln!("kiln-bench-pnpm-shim: cannot record the start in {}: {e}", own_dir.display());
+        eprintln!(
+            "kiln-bench-pnpm-shim: cannot record the start in {}: {e}",
+            own_dir.display()
+        );
     }
     let Some(real) = real_pnpm(&own_dir) else {
         eprintln!("kiln-bench-pnpm-shim: no pnpm on PATH besides the shim");
