@@ -72,10 +72,14 @@ pub struct Shim {
 }
 
 impl Shim {
-    /// Copies the shim (built next to kiln-bench by `cargo build --release -p kiln-bench`) into
-    /// `dir` as `pnpm`.
+    /// Copies the shim into `dir` as `pnpm`: `KILN_BENCH_PNPM_SHIM` (run.sh's statically
+    /// linked build of it, which starts faster), else the one built next to kiln-bench by
+    /// `cargo build --release -p kiln-bench`.
     pub fn install(dir: &Path) -> anyhow::Result<Self> {
-        let built = sibling_binary("kiln-bench-pnpm-shim")?;
+        let built = match std::env::var_os("KILN_BENCH_PNPM_SHIM") {
+            Some(path) => PathBuf::from(path),
+            None => sibling_binary("kiln-bench-pnpm-shim")?,
+        };
         std::fs::create_dir_all(dir)?;
         std::fs::copy(&built, dir.join("pnpm"))
             .with_context(|| format!("copying {} into {}", built.display(), dir.display()))?;
