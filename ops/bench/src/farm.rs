@@ -139,6 +139,9 @@ pub struct Farm {
     server: ApiThread,
     builder: Option<JoinHandle<()>>,
     shutdown: CancellationToken,
+    /// The `KILN_*` variables the farm was started with (plus the preview port it got), from
+    /// which builder daemons of their own process are configured ([`Farm::daemon_vars`]).
+    vars: Vec<(String, String)>,
     _dir: tempfile::TempDir,
 }
 
@@ -184,14 +187,16 @@ impl Farm {
             ("KILN_PNPM_STORE", env.pnpm_store.display().to_string()),
             ("KILN_BUILDER_CONCURRENCY", builders.max(1).to_string()),
         ];
-        let vars = vars
+        let mut vars: Vec<(String, String)> = vars
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
-            .chain(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-        let mut settings = Settings::from_vars(vars).context("bench settings")?;
+            .chain(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
+            .collect();
+        let mut settings = Settings::from_vars(vars.clone()).context("bench settings")?;
         let (server, port, preview_port) = ApiThread::start(settings.clone()).await?;
         let api = format!("http://127.0.0.1:{port}");
         settings.preview_public_port = Some(preview_port);
+        vars.push(("KILN_PREVIEW_PUBLIC_PORT".into(), preview_port.to_string()));
 
         let shutdown = CancellationToken::new();
         let builder = if builders > 0 {
@@ -222,8 +227,34 @@ impl Farm {
             server,
             builder,
             shutdown,
+            vars,
             _dir: dir,
         })
+    }
+
+    /// The farm's temporary folder (artifacts, work dirs).
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+
+    /// The `KILN_*` variables of a builder daemon of this farm run as a process of its own
+    /// (the API's listeners and secrets left out), with `extra` ones added or replacing.
+    pub fn daemon_vars(&self, extra: &[(&str, String)]) -> Vec<(String, String)> {
+        const API_ONLY: &[&str] = &[
+            "KILN_API_ADDR",
+            "KILN_PREVIEW_ADDR",
+            "KILN_HMAC_SECRET",
+            "KILN_API_TOKENS",
+        ];
+        let mut vars: Vec<(String, String)> = self
+            .vars
+            .iter()
+            .filter(|(k, _)| !API_ONLY.contains(&k.as_str()))
+            .filter(|(k, _)| !extra.iter().any(|(e, _)| e == k))
+            .cloned()
+            .collect();
+        vars.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+        vars
     }
 
     /// Stops the builder (after its build in progress, if any) and the API. Returns the farm's
@@ -281,17 +312,34 @@ impl Farm {
     pub async fn build(&self, body: &Value) -> anyhow::Result<Finished> {
         let body = Bytes::from(serde_json::to_vec(body)?);
         let started = Instant::now();
+        let id = self.submit(body).await?;
+        let submit = started.elapsed();
+        self.wait_deployed(id, started, submit).await
+    }
+
+    /// `POST /v1/builds` of a serialised body; the new build's id (anything but a 202 is an
+    /// error).
+    pub async fn submit(&self, body: Bytes) -> anyhow::Result<String> {
         let res = self.post_build(&self.client, body).send().await?;
         let status = res.status();
         let answer: Value = res.json().await?;
-        let submit = started.elapsed();
         if status != 202 {
             bail!("POST /v1/builds answered {status}: {answer}");
         }
-        let id = answer["buildId"]
+        Ok(answer["buildId"]
             .as_str()
             .context("a 202 has a buildId")?
-            .to_owned();
+            .to_owned())
+    }
+
+    /// Polls build `id`, submitted at `started` (its `POST` took `submit`), every 5 ms until it
+    /// is deployed; a failed build is an error carrying its message and log.
+    pub async fn wait_deployed(
+        &self,
+        id: String,
+        started: Instant,
+        submit: Duration,
+    ) -> anyhow::Result<Finished> {
         let mut next_lost_check = LOST_AFTER;
         loop {
             let view = self.get_build(&id).await?;

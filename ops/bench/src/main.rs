@@ -1,7 +1,8 @@
 //! kiln-bench: Kiln's benchmark. Run it through `ops/bench/run.sh`, which starts the private
 //! PostgreSQL and Redis it needs; see ops/bench/README.md for what each figure means.
 //!
-//!     kiln-bench [admission] [overhead] [warm] [rollback] [events]   (no argument: all)
+//!     kiln-bench [admission] [overhead] [warm] [rollback] [events] [dispatch] [scaleout] [reclaim]
+//!     (no argument: all)
 //!
 //! Per-run figures go to stderr as they come; the details of each part and the summary block go
 //! to stdout. Exit status: 0 when every figure was measured (whatever the targets say), 1 when a
@@ -10,10 +11,16 @@
 #![allow(clippy::print_stdout)]
 
 mod admission;
+mod cpu;
+mod daemons;
+mod dispatch;
 mod events;
 mod farm;
 mod overhead;
+mod reclaim;
 mod rollback;
+mod scaleout;
+mod starts;
 mod stats;
 mod warm;
 
@@ -27,7 +34,12 @@ enum Part {
     Warm,
     Rollback,
     Events,
+    Dispatch,
+    Scaleout,
+    Reclaim,
 }
+
+const PART_NAMES: &str = "admission, overhead, warm, rollback, events, dispatch, scaleout, reclaim or all";
 
 impl Part {
     fn name(self) -> &'static str {
@@ -37,6 +49,9 @@ impl Part {
             Part::Warm => "warm",
             Part::Rollback => "rollback",
             Part::Events => "events",
+            Part::Dispatch => "dispatch",
+            Part::Scaleout => "scaleout",
+            Part::Reclaim => "reclaim",
         }
     }
 }
@@ -49,6 +64,9 @@ fn parse_parts(args: &[String]) -> Result<Vec<Part>, String> {
             Part::Warm,
             Part::Rollback,
             Part::Events,
+            Part::Dispatch,
+            Part::Scaleout,
+            Part::Reclaim,
         ]);
     }
     let mut parts = Vec::new();
@@ -59,11 +77,10 @@ fn parse_parts(args: &[String]) -> Result<Vec<Part>, String> {
             "warm" => Part::Warm,
             "rollback" => Part::Rollback,
             "events" => Part::Events,
-            other => {
-                return Err(format!(
-                    "unknown part {other:?}: expected admission, overhead, warm, rollback, events or all"
-                ))
-            }
+            "dispatch" => Part::Dispatch,
+            "scaleout" => Part::Scaleout,
+            "reclaim" => Part::Reclaim,
+            other => return Err(format!("unknown part {other:?}: expected {PART_NAMES}")),
         };
         if !parts.contains(&p) {
             parts.push(p);
@@ -80,6 +97,9 @@ struct Results {
     warm: Option<Result<warm::Report, String>>,
     rollback: Option<Result<rollback::Report, String>>,
     events: Option<Result<events::Report, String>>,
+    dispatch: Option<Result<dispatch::Report, String>>,
+    scaleout: Option<Result<scaleout::Report, String>>,
+    reclaim: Option<Result<reclaim::Report, String>>,
 }
 
 fn main() {
@@ -141,6 +161,19 @@ async fn run(parts: Vec<Part>) -> i32 {
             }
             Part::Warm => {
                 results.warm = Some(warm::run(&env, &example).await.map_err(|e| format!("{e:#}")));
+            }
+            Part::Dispatch => {
+                results.dispatch = Some(
+                    dispatch::run(&env, &bench_dir)
+                        .await
+                        .map_err(|e| format!("{e:#}")),
+                );
+            }
+            Part::Scaleout => {
+                results.scaleout = Some(scaleout::run(&env).await.map_err(|e| format!("{e:#}")));
+            }
+            Part::Reclaim => {
+                results.reclaim = Some(reclaim::run(&env).await.map_err(|e| format!("{e:#}")));
             }
         }
         eprintln!(
@@ -304,6 +337,78 @@ fn summary(r: &Results, example: &Path) -> i32 {
             Err(e) => {
                 measured = false;
                 println!("events      NOT MEASURED: {e}");
+            }
+        }
+    }
+    if let Some(d) = &r.dispatch {
+        match d {
+            Ok(d) => {
+                targets_met &= d.pass();
+                println!(
+                    "dispatch    kiln submit -> build process started  p50 {:.2} ms  p99 {:.2} ms  | bullmq add -> processor invoked  p50 {:.2} ms  p99 {:.2} ms  | target kiln p99 <= bullmq p99  {}",
+                    d.kiln_p50(),
+                    d.kiln_p99(),
+                    d.bullmq_p50(),
+                    d.bullmq_p99(),
+                    stats::verdict(d.pass())
+                );
+            }
+            Err(e) => {
+                measured = false;
+                println!("dispatch    NOT MEASURED: {e}");
+            }
+        }
+    }
+    if let Some(s) = &r.scaleout {
+        match s {
+            Ok(s) => {
+                targets_met &= s.pass();
+                let figures = s.figures();
+                let rates: Vec<String> = figures
+                    .iter()
+                    .map(|f| format!("{}: {:.2}/s", f.daemons, f.builds_per_s))
+                    .collect();
+                let busy: Vec<String> = figures
+                    .iter()
+                    .map(|f| format!("{:.0}%", f.daemon_busy * 100.0))
+                    .collect();
+                let cpu: Vec<String> = figures
+                    .iter()
+                    .map(|f| format!("{:.0}%", f.cpu_busy * 100.0))
+                    .collect();
+                println!(
+                    "scaleout    no-op builds/s by daemons  {}  | daemons busy {}  cpu busy {}  cpu-bound from {} daemon(s)  | target daemons busy >= {:.0}% (the queue is not the bottleneck)  {}",
+                    rates.join("  "),
+                    busy.join("/"),
+                    cpu.join("/"),
+                    s.cpu_bound_from().map_or_else(|| "none of".to_owned(), |n| n.to_string()),
+                    scaleout::MIN_BUSY * 100.0,
+                    stats::verdict(s.pass())
+                );
+            }
+            Err(e) => {
+                measured = false;
+                println!("scaleout    NOT MEASURED: {e}");
+            }
+        }
+    }
+    if let Some(rc) = &r.reclaim {
+        match rc {
+            Ok(rc) => {
+                targets_met &= rc.pass();
+                let lease = reclaim::LEASE_SECS as f64;
+                println!(
+                    "reclaim     kill -9 -> build restarted elsewhere  median lease + {:.2} s  p99 lease + {:.2} s  (lease {} s)  target lease + <= {:.0} s  {}",
+                    rc.median_s() - lease,
+                    rc.p99_s() - lease,
+                    reclaim::LEASE_SECS,
+                    reclaim::TARGET_EXTRA_S,
+                    stats::verdict(rc.pass())
+                );
+            }
+            Err(e) => {
+                measured = false;
+                println!("reclaim     NOT MEASURED: {e}");
             }
         }
     }
