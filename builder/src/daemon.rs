@@ -26,7 +26,7 @@ use crate::metrics::MetricsServer;
 
 /// How long one read waits for a new build before looking for lost ones and for shutdown
 /// again: a lost build is reclaimed at most this long after its lease ran out.
-const BLOCK: Duration = Duration::from_secs(1);
+const BLOCK: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How often the daemon's uptime interval in Postgres is extended.
 const UPTIME_EVERY: Duration = Duration::from_secs(60);
