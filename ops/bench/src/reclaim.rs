@@ -124,7 +124,7 @@ fn print_details(r: &Report) {
     );
     println!("idle at the kill ms [{}]", list(|s| s.idle_at_kill));
     println!(
-        "lease end -> restarted ms [{}]  (the reclaiming daemon looks every ~1 s: XAUTOCLAIM, then XREADGROUP BLOCK 1000)",
+        "lease end -> restarted ms [{}]  (the reclaiming daemon looks every ~0.5 s: XAUTOCLAIM, then XREADGROUP BLOCK 500)",
         list(Sample::after_expiry)
     );
 }
