@@ -72,6 +72,22 @@ pub struct Plan {
     pub requests: Vec<Request>,
 }
 
+/// Waits (at most a minute) until the run is under way: a third of its `builds` accepted and
+/// something running, the moment a fault is worth injecting.
+pub async fn wait_for_mid_run(farm: &Farm, ledger: &SharedLedger, builds: usize) {
+    let wait_from = Instant::now();
+    while wait_from.elapsed() < Duration::from_secs(60) {
+        let running: i64 = sqlx::query_scalar("select count(*) from versions where status = 'running'")
+            .fetch_one(&farm.db)
+            .await
+            .unwrap_or(0);
+        if accepted_count(ledger) >= builds / 3 && running > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub fn accepted_count(ledger: &SharedLedger) -> usize {
     ledger.lock().expect("ledger lock").accepted.len()
 }

@@ -34,18 +34,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Row> {
         Instant::now() + Duration::from_secs(if ctx.short { 120 } else { 600 }),
     ));
 
-    // Mid-run: a third of the builds accepted and something running.
-    let wait_from = Instant::now();
-    while wait_from.elapsed() < Duration::from_secs(60) {
-        let running: i64 = sqlx::query_scalar("select count(*) from versions where status = 'running'")
-            .fetch_one(&farm.db)
-            .await
-            .unwrap_or(0);
-        if load::accepted_count(&ledger) >= builds / 3 && running > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    load::wait_for_mid_run(&farm, &ledger, builds).await;
     let known = ledger
         .lock()
         .expect("ledger lock")
