@@ -325,7 +325,15 @@ pub(crate) async fn enqueue(
         row.project_id.clone(),
         row.project_label.clone(),
     );
-    if !state.admission.rows.call(row).await? {
+    let inserted = match state.admission.rows.call(row).await {
+        Ok(inserted) => inserted,
+        Err(e) if e.is_unavailable() => {
+            forget_if_committed(state, id);
+            return Err(e.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if !inserted {
         return Ok(None);
     }
 
@@ -376,6 +384,29 @@ pub(crate) async fn enqueue(
         cause: anyhow::anyhow!("the project's claim kept changing"),
     })
 }
+
+/// An insert whose answer was lost with Postgres may still have committed. The client is told
+/// 503 and retries (as a new build), so a committed row must not also become a build once the
+/// reconciler finds it queued without a stream entry: it is deleted (if still unclaimed) as
+/// soon as Postgres answers again. The chaos suite's `postgres` scenario found the duplicate.
+fn forget_if_committed(state: &AppState, id: VersionId) {
+    let db = state.db.clone();
+    tokio::spawn(async move {
+        let forget = kiln_shared::db::patiently(
+            "removing a row whose insert went unanswered",
+            FORGET_PATIENCE,
+            || versions::delete_unclaimed(&db, id),
+        );
+        if let Err(e) = forget.await {
+            tracing::error!(build_id = %id, error = %e,
+                "cannot remove a row whose insert went unanswered; the reconciler may queue it");
+        }
+    });
+}
+
+/// How long an unanswered insert's clean-up waits for Postgres (the reconciler leaves queued rows
+/// alone for their first minute).
+const FORGET_PATIENCE: std::time::Duration = std::time::Duration::from_secs(55);
 
 /// Replaces the live build holding the project's slot, as `on_conflict` allows: a queued one is
 /// superseded by `by`, a running one cancelled (`cancel-running` only). Its slot is released.
