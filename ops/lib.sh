@@ -39,6 +39,24 @@ kiln_root() {
 
 # Log to stderr with a recognisable prefix, so it never mixes with the
 # stdout of functions whose output is captured ($(free_port), ...).
+# kiln_build_dir NAME: prints a folder builds can reach, made if missing. Run as root,
+# Kiln runs builds as an unprivileged user (KILN_BUILD_USER, nobody by default), which
+# cannot enter a folder under /root: the folder is then /var/tmp/kiln-builds/NAME.
+# Otherwise it is $KILN_TOOLS/NAME.
+kiln_build_dir() {
+    local dir
+    if [[ $EUID -eq 0 ]]; then
+        mkdir -p /var/tmp/kiln-builds
+        chmod 711 /var/tmp/kiln-builds
+        dir="/var/tmp/kiln-builds/$1"
+    else
+        dir="$KILN_TOOLS/$1"
+    fi
+    mkdir -p "$dir"
+    chmod 711 "$dir"
+    printf '%s\n' "$dir"
+}
+
 kiln_log() {
     printf '[kiln] %s\n' "$*" >&2
 }
@@ -187,6 +205,15 @@ ensure_redis() {
         kiln_apt_install redis-server
     fi
     command -v redis-server >/dev/null 2>&1 || kiln_die "redis-server still missing after install"
+}
+
+# bubblewrap: builds run in namespaces of their own with it (without it the
+# builder says so at start-up and confines builds by user and limits alone).
+ensure_bwrap() {
+    if ! command -v bwrap >/dev/null 2>&1; then
+        kiln_apt_install bubblewrap
+    fi
+    command -v bwrap >/dev/null 2>&1 || kiln_die "bwrap still missing after installing bubblewrap"
 }
 
 # PostgreSQL server binaries and psql. The machine image normally has them;

@@ -29,6 +29,7 @@ cd "$ROOT"
 ensure_postgres
 ensure_redis
 ensure_pnpm
+ensure_bwrap
 ensure_garage
 
 # --- Service folder (and the leftovers of earlier runs that were killed) --------
@@ -84,8 +85,8 @@ export KILN_TEST_S3_REGION="auto"
 export KILN_TEST_S3_ACCESS_KEY="$KILN_GARAGE_ACCESS_KEY"
 export KILN_TEST_S3_SECRET_KEY="$KILN_GARAGE_SECRET_KEY"
 # Shared across runs so pnpm installs in tests stay warm.
-export KILN_TEST_PNPM_STORE="$KILN_TOOLS/test-pnpm-store"
-mkdir -p "$KILN_TEST_PNPM_STORE"
+KILN_TEST_PNPM_STORE="$(kiln_build_dir test-pnpm-store)"
+export KILN_TEST_PNPM_STORE
 
 # --- Tests --------------------------------------------------------------------
 # `cargo test --workspace -p X` tests every package, so when the caller picks

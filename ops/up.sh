@@ -45,6 +45,7 @@ BIN_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 ensure_postgres
 ensure_redis
 ensure_pnpm
+ensure_bwrap
 command -v curl >/dev/null 2>&1 || kiln_apt_install curl
 
 mkdir -p "$KILN_DIR" "$LOG_DIR" "$RUN_DIR" \
@@ -95,6 +96,13 @@ for bin in kiln-api kiln-builder; do
 done
 
 # --- Environment for the API and the builder ---------------------------------
+# Builds' workspaces and the pnpm store: in .kiln, or, run as root (builds then run as
+# nobody, who cannot enter /root), under /var/tmp/kiln-builds.
+if [[ $EUID -eq 0 ]]; then
+    BUILD_DIR="$(kiln_build_dir "up-$(printf '%s' "$ROOT" | sha256sum | cut -c1-12)")"
+else
+    BUILD_DIR="$KILN_DIR"
+fi
 (
     umask 077
     cat >"$KILN_DIR/kiln.env" <<EOF
@@ -102,8 +110,8 @@ done
 KILN_DATABASE_URL=postgres://kiln@127.0.0.1:$PG_PORT/kiln
 KILN_REDIS_URL=redis://127.0.0.1:$REDIS_PORT
 KILN_ARTIFACTS=file://$KILN_DIR/artifacts
-KILN_WORK_DIR=$KILN_DIR/work
-KILN_PNPM_STORE=$KILN_DIR/pnpm-store
+KILN_WORK_DIR=$BUILD_DIR/work
+KILN_PNPM_STORE=$BUILD_DIR/pnpm-store
 KILN_API_ADDR=127.0.0.1:$API_PORT
 KILN_PREVIEW_ADDR=127.0.0.1:$PREVIEW_PORT
 KILN_METRICS_ADDR=127.0.0.1:$METRICS_PORT

@@ -73,6 +73,7 @@ pub struct Builder {
     pub(crate) running: Running,
     pub(crate) metrics: Metrics,
     consumer: String,
+    pub(crate) confinement: Arc<crate::sandbox::Confinement>,
 }
 
 impl Builder {
@@ -118,6 +119,7 @@ impl Builder {
             tracing::warn!("pnpm is not on PATH: builds with a package.json will fail at install");
         }
         tracing::info!(consumer, node = ?toolchain.node, pnpm = ?toolchain.pnpm, "builder connected");
+        let confinement = Arc::new(crate::sandbox::Confinement::probe(&settings).await?);
         let redactor = Redactor::new(settings.secret_values());
         let events = crate::events::EventSink::start(db.clone(), queue.clone(), settings.build_events);
         Ok(Self {
@@ -132,6 +134,7 @@ impl Builder {
             fleet,
             events,
             running: Running::default(),
+            confinement,
             metrics: Metrics::new("builder"),
             consumer,
         })
@@ -355,6 +358,7 @@ async fn heartbeat(
             "draining": shutdown.is_cancelled(),
             "storeBytes": Some(store_bytes.load(Ordering::Relaxed)).filter(|b| *b != UNMEASURED),
             "metricsAddr": metrics_addr,
+            "sandbox": builder.confinement.describe(),
         });
         let sent = builder
             .fleet

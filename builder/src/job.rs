@@ -547,6 +547,7 @@ fn ms_since(t: StdInstant) -> Option<i64> {
     Some(t.elapsed().as_millis() as i64)
 }
 
+/// Runs the build in a cell of its own (its cgroup, removed at the end whatever happened).
 async fn build(
     b: &Builder,
     version: &Version,
@@ -555,14 +556,46 @@ async fn build(
     metrics: &mut Metrics,
     stopper: &Stopper,
 ) -> Result<Success, Failure> {
-    let deadline = Instant::now() + b.settings.build_timeout;
+    let name = format!("{}-{}", version.id, ulid::Ulid::new());
+    let cell = b
+        .confinement
+        .cell(&name, ws.root())
+        .map_err(|e| infra(Step::Fetch, format!("preparing the build's sandbox: {e}")))?;
+    let cell = std::sync::Arc::new(cell);
     let sandbox = Sandbox::new(
         &ws.home(),
         &ws.tmp(),
         &b.pnpm_cache_dir(),
         b.settings.build_timeout.as_secs(),
     )
-    .stopped_by(stopper.token().clone(), b.settings.fleet.cancel_grace);
+    .stopped_by(stopper.token().clone(), b.settings.fleet.cancel_grace)
+    .confined(b.confinement.clone(), cell.clone(), b.settings.max_log_bytes as u64);
+    let result = build_in(b, version, ws, log, metrics, &sandbox).await;
+    if let Some(cgroup) = &cell.cgroup {
+        cgroup.remove().await;
+    }
+    result
+}
+
+/// Gives the workspace, as Kiln wrote it, to the build user.
+async fn hand_over(b: &Builder, ws: &Workspace, step: Step) -> Result<(), Failure> {
+    let confinement = b.confinement.clone();
+    let root = ws.root().to_owned();
+    tokio::task::spawn_blocking(move || confinement.hand_over(&root))
+        .await
+        .map_err(|e| infra(step, e.to_string()))?
+        .map_err(|e| infra(step, format!("handing the workspace to the build user: {e}")))
+}
+
+async fn build_in(
+    b: &Builder,
+    version: &Version,
+    ws: &Workspace,
+    log: &BuildLog,
+    metrics: &mut Metrics,
+    sandbox: &Sandbox,
+) -> Result<Success, Failure> {
+    let deadline = Instant::now() + b.settings.build_timeout;
     let project = ws.project();
 
     // fetch
@@ -572,6 +605,7 @@ async fn build(
         .map_err(|e| store_failure(Step::Fetch, &e))?;
     let original_sources = sources.clone();
     materialize(&b.artifacts, &sources, ws).await?;
+    hand_over(b, ws, Step::Fetch).await?;
 
     // generate
     let mut metadata = None;
@@ -599,7 +633,7 @@ async fn build(
         });
         let (generated, meta) = generator::generate(
             command,
-            &sandbox,
+            &sandbox.with_network(true),
             &project,
             deadline,
             log,
@@ -649,7 +683,17 @@ async fn build(
             EventType::InstallStarted,
             json!({ "frozenLockfile": frozen }),
         );
-        run_step(Step::Install, &sandbox, "pnpm", &install, &project, deadline, log).await?;
+        hand_over(b, ws, Step::Install).await?;
+        run_step(
+            Step::Install,
+            &sandbox.with_network(true),
+            "pnpm",
+            &install,
+            &project,
+            deadline,
+            log,
+        )
+        .await?;
         metrics.install_ms = ms_since(started);
         emit(
             b,
@@ -666,7 +710,7 @@ async fn build(
         if pkg.pointer("/scripts/build").is_some() {
             run_step(
                 Step::Build,
-                &sandbox,
+                sandbox,
                 "pnpm",
                 &["run", "build"],
                 &project,
@@ -694,14 +738,20 @@ async fn build(
     // upload
     let started = StdInstant::now();
     emit(b, version, EventType::UploadStarted, json!({}));
-    let max_output = b.settings.max_output_bytes;
+    let limits = publish::OutputLimits {
+        max_bytes: b.settings.max_output_bytes,
+        max_files: b.settings.max_output_files,
+    };
     let root = output_root.clone();
-    let files = tokio::task::spawn_blocking(move || publish::collect(&root, max_output, &["node_modules"]))
+    let files = tokio::task::spawn_blocking(move || publish::collect(&root, limits, &["node_modules"]))
         .await
         .map_err(|e| infra(Step::Output, e.to_string()))?
-        .map_err(|e| match e {
-            PublishError::TooLarge { .. } => fail(Step::Output, e.to_string()),
-            other => publish_failure(other),
+        .map_err(|e| {
+            if e.is_the_outputs() {
+                fail(Step::Output, e.to_string())
+            } else {
+                publish_failure(e)
+            }
         })?;
     if files.is_empty() {
         return Err(fail(Step::Output, PublishError::Empty.to_string()));

@@ -6,6 +6,8 @@
 //!   a cancel, a lost claim, the drain deadline.
 //! - `process`: untrusted child processes: process group, scrubbed environment, wall-clock
 //!   limit, bounded log capture, the whole tree killed at the end.
+//! - `sandbox`: how build processes are confined (own user, namespaces, cgroup, rlimits) and
+//!   watched against their limits.
 //! - `metrics`: the daemon's `/metrics` and `/healthz` listener (`KILN_METRICS_ADDR`).
 //! - [`reconcile`]: queued builds that lost their stream entry are queued again.
 //! - `workspace`, `detect`, `publish`, `generator`: the stations of a build.
@@ -21,6 +23,7 @@ mod metrics;
 mod process;
 mod publish;
 pub mod reconcile;
+mod sandbox;
 mod workspace;
 
 pub use daemon::{run, Builder, StepOutcome};

@@ -48,6 +48,8 @@ struct Inner {
     text: Vec<u8>,
     cap: usize,
     truncated: bool,
+    /// Bytes the build printed, kept or not.
+    printed: u64,
     /// The number of the last kept line.
     lines: u64,
     tail: VecDeque<String>,
@@ -86,6 +88,7 @@ impl BuildLog {
                 text: Vec::new(),
                 cap,
                 truncated: false,
+                printed: 0,
                 lines: 0,
                 tail: VecDeque::with_capacity(TAIL_LINES),
                 live,
@@ -103,6 +106,7 @@ impl BuildLog {
             line
         };
         let mut inner = self.inner.lock().expect("log lock poisoned");
+        inner.printed += line.len() as u64 + 1;
         if inner.tail.len() == TAIL_LINES {
             inner.tail.pop_front();
         }
@@ -142,6 +146,11 @@ impl BuildLog {
             inner.text.extend_from_slice(text.as_bytes());
             inner.text.push(b'\n');
         }
+    }
+
+    /// Bytes printed so far, kept or not.
+    pub fn printed(&self) -> u64 {
+        self.inner.lock().expect("log lock poisoned").printed
     }
 
     /// The number of the last kept line.

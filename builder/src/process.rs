@@ -1,9 +1,11 @@
-//! Running untrusted commands: each in its own process group with a scrubbed environment, a
-//! wall-clock deadline, stdout/stderr into the build log, and the whole group killed when the
-//! command ends or its time is up, so nothing it started outlives it.
+//! Running untrusted commands: each confined (see [`crate::sandbox`]) in its own process group
+//! with a scrubbed environment, a wall-clock deadline, its build's limits watched,
+//! stdout/stderr into the build log, and the whole group killed when the command ends, its time
+//! is up or it passes a limit, so nothing it started outlives it.
 
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
@@ -14,6 +16,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::log::BuildLog;
+use crate::sandbox::watch::{Breach, Watch};
+use crate::sandbox::{Cell, Confinement};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -27,6 +31,8 @@ pub enum RunError {
     Timeout { limit_secs: u64 },
     #[error("the build was stopped")]
     Stopped,
+    #[error(transparent)]
+    Limit(#[from] Breach),
     #[error("waiting for {program}: {source}")]
     Wait {
         program: String,
@@ -45,6 +51,13 @@ pub struct Sandbox {
     /// SIGKILL after `grace`.
     pub stop: CancellationToken,
     pub grace: Duration,
+    /// How commands are confined, and the build's cell (unconfined when absent: for tests of
+    /// this module only).
+    confined: Option<(Arc<Confinement>, Arc<Cell>)>,
+    /// Whether commands get the host's network (install and generate do, the build does not).
+    pub network: bool,
+    /// The stored log's cap (a build printing far past it is stopped).
+    pub max_log_bytes: u64,
 }
 
 impl Sandbox {
@@ -65,6 +78,24 @@ impl Sandbox {
             limit_secs,
             stop: CancellationToken::new(),
             grace: Duration::from_secs(10),
+            confined: None,
+            network: false,
+            max_log_bytes: u64::MAX / 64,
+        }
+    }
+
+    /// The same sandbox, its commands confined by `confinement` in `cell`.
+    pub fn confined(mut self, confinement: Arc<Confinement>, cell: Arc<Cell>, max_log_bytes: u64) -> Self {
+        self.confined = Some((confinement, cell));
+        self.max_log_bytes = max_log_bytes;
+        self
+    }
+
+    /// The same sandbox, with or without the host's network.
+    pub fn with_network(&self, network: bool) -> Self {
+        Self {
+            network,
+            ..self.clone()
         }
     }
 
@@ -151,9 +182,21 @@ async fn run_inner(
         stdin,
     } = inv;
     log.line(&format!("$ {program} {}", args.join(" ")));
-    let mut cmd = Command::new(sandbox.resolve(program));
-    cmd.args(args)
-        .current_dir(cwd)
+    let resolved = sandbox.resolve(program);
+    let mut cmd = match &sandbox.confined {
+        Some((confinement, cell)) => {
+            let argv = confinement.wrap(cell, &resolved, args, cwd, sandbox.network);
+            let mut cmd = Command::new(&argv[0]);
+            cmd.args(&argv[1..]);
+            cmd
+        }
+        None => {
+            let mut cmd = Command::new(resolved);
+            cmd.args(args);
+            cmd
+        }
+    };
+    cmd.current_dir(cwd)
         .env_clear()
         .envs(sandbox.env.iter().map(|(k, v)| (k, v)))
         .stdin(if stdin.is_some() {
@@ -170,6 +213,20 @@ async fn run_inner(
         source,
     })?;
     let pgid = child.id().map(|id| Pid::from_raw(id as i32));
+    let watch = sandbox.confined.as_ref().map(|(confinement, cell)| Watch {
+        limits: &confinement.limits,
+        cgroup: cell.cgroup.as_ref(),
+        root_pid: pgid.map(Pid::as_raw),
+        workspace: &cell.workspace,
+        log,
+        max_log_bytes: sandbox.max_log_bytes,
+    });
+    let breach = async {
+        match &watch {
+            Some(watch) => watch.first_breach().await,
+            None => std::future::pending().await,
+        }
+    };
     if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
         tokio::spawn(async move {
             use tokio::io::AsyncWriteExt;
@@ -192,13 +249,27 @@ async fn run_inner(
         }
     };
     let waited = async { tokio::join!(child.wait(), collect) };
-    let outcome = tokio::select! {
+    let mut outcome = tokio::select! {
         (status, out) = waited => status
             .map(|s| (s, out))
             .map_err(|source| RunError::Wait { program: program.to_owned(), source }),
         () = tokio::time::sleep_until(deadline) => Err(RunError::Timeout { limit_secs: sandbox.limit_secs }),
         () = sandbox.stop.cancelled() => Err(RunError::Stopped),
+        breach = breach => Err(RunError::Limit(breach)),
     };
+    if let Err(RunError::Limit(breach)) = &outcome {
+        // Passed a limit: the whole tree goes at once, no grace.
+        if let Some(pgid) = pgid {
+            let _ = killpg(pgid, Signal::SIGKILL);
+        }
+        if let Some(cgroup) = sandbox.confined.as_ref().and_then(|(_, cell)| cell.cgroup.as_ref()) {
+            cgroup.kill_all().await;
+        }
+        log.line(&format!(
+            "[kiln] {breach}: the build's processes were killed at {}",
+            chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        ));
+    }
     if let (Err(RunError::Stopped), Some(pgid)) = (&outcome, pgid) {
         // Stopped: the group gets SIGTERM and the grace period to exit by itself.
         log.line(&format!(
@@ -214,6 +285,14 @@ async fn run_inner(
     }
     let _ = child.wait().await;
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), err_reader).await;
+    if let (Ok((status, _)), Some(watch)) = (&outcome, &watch) {
+        if !status.success() {
+            if let Some(breach) = watch.after_failure(status).await {
+                log.line(&format!("[kiln] {breach}"));
+                outcome = Err(RunError::Limit(breach));
+            }
+        }
+    }
     if let Err(RunError::Timeout { .. }) = &outcome {
         log.line(&format!(
             "[kiln] killed: the build passed its limit of {} s",

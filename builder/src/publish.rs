@@ -1,6 +1,7 @@
 //! Storing a tree: every regular file becomes a content-addressed blob (uploaded only when the
 //! store does not have it) and the tree becomes a manifest. Symlinks are followed only when they
-//! stay inside the tree; special files and `.git*` entries are skipped.
+//! stay inside the tree, and a link (symbolic or hard) that leaves it fails the build; special
+//! files and `.git*` entries are skipped.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,23 +15,51 @@ use kiln_shared::store::{Artifacts, Manifest, StoreError};
 pub enum PublishError {
     #[error("the output is larger than the limit of {limit_mb} MB")]
     TooLarge { limit_mb: u64 },
+    #[error("the output has more than {limit} files (KILN_MAX_OUTPUT_FILES)")]
+    TooMany { limit: usize },
     #[error("the output has no files")]
     Empty,
+    #[error("{path} is a symbolic link to {target}, which is outside the output: Kiln does not publish links that leave it")]
+    LinkOut { path: String, target: String },
+    #[error("{path} is a hard link to a file outside the output: Kiln does not publish it")]
+    HardLinkOut { path: String },
     #[error("reading the output: {0}")]
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-/// Files of a tree: (relative path, absolute path, size). Refuses trees over `max_bytes`.
+impl PublishError {
+    /// The output's fault (the build fails at once), not the store's or the disk's.
+    pub fn is_the_outputs(&self) -> bool {
+        matches!(
+            self,
+            Self::TooLarge { .. } | Self::TooMany { .. } | Self::Empty | Self::LinkOut { .. } | Self::HardLinkOut { .. }
+        )
+    }
+}
+
+/// What an output may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct OutputLimits {
+    pub max_bytes: u64,
+    pub max_files: usize,
+}
+
+/// Files of a tree: (relative path, absolute path, size). Refuses trees over the limits and
+/// links that leave the tree (symbolic or hard); skips special files and names Kiln cannot
+/// serve.
 pub fn collect(
     root: &Path,
-    max_bytes: u64,
+    limits: OutputLimits,
     skip_dirs: &[&str],
 ) -> Result<Vec<(RelativePath, PathBuf, u64)>, PublishError> {
+    use std::os::unix::fs::MetadataExt;
     let canonical_root = root.canonicalize()?;
     let mut files = Vec::new();
     let mut total = 0u64;
+    // (device, inode) of files with more than one link → (links, seen in the tree, a path)
+    let mut linked: std::collections::HashMap<(u64, u64), (u64, u64, String)> = Default::default();
     let walker = walkdir::WalkDir::new(root)
         .follow_links(false)
         .sort_by_file_name()
@@ -44,13 +73,25 @@ pub fn collect(
         let entry = entry.map_err(|e| std::io::Error::other(e.to_string()))?;
         let ft = entry.file_type();
         let path = entry.path();
+        let rel = path.strip_prefix(root).expect("walkdir stays under its root");
         let target = if ft.is_symlink() {
             // Followed only when it resolves to a regular file inside the tree.
             match path.canonicalize() {
-                Ok(t) if t.starts_with(&canonical_root) && t.is_file() => t,
-                _ => {
-                    tracing::warn!(path = %path.display(), "skipping a symlink that leaves the output");
-                    continue;
+                Ok(t) if t.starts_with(&canonical_root) => {
+                    if !t.is_file() {
+                        continue; // a link to a folder of the tree: its files are published anyway
+                    }
+                    t
+                }
+                resolved => {
+                    let target = std::fs::read_link(path)
+                        .map(|t| t.display().to_string())
+                        .or_else(|_| resolved.map(|t| t.display().to_string()))
+                        .unwrap_or_else(|e| e.to_string());
+                    return Err(PublishError::LinkOut {
+                        path: rel.display().to_string(),
+                        target,
+                    });
                 }
             }
         } else if ft.is_file() {
@@ -58,19 +99,33 @@ pub fn collect(
         } else {
             continue; // directories, sockets, fifos, devices
         };
-        let rel = path.strip_prefix(root).expect("walkdir stays under its root");
         let Some(rel) = rel.to_str().and_then(|r| RelativePath::parse(r).ok()) else {
             tracing::warn!(path = %path.display(), "skipping a file whose name Kiln cannot serve");
             continue;
         };
-        let size = std::fs::metadata(&target)?.len();
-        total += size;
-        if total > max_bytes {
+        let meta = std::fs::metadata(&target)?;
+        if !ft.is_symlink() && meta.nlink() > 1 {
+            let seen = linked
+                .entry((meta.dev(), meta.ino()))
+                .or_insert((meta.nlink(), 0, rel.as_str().to_owned()));
+            seen.1 += 1;
+        }
+        total += meta.len();
+        if total > limits.max_bytes {
             return Err(PublishError::TooLarge {
-                limit_mb: max_bytes / (1024 * 1024),
+                limit_mb: limits.max_bytes / (1024 * 1024),
             });
         }
-        files.push((rel, target, size));
+        if files.len() == limits.max_files {
+            return Err(PublishError::TooMany {
+                limit: limits.max_files,
+            });
+        }
+        files.push((rel, target, meta.len()));
+    }
+    // A file with more links than the tree holds is linked from outside it.
+    if let Some((_, _, path)) = linked.into_values().find(|(links, seen, _)| seen < links) {
+        return Err(PublishError::HardLinkOut { path });
     }
     Ok(files)
 }

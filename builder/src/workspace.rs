@@ -24,6 +24,10 @@ impl Workspace {
         Ok(ws)
     }
 
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     pub fn project(&self) -> PathBuf {
         self.root.join("project")
     }

@@ -52,6 +52,7 @@ done
 ensure_postgres
 ensure_redis
 ensure_pnpm
+ensure_bwrap
 command -v node >/dev/null 2>&1 || kiln_die "node is missing (ensure_pnpm installs it with npm)"
 
 # The BullMQ side: bullmq + ioredis from ops/bench/node/package-lock.json.
@@ -104,6 +105,7 @@ cleanup() {
     stop_redis "$SERVICES_DIR/redis"
     stop_postgres "$SERVICES_DIR/postgres" --immediate
     rm -rf "$SERVICES_DIR"
+    [[ -n ${BENCH_OWN_TMP:-} ]] && rm -rf "$BENCH_OWN_TMP"
     kiln_log "whole run: $((SECONDS - STARTED)) s"
     exit "$status"
 }
@@ -120,8 +122,14 @@ kiln_log "redis    started on 127.0.0.1:$REDIS_PORT (no persistence)"
 
 export KILN_BENCH_DATABASE_URL="postgres://kiln@127.0.0.1:$PG_PORT/postgres"
 export KILN_BENCH_REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
-export KILN_BENCH_PNPM_STORE="$KILN_TOOLS/bench-pnpm-store"
-export KILN_BENCH_TMP="${KILN_BENCH_TMP:-$SERVICES_DIR/tmp}"
+KILN_BENCH_PNPM_STORE="$(kiln_build_dir bench-pnpm-store)"
+export KILN_BENCH_PNPM_STORE
+if [[ -z ${KILN_BENCH_TMP:-} ]]; then
+    # Removed on exit (the builds' workspaces are in it: a folder builds can reach).
+    BENCH_OWN_TMP="$(kiln_build_dir "bench-tmp-$$")"
+    KILN_BENCH_TMP="$BENCH_OWN_TMP"
+fi
+export KILN_BENCH_TMP
 # What was measured, for the summary: the commit, and whether the tree had changes.
 KILN_BENCH_REVISION="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 if [[ -n $(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null) ]]; then

@@ -37,6 +37,7 @@ done
 ensure_postgres
 ensure_redis
 ensure_pnpm
+ensure_bwrap
 command -v node >/dev/null 2>&1 || kiln_die "node is missing (ensure_pnpm installs it with npm)"
 
 # --- The binaries -------------------------------------------------------------
@@ -61,15 +62,16 @@ cleanup() {
         kill -TERM "$CHAOS_PID" 2>/dev/null
         wait "$CHAOS_PID" 2>/dev/null
     fi
-    if [[ -d $SERVICES_DIR/tmp ]]; then
+    if [[ -n ${KILN_CHAOS_TMP:-} && -d $KILN_CHAOS_TMP ]]; then
         rm -rf "$LOGS"
         mkdir -p "$LOGS"
-        (cd "$SERVICES_DIR/tmp" && find . -path '*/logs/*.log' -exec cp --parents {} "$LOGS/" \;)
+        (cd "$KILN_CHAOS_TMP" && find . -path '*/logs/*.log' -exec cp --parents {} "$LOGS/" \;)
         kiln_log "the scenarios' process logs are in $LOGS"
     fi
     stop_redis "$SERVICES_DIR/redis"
     stop_postgres "$SERVICES_DIR/postgres" --immediate
     rm -rf "$SERVICES_DIR"
+    [[ -n ${KILN_CHAOS_TMP:-} ]] && rm -rf "$KILN_CHAOS_TMP"
     kiln_log "whole chaos run: $((SECONDS - STARTED)) s"
     exit "$status"
 }
@@ -89,9 +91,10 @@ export KILN_CHAOS_PG_DIR="$SERVICES_DIR/postgres" KILN_CHAOS_PG_PORT="$PG_PORT"
 export KILN_CHAOS_REDIS_DIR="$SERVICES_DIR/redis" KILN_CHAOS_REDIS_PORT="$REDIS_PORT"
 export KILN_CHAOS_BIN_DIR="$BIN_DIR"
 export KILN_CHAOS_LIB_SH="$KILN_OPS_DIR/lib.sh"
-export KILN_CHAOS_PNPM_STORE="$KILN_TOOLS/chaos-pnpm-store"
-export KILN_CHAOS_TMP="$SERVICES_DIR/tmp"
-mkdir -p "$KILN_CHAOS_PNPM_STORE" "$KILN_CHAOS_TMP"
+KILN_CHAOS_PNPM_STORE="$(kiln_build_dir chaos-pnpm-store)"
+# Removed on exit (the builds' workspaces are in it: a folder builds can reach).
+KILN_CHAOS_TMP="$(kiln_build_dir "chaos-tmp-$$")"
+export KILN_CHAOS_PNPM_STORE KILN_CHAOS_TMP
 
 kiln_log "running: kiln-chaos $* (load average now: $(cut -d' ' -f1-3 /proc/loadavg))"
 # In the background plus `wait`, so that a SIGTERM is handled right away.

@@ -110,6 +110,8 @@ async fn fresh_database() -> String {
 
 pub async fn spawn_app(opts: Options) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
+    // The build user (the builders here run as root) must reach the work folder inside.
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
     let database_url = fresh_database().await;
     let prefix = format!("kiln-test-{}", ulid::Ulid::new().to_string().to_ascii_lowercase());
     let (artifacts, artifacts_dir) = match opts.store {

@@ -4,6 +4,7 @@
 
 mod auth;
 mod builds;
+mod contained;
 mod events;
 mod fleet;
 mod helpers;

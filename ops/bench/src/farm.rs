@@ -172,6 +172,8 @@ impl Farm {
     /// [`Farm::start`] with more `KILN_*` variables.
     pub async fn start_with(env: &Env, builders: usize, extra: &[(&str, &str)]) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("farm-").tempdir_in(&env.tmp)?;
+        // Builds run as the build user when this runs as root: it must reach the work folder.
+        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o711))?;
         let artifacts_dir = dir.path().join("artifacts");
         let vars = [
             ("KILN_DATABASE_URL", fresh_database(&env.database_url).await?),

@@ -1,0 +1,251 @@
+//! Hostile builds: scripts that fork-bomb, allocate forever, spin forever, fill the disk, print
+//! without end, or publish what they must not. Each fails with the limit (or the reason) named,
+//! its processes are killed, nothing is published, and the daemon goes on building.
+//!
+//! Each kill is timed from the moment the script says it starts its attack (`ATTACK <ms>`) to
+//! the line Kiln writes when it killed the build (`… killed at <time>`); the table is printed
+//! (`--nocapture` shows it).
+
+use serde_json::{json, Value};
+
+use crate::helpers::{build_body, spawn_app, unique, Options, TestApp};
+
+/// A project whose build script is `script` (run by `sh`), with `files` beside it.
+fn project(script: &str, files: &[(&str, &str)]) -> Value {
+    let mut all = vec![
+        json!({ "path": "package.json", "content": json!({ "name": "p", "private": true, "scripts": { "build": "sh attack.sh" } }).to_string() }),
+        json!({ "path": "attack.sh", "content": format!("echo ATTACK $(date +%s%3N)\n{script}\n") }),
+    ];
+    all.extend(
+        files
+            .iter()
+            .map(|(path, content)| json!({ "path": path, "content": content })),
+    );
+    Value::Array(all)
+}
+
+/// Milliseconds from the script's `ATTACK` line to Kiln's kill line, when both are there.
+fn breach_to_kill_ms(log: &str) -> Option<i64> {
+    let attack: i64 = log
+        .lines()
+        .find_map(|l| l.strip_prefix("ATTACK "))?
+        .trim()
+        .parse()
+        .ok()?;
+    let killed = log.lines().find_map(|l| l.split_once("killed at ").map(|(_, t)| t.trim().to_owned()))?;
+    let killed = chrono::DateTime::parse_from_rfc3339(&killed).ok()?;
+    Some(killed.timestamp_millis() - attack)
+}
+
+async fn log_of(app: &TestApp, id: &str) -> String {
+    app.get(&format!("/v1/builds/{id}/logs")).await.text().await.unwrap()
+}
+
+struct Case {
+    name: &'static str,
+    files: Value,
+    /// In the build's error.
+    error: &'static str,
+}
+
+#[tokio::test]
+async fn hostile_build_scripts_fail_with_the_limit_named_and_the_daemon_goes_on() {
+    let app = spawn_app(Options {
+        builders: 4,
+        timeout_secs: 120,
+        env: vec![
+            ("KILN_BUILD_MEMORY_MB", "256".into()),
+            ("KILN_BUILD_MAX_PROCS", "64".into()),
+            ("KILN_BUILD_DISK_MB", "300".into()),
+            ("KILN_BUILD_CPU_SECS", "8".into()),
+            ("KILN_MAX_LOG_KB", "64".into()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let cases = vec![
+        Case {
+            name: "fork bomb",
+            files: project("bomb() { bomb | bomb & }; bomb; sleep 60", &[]),
+            error: "process limit 64 exceeded",
+        },
+        Case {
+            name: "allocate forever",
+            files: project(
+                "node -e 'const a = []; for (;;) a.push(Buffer.alloc(16 * 1024 * 1024, 1))'",
+                &[],
+            ),
+            error: "memory limit 256 MB exceeded",
+        },
+        Case {
+            name: "spin forever",
+            files: project("node -e 'for (;;) {}'", &[]),
+            error: "CPU limit 8 s exceeded",
+        },
+        Case {
+            name: "fill the disk",
+            files: project("head -c 4000000000 /dev/zero > fill.bin; sleep 60", &[]),
+            error: "disk limit 300 MB exceeded",
+        },
+        Case {
+            name: "a 1 GB file in the output",
+            files: project("mkdir -p dist; head -c 1073741824 /dev/zero > dist/big.bin", &[]),
+            error: "disk limit 300 MB exceeded",
+        },
+        Case {
+            name: "print gigabytes of logs",
+            files: project("yes 'all work and no play'", &[]),
+            error: "log limit 64 KB exceeded",
+        },
+        Case {
+            name: "50,000 tiny files in the output",
+            files: project(
+                "node -e \"const fs = require('fs'); fs.mkdirSync('dist'); for (let i = 0; i < 50000; i++) fs.writeFileSync('dist/f' + i + '.txt', 'x')\"",
+                &[],
+            ),
+            error: "the output has more than 20000 files",
+        },
+        Case {
+            name: "a symlink out of the output",
+            files: project("mkdir -p dist; echo hi > dist/index.html; ln -s /etc/passwd dist/leak.txt", &[]),
+            error: "dist/leak.txt is a symbolic link to /etc/passwd, which is outside the output",
+        },
+        Case {
+            name: "a relative symlink out of the output",
+            files: project("mkdir -p dist; echo hi > dist/index.html; ln -s ../../package.json dist/up.json", &[]),
+            error: "is a symbolic link to ../../package.json, which is outside the output",
+        },
+        Case {
+            name: "a hard link out of the output",
+            files: project("mkdir -p dist; echo hi > dist/index.html; ln attack.sh dist/copy.sh", &[]),
+            error: "dist/copy.sh is a hard link to a file outside the output",
+        },
+    ];
+    let blobs_before = app.blob_count();
+    let mut ids = Vec::new();
+    for case in &cases {
+        let body = build_body("u_hostile", &unique("hostile"), case.files.clone());
+        ids.push(app.submit(&body).await);
+    }
+    let mut table = Vec::new();
+    for (case, id) in cases.iter().zip(&ids) {
+        let build = app.wait(id).await;
+        assert_eq!(build["status"], "failed", "{}: {build}", case.name);
+        let error = build["error"].as_str().unwrap_or_default();
+        assert!(error.contains(case.error), "{}: {error:?}", case.name);
+        let log = log_of(&app, id).await;
+        table.push((case.name, error.lines().next().unwrap_or_default().to_owned(), breach_to_kill_ms(&log)));
+        let output_key = kiln_shared::store::Artifacts::manifest_key(
+            kiln_shared::domain::VersionId::parse(id).unwrap(),
+            kiln_shared::store::ManifestKind::Output,
+        );
+        let store = kiln_shared::store::Artifacts::new(std::sync::Arc::new(kiln_shared::store::FsStore::new(
+            app.artifacts_dir.clone().unwrap(),
+        )));
+        assert!(
+            store.get_manifest(&output_key).await.unwrap().is_none(),
+            "{}: nothing published",
+            case.name
+        );
+    }
+    eprintln!("\n{:<34} {:>14}  error", "hostile build", "breach→kill ms");
+    for (name, error, ms) in &table {
+        let ms = ms.map_or("-".to_owned(), |ms| ms.to_string());
+        eprintln!("{name:<34} {ms:>14}  {error}");
+    }
+    // Only the sources were stored: no output blob of any of them.
+    assert!(app.blob_count() - blobs_before <= 2 * cases.len(), "only sources");
+
+    // The daemon goes on: a plain build after all that is deployed.
+    let id = app
+        .submit(&build_body(
+            "u_hostile",
+            &unique("after"),
+            project("mkdir -p dist; echo fine > dist/index.html", &[]),
+        ))
+        .await;
+    assert_eq!(app.wait(&id).await["status"], "deployed");
+}
+
+const PROBE_JS: &str = r#"
+const fs = require('fs');
+const net = require('net');
+const path = require('path');
+const [daemonPid, configFile, dataDir, redisPort, pgPort] = process.argv.slice(2);
+const out = {};
+const attempt = (name, f) => {
+  try { const v = f(); out[name] = 'READ ' + JSON.stringify(v).slice(0, 300); } catch (e) { out[name] = 'ERR ' + e.code; }
+};
+attempt('environ', () => fs.readFileSync(`/proc/${daemonPid}/environ`, 'latin1'));
+attempt('config', () => fs.readFileSync(configFile, 'utf8'));
+attempt('data', () => fs.readdirSync(dataDir));
+attempt('shadow', () => fs.readFileSync('/etc/shadow', 'utf8'));
+attempt('rootHome', () => fs.readdirSync('/root'));
+const work = path.dirname(path.dirname(process.env.HOME));
+const own = path.basename(path.dirname(process.env.HOME));
+attempt('otherWorkspaces', () => fs.readdirSync(work).filter(n => n !== own));
+const probe = (host, port) => new Promise(done => {
+  const s = net.connect({ host, port: Number(port), timeout: 1500 });
+  s.on('connect', () => { s.destroy(); done('CONNECTED'); });
+  s.on('timeout', () => { s.destroy(); done('ERR timeout'); });
+  s.on('error', e => done('ERR ' + e.code));
+});
+(async () => {
+  out.metadataService = await probe('169.254.169.254', 80);
+  out.redis = await probe('127.0.0.1', redisPort);
+  out.postgres = await probe('127.0.0.1', pgPort);
+  fs.mkdirSync('dist', { recursive: true });
+  fs.writeFileSync('dist/index.html', 'probed');
+  fs.writeFileSync('dist/probe.json', JSON.stringify(out));
+})();
+"#;
+
+fn port_of(url: &str) -> String {
+    url::Url::parse(url).unwrap().port().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_build_cannot_read_kilns_secrets_nor_reach_its_services_or_the_metadata_address() {
+    let app = spawn_app(Options {
+        builders: 2,
+        ..Options::default()
+    })
+    .await;
+    // A config file as an operator would keep it: the daemon's, readable by it alone.
+    let etc = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(etc.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let config = etc.path().join("kiln.toml");
+    std::fs::write(&config, "hmac_secret = \"test-hmac-secret-in-a-file\"\n").unwrap();
+    std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let data = app.artifacts_dir.clone().unwrap();
+    let redis_port = port_of(&std::env::var("KILN_TEST_REDIS_URL").unwrap());
+    let pg_port = port_of(&std::env::var("KILN_TEST_DATABASE_URL").unwrap());
+    let script = format!(
+        "node probe.js {} {} {} {redis_port} {pg_port}",
+        std::process::id(),
+        config.display(),
+        data.display()
+    );
+    let files = json!([
+        { "path": "package.json", "content": json!({ "name": "p", "private": true, "scripts": { "build": script } }).to_string() },
+        { "path": "probe.js", "content": PROBE_JS },
+    ]);
+    // A second build runs at the same time, so there is another workspace to look for.
+    let other = app
+        .submit(&build_body("u_probe", &unique("other"), project("sleep 3; mkdir -p dist; echo x > dist/index.html", &[])))
+        .await;
+    let id = app.submit(&build_body("u_probe", &unique("probe"), files)).await;
+    let build = app.wait(&id).await;
+    assert_eq!(build["status"], "deployed", "{build}");
+    app.wait(&other).await;
+    let probe: Value = app.preview(&id, "/probe.json").await.json().await.unwrap();
+    eprintln!("what the build could reach: {probe:#}");
+    for (name, result) in probe.as_object().unwrap() {
+        let result = result.as_str().unwrap();
+        if name == "otherWorkspaces" && result == "READ []" {
+            continue; // it sees its own workspace only
+        }
+        assert!(result.starts_with("ERR"), "the build reached {name}: {result}");
+    }
+    assert!(probe.get("environ").is_some() && probe.get("redis").is_some());
+}

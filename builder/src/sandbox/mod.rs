@@ -1,0 +1,428 @@
+//! Confining untrusted build processes, decided once at start-up ([`Confinement::probe`]) and
+//! applied to every command a build runs ([`Confinement::wrap`]):
+//!
+//! - **its own user**: a daemon running as root runs builds as `KILN_BUILD_USER` (default
+//!   nobody), with no supplementary groups: the daemon's files, its `/proc/<pid>/environ` and
+//!   other users' files are out of reach;
+//! - **its own namespaces** (bubblewrap, where the kernel allows unprivileged user namespaces):
+//!   a file system of read-only system folders plus the build's workspace and the shared pnpm
+//!   store, nothing of Kiln's (data, config, other workspaces); its own process tree (nothing
+//!   outlives the step, not even a daemonised child); no network but during install and
+//!   generate;
+//! - **its own cgroup** (v2 or v1, where the daemon may make them): memory, processes and CPU
+//!   for the build as a whole;
+//! - **rlimits** on every process: CPU seconds, open files, file size.
+//!
+//! Each command becomes one exec chain, with no code of Kiln's in the child:
+//! `sh` (joins the cgroup) → `prlimit` → `setpriv` (the user) → `bwrap` → the command. Where a
+//! layer is not available the chain is shorter, and the daemon said so when it started: a
+//! fallback is never silent.
+
+pub mod cgroup;
+pub mod watch;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use kiln_shared::config::{SandboxMode, SandboxSettings, Settings};
+
+use self::cgroup::{BuildCgroup, CgroupRoot};
+
+/// Joins the cgroups named before `--`, then execs the rest.
+const JOIN_CGROUPS: &str = r#"while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@""#;
+
+/// Files of `/etc` a build may read: name resolution, certificates, users, time zone.
+const ETC_FILES: &[&str] = &[
+    "/etc/resolv.conf",
+    "/etc/hosts",
+    "/etc/nsswitch.conf",
+    "/etc/host.conf",
+    "/etc/gai.conf",
+    "/etc/ssl",
+    "/etc/ca-certificates",
+    "/etc/ca-certificates.conf",
+    "/etc/pki",
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/localtime",
+    "/etc/alternatives",
+    "/etc/os-release",
+    "/etc/npmrc",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("KILN_SANDBOX=bwrap, but builds cannot get namespaces here: {0}")]
+    NamespacesRequired(String),
+    #[error("the build user {uid} cannot reach {what} {path}: {reason}")]
+    Unreachable {
+        uid: u32,
+        what: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("preparing {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How this daemon confines builds (decided at start-up).
+#[derive(Debug)]
+pub struct Confinement {
+    pub limits: SandboxSettings,
+    /// bubblewrap, when builds get namespaces.
+    bwrap: Option<PathBuf>,
+    /// The user builds run as, when the daemon (root) switches to it.
+    user: Option<(u32, u32)>,
+    cgroups: Option<CgroupRoot>,
+    prlimit: Option<PathBuf>,
+    setpriv: Option<PathBuf>,
+    /// Folders a build may write besides its workspace (the pnpm store and cache).
+    shared_rw: Vec<PathBuf>,
+}
+
+/// What one build's commands need: its cgroup and its workspace.
+#[derive(Debug)]
+pub struct Cell {
+    pub cgroup: Option<BuildCgroup>,
+    pub workspace: PathBuf,
+}
+
+fn find(program: &str) -> Option<PathBuf> {
+    ["/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin"]
+        .iter()
+        .map(|d| Path::new(d).join(program))
+        .find(|p| p.is_file())
+}
+
+impl Confinement {
+    /// Decides how builds are confined here and prepares for it; every fallback is logged as
+    /// a warning, and `KILN_SANDBOX=bwrap` without working namespaces is an error.
+    pub async fn probe(settings: &Settings) -> Result<Self, SandboxError> {
+        let limits = settings.sandbox.clone();
+        let root = nix::unistd::geteuid().is_root();
+        let setpriv = find("setpriv");
+        let user = match (root, &setpriv) {
+            (true, Some(_)) => Some(limits.user),
+            (true, None) => {
+                tracing::warn!("setpriv (util-linux) is missing: builds run as root, confined only by namespaces and limits");
+                None
+            }
+            (false, _) => {
+                tracing::warn!(
+                    uid = nix::unistd::geteuid().as_raw(),
+                    "the daemon is not root, so builds run as its own user: run kiln-builder as root with KILN_BUILD_USER, or rely on namespaces"
+                );
+                None
+            }
+        };
+        let prlimit = find("prlimit");
+        if prlimit.is_none() {
+            tracing::warn!("prlimit (util-linux) is missing: builds run without per-process CPU, open-file and file-size limits");
+        }
+        let cgroups = if !limits.cgroups {
+            tracing::warn!("KILN_BUILD_CGROUPS=off: memory is watched per process tree, CPU and processes are limited per process and per user");
+            None
+        } else if !root {
+            tracing::warn!("builds get no cgroup (the daemon is not root): memory is watched per process tree, CPU and processes are limited per process and per user");
+            None
+        } else {
+            match CgroupRoot::detect("kiln-builds") {
+                Ok(found) => Some(found),
+                Err(e) => {
+                    tracing::warn!(error = %e, "builds get no cgroup: memory is watched per process tree, CPU and processes are limited per process and per user");
+                    None
+                }
+            }
+        };
+        let shared_rw = vec![settings.pnpm_store.clone(), settings.pnpm_store.with_extension("cache")];
+        let mut me = Self {
+            limits,
+            bwrap: None,
+            user,
+            cgroups,
+            prlimit,
+            setpriv,
+            shared_rw,
+        };
+        me.prepare_folders(settings)?;
+        me.bwrap = match me.limits.mode {
+            SandboxMode::Off => {
+                tracing::warn!("KILN_SANDBOX=off: builds run without namespaces");
+                None
+            }
+            mode => match me.try_namespaces().await {
+                Ok(bwrap) => Some(bwrap),
+                Err(reason) if mode == SandboxMode::Required => {
+                    return Err(SandboxError::NamespacesRequired(reason));
+                }
+                Err(reason) => {
+                    tracing::warn!(%reason, "builds run WITHOUT namespaces (bubblewrap does not work here): only the build user and the limits confine them");
+                    None
+                }
+            },
+        };
+        tracing::info!(sandbox = %me.describe(), "build confinement");
+        Ok(me)
+    }
+
+    /// A line for logs and the fleet view, e.g. `namespaces (bwrap), user 65534:65534,
+    /// cgroup v1, rlimits`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        parts.push(if self.bwrap.is_some() {
+            "namespaces (bwrap)".to_owned()
+        } else {
+            "no namespaces".to_owned()
+        });
+        parts.push(match self.user {
+            Some((uid, gid)) => format!("user {uid}:{gid}"),
+            None => "the daemon's user".to_owned(),
+        });
+        parts.push(match &self.cgroups {
+            Some(root) => root.describe().to_owned(),
+            None => "no cgroup (memory watched)".to_owned(),
+        });
+        if self.prlimit.is_some() {
+            parts.push("rlimits".to_owned());
+        }
+        parts.join(", ")
+    }
+
+    /// The work folder is searchable but not listable by builds; the pnpm store and cache
+    /// belong to the build user. Every folder a build needs must be reachable by it.
+    fn prepare_folders(&self, settings: &Settings) -> Result<(), SandboxError> {
+        use std::os::unix::fs::PermissionsExt;
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| SandboxError::Io { path, source }
+        };
+        std::fs::create_dir_all(&settings.work_dir).map_err(io(&settings.work_dir))?;
+        for dir in &self.shared_rw {
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+        }
+        let Some((uid, gid)) = self.user else {
+            return Ok(());
+        };
+        std::fs::set_permissions(&settings.work_dir, std::fs::Permissions::from_mode(0o711))
+            .map_err(io(&settings.work_dir))?;
+        for dir in &self.shared_rw {
+            hand_over_if_needed(dir, uid, gid).map_err(io(dir))?;
+        }
+        for (what, dir) in [
+            ("KILN_WORK_DIR", &settings.work_dir),
+            ("KILN_PNPM_STORE", &settings.pnpm_store),
+        ] {
+            reachable(dir, uid, gid).map_err(|reason| SandboxError::Unreachable {
+                uid,
+                what,
+                path: dir.clone(),
+                reason,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Runs `bwrap … true` as builds would: Ok(bwrap's path) when namespaces work.
+    async fn try_namespaces(&self) -> Result<PathBuf, String> {
+        let bwrap = find("bwrap").ok_or("bubblewrap (bwrap) is not installed")?;
+        let mut argv = self.bwrap_args(&bwrap, Path::new("/"), &[], true);
+        argv.push("/bin/true".into());
+        let argv = self.around(argv, None);
+        let out = tokio::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .env_clear()
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .map_err(|e| format!("cannot run bwrap: {e}"))?;
+        if out.status.success() {
+            Ok(bwrap)
+        } else {
+            Err(format!(
+                "bwrap failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+
+    /// A cell for one build: its cgroup (named `name`), its workspace handed to the build user.
+    pub fn cell(&self, name: &str, workspace: &Path) -> Result<Cell, SandboxError> {
+        let cgroup = match &self.cgroups {
+            Some(root) => Some(
+                root.create(name, self.limits.memory_mb * 1024 * 1024, self.limits.max_procs)
+                    .map_err(|e| SandboxError::Io {
+                        path: PathBuf::from("/sys/fs/cgroup"),
+                        source: std::io::Error::other(e.to_string()),
+                    })?,
+            ),
+            None => None,
+        };
+        Ok(Cell {
+            cgroup,
+            workspace: workspace.to_owned(),
+        })
+    }
+
+    /// Gives the workspace (everything in it, as Kiln wrote it) to the build user.
+    pub fn hand_over(&self, workspace: &Path) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let Some((uid, gid)) = self.user else {
+            return Ok(());
+        };
+        for entry in walkdir::WalkDir::new(workspace).follow_links(false) {
+            let entry = entry.map_err(std::io::Error::other)?;
+            std::os::unix::fs::lchown(entry.path(), Some(uid), Some(gid))?;
+        }
+        std::fs::set_permissions(workspace, std::fs::Permissions::from_mode(0o700))
+    }
+
+    /// The argv running `program` (already resolved) with `args` in `cwd` confined for
+    /// `cell`; `network` gives the command the host's network.
+    pub fn wrap(&self, cell: &Cell, program: &Path, args: &[&str], cwd: &Path, network: bool) -> Vec<OsString> {
+        let mut inner: Vec<OsString> = match &self.bwrap {
+            Some(bwrap) => {
+                let mut shared = self.shared_rw.clone();
+                shared.push(cell.workspace.clone());
+                let mut argv = self.bwrap_args(bwrap, cwd, &shared, network);
+                argv.push(program.into());
+                argv
+            }
+            None => vec![program.into()],
+        };
+        inner.extend(args.iter().map(OsString::from));
+        let mut argv = self.around(inner, Some(cell));
+        if argv.is_empty() {
+            argv.push(program.into());
+        }
+        argv
+    }
+
+    /// `sh` (cgroup) → `prlimit` → `setpriv` around `inner`.
+    fn around(&self, inner: Vec<OsString>, cell: Option<&Cell>) -> Vec<OsString> {
+        let mut argv: Vec<OsString> = Vec::new();
+        if let Some(cgroup) = cell.and_then(|c| c.cgroup.as_ref()) {
+            argv.extend(["/bin/sh".into(), "-c".into(), JOIN_CGROUPS.into(), "kiln-sandbox".into()]);
+            argv.extend(cgroup.procs_files().into_iter().map(OsString::from));
+            argv.push("--".into());
+        }
+        if let Some(prlimit) = &self.prlimit {
+            let l = &self.limits;
+            let disk = l.disk_mb * 1024 * 1024;
+            argv.push(prlimit.into());
+            // The soft CPU limit sends SIGXCPU (a process may say why it stops); the hard one,
+            // 5 s later, SIGKILL.
+            argv.push(format!("--cpu={}:{}", l.cpu_secs, l.cpu_secs + 5).into());
+            argv.push(format!("--nofile={0}:{0}", l.open_files).into());
+            argv.push(format!("--fsize={disk}:{disk}").into());
+            if self.cgroups.is_none() && self.user.is_some() {
+                // Without a pids cgroup: processes per user (the build user's, on this host).
+                argv.push(format!("--nproc={0}:{0}", l.max_procs).into());
+            }
+            argv.push("--".into());
+        }
+        if let (Some((uid, gid)), Some(setpriv)) = (self.user, &self.setpriv) {
+            argv.push(setpriv.into());
+            argv.push(format!("--reuid={uid}").into());
+            argv.push(format!("--regid={gid}").into());
+            argv.push("--clear-groups".into());
+            argv.push("--".into());
+        }
+        argv.extend(inner);
+        argv
+    }
+
+    fn bwrap_args(&self, bwrap: &Path, cwd: &Path, writable: &[PathBuf], network: bool) -> Vec<OsString> {
+        let mut a: Vec<OsString> = vec![bwrap.into()];
+        let mut push = |items: &[&str]| a.extend(items.iter().map(OsString::from));
+        push(&["--unshare-all", "--die-with-parent", "--hostname", "kiln-build"]);
+        if network {
+            push(&["--share-net"]);
+        }
+        push(&["--ro-bind", "/usr", "/usr"]);
+        for dir in ["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"] {
+            match std::fs::read_link(dir) {
+                Ok(target) => a.extend(["--symlink".into(), target.into(), dir.into()]),
+                Err(_) if Path::new(dir).is_dir() => a.extend(["--ro-bind".into(), dir.into(), dir.into()]),
+                Err(_) => {}
+            }
+        }
+        let mut push = |items: &[&str]| a.extend(items.iter().map(OsString::from));
+        push(&["--ro-bind-try", "/opt", "/opt"]);
+        for file in ETC_FILES {
+            push(&["--ro-bind-try", file, file]);
+        }
+        push(&["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run"]);
+        for dir in writable {
+            a.extend(["--bind".into(), dir.into(), dir.into()]);
+        }
+        a.extend(["--chdir".into(), cwd.into(), "--".into()]);
+        a
+    }
+}
+
+/// Chowns `dir` (and all in it) to `uid:gid` unless it already belongs to them.
+fn hand_over_if_needed(dir: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(dir)?;
+    if meta.uid() == uid && meta.gid() == gid {
+        return Ok(());
+    }
+    tracing::info!(dir = %dir.display(), uid, gid, "handing a shared build folder to the build user");
+    for entry in walkdir::WalkDir::new(dir).follow_links(false) {
+        let entry = entry.map_err(std::io::Error::other)?;
+        std::os::unix::fs::lchown(entry.path(), Some(uid), Some(gid))?;
+    }
+    Ok(())
+}
+
+/// Whether `uid:gid` (not root) can search every folder on the way to `dir`.
+fn reachable(dir: &Path, uid: u32, gid: u32) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = dir.canonicalize().map_err(|e| e.to_string())?;
+    for ancestor in dir.ancestors().skip(1) {
+        let meta = std::fs::metadata(ancestor).map_err(|e| format!("{}: {e}", ancestor.display()))?;
+        let mode = meta.mode();
+        let ok = if meta.uid() == uid {
+            mode & 0o100 != 0
+        } else if meta.gid() == gid {
+            mode & 0o010 != 0
+        } else {
+            mode & 0o001 != 0
+        };
+        if !ok {
+            return Err(format!(
+                "{} (mode {:o}) is not searchable by it: give it o+x or move the folder",
+                ancestor.display(),
+                mode & 0o7777
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_folder_behind_a_private_parent_is_unreachable_and_the_message_names_the_parent() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let private = dir.path().join("private");
+        let inner = private.join("work");
+        std::fs::create_dir_all(&inner).unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let err = reachable(&inner, 65534, 65534).unwrap_err();
+        assert!(err.contains(&private.display().to_string()), "{err}");
+        assert!(err.contains("mode 700"), "{err}");
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o711)).unwrap();
+        // /tmp and / are searchable by everyone.
+        reachable(&inner, 65534, 65534).unwrap();
+    }
+}
