@@ -148,6 +148,17 @@ impl BuildLog {
         }
     }
 
+    /// A line of Kiln's saying why a step ended: kept even past the cap (there are at most a
+    /// few; the build's own output never goes through here).
+    pub fn verdict(&self, line: &str) {
+        let mut inner = self.inner.lock().expect("log lock poisoned");
+        if inner.tail.len() == TAIL_LINES {
+            inner.tail.pop_front();
+        }
+        inner.tail.push_back(line.to_owned());
+        inner.keep(line);
+    }
+
     /// Bytes printed so far, kept or not.
     pub fn printed(&self) -> u64 {
         self.inner.lock().expect("log lock poisoned").printed

@@ -265,7 +265,7 @@ async fn run_inner(
         if let Some(cgroup) = sandbox.confined.as_ref().and_then(|(_, cell)| cell.cgroup.as_ref()) {
             cgroup.kill_all().await;
         }
-        log.line(&format!(
+        log.verdict(&format!(
             "[kiln] {breach}: the build's processes were killed at {}",
             chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
         ));
@@ -288,7 +288,7 @@ async fn run_inner(
     if let (Ok((status, _)), Some(watch)) = (&outcome, &watch) {
         if !status.success() {
             if let Some(breach) = watch.after_failure(status).await {
-                log.line(&format!("[kiln] {breach}"));
+                log.verdict(&format!("[kiln] {breach}"));
                 outcome = Err(RunError::Limit(breach));
             }
         }

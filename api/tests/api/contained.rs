@@ -108,7 +108,7 @@ async fn hostile_build_scripts_fail_with_the_limit_named_and_the_daemon_goes_on(
         Case {
             name: "a symlink out of the output",
             files: project("mkdir -p dist; echo hi > dist/index.html; ln -s /etc/passwd dist/leak.txt", &[]),
-            error: "dist/leak.txt is a symbolic link to /etc/passwd, which is outside the output",
+            error: "leak.txt is a symbolic link to /etc/passwd, which is outside the output",
         },
         Case {
             name: "a relative symlink out of the output",
@@ -118,7 +118,7 @@ async fn hostile_build_scripts_fail_with_the_limit_named_and_the_daemon_goes_on(
         Case {
             name: "a hard link out of the output",
             files: project("mkdir -p dist; echo hi > dist/index.html; ln attack.sh dist/copy.sh", &[]),
-            error: "dist/copy.sh is a hard link to a file outside the output",
+            error: "copy.sh is a hard link to a file outside the output",
         },
     ];
     let blobs_before = app.blob_count();

@@ -27,6 +27,9 @@ pub enum Breach {
     Memory { mb: u64 },
     #[error("CPU limit {secs} s exceeded")]
     Cpu { secs: u64 },
+    /// Seen by the cgroup's accounting, `used_ms` of CPU when it was seen.
+    #[error("CPU limit {secs} s exceeded ({used_ms} ms of CPU used when seen)")]
+    CpuMeasured { secs: u64, used_ms: u64 },
     #[error("process limit {max} exceeded: the build started too many processes or threads")]
     Procs { max: u64 },
     #[error("disk limit {mb} MB exceeded: the build wrote too much into its workspace")]
@@ -106,7 +109,10 @@ impl Watch<'_> {
                     return Some(Breach::Procs { max: limits.max_procs });
                 }
                 if usage.cpu_ns > limits.cpu_secs * 1_000_000_000 {
-                    return Some(Breach::Cpu { secs: limits.cpu_secs });
+                    return Some(Breach::CpuMeasured {
+                        secs: limits.cpu_secs,
+                        used_ms: usage.cpu_ns / 1_000_000,
+                    });
                 }
             }
             None => {

@@ -58,6 +58,14 @@ impl Env {
     pub fn pnpm_cache(&self) -> PathBuf {
         self.pnpm_store.with_extension("cache")
     }
+
+    /// The store of direct runs: a store of their own, since they run as this process's user
+    /// and the farm's builds as the build user (whose store this user's files would spoil).
+    pub fn direct_store(&self) -> PathBuf {
+        let mut name = self.pnpm_store.file_name().unwrap_or_default().to_owned();
+        name.push("-direct");
+        self.pnpm_store.with_file_name(name)
+    }
 }
 
 fn short_id() -> String {
@@ -525,8 +533,14 @@ pub async fn install_and_build(
     project: &Path,
     frozen: bool,
 ) -> anyhow::Result<(Duration, Duration)> {
-    let envs = sandbox_env(env, &root.join("home"), &root.join("tmp"));
-    let install = kiln_builder::install_args(&env.pnpm_store, frozen);
+    let mut envs = sandbox_env(env, &root.join("home"), &root.join("tmp"));
+    let store = env.direct_store();
+    for (k, v) in &mut envs {
+        if k == "npm_config_cache_dir" {
+            *v = store.with_extension("cache").display().to_string();
+        }
+    }
+    let install = kiln_builder::install_args(&store, frozen);
     let install: Vec<&str> = install.iter().map(String::as_str).collect();
     let install = run_command(project, &envs, "pnpm", &install).await?;
     let build = run_command(project, &envs, "pnpm", &["run", "build"]).await?;
