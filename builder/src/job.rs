@@ -569,7 +569,11 @@ async fn build(
         b.settings.build_timeout.as_secs(),
     )
     .stopped_by(stopper.token().clone(), b.settings.fleet.cancel_grace)
-    .confined(b.confinement.clone(), cell.clone(), b.settings.max_log_bytes as u64);
+    .confined(
+        b.confinement.clone(),
+        cell.clone(),
+        b.settings.max_log_bytes as u64,
+    );
     let result = build_in(b, version, ws, log, metrics, &sandbox).await;
     if let Some(cgroup) = &cell.cgroup {
         cgroup.remove().await;

@@ -262,7 +262,11 @@ async fn run_inner(
         if let Some(pgid) = pgid {
             let _ = killpg(pgid, Signal::SIGKILL);
         }
-        if let Some(cgroup) = sandbox.confined.as_ref().and_then(|(_, cell)| cell.cgroup.as_ref()) {
+        if let Some(cgroup) = sandbox
+            .confined
+            .as_ref()
+            .and_then(|(_, cell)| cell.cgroup.as_ref())
+        {
             cgroup.kill_all().await;
         }
         log.verdict(&format!(

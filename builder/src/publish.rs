@@ -34,7 +34,11 @@ impl PublishError {
     pub fn is_the_outputs(&self) -> bool {
         matches!(
             self,
-            Self::TooLarge { .. } | Self::TooMany { .. } | Self::Empty | Self::LinkOut { .. } | Self::HardLinkOut { .. }
+            Self::TooLarge { .. }
+                | Self::TooMany { .. }
+                | Self::Empty
+                | Self::LinkOut { .. }
+                | Self::HardLinkOut { .. }
         )
     }
 }
@@ -105,9 +109,10 @@ pub fn collect(
         };
         let meta = std::fs::metadata(&target)?;
         if !ft.is_symlink() && meta.nlink() > 1 {
-            let seen = linked
-                .entry((meta.dev(), meta.ino()))
-                .or_insert((meta.nlink(), 0, rel.as_str().to_owned()));
+            let seen =
+                linked
+                    .entry((meta.dev(), meta.ino()))
+                    .or_insert((meta.nlink(), 0, rel.as_str().to_owned()));
             seen.1 += 1;
         }
         total += meta.len();

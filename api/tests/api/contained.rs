@@ -32,13 +32,19 @@ fn breach_to_kill_ms(log: &str) -> Option<i64> {
         .trim()
         .parse()
         .ok()?;
-    let killed = log.lines().find_map(|l| l.split_once("killed at ").map(|(_, t)| t.trim().to_owned()))?;
+    let killed = log
+        .lines()
+        .find_map(|l| l.split_once("killed at ").map(|(_, t)| t.trim().to_owned()))?;
     let killed = chrono::DateTime::parse_from_rfc3339(&killed).ok()?;
     Some(killed.timestamp_millis() - attack)
 }
 
 async fn log_of(app: &TestApp, id: &str) -> String {
-    app.get(&format!("/v1/builds/{id}/logs")).await.text().await.unwrap()
+    app.get(&format!("/v1/builds/{id}/logs"))
+        .await
+        .text()
+        .await
+        .unwrap()
 }
 
 struct Case {
@@ -134,14 +140,18 @@ async fn hostile_build_scripts_fail_with_the_limit_named_and_the_daemon_goes_on(
         let error = build["error"].as_str().unwrap_or_default();
         assert!(error.contains(case.error), "{}: {error:?}", case.name);
         let log = log_of(&app, id).await;
-        table.push((case.name, error.lines().next().unwrap_or_default().to_owned(), breach_to_kill_ms(&log)));
+        table.push((
+            case.name,
+            error.lines().next().unwrap_or_default().to_owned(),
+            breach_to_kill_ms(&log),
+        ));
         let output_key = kiln_shared::store::Artifacts::manifest_key(
             kiln_shared::domain::VersionId::parse(id).unwrap(),
             kiln_shared::store::ManifestKind::Output,
         );
-        let store = kiln_shared::store::Artifacts::new(std::sync::Arc::new(kiln_shared::store::FsStore::new(
-            app.artifacts_dir.clone().unwrap(),
-        )));
+        let store = kiln_shared::store::Artifacts::new(std::sync::Arc::new(
+            kiln_shared::store::FsStore::new(app.artifacts_dir.clone().unwrap()),
+        ));
         assert!(
             store.get_manifest(&output_key).await.unwrap().is_none(),
             "{}: nothing published",
@@ -232,7 +242,11 @@ async fn a_build_cannot_read_kilns_secrets_nor_reach_its_services_or_the_metadat
     ]);
     // A second build runs at the same time, so there is another workspace to look for.
     let other = app
-        .submit(&build_body("u_probe", &unique("other"), project("sleep 3; mkdir -p dist; echo x > dist/index.html", &[])))
+        .submit(&build_body(
+            "u_probe",
+            &unique("other"),
+            project("sleep 3; mkdir -p dist; echo x > dist/index.html", &[]),
+        ))
         .await;
     let id = app.submit(&build_body("u_probe", &unique("probe"), files)).await;
     let build = app.wait(&id).await;

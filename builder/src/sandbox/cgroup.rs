@@ -73,11 +73,16 @@ impl CgroupRoot {
         let v1 = |controller: &str| -> Result<PathBuf, CgroupError> {
             let mount = base.join(controller);
             if !mount.join("cgroup.procs").exists() {
-                return Err(CgroupError::Unavailable(format!("no {controller} controller mounted")));
+                return Err(CgroupError::Unavailable(format!(
+                    "no {controller} controller mounted"
+                )));
             }
             let rel = own
                 .lines()
-                .filter_map(|l| l.splitn(3, ':').nth(1).zip(l.splitn(3, ':').nth(2)))
+                .filter_map(|l| {
+                    let mut parts = l.splitn(3, ':').skip(1);
+                    parts.next().zip(parts.next())
+                })
                 .find(|(names, _)| names.split(',').any(|n| n == controller))
                 .map(|(_, path)| path.trim_start_matches('/').to_owned())
                 .unwrap_or_default();
@@ -125,11 +130,17 @@ impl CgroupRoot {
     fn remove_leftovers(&self) {
         let dirs = match self {
             Self::V2(dir) => vec![dir],
-            Self::V1 { memory, pids, cpuacct } => vec![memory, pids, cpuacct],
+            Self::V1 {
+                memory,
+                pids,
+                cpuacct,
+            } => vec![memory, pids, cpuacct],
         };
         let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
         for dir in dirs {
-            let Ok(entries) = std::fs::read_dir(dir) else { continue };
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
             for entry in entries.filter_map(Result::ok) {
                 let old = entry
                     .metadata()
@@ -168,12 +179,19 @@ impl CgroupRoot {
                 write(dir.join("pids.max"), max_procs.to_string())?;
                 BuildCgroup::V2(dir)
             }
-            Self::V1 { memory, pids, cpuacct } => {
+            Self::V1 {
+                memory,
+                pids,
+                cpuacct,
+            } => {
                 let memory = make(memory.join(name))?;
                 write(memory.join("memory.limit_in_bytes"), memory_bytes.to_string())?;
                 if memory.join("memory.memsw.limit_in_bytes").exists() {
                     // No swapping around the limit (where swap accounting is on).
-                    let _ = std::fs::write(memory.join("memory.memsw.limit_in_bytes"), memory_bytes.to_string());
+                    let _ = std::fs::write(
+                        memory.join("memory.memsw.limit_in_bytes"),
+                        memory_bytes.to_string(),
+                    );
                 }
                 let pids = make(pids.join(name))?;
                 write(pids.join("pids.max"), max_procs.to_string())?;
@@ -217,7 +235,11 @@ impl BuildCgroup {
     pub fn procs_files(&self) -> Vec<PathBuf> {
         match self {
             Self::V2(dir) => vec![dir.join("cgroup.procs")],
-            Self::V1 { memory, pids, cpuacct } => [memory, pids, cpuacct]
+            Self::V1 {
+                memory,
+                pids,
+                cpuacct,
+            } => [memory, pids, cpuacct]
                 .into_iter()
                 .map(|d| d.join("cgroup.procs"))
                 .collect(),
@@ -231,7 +253,11 @@ impl BuildCgroup {
                 pids_refused: field(&read(dir.join("pids.events")), "max"),
                 cpu_ns: field(&read(dir.join("cpu.stat")), "usage_usec") * 1000,
             },
-            Self::V1 { memory, pids, cpuacct } => Usage {
+            Self::V1 {
+                memory,
+                pids,
+                cpuacct,
+            } => Usage {
                 oom_kills: field(&read(memory.join("memory.oom_control")), "oom_kill"),
                 pids_refused: field(&read(pids.join("pids.events")), "max"),
                 cpu_ns: read(cpuacct.join("cpuacct.usage")).trim().parse().unwrap_or(0),
@@ -245,7 +271,10 @@ impl BuildCgroup {
             Self::V2(dir) => dir.join("cgroup.procs"),
             Self::V1 { pids, .. } => pids.join("cgroup.procs"),
         };
-        read(file).split_whitespace().filter_map(|p| p.parse().ok()).collect()
+        read(file)
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
     }
 
     /// SIGKILLs every process in it, until none is left (a fork in between is caught by the
@@ -262,7 +291,10 @@ impl BuildCgroup {
                 return;
             }
             for pid in pids {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
@@ -273,7 +305,11 @@ impl BuildCgroup {
         self.kill_all().await;
         let dirs = match self {
             Self::V2(dir) => vec![dir.clone()],
-            Self::V1 { memory, pids, cpuacct } => vec![memory.clone(), pids.clone(), cpuacct.clone()],
+            Self::V1 {
+                memory,
+                pids,
+                cpuacct,
+            } => vec![memory.clone(), pids.clone(), cpuacct.clone()],
         };
         for dir in dirs {
             // A process that just died may still be counted for a moment.

@@ -29,7 +29,8 @@ use kiln_shared::config::{SandboxMode, SandboxSettings, Settings};
 use self::cgroup::{BuildCgroup, CgroupRoot};
 
 /// Joins the cgroups named before `--`, then execs the rest.
-const JOIN_CGROUPS: &str = r#"while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@""#;
+const JOIN_CGROUPS: &str =
+    r#"while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@""#;
 
 /// Files of `/etc` a build may read: name resolution, certificates, users, time zone.
 const ETC_FILES: &[&str] = &[
@@ -138,7 +139,10 @@ impl Confinement {
                 }
             }
         };
-        let shared_rw = vec![settings.pnpm_store.clone(), settings.pnpm_store.with_extension("cache")];
+        let shared_rw = vec![
+            settings.pnpm_store.clone(),
+            settings.pnpm_store.with_extension("cache"),
+        ];
         let mut me = Self {
             limits,
             bwrap: None,
@@ -283,7 +287,14 @@ impl Confinement {
 
     /// The argv running `program` (already resolved) with `args` in `cwd` confined for
     /// `cell`; `network` gives the command the host's network.
-    pub fn wrap(&self, cell: &Cell, program: &Path, args: &[&str], cwd: &Path, network: bool) -> Vec<OsString> {
+    pub fn wrap(
+        &self,
+        cell: &Cell,
+        program: &Path,
+        args: &[&str],
+        cwd: &Path,
+        network: bool,
+    ) -> Vec<OsString> {
         let mut inner: Vec<OsString> = match &self.bwrap {
             Some(bwrap) => {
                 let mut shared = self.shared_rw.clone();
@@ -306,7 +317,12 @@ impl Confinement {
     fn around(&self, inner: Vec<OsString>, cell: Option<&Cell>) -> Vec<OsString> {
         let mut argv: Vec<OsString> = Vec::new();
         if let Some(cgroup) = cell.and_then(|c| c.cgroup.as_ref()) {
-            argv.extend(["/bin/sh".into(), "-c".into(), JOIN_CGROUPS.into(), "kiln-sandbox".into()]);
+            argv.extend([
+                "/bin/sh".into(),
+                "-c".into(),
+                JOIN_CGROUPS.into(),
+                "kiln-sandbox".into(),
+            ]);
             argv.extend(cgroup.procs_files().into_iter().map(OsString::from));
             argv.push("--".into());
         }
@@ -356,7 +372,9 @@ impl Confinement {
         for file in ETC_FILES {
             push(&["--ro-bind-try", file, file]);
         }
-        push(&["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run"]);
+        push(&[
+            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run",
+        ]);
         for dir in writable {
             a.extend(["--bind".into(), dir.into(), dir.into()]);
         }

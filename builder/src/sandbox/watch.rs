@@ -76,7 +76,9 @@ impl Watch<'_> {
         if let Some(breach) = self.counters() {
             return Some(breach);
         }
-        let signal = status.signal().or_else(|| status.code().filter(|c| *c > 128).map(|c| c - 128));
+        let signal = status
+            .signal()
+            .or_else(|| status.code().filter(|c| *c > 128).map(|c| c - 128));
         let tail = self.log.tail(5);
         if signal == Some(nix::sys::signal::Signal::SIGXCPU as i32) || tail.contains("SIGXCPU") {
             return Some(Breach::Cpu {
@@ -106,7 +108,9 @@ impl Watch<'_> {
                     return Some(Breach::Memory { mb: limits.memory_mb });
                 }
                 if usage.pids_refused > 0 {
-                    return Some(Breach::Procs { max: limits.max_procs });
+                    return Some(Breach::Procs {
+                        max: limits.max_procs,
+                    });
                 }
                 if usage.cpu_ns > limits.cpu_secs * 1_000_000_000 {
                     return Some(Breach::CpuMeasured {
