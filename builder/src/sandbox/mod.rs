@@ -306,11 +306,7 @@ impl Confinement {
             None => vec![program.into()],
         };
         inner.extend(args.iter().map(OsString::from));
-        let mut argv = self.around(inner, Some(cell));
-        if argv.is_empty() {
-            argv.push(program.into());
-        }
-        argv
+        self.around(inner, Some(cell))
     }
 
     /// `sh` (cgroup) → `prlimit` → `setpriv` around `inner`.
