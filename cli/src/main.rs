@@ -291,7 +291,11 @@ fn print_build(b: &Value) {
 
 async fn run(cli: Cli) -> anyhow::Result<bool> {
     let client = Client {
-        http: reqwest::Client::new(),
+        // Idle connections are dropped before the API's keep-alive (5 s) closes them, so a
+        // `--follow` that polls never reuses a connection the server is closing.
+        http: reqwest::Client::builder()
+            .pool_idle_timeout(std::time::Duration::from_secs(2))
+            .build()?,
         url: cli.url,
         token: cli.token,
         hmac_secret: cli.hmac_secret,

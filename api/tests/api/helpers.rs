@@ -176,7 +176,12 @@ pub async fn spawn_app(opts: Options) -> TestApp {
     TestApp {
         api,
         preview_port,
-        client: reqwest::Client::new(),
+        // Idle connections are dropped well before the server's 5 s keep-alive closes them, so
+        // a request never races the server's close on a reused connection.
+        client: reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(2))
+            .build()
+            .unwrap(),
         db,
         settings,
         artifacts_dir,

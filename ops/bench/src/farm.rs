@@ -225,6 +225,7 @@ impl Farm {
         };
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(64)
+            .pool_idle_timeout(Duration::from_secs(2))
             .tcp_nodelay(true)
             .timeout(Duration::from_secs(60))
             .build()?;

@@ -133,6 +133,7 @@ impl Farm {
             api: format!("http://127.0.0.1:{api_port}"),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(20))
+                .pool_idle_timeout(Duration::from_secs(2))
                 .build()?,
             env: env.clone(),
             vars,
