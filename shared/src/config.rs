@@ -11,6 +11,9 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+mod limits;
+pub use limits::{LimitSettings, Rate, QUOTA_WINDOW};
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("{var} is required: {meaning}")]
@@ -108,6 +111,8 @@ pub struct Settings {
     /// Whether builders record build events (`KILN_BUILD_EVENTS=off` is for measuring what
     /// they cost; clients then see only `build_queued`).
     pub build_events: bool,
+    /// The API's rate limit, quotas and request caps.
+    pub limits: LimitSettings,
 }
 
 /// How builders hold, lose and hand back builds.
@@ -376,6 +381,7 @@ impl Settings {
                 poll: Duration::from_millis(src.positive("KILN_WEBHOOK_POLL_MS", 500)?),
             },
             build_events: src.switch("KILN_BUILD_EVENTS", true)?,
+            limits: LimitSettings::load(src)?,
         })
     }
 

@@ -282,6 +282,6 @@ pub fn document() -> Value {
     })
 }
 
-pub async fn openapi() -> HttpResponse {
+pub async fn openapi(_: crate::limits::Public) -> HttpResponse {
     HttpResponse::Ok().json(document())
 }

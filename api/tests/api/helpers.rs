@@ -138,6 +138,12 @@ pub async fn spawn_app(opts: Options) -> TestApp {
         ("KILN_BUILD_TIMEOUT_SECS", opts.timeout_secs.to_string()),
         ("KILN_MAX_OUTPUT_MB", opts.max_output_mb.to_string()),
         ("KILN_BUILDER_CONCURRENCY", opts.builders.max(1).to_string()),
+        // Tests submit many projects of one user and hammer one client address; the limits'
+        // own tests (limits.rs) turn these on through `env`.
+        ("KILN_QUOTA_NEW_PROJECTS_PER_HOUR", "off".into()),
+        ("KILN_QUOTA_REBUILDS_PER_HOUR", "off".into()),
+        ("KILN_RATE_LIMIT_PER_IP", "off".into()),
+        ("KILN_MAX_STREAMS_PER_CLIENT", "off".into()),
     ];
     if opts.store == Store::S3 {
         vars.push(("KILN_S3_ENDPOINT", env("KILN_TEST_S3_ENDPOINT")));
