@@ -145,6 +145,19 @@ pub struct Farm {
     _dir: tempfile::TempDir,
 }
 
+/// A second API instance of a farm ([`Farm::another_api`]).
+pub struct OtherApi {
+    /// `http://127.0.0.1:<port>`
+    pub url: String,
+    server: ApiThread,
+}
+
+impl OtherApi {
+    pub async fn stop(self) {
+        self.server.stop().await;
+    }
+}
+
 /// A deployed build as the poller saw it.
 #[derive(Debug, Clone)]
 pub struct Finished {
@@ -274,6 +287,16 @@ impl Farm {
         }
         self.server.stop().await;
         self._dir
+    }
+
+    /// One more API instance of this farm (the same database, Redis prefix and store), on an
+    /// actix system of its own.
+    pub async fn another_api(&self) -> anyhow::Result<OtherApi> {
+        let (server, port, _) = ApiThread::start(self.settings.clone()).await?;
+        Ok(OtherApi {
+            url: format!("http://127.0.0.1:{port}"),
+            server,
+        })
     }
 
     /// `POST /v1/builds`, signed as the product back end (as the API tests' `signed()` does).
