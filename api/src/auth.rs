@@ -24,7 +24,6 @@ use kiln_shared::signing::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use secrecy::ExposeSecret;
 
 use crate::error::ApiError;
-use crate::limits::ClientIp;
 use crate::state::AppState;
 
 pub async fn authenticate(
@@ -35,14 +34,7 @@ pub async fn authenticate(
         .app_data::<web::Data<AppState>>()
         .expect("AppState is registered")
         .clone();
-    let ip = req.extensions().get::<ClientIp>().map_or_else(
-        || {
-            state
-                .limits
-                .client_ip(req.peer_addr().map(|a| a.ip()), req.headers())
-        },
-        |c| c.0,
-    );
+    let ip = state.limits.client_of(req.request());
     let count = || state.limits.check_ip(ip);
     let bearer = match bearer(req.headers()) {
         Ok(b) => b,

@@ -109,6 +109,14 @@ impl Limits {
             .copied()
     }
 
+    /// The client address [`guard`] found for `req` (found again if it has not run).
+    pub fn client_of(&self, req: &HttpRequest) -> IpAddr {
+        match req.extensions().get::<ClientIp>() {
+            Some(ip) => ip.0,
+            None => self.client_ip(req.peer_addr().map(|a| a.ip()), req.headers()),
+        }
+    }
+
     /// Counts one request of `ip`; a 429 with `Retry-After` once its allowance is used up.
     pub fn check_ip(&self, ip: IpAddr) -> Result<(), ApiError> {
         let Some(limiter) = &self.per_ip else {
@@ -249,14 +257,7 @@ impl FromRequest for Public {
         let state = req
             .app_data::<web::Data<AppState>>()
             .expect("AppState is registered");
-        let ip = req.extensions().get::<ClientIp>().map_or_else(
-            || {
-                state
-                    .limits
-                    .client_ip(req.peer_addr().map(|a| a.ip()), req.headers())
-            },
-            |c| c.0,
-        );
+        let ip = state.limits.client_of(req);
         std::future::ready(state.limits.check_ip(ip).map(|()| Public))
     }
 }

@@ -272,17 +272,29 @@ impl TestApp {
 
     /// A request signed as the product back end.
     pub async fn signed(&self, method: &str, path: &str, body: &[u8]) -> reqwest::Response {
+        self.signed_request(&self.api, method, path, body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A request to the API at `base` (this one or another instance), signed as the product back
+    /// end; not sent yet.
+    pub fn signed_request(
+        &self,
+        base: &str,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> reqwest::RequestBuilder {
         let ts = chrono::Utc::now().timestamp();
         let sig = sign_request(HMAC_SECRET.as_bytes(), ts, method, path, body);
         self.client
-            .request(method.parse().unwrap(), format!("{}{path}", self.api))
+            .request(method.parse().unwrap(), format!("{base}{path}"))
             .header("X-Kiln-Timestamp", ts.to_string())
             .header("X-Kiln-Signature", sig)
             .header("Content-Type", "application/json")
             .body(body.to_vec())
-            .send()
-            .await
-            .unwrap()
     }
 
     pub async fn post_build(&self, body: &Value) -> reqwest::Response {

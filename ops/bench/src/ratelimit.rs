@@ -47,6 +47,12 @@ impl Figure {
         }
     }
 
+    fn record(&mut self, admitted: usize, other: usize, millis: f64) {
+        self.admitted.push(admitted);
+        self.other.push(other);
+        self.millis.push(millis);
+    }
+
     pub fn median_admitted(&self) -> f64 {
         median(&self.admitted.iter().map(|n| *n as f64).collect::<Vec<_>>())
     }
@@ -85,8 +91,13 @@ impl Report {
 }
 
 /// Sends `requests` with `CONCURRENCY` in flight; (status counts: admitted, 429, other; wall ms).
-async fn blast(requests: Vec<reqwest::RequestBuilder>, admitted_status: u16) -> anyhow::Result<(usize, usize, usize, f64)> {
-    let requests = Arc::new(std::sync::Mutex::new(requests.into_iter().map(Some).collect::<Vec<_>>()));
+async fn blast(
+    requests: Vec<reqwest::RequestBuilder>,
+    admitted_status: u16,
+) -> anyhow::Result<(usize, usize, usize, f64)> {
+    let requests = Arc::new(std::sync::Mutex::new(
+        requests.into_iter().map(Some).collect::<Vec<_>>(),
+    ));
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -128,7 +139,12 @@ async fn blast(requests: Vec<reqwest::RequestBuilder>, admitted_status: u16) -> 
     Ok((ok, limited, other, stats::ms(started.elapsed())))
 }
 
-fn signed(client: &reqwest::Client, base: &str, path: &str, body: &serde_json::Value) -> reqwest::RequestBuilder {
+fn signed(
+    client: &reqwest::Client,
+    base: &str,
+    path: &str,
+    body: &serde_json::Value,
+) -> reqwest::RequestBuilder {
     let body = Bytes::from(body.to_string());
     let ts = chrono::Utc::now().timestamp();
     let sig = sign_request(HMAC_SECRET.as_bytes(), ts, "POST", path, &body);
@@ -179,9 +195,7 @@ pub async fn run(env: &Env) -> anyhow::Result<Report> {
             })
             .collect();
         let (ok, _, other_n, ms) = blast(reqs, 202).await.context("new projects")?;
-        report.new_projects.admitted.push(ok);
-        report.new_projects.other.push(other_n);
-        report.new_projects.millis.push(ms);
+        report.new_projects.record(ok, other_n, ms);
 
         // Rebuilds of one project (its first build is a new project of another user), each
         // replacing the queued one, half on each instance.
@@ -189,7 +203,11 @@ pub async fn run(env: &Env) -> anyhow::Result<Report> {
         let first = json!({ "userId": owner, "projectId": "p", "files": site("first", 0) });
         let res = signed(client, &bases[0], "/v1/builds", &first).send().await?;
         if res.status() != 202 {
-            bail!("the rebuilt project's first build: {} {}", res.status(), res.text().await?);
+            bail!(
+                "the rebuilt project's first build: {} {}",
+                res.status(),
+                res.text().await?
+            );
         }
         let reqs = (0..SENT)
             .map(|i| {
@@ -198,9 +216,7 @@ pub async fn run(env: &Env) -> anyhow::Result<Report> {
             })
             .collect();
         let (ok, _, other_n, ms) = blast(reqs, 202).await.context("rebuilds")?;
-        report.rebuilds.admitted.push(ok);
-        report.rebuilds.other.push(other_n);
-        report.rebuilds.millis.push(ms);
+        report.rebuilds.record(ok, other_n, ms);
 
         // The per-IP limit (user tokens are counted; the back end and operators are not): one
         // user token's reads on one instance, then another's on two fresh instances (each
@@ -217,21 +233,25 @@ pub async fn run(env: &Env) -> anyhow::Result<Report> {
             tokens.push(body["token"].as_str().context("a token")?.to_owned());
         }
         let reqs = (0..SENT)
-            .map(|_| client.get(format!("{}/v1/builds?limit=1", bases[0])).bearer_auth(&tokens[0]))
+            .map(|_| {
+                client
+                    .get(format!("{}/v1/builds?limit=1", bases[0]))
+                    .bearer_auth(&tokens[0])
+            })
             .collect();
         let (ok, _, other_n, ms) = blast(reqs, 200).await.context("per IP, one instance")?;
-        report.per_ip_one.admitted.push(ok);
-        report.per_ip_one.other.push(other_n);
-        report.per_ip_one.millis.push(ms);
+        report.per_ip_one.record(ok, other_n, ms);
         let (a, b) = (farm.another_api().await?, farm.another_api().await?);
         let pair = [a.url.clone(), b.url.clone()];
         let reqs = (0..SENT)
-            .map(|i| client.get(format!("{}/v1/builds?limit=1", pair[i % 2])).bearer_auth(&tokens[1]))
+            .map(|i| {
+                client
+                    .get(format!("{}/v1/builds?limit=1", pair[i % 2]))
+                    .bearer_auth(&tokens[1])
+            })
             .collect();
         let (ok, _, other_n, ms) = blast(reqs, 200).await.context("per IP, two instances")?;
-        report.per_ip_two.admitted.push(ok);
-        report.per_ip_two.other.push(other_n);
-        report.per_ip_two.millis.push(ms);
+        report.per_ip_two.record(ok, other_n, ms);
 
         eprintln!(
             "[bench] ratelimit run {round}/{ROUNDS}  new projects {}/{NEW_PROJECTS}  rebuilds {}/{REBUILDS} ({} lost the slot race)  per IP {}/{PER_IP} on one instance, {}/{} on two",
@@ -275,9 +295,5 @@ fn print_details(r: &Report) {
         "  (replacing rebuilds: others lost the slot race, gave their unit back)",
     );
     line("per IP, 1 instance", &r.per_ip_one, "");
-    line(
-        "per IP, 2 instances",
-        &r.per_ip_two,
-        "  (per process: up to 2x)",
-    );
+    line("per IP, 2 instances", &r.per_ip_two, "  (per process: up to 2x)");
 }
