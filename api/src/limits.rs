@@ -306,7 +306,7 @@ pub async fn guard(
             actix_web::ResponseError::error_response(&err),
         ));
     }
-    Ok(as_json(res.map_into_boxed_body()))
+    Ok(as_json(res.map_into_boxed_body(), state.settings.max_body_bytes))
 }
 
 /// The request line and headers, counted as they are sent (`name: value\r\n`).
@@ -350,7 +350,7 @@ fn deadline(payload: Payload, timeout: Duration, timed_out: Arc<AtomicBool>) -> 
 }
 
 /// An error answer that is not JSON (actix-web's own) as `{"error": "<what is wrong>"}`.
-fn as_json(res: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
+fn as_json(res: ServiceResponse<BoxBody>, max_body: usize) -> ServiceResponse<BoxBody> {
     let status = res.status();
     let is_json = res
         .headers()
@@ -361,6 +361,10 @@ fn as_json(res: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
         return res;
     }
     let message = match res.response().error() {
+        // The body extractor's cap (`KILN_MAX_BODY_MB`), said as the signed path says it.
+        _ if status == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE => {
+            format!("the request body is larger than {} MB", max_body / (1024 * 1024))
+        }
         Some(e) if !e.to_string().is_empty() => e.to_string(),
         _ => status
             .canonical_reason()

@@ -408,8 +408,36 @@ async fn retries_and_duplicates_cost_no_quota() {
 }
 
 #[tokio::test]
-async fn oversized_headers_get_431_with_a_message_and_the_service_stays_healthy() {
-    let app = spawn_app(with(&[("KILN_MAX_HEADER_KB", "8")])).await;
+async fn oversized_headers_and_bodies_get_431_and_413_with_a_message_and_the_service_stays_healthy() {
+    let app = spawn_app(with(&[("KILN_MAX_HEADER_KB", "8"), ("KILN_MAX_BODY_MB", "1")])).await;
+    // Every route that takes a JSON body holds it to KILN_MAX_BODY_MB, with a bearer token too
+    // (a signed request's body is read, under the same cap, by authentication).
+    let big = format!("{{\"pad\": \"{}\"}}", "x".repeat(1024 * 1024 + 1));
+    for path in [
+        "/v1/builds",
+        "/v1/webhooks",
+        "/v1/tokens",
+        "/v1/projects/u/p/rollback",
+        "/build-preview-for-new-project",
+        "/rebuild-preview",
+    ] {
+        let res = app
+            .client
+            .post(format!("{}{path}", app.api))
+            .bearer_auth(TOKEN)
+            .header("Content-Type", "application/json")
+            .body(big.clone())
+            .send()
+            .await
+            .unwrap();
+        let (status, _, body) = answer(res).await;
+        assert_eq!(status, 413, "{path}: {body}");
+        assert_eq!(body["error"], "the request body is larger than 1 MB", "{path}");
+    }
+    let res = app.signed("POST", "/v1/builds", big.as_bytes()).await;
+    let (status, _, body) = answer(res).await;
+    assert_eq!((status, body["error"].as_str()), (413, Some("the request body is larger than 1 MB")));
+
     let res = app
         .client
         .get(format!("{}/v1/builds", app.api))

@@ -3,8 +3,8 @@
 //! instances (new projects per user; rebuilds per project, each superseding the queued one) and
 //! for the per-IP limit (in process: one instance, then two).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -95,26 +95,16 @@ async fn blast(
     requests: Vec<reqwest::RequestBuilder>,
     admitted_status: u16,
 ) -> anyhow::Result<(usize, usize, usize, f64)> {
-    let requests = Arc::new(std::sync::Mutex::new(
-        requests.into_iter().map(Some).collect::<Vec<_>>(),
-    ));
-    let next = Arc::new(AtomicUsize::new(0));
+    let queue = Arc::new(Mutex::new(VecDeque::from(requests)));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..CONCURRENCY {
-        let (requests, next) = (requests.clone(), next.clone());
+        let queue = queue.clone();
         tasks.push(tokio::spawn(async move {
             let mut seen = Vec::new();
             loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let req = {
-                    let mut all = requests.lock().expect("not poisoned");
-                    match all.get_mut(i) {
-                        Some(r) => r.take(),
-                        None => break,
-                    }
-                };
-                let Some(req) = req else { break };
+                let next = queue.lock().expect("not poisoned").pop_front();
+                let Some(req) = next else { break };
                 let res = req.send().await?;
                 let status = res.status().as_u16();
                 let text = res.text().await?;
