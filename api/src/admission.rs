@@ -361,7 +361,7 @@ pub(crate) async fn enqueue(
     let replacing = on_conflict != OnConflict::Reject;
     let mut reserved = false;
     let mut replaced = None;
-    for _ in 0..3 {
+    for _ in 0..CLAIM_TRIES {
         match state
             .queue
             .admit(id, &user, &project, &label, &state.quotas, replacing)
@@ -381,11 +381,12 @@ pub(crate) async fn enqueue(
                 // The row exists from here on: an error must not leave it queued with no entry.
                 match holder_is_live(state, &holder).await {
                     Ok(true) => match replace(state, &holder, id, on_conflict).await {
-                        Ok(Some(r)) => {
+                        Ok(Replacement::Done(r)) => {
                             replaced = Some(r);
                             continue; // its slot was released
                         }
-                        Ok(None) => {
+                        Ok(Replacement::Gone) => {}
+                        Ok(Replacement::Refused) => {
                             withdraw(state, id, &user, &project, reserved).await?;
                             return Err(conflict(holder));
                         }
@@ -444,6 +445,10 @@ async fn refund(state: &AppState, id: VersionId, user: &UserId, project: &Projec
     }
 }
 
+/// How often admission tries the project's claim: requests replacing each other (`onConflict`)
+/// may find a new holder on each try.
+const CLAIM_TRIES: usize = 5;
+
 /// An insert whose answer was lost with Postgres may still have committed. The client is told
 /// 503 and retries (as a new build), so a committed row must not also become a build once the
 /// reconciler finds it queued without a stream entry: it is deleted (if still unclaimed) as
@@ -467,20 +472,30 @@ fn forget_if_committed(state: &AppState, id: VersionId) {
 /// alone for their first minute).
 const FORGET_PATIENCE: std::time::Duration = std::time::Duration::from_secs(55);
 
+/// What [`replace`] did with the build holding the project's slot.
+enum Replacement {
+    /// Superseded or cancelled; its slot was released.
+    Done(Replaced),
+    /// It ended meanwhile (another request replaced it first): its claim is stale, and the
+    /// claim is tried again.
+    Gone,
+    /// It may not be replaced (a running build without `cancel-running`, a rollback): a 409.
+    Refused,
+}
+
 /// Replaces the live build holding the project's slot, as `on_conflict` allows: a queued one is
 /// superseded by `by`, a running one cancelled (`cancel-running` only). Its slot is released.
-/// `None` when it may not be replaced (then the answer is a 409).
 async fn replace(
     state: &AppState,
     holder: &str,
     by: VersionId,
     on_conflict: OnConflict,
-) -> Result<Option<Replaced>, ApiError> {
+) -> Result<Replacement, ApiError> {
     if on_conflict == OnConflict::Reject {
-        return Ok(None);
+        return Ok(Replacement::Refused);
     }
     let Ok(old) = VersionId::parse(holder) else {
-        return Ok(None); // a rollback's hold: it lasts seconds
+        return Ok(Replacement::Refused); // a rollback's hold: it lasts seconds
     };
     if let Some(v) = versions::supersede(&state.db, old, by).await? {
         tracing::info!(superseded = %old, "a queued build was superseded by a newer request");
@@ -495,21 +510,25 @@ async fn replace(
                 what: "the build queue",
                 cause: e.into(),
             })?;
-        return Ok(Some(Replaced {
+        return Ok(Replacement::Done(Replaced {
             build_id: old,
             status: BuildStatus::Superseded,
         }));
     }
     if on_conflict != OnConflict::CancelRunning {
-        return Ok(None);
+        // Not queued any more: running (a 409), or replaced by a request that raced this one.
+        return Ok(match holder_is_live(state, holder).await? {
+            true => Replacement::Refused,
+            false => Replacement::Gone,
+        });
     }
     match crate::lifecycle::cancel(state, old).await {
-        Ok(_) => Ok(Some(Replaced {
+        Ok(_) => Ok(Replacement::Done(Replaced {
             build_id: old,
             status: BuildStatus::Cancelled,
         })),
         // It ended meanwhile: its claim is stale and is released on the next try.
-        Err(ApiError::Conflict { .. }) => Ok(None),
+        Err(ApiError::Conflict { .. }) => Ok(Replacement::Gone),
         Err(e) => Err(e),
     }
 }

@@ -436,7 +436,10 @@ async fn oversized_headers_and_bodies_get_431_and_413_with_a_message_and_the_ser
     }
     let res = app.signed("POST", "/v1/builds", big.as_bytes()).await;
     let (status, _, body) = answer(res).await;
-    assert_eq!((status, body["error"].as_str()), (413, Some("the request body is larger than 1 MB")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (413, Some("the request body is larger than 1 MB"))
+    );
 
     let res = app
         .client
