@@ -83,7 +83,7 @@ impl Limits {
         if !self.settings.trusts(peer) {
             return peer;
         }
-        match self.from_header(headers) {
+        match self.forwarded_client(headers) {
             Some(ip) => ip,
             None => {
                 tracing::debug!(%peer, header = %self.settings.client_ip_header,
@@ -93,7 +93,7 @@ impl Limits {
         }
     }
 
-    fn from_header(&self, headers: &HeaderMap) -> Option<IpAddr> {
+    fn forwarded_client(&self, headers: &HeaderMap) -> Option<IpAddr> {
         let mut hops = Vec::new();
         for value in headers.get_all(self.settings.client_ip_header.as_str()) {
             for hop in value.to_str().ok()?.split(',') {

@@ -28,7 +28,6 @@ const SENT: usize = 200;
 #[derive(Debug, Clone)]
 pub struct Figure {
     pub configured: u32,
-    pub sent: usize,
     pub admitted: Vec<usize>,
     /// Answers that were neither admitted nor 429 (409 or 503 of replacing rebuilds that lost
     /// their race for the project's slot; they give their quota unit back).
@@ -37,10 +36,9 @@ pub struct Figure {
 }
 
 impl Figure {
-    fn new(configured: u32, sent: usize) -> Self {
+    fn new(configured: u32) -> Self {
         Self {
             configured,
-            sent,
             admitted: Vec::new(),
             other: Vec::new(),
             millis: Vec::new(),
@@ -152,10 +150,10 @@ fn site(project: &str, n: usize) -> serde_json::Value {
 
 pub async fn run(env: &Env) -> anyhow::Result<Report> {
     let mut report = Report {
-        new_projects: Figure::new(NEW_PROJECTS, SENT),
-        rebuilds: Figure::new(REBUILDS, SENT),
-        per_ip_one: Figure::new(PER_IP, SENT),
-        per_ip_two: Figure::new(PER_IP, SENT),
+        new_projects: Figure::new(NEW_PROJECTS),
+        rebuilds: Figure::new(REBUILDS),
+        per_ip_one: Figure::new(PER_IP),
+        per_ip_two: Figure::new(PER_IP),
     };
     let new_projects = NEW_PROJECTS.to_string();
     let rebuilds = REBUILDS.to_string();
