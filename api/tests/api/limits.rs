@@ -51,10 +51,14 @@ async fn get_as(app: &TestApp, token: Option<&str>, path: &str) -> (u16, Option<
     answer(req.send().await.unwrap()).await
 }
 
-/// `/healthz` and `/readyz` answer 200 (neither is rate limited).
+/// `/healthz` and `/readyz` answer 200 (neither is rate limited), each on a new connection.
 async fn healthy(app: &TestApp) {
+    let fresh = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
     for path in ["/healthz", "/readyz"] {
-        let res = app.client.get(format!("{}{path}", app.api)).send().await.unwrap();
+        let res = fresh.get(format!("{}{path}", app.api)).send().await.unwrap();
         assert_eq!(res.status(), 200, "{path}");
     }
 }
@@ -409,7 +413,12 @@ async fn retries_and_duplicates_cost_no_quota() {
 
 #[tokio::test]
 async fn oversized_headers_and_bodies_get_431_and_413_with_a_message_and_the_service_stays_healthy() {
-    let app = spawn_app(with(&[("KILN_MAX_HEADER_KB", "8"), ("KILN_MAX_BODY_MB", "1")])).await;
+    let mut app = spawn_app(with(&[("KILN_MAX_HEADER_KB", "8"), ("KILN_MAX_BODY_MB", "1")])).await;
+    // The server closes a connection whose request it refused unread: no connection is reused.
+    app.client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
     // Every route that takes a JSON body holds it to KILN_MAX_BODY_MB, with a bearer token too
     // (a signed request's body is read, under the same cap, by authentication).
     let big = format!("{{\"pad\": \"{}\"}}", "x".repeat(1024 * 1024 + 1));
