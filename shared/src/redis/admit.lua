@@ -21,14 +21,19 @@ local quota, limit, name = KEYS[5], tonumber(ARGV[6]), 'rebuilds'
 if redis.call('EXISTS', KEYS[3]) == 0 then
   quota, limit, name = KEYS[4], tonumber(ARGV[5]), 'new_projects'
 end
-if limit > 0 and not redis.call('ZSCORE', quota, ARGV[1]) then
+-- Only a replacer can come back with its unit already taken. Units that left the window are
+-- removed only when the set looks full: it never holds more than the limit, and expires a window
+-- after its newest unit.
+if limit > 0 and not (ARGV[8] == '1' and redis.call('ZSCORE', quota, ARGV[1])) then
   local window = tonumber(ARGV[7])
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  redis.call('ZREMRANGEBYSCORE', quota, '-inf', now - window)
   if redis.call('ZCARD', quota) >= limit then
-    local oldest = redis.call('ZRANGE', quota, 0, 0, 'WITHSCORES')
-    return {2, name, tonumber(oldest[2]) + window - now}
+    redis.call('ZREMRANGEBYSCORE', quota, '-inf', now - window)
+    if redis.call('ZCARD', quota) >= limit then
+      local oldest = redis.call('ZRANGE', quota, 0, 0, 'WITHSCORES')
+      return {2, name, tonumber(oldest[2]) + window - now}
+    end
   end
   redis.call('ZADD', quota, now, ARGV[1])
   redis.call('PEXPIRE', quota, window)
