@@ -15,7 +15,7 @@ use kiln_shared::domain::{
     VersionId,
 };
 use kiln_shared::preview::project_label;
-use kiln_shared::redis::Admission;
+use kiln_shared::redis::{Admission, Preflight};
 use kiln_shared::store::Manifest;
 use serde::{Deserialize, Serialize};
 
@@ -223,22 +223,38 @@ pub async fn admit(state: &AppState, req: BuildRequest) -> Result<Queued, ApiErr
     let id = VersionId::new();
     tracing::Span::current().record("build_id", tracing::field::display(id));
 
-    // One Redis round trip: the project's slot, and whether the KV has its latest pointer.
-    // A Redis error here is not fatal: the atomic admission below decides, and records the
-    // build as failed if Redis is really down.
-    let (holder, has_latest) = match state.queue.slot_and_latest(&req.user, &req.project).await {
+    // One Redis round trip: the project's slot, whether the KV has its latest pointer, and
+    // whether its quota is used up. A Redis error here is not fatal: the atomic admission below
+    // decides (slot and quota), and records the build as failed if Redis is really down.
+    let label = project_label(&req.user, &req.project);
+    let preflight = match state
+        .queue
+        .preflight(&req.user, &req.project, &label, &state.quotas)
+        .await
+    {
         Ok(found) => found,
         Err(e) => {
-            tracing::warn!(error = %e, "cannot read the project's slot and latest pointer");
-            (None, true)
+            tracing::warn!(error = %e, "cannot read the project's slot, latest pointer and quota");
+            Preflight {
+                holder: None,
+                has_latest: true,
+                over_quota: None,
+            }
         }
     };
-    // Fast path for the common conflict: no upload, no row.
-    if let Some(holder) = holder {
+    let has_latest = preflight.has_latest;
+    // Fast path for the common conflict: no upload, no row. A request that repeats the build in
+    // flight is a 409, not a quota refusal, and costs no quota.
+    if let Some(holder) = preflight.holder {
         let may_replace = req.on_conflict != OnConflict::Reject && !holder.starts_with("rollback:");
         if !may_replace && holder_is_live(state, &holder).await? {
             return Err(conflict(holder));
         }
+    }
+    // A used-up quota is refused before anything is stored (the admission script checks again,
+    // atomically, for the requests that race here).
+    if let Some(hit) = preflight.over_quota {
+        return Err(ApiError::over_quota(hit));
     }
 
     // A request that is a whole first build, of a project the KV has no latest pointer for, is
@@ -337,53 +353,101 @@ pub(crate) async fn enqueue(
         return Ok(None);
     }
 
-    // Claim the slot and queue, atomically. A stale or replaced claim is released, and the
-    // claim tried again (a few times: other requests may be racing for the slot).
+    // Claim the slot and queue, atomically, counting the build against its quota. A stale or
+    // replaced claim is released, and the claim tried again (a few times: other requests may be
+    // racing for the slot). A request that may replace the holder takes its quota unit before it
+    // replaces anything (so a used-up quota never leaves the project with its queued build
+    // superseded and nothing in its place), and gives it back if it does not get queued.
+    let replacing = on_conflict != OnConflict::Reject;
+    let mut reserved = false;
     let mut replaced = None;
-    for _ in 0..3 {
-        match state.queue.admit(id, &user, &project, &label).await {
+    for _ in 0..CLAIM_TRIES {
+        match state
+            .queue
+            .admit(id, &user, &project, &label, &state.quotas, replacing)
+            .await
+        {
             Ok(Admission::Queued { .. }) => {
                 let mut answer = queued(state, id, user, project);
                 answer.replaced = replaced;
                 return Ok(Some(answer));
             }
+            Ok(Admission::OverQuota(hit)) => {
+                withdraw(state, id, &user, &project, reserved).await?;
+                return Err(ApiError::over_quota(hit));
+            }
             Ok(Admission::Conflict { holder }) => {
+                reserved |= replacing && !state.quotas.is_off();
                 // The row exists from here on: an error must not leave it queued with no entry.
                 match holder_is_live(state, &holder).await {
                     Ok(true) => match replace(state, &holder, id, on_conflict).await {
-                        Ok(Some(r)) => {
+                        Ok(Replacement::Done(r)) => {
                             replaced = Some(r);
                             continue; // its slot was released
                         }
-                        Ok(None) => {
-                            versions::delete_unclaimed(&state.db, id).await?;
+                        Ok(Replacement::Gone) => {}
+                        Ok(Replacement::Refused) => {
+                            withdraw(state, id, &user, &project, reserved).await?;
                             return Err(conflict(holder));
                         }
                         Err(e) => {
-                            versions::delete_unclaimed(&state.db, id).await?;
+                            withdraw(state, id, &user, &project, reserved).await?;
                             return Err(e);
                         }
                     },
                     Ok(false) => {}
                     Err(e) => {
-                        versions::delete_unclaimed(&state.db, id).await?;
+                        withdraw(state, id, &user, &project, reserved).await?;
                         return Err(e);
                     }
                 }
                 tracing::warn!(stale = %holder, "releasing a stale in-flight claim");
                 if let Err(e) = state.queue.release(&holder, &user, &project).await {
+                    refund(state, id, &user, &project, reserved).await;
                     return Err(queue_unavailable(state, id, e).await);
                 }
             }
-            Err(e) => return Err(queue_unavailable(state, id, e).await),
+            Err(e) => {
+                refund(state, id, &user, &project, reserved).await;
+                return Err(queue_unavailable(state, id, e).await);
+            }
         }
     }
-    versions::delete_unclaimed(&state.db, id).await?;
+    withdraw(state, id, &user, &project, reserved).await?;
     Err(ApiError::Unavailable {
         what: "the in-flight claim",
         cause: anyhow::anyhow!("the project's claim kept changing"),
     })
 }
+
+/// A request that will not be queued after all: its quota unit back (if it took one), its row
+/// gone (nobody has seen it).
+async fn withdraw(
+    state: &AppState,
+    id: VersionId,
+    user: &UserId,
+    project: &ProjectId,
+    reserved: bool,
+) -> Result<(), ApiError> {
+    refund(state, id, user, project, reserved).await;
+    versions::delete_unclaimed(&state.db, id).await?;
+    Ok(())
+}
+
+/// Gives back the quota unit a request reserved (best effort: a unit that cannot be given back
+/// leaves the window with the others).
+async fn refund(state: &AppState, id: VersionId, user: &UserId, project: &ProjectId, reserved: bool) {
+    if !reserved {
+        return;
+    }
+    if let Err(e) = state.queue.refund(id, user, project).await {
+        tracing::warn!(error = %e, "cannot give back the quota unit of a build that was not queued");
+    }
+}
+
+/// How often admission tries the project's claim: requests replacing each other (`onConflict`)
+/// may find a new holder on each try.
+const CLAIM_TRIES: usize = 5;
 
 /// An insert whose answer was lost with Postgres may still have committed. The client is told
 /// 503 and retries (as a new build), so a committed row must not also become a build once the
@@ -408,20 +472,30 @@ fn forget_if_committed(state: &AppState, id: VersionId) {
 /// alone for their first minute).
 const FORGET_PATIENCE: std::time::Duration = std::time::Duration::from_secs(55);
 
+/// What [`replace`] did with the build holding the project's slot.
+enum Replacement {
+    /// Superseded or cancelled; its slot was released.
+    Done(Replaced),
+    /// It ended meanwhile (another request replaced it first): its claim is stale, and the
+    /// claim is tried again.
+    Gone,
+    /// It may not be replaced (a running build without `cancel-running`, a rollback): a 409.
+    Refused,
+}
+
 /// Replaces the live build holding the project's slot, as `on_conflict` allows: a queued one is
 /// superseded by `by`, a running one cancelled (`cancel-running` only). Its slot is released.
-/// `None` when it may not be replaced (then the answer is a 409).
 async fn replace(
     state: &AppState,
     holder: &str,
     by: VersionId,
     on_conflict: OnConflict,
-) -> Result<Option<Replaced>, ApiError> {
+) -> Result<Replacement, ApiError> {
     if on_conflict == OnConflict::Reject {
-        return Ok(None);
+        return Ok(Replacement::Refused);
     }
     let Ok(old) = VersionId::parse(holder) else {
-        return Ok(None); // a rollback's hold: it lasts seconds
+        return Ok(Replacement::Refused); // a rollback's hold: it lasts seconds
     };
     if let Some(v) = versions::supersede(&state.db, old, by).await? {
         tracing::info!(superseded = %old, "a queued build was superseded by a newer request");
@@ -436,21 +510,25 @@ async fn replace(
                 what: "the build queue",
                 cause: e.into(),
             })?;
-        return Ok(Some(Replaced {
+        return Ok(Replacement::Done(Replaced {
             build_id: old,
             status: BuildStatus::Superseded,
         }));
     }
     if on_conflict != OnConflict::CancelRunning {
-        return Ok(None);
+        // Not queued any more: running (a 409), or replaced by a request that raced this one.
+        return Ok(match holder_is_live(state, holder).await? {
+            true => Replacement::Refused,
+            false => Replacement::Gone,
+        });
     }
     match crate::lifecycle::cancel(state, old).await {
-        Ok(_) => Ok(Some(Replaced {
+        Ok(_) => Ok(Replacement::Done(Replaced {
             build_id: old,
             status: BuildStatus::Cancelled,
         })),
         // It ended meanwhile: its claim is stale and is released on the next try.
-        Err(ApiError::Conflict { .. }) => Ok(None),
+        Err(ApiError::Conflict { .. }) => Ok(Replacement::Gone),
         Err(e) => Err(e),
     }
 }

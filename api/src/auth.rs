@@ -7,6 +7,10 @@
 //!   exist, so a user token does not even learn that another user's project exists.
 //!
 //! The body of a signed request is read here, once, under the size cap, and handed on.
+//!
+//! The per-IP limit ([`crate::limits`]) is counted here, before anything costly: for a user
+//! token (before its lookup), a bad signature, or no credentials at all. An operator token and
+//! a valid signature are not counted.
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
@@ -30,7 +34,16 @@ pub async fn authenticate(
         .app_data::<web::Data<AppState>>()
         .expect("AppState is registered")
         .clone();
-    if let Some(token) = bearer(req.headers())? {
+    let ip = state.limits.client_of(req.request());
+    let count = || state.limits.check_ip(ip);
+    let bearer = match bearer(req.headers()) {
+        Ok(b) => b,
+        Err(e) => {
+            count()?;
+            return Err(e.into());
+        }
+    };
+    if let Some(token) = bearer {
         let operator = state
             .settings
             .api_tokens
@@ -39,6 +52,7 @@ pub async fn authenticate(
         let caller = if operator {
             Caller::Operator
         } else {
+            count()?;
             user_token(&state, token).await?
         };
         req.extensions_mut().insert(caller);
@@ -51,6 +65,7 @@ pub async fn authenticate(
             .map(str::to_owned)
     };
     let (Some(timestamp), Some(signature)) = (header(TIMESTAMP_HEADER), header(SIGNATURE_HEADER)) else {
+        count()?;
         return Err(ApiError::Unauthorized(
             "authentication required: send Authorization: Bearer <token>, or X-Kiln-Timestamp and X-Kiln-Signature"
                 .into(),
@@ -77,7 +92,10 @@ pub async fn authenticate(
         &body,
         chrono::Utc::now().timestamp(),
     )
-    .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
+    .map_err(|e| match count() {
+        Ok(()) => ApiError::Unauthorized(e.to_string()),
+        Err(limited) => limited,
+    })?;
     req.set_payload(Payload::from(body.freeze()));
     req.extensions_mut().insert(Caller::Backend);
     next.call(req).await

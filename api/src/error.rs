@@ -4,7 +4,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use kiln_shared::db::DbError;
-use kiln_shared::redis::QueueError;
+use kiln_shared::redis::{QueueError, QuotaHit};
 use kiln_shared::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +24,20 @@ pub enum ApiError {
     InProgress(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// The request line and headers are over the cap.
+    #[error("{0}")]
+    HeadersTooLarge(String),
+    /// The request's body did not arrive in time.
+    #[error("{0}")]
+    RequestTimeout(String),
+    /// A rate limit, a quota or the stream cap: `Retry-After` says when to try again.
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        retry_after: std::time::Duration,
+        /// The fleet-wide quota that was hit, if it was one.
+        quota: Option<QuotaHit>,
+    },
     /// Well-formed but not acceptable (a path that escapes, too many files, an unknown base...).
     #[error("{0}")]
     Unprocessable(String),
@@ -44,6 +58,38 @@ pub enum ApiError {
 impl ApiError {
     pub fn internal(e: impl Into<anyhow::Error>) -> Self {
         ApiError::Internal(e.into())
+    }
+
+    /// A used-up fleet-wide quota, as a 429 that names it.
+    pub fn over_quota(hit: QuotaHit) -> Self {
+        let what = match hit.quota {
+            kiln_shared::redis::Quota::NewProjects => "new projects per user",
+            kiln_shared::redis::Quota::Rebuilds => "rebuilds per project",
+        };
+        ApiError::TooManyRequests {
+            message: format!(
+                "quota exceeded: {} {what} per {}; the next one is possible in {} s",
+                hit.limit,
+                window_text(hit.window),
+                retry_secs(hit.retry_after)
+            ),
+            retry_after: hit.retry_after,
+            quota: Some(hit),
+        }
+    }
+}
+
+/// `Retry-After` in whole seconds, at least 1.
+pub fn retry_secs(d: std::time::Duration) -> u64 {
+    (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
+}
+
+/// `1h`, `30m`, `10s`.
+fn window_text(d: std::time::Duration) -> String {
+    match d.as_secs() {
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
     }
 }
 
@@ -92,6 +138,9 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } | ApiError::InProgress(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::QueueUnavailable { .. } | ApiError::Unavailable { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -105,6 +154,20 @@ impl ResponseError for ApiError {
             ApiError::Conflict { message, build_id } | ApiError::QueueUnavailable { message, build_id } => {
                 serde_json::json!({ "error": message, "buildId": build_id })
             }
+            ApiError::TooManyRequests {
+                message,
+                retry_after,
+                quota,
+            } => {
+                let mut body =
+                    serde_json::json!({ "error": message, "retryAfter": retry_secs(*retry_after) });
+                if let Some(hit) = quota {
+                    body["quota"] = hit.quota.name().into();
+                    body["limit"] = hit.limit.into();
+                    body["window"] = window_text(hit.window).into();
+                }
+                body
+            }
             ApiError::Unavailable { what, cause } => {
                 tracing::warn!(error = format!("{cause:#}"), "{what} is unavailable");
                 serde_json::json!({ "error": self.to_string() })
@@ -116,8 +179,17 @@ impl ResponseError for ApiError {
             other => serde_json::json!({ "error": other.to_string() }),
         };
         let mut res = HttpResponse::build(self.status_code());
-        if matches!(self, ApiError::Unauthorized(_)) {
-            res.insert_header(("WWW-Authenticate", "Bearer"));
+        match self {
+            ApiError::Unauthorized(_) => {
+                res.insert_header(("WWW-Authenticate", "Bearer"));
+            }
+            ApiError::TooManyRequests { retry_after, .. } => {
+                res.insert_header(("Retry-After", retry_secs(*retry_after).to_string()));
+            }
+            ApiError::HeadersTooLarge(_) | ApiError::RequestTimeout(_) => {
+                res.insert_header(("Connection", "close"));
+            }
+            _ => {}
         }
         res.json(body)
     }

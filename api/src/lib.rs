@@ -8,6 +8,7 @@ mod error;
 mod events;
 mod export;
 mod lifecycle;
+mod limits;
 mod logs;
 mod preview;
 mod queue_estimate;

@@ -12,7 +12,7 @@ use kiln_shared::config::Settings;
 use kiln_shared::db::{connect_generic, GenericPlans};
 use kiln_shared::metrics::Metrics;
 use kiln_shared::preview::PreviewUrls;
-use kiln_shared::redis::{Fleet, Idempotency, Keys, LiveLogs, Queue};
+use kiln_shared::redis::{Fleet, Idempotency, Keys, LiveLogs, Queue, QuotaLimits};
 use kiln_shared::store::Artifacts;
 use tokio_util::sync::CancellationToken;
 use tracing_actix_web::TracingLogger;
@@ -21,6 +21,7 @@ use crate::admission::AdmissionDb;
 use crate::auth::authenticate;
 use crate::error::ApiError;
 use crate::events::EventHub;
+use crate::limits::{guard, Limits, Public};
 use crate::routes::{
     builders, builds, events, health, logs, metrics, openapi, projects, tokens, versions, webhooks,
 };
@@ -66,7 +67,12 @@ impl Application {
         let db_copy = db.clone();
         let metrics = Metrics::new("api");
         let stop = CancellationToken::new();
+        let limits = Arc::new(Limits::new(&settings.limits));
+        forget_idle_clients(limits.clone(), stop.clone());
+        let caps = settings.limits.clone();
         let state = web::Data::new(AppState {
+            limits,
+            quotas: QuotaLimits::of(&settings.limits),
             metrics: metrics.clone(),
             closing: stop.clone(),
             settings: Arc::new(settings),
@@ -85,6 +91,7 @@ impl Application {
         let api_state = state.clone();
         let api = HttpServer::new(move || {
             App::new()
+                .wrap(from_fn(guard))
                 .wrap(TracingLogger::default())
                 .app_data(web::Data::new(api_state.for_worker()))
                 .app_data(web::PayloadConfig::new(max_body))
@@ -122,12 +129,18 @@ impl Application {
                         .wrap(from_fn(authenticate))
                         .route(web::post().to(builds::seed_rebuild)),
                 )
-                .default_service(web::to(|| async {
+                .default_service(web::to(|_: Public| async {
                     Err::<actix_web::HttpResponse, _>(ApiError::NotFound(
                         "no such route; see /openapi.json".into(),
                     ))
                 }))
         })
+        // A connection's first request head must arrive within the timeout (else 408 and the
+        // connection closes: slowloris); idle keep-alive connections close after theirs; a client
+        // that closes its side ends its streams at once (their places are given back).
+        .client_request_timeout(caps.head_timeout)
+        .keep_alive(caps.keep_alive)
+        .h1_allow_half_closed(false)
         .listen(api_listener)?
         .disable_signals()
         .run();
@@ -138,6 +151,8 @@ impl Application {
                 .app_data(state.clone())
                 .default_service(web::to(crate::preview::serve))
         })
+        .client_request_timeout(caps.head_timeout)
+        .keep_alive(caps.keep_alive)
         .listen(preview_listener)?
         .disable_signals()
         .run();
@@ -199,6 +214,20 @@ impl Application {
         }
         result
     }
+}
+
+/// Every [`crate::limits::FORGET_EVERY`] until the API stops, the per-IP limiter forgets the
+/// clients whose allowance is whole again: its memory follows the clients of the last period.
+fn forget_idle_clients(limits: Arc<Limits>, stop: CancellationToken) {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(crate::limits::FORGET_EVERY) => limits.forget_idle(),
+            }
+            tracing::debug!(clients = limits.remembered(), "per-IP limiter pruned");
+        }
+    });
 }
 
 async fn wait_for_signal() {

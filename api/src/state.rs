@@ -34,6 +34,10 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Cancelled when the API starts shutting down: event and log streams end.
     pub closing: CancellationToken,
+    /// The per-IP limiter and the open streams of this process.
+    pub limits: Arc<crate::limits::Limits>,
+    /// The fleet-wide quotas admission counts builds against.
+    pub quotas: kiln_shared::redis::QuotaLimits,
 }
 
 impl AppState {

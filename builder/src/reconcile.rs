@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use kiln_shared::db::{events, versions};
 use kiln_shared::domain::{EventType, VersionId};
-use kiln_shared::redis::Admission;
+use kiln_shared::redis::{Admission, QuotaLimits};
 use tokio_util::sync::CancellationToken;
 
 use crate::daemon::Builder;
@@ -70,7 +70,14 @@ pub async fn pass(b: &Builder) -> anyhow::Result<Reconciled> {
         }
         match b
             .queue
-            .admit(v.id, &v.user_id, &v.project_id, &v.project_label)
+            .admit(
+                v.id,
+                &v.user_id,
+                &v.project_id,
+                &v.project_label,
+                &QuotaLimits::NONE,
+                false,
+            )
             .await?
         {
             Admission::Queued { .. } => done.republished.push(v.id),
@@ -91,6 +98,8 @@ pub async fn pass(b: &Builder) -> anyhow::Result<Reconciled> {
                     done.superseded.push(v.id);
                 }
             }
+            // Not counted (QuotaLimits::NONE): it was counted when it was admitted.
+            Admission::OverQuota(_) => {}
         }
     }
     Ok(done)

@@ -89,9 +89,11 @@ async fn follow(client: &Client, path: &str, mut on: impl FnMut(&Message) -> boo
     }
 }
 
-/// A 4xx will not get better by asking again.
+/// A 4xx will not get better by asking again, except a 429 (too many streams open from this
+/// address, or the rate limit): it is tried again with the others' backoff.
 fn is_client_error(e: &anyhow::Error) -> bool {
-    e.to_string().starts_with('4')
+    let e = e.to_string();
+    e.starts_with('4') && !e.starts_with("429")
 }
 
 /// What is on the terminal: a progress bar on stderr (when it is a terminal) and log lines on

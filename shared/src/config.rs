@@ -11,6 +11,9 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+mod limits;
+pub use limits::{LimitSettings, Rate, QUOTA_WINDOW};
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("{var} is required: {meaning}")]
@@ -110,6 +113,8 @@ pub struct Settings {
     /// Whether builders record build events (`KILN_BUILD_EVENTS=off` is for measuring what
     /// they cost; clients then see only `build_queued`).
     pub build_events: bool,
+    /// The API's rate limit, quotas and request caps.
+    pub limits: LimitSettings,
     /// How untrusted build processes are confined and limited.
     pub sandbox: SandboxSettings,
 }
@@ -447,6 +452,7 @@ impl Settings {
                 disk_mb: src.positive("KILN_BUILD_DISK_MB", 4096)?,
                 cgroups: src.switch("KILN_BUILD_CGROUPS", true)?,
             },
+            limits: LimitSettings::load(src)?,
         })
     }
 

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use kiln_shared::domain::{ProjectId, UserId, VersionId};
 use kiln_shared::redis::{
-    connect, Admission, Claim, Idempotency, IdempotencyRecord, Keys, LatestPointer, Queue,
+    connect, Admission, Claim, Idempotency, IdempotencyRecord, Keys, LatestPointer, Queue, Quota, QuotaLimits,
 };
 
 fn queue() -> Queue {
@@ -30,11 +30,15 @@ async fn one_claim_per_project_released_only_by_its_holder() {
     let (u, p) = ids();
     let (a, b) = (VersionId::new(), VersionId::new());
     assert!(matches!(
-        q.admit(a, &u, &p, "p-label").await.unwrap(),
+        q.admit(a, &u, &p, "p-label", &QuotaLimits::NONE, false)
+            .await
+            .unwrap(),
         Admission::Queued { .. }
     ));
     assert_eq!(
-        q.admit(b, &u, &p, "p-label").await.unwrap(),
+        q.admit(b, &u, &p, "p-label", &QuotaLimits::NONE, false)
+            .await
+            .unwrap(),
         Admission::Conflict {
             holder: a.to_string()
         }
@@ -47,11 +51,84 @@ async fn one_claim_per_project_released_only_by_its_holder() {
     assert_eq!(q.inflight(&u, &p).await.unwrap(), Some(a.to_string()));
     assert!(q.release(&a.to_string(), &u, &p).await.unwrap());
     assert!(matches!(
-        q.admit(b, &u, &p, "p-label").await.unwrap(),
+        q.admit(b, &u, &p, "p-label", &QuotaLimits::NONE, false)
+            .await
+            .unwrap(),
         Admission::Queued { .. }
     ));
     let label = q.label("p-label").await.unwrap().unwrap();
     assert_eq!((label.user_id, label.project_id), (u, p));
+}
+
+#[tokio::test]
+async fn quotas_count_admitted_builds_once_reserve_for_replacers_and_refund() {
+    let q = queue();
+    let (u, p) = ids();
+    let quotas = QuotaLimits {
+        new_projects: 1,
+        rebuilds: 2,
+        window: Duration::from_secs(3600),
+    };
+    let admit = |id, project: &ProjectId, label: &'static str, replace| {
+        let (q, u, project) = (q.clone(), u.clone(), project.clone());
+        async move { q.admit(id, &u, &project, label, &quotas, replace).await.unwrap() }
+    };
+    // A project never admitted is a new one: the user's one new project.
+    let first = VersionId::new();
+    assert!(matches!(
+        admit(first, &p, "l", false).await,
+        Admission::Queued { .. }
+    ));
+    let p2 = ProjectId::parse("p2").unwrap();
+    let Admission::OverQuota(hit) = admit(VersionId::new(), &p2, "l2", false).await else {
+        panic!("a second new project fits no quota of 1");
+    };
+    assert_eq!((hit.quota, hit.limit), (Quota::NewProjects, 1));
+    assert!(hit.retry_after > Duration::from_secs(3590) && hit.retry_after <= Duration::from_secs(3600));
+    let pre = q.preflight(&u, &p2, "l2", &quotas).await.unwrap();
+    assert_eq!(
+        (pre.holder, pre.over_quota.map(|h| h.quota)),
+        (None, Some(Quota::NewProjects))
+    );
+    assert_eq!(q.depth().await.unwrap(), 1, "nothing queued for the refused one");
+
+    // A later build is a rebuild. Its conflict with the build in flight costs nothing...
+    let r1 = VersionId::new();
+    let held = Admission::Conflict {
+        holder: first.to_string(),
+    };
+    assert_eq!(admit(r1, &p, "l", false).await, held);
+    // ...unless it will replace the holder: then its unit is taken first, and counted once.
+    assert_eq!(admit(r1, &p, "l", true).await, held);
+    assert!(q.release(&first.to_string(), &u, &p).await.unwrap());
+    assert!(matches!(admit(r1, &p, "l", true).await, Admission::Queued { .. }));
+    let r2 = VersionId::new();
+    assert_eq!(
+        admit(r2, &p, "l", true).await,
+        Admission::Conflict {
+            holder: r1.to_string()
+        },
+        "the second rebuild reserves the last unit"
+    );
+    let r3 = VersionId::new();
+    let Admission::OverQuota(hit) = admit(r3, &p, "l", true).await else {
+        panic!("both rebuild units are taken");
+    };
+    assert_eq!((hit.quota, hit.limit), (Quota::Rebuilds, 2));
+    // A replacer that gives up gives its unit back.
+    q.refund(r2, &u, &p).await.unwrap();
+    assert!(matches!(
+        admit(r3, &p, "l", true).await,
+        Admission::Conflict { .. }
+    ));
+    // No quota: nothing is counted.
+    let Admission::Conflict { .. } = q
+        .admit(VersionId::new(), &u, &p, "l", &QuotaLimits::NONE, true)
+        .await
+        .unwrap()
+    else {
+        panic!("the slot is still held");
+    };
 }
 
 #[tokio::test]
@@ -72,7 +149,10 @@ async fn an_idle_blocking_read_returns_nothing_and_a_late_entry_is_delivered() {
     let (u2, p2) = (u.clone(), p.clone());
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(700)).await;
-        writer.admit(id, &u2, &p2, "l").await.unwrap();
+        writer
+            .admit(id, &u2, &p2, "l", &QuotaLimits::NONE, false)
+            .await
+            .unwrap();
     });
     let job = reader
         .read("c1")
@@ -94,7 +174,7 @@ async fn an_unrenewed_claim_is_reclaimed_and_fences_its_old_owner() {
     q.ensure_group().await.unwrap();
     let (u, p) = ids();
     let id = VersionId::new();
-    q.admit(id, &u, &p, "l").await.unwrap();
+    q.admit(id, &u, &p, "l", &QuotaLimits::NONE, false).await.unwrap();
     let job = q
         .reader(Duration::from_millis(100))
         .read("dead")
@@ -258,6 +338,6 @@ async fn an_entry_that_describes_no_build_goes_to_the_dead_letters_once() {
     // A valid build after them is read normally.
     let (u, p) = ids();
     let id = VersionId::new();
-    q.admit(id, &u, &p, "l").await.unwrap();
+    q.admit(id, &u, &p, "l", &QuotaLimits::NONE, false).await.unwrap();
     assert_eq!(reader.read("b1").await.unwrap().unwrap().build_id, id);
 }

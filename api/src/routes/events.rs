@@ -16,6 +16,7 @@ use super::query;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::events::{self as live, StreamTiming};
+use crate::limits::{ClientIp, StreamPermit};
 use crate::state::AppState;
 
 /// How often an idle stream sends a comment line (and re-reads Postgres).
@@ -70,6 +71,7 @@ async fn poll(
 
 async fn stream(
     caller: Caller,
+    ip: ClientIp,
     req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<AppState>,
@@ -77,6 +79,7 @@ async fn stream(
     let q: StreamQuery = query(&req)?;
     let after = after_value(resume_point(&req)?.or(q.after), "after")?;
     let id = visible_build(&state, &caller, &path).await?;
+    let permit = state.limits.open_stream(&caller, ip.0)?;
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     tokio::spawn(live::stream(
         state.db.clone(),
@@ -86,7 +89,7 @@ async fn stream(
         StreamTiming { heartbeat: HEARTBEAT },
         tx,
     ));
-    Ok(sse_response(rx, state.closing.clone()))
+    Ok(sse_response(rx, state.closing.clone(), permit))
 }
 
 /// The `Last-Event-ID` header a reconnecting EventSource sends (it wins over `?after=`).
@@ -110,14 +113,20 @@ const CLOSING: &[u8] = b"retry: 1000\n: kiln-api is shutting down; reconnect to 
 
 /// A `text/event-stream` answer that sends what `rx` gives until it closes, or until the API
 /// shuts down (`closing`): then it says so and ends cleanly, so that a graceful stop does not
-/// wait on streams that would never end by themselves.
-pub(super) fn sse_response(rx: mpsc::Receiver<Bytes>, closing: CancellationToken) -> HttpResponse {
-    let body = futures::stream::unfold(Some((rx, closing)), |open| async move {
-        let (mut rx, closing) = open?;
+/// wait on streams that would never end by themselves. The stream's `permit` (its place under
+/// `KILN_MAX_STREAMS_PER_CLIENT`) is given back when the body ends or is dropped (the client
+/// went away).
+pub(super) fn sse_response(
+    rx: mpsc::Receiver<Bytes>,
+    closing: CancellationToken,
+    permit: Option<StreamPermit>,
+) -> HttpResponse {
+    let body = futures::stream::unfold(Some((rx, closing, permit)), |open| async move {
+        let (mut rx, closing, permit) = open?;
         tokio::select! {
             biased;
             () = closing.cancelled() => Some((Ok(Bytes::from_static(CLOSING)), None)),
-            b = rx.recv() => b.map(|b| (Ok::<_, actix_web::Error>(b), Some((rx, closing)))),
+            b = rx.recv() => b.map(|b| (Ok::<_, actix_web::Error>(b), Some((rx, closing, permit)))),
         }
     });
     HttpResponse::Ok()

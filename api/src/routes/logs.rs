@@ -11,6 +11,7 @@ use super::events::{resume_point, sse_response, HEARTBEAT};
 use super::query;
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::limits::ClientIp;
 use crate::logs;
 use crate::state::AppState;
 
@@ -28,6 +29,7 @@ struct LogQuery {
 
 async fn get(
     caller: Caller,
+    ip: ClientIp,
     req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<AppState>,
@@ -46,9 +48,10 @@ async fn get(
     };
     if follow {
         let id = visible_build(&state, &caller, &path).await?;
+        let permit = state.limits.open_stream(&caller, ip.0)?;
         let (tx, rx) = mpsc::channel::<Bytes>(64);
         tokio::spawn(logs::follow(state.get_ref().clone(), id, after, HEARTBEAT, tx));
-        return Ok(sse_response(rx, state.closing.clone()));
+        return Ok(sse_response(rx, state.closing.clone(), permit));
     }
     let log = logs::so_far(&state, visible_build(&state, &caller, &path).await?, after).await?;
     let last = log.lines.last().map_or(after, |(n, _)| *n);

@@ -13,7 +13,29 @@ pub struct Route {
     pub responses: &'static [(u16, &'static str)],
 }
 
-const ERRORS: &[(u16, &str)] = &[(400, "malformed request"), (401, "missing or wrong credentials")];
+const ERRORS: &[(u16, &str)] = &[
+    (400, "malformed request"),
+    (401, "missing or wrong credentials"),
+    (408, "the request body did not arrive within KILN_REQUEST_BODY_TIMEOUT_SECS"),
+    (429, "the client address's rate limit (KILN_RATE_LIMIT_PER_IP; user tokens and bad or missing credentials only): {error, retryAfter}, Retry-After seconds"),
+    (431, "the request line and headers are over KILN_MAX_HEADER_KB"),
+];
+
+/// The answers of every public route besides its own (`/healthz` and `/readyz` are not rate
+/// limited: load balancers poll them).
+const PUBLIC_ERRORS: &[(u16, &str)] = &[(431, "the request line and headers are over KILN_MAX_HEADER_KB")];
+
+/// A used-up fleet-wide quota (admission).
+const QUOTA: (u16, &str) = (
+    429,
+    "a quota is used up (KILN_QUOTA_NEW_PROJECTS_PER_HOUR for a project's first build, per user; KILN_QUOTA_REBUILDS_PER_HOUR for later builds, per project), nothing stored or queued: {error, retryAfter, quota: new_projects_per_user | rebuilds_per_project, limit, window}, Retry-After seconds; or the per-IP rate limit",
+);
+
+/// The cap on streams per client.
+const STREAMS: (u16, &str) = (
+    429,
+    "KILN_MAX_STREAMS_PER_CLIENT event and log streams are already open from this client address (user tokens): {error, retryAfter}",
+);
 
 pub const ROUTES: &[Route] = &[
     Route { method: "get", path: "/healthz", summary: "The process is alive", auth: false, responses: &[(200, "alive")] },
@@ -24,7 +46,7 @@ pub const ROUTES: &[Route] = &[
         auth: false,
         responses: &[(200, "ready"), (503, "a dependency is unreachable; the error names it")],
     },
-    Route { method: "get", path: "/openapi.json", summary: "This document", auth: false, responses: &[(200, "OpenAPI 3.1")] },
+    Route { method: "get", path: "/openapi.json", summary: "This document", auth: false, responses: &[(200, "OpenAPI 3.1"), (429, "the client address's rate limit (KILN_RATE_LIMIT_PER_IP): {error, retryAfter}, Retry-After seconds")] },
     Route {
         method: "post",
         path: "/v1/builds",
@@ -35,6 +57,7 @@ pub const ROUTES: &[Route] = &[
             (409, "another build of the project is queued or running (onConflict: supersede replaces a queued one, cancel-running a running one too): {error, buildId}"),
             (413, "the body is over the size cap"),
             (422, "invalid ids, paths, files, base version, or a reused Idempotency-Key with another body"),
+            QUOTA,
             (503, "the queue is unavailable: the build is recorded failed, {error, buildId}"),
         ],
     },
@@ -78,7 +101,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/builds/{id}/retry",
         summary: "Queue a new build with the sources and base of a failed or cancelled build (retryOf names it)",
         auth: true,
-        responses: &[(202, "queued: {buildId, status, statusUrl, previewUrl, latestUrl, retryOf}"), (404, "unknown build"), (409, "the build is not failed or cancelled, or another build of the project is in flight")],
+        responses: &[(202, "queued: {buildId, status, statusUrl, previewUrl, latestUrl, retryOf}"), (404, "unknown build"), (409, "the build is not failed or cancelled, or another build of the project is in flight"), QUOTA],
     },
     Route {
         method: "get",
@@ -92,14 +115,14 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/builds/{id}/events/stream",
         summary: "Server-Sent Events: replays events after Last-Event-ID (or ?after=), then streams live; ends after the final event; heartbeat comments every 15 s",
         auth: true,
-        responses: &[(200, "text/event-stream"), (400, "bad Last-Event-ID or after"), (404, "unknown build")],
+        responses: &[(200, "text/event-stream"), (400, "bad Last-Event-ID or after"), (404, "unknown build"), STREAMS],
     },
     Route {
         method: "get",
         path: "/v1/builds/{id}/logs",
         summary: "The build's log (capped, secrets redacted) as text after line ?after=N; ?follow=true streams it as Server-Sent Events (id = line number), resuming after Last-Event-ID, ending with event: end",
         auth: true,
-        responses: &[(200, "text/plain (X-Kiln-Log-Last-Line, X-Kiln-Log-Complete) or text/event-stream"), (400, "bad after or follow"), (404, "unknown build")],
+        responses: &[(200, "text/plain (X-Kiln-Log-Last-Line, X-Kiln-Log-Complete) or text/event-stream"), (400, "bad after or follow"), (404, "unknown build"), STREAMS],
     },
     Route {
         method: "post",
@@ -243,14 +266,14 @@ pub const ROUTES: &[Route] = &[
         path: "/build-preview-for-new-project",
         summary: "Seed-compatible alias of POST /v1/builds",
         auth: true,
-        responses: &[(202, "queued, plus {success, versionId}")],
+        responses: &[(202, "queued, plus {success, versionId}"), QUOTA],
     },
     Route {
         method: "post",
         path: "/rebuild-preview",
         summary: "Seed-compatible alias of POST /v1/builds for a project that has a deployed version",
         auth: true,
-        responses: &[(202, "queued, plus {success, versionId}")],
+        responses: &[(202, "queued, plus {success, versionId}"), QUOTA],
     },
 ];
 
@@ -258,8 +281,9 @@ pub fn document() -> Value {
     let mut paths = serde_json::Map::new();
     for r in ROUTES {
         let mut responses = serde_json::Map::new();
-        let extra = if r.auth { ERRORS } else { &[] };
-        for (code, what) in r.responses.iter().chain(extra) {
+        let extra = if r.auth { ERRORS } else { PUBLIC_ERRORS };
+        for (code, what) in extra.iter().chain(r.responses) {
+            // A route's own description of a code wins over the common one.
             responses.insert(code.to_string(), json!({ "description": what }));
         }
         let security = if r.auth {
@@ -282,6 +306,6 @@ pub fn document() -> Value {
     })
 }
 
-pub async fn openapi() -> HttpResponse {
+pub async fn openapi(_: crate::limits::Public) -> HttpResponse {
     HttpResponse::Ok().json(document())
 }

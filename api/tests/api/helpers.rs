@@ -140,6 +140,12 @@ pub async fn spawn_app(opts: Options) -> TestApp {
         ("KILN_BUILD_TIMEOUT_SECS", opts.timeout_secs.to_string()),
         ("KILN_MAX_OUTPUT_MB", opts.max_output_mb.to_string()),
         ("KILN_BUILDER_CONCURRENCY", opts.builders.max(1).to_string()),
+        // Tests submit many projects of one user and hammer one client address; the limits'
+        // own tests (limits.rs) turn these on through `env`.
+        ("KILN_QUOTA_NEW_PROJECTS_PER_HOUR", "off".into()),
+        ("KILN_QUOTA_REBUILDS_PER_HOUR", "off".into()),
+        ("KILN_RATE_LIMIT_PER_IP", "off".into()),
+        ("KILN_MAX_STREAMS_PER_CLIENT", "off".into()),
     ];
     if opts.store == Store::S3 {
         vars.push(("KILN_S3_ENDPOINT", env("KILN_TEST_S3_ENDPOINT")));
@@ -273,17 +279,29 @@ impl TestApp {
 
     /// A request signed as the product back end.
     pub async fn signed(&self, method: &str, path: &str, body: &[u8]) -> reqwest::Response {
+        self.signed_request(&self.api, method, path, body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A request to the API at `base` (this one or another instance), signed as the product back
+    /// end; not sent yet.
+    pub fn signed_request(
+        &self,
+        base: &str,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> reqwest::RequestBuilder {
         let ts = chrono::Utc::now().timestamp();
         let sig = sign_request(HMAC_SECRET.as_bytes(), ts, method, path, body);
         self.client
-            .request(method.parse().unwrap(), format!("{}{path}", self.api))
+            .request(method.parse().unwrap(), format!("{base}{path}"))
             .header("X-Kiln-Timestamp", ts.to_string())
             .header("X-Kiln-Signature", sig)
             .header("Content-Type", "application/json")
             .body(body.to_vec())
-            .send()
-            .await
-            .unwrap()
     }
 
     pub async fn post_build(&self, body: &Value) -> reqwest::Response {

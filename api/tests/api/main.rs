@@ -9,6 +9,7 @@ mod events;
 mod fleet;
 mod helpers;
 mod hostile;
+mod limits;
 mod logs;
 mod metrics;
 mod previews;

@@ -153,6 +153,19 @@ pub struct Farm {
     _dir: tempfile::TempDir,
 }
 
+/// A second API instance of a farm ([`Farm::another_api`]).
+pub struct OtherApi {
+    /// `http://127.0.0.1:<port>`
+    pub url: String,
+    server: ApiThread,
+}
+
+impl OtherApi {
+    pub async fn stop(self) {
+        self.server.stop().await;
+    }
+}
+
 /// A deployed build as the poller saw it.
 #[derive(Debug, Clone)]
 pub struct Finished {
@@ -196,6 +209,14 @@ impl Farm {
             ("KILN_WORK_DIR", dir.path().join("work").display().to_string()),
             ("KILN_PNPM_STORE", env.pnpm_store.display().to_string()),
             ("KILN_BUILDER_CONCURRENCY", builders.max(1).to_string()),
+            // Quotas on, as in production, but too high to refuse anything: admission pays for
+            // counting every build (5,200 new projects of one user, hundreds of rebuilds of one
+            // project). The load is signed by the back end or carries the operator token, which
+            // the per-IP limit does not count; off all the same, so no part depends on that.
+            ("KILN_QUOTA_NEW_PROJECTS_PER_HOUR", "1000000".into()),
+            ("KILN_QUOTA_REBUILDS_PER_HOUR", "1000000".into()),
+            ("KILN_RATE_LIMIT_PER_IP", "off".into()),
+            ("KILN_MAX_STREAMS_PER_CLIENT", "off".into()),
         ];
         let mut vars: Vec<(String, String)> = vars
             .into_iter()
@@ -277,6 +298,16 @@ impl Farm {
         }
         self.server.stop().await;
         self._dir
+    }
+
+    /// One more API instance of this farm (the same database, Redis prefix and store), on an
+    /// actix system of its own.
+    pub async fn another_api(&self) -> anyhow::Result<OtherApi> {
+        let (server, port, _) = ApiThread::start(self.settings.clone()).await?;
+        Ok(OtherApi {
+            url: format!("http://127.0.0.1:{port}"),
+            server,
+        })
     }
 
     /// `POST /v1/builds`, signed as the product back end (as the API tests' `signed()` does).

@@ -1,7 +1,7 @@
 //! kiln-bench: Kiln's benchmark. Run it through `ops/bench/run.sh`, which starts the private
 //! PostgreSQL and Redis it needs; see ops/bench/README.md for what each figure means.
 //!
-//!     kiln-bench [admission] [overhead] [warm] [rollback] [events] [dispatch] [scaleout] [reclaim]
+//!     kiln-bench [admission] [overhead] [warm] [rollback] [events] [dispatch] [scaleout] [reclaim] [ratelimit]
 //!     (no argument: all)
 //!
 //! Per-run figures go to stderr as they come; the details of each part and the summary block go
@@ -17,6 +17,7 @@ mod dispatch;
 mod events;
 mod farm;
 mod overhead;
+mod ratelimit;
 mod reclaim;
 mod rollback;
 mod scaleout;
@@ -37,9 +38,11 @@ enum Part {
     Dispatch,
     Scaleout,
     Reclaim,
+    Ratelimit,
 }
 
-const PART_NAMES: &str = "admission, overhead, warm, rollback, events, dispatch, scaleout, reclaim or all";
+const PART_NAMES: &str =
+    "admission, overhead, warm, rollback, events, dispatch, scaleout, reclaim, ratelimit or all";
 
 impl Part {
     fn name(self) -> &'static str {
@@ -52,6 +55,7 @@ impl Part {
             Part::Dispatch => "dispatch",
             Part::Scaleout => "scaleout",
             Part::Reclaim => "reclaim",
+            Part::Ratelimit => "ratelimit",
         }
     }
 }
@@ -67,6 +71,7 @@ fn parse_parts(args: &[String]) -> Result<Vec<Part>, String> {
             Part::Dispatch,
             Part::Scaleout,
             Part::Reclaim,
+            Part::Ratelimit,
         ]);
     }
     let mut parts = Vec::new();
@@ -80,6 +85,7 @@ fn parse_parts(args: &[String]) -> Result<Vec<Part>, String> {
             "dispatch" => Part::Dispatch,
             "scaleout" => Part::Scaleout,
             "reclaim" => Part::Reclaim,
+            "ratelimit" => Part::Ratelimit,
             other => return Err(format!("unknown part {other:?}: expected {PART_NAMES}")),
         };
         if !parts.contains(&p) {
@@ -100,6 +106,7 @@ struct Results {
     dispatch: Option<Result<dispatch::Report, String>>,
     scaleout: Option<Result<scaleout::Report, String>>,
     reclaim: Option<Result<reclaim::Report, String>>,
+    ratelimit: Option<Result<ratelimit::Report, String>>,
 }
 
 fn main() {
@@ -174,6 +181,9 @@ async fn run(parts: Vec<Part>) -> i32 {
             }
             Part::Reclaim => {
                 results.reclaim = Some(reclaim::run(&env).await.map_err(|e| format!("{e:#}")));
+            }
+            Part::Ratelimit => {
+                results.ratelimit = Some(ratelimit::run(&env).await.map_err(|e| format!("{e:#}")));
             }
         }
         eprintln!(
@@ -409,6 +419,32 @@ fn summary(r: &Results, example: &Path) -> i32 {
             Err(e) => {
                 measured = false;
                 println!("reclaim     NOT MEASURED: {e}");
+            }
+        }
+    }
+    if let Some(rl) = &r.ratelimit {
+        match rl {
+            Ok(rl) => {
+                targets_met &= rl.pass();
+                println!(
+                    "ratelimit   admitted in one window / configured (median of {} runs): new projects {:.0}/{} ({:.2}), rebuilds {:.0}/{} ({:.2}), both across 2 API instances; per IP {:.0}/{} on one instance ({:.2}), {:.0} on two  | target quotas never over, new projects and per IP exact  {}",
+                    ratelimit::ROUNDS,
+                    rl.new_projects.median_admitted(),
+                    rl.new_projects.configured,
+                    rl.new_projects.accuracy(),
+                    rl.rebuilds.median_admitted(),
+                    rl.rebuilds.configured,
+                    rl.rebuilds.accuracy(),
+                    rl.per_ip_one.median_admitted(),
+                    rl.per_ip_one.configured,
+                    rl.per_ip_one.accuracy(),
+                    rl.per_ip_two.median_admitted(),
+                    stats::verdict(rl.pass())
+                );
+            }
+            Err(e) => {
+                measured = false;
+                println!("ratelimit   NOT MEASURED: {e}");
             }
         }
     }

@@ -114,6 +114,11 @@ impl Farm {
             ("KILN_BUILD_TIMEOUT_SECS", "180".into()),
             // Nothing subscribes: the workers would only poll Postgres.
             ("KILN_WEBHOOK_DELIVERY", "off".into()),
+            // 200 builds over 40 projects of a few users: the default quotas (5 new projects a
+            // user, 20 rebuilds a project an hour) would refuse most of them. The suite checks
+            // the farm, not the quotas (api/tests/api/limits.rs does).
+            ("KILN_QUOTA_NEW_PROJECTS_PER_HOUR", "1000000".into()),
+            ("KILN_QUOTA_REBUILDS_PER_HOUR", "1000000".into()),
             ("RUST_LOG", "info".into()),
         ]
         .into_iter()

@@ -12,7 +12,9 @@ pub use fleet::{Fleet, FleetCapacity, LiveBuilder};
 pub use idempotency::{Claim, Idempotency, IdempotencyRecord, RENEW_EVERY as IDEMPOTENCY_RENEW_EVERY};
 pub use kv::{LatestPointer, ProjectRef};
 pub use logs::{LiveLogs, LogEntry, LogFollower};
-pub use queue::{Admission, Job, Queue, StreamReader, CONSUMER_GROUP};
+pub use queue::{
+    Admission, Job, Preflight, Queue, Quota, QuotaHit, QuotaLimits, StreamReader, CONSUMER_GROUP,
+};
 use redis::aio::{ConnectionManager, MultiplexedConnection};
 
 use secrecy::ExposeSecret;
@@ -180,6 +182,17 @@ impl Keys {
     /// A user's running builds, fleet-wide (for `KILN_MAX_RUNNING_PER_USER`).
     pub fn running_of(&self, user: &str) -> String {
         format!("{}:running:{user}", self.prefix)
+    }
+
+    /// The builds of a user's new projects in the quota window (sorted set: build id → Redis
+    /// time in ms).
+    pub fn quota_new_projects(&self, user: &str) -> String {
+        format!("{}:quota:new-projects:{user}", self.prefix)
+    }
+
+    /// The rebuilds of a project in the quota window (sorted set: build id → Redis time in ms).
+    pub fn quota_rebuilds(&self, user: &str, project: &str) -> String {
+        format!("{}:quota:rebuilds:{user}:{project}", self.prefix)
     }
 
     pub fn idempotency(&self, key_hash: &str) -> String {
