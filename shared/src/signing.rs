@@ -48,6 +48,15 @@ pub fn sign_request(
     )
 }
 
+/// A request whose signature checked out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The signature's bytes: one value however its hex digits were written, for replay checks.
+    pub mac: Vec<u8>,
+    /// How long the signature stays acceptable: until its timestamp leaves the window.
+    pub acceptable_for: std::time::Duration,
+}
+
 /// Checks a request's signature in constant time.
 pub fn verify_request(
     secret: &[u8],
@@ -57,12 +66,13 @@ pub fn verify_request(
     path_and_query: &str,
     body: &[u8],
     now_unix: i64,
-) -> Result<(), SignatureError> {
+) -> Result<Verified, SignatureError> {
     let ts: i64 = timestamp
         .trim()
         .parse()
         .map_err(|_| SignatureError::BadTimestamp)?;
-    if (now_unix - ts).abs() > MAX_SKEW_SECS {
+    // `abs_diff`: a timestamp near i64::MIN must not overflow (and, unchecked, wrap into the window).
+    if now_unix.abs_diff(ts) > MAX_SKEW_SECS.unsigned_abs() {
         return Err(SignatureError::Stale);
     }
     let given = signature
@@ -72,11 +82,15 @@ pub fn verify_request(
         .filter(|b| b.len() == 32)
         .ok_or(SignatureError::Malformed)?;
     let expected = mac(secret, timestamp.trim(), method, path_and_query, body);
-    if bool::from(expected.ct_eq(&given)) {
-        Ok(())
-    } else {
-        Err(SignatureError::Mismatch)
+    if !bool::from(expected.ct_eq(&given)) {
+        return Err(SignatureError::Mismatch);
     }
+    // Within the window, so 0..=2 × MAX_SKEW_SECS; and one second more for the clock's rounding.
+    let left = (ts + MAX_SKEW_SECS - now_unix + 1).max(1);
+    Ok(Verified {
+        mac: expected,
+        acceptable_for: std::time::Duration::from_secs(left.unsigned_abs()),
+    })
 }
 
 /// Constant-time comparison of two secrets (bearer tokens).
@@ -121,5 +135,29 @@ mod tests {
             check(&now.to_string(), &other, b"{}", now),
             Err(SignatureError::Mismatch)
         );
+        // Timestamps at the ends of i64 are stale, not an overflow (a panic in a debug build,
+        // and in a release build `i64::MIN + now` wrapped into the window).
+        for ts in [i64::MIN, i64::MIN + now, i64::MAX, -now] {
+            assert_eq!(
+                check(&ts.to_string(), &sig, b"{}", now),
+                Err(SignatureError::Stale),
+                "{ts}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_verified_signature_is_its_bytes_and_lasts_until_its_timestamp_is_stale() {
+        let now = 1_700_000_000;
+        let sig = sign_request(b"k", now, "POST", "/", b"");
+        let verify = |sig: &str, at: i64| verify_request(b"k", &now.to_string(), sig, "POST", "/", b"", at);
+        let v = verify(&sig, now).unwrap();
+        assert_eq!(hex::encode(&v.mac), sig["sha256=".len()..]);
+        assert_eq!(v.acceptable_for.as_secs(), 301);
+        assert_eq!(verify(&sig, now + 300).unwrap().acceptable_for.as_secs(), 1);
+        assert_eq!(verify(&sig, now - 300).unwrap().acceptable_for.as_secs(), 601);
+        // Upper-case hex is the same signature: the same bytes.
+        let upper = format!("sha256={}", sig["sha256=".len()..].to_ascii_uppercase());
+        assert_eq!(verify(&upper, now).unwrap().mac, v.mac);
     }
 }
