@@ -127,7 +127,7 @@ async fn output_manifest(state: &AppState, id: VersionId) -> Result<Option<Arc<M
 
 /// The file a URL path names: the file itself, a directory's `index.html`, or (for a path with
 /// no extension, as client-side routes have) the SPA fallback `/index.html`.
-fn resolve<'m>(manifest: &'m Manifest, url_path: &str) -> Option<(&'m str, &'m ManifestEntry)> {
+pub(crate) fn resolve<'m>(manifest: &'m Manifest, url_path: &str) -> Option<(&'m str, &'m ManifestEntry)> {
     let decoded = percent_decode(url_path)?;
     let path = decoded.trim_start_matches('/');
     if path.split('/').any(|s| s == "..") {
