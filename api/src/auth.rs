@@ -20,7 +20,7 @@ use bytes::BytesMut;
 use futures::StreamExt;
 use kiln_shared::domain::UserId;
 use kiln_shared::redis::SignatureUse;
-use kiln_shared::signing::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use kiln_shared::signing::{self, SignedHeaders, NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use secrecy::ExposeSecret;
 
 use crate::error::ApiError;
@@ -51,6 +51,7 @@ pub async fn authenticate(
     }
     let timestamp = single_header(req.headers(), TIMESTAMP_HEADER)?;
     let signature = single_header(req.headers(), SIGNATURE_HEADER)?;
+    let nonce = single_header(req.headers(), NONCE_HEADER)?.map(str::to_owned);
     let (timestamp, signature) =
         match (timestamp, signature) {
             (Some(t), Some(s)) => (t.to_owned(), s.to_owned()),
@@ -76,10 +77,14 @@ pub async fn authenticate(
         .path_and_query()
         .map_or("/", |pq| pq.as_str())
         .to_owned();
-    let verified = signing::verify_request(
+    let headers = SignedHeaders {
+        timestamp: &timestamp,
+        signature: &signature,
+        nonce: nonce.as_deref(),
+    };
+    let verified = signing::verify(
         secret.expose_secret().as_bytes(),
-        &timestamp,
-        &signature,
+        headers,
         req.method().as_str(),
         &path_and_query,
         &body,
@@ -99,7 +104,8 @@ fn unauthorized(message: &str) -> ApiError {
 }
 
 /// A signature that changes something is accepted once (across every API instance: the record
-/// is in Redis), until its timestamp leaves the window. A client that retries one request with
+/// is in Redis), until its timestamp leaves the window; the same request twice in one second
+/// carries an `X-Kiln-Nonce` each (it is signed). A client that retries one request with
 /// the same `Idempotency-Key` may send the same signature again: idempotency answers it with
 /// the first answer. Reads (GET, HEAD) are not recorded: replaying one changes nothing, and a
 /// back end may poll the same URL twice in a second.
@@ -118,7 +124,7 @@ async fn refuse_replays(
     {
         SignatureUse::First | SignatureUse::Retry => Ok(()),
         SignatureUse::Replayed => Err(unauthorized(
-            "this X-Kiln-Signature was already used: a signed request that changes something is accepted once (sign each request anew; a retry of the same request must carry the same Idempotency-Key)",
+            "this X-Kiln-Signature was already used: a signed request that changes something is accepted once (sign each request anew, with an X-Kiln-Nonce to send the same request twice in a second; a retry of one request must carry the same Idempotency-Key)",
         )),
     }
 }

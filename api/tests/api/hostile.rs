@@ -716,11 +716,7 @@ async fn hostile_build_requests_get_a_clear_4xx_and_nothing_is_stored() {
             "null",
             "invalid type: null, expected struct BuildRequestBody",
         ),
-        (
-            "body: []",
-            "[]",
-            "the body must be a JSON object, not an array",
-        ),
+        ("body: []", "[]", "the body must be a JSON object, not an array"),
         (
             "body: [\"u\"]",
             r#"["u","p"]"#,
@@ -2021,13 +2017,106 @@ async fn a_signature_is_accepted_once_and_forged_ones_never() {
         ),
     ];
     count += refuse_all(&app, "forged signatures", &cases).await;
+
+    // A nonce makes the same request twice in a second two signatures; it is signed, so it can
+    // be neither added, changed nor dropped, and a nonce's request is accepted once too.
+    let nonced = |nonce: &str, body: &str| {
+        let ts = chrono::Utc::now().timestamp();
+        let sig = kiln_shared::signing::sign_request_with_nonce(
+            HMAC_SECRET.as_bytes(),
+            ts,
+            nonce,
+            "POST",
+            "/v1/builds",
+            body.as_bytes(),
+        );
+        vec![
+            ("X-Kiln-Timestamp", ts.to_string().into_bytes()),
+            ("X-Kiln-Nonce", nonce.as_bytes().to_vec()),
+            ("X-Kiln-Signature", sig.into_bytes()),
+        ]
+    };
+    let twice = build_body("u", &unique("twice"), json!([{ "path": "a", "content": "1" }])).to_string();
+    let first = send(&app.api, &post(nonced("n-1", &twice), &twice)).await;
+    assert_eq!(first.status, 202, "{}", first.text());
+    let again = nonced("n-1", &twice);
+    let swapped = |mut h: Vec<(&'static str, Vec<u8>)>, nonce: &[u8]| {
+        h[1].1 = nonce.to_vec();
+        h
+    };
+    let dropped = |h: Vec<(&'static str, Vec<u8>)>| -> Vec<(&'static str, Vec<u8>)> {
+        h.into_iter().filter(|(k, _)| *k != "X-Kiln-Nonce").collect()
+    };
+    cases = vec![
+        case(
+            "a nonce's request replayed",
+            post(again.clone(), &twice),
+            401,
+            replayed,
+        ),
+        case(
+            "the nonce changed",
+            post(swapped(again.clone(), b"n-2"), &twice),
+            401,
+            "does not match",
+        ),
+        case(
+            "the nonce dropped",
+            post(dropped(again.clone()), &twice),
+            401,
+            "does not match",
+        ),
+        case(
+            "a nonce added",
+            post(
+                {
+                    let mut h = with(now.to_string(), good.clone());
+                    h.push(("X-Kiln-Nonce", b"n-3".to_vec()));
+                    h
+                },
+                &body,
+            ),
+            401,
+            "does not match",
+        ),
+        case(
+            "a nonce with a dot",
+            post(swapped(again.clone(), b"a.b"), &twice),
+            401,
+            "X-Kiln-Nonce must be 1-64 characters",
+        ),
+        case(
+            "a nonce too long",
+            post(swapped(again.clone(), &[b'n'; 65]), &twice),
+            401,
+            "X-Kiln-Nonce must be 1-64 characters",
+        ),
+        case(
+            "two nonces",
+            post(
+                {
+                    let mut h = again.clone();
+                    h.push(("X-Kiln-Nonce", b"n-4".to_vec()));
+                    h
+                },
+                &twice,
+            ),
+            401,
+            "x-kiln-nonce header is sent more than once",
+        ),
+    ];
+    count += refuse_all(&app, "nonces", &cases).await;
+    // The same request with another nonce, in the same second: a request of its own (here a 409,
+    // as the project's first build is still queued).
+    let other = send(&app.api, &post(nonced("n-5", &twice), &twice)).await;
+    assert_eq!(other.status, 409, "{}", other.text());
     println!("hostile signatures: {count} cases, all refused");
     assert_eq!(
         app.version_count().await,
-        2,
-        "only the first request and the keyed one were admitted"
+        3,
+        "only the first request, the keyed one and the nonced one were admitted"
     );
-    assert_eq!(app.queue_depth().await, 2);
+    assert_eq!(app.queue_depth().await, 3);
     assert_healthy(&app).await;
 }
 
