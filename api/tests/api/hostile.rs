@@ -235,7 +235,7 @@ async fn refuse_all(app: &TestApp, group: &str, cases: &[Case]) -> usize {
         cases.len(),
         wrong.join("\n")
     );
-    println!("hostile {group}: {} cases, all refused", cases.len());
+    eprintln!("hostile {group}: {} cases, all refused", cases.len());
     cases.len()
 }
 
@@ -1257,7 +1257,7 @@ async fn traversal_in_url_paths_is_refused_in_every_encoding() {
         assert_eq!(answer.status, 404, "preview host {host}: {}", answer.text());
         refused += 1;
     }
-    println!("hostile preview paths and hosts: {refused} cases, all refused");
+    eprintln!("hostile preview paths and hosts: {refused} cases, all refused");
     assert_healthy(&app).await;
 }
 
@@ -1352,6 +1352,13 @@ async fn other_bodies_queries_and_headers_are_refused() {
             nested(10_000, false),
             400,
             "must be a JSON object, not an array",
+        ),
+        (
+            "rollback: unknown field",
+            &rollback,
+            format!(r#"{{"versionId":"{id}","force":true}}"#),
+            400,
+            "unknown field `force`",
         ),
         (
             "rollback: not JSON",
@@ -2110,7 +2117,7 @@ async fn a_signature_is_accepted_once_and_forged_ones_never() {
     // as the project's first build is still queued).
     let other = send(&app.api, &post(nonced("n-5", &twice), &twice)).await;
     assert_eq!(other.status, 409, "{}", other.text());
-    println!("hostile signatures: {count} cases, all refused");
+    eprintln!("hostile signatures: {count} cases, all refused");
     assert_eq!(
         app.version_count().await,
         3,
