@@ -25,7 +25,10 @@ fuzz_target!(|i: Input| {
     };
     if let Some(label) = urls.label_of_host(i.host) {
         assert!(!label.is_empty() && label.len() <= 63, "{label:?}");
-        assert!(label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'), "{label:?}");
+        assert!(
+            label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'),
+            "{label:?}"
+        );
     }
     let mut manifest = Manifest::default();
     for f in i.files.iter().take(32) {

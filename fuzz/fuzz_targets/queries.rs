@@ -22,7 +22,11 @@ fuzz_target!(|i: Input| {
         Err(e) => four(e),
     }
     match &q.builds_as_user {
-        Ok(f) => assert_eq!(f.user_id.as_ref(), Some(&user), "a user token lists its own builds only"),
+        Ok(f) => assert_eq!(
+            f.user_id.as_ref(),
+            Some(&user),
+            "a user token lists its own builds only"
+        ),
         Err(e) => four(e),
     }
     match &q.events {

@@ -15,10 +15,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = p.extension();
     }
     // Its lines as a tree: a file that is also a folder is found, and only then.
-    let accepted: Vec<&str> = text
-        .lines()
-        .filter(|l| RelativePath::parse(l).is_ok())
-        .collect();
+    let accepted: Vec<&str> = text.lines().filter(|l| RelativePath::parse(l).is_ok()).collect();
     match file_and_folder(accepted.iter().copied()) {
         Some((file, inner)) => {
             assert!(accepted.contains(&file) && accepted.contains(&inner));

@@ -23,7 +23,15 @@ struct Input<'a> {
 
 fuzz_target!(|i: Input| {
     // Whatever the headers say: an answer, never a panic.
-    if let Ok(v) = verify_request(i.secret, i.timestamp, i.signature, i.method, i.path, i.body, i.now) {
+    if let Ok(v) = verify_request(
+        i.secret,
+        i.timestamp,
+        i.signature,
+        i.method,
+        i.path,
+        i.body,
+        i.now,
+    ) {
         let ts: i64 = i.timestamp.trim().parse().expect("it verified");
         assert!(i.now.abs_diff(ts) <= MAX_SKEW_SECS.unsigned_abs());
         assert!((1..=2 * MAX_SKEW_SECS as u64 + 1).contains(&v.acceptable_for.as_secs()));

@@ -19,7 +19,12 @@ pub fn assert_contained(path: &str) {
             .all(|c| matches!(c, Component::Normal(_))),
         "{path:?} has a component that is not a name"
     );
-    assert_eq!(RelativePath::parse(path).map(|p| p.as_str().to_owned()).as_deref(), Ok(path));
+    assert_eq!(
+        RelativePath::parse(path)
+            .map(|p| p.as_str().to_owned())
+            .as_deref(),
+        Ok(path)
+    );
     let decoded = percent_decode(path);
     assert!(
         !decoded.split('/').any(|s| s == ".." || s == "." || s.is_empty())
