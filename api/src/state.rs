@@ -48,7 +48,11 @@ impl AppState {
     pub fn for_worker(&self) -> AppState {
         let mut state = self.clone();
         match self.queue.on_another_connection() {
-            Ok(queue) => state.queue = queue,
+            Ok(queue) => {
+                // The replay check of signed requests runs on the worker's connection too.
+                state.signatures = queue.signatures();
+                state.queue = queue;
+            }
             Err(e) => tracing::warn!(error = %e, "a worker shares the main Redis connection"),
         }
         state
