@@ -159,7 +159,10 @@ fn percent_decode(s: &str) -> Option<String> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
+            // Two hex digits: `from_str_radix` alone also takes "+0" (a sign) for a NUL.
+            let hex = s
+                .get(i + 1..i + 3)
+                .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))?;
             out.push(u8::from_str_radix(hex, 16).ok()?);
             i += 3;
         } else {
@@ -202,5 +205,8 @@ mod tests {
         assert_eq!(r("/assets/missing.js"), None);
         assert_eq!(r("/../etc/passwd"), None);
         assert_eq!(r("/%zz"), None);
+        // A sign is no hex digit (the fuzz target `relative_path` found "%+0" read as NUL).
+        assert_eq!(r("/a%+0b.txt"), None);
+        assert_eq!(r("/%-1"), None);
     }
 }
