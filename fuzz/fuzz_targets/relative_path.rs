@@ -15,7 +15,12 @@ fuzz_target!(|data: &[u8]| {
         let _ = p.extension();
     }
     // Its lines as a tree: a file that is also a folder is found, and only then.
-    let accepted: Vec<&str> = text.lines().filter(|l| RelativePath::parse(l).is_ok()).collect();
+    // (At most 64 lines: the check below is quadratic, and a bigger tree finds nothing new.)
+    let accepted: Vec<&str> = text
+        .lines()
+        .take(64)
+        .filter(|l| RelativePath::parse(l).is_ok())
+        .collect();
     match file_and_folder(accepted.iter().copied()) {
         Some((file, inner)) => {
             assert!(accepted.contains(&file) && accepted.contains(&inner));
