@@ -10,8 +10,10 @@
 #
 # and stops the services and removes their directory on exit. With no arguments
 # it then runs the chaos suite's short form (ops/chaos/run.sh --short, on
-# services of its own; KILN_CHAOS=off skips it). The exit status is cargo's, or
-# the chaos run's when cargo passed. Extra arguments go to cargo test, e.g.
+# services of its own; KILN_CHAOS=off skips it) and the fuzz targets' short form
+# (ops/fuzz.sh --short, 20 s a target; KILN_FUZZ=off skips it). The exit status
+# is cargo's, or the first of the chaos and fuzz runs' that failed when cargo
+# passed. Extra arguments go to cargo test, e.g.
 #
 #     ops/test.sh -- --nocapture          # whole workspace
 #     ops/test.sh -p kiln-api some_test   # one package: --workspace is dropped,
@@ -48,9 +50,10 @@ cleanup() {
         kill -TERM "$CARGO_PID" 2>/dev/null
         wait "$CARGO_PID" 2>/dev/null
     fi
-    if [[ -n ${CHAOS_PID:-} ]] && kill -0 "$CHAOS_PID" 2>/dev/null; then
-        kill -TERM "$CHAOS_PID" 2>/dev/null
-        wait "$CHAOS_PID" 2>/dev/null
+    # A short form running: its script stops what it started.
+    if [[ -n ${SHORT_PID:-} ]] && kill -0 "$SHORT_PID" 2>/dev/null; then
+        kill -TERM "$SHORT_PID" 2>/dev/null
+        wait "$SHORT_PID" 2>/dev/null
     fi
     stop_garage "$SERVICES_DIR/garage"
     stop_redis "$SERVICES_DIR/redis"
@@ -111,19 +114,27 @@ status=0
 wait "$CARGO_PID" || status=$?
 CARGO_PID=""
 
-# --- Chaos (short form) ------------------------------------------------------------
+# --- Chaos and fuzzing (short forms) ------------------------------------------------
 # A whole-suite run (no arguments) also runs the chaos suite's short form, on services of its
-# own (ops/chaos/README.md); a subset such as `ops/test.sh -p kiln-api x` stays quick. The
-# status is cargo's unless cargo passed and the chaos run failed. KILN_CHAOS=off skips it.
-if (($# == 0)) && [[ ${KILN_CHAOS:-on} != off ]]; then
-    kiln_log "running: ops/chaos/run.sh --short"
-    "$KILN_OPS_DIR/chaos/run.sh" --short &
-    CHAOS_PID=$!
-    chaos=0
-    wait "$CHAOS_PID" || chaos=$?
-    CHAOS_PID=""
+# own (ops/chaos/README.md), and every fuzz target for 20 s (fuzz/README.md; the targets' first
+# build takes several minutes); a subset such as `ops/test.sh -p kiln-api x` stays quick. The
+# status is cargo's unless cargo passed and one of these failed. KILN_CHAOS=off and KILN_FUZZ=off
+# skip them.
+short_form() {
+    kiln_log "running: ${*#"$KILN_OPS_DIR/"}"
+    "$@" &
+    SHORT_PID=$!
+    local result=0
+    wait "$SHORT_PID" || result=$?
+    SHORT_PID=""
     if ((status == 0)); then
-        status=$chaos
+        status=$result
     fi
+}
+if (($# == 0)) && [[ ${KILN_CHAOS:-on} != off ]]; then
+    short_form "$KILN_OPS_DIR/chaos/run.sh" --short
+fi
+if (($# == 0)) && [[ ${KILN_FUZZ:-on} != off ]]; then
+    short_form "$KILN_OPS_DIR/fuzz.sh" --short
 fi
 exit "$status"

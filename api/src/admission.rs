@@ -11,8 +11,8 @@ use kiln_shared::db::events;
 use kiln_shared::db::versions::{self, Metrics, NewVersion, Version};
 use kiln_shared::db::PgPool;
 use kiln_shared::domain::{
-    BuildStatus, EventType, FileInput, GeneratorOutput, ProjectId, RelativePath, SourceFile, Step, UserId,
-    VersionId,
+    file_and_folder, BuildStatus, EventType, FileInput, GeneratorOutput, ProjectId, RelativePath, SourceFile,
+    Step, UserId, VersionId,
 };
 use kiln_shared::preview::project_label;
 use kiln_shared::redis::{Admission, Preflight};
@@ -25,9 +25,11 @@ use crate::state::AppState;
 /// The longest prompt kept, in bytes.
 const MAX_PROMPT_BYTES: usize = 100_000;
 
-/// The wire body of `POST /v1/builds` (and of the seed aliases, which use a subset).
+/// The wire body of `POST /v1/builds` (and of the seed aliases, which use a subset). A field
+/// Kiln does not know is refused (a misspelt `baseVersionId` must not quietly build on the
+/// latest version), and is never parsed deeper than its name.
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BuildRequestBody {
     pub user_id: Option<String>,
     pub project_id: Option<String>,
@@ -656,6 +658,15 @@ async fn source_manifest(
         }
     }
     let files = req.files.as_deref().unwrap_or_default();
+    // The request's own files were checked when parsed; with the base's they may clash still.
+    if base.is_some() {
+        let paths = manifest.files.keys().map(String::as_str);
+        if let Some((file, inner)) = file_and_folder(paths.chain(files.iter().map(|f| f.path.as_str()))) {
+            return Err(unprocessable(format!(
+                "path {file} is a file, and a folder of {inner}: a tree cannot hold both (delete one)"
+            )));
+        }
+    }
     let blobs: Vec<&SourceFile> = files
         .iter()
         .filter(|f| !manifest.try_inline(f.path.as_str(), &f.content))

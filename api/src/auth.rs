@@ -6,21 +6,25 @@
 //!   projects, builds and webhooks only. Anything else answers 404, exactly as if it did not
 //!   exist, so a user token does not even learn that another user's project exists.
 //!
-//! The body of a signed request is read here, once, under the size cap, and handed on.
+//! The body of a signed request is read here, once, under the size cap, and handed on. A
+//! signature that changes something is accepted once ([`refuse_replays`]). Credentials
+//! anywhere else (the query string, a cookie, another header) are refused with a 401 that says
+//! where they go.
 //!
 //! The per-IP limit ([`crate::limits`]) is counted here, before anything costly: for a user
-//! token (before its lookup), a bad signature, or no credentials at all. An operator token and
-//! a valid signature are not counted.
+//! token (before its lookup), a refused credential, or no credentials at all. An operator token
+//! and a valid signature are not counted.
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderMap, AUTHORIZATION, CONTENT_LENGTH};
+use actix_web::http::header::{HeaderMap, AUTHORIZATION, CONTENT_LENGTH, COOKIE};
 use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use bytes::BytesMut;
 use futures::StreamExt;
 use kiln_shared::domain::UserId;
-use kiln_shared::signing::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use kiln_shared::redis::SignatureUse;
+use kiln_shared::signing::{self, SignedHeaders, NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use secrecy::ExposeSecret;
 
 use crate::error::ApiError;
@@ -35,15 +39,14 @@ pub async fn authenticate(
         .expect("AppState is registered")
         .clone();
     let ip = state.limits.client_of(req.request());
-    let count = || state.limits.check_ip(ip);
-    let bearer = match bearer(req.headers()) {
-        Ok(b) => b,
-        Err(e) => {
-            count()?;
-            return Err(e.into());
-        }
+    // A refused request counts against its address; once the allowance is used up the answer
+    // is the 429 instead.
+    let counted = |e: ApiError| match state.limits.check_ip(ip) {
+        Ok(()) => e,
+        Err(limited) => limited,
     };
-    if let Some(token) = bearer {
+    refuse_credentials_in_the_query(req.query_string()).map_err(counted)?;
+    if let Some(token) = bearer(req.headers()).map_err(counted)? {
         let operator = state
             .settings
             .api_tokens
@@ -52,26 +55,32 @@ pub async fn authenticate(
         let caller = if operator {
             Caller::Operator
         } else {
-            count()?;
+            state.limits.check_ip(ip)?;
             user_token(&state, token).await?
         };
         req.extensions_mut().insert(caller);
         return next.call(req).await;
     }
-    let header = |name: &str| {
-        req.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    let (Some(timestamp), Some(signature)) = (header(TIMESTAMP_HEADER), header(SIGNATURE_HEADER)) else {
-        count()?;
-        return Err(ApiError::Unauthorized(
-            "authentication required: send Authorization: Bearer <token>, or X-Kiln-Timestamp and X-Kiln-Signature"
-                .into(),
-        )
-        .into());
-    };
+    let timestamp = single_header(req.headers(), TIMESTAMP_HEADER).map_err(counted)?;
+    let signature = single_header(req.headers(), SIGNATURE_HEADER).map_err(counted)?;
+    let nonce = single_header(req.headers(), NONCE_HEADER)
+        .map_err(counted)?
+        .map(str::to_owned);
+    let (timestamp, signature) =
+        match (timestamp, signature) {
+            (Some(t), Some(s)) => (t.to_owned(), s.to_owned()),
+            (None, Some(_)) => return Err(counted(unauthorized(
+                "authentication required: X-Kiln-Signature needs X-Kiln-Timestamp (the unix time it signs)",
+            ))
+            .into()),
+            (Some(_), None) => {
+                return Err(counted(unauthorized(
+                    "authentication required: X-Kiln-Timestamp needs X-Kiln-Signature",
+                ))
+                .into())
+            }
+            (None, None) => return Err(counted(missing_credentials(req.headers())).into()),
+        };
     let body = read_body(&mut req, state.settings.max_body_bytes).await?;
     let secret = state
         .settings
@@ -83,28 +92,149 @@ pub async fn authenticate(
         .path_and_query()
         .map_or("/", |pq| pq.as_str())
         .to_owned();
-    signing::verify_request(
+    let headers = SignedHeaders {
+        timestamp: &timestamp,
+        signature: &signature,
+        nonce: nonce.as_deref(),
+    };
+    let verified = signing::verify(
         secret.expose_secret().as_bytes(),
-        &timestamp,
-        &signature,
+        headers,
         req.method().as_str(),
         &path_and_query,
         &body,
         chrono::Utc::now().timestamp(),
     )
-    .map_err(|e| match count() {
-        Ok(()) => ApiError::Unauthorized(e.to_string()),
-        Err(limited) => limited,
-    })?;
+    .map_err(|e| counted(ApiError::Unauthorized(e.to_string())))?;
+    if !req.method().is_safe() {
+        refuse_replays(&state, req.headers(), &verified).await?;
+    }
     req.set_payload(Payload::from(body.freeze()));
     req.extensions_mut().insert(Caller::Backend);
     next.call(req).await
 }
 
+fn unauthorized(message: &str) -> ApiError {
+    ApiError::Unauthorized(message.to_owned())
+}
+
+/// A signature that changes something is accepted once (across every API instance: the record
+/// is in Redis), until its timestamp leaves the window; the same request twice in one second
+/// carries an `X-Kiln-Nonce` each (it is signed). A client that retries one request with
+/// the same `Idempotency-Key` may send the same signature again: idempotency answers it with
+/// the first answer. Reads (GET, HEAD) are not recorded: replaying one changes nothing, and a
+/// back end may poll the same URL twice in a second.
+async fn refuse_replays(
+    state: &AppState,
+    headers: &HeaderMap,
+    verified: &signing::Verified,
+) -> Result<(), ApiError> {
+    let idempotency_key = headers
+        .get(crate::routes::builds::IDEMPOTENCY_HEADER)
+        .and_then(|v| v.to_str().ok());
+    match state
+        .signatures
+        .record(&verified.mac, idempotency_key, verified.acceptable_for)
+        .await?
+    {
+        SignatureUse::First | SignatureUse::Retry => Ok(()),
+        SignatureUse::Replayed => Err(unauthorized(
+            "this X-Kiln-Signature was already used: a signed request that changes something is accepted once (sign each request anew, with an X-Kiln-Nonce to send the same request twice in a second; a retry of one request must carry the same Idempotency-Key)",
+        )),
+    }
+}
+
+/// Query parameters that look like credentials: a token or signature in a URL ends up in
+/// access logs, proxies and browser history, so such a request is refused whatever else it
+/// carries.
+const QUERY_CREDENTIALS: &[&str] = &[
+    "access_token",
+    "api_key",
+    "apikey",
+    "auth",
+    "authorization",
+    "bearer",
+    "hmac",
+    "kiln_token",
+    "password",
+    "secret",
+    "sig",
+    "signature",
+    "token",
+    "x-kiln-signature",
+    "x-kiln-timestamp",
+];
+
+fn refuse_credentials_in_the_query(query: &str) -> Result<(), ApiError> {
+    if query.is_empty() {
+        return Ok(());
+    }
+    let found = url::form_urlencoded::parse(query.as_bytes())
+        .map(|(name, _)| name.to_ascii_lowercase())
+        .find(|name| QUERY_CREDENTIALS.contains(&name.as_str()));
+    match found {
+        Some(name) => Err(ApiError::Unauthorized(format!(
+            "credentials are not accepted in the query string ({name}=...: URLs are logged); send Authorization: Bearer <token>, or X-Kiln-Timestamp and X-Kiln-Signature"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Headers where other services take credentials, which Kiln does not read.
+const OTHER_CREDENTIAL_HEADERS: &[&str] = &[
+    "x-api-key",
+    "api-key",
+    "x-auth-token",
+    "x-access-token",
+    "x-kiln-token",
+    "proxy-authorization",
+];
+
+/// The 401 of a request with no credentials Kiln reads, naming what it sent instead.
+fn missing_credentials(headers: &HeaderMap) -> ApiError {
+    const HOW: &str = "send Authorization: Bearer <token>, or X-Kiln-Timestamp and X-Kiln-Signature";
+    if let Some(name) = OTHER_CREDENTIAL_HEADERS
+        .iter()
+        .find(|h| headers.contains_key(**h))
+    {
+        return ApiError::Unauthorized(format!(
+            "authentication required: {name} is not read by Kiln; {HOW}"
+        ));
+    }
+    if headers.contains_key(COOKIE) {
+        return ApiError::Unauthorized(format!(
+            "authentication required: cookies are not used for authentication; {HOW}"
+        ));
+    }
+    ApiError::Unauthorized(format!("authentication required: {HOW}"))
+}
+
+/// A header that may be sent once: `None` when absent; a 401 when it is sent twice (which of
+/// two credentials would count is a question nobody should have to answer) or is not text.
+fn single_header<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, ApiError> {
+    let mut values = headers.get_all(name);
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(ApiError::Unauthorized(format!(
+            "the {name} header is sent more than once; send it once"
+        )));
+    }
+    first
+        .to_str()
+        .map(Some)
+        .map_err(|_| ApiError::Unauthorized(format!("the {name} header is not valid text")))
+}
+
 /// A user token, looked up by its hash (unrevoked only).
 async fn user_token(state: &AppState, token: &str) -> Result<Caller, ApiError> {
     let invalid = || ApiError::Unauthorized("the bearer token is not valid".into());
-    if !token.starts_with(kiln_shared::db::tokens::PREFIX) {
+    // Only the shape of a user token is looked up: junk costs no query.
+    let well_formed = token
+        .strip_prefix(kiln_shared::db::tokens::PREFIX)
+        .is_some_and(|rest| rest.len() == 64 && rest.bytes().all(|b| b.is_ascii_hexdigit()));
+    if !well_formed {
         return Err(invalid());
     }
     let hash = kiln_shared::store::sha256_hex(token.as_bytes());
@@ -173,17 +303,19 @@ impl FromRequest for Caller {
     }
 }
 
-fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
-    let Some(value) = headers.get(AUTHORIZATION) else {
+/// The bearer token of `Authorization: Bearer <token>`, if the header is there.
+pub(crate) fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(value) = single_header(headers, AUTHORIZATION.as_str())? else {
         return Ok(None);
     };
-    let value = value
-        .to_str()
-        .map_err(|_| ApiError::Unauthorized("the Authorization header is not valid text".into()))?;
-    match value.split_once(' ') {
+    match value.trim().split_once(' ') {
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
             Ok(Some(token.trim()))
         }
+        Some((scheme, _)) if !scheme.eq_ignore_ascii_case("bearer") => Err(ApiError::Unauthorized(format!(
+            "the {} authentication scheme is not accepted; the Authorization header must be: Bearer <token>",
+            scheme.chars().take(20).collect::<String>()
+        ))),
         _ => Err(ApiError::Unauthorized(
             "the Authorization header must be: Bearer <token>".into(),
         )),

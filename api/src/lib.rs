@@ -16,6 +16,7 @@ mod rollback;
 mod routes;
 mod startup;
 mod state;
+pub mod untrusted;
 mod views;
 
 pub use startup::Application;

@@ -127,7 +127,7 @@ async fn output_manifest(state: &AppState, id: VersionId) -> Result<Option<Arc<M
 
 /// The file a URL path names: the file itself, a directory's `index.html`, or (for a path with
 /// no extension, as client-side routes have) the SPA fallback `/index.html`.
-fn resolve<'m>(manifest: &'m Manifest, url_path: &str) -> Option<(&'m str, &'m ManifestEntry)> {
+pub(crate) fn resolve<'m>(manifest: &'m Manifest, url_path: &str) -> Option<(&'m str, &'m ManifestEntry)> {
     let decoded = percent_decode(url_path)?;
     let path = decoded.trim_start_matches('/');
     if path.split('/').any(|s| s == "..") {
@@ -159,7 +159,10 @@ fn percent_decode(s: &str) -> Option<String> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
+            // Two hex digits: `from_str_radix` alone also takes "+0" (a sign) for a NUL.
+            let hex = s
+                .get(i + 1..i + 3)
+                .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))?;
             out.push(u8::from_str_radix(hex, 16).ok()?);
             i += 3;
         } else {
@@ -202,5 +205,8 @@ mod tests {
         assert_eq!(r("/assets/missing.js"), None);
         assert_eq!(r("/../etc/passwd"), None);
         assert_eq!(r("/%zz"), None);
+        // A sign is no hex digit (the fuzz target `relative_path` found "%+0" read as NUL).
+        assert_eq!(r("/a%+0b.txt"), None);
+        assert_eq!(r("/%-1"), None);
     }
 }

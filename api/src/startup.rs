@@ -12,7 +12,7 @@ use kiln_shared::config::Settings;
 use kiln_shared::db::{connect_generic, GenericPlans};
 use kiln_shared::metrics::Metrics;
 use kiln_shared::preview::PreviewUrls;
-use kiln_shared::redis::{Fleet, Idempotency, Keys, LiveLogs, Queue, QuotaLimits};
+use kiln_shared::redis::{Fleet, Idempotency, Keys, LiveLogs, Queue, QuotaLimits, Signatures};
 use kiln_shared::store::Artifacts;
 use tokio_util::sync::CancellationToken;
 use tracing_actix_web::TracingLogger;
@@ -80,6 +80,7 @@ impl Application {
             hub: EventHub::start(pool.clone(), keys.clone()),
             live_logs: LiveLogs::new(pool.clone(), keys.clone()),
             fleet: Fleet::new(pool.clone(), keys.clone(), kiln_shared::redis::fleet::LEASE),
+            signatures: Signatures::new(pool.clone(), keys.clone()),
             idempotency: Idempotency::new(pool, keys),
             artifacts,
             urls,

@@ -9,7 +9,7 @@ use kiln_shared::db::PgPool;
 use kiln_shared::domain::VersionId;
 use kiln_shared::metrics::Metrics;
 use kiln_shared::preview::PreviewUrls;
-use kiln_shared::redis::{Fleet, Idempotency, LiveLogs, Queue};
+use kiln_shared::redis::{Fleet, Idempotency, LiveLogs, Queue, Signatures};
 use kiln_shared::store::{Artifacts, Manifest};
 use tokio_util::sync::CancellationToken;
 
@@ -20,6 +20,8 @@ pub struct AppState {
     pub db: PgPool,
     pub queue: Queue,
     pub idempotency: Idempotency,
+    /// The back end's signatures already used (replay protection).
+    pub signatures: Signatures,
     pub artifacts: Artifacts,
     pub urls: PreviewUrls,
     pub cache: Arc<ImmutableCache>,
@@ -50,7 +52,11 @@ impl AppState {
     pub fn for_worker(&self) -> AppState {
         let mut state = self.clone();
         match self.queue.on_another_connection() {
-            Ok(queue) => state.queue = queue,
+            Ok(queue) => {
+                // The replay check of signed requests runs on the worker's connection too.
+                state.signatures = queue.signatures();
+                state.queue = queue;
+            }
             Err(e) => tracing::warn!(error = %e, "a worker shares the main Redis connection"),
         }
         state

@@ -114,6 +114,11 @@ enum Command {
         #[arg(long)]
         source: bool,
     },
+    /// User tokens: make one for a user (shown once), list a user's, revoke one.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// List builds, newest first.
     List {
         #[arg(long)]
@@ -125,6 +130,27 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Make a token for a user (with an operator token or the back end's secret). It is printed
+    /// once: Kiln keeps only its hash.
+    Create {
+        #[arg(long)]
+        user: String,
+        /// What the token is for (kept as its description), e.g. "laptop".
+        #[arg(long, visible_alias = "description")]
+        name: Option<String>,
+    },
+    /// A user's tokens, newest first (never the tokens themselves); with a user token, its own
+    /// user's.
+    List {
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Revoke a token by its id: it stops working at once, on every API instance.
+    Revoke { id: String },
 }
 
 #[derive(Clone)]
@@ -186,9 +212,19 @@ impl Client {
             req = req.bearer_auth(token);
         } else if let Some(secret) = &self.hmac_secret {
             let ts = chrono::Utc::now().timestamp();
-            let sig = kiln_shared::signing::sign_request(secret.as_bytes(), ts, method, path, raw.as_bytes());
+            // A nonce of its own: the API accepts a signature that changes something once.
+            let nonce = kiln_shared::signing::nonce();
+            let sig = kiln_shared::signing::sign_request_with_nonce(
+                secret.as_bytes(),
+                ts,
+                &nonce,
+                method,
+                path,
+                raw.as_bytes(),
+            );
             req = req
                 .header("X-Kiln-Timestamp", ts.to_string())
+                .header("X-Kiln-Nonce", nonce)
                 .header("X-Kiln-Signature", sig);
         } else {
             bail!("no credentials: set KILN_TOKEN (or KILN_HMAC_SECRET)");
@@ -289,6 +325,87 @@ fn print_build(b: &Value) {
     }
 }
 
+/// `kiln token ...`
+async fn token(client: &Client, command: TokenCommand, json_out: bool) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::Create { user, name } => {
+            let body = json!({ "userId": user, "description": name });
+            let (status, made) = client.send("POST", "/v1/tokens", Some(&body)).await?;
+            if status == 404 {
+                bail!(
+                    "{}; only an operator token (KILN_API_TOKENS) or the back end's secret can make tokens",
+                    api_error(status, &made)
+                );
+            }
+            if !(200..300).contains(&status) {
+                return Err(api_error(status, &made));
+            }
+            if json_out {
+                println!("{made}");
+                return Ok(());
+            }
+            println!("token    {}", made["token"].as_str().unwrap_or("?"));
+            println!("id       {}", made["id"].as_str().unwrap_or("?"));
+            println!("user     {}", made["userId"].as_str().unwrap_or("?"));
+            if let Some(name) = made["description"].as_str() {
+                println!("name     {name}");
+            }
+            eprintln!("Keep the token now: Kiln stores only its hash and cannot show it again.");
+        }
+        TokenCommand::List { user } => {
+            let query = user
+                .map(|u| {
+                    format!(
+                        "?userId={}",
+                        url::form_urlencoded::byte_serialize(u.as_bytes()).collect::<String>()
+                    )
+                })
+                .unwrap_or_default();
+            let list = client.ok("GET", &format!("/v1/tokens{query}"), None).await?;
+            if json_out {
+                println!("{list}");
+                return Ok(());
+            }
+            println!(
+                "{:<26}  {:<20}  {:<19}  {:<19}  NAME",
+                "ID", "USER", "CREATED", "REVOKED"
+            );
+            for t in list["tokens"].as_array().into_iter().flatten() {
+                let time = |field: &str| {
+                    t[field]
+                        .as_str()
+                        .and_then(|s| s.get(..19))
+                        .unwrap_or("-")
+                        .to_owned()
+                };
+                println!(
+                    "{:<26}  {:<20}  {:<19}  {:<19}  {}",
+                    t["id"].as_str().unwrap_or("?"),
+                    t["userId"].as_str().unwrap_or("?"),
+                    time("createdAt"),
+                    time("revokedAt"),
+                    t["description"].as_str().unwrap_or("")
+                );
+            }
+        }
+        TokenCommand::Revoke { id } => {
+            let id: String = url::form_urlencoded::byte_serialize(id.as_bytes()).collect();
+            let revoked = client.ok("DELETE", &format!("/v1/tokens/{id}"), None).await?;
+            if json_out {
+                println!("{revoked}");
+            } else {
+                println!(
+                    "revoked  {} (user {}, at {})",
+                    revoked["id"].as_str().unwrap_or("?"),
+                    revoked["userId"].as_str().unwrap_or("?"),
+                    revoked["revokedAt"].as_str().unwrap_or("?")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn run(cli: Cli) -> anyhow::Result<bool> {
     let client = Client {
         // Idle connections are dropped before the API's keep-alive (5 s) closes them, so a
@@ -343,6 +460,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             }
         }
         Command::Watch { id, logs } => return watch::watch(&client, &id, logs, cli.json).await,
+        Command::Token { command } => token(&client, command, cli.json).await?,
         Command::Status { id } => {
             let b = client.ok("GET", &format!("/v1/builds/{id}"), None).await?;
             if cli.json {

@@ -299,3 +299,99 @@ async fn cancel_then_retry_with_wait() {
     let (code, _, err) = kiln_async(&app.api, &creds, &["cancel", &id]).await;
     assert_eq!(code, 0, "cancelling a cancelled build again is fine: {err}");
 }
+
+#[tokio::test]
+async fn token_create_list_and_revoke() {
+    let app = spawn_app(Options::without_builders()).await;
+    let operator = [("KILN_TOKEN", TOKEN)];
+    let create = ["token", "create", "--user", "cli_tok", "--name", "laptop"];
+    let (code, out, err) = kiln_async(&app.api, &operator, &create).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("cannot show it again"), "{err}");
+    let field = |out: &str, name: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_else(|| panic!("no {name} in {out}"))
+    };
+    let token = field(&out, "token ");
+    let id = field(&out, "id ");
+    assert!(token.starts_with("kiln_ut_"), "{out}");
+    assert_eq!(field(&out, "name "), "laptop");
+    // The back end's secret may make one too; --json prints the answer.
+    let (code, out, err) = kiln_async(
+        &app.api,
+        &[("KILN_HMAC_SECRET", HMAC_SECRET)],
+        &["token", "create", "--user", "cli_tok", "--json"],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let second: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(second["userId"], "cli_tok");
+
+    // Listed by the operator (for the user) and by the user's own token (no --user needed);
+    // never the token itself.
+    let (code, listing, err) = kiln_async(&app.api, &operator, &["token", "list", "--user", "cli_tok"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(listing.starts_with("ID"), "{listing}");
+    assert!(
+        listing.contains(&id) && listing.contains(second["id"].as_str().unwrap()),
+        "{listing}"
+    );
+    assert!(listing.contains("laptop"), "{listing}");
+    let leaked = |text: &str| text.contains(&token) || text.contains(second["token"].as_str().unwrap());
+    assert!(!leaked(&listing), "{listing}");
+    let user_token: &'static str = Box::leak(token.clone().into_boxed_str());
+    let as_user = [("KILN_TOKEN", user_token)];
+    let (code, own, err) = kiln_async(&app.api, &as_user, &["token", "list", "--json"]).await;
+    assert_eq!(code, 0, "{err}");
+    let own: Value = serde_json::from_str(&own).unwrap();
+    assert_eq!(own["tokens"].as_array().unwrap().len(), 2, "{own}");
+    assert!(!leaked(&own.to_string()));
+
+    // What a user token may not do, with the reason.
+    let (code, _, err) = kiln_async(&app.api, &as_user, &["token", "create", "--user", "cli_tok"]).await;
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("404") && err.contains("only an operator token"),
+        "{err}"
+    );
+    let (code, _, err) = kiln_async(&app.api, &as_user, &["token", "list", "--user", "someone_else"]).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("404: user someone_else not found"), "{err}");
+    let (code, _, err) = kiln_async(&app.api, &operator, &["token", "list"]).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("400: userId is required"), "{err}");
+    let (code, _, err) = kiln_async(&app.api, &operator, &["token", "create"]).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("--user"), "{err}");
+    let (code, _, err) = kiln_async(&app.api, &operator, &["token", "revoke", "not/an/id"]).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("400: a token id is 26 characters"), "{err}");
+
+    // Revoked, it stops working at once.
+    let (code, out, err) = kiln_async(&app.api, &operator, &["token", "revoke", &id]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with(&format!("revoked  {id} (user cli_tok, at ")),
+        "{out}"
+    );
+    let (code, _, err) = kiln_async(&app.api, &as_user, &["token", "list"]).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("401: the bearer token is not valid"), "{err}");
+    let (code, listing, _) = kiln_async(
+        &app.api,
+        &operator,
+        &["token", "list", "--user", "cli_tok", "--json"],
+    )
+    .await;
+    assert_eq!(code, 0);
+    let listing: Value = serde_json::from_str(&listing).unwrap();
+    let revoked = listing["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == id.as_str())
+        .unwrap();
+    assert!(revoked["revokedAt"].is_string(), "{listing}");
+}

@@ -69,7 +69,10 @@ impl PreviewUrls {
             }
         });
         let label = host.strip_suffix(self.domain.as_str())?.strip_suffix('.')?;
-        (!label.is_empty() && !label.contains('.')).then_some(label)
+        // A DNS label: anything else names no version or project, and is not looked up.
+        let dns =
+            (1..=63).contains(&label.len()) && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        dns.then_some(label)
     }
 }
 
@@ -107,6 +110,9 @@ mod tests {
         assert_eq!(urls.label_of_host("localhost:8081"), None);
         assert_eq!(urls.label_of_host("a.b.localhost"), None);
         assert_eq!(urls.label_of_host("abc.example.com"), None);
+        assert_eq!(urls.label_of_host("a_b.localhost"), None);
+        assert_eq!(urls.label_of_host("a%2e.localhost"), None);
+        assert_eq!(urls.label_of_host(&format!("{}.localhost", "a".repeat(64))), None);
         let tls = PreviewUrls {
             scheme: "https".into(),
             domain: "p.example.com".into(),

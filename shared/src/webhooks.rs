@@ -84,7 +84,8 @@ pub fn verify(
     if v1.is_empty() {
         return Err(VerifyError::Malformed);
     }
-    if (now - t).abs() > tolerance_secs {
+    // `abs_diff`: a `t` near i64::MIN must be stale, not an overflow.
+    if now.abs_diff(t) > tolerance_secs.unsigned_abs() {
         return Err(VerifyError::Stale);
     }
     let expected = mac(secret, t, body).finalize().into_bytes();
@@ -330,6 +331,16 @@ mod tests {
             verify("whsec_x", "v1=00", b"", 0, 300),
             Err(VerifyError::Malformed)
         );
+        // A timestamp at the end of i64 is stale, not an overflow.
+        let now = 1_700_000_010;
+        for t in [i64::MIN, i64::MIN + now, i64::MAX] {
+            let header = format!("t={t},v1=00");
+            assert_eq!(
+                verify("whsec_x", &header, b"", now, 300),
+                Err(VerifyError::Stale),
+                "{t}"
+            );
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use kiln_shared::redis::{Claim, IdempotencyRecord};
 use kiln_shared::store::sha256_hex;
 use serde::Deserialize;
 
-use super::{json_body, limit, query};
+use super::{json_body, limit, query_str};
 use crate::admission::{self, BuildRequest, BuildRequestBody};
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -17,7 +17,7 @@ use crate::queue_estimate::{self, QueueEstimate};
 use crate::state::AppState;
 use crate::views::BuildView;
 
-const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+pub(crate) const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/builds", web::post().to(create))
@@ -294,7 +294,14 @@ async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let q: ListQuery = query(&req)?;
+    let filter = list_filter(req.query_string(), &caller)?;
+    let rows = versions::list(&state.db, &filter).await?;
+    Ok(HttpResponse::Ok().json(page("builds", rows, filter.limit, &state)))
+}
+
+/// `GET /v1/builds`' query, as the filter of the caller's list.
+pub(crate) fn list_filter(raw: &str, caller: &Caller) -> Result<ListFilter, ApiError> {
+    let q: ListQuery = query_str(raw)?;
     let user = q.user_id.as_deref().map(UserId::parse).transpose().map_err(bad)?;
     if let Some(user) = &user {
         caller.check(user, || ApiError::NotFound(format!("user {user} not found")))?;
@@ -322,8 +329,7 @@ async fn list(
             .map_err(bad)?,
         limit: limit(q.limit)?,
     };
-    let rows = versions::list(&state.db, &filter).await?;
-    Ok(HttpResponse::Ok().json(page("builds", rows, filter.limit, &state)))
+    Ok(filter)
 }
 
 /// `{"<name>": [...], "nextCursor": <id of the last row when the page is full>}`

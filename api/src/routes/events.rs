@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::builds::visible_build;
-use super::query;
+use super::{query, query_str};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::events::{self as live, StreamTiming};
@@ -56,17 +56,23 @@ async fn poll(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let q: PollQuery = query(&req)?;
+    let (after, limit) = poll_params(req.query_string())?;
+    let id = visible_build(&state, &caller, &path).await?;
+    let page = events::after(&state.db, id, after, limit).await?;
+    let last = page.last().map_or(after, |e| e.id);
+    Ok(HttpResponse::Ok().json(json!({ "buildId": id, "events": page, "lastEventId": last })))
+}
+
+/// `GET .../events`' query: the event id to start after, and the page size.
+pub(crate) fn poll_params(raw: &str) -> Result<(i32, i64), ApiError> {
+    let q: PollQuery = query_str(raw)?;
     let after = after_value(q.after, "after")?;
     let limit = match q.limit {
         None => 100,
         Some(n) if (1..=1000).contains(&n) => n,
         Some(n) => return Err(ApiError::BadRequest(format!("limit must be 1-1000, got {n}"))),
     };
-    let id = visible_build(&state, &caller, &path).await?;
-    let page = events::after(&state.db, id, after, limit).await?;
-    let last = page.last().map_or(after, |e| e.id);
-    Ok(HttpResponse::Ok().json(json!({ "buildId": id, "events": page, "lastEventId": last })))
+    Ok((after, limit))
 }
 
 async fn stream(
@@ -94,17 +100,20 @@ async fn stream(
 
 /// The `Last-Event-ID` header a reconnecting EventSource sends (it wins over `?after=`).
 pub(super) fn resume_point(req: &HttpRequest) -> Result<Option<i64>, ApiError> {
-    let Some(v) = req.headers().get("last-event-id") else {
-        return Ok(None);
-    };
-    let text = v
-        .to_str()
+    req.headers()
+        .get("last-event-id")
+        .map(|v| last_event_id(v.as_bytes()))
+        .transpose()
+}
+
+/// A `Last-Event-ID` header's value: an event id or a log line number.
+pub(crate) fn last_event_id(value: &[u8]) -> Result<i64, ApiError> {
+    let text = std::str::from_utf8(value)
         .map_err(|_| ApiError::BadRequest("Last-Event-ID must be a number".into()))?;
-    let n = text
-        .trim()
-        .parse::<i64>()
-        .map_err(|_| ApiError::BadRequest(format!("Last-Event-ID must be a number, got {text:?}")))?;
-    Ok(Some(n))
+    text.trim().parse::<i64>().map_err(|_| {
+        let shown: String = text.chars().take(40).collect();
+        ApiError::BadRequest(format!("Last-Event-ID must be a number, got {shown:?}"))
+    })
 }
 
 /// The last message of a stream the API closes because it is shutting down: the client

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 
 use super::builds::visible_build;
 use super::events::{resume_point, sse_response, HEARTBEAT};
-use super::query;
+use super::query_str;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::limits::ClientIp;
@@ -27,17 +27,12 @@ struct LogQuery {
     after: Option<i64>,
 }
 
-async fn get(
-    caller: Caller,
-    ip: ClientIp,
-    req: HttpRequest,
-    path: web::Path<String>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let q: LogQuery = query(&req)?;
+/// `GET .../logs`' query and `Last-Event-ID`: whether to follow, and the line to start after.
+pub(crate) fn log_params(raw: &str, last_event_id: Option<i64>) -> Result<(bool, u64), ApiError> {
+    let q: LogQuery = query_str(raw)?;
     let follow = q.follow.unwrap_or(false);
     let raw_after = if follow {
-        resume_point(&req)?.or(q.after)
+        last_event_id.or(q.after)
     } else {
         q.after
     };
@@ -46,6 +41,17 @@ async fn get(
         Some(n) => u64::try_from(n)
             .map_err(|_| ApiError::BadRequest(format!("after must be a line number (0 or more), got {n}")))?,
     };
+    Ok((follow, after))
+}
+
+async fn get(
+    caller: Caller,
+    ip: ClientIp,
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (follow, after) = log_params(req.query_string(), resume_point(&req)?)?;
     if follow {
         let id = visible_build(&state, &caller, &path).await?;
         let permit = state.limits.open_stream(&caller, ip.0)?;

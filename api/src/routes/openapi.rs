@@ -300,7 +300,7 @@ pub fn document() -> Value {
         "components": { "securitySchemes": {
             "bearer": { "type": "http", "scheme": "bearer" },
             "hmac": { "type": "apiKey", "in": "header", "name": "X-Kiln-Signature",
-                      "description": "sha256=<hex HMAC-SHA256(secret, \"{X-Kiln-Timestamp}.{METHOD}.{path_and_query}.{body}\")>" }
+                      "description": "sha256=<hex HMAC-SHA256(secret, \"{X-Kiln-Timestamp}.{METHOD}.{path_and_query}.{body}\")>, or with X-Kiln-Nonce (1-64 of [A-Za-z0-9_-]) \"{X-Kiln-Timestamp}.{X-Kiln-Nonce}.{METHOD}.{path_and_query}.{body}\"; a signature of a request that changes something is accepted once" }
         }},
         "paths": paths,
     })

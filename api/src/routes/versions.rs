@@ -67,7 +67,7 @@ async fn sources_of(state: &AppState, v: &Version) -> Result<Manifest, ApiError>
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RollbackBody {
     version_id: Option<String>,
 }

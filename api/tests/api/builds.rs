@@ -211,7 +211,17 @@ async fn a_rebuild_finds_its_base_even_when_the_kv_lost_the_latest_pointer() {
 async fn twenty_concurrent_requests_for_one_project_admit_exactly_one() {
     let app = spawn_app(Options::without_builders()).await;
     let body = build_body("u_3", &unique("race"), tree("examples/static-site"));
-    let responses = futures::future::join_all((0..20).map(|_| app.post_build(&body))).await;
+    // Twenty requests, not one sent twenty times: a signature that changes something is accepted
+    // once, so each carries a prompt of its own (signed in the same second, the same bytes
+    // would be the same signature).
+    let bodies: Vec<Value> = (0..20)
+        .map(|i| {
+            let mut b = body.clone();
+            b["prompt"] = format!("request {i}").into();
+            b
+        })
+        .collect();
+    let responses = futures::future::join_all(bodies.iter().map(|b| app.post_build(b))).await;
     let mut accepted = Vec::new();
     let mut conflicts = Vec::new();
     for res in responses {

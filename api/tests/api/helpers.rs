@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 use kiln_api::Application;
 use kiln_shared::config::Settings;
 use kiln_shared::domain::read_tree;
-use kiln_shared::signing::sign_request;
+use kiln_shared::signing::sign_request_with_nonce;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -277,7 +277,8 @@ impl TestApp {
             .collect()
     }
 
-    /// A request signed as the product back end.
+    /// A request signed as the product back end (with a nonce of its own, as a back end that
+    /// may send the same request twice in a second does).
     pub async fn signed(&self, method: &str, path: &str, body: &[u8]) -> reqwest::Response {
         self.signed_request(&self.api, method, path, body)
             .send()
@@ -295,10 +296,12 @@ impl TestApp {
         body: &[u8],
     ) -> reqwest::RequestBuilder {
         let ts = chrono::Utc::now().timestamp();
-        let sig = sign_request(HMAC_SECRET.as_bytes(), ts, method, path, body);
+        let nonce = kiln_shared::signing::nonce();
+        let sig = sign_request_with_nonce(HMAC_SECRET.as_bytes(), ts, &nonce, method, path, body);
         self.client
             .request(method.parse().unwrap(), format!("{base}{path}"))
             .header("X-Kiln-Timestamp", ts.to_string())
+            .header("X-Kiln-Nonce", nonce)
             .header("X-Kiln-Signature", sig)
             .header("Content-Type", "application/json")
             .body(body.to_vec())

@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use bytes::Bytes;
 use kiln_api::Application;
 use kiln_shared::config::Settings;
-use kiln_shared::signing::sign_request;
+use kiln_shared::signing::sign_request_with_nonce;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -313,10 +313,12 @@ impl Farm {
     /// `POST /v1/builds`, signed as the product back end (as the API tests' `signed()` does).
     pub fn post_build(&self, client: &reqwest::Client, body: Bytes) -> reqwest::RequestBuilder {
         let ts = chrono::Utc::now().timestamp();
-        let sig = sign_request(HMAC_SECRET.as_bytes(), ts, "POST", "/v1/builds", &body);
+        let nonce = kiln_shared::signing::nonce();
+        let sig = sign_request_with_nonce(HMAC_SECRET.as_bytes(), ts, &nonce, "POST", "/v1/builds", &body);
         client
             .post(&self.builds_url)
             .header("X-Kiln-Timestamp", ts.to_string())
+            .header("X-Kiln-Nonce", nonce)
             .header("X-Kiln-Signature", sig)
             .header("Content-Type", "application/json")
             .body(body)
@@ -325,10 +327,12 @@ impl Farm {
     /// A `POST` to any API path, signed as the product back end.
     pub fn signed_post(&self, path: &str, body: Bytes) -> reqwest::RequestBuilder {
         let ts = chrono::Utc::now().timestamp();
-        let sig = sign_request(HMAC_SECRET.as_bytes(), ts, "POST", path, &body);
+        let nonce = kiln_shared::signing::nonce();
+        let sig = sign_request_with_nonce(HMAC_SECRET.as_bytes(), ts, &nonce, "POST", path, &body);
         self.client
             .post(format!("{}{path}", self.api))
             .header("X-Kiln-Timestamp", ts.to_string())
+            .header("X-Kiln-Nonce", nonce)
             .header("X-Kiln-Signature", sig)
             .header("Content-Type", "application/json")
             .body(body)

@@ -1,6 +1,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::files::FileInput;
+use super::json::StrictJson;
 
 /// The generator's JSON output contract (the seeds' `/generate` result): project metadata plus
 /// `templateFiles` and `files`, each `{path, content}`. `files` are applied after
@@ -16,8 +17,9 @@ pub struct GeneratorOutput {
     pub description: Option<String>,
     #[serde(default, alias = "tech_stack")]
     pub tech_stack: Option<Vec<String>>,
+    /// Free-form, but with unique keys (see [`StrictJson`]).
     #[serde(default)]
-    pub metadata: Option<serde_json::Value>,
+    pub metadata: Option<StrictJson>,
     #[serde(default)]
     pub template_files: Vec<FileInput>,
     #[serde(default)]

@@ -3,11 +3,13 @@
 mod contract;
 mod files;
 mod ids;
+mod json;
 mod path;
 mod status;
 
 pub use contract::GeneratorOutput;
 pub use files::{read_tree, FileEncoding, FileError, FileInput, FileLimits, SourceFile};
 pub use ids::{IdError, ProjectId, UserId, VersionId};
-pub use path::{PathError, RelativePath};
+pub use json::StrictJson;
+pub use path::{file_and_folder, PathError, RelativePath, MAX_DEPTH, MAX_SEGMENT_BYTES};
 pub use status::{BuildStatus, EventType, Step, UnknownValue};

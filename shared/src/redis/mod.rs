@@ -1,12 +1,14 @@
 //! Kiln's Redis: the build stream and its consumer group, the per-project in-flight claim, the
-//! latest pointer per project (the KV), preview labels and idempotency records. Every key starts
-//! with the configured prefix, so tests (and several farms) can share one Redis.
+//! latest pointer per project (the KV), preview labels, idempotency records and used request
+//! signatures. Every key starts with the configured prefix, so tests (and several farms) can
+//! share one Redis.
 
 pub mod fleet;
 mod idempotency;
 mod kv;
 mod logs;
 mod queue;
+mod replay;
 
 pub use fleet::{Fleet, FleetCapacity, LiveBuilder};
 pub use idempotency::{Claim, Idempotency, IdempotencyRecord, RENEW_EVERY as IDEMPOTENCY_RENEW_EVERY};
@@ -16,6 +18,7 @@ pub use queue::{
     Admission, Job, Preflight, Queue, Quota, QuotaHit, QuotaLimits, StreamReader, CONSUMER_GROUP,
 };
 use redis::aio::{ConnectionManager, MultiplexedConnection};
+pub use replay::{SignatureUse, Signatures};
 
 use secrecy::ExposeSecret;
 
@@ -197,6 +200,11 @@ impl Keys {
 
     pub fn idempotency(&self, key_hash: &str) -> String {
         format!("{}:idem:{key_hash}", self.prefix)
+    }
+
+    /// A used request signature (hex of its bytes), kept while its timestamp is acceptable.
+    pub fn signature(&self, mac_hex: &str) -> String {
+        format!("{}:sig:{mac_hex}", self.prefix)
     }
 }
 

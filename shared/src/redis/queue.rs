@@ -166,6 +166,11 @@ impl Queue {
         Ok(Self::new(self.redis.another()?, self.keys.clone()))
     }
 
+    /// The used request signatures, on this queue's connection.
+    pub fn signatures(&self) -> super::Signatures {
+        super::Signatures::new(self.redis.clone(), self.keys.clone())
+    }
+
     /// Fans a recorded event out to every API instance (they stream it to SSE clients).
     pub async fn publish_event(&self, event: &crate::db::events::BuildEvent) -> Result<(), QueueError> {
         let body = serde_json::to_string(event).expect("an event always serialises");
