@@ -74,6 +74,8 @@ pub struct Builder {
     pub(crate) metrics: Metrics,
     consumer: String,
     pub(crate) confinement: Arc<crate::sandbox::Confinement>,
+    /// The dependency audit, when `KILN_AUDIT` is on.
+    pub(crate) auditor: Option<Arc<crate::audit::Auditor>>,
 }
 
 impl Builder {
@@ -120,6 +122,17 @@ impl Builder {
         }
         tracing::info!(consumer, node = ?toolchain.node, pnpm = ?toolchain.pnpm, "builder connected");
         let confinement = Arc::new(crate::sandbox::Confinement::probe(&settings).await?);
+        let auditor = match (&settings.audit.mode, &settings.audit.db) {
+            (kiln_shared::config::AuditMode::Off, _) | (_, None) => None,
+            (mode, Some(dir)) => {
+                let dir = dir.clone();
+                let auditor = tokio::task::spawn_blocking(move || crate::audit::Auditor::open(&dir))
+                    .await
+                    .context("loading the advisory database")??;
+                tracing::info!(?mode, "dependency audit on");
+                Some(Arc::new(auditor))
+            }
+        };
         let redactor = Redactor::new(settings.secret_values());
         let events = crate::events::EventSink::start(db.clone(), queue.clone(), settings.build_events);
         Ok(Self {
@@ -135,6 +148,7 @@ impl Builder {
             events,
             running: Running::default(),
             confinement,
+            auditor,
             metrics: Metrics::new("builder"),
             consumer,
         })

@@ -1,5 +1,6 @@
 //! One build, from claim to record.
 
+use std::sync::Arc;
 use std::time::Instant as StdInstant;
 
 use bytes::Bytes;
@@ -19,6 +20,7 @@ use crate::lease::{Claim, Keeper, Stop, Stopper};
 use crate::log::{BuildLog, LogShipper};
 use crate::process::{self, Invocation, RunError, Sandbox};
 use crate::publish::{self, PublishError};
+use crate::sandbox::Network;
 use crate::workspace::Workspace;
 use crate::{detect, generator};
 
@@ -637,7 +639,7 @@ async fn build_in(
         });
         let (generated, meta) = generator::generate(
             command,
-            &sandbox.with_network(true),
+            &sandbox.with_network(Network::Host),
             &project,
             deadline,
             log,
@@ -690,7 +692,7 @@ async fn build_in(
         hand_over(b, ws, Step::Install).await?;
         run_step(
             Step::Install,
-            &sandbox.with_network(true),
+            &sandbox.with_network(Network::Registry),
             "pnpm",
             &install,
             &project,
@@ -708,6 +710,9 @@ async fn build_in(
         keep_lockfile(&b.artifacts, &project, &mut sources)
             .await
             .map_err(|e| store_failure(Step::Install, &e))?;
+        if let Some(auditor) = &b.auditor {
+            audit(auditor, b.settings.audit.mode, &project, log).await?;
+        }
 
         let started = StdInstant::now();
         emit(b, version, EventType::BuildStepStarted, json!({}));
@@ -813,6 +818,62 @@ pub fn install_args(store: &std::path::Path, frozen: bool) -> Vec<String> {
     ]
     .map(str::to_owned)
     .to_vec()
+}
+
+/// The dependency audit of the installed lockfile: findings to the log; with
+/// `KILN_AUDIT=fail`, critical ones fail the build at step `audit`.
+async fn audit(
+    auditor: &Arc<crate::audit::Auditor>,
+    mode: kiln_shared::config::AuditMode,
+    project: &std::path::Path,
+    log: &BuildLog,
+) -> Result<(), Failure> {
+    use crate::audit::lockfile::MAX_LOCKFILE_BYTES;
+    let path = project.join(LOCKFILE);
+    let text = match tokio::fs::metadata(&path).await {
+        Err(_) => {
+            log.line("[kiln] audit: no pnpm-lock.yaml (no dependencies), nothing to check");
+            return Ok(());
+        }
+        Ok(meta) if meta.len() > MAX_LOCKFILE_BYTES as u64 => {
+            return Err(fail(
+                Step::Audit,
+                format!(
+                    "pnpm-lock.yaml is {} MB, over the audit's {} MB",
+                    meta.len() / (1024 * 1024),
+                    MAX_LOCKFILE_BYTES / (1024 * 1024)
+                ),
+            ));
+        }
+        Ok(_) => match tokio::fs::read(&path).await {
+            Ok(raw) => String::from_utf8_lossy(&raw).into_owned(),
+            Err(e) => return Err(infra(Step::Audit, format!("reading pnpm-lock.yaml: {e}"))),
+        },
+    };
+    let auditor = auditor.clone();
+    let report = tokio::task::spawn_blocking(move || auditor.audit(&text))
+        .await
+        .map_err(|e| infra(Step::Audit, e.to_string()))?
+        .map_err(|e| infra(Step::Audit, e.to_string()))?;
+    for line in &report.lines {
+        log.line(line);
+    }
+    if mode == kiln_shared::config::AuditMode::Fail && !report.critical.is_empty() {
+        return Err(fail(
+            Step::Audit,
+            format!(
+                "dependency audit: {} critical {}: {}",
+                report.critical.len(),
+                if report.critical.len() == 1 {
+                    "advisory"
+                } else {
+                    "advisories"
+                },
+                report.critical.join(" | ")
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Runs one untrusted step; a non-zero exit fails the build at `step` with the log's tail.

@@ -12,6 +12,7 @@
 //! - [`reconcile`]: queued builds that lost their stream entry are queued again.
 //! - `workspace`, `detect`, `publish`, `generator`: the stations of a build.
 
+pub mod audit;
 pub mod daemon;
 mod detect;
 mod events;

@@ -16,8 +16,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::log::BuildLog;
+use crate::sandbox::egress::EgressProxy;
 use crate::sandbox::watch::{Breach, Watch};
-use crate::sandbox::{Cell, Confinement};
+use crate::sandbox::{Cell, Confinement, Network};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -54,8 +55,9 @@ pub struct Sandbox {
     /// How commands are confined, and the build's cell (unconfined when absent: for tests of
     /// this module only).
     confined: Option<(Arc<Confinement>, Arc<Cell>)>,
-    /// Whether commands get the host's network (install and generate do, the build does not).
-    pub network: bool,
+    /// How commands reach the network (install: the registry; generate: the host's network;
+    /// the build: not at all).
+    pub network: Network,
     /// The stored log's cap (a build printing far past it is stopped).
     pub max_log_bytes: u64,
 }
@@ -79,7 +81,7 @@ impl Sandbox {
             stop: CancellationToken::new(),
             grace: Duration::from_secs(10),
             confined: None,
-            network: false,
+            network: Network::None,
             max_log_bytes: u64::MAX / 64,
         }
     }
@@ -91,8 +93,8 @@ impl Sandbox {
         self
     }
 
-    /// The same sandbox, with or without the host's network.
-    pub fn with_network(&self, network: bool) -> Self {
+    /// The same sandbox, reaching the network as `network` says.
+    pub fn with_network(&self, network: Network) -> Self {
         Self {
             network,
             ..self.clone()
@@ -183,9 +185,26 @@ async fn run_inner(
     } = inv;
     log.line(&format!("$ {program} {}", args.join(" ")));
     let resolved = sandbox.resolve(program);
+    // The egress proxy of an install serves as long as its command runs.
+    let mut _egress = None;
     let mut cmd = match &sandbox.confined {
         Some((confinement, cell)) => {
-            let argv = confinement.wrap(cell, &resolved, args, cwd, sandbox.network);
+            let node = sandbox.resolve("node");
+            let socket = cell.workspace.join("egress.sock");
+            let proxied = match (sandbox.network, confinement.egress()) {
+                (Network::Registry, Some(allowed)) => {
+                    let proxy =
+                        EgressProxy::start(&socket, confinement.build_user(), allowed.clone(), log.clone())
+                            .map_err(|source| RunError::Spawn {
+                            program: "the egress proxy".into(),
+                            source,
+                        })?;
+                    _egress = Some(proxy);
+                    Some((node.as_path(), socket.as_path()))
+                }
+                _ => None,
+            };
+            let argv = confinement.wrap(cell, &resolved, args, cwd, sandbox.network, proxied);
             let mut cmd = Command::new(&argv[0]);
             cmd.args(&argv[1..]);
             cmd

@@ -11,8 +11,12 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+mod audit;
 mod limits;
+mod sandbox;
+pub use audit::{AuditMode, AuditSettings};
 pub use limits::{LimitSettings, Rate, QUOTA_WINDOW};
+pub use sandbox::{AllowedHost, Egress, SandboxMode, SandboxSettings};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
@@ -117,45 +121,8 @@ pub struct Settings {
     pub limits: LimitSettings,
     /// How untrusted build processes are confined and limited.
     pub sandbox: SandboxSettings,
-}
-
-/// Whether builds run in their own namespaces (`KILN_SANDBOX`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SandboxMode {
-    /// Namespaces with bubblewrap when it works here; else, said loudly at start-up, the
-    /// unprivileged user and the limits alone (the default).
-    Auto,
-    /// Namespaces or nothing: a builder where bubblewrap does not work refuses to start.
-    Required,
-    /// No namespaces (the unprivileged user and the limits still apply).
-    Off,
-}
-
-/// The confinement and limits of every build process (defaults from the seeds: 5 min CPU,
-/// 1 GB memory; the output's cap is `max_output_bytes`, the log's `max_log_bytes`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SandboxSettings {
-    pub mode: SandboxMode,
-    /// The user and group builds run as when the daemon runs as root (`KILN_BUILD_USER`,
-    /// `uid:gid`, default `65534:65534`, nobody). A daemon that is not root cannot change
-    /// user: its builds run as itself, and it says so at start-up.
-    pub user: (u32, u32),
-    /// CPU time of a whole build, all its processes together (`KILN_BUILD_CPU_SECS`, 300).
-    pub cpu_secs: u64,
-    /// Memory of a whole build (`KILN_BUILD_MEMORY_MB`, 1024).
-    pub memory_mb: u64,
-    /// Processes (and threads) a build may have at once (`KILN_BUILD_MAX_PROCS`, 512).
-    pub max_procs: u64,
-    /// Open files per process (`KILN_BUILD_MAX_OPEN_FILES`, 4096).
-    pub open_files: u64,
-    /// Disk a build's workspace may use, files it shares with the pnpm store not counted
-    /// (`KILN_BUILD_DISK_MB`, 4096).
-    pub disk_mb: u64,
-    /// Whether builds get a cgroup of their own where the machine allows (`KILN_BUILD_CGROUPS`,
-    /// on): the memory, process and CPU limits then hold for the build as a whole; without,
-    /// memory is watched (resident size of the build's processes) and CPU and processes are
-    /// per-process and per-user limits.
-    pub cgroups: bool,
+    /// The dependency audit after install.
+    pub audit: AuditSettings,
 }
 
 /// How builders hold, lose and hand back builds.
@@ -425,33 +392,8 @@ impl Settings {
                 poll: Duration::from_millis(src.positive("KILN_WEBHOOK_POLL_MS", 500)?),
             },
             build_events: src.switch("KILN_BUILD_EVENTS", true)?,
-            sandbox: SandboxSettings {
-                mode: match src.get("KILN_SANDBOX").map(|v| v.trim().to_ascii_lowercase()) {
-                    None => SandboxMode::Auto,
-                    Some(v) if v == "auto" => SandboxMode::Auto,
-                    Some(v) if v == "bwrap" || v == "required" => SandboxMode::Required,
-                    Some(v) if v == "off" => SandboxMode::Off,
-                    Some(v) => {
-                        return Err(ConfigError::Invalid {
-                            var: "KILN_SANDBOX",
-                            reason: format!("expected auto, bwrap or off, got {v:?}"),
-                        })
-                    }
-                },
-                user: match src.get("KILN_BUILD_USER") {
-                    None => (65534, 65534),
-                    Some(raw) => parse_user(&raw).ok_or_else(|| ConfigError::Invalid {
-                        var: "KILN_BUILD_USER",
-                        reason: format!("expected uid:gid (numbers, not 0), got {raw:?}"),
-                    })?,
-                },
-                cpu_secs: src.positive("KILN_BUILD_CPU_SECS", 300)?,
-                memory_mb: src.positive("KILN_BUILD_MEMORY_MB", 1024)?,
-                max_procs: src.positive("KILN_BUILD_MAX_PROCS", 512)?,
-                open_files: src.positive("KILN_BUILD_MAX_OPEN_FILES", 4096)?,
-                disk_mb: src.positive("KILN_BUILD_DISK_MB", 4096)?,
-                cgroups: src.switch("KILN_BUILD_CGROUPS", true)?,
-            },
+            sandbox: SandboxSettings::load(src)?,
+            audit: AuditSettings::load(src)?,
             limits: LimitSettings::load(src)?,
         })
     }
@@ -505,12 +447,6 @@ impl Settings {
 }
 
 /// `uid:gid`, neither of them root.
-fn parse_user(raw: &str) -> Option<(u32, u32)> {
-    let (uid, gid) = raw.trim().split_once(':')?;
-    let (uid, gid): (u32, u32) = (uid.parse().ok()?, gid.parse().ok()?);
-    (uid != 0 && gid != 0).then_some((uid, gid))
-}
-
 fn read_toml(path: &Path) -> Result<HashMap<String, String>, ConfigError> {
     let err = |reason: String| ConfigError::File {
         path: path.display().to_string(),

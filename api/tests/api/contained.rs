@@ -263,3 +263,130 @@ async fn a_build_cannot_read_kilns_secrets_nor_reach_its_services_or_the_metadat
     }
     assert!(probe.get("environ").is_some() && probe.get("redis").is_some());
 }
+
+/// Run as the project's `postinstall`: what an install script can reach. Direct connections
+/// (the build's namespace has no network, not even DNS) and requests through the egress proxy.
+const INSTALL_PROBE_JS: &str = r#"
+const fs = require('fs');
+const net = require('net');
+const dns = require('dns');
+const [redisPort, pgPort, registryIp] = process.argv.slice(2);
+const direct = (host, port) => new Promise(done => {
+  const s = net.connect({ host, port: Number(port), timeout: 3000 });
+  s.on('connect', () => { s.destroy(); done('CONNECTED'); });
+  s.on('timeout', () => { s.destroy(); done('ERR timeout'); });
+  s.on('error', e => done('ERR ' + e.code));
+});
+const viaProxy = target => new Promise(done => {
+  const s = net.connect({ host: '127.0.0.1', port: 3128, timeout: 20000 });
+  let got = '';
+  s.on('connect', () => s.write(`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`));
+  s.on('data', d => { got += d; if (got.includes('\r\n')) { s.destroy(); done(got.split('\r\n')[0]); } });
+  s.on('timeout', () => { s.destroy(); done('ERR timeout'); });
+  s.on('error', e => done('ERR ' + e.code));
+});
+(async () => {
+  const out = {};
+  out.dns = await new Promise(done => dns.lookup('registry.npmjs.org', (e, a) => done(e ? 'ERR ' + e.code : 'RESOLVED ' + a)));
+  out.directRegistryByName = await direct('registry.npmjs.org', 443);
+  out.directRegistryByAddress = await direct(registryIp, 443);
+  out.directMetadataService = await direct('169.254.169.254', 80);
+  out.directRedis = await direct('127.0.0.1', redisPort);
+  out.directPostgres = await direct('127.0.0.1', pgPort);
+  out.proxyMetadataService = await viaProxy('169.254.169.254:80');
+  out.proxyRedis = await viaProxy(`127.0.0.1:${redisPort}`);
+  out.proxyPostgresByName = await viaProxy(`localhost:${pgPort}`);
+  out.proxyRegistryOtherPort = await viaProxy('registry.npmjs.org:80');
+  out.proxyRegistry = await viaProxy('registry.npmjs.org:443');
+  fs.writeFileSync('install-probe.json', JSON.stringify(out));
+})();
+"#;
+
+#[tokio::test]
+async fn an_install_reaches_the_package_registry_through_the_egress_proxy_and_nothing_else() {
+    let app = spawn_app(Options::default()).await;
+    let redis_port = port_of(&std::env::var("KILN_TEST_REDIS_URL").unwrap());
+    let pg_port = port_of(&std::env::var("KILN_TEST_DATABASE_URL").unwrap());
+    use std::net::ToSocketAddrs;
+    let registry_ip = ("registry.npmjs.org", 443)
+        .to_socket_addrs()
+        .expect("the test machine resolves the registry")
+        .next()
+        .unwrap()
+        .ip();
+    let package = json!({
+        "name": "egress",
+        "private": true,
+        "dependencies": { "is-number": "7.0.0" },
+        "scripts": {
+            "postinstall": format!("node install-probe.js {redis_port} {pg_port} {registry_ip}"),
+            "build": "node build.js",
+        },
+    });
+    let build_js = r#"
+const fs = require('fs');
+const isNumber = require('is-number');
+fs.mkdirSync('dist', { recursive: true });
+fs.writeFileSync('dist/index.html', 'is-number(5): ' + isNumber(5));
+fs.copyFileSync('install-probe.json', 'dist/install-probe.json');
+"#;
+    let files = json!([
+        { "path": "package.json", "content": package.to_string() },
+        { "path": "install-probe.js", "content": INSTALL_PROBE_JS },
+        { "path": "build.js", "content": build_js },
+    ]);
+    let id = app
+        .submit(&build_body("u_egress", &unique("egress"), files))
+        .await;
+    let build = app.wait(&id).await;
+    let log = log_of(&app, &id).await;
+    assert_eq!(build["status"], "deployed", "{build}\n{log}");
+
+    // The dependency came from the registry, through the proxy.
+    let page = app.preview(&id, "/").await.text().await.unwrap();
+    assert_eq!(page, "is-number(5): true");
+    let probe: Value = app
+        .preview(&id, "/install-probe.json")
+        .await
+        .json()
+        .await
+        .unwrap();
+    eprintln!("what the install script could reach: {probe:#}");
+    let result = |name: &str| {
+        probe[name]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name} in {probe}"))
+            .to_owned()
+    };
+    for name in [
+        "dns",
+        "directRegistryByName",
+        "directRegistryByAddress",
+        "directMetadataService",
+        "directRedis",
+        "directPostgres",
+    ] {
+        assert!(
+            result(name).starts_with("ERR"),
+            "the install reached {name}: {}",
+            result(name)
+        );
+    }
+    for name in [
+        "proxyMetadataService",
+        "proxyRedis",
+        "proxyPostgresByName",
+        "proxyRegistryOtherPort",
+    ] {
+        assert_eq!(result(name), "HTTP/1.1 403 Forbidden", "{name}");
+    }
+    assert_eq!(result("proxyRegistry"), "HTTP/1.1 200 Connection Established");
+    // Each refusal is in the build's log, once, saying what is allowed.
+    assert!(
+        log.contains(
+            "[kiln] egress refused: 169.254.169.254:80 (an install may reach registry.npmjs.org:443 only"
+        ),
+        "{log}"
+    );
+    assert_eq!(log.matches("egress refused: 127.0.0.1:").count(), 1, "{log}");
+}

@@ -7,8 +7,9 @@
 //! - **its own namespaces** (bubblewrap, where the kernel allows unprivileged user namespaces):
 //!   a file system of read-only system folders plus the build's workspace and the shared pnpm
 //!   store, nothing of Kiln's (data, config, other workspaces); its own process tree (nothing
-//!   outlives the step, not even a daemonised child); no network but during install and
-//!   generate;
+//!   outlives the step, not even a daemonised child); no network, but during install the
+//!   package registry through Kiln's egress proxy ([`egress`]), and the host's network for the
+//!   operator's generator;
 //! - **its own cgroup** (v2 or v1, where the daemon may make them): memory, processes and CPU
 //!   for the build as a whole;
 //! - **rlimits** on every process: CPU seconds, open files, file size.
@@ -19,12 +20,14 @@
 //! fallback is never silent.
 
 pub mod cgroup;
+pub mod egress;
 pub mod watch;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use kiln_shared::config::{SandboxMode, SandboxSettings, Settings};
+use kiln_shared::config::{AllowedHost, Egress, SandboxMode, SandboxSettings, Settings};
 
 use self::cgroup::{BuildCgroup, CgroupRoot};
 
@@ -83,6 +86,24 @@ pub struct Confinement {
     setpriv: Option<PathBuf>,
     /// Folders a build may write besides its workspace (the pnpm store and cache).
     shared_rw: Vec<PathBuf>,
+    /// Where an install may connect through the egress proxy, and the bridge it runs inside
+    /// the sandbox; `None` when installs share the host's network (no namespaces, or
+    /// `KILN_EGRESS_ALLOW=host-network`).
+    egress: Option<(Arc<Vec<AllowedHost>>, PathBuf)>,
+}
+
+/// Where the egress bridge is inside the sandbox.
+const BRIDGE_IN_SANDBOX: &str = "/run/kiln/egress-bridge.js";
+
+/// How a command reaches the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Network {
+    /// Not at all (the build step).
+    None,
+    /// The package registry only, through the egress proxy (install).
+    Registry,
+    /// The host's network (the operator's generator).
+    Host,
 }
 
 /// What one build's commands need: its cgroup and its workspace.
@@ -151,6 +172,7 @@ impl Confinement {
             prlimit,
             setpriv,
             shared_rw,
+            egress: None,
         };
         me.prepare_folders(settings)?;
         me.bwrap = match me.limits.mode {
@@ -168,6 +190,21 @@ impl Confinement {
                     None
                 }
             },
+        };
+        me.egress = match (&me.bwrap, &me.limits.egress) {
+            (Some(_), Egress::Allow(hosts)) => {
+                let bridge = settings.work_dir.join(".kiln-egress-bridge.js");
+                write_bridge(&bridge)?;
+                Some((Arc::new(hosts.clone()), bridge))
+            }
+            (Some(_), Egress::HostNetwork) => {
+                tracing::warn!("KILN_EGRESS_ALLOW=host-network: installs share the host's network (install scripts reach what the host reaches)");
+                None
+            }
+            (None, _) => {
+                tracing::warn!("without namespaces, installs share the host's network (install scripts reach what the host reaches)");
+                None
+            }
         };
         tracing::info!(sandbox = %me.describe(), "build confinement");
         Ok(me)
@@ -193,6 +230,17 @@ impl Confinement {
         if self.prlimit.is_some() {
             parts.push("rlimits".to_owned());
         }
+        parts.push(match &self.egress {
+            Some((hosts, _)) => format!(
+                "install egress {}",
+                hosts
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+            None => "install on the host's network".to_owned(),
+        });
         parts.join(", ")
     }
 
@@ -285,21 +333,55 @@ impl Confinement {
         std::fs::set_permissions(workspace, std::fs::Permissions::from_mode(0o700))
     }
 
+    /// The allowed hosts when installs go through the egress proxy (else they share the host's
+    /// network).
+    pub fn egress(&self) -> Option<&Arc<Vec<AllowedHost>>> {
+        self.egress.as_ref().map(|(hosts, _)| hosts)
+    }
+
+    /// The user builds run as, when the daemon switches to it.
+    pub fn build_user(&self) -> Option<(u32, u32)> {
+        self.user
+    }
+
     /// The argv running `program` (already resolved) with `args` in `cwd` confined for
-    /// `cell`; `network` gives the command the host's network.
+    /// `cell`. With [`Network::Registry`] and an egress proxy, `proxied` is `(node, the
+    /// proxy's socket)`: the command runs under the bridge, in a namespace with no network.
     pub fn wrap(
         &self,
         cell: &Cell,
         program: &Path,
         args: &[&str],
         cwd: &Path,
-        network: bool,
+        network: Network,
+        proxied: Option<(&Path, &Path)>,
     ) -> Vec<OsString> {
         let mut inner: Vec<OsString> = match &self.bwrap {
             Some(bwrap) => {
                 let mut shared = self.shared_rw.clone();
                 shared.push(cell.workspace.clone());
-                let mut argv = self.bwrap_args(bwrap, cwd, &shared, network);
+                let host_network = match network {
+                    Network::None => false,
+                    Network::Host => true,
+                    Network::Registry => proxied.is_none() || self.egress.is_none(),
+                };
+                let mut argv = self.bwrap_args(bwrap, cwd, &shared, host_network);
+                match (&self.egress, proxied) {
+                    (Some((_, bridge)), Some((node, socket))) if network == Network::Registry => {
+                        argv.truncate(argv.len() - 1); // the final `--`
+                        argv.extend([
+                            "--ro-bind".into(),
+                            bridge.into(),
+                            BRIDGE_IN_SANDBOX.into(),
+                            "--".into(),
+                            node.into(),
+                            BRIDGE_IN_SANDBOX.into(),
+                            socket.into(),
+                            egress::BRIDGE_PORT.to_string().into(),
+                        ]);
+                    }
+                    _ => {}
+                }
                 argv.push(program.into());
                 argv
             }
@@ -377,6 +459,20 @@ impl Confinement {
         a.extend(["--chdir".into(), cwd.into(), "--".into()]);
         a
     }
+}
+
+/// Writes the egress bridge where the daemon keeps it (readable by builds, bound read-only
+/// into their sandboxes).
+fn write_bridge(path: &Path) -> Result<(), SandboxError> {
+    use std::os::unix::fs::PermissionsExt;
+    let io = |source| SandboxError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let partial = path.with_extension("js.partial");
+    std::fs::write(&partial, egress::BRIDGE_JS).map_err(io)?;
+    std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o644)).map_err(io)?;
+    std::fs::rename(&partial, path).map_err(io)
 }
 
 /// Chowns `dir` (and all in it) to `uid:gid` unless it already belongs to them.

@@ -69,6 +69,7 @@ string_enum!(
         Fetch => "fetch",
         Generate => "generate",
         Install => "install",
+        Audit => "audit",
         Build => "build",
         Output => "output",
         Upload => "upload",

@@ -1,0 +1,234 @@
+//! How untrusted build processes are confined and limited (`KILN_SANDBOX`, `KILN_BUILD_*`,
+//! `KILN_EGRESS_ALLOW`).
+
+use super::{ConfigError, Source};
+
+/// Whether builds run in their own namespaces (`KILN_SANDBOX`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SandboxMode {
+    /// Namespaces with bubblewrap when it works here; else, said loudly at start-up, the
+    /// unprivileged user and the limits alone (the default).
+    Auto,
+    /// Namespaces or nothing: a builder where bubblewrap does not work refuses to start.
+    Required,
+    /// No namespaces (the unprivileged user and the limits still apply).
+    Off,
+}
+
+/// The confinement and limits of every build process (defaults from the seeds: 5 min CPU,
+/// 1 GB memory; the output's cap is `max_output_bytes`, the log's `max_log_bytes`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxSettings {
+    pub mode: SandboxMode,
+    /// The user and group builds run as when the daemon runs as root (`KILN_BUILD_USER`,
+    /// `uid:gid`, default `65534:65534`, nobody). A daemon that is not root cannot change
+    /// user: its builds run as itself, and it says so at start-up.
+    pub user: (u32, u32),
+    /// CPU time of a whole build, all its processes together (`KILN_BUILD_CPU_SECS`, 300).
+    pub cpu_secs: u64,
+    /// Memory of a whole build (`KILN_BUILD_MEMORY_MB`, 1024).
+    pub memory_mb: u64,
+    /// Processes (and threads) a build may have at once (`KILN_BUILD_MAX_PROCS`, 512).
+    pub max_procs: u64,
+    /// Open files per process (`KILN_BUILD_MAX_OPEN_FILES`, 4096).
+    pub open_files: u64,
+    /// Disk a build's workspace may use, files it shares with the pnpm store not counted
+    /// (`KILN_BUILD_DISK_MB`, 4096).
+    pub disk_mb: u64,
+    /// Whether builds get a cgroup of their own where the machine allows (`KILN_BUILD_CGROUPS`,
+    /// on): the memory, process and CPU limits then hold for the build as a whole; without,
+    /// memory is watched (resident size of the build's processes) and CPU and processes are
+    /// per-process and per-user limits.
+    pub cgroups: bool,
+    /// Where installs may connect (`KILN_EGRESS_ALLOW`).
+    pub egress: Egress,
+}
+
+impl SandboxSettings {
+    pub(super) fn load(src: &Source) -> Result<Self, ConfigError> {
+        Ok(Self {
+            mode: match src.get("KILN_SANDBOX").map(|v| v.trim().to_ascii_lowercase()) {
+                None => SandboxMode::Auto,
+                Some(v) if v == "auto" => SandboxMode::Auto,
+                Some(v) if v == "bwrap" || v == "required" => SandboxMode::Required,
+                Some(v) if v == "off" => SandboxMode::Off,
+                Some(v) => {
+                    return Err(ConfigError::Invalid {
+                        var: "KILN_SANDBOX",
+                        reason: format!("expected auto, bwrap or off, got {v:?}"),
+                    })
+                }
+            },
+            user: match src.get("KILN_BUILD_USER") {
+                None => (65534, 65534),
+                Some(raw) => parse_user(&raw).ok_or_else(|| ConfigError::Invalid {
+                    var: "KILN_BUILD_USER",
+                    reason: format!("expected uid:gid (numbers, not 0), got {raw:?}"),
+                })?,
+            },
+            cpu_secs: src.positive("KILN_BUILD_CPU_SECS", 300)?,
+            memory_mb: src.positive("KILN_BUILD_MEMORY_MB", 1024)?,
+            max_procs: src.positive("KILN_BUILD_MAX_PROCS", 512)?,
+            open_files: src.positive("KILN_BUILD_MAX_OPEN_FILES", 4096)?,
+            disk_mb: src.positive("KILN_BUILD_DISK_MB", 4096)?,
+            cgroups: src.switch("KILN_BUILD_CGROUPS", true)?,
+            egress: match src.get("KILN_EGRESS_ALLOW") {
+                None => Egress::default(),
+                Some(raw) => Egress::parse(&raw).map_err(|reason| ConfigError::Invalid {
+                    var: "KILN_EGRESS_ALLOW",
+                    reason,
+                })?,
+            },
+        })
+    }
+}
+
+/// Where `pnpm install` (and the project's install scripts) may connect (`KILN_EGRESS_ALLOW`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Egress {
+    /// Through Kiln's egress proxy, to these hosts and ports only (default:
+    /// `registry.npmjs.org:443`); nothing else, not even DNS.
+    Allow(Vec<AllowedHost>),
+    /// The host's network, as it is (`host-network`): what the host reaches, an install script
+    /// reaches. For registries the proxy cannot serve.
+    HostNetwork,
+}
+
+/// A host a build may reach during install: an exact name (lower case) or `*.suffix`, and a
+/// port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedHost {
+    pub host: String,
+    pub port: u16,
+}
+
+impl Default for Egress {
+    fn default() -> Self {
+        Egress::Allow(vec![AllowedHost {
+            host: "registry.npmjs.org".into(),
+            port: 443,
+        }])
+    }
+}
+
+impl Egress {
+    /// A comma-separated list of `host[:port]` (443 when no port is given) or registry URLs
+    /// (`https://npm.example.com/`, `http://10.0.0.5:4873`), or `host-network`.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let raw = raw.trim();
+        if raw.eq_ignore_ascii_case("host-network") {
+            return Ok(Egress::HostNetwork);
+        }
+        let mut hosts = Vec::new();
+        for item in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            hosts.push(AllowedHost::parse(item)?);
+        }
+        if hosts.is_empty() {
+            return Err("expected host[:port] entries separated by commas, or host-network".into());
+        }
+        Ok(Egress::Allow(hosts))
+    }
+}
+
+impl AllowedHost {
+    fn parse(item: &str) -> Result<Self, String> {
+        let bad = |why: &str| format!("{item:?}: {why} (expected host[:port] or a registry URL)");
+        let (default_port, rest) = match item.split_once("://") {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("https") => (443, rest),
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => (80, rest),
+            Some(_) => return Err(bad("only http and https registries")),
+            None => (443, item),
+        };
+        let authority = rest.split('/').next().unwrap_or_default();
+        if authority.contains('@') {
+            return Err(bad("credentials do not belong here"));
+        }
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((host, port)) if !host.contains(':') => (
+                host,
+                port.parse::<u16>().map_err(|_| bad("the port is not a number"))?,
+            ),
+            _ => (authority, default_port),
+        };
+        let name = host.strip_prefix("*.").unwrap_or(host);
+        let valid = !name.is_empty()
+            && name.len() <= 253
+            && name.split('.').all(|l| {
+                !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if !valid || port == 0 {
+            return Err(bad("not a host name"));
+        }
+        Ok(Self {
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+
+    /// Whether a CONNECT to `host:port` is allowed by this entry.
+    pub fn admits(&self, host: &str, port: u16) -> bool {
+        if port != self.port {
+            return false;
+        }
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        match self.host.strip_prefix("*.") {
+            Some(suffix) => host.len() > suffix.len() + 1 && host.ends_with(&format!(".{suffix}")),
+            None => host == self.host,
+        }
+    }
+}
+
+impl std::fmt::Display for AllowedHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+fn parse_user(raw: &str) -> Option<(u32, u32)> {
+    let (uid, gid) = raw.trim().split_once(':')?;
+    let (uid, gid): (u32, u32) = (uid.parse().ok()?, gid.parse().ok()?);
+    (uid != 0 && gid != 0).then_some((uid, gid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn egress_entries_are_hosts_ports_or_registry_urls() {
+        let Egress::Allow(hosts) = Egress::parse(
+            "registry.npmjs.org, https://npm.example.com/repo/, http://10.0.0.5:4873,*.pkg.dev:8443",
+        )
+        .unwrap() else {
+            panic!("a list");
+        };
+        let shown: Vec<String> = hosts.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "registry.npmjs.org:443",
+                "npm.example.com:443",
+                "10.0.0.5:4873",
+                "*.pkg.dev:8443"
+            ]
+        );
+        assert!(hosts[0].admits("Registry.NPMJS.org.", 443));
+        assert!(!hosts[0].admits("registry.npmjs.org", 80));
+        assert!(!hosts[0].admits("registry.npmjs.org.evil.com", 443));
+        assert!(hosts[3].admits("eu.pkg.dev", 8443));
+        assert!(!hosts[3].admits("pkg.dev", 8443));
+        assert!(!hosts[3].admits("evilpkg.dev", 8443));
+        assert_eq!(Egress::parse(" HOST-NETWORK ").unwrap(), Egress::HostNetwork);
+        for bad in [
+            "",
+            " , ",
+            "user:pw@host",
+            "ftp://host",
+            "host:99999",
+            "ho st",
+            "a..b",
+        ] {
+            assert!(Egress::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}
