@@ -390,3 +390,73 @@ fs.copyFileSync('install-probe.json', 'dist/install-probe.json');
     );
     assert_eq!(log.matches("egress refused: 127.0.0.1:").count(), 1, "{log}");
 }
+
+#[tokio::test]
+async fn without_namespaces_nor_cgroups_the_builder_says_so_and_the_user_and_limits_still_hold() {
+    let app = spawn_app(Options {
+        builders: 1,
+        timeout_secs: 120,
+        env: vec![
+            ("KILN_SANDBOX", "off".into()),
+            ("KILN_BUILD_CGROUPS", "off".into()),
+            ("KILN_BUILD_MEMORY_MB", "200".into()),
+            ("KILN_BUILD_CPU_SECS", "3".into()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    // Said where operators look: the fleet view (and a warning at start-up).
+    let mut fleet = app.get_json("/v1/builders").await;
+    for _ in 0..100 {
+        if fleet["builders"][0]["sandbox"].is_string() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        fleet = app.get_json("/v1/builders").await;
+    }
+    let sandbox = fleet["builders"][0]["sandbox"].as_str().unwrap_or_default().to_owned();
+    let root = nix::unistd::geteuid().is_root();
+    let user = if root { "user 65534:65534" } else { "the daemon's user" };
+    assert_eq!(
+        sandbox,
+        format!("no namespaces, {user}, no cgroup (memory watched), rlimits, install on the host's network"),
+        "{fleet}"
+    );
+
+    let whoami = app
+        .submit(&build_body(
+            "u_fallback",
+            &unique("whoami"),
+            project("mkdir -p dist; id -u > dist/index.html", &[]),
+        ))
+        .await;
+    let memory = app
+        .submit(&build_body(
+            "u_fallback",
+            &unique("memory"),
+            project(
+                "node -e 'const a = []; for (;;) a.push(Buffer.alloc(16 * 1024 * 1024, 1))'",
+                &[],
+            ),
+        ))
+        .await;
+    let cpu = app
+        .submit(&build_body(
+            "u_fallback",
+            &unique("cpu"),
+            project("node -e 'for (;;) {}'", &[]),
+        ))
+        .await;
+    assert_eq!(app.wait(&whoami).await["status"], "deployed");
+    let uid = app.preview(&whoami, "/").await.text().await.unwrap();
+    let expected = if root { "65534".to_owned() } else { nix::unistd::geteuid().to_string() };
+    assert_eq!(uid.trim(), expected, "builds run as the build user");
+    for (id, error) in [(&memory, "memory limit 200 MB exceeded"), (&cpu, "CPU limit 3 s exceeded")] {
+        let build = app.wait(id).await;
+        assert_eq!(build["status"], "failed", "{build}");
+        assert!(
+            build["error"].as_str().unwrap_or_default().contains(error),
+            "{error}: {build}"
+        );
+    }
+}
