@@ -414,9 +414,16 @@ async fn without_namespaces_nor_cgroups_the_builder_says_so_and_the_user_and_lim
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         fleet = app.get_json("/v1/builders").await;
     }
-    let sandbox = fleet["builders"][0]["sandbox"].as_str().unwrap_or_default().to_owned();
+    let sandbox = fleet["builders"][0]["sandbox"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let root = nix::unistd::geteuid().is_root();
-    let user = if root { "user 65534:65534" } else { "the daemon's user" };
+    let user = if root {
+        "user 65534:65534"
+    } else {
+        "the daemon's user"
+    };
     assert_eq!(
         sandbox,
         format!("no namespaces, {user}, no cgroup (memory watched), rlimits, install on the host's network"),
@@ -449,9 +456,16 @@ async fn without_namespaces_nor_cgroups_the_builder_says_so_and_the_user_and_lim
         .await;
     assert_eq!(app.wait(&whoami).await["status"], "deployed");
     let uid = app.preview(&whoami, "/").await.text().await.unwrap();
-    let expected = if root { "65534".to_owned() } else { nix::unistd::geteuid().to_string() };
+    let expected = if root {
+        "65534".to_owned()
+    } else {
+        nix::unistd::geteuid().to_string()
+    };
     assert_eq!(uid.trim(), expected, "builds run as the build user");
-    for (id, error) in [(&memory, "memory limit 200 MB exceeded"), (&cpu, "CPU limit 3 s exceeded")] {
+    for (id, error) in [
+        (&memory, "memory limit 200 MB exceeded"),
+        (&cpu, "CPU limit 3 s exceeded"),
+    ] {
         let build = app.wait(id).await;
         assert_eq!(build["status"], "failed", "{build}");
         assert!(

@@ -427,7 +427,7 @@ fn summary(r: &Results, example: &Path) -> i32 {
             Ok(rl) => {
                 targets_met &= rl.pass();
                 println!(
-                    "ratelimit   admitted in one window / configured (median of {} runs): new projects {:.0}/{} ({:.2}), rebuilds {:.0}/{} ({:.2}), both across 2 API instances; per IP {:.0}/{} on one instance ({:.2}), {:.0} on two  | target quotas never over, new projects and per IP exact  {}",
+                    "ratelimit   admitted in one window / configured (median of {} runs): new projects {:.0}/{} ({:.2}), rebuilds {:.0}/{} ({:.2}) in a burst of replacing requests, {:.0}/{} one at a time, all across 2 API instances; per IP {:.0}/{} on one instance ({:.2}), {:.0} on two  | target quotas never over; new projects, paced rebuilds and per IP exact  {}",
                     ratelimit::ROUNDS,
                     rl.new_projects.median_admitted(),
                     rl.new_projects.configured,
@@ -435,6 +435,8 @@ fn summary(r: &Results, example: &Path) -> i32 {
                     rl.rebuilds.median_admitted(),
                     rl.rebuilds.configured,
                     rl.rebuilds.accuracy(),
+                    rl.rebuilds_paced.median_admitted(),
+                    rl.rebuilds_paced.configured,
                     rl.per_ip_one.median_admitted(),
                     rl.per_ip_one.configured,
                     rl.per_ip_one.accuracy(),

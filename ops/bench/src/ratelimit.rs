@@ -72,6 +72,8 @@ impl Figure {
 pub struct Report {
     pub new_projects: Figure,
     pub rebuilds: Figure,
+    /// Rebuilds one after another (each replacing the queued one), alternating instances.
+    pub rebuilds_paced: Figure,
     pub per_ip_one: Figure,
     /// The per-IP limit is per process: two instances admit up to twice the limit.
     pub per_ip_two: Figure,
@@ -82,6 +84,8 @@ impl Report {
         self.new_projects.never_over(1)
             && self.new_projects.accuracy() == 1.0
             && self.rebuilds.never_over(1)
+            && self.rebuilds_paced.never_over(1)
+            && self.rebuilds_paced.accuracy() == 1.0
             && self.per_ip_one.never_over(1)
             && self.per_ip_one.accuracy() == 1.0
             && self.per_ip_two.never_over(2)
@@ -93,10 +97,19 @@ async fn blast(
     requests: Vec<reqwest::RequestBuilder>,
     admitted_status: u16,
 ) -> anyhow::Result<(usize, usize, usize, f64)> {
+    send_all(requests, admitted_status, CONCURRENCY).await
+}
+
+/// Sends `requests` with `in_flight` at once.
+async fn send_all(
+    requests: Vec<reqwest::RequestBuilder>,
+    admitted_status: u16,
+    in_flight: usize,
+) -> anyhow::Result<(usize, usize, usize, f64)> {
     let queue = Arc::new(Mutex::new(VecDeque::from(requests)));
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..CONCURRENCY {
+    for _ in 0..in_flight {
         let queue = queue.clone();
         tasks.push(tokio::spawn(async move {
             let mut seen = Vec::new();
@@ -152,6 +165,7 @@ pub async fn run(env: &Env) -> anyhow::Result<Report> {
     let mut report = Report {
         new_projects: Figure::new(NEW_PROJECTS),
         rebuilds: Figure::new(REBUILDS),
+        rebuilds_paced: Figure::new(REBUILDS),
         per_ip_one: Figure::new(PER_IP),
         per_ip_two: Figure::new(PER_IP),
     };
@@ -206,6 +220,20 @@ pub async fn run(env: &Env) -> anyhow::Result<Report> {
         let (ok, _, other_n, ms) = blast(reqs, 202).await.context("rebuilds")?;
         report.rebuilds.record(ok, other_n, ms);
 
+        // The same, one request at a time (as a person or a back end rebuilds): every unit is
+        // used, none twice.
+        let owner = format!("s{round}");
+        let first = json!({ "userId": owner, "projectId": "p", "files": site("first", 0) });
+        signed(client, &bases[1], "/v1/builds", &first).send().await?;
+        let reqs = (0..3 * REBUILDS as usize)
+            .map(|i| {
+                let body = json!({ "userId": owner, "projectId": "p", "files": site("p", i), "onConflict": "supersede" });
+                signed(client, &bases[i % 2], "/v1/builds", &body)
+            })
+            .collect();
+        let (ok, _, other_n, ms) = send_all(reqs, 202, 1).await.context("paced rebuilds")?;
+        report.rebuilds_paced.record(ok, other_n, ms);
+
         // The per-IP limit (user tokens are counted; the back end and operators are not): one
         // user token's reads on one instance, then another's on two fresh instances (each
         // process has its own limiter, so this shows what a load balancer in front of two
@@ -242,10 +270,11 @@ pub async fn run(env: &Env) -> anyhow::Result<Report> {
         report.per_ip_two.record(ok, other_n, ms);
 
         eprintln!(
-            "[bench] ratelimit run {round}/{ROUNDS}  new projects {}/{NEW_PROJECTS}  rebuilds {}/{REBUILDS} ({} lost the slot race)  per IP {}/{PER_IP} on one instance, {}/{} on two",
+            "[bench] ratelimit run {round}/{ROUNDS}  new projects {}/{NEW_PROJECTS}  rebuilds {}/{REBUILDS} ({} lost the slot race), one at a time {}/{REBUILDS}  per IP {}/{PER_IP} on one instance, {}/{} on two",
             report.new_projects.admitted[round - 1],
             report.rebuilds.admitted[round - 1],
             report.rebuilds.other[round - 1],
+            report.rebuilds_paced.admitted[round - 1],
             report.per_ip_one.admitted[round - 1],
             report.per_ip_two.admitted[round - 1],
             2 * PER_IP,
@@ -281,6 +310,11 @@ fn print_details(r: &Report) {
         "rebuilds/project, 2 instances",
         &r.rebuilds,
         "  (replacing rebuilds: others lost the slot race, gave their unit back)",
+    );
+    line(
+        "rebuilds/project, one at a time",
+        &r.rebuilds_paced,
+        "  (30 sent in turn to the 2 instances)",
     );
     line("per IP, 1 instance", &r.per_ip_one, "");
     line("per IP, 2 instances", &r.per_ip_two, "  (per process: up to 2x)");
