@@ -15,7 +15,7 @@ use kiln_shared::domain::{
     Step, UserId, VersionId,
 };
 use kiln_shared::preview::project_label;
-use kiln_shared::redis::{Admission, Preflight};
+use kiln_shared::redis::{Admission, Preflight, SignatureRecord};
 use kiln_shared::store::Manifest;
 use serde::{Deserialize, Serialize};
 
@@ -221,7 +221,11 @@ impl AdmissionDb {
 
 /// Admits a parsed request: the whole path of DESIGN.md's step 2.
 #[tracing::instrument(skip_all, fields(user_id = %req.user, project_id = %req.project, build_id))]
-pub async fn admit(state: &AppState, req: BuildRequest) -> Result<Queued, ApiError> {
+pub async fn admit(
+    state: &AppState,
+    req: BuildRequest,
+    signature: Option<SignatureRecord>,
+) -> Result<Queued, ApiError> {
     let id = VersionId::new();
     tracing::Span::current().record("build_id", tracing::field::display(id));
 
@@ -231,19 +235,25 @@ pub async fn admit(state: &AppState, req: BuildRequest) -> Result<Queued, ApiErr
     let label = project_label(&req.user, &req.project);
     let preflight = match state
         .queue
-        .preflight(&req.user, &req.project, &label, &state.quotas)
+        .preflight(&req.user, &req.project, &label, &state.quotas, signature.as_ref())
         .await
     {
         Ok(found) => found,
+        // A signature that cannot be recorded is not accepted.
+        Err(e) if signature.is_some() => return Err(e.into()),
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the project's slot, latest pointer and quota");
             Preflight {
                 holder: None,
                 has_latest: true,
                 over_quota: None,
+                signature: None,
             }
         }
     };
+    if let Some(found) = preflight.signature {
+        crate::auth::refuse_replays(found)?;
+    }
     let has_latest = preflight.has_latest;
     // Fast path for the common conflict: no upload, no row. A request that repeats the build in
     // flight is a 409, not a quota refusal, and costs no quota.

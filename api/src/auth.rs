@@ -23,7 +23,7 @@ use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use bytes::BytesMut;
 use futures::StreamExt;
 use kiln_shared::domain::UserId;
-use kiln_shared::redis::SignatureUse;
+use kiln_shared::redis::{SignatureRecord, SignatureUse};
 use kiln_shared::signing::{self, SignedHeaders, NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use secrecy::ExposeSecret;
 
@@ -107,7 +107,19 @@ pub async fn authenticate(
     )
     .map_err(|e| counted(ApiError::Unauthorized(e.to_string())))?;
     if !req.method().is_safe() {
-        refuse_replays(&state, req.headers(), &verified).await?;
+        let idempotency_key = req
+            .headers()
+            .get(crate::routes::builds::IDEMPOTENCY_HEADER)
+            .and_then(|v| v.to_str().ok());
+        let record = state
+            .signatures
+            .record_of(&verified.mac, idempotency_key, verified.acceptable_for);
+        if is_admission(req.request()) {
+            // Admission records it in its first Redis round trip, before anything is stored.
+            req.extensions_mut().insert(UnrecordedSignature(record));
+        } else {
+            refuse_replays(state.signatures.record(&record).await.map_err(ApiError::from)?)?;
+        }
     }
     req.set_payload(Payload::from(body.freeze()));
     req.extensions_mut().insert(Caller::Backend);
@@ -124,24 +136,28 @@ fn unauthorized(message: &str) -> ApiError {
 /// the same `Idempotency-Key` may send the same signature again: idempotency answers it with
 /// the first answer. Reads (GET, HEAD) are not recorded: replaying one changes nothing, and a
 /// back end may poll the same URL twice in a second.
-async fn refuse_replays(
-    state: &AppState,
-    headers: &HeaderMap,
-    verified: &signing::Verified,
-) -> Result<(), ApiError> {
-    let idempotency_key = headers
-        .get(crate::routes::builds::IDEMPOTENCY_HEADER)
-        .and_then(|v| v.to_str().ok());
-    match state
-        .signatures
-        .record(&verified.mac, idempotency_key, verified.acceptable_for)
-        .await?
-    {
+pub fn refuse_replays(found: SignatureUse) -> Result<(), ApiError> {
+    match found {
         SignatureUse::First | SignatureUse::Retry => Ok(()),
         SignatureUse::Replayed => Err(unauthorized(
             "this X-Kiln-Signature was already used: a signed request that changes something is accepted once (sign each request anew, with an X-Kiln-Nonce to send the same request twice in a second; a retry of one request must carry the same Idempotency-Key)",
         )),
     }
+}
+
+/// A verified signature of a build request whose use admission records (in its first Redis
+/// round trip) and refuses if it was used before ([`refuse_replays`]).
+#[derive(Debug, Clone)]
+pub struct UnrecordedSignature(pub SignatureRecord);
+
+/// The routes that admit builds (`POST /v1/builds` and the seed's aliases): they record the
+/// signature themselves. Any other route has it recorded here.
+fn is_admission(req: &HttpRequest) -> bool {
+    req.method() == actix_web::http::Method::POST
+        && matches!(
+            req.path(),
+            "/v1/builds" | "/build-preview-for-new-project" | "/rebuild-preview"
+        )
 }
 
 /// Query parameters that look like credentials: a token or signature in a URL ends up in

@@ -85,7 +85,7 @@ async fn quotas_count_admitted_builds_once_reserve_for_replacers_and_refund() {
     };
     assert_eq!((hit.quota, hit.limit), (Quota::NewProjects, 1));
     assert!(hit.retry_after > Duration::from_secs(3590) && hit.retry_after <= Duration::from_secs(3600));
-    let pre = q.preflight(&u, &p2, "l2", &quotas).await.unwrap();
+    let pre = q.preflight(&u, &p2, "l2", &quotas, None).await.unwrap();
     assert_eq!(
         (pre.holder, pre.over_quota.map(|h| h.quota)),
         (None, Some(Quota::NewProjects))

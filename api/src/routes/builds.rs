@@ -1,17 +1,17 @@
 //! `POST /v1/builds`, `GET /v1/builds/{id}`, `GET /v1/builds`, and the seed aliases.
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use kiln_shared::db::events;
 use kiln_shared::db::versions::{self, ListFilter};
 use kiln_shared::domain::{BuildStatus, ProjectId, UserId, VersionId};
-use kiln_shared::redis::{Claim, IdempotencyRecord};
+use kiln_shared::redis::{Claim, IdempotencyRecord, SignatureRecord};
 use kiln_shared::store::sha256_hex;
 use serde::Deserialize;
 
 use super::{json_body, limit, query_str};
 use crate::admission::{self, BuildRequest, BuildRequestBody};
-use crate::auth::Caller;
+use crate::auth::{Caller, UnrecordedSignature};
 use crate::error::ApiError;
 use crate::queue_estimate::{self, QueueEstimate};
 use crate::state::AppState;
@@ -115,8 +115,9 @@ async fn submit(
         }
     };
     let body_hash = sha256_hex(body);
+    let signature = req.extensions().get::<UnrecordedSignature>().map(|s| s.0.clone());
     let Some(key) = key else {
-        return admit(caller, body, state, flavour).await.map(accepted);
+        return admit(caller, body, state, flavour, signature).await.map(accepted);
     };
     match state.idempotency.claim(&key, &body_hash).await? {
         Claim::Fresh => {}
@@ -148,7 +149,7 @@ async fn submit(
         }
     };
     let admitted = tokio::select! {
-        admitted = admit(caller, body, state, flavour) => admitted,
+        admitted = admit(caller, body, state, flavour, signature) => admitted,
         never = renew => never,
     };
     match admitted {
@@ -186,6 +187,7 @@ async fn admit(
     body: &web::Bytes,
     state: &AppState,
     flavour: Flavour,
+    signature: Option<SignatureRecord>,
 ) -> Result<serde_json::Value, ApiError> {
     let parsed: BuildRequestBody = json_body(body)?;
     let request = BuildRequest::parse(parsed, state.settings.file_limits())?;
@@ -203,7 +205,7 @@ async fn admit(
             request.user, request.project
         )));
     }
-    let queued = Box::pin(admission::admit(state, request)).await?;
+    let queued = Box::pin(admission::admit(state, request, signature)).await?;
     let mut response = serde_json::to_value(&queued).expect("a response always serialises");
     if flavour != Flavour::Kiln {
         // The seed's answer had `success` and `versionId`; a build id is a version id.

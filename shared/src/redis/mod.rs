@@ -18,7 +18,7 @@ pub use queue::{
     Admission, Job, Preflight, Queue, Quota, QuotaHit, QuotaLimits, StreamReader, CONSUMER_GROUP,
 };
 use redis::aio::{ConnectionManager, MultiplexedConnection};
-pub use replay::{SignatureUse, Signatures};
+pub use replay::{SignatureRecord, SignatureUse, Signatures};
 
 use secrecy::ExposeSecret;
 

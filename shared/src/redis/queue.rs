@@ -110,6 +110,8 @@ pub struct Preflight {
     pub holder: Option<String>,
     pub has_latest: bool,
     pub over_quota: Option<QuotaHit>,
+    /// The request's signature, recorded in the same round trip (when one was given).
+    pub signature: Option<super::SignatureUse>,
 }
 
 /// The preflight reads quotas on the API's clock, not Redis': units this close to leaving the
@@ -280,17 +282,29 @@ impl Queue {
         project: &ProjectId,
         label: &str,
         quotas: &QuotaLimits,
+        signature: Option<&super::SignatureRecord>,
     ) -> Result<Preflight, QueueError> {
         let mut conn = self.redis.conn();
         let mut pipe = redis::pipe();
         pipe.get(self.keys.inflight(user.as_str(), project.as_str()))
             .exists(self.keys.latest(user.as_str(), project.as_str()));
+        if let Some(record) = signature {
+            record.add_to(&mut pipe);
+        }
+        let judge = |before: Option<String>| signature.map(|r| r.judge(before));
         if quotas.is_off() {
-            let (holder, has_latest): (Option<String>, bool) = pipe.query_async(&mut conn).await?;
+            let (holder, has_latest, before): (Option<String>, bool, Option<String>) = match signature {
+                Some(_) => pipe.query_async(&mut conn).await?,
+                None => {
+                    let (holder, has_latest) = pipe.query_async(&mut conn).await?;
+                    (holder, has_latest, None)
+                }
+            };
             return Ok(Preflight {
                 holder,
                 has_latest,
                 over_quota: None,
+                signature: judge(before),
             });
         }
         let window = quotas.window.as_millis() as u64;
@@ -301,8 +315,20 @@ impl Queue {
         pipe.exists(self.keys.label(label))
             .zcount(&new_key, from, "+inf")
             .zcount(&rebuild_key, from, "+inf");
-        let (holder, has_latest, known, new_projects, rebuilds): (Option<String>, bool, bool, u32, u32) =
-            pipe.query_async(&mut conn).await?;
+        let (holder, has_latest, before, known, new_projects, rebuilds): (
+            Option<String>,
+            bool,
+            Option<String>,
+            bool,
+            u32,
+            u32,
+        ) = match signature {
+            Some(_) => pipe.query_async(&mut conn).await?,
+            None => {
+                let (holder, has_latest, known, new_projects, rebuilds) = pipe.query_async(&mut conn).await?;
+                (holder, has_latest, None, known, new_projects, rebuilds)
+            }
+        };
         let (quota, key, used) = match known {
             false => (Quota::NewProjects, new_key, new_projects),
             true => (Quota::Rebuilds, rebuild_key, rebuilds),
@@ -334,6 +360,7 @@ impl Queue {
             holder,
             has_latest,
             over_quota,
+            signature: judge(before),
         })
     }
 

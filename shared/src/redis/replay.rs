@@ -4,8 +4,6 @@
 
 use std::time::Duration;
 
-use redis::AsyncCommands;
-
 use super::{Keys, QueueError, Redis};
 use crate::store::sha256_hex;
 
@@ -28,34 +26,60 @@ pub enum SignatureUse {
     Replayed,
 }
 
+/// The record of one signature's use, to write with `SET NX GET` (alone, or in another
+/// pipeline: admission writes it in its first round trip).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureRecord {
+    key: String,
+    value: String,
+    ttl_ms: u64,
+    keyed: bool,
+}
+
+impl SignatureRecord {
+    /// Adds the `SET NX GET PX` to `pipe`; its answer goes to [`SignatureRecord::judge`].
+    pub fn add_to(&self, pipe: &mut redis::Pipeline) {
+        let opts = redis::SetOptions::default()
+            .conditional_set(redis::ExistenceCheck::NX)
+            .get(true)
+            .with_expiration(redis::SetExpiry::PX(self.ttl_ms));
+        pipe.set_options(&self.key, &self.value, opts);
+    }
+
+    /// What the value found before says about this use.
+    pub fn judge(&self, before: Option<String>) -> SignatureUse {
+        match before {
+            None => SignatureUse::First,
+            Some(b) if b == self.value && self.keyed => SignatureUse::Retry,
+            Some(_) => SignatureUse::Replayed,
+        }
+    }
+}
+
 impl Signatures {
     pub fn new(redis: Redis, keys: Keys) -> Self {
         Self { redis, keys }
     }
 
-    /// Records the use of `mac` (the signature's bytes, so that another spelling of it, in upper
-    /// case say, is the same signature) for `ttl`, with the request's `Idempotency-Key`; one
-    /// round trip (`SET NX GET`).
-    pub async fn record(
-        &self,
-        mac: &[u8],
-        idempotency_key: Option<&str>,
-        ttl: Duration,
-    ) -> Result<SignatureUse, QueueError> {
-        let key = self.keys.signature(&hex::encode(mac));
-        let value = match idempotency_key {
-            Some(k) => format!("k:{}", sha256_hex(k.as_bytes())),
-            None => "-".to_owned(),
-        };
-        let opts = redis::SetOptions::default()
-            .conditional_set(redis::ExistenceCheck::NX)
-            .get(true)
-            .with_expiration(redis::SetExpiry::PX(ttl.as_millis().max(1) as u64));
-        let before: Option<String> = self.redis.conn().set_options(&key, &value, opts).await?;
-        Ok(match before {
-            None => SignatureUse::First,
-            Some(b) if b == value && idempotency_key.is_some() => SignatureUse::Retry,
-            Some(_) => SignatureUse::Replayed,
-        })
+    /// The record of a use of `mac` (the signature's bytes, so that another spelling of it, in
+    /// upper case say, is the same signature) for `ttl`, with the request's `Idempotency-Key`.
+    pub fn record_of(&self, mac: &[u8], idempotency_key: Option<&str>, ttl: Duration) -> SignatureRecord {
+        SignatureRecord {
+            key: self.keys.signature(&hex::encode(mac)),
+            value: match idempotency_key {
+                Some(k) => format!("k:{}", sha256_hex(k.as_bytes())),
+                None => "-".to_owned(),
+            },
+            ttl_ms: ttl.as_millis().max(1) as u64,
+            keyed: idempotency_key.is_some(),
+        }
+    }
+
+    /// Records a use, in one round trip.
+    pub async fn record(&self, record: &SignatureRecord) -> Result<SignatureUse, QueueError> {
+        let mut pipe = redis::pipe();
+        record.add_to(&mut pipe);
+        let (before,): (Option<String>,) = pipe.query_async(&mut self.redis.conn()).await?;
+        Ok(record.judge(before))
     }
 }
