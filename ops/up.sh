@@ -12,7 +12,7 @@
 #   .kiln/kiln.env     the environment the API and builder run with
 #   .kiln/logs/        api.log, builder.log
 #   .kiln/run/         api.pid, builder.pid
-#   .kiln/artifacts/, .kiln/work/, .kiln/pnpm-store/
+#   .kiln/artifacts/, .kiln/work/ (with pnpm-store/ in it; as root, both are under /var/tmp/kiln-builds)
 #
 # Ports (override through the environment):
 #   KILN_DEV_PG_PORT (5479), KILN_DEV_REDIS_PORT (6479),
@@ -49,7 +49,7 @@ ensure_bwrap
 command -v curl >/dev/null 2>&1 || kiln_apt_install curl
 
 mkdir -p "$KILN_DIR" "$LOG_DIR" "$RUN_DIR" \
-    "$KILN_DIR/artifacts" "$KILN_DIR/work" "$KILN_DIR/pnpm-store"
+    "$KILN_DIR/artifacts" "$KILN_DIR/work"
 
 # --- PostgreSQL and Redis (left alone if already running) --------------------
 start_postgres "$KILN_DIR/postgres" "$PG_PORT" --durable
@@ -111,7 +111,7 @@ KILN_DATABASE_URL=postgres://kiln@127.0.0.1:$PG_PORT/kiln
 KILN_REDIS_URL=redis://127.0.0.1:$REDIS_PORT
 KILN_ARTIFACTS=file://$KILN_DIR/artifacts
 KILN_WORK_DIR=$BUILD_DIR/work
-KILN_PNPM_STORE=$BUILD_DIR/pnpm-store
+KILN_PNPM_STORE=$BUILD_DIR/work/pnpm-store
 KILN_API_ADDR=127.0.0.1:$API_PORT
 KILN_PREVIEW_ADDR=127.0.0.1:$PREVIEW_PORT
 KILN_METRICS_ADDR=127.0.0.1:$METRICS_PORT

@@ -1,5 +1,9 @@
-//! A build's private folder: `<work dir>/<build id>/{project,home,tmp}`, removed when the build
-//! ends, whatever happened.
+//! A build's private folder: `<work dir>/<build id>-<secret>/{project,home,tmp}`, removed when
+//! the build ends, whatever happened.
+//!
+//! The secret part (80 random bits) keeps builds out of each other's workspaces where the
+//! sandbox shows them the whole work folder (so that pnpm can hard-link from a store inside it):
+//! the work folder is not listable by builds, and a workspace can only be entered by its name.
 
 use std::path::{Path, PathBuf};
 
@@ -12,11 +16,16 @@ pub struct Workspace {
 
 impl Workspace {
     pub async fn create(work_dir: &Path, id: VersionId) -> std::io::Result<Self> {
-        let root = work_dir.join(id.to_string());
         // A leftover from a crashed attempt of the same build is discarded.
-        if tokio::fs::try_exists(&root).await? {
-            tokio::fs::remove_dir_all(&root).await?;
+        let prefix = format!("{id}-");
+        let mut entries = tokio::fs::read_dir(work_dir).await?;
+        while let Some(entry) = entries.next_entry().await? {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                tokio::fs::remove_dir_all(entry.path()).await?;
+            }
         }
+        let secret = ulid::Ulid::new().random();
+        let root = work_dir.join(format!("{prefix}{secret:020x}"));
         let ws = Self { root };
         for dir in [ws.project(), ws.home(), ws.tmp()] {
             tokio::fs::create_dir_all(dir).await?;

@@ -290,10 +290,12 @@ impl Settings {
             .get("KILN_WORK_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| data_dir.join("work"));
+        // Inside the work folder by default: a sandboxed install can then hard-link from it
+        // (see the builder's sandbox).
         let pnpm_store = src
             .get("KILN_PNPM_STORE")
             .map(PathBuf::from)
-            .unwrap_or_else(|| data_dir.join("pnpm-store"));
+            .unwrap_or_else(|| work_dir.join("pnpm-store"));
         let preview_scheme = src.get("KILN_PREVIEW_SCHEME").unwrap_or_else(|| "http".into());
         if preview_scheme != "http" && preview_scheme != "https" {
             return Err(ConfigError::Invalid {

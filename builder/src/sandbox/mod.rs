@@ -86,6 +86,11 @@ pub struct Confinement {
     setpriv: Option<PathBuf>,
     /// Folders a build may write besides its workspace (the pnpm store and cache).
     shared_rw: Vec<PathBuf>,
+    /// The work folder, when the store and cache are inside it: bound as one mount, so pnpm
+    /// hard-links packages from the store (across two mounts a link is `EXDEV` and pnpm copies
+    /// every file); builds cannot list it, and enter their own workspace only (its name holds a
+    /// secret).
+    link_root: Option<PathBuf>,
     /// Where an install may connect through the egress proxy, and the bridge it runs inside
     /// the sandbox; `None` when installs share the host's network (no namespaces, or
     /// `KILN_EGRESS_ALLOW=host-network`).
@@ -172,9 +177,18 @@ impl Confinement {
             prlimit,
             setpriv,
             shared_rw,
+            link_root: None,
             egress: None,
         };
         me.prepare_folders(settings)?;
+        me.link_root = link_root(&settings.work_dir, &me.shared_rw);
+        if me.link_root.is_none() {
+            tracing::warn!(
+                store = %settings.pnpm_store.display(),
+                work = %settings.work_dir.display(),
+                "KILN_PNPM_STORE is not inside KILN_WORK_DIR: in the sandbox they are two mounts, so pnpm copies packages instead of hard-linking them (installs are several times slower); keep the store inside the work folder (the default)"
+            );
+        }
         me.bwrap = match me.limits.mode {
             SandboxMode::Off => {
                 tracing::warn!("KILN_SANDBOX=off: builds run without namespaces");
@@ -358,8 +372,14 @@ impl Confinement {
     ) -> Vec<OsString> {
         let mut inner: Vec<OsString> = match &self.bwrap {
             Some(bwrap) => {
-                let mut shared = self.shared_rw.clone();
-                shared.push(cell.workspace.clone());
+                let shared = match &self.link_root {
+                    Some(root) => vec![root.clone()],
+                    None => {
+                        let mut shared = self.shared_rw.clone();
+                        shared.push(cell.workspace.clone());
+                        shared
+                    }
+                };
                 let host_network = match network {
                     Network::None => false,
                     Network::Host => true,
@@ -459,6 +479,18 @@ impl Confinement {
         a.extend(["--chdir".into(), cwd.into(), "--".into()]);
         a
     }
+}
+
+/// The work folder, when every shared folder is inside it (compared as resolved paths).
+fn link_root(work_dir: &Path, shared: &[PathBuf]) -> Option<PathBuf> {
+    let root = work_dir.canonicalize().ok()?;
+    shared
+        .iter()
+        .all(|dir| {
+            dir.canonicalize()
+                .is_ok_and(|d| d.starts_with(&root) && d != root)
+        })
+        .then_some(root)
 }
 
 /// Writes the egress bridge where the daemon keeps it (readable by builds, bound read-only

@@ -54,6 +54,13 @@ impl Env {
         })
     }
 
+    /// The farms' work folder: the one the shared store is in.
+    pub fn work_dir(&self) -> PathBuf {
+        self.pnpm_store
+            .parent()
+            .map_or_else(|| self.tmp.clone(), std::path::Path::to_path_buf)
+    }
+
     /// The pnpm metadata cache the builder uses next to its store.
     pub fn pnpm_cache(&self) -> PathBuf {
         self.pnpm_store.with_extension("cache")
@@ -206,7 +213,9 @@ impl Farm {
             ("KILN_METRICS_ADDR", "127.0.0.1:0".into()),
             ("KILN_HMAC_SECRET", HMAC_SECRET.into()),
             ("KILN_API_TOKENS", TOKEN.into()),
-            ("KILN_WORK_DIR", dir.path().join("work").display().to_string()),
+            // The work folder holding the shared store (see run.sh): sandboxed installs
+            // hard-link from it, as in production.
+            ("KILN_WORK_DIR", env.work_dir().display().to_string()),
             ("KILN_PNPM_STORE", env.pnpm_store.display().to_string()),
             ("KILN_BUILDER_CONCURRENCY", builders.max(1).to_string()),
             // Quotas on, as in production, but too high to refuse anything: admission pays for
