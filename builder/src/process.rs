@@ -190,7 +190,7 @@ async fn run_inner(
     let mut cmd = match &sandbox.confined {
         Some((confinement, cell)) => {
             let node = sandbox.resolve("node");
-            let socket = cell.workspace.join("egress.sock");
+            let socket = confinement.egress_socket();
             let proxied = match (sandbox.network, confinement.egress()) {
                 (Network::Registry, Some(allowed)) => {
                     let proxy =

@@ -304,7 +304,19 @@ const viaProxy = target => new Promise(done => {
 
 #[tokio::test]
 async fn an_install_reaches_the_package_registry_through_the_egress_proxy_and_nothing_else() {
-    let app = spawn_app(Options::default()).await;
+    // A deep work folder, as operators' can be: the proxy's socket (at most 107 bytes) must not
+    // be made under it (the chaos suite's long paths found that).
+    let deep = tempfile::tempdir().unwrap();
+    let work = deep.path().join("a-work-folder-with-a-long-name".repeat(4));
+    std::fs::create_dir_all(&work).unwrap();
+    for dir in [deep.path(), work.as_path()] {
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
+    }
+    let app = spawn_app(Options {
+        env: vec![("KILN_WORK_DIR", work.display().to_string())],
+        ..Options::default()
+    })
+    .await;
     let redis_port = port_of(&std::env::var("KILN_TEST_REDIS_URL").unwrap());
     let pg_port = port_of(&std::env::var("KILN_TEST_DATABASE_URL").unwrap());
     use std::net::ToSocketAddrs;

@@ -2,7 +2,7 @@
 //!
 //! An install runs in a network namespace with no network at all. Inside, Kiln's bridge
 //! (`egress-bridge.js`, run by the build's own `node`) listens on `127.0.0.1:3128` and hands
-//! each connection through a Unix socket in the build's workspace to this proxy, in the
+//! each connection through a Unix socket (short-named, bound in) to this proxy, in the
 //! daemon, which speaks just enough HTTP proxying for package managers:
 //!
 //! - `CONNECT host:port` (HTTPS): a tunnel, when `host:port` is allowed (`KILN_EGRESS_ALLOW`);

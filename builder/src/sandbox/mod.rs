@@ -99,6 +99,8 @@ pub struct Confinement {
 
 /// Where the egress bridge is inside the sandbox.
 const BRIDGE_IN_SANDBOX: &str = "/run/kiln/egress-bridge.js";
+/// Where the egress proxy's socket is inside the sandbox.
+const SOCKET_IN_SANDBOX: &str = "/run/kiln/egress.sock";
 
 /// How a command reaches the network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,6 +211,7 @@ impl Confinement {
             (Some(_), Egress::Allow(hosts)) => {
                 let bridge = settings.work_dir.join(".kiln-egress-bridge.js");
                 write_bridge(&bridge)?;
+                make_egress_dir()?;
                 Some((Arc::new(hosts.clone()), bridge))
             }
             (Some(_), Egress::HostNetwork) => {
@@ -358,6 +361,15 @@ impl Confinement {
         self.user
     }
 
+    /// A fresh path for one install's egress socket: short (a socket's path holds at most 107
+    /// bytes, and workspaces can be deep), in a folder of this daemon's, bound into the
+    /// sandbox at a fixed place.
+    pub fn egress_socket(&self) -> PathBuf {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        egress_dir().join(format!("{}-{n}.sock", std::process::id()))
+    }
+
     /// The argv running `program` (already resolved) with `args` in `cwd` confined for
     /// `cell`. With [`Network::Registry`] and an egress proxy, `proxied` is `(node, the
     /// proxy's socket)`: the command runs under the bridge, in a namespace with no network.
@@ -393,10 +405,13 @@ impl Confinement {
                             "--ro-bind".into(),
                             bridge.into(),
                             BRIDGE_IN_SANDBOX.into(),
+                            "--bind".into(),
+                            socket.into(),
+                            SOCKET_IN_SANDBOX.into(),
                             "--".into(),
                             node.into(),
                             BRIDGE_IN_SANDBOX.into(),
-                            socket.into(),
+                            SOCKET_IN_SANDBOX.into(),
                             egress::BRIDGE_PORT.to_string().into(),
                         ]);
                     }
@@ -479,6 +494,29 @@ impl Confinement {
         a.extend(["--chdir".into(), cwd.into(), "--".into()]);
         a
     }
+}
+
+/// Where egress sockets are made: `/run/kiln-egress` for a root daemon, else a folder of its
+/// user's under the temporary folder. Builds reach the socket only through its bind.
+fn egress_dir() -> PathBuf {
+    if nix::unistd::geteuid().is_root() && Path::new("/run").is_dir() {
+        PathBuf::from("/run/kiln-egress")
+    } else {
+        std::env::temp_dir().join(format!("kiln-egress-{}", nix::unistd::geteuid()))
+    }
+}
+
+/// Makes the egress folder: traversable (bubblewrap, as the build user, opens the socket's
+/// path to bind it), not listable.
+fn make_egress_dir() -> Result<(), SandboxError> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = egress_dir();
+    let io = |source| SandboxError::Io {
+        path: dir.clone(),
+        source,
+    };
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711)).map_err(io)
 }
 
 /// The work folder, when every shared folder is inside it (compared as resolved paths).

@@ -1,6 +1,6 @@
 //! Processes, read from /proc: which ones belong to a build (by the workspace the builder gave
-//! them: their `HOME` is `<work dir>/<build id>/home`, their working folder is under
-//! `<work dir>/<build id>/`), and whether one is still alive.
+//! them: their `HOME` is `<work dir>/<build id>-<secret>/home`, their working folder is under
+//! `<work dir>/<build id>-<secret>/`), and whether one is still alive.
 
 use std::path::Path;
 
@@ -29,6 +29,23 @@ pub fn alive(pid: i32) -> bool {
 
 /// The live processes whose `HOME` or working folder is under `dir`.
 pub fn under(dir: &Path) -> Vec<Proc> {
+    matching(|path| path.starts_with(dir))
+}
+
+/// The live processes of build `id` in `work_dir`: under a workspace named `<id>-<secret>`.
+pub fn of_build(work_dir: &Path, id: &str) -> Vec<Proc> {
+    let prefix = format!("{id}-");
+    matching(|path| {
+        path.strip_prefix(work_dir).is_ok_and(|rest| {
+            rest.components()
+                .next()
+                .is_some_and(|c| c.as_os_str().to_string_lossy().starts_with(&prefix))
+        })
+    })
+}
+
+/// The live processes whose `HOME` or working folder `inside` accepts.
+fn matching(inside: impl Fn(&Path) -> bool) -> Vec<Proc> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -44,9 +61,9 @@ pub fn under(dir: &Path) -> Vec<Proc> {
         let home_inside = std::fs::read(base.join("environ")).is_ok_and(|env| {
             env.split(|b| *b == 0)
                 .filter_map(|kv| kv.strip_prefix(b"HOME="))
-                .any(|home| Path::new(&*String::from_utf8_lossy(home)).starts_with(dir))
+                .any(|home| inside(Path::new(&*String::from_utf8_lossy(home))))
         });
-        let cwd_inside = std::fs::read_link(base.join("cwd")).is_ok_and(|cwd| cwd.starts_with(dir));
+        let cwd_inside = std::fs::read_link(base.join("cwd")).is_ok_and(|cwd| inside(&cwd));
         if home_inside || cwd_inside {
             let cmdline = std::fs::read(base.join("cmdline"))
                 .map(|c| String::from_utf8_lossy(&c).replace('\0', " ").trim().to_owned())

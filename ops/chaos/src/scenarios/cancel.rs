@@ -43,7 +43,7 @@ impl Stage {
 fn processes_of(farm: &Farm, id: &str) -> Vec<Proc> {
     farm.daemon_names()
         .iter()
-        .flat_map(|d| procs::under(&farm.work_dir(d).join(id)))
+        .flat_map(|d| procs::of_build(&farm.work_dir(d), id))
         .collect()
 }
 

@@ -237,7 +237,7 @@ async fn play(
     }
     // Whatever p's attempt started is gone (the grace period has passed by now).
     tokio::time::sleep(Duration::from_secs(farm.options.cancel_grace_secs + 1)).await;
-    let left = crate::procs::under(&farm.work_dir("p").join(&id));
+    let left = crate::procs::of_build(&farm.work_dir("p"), &id);
     if !left.is_empty() {
         violations.push(format!(
             "round {}: processes of p's attempt outlived it: {}",
