@@ -268,3 +268,31 @@ async fn the_database_refuses_malformed_identifiers_itself() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_build_gets_one_final_event_however_many_are_sent() {
+    use kiln_shared::db::events;
+    use kiln_shared::domain::EventType;
+    let pool = database().await;
+    let new = row("u_final", "p", None);
+    let id = new.id;
+    assert!(versions::insert_queued(&pool, &[new]).await.unwrap()[0]);
+    deploy(&pool, id, None).await;
+    let data = serde_json::json!({});
+    let first = events::record(&pool, id, EventType::DeployCompleted, &data)
+        .await
+        .unwrap();
+    assert!(first.is_some());
+    // A second daemon settling the same build, and a late failure: neither is recorded.
+    for kind in [EventType::DeployCompleted, EventType::BuildFailed] {
+        let again = events::record(&pool, id, kind, &data).await.unwrap();
+        assert!(again.is_none(), "{kind} after the final event");
+    }
+    let kinds: Vec<EventType> = events::after(&pool, id, 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, [EventType::BuildQueued, EventType::DeployCompleted]);
+}

@@ -66,6 +66,10 @@ pub async fn record_for(
         "with next as (
              update versions set last_event_id = last_event_id + 1
              where id = $1 and ($5::int is null or attempts = $5)
+               -- One final event a build: a second (a lost builder's settled in by another
+               -- daemon while the first one's was still on its way) is not recorded.
+               and not ($6 and exists (select 1 from build_events
+                                       where build_id = $1 and type = any ($7)))
              returning last_event_id, user_id, project_id),
          event as (
              insert into build_events (build_id, id, type, progress, data)
@@ -86,6 +90,8 @@ pub async fn record_for(
     .bind(kind.progress())
     .bind(data)
     .bind(attempt)
+    .bind(kind.is_final())
+    .bind(EventType::FINAL.iter().map(|t| t.as_str()).collect::<Vec<_>>())
     .fetch_optional(pool)
     .await?
     .as_ref()

@@ -120,14 +120,16 @@ impl EventType {
         }
     }
 
+    /// The events that end a build: one of them, once, and nothing after it.
+    pub const FINAL: [EventType; 4] = [
+        EventType::DeployCompleted,
+        EventType::BuildFailed,
+        EventType::BuildSuperseded,
+        EventType::BuildCancelled,
+    ];
+
     /// The last event of a build: nothing follows it.
     pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            EventType::DeployCompleted
-                | EventType::BuildFailed
-                | EventType::BuildSuperseded
-                | EventType::BuildCancelled
-        )
+        Self::FINAL.contains(&self)
     }
 }
