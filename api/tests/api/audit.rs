@@ -32,14 +32,6 @@ async fn audited(mode: &str) -> TestApp {
     .await
 }
 
-async fn log_of(app: &TestApp, id: &str) -> String {
-    app.get(&format!("/v1/builds/{id}/logs"))
-        .await
-        .text()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn a_critical_advisory_fails_the_build_at_the_audit_naming_it_and_its_fix_deploys() {
     let app = audited("fail").await;
@@ -58,7 +50,7 @@ async fn a_critical_advisory_fails_the_build_at_the_audit_naming_it_and_its_fix_
         "dependency audit: 1 critical advisory: GHSA-xvch-5gv4-984h (critical) minimist@1.2.5: Prototype Pollution in minimist; fixed in 1.2.6"
     );
     assert_eq!(app.preview(&id, "/").await.status(), 404, "nothing published");
-    let log = log_of(&app, &id).await;
+    let log = app.log_text(&id).await;
     assert!(
         log.contains("[kiln] audit: 1 packages checked against 1 advisories: 1 critical, 0 high"),
         "{log}"
@@ -70,7 +62,8 @@ async fn a_critical_advisory_fails_the_build_at_the_audit_naming_it_and_its_fix_
         .await;
     let build = app.wait(&fixed).await;
     assert_eq!(build["status"], "deployed", "{build}");
-    assert!(log_of(&app, &fixed)
+    assert!(app
+        .log_text(&fixed)
         .await
         .contains("[kiln] audit: 1 packages checked against 1 advisories: 0 critical"));
 }
@@ -87,7 +80,7 @@ async fn a_warning_audit_logs_the_advisory_and_deploys() {
         .await;
     let build = app.wait(&id).await;
     assert_eq!(build["status"], "deployed", "{build}");
-    let log = log_of(&app, &id).await;
+    let log = app.log_text(&id).await;
     assert!(
         log.contains("[kiln] audit: GHSA-xvch-5gv4-984h (critical) minimist@1.2.5: Prototype Pollution in minimist; fixed in 1.2.6"),
         "{log}"

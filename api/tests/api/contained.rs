@@ -8,7 +8,7 @@
 
 use serde_json::{json, Value};
 
-use crate::helpers::{build_body, spawn_app, unique, Options, TestApp};
+use crate::helpers::{build_body, spawn_app, unique, Options};
 
 /// A project whose build script is `script` (run by `sh`), with `files` beside it.
 fn project(script: &str, files: &[(&str, &str)]) -> Value {
@@ -37,14 +37,6 @@ fn breach_to_kill_ms(log: &str) -> Option<i64> {
         .find_map(|l| l.split_once("killed at ").map(|(_, t)| t.trim().to_owned()))?;
     let killed = chrono::DateTime::parse_from_rfc3339(&killed).ok()?;
     Some(killed.timestamp_millis() - attack)
-}
-
-async fn log_of(app: &TestApp, id: &str) -> String {
-    app.get(&format!("/v1/builds/{id}/logs"))
-        .await
-        .text()
-        .await
-        .unwrap()
 }
 
 struct Case {
@@ -139,7 +131,7 @@ async fn hostile_build_scripts_fail_with_the_limit_named_and_the_daemon_goes_on(
         assert_eq!(build["status"], "failed", "{}: {build}", case.name);
         let error = build["error"].as_str().unwrap_or_default();
         assert!(error.contains(case.error), "{}: {error:?}", case.name);
-        let log = log_of(&app, id).await;
+        let log = app.log_text(id).await;
         table.push((
             case.name,
             error.lines().next().unwrap_or_default().to_owned(),
@@ -351,7 +343,7 @@ fs.copyFileSync('install-probe.json', 'dist/install-probe.json');
         .submit(&build_body("u_egress", &unique("egress"), files))
         .await;
     let build = app.wait(&id).await;
-    let log = log_of(&app, &id).await;
+    let log = app.log_text(&id).await;
     assert_eq!(build["status"], "deployed", "{build}\n{log}");
 
     // The dependency came from the registry, through the proxy.
