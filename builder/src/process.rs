@@ -186,24 +186,24 @@ async fn run_inner(
     log.line(&format!("$ {program} {}", args.join(" ")));
     let resolved = sandbox.resolve(program);
     // The egress proxy of an install serves as long as its command runs.
-    let mut _egress = None;
+    let mut egress: Option<(EgressProxy, std::path::PathBuf)> = None;
     let mut cmd = match &sandbox.confined {
         Some((confinement, cell)) => {
-            let node = sandbox.resolve("node");
-            let socket = confinement.egress_socket();
-            let proxied = match (sandbox.network, confinement.egress()) {
-                (Network::Registry, Some(allowed)) => {
-                    let proxy =
-                        EgressProxy::start(&socket, confinement.build_user(), allowed.clone(), log.clone())
-                            .map_err(|source| RunError::Spawn {
+            if let (Network::Registry, Some(allowed)) = (sandbox.network, confinement.egress()) {
+                let socket = confinement.egress_socket();
+                let proxy =
+                    EgressProxy::start(&socket, confinement.build_user(), allowed.clone(), log.clone())
+                        .map_err(|source| RunError::Spawn {
                             program: "the egress proxy".into(),
                             source,
                         })?;
-                    _egress = Some(proxy);
-                    Some((node.as_path(), socket.as_path()))
-                }
-                _ => None,
-            };
+                egress = Some((proxy, socket));
+            }
+            let node = egress.as_ref().map(|_| sandbox.resolve("node"));
+            let proxied = egress
+                .as_ref()
+                .zip(node.as_deref())
+                .map(|((_, socket), node)| (node, socket.as_path()));
             let argv = confinement.wrap(cell, &resolved, args, cwd, sandbox.network, proxied);
             let mut cmd = Command::new(&argv[0]);
             cmd.args(&argv[1..]);
