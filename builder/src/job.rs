@@ -707,11 +707,11 @@ async fn build_in(
             EventType::InstallCompleted,
             json!({ "ms": metrics.install_ms, "frozenLockfile": frozen }),
         );
-        keep_lockfile(&b.artifacts, &project, &mut sources)
+        let lockfile = keep_lockfile(&b.artifacts, &project, &mut sources)
             .await
             .map_err(|e| store_failure(Step::Install, &e))?;
         if let Some(auditor) = &b.auditor {
-            audit(auditor, b.settings.audit.mode, &project, log).await?;
+            audit(auditor, b.settings.audit.mode, lockfile, log).await?;
         }
 
         let started = StdInstant::now();
@@ -820,35 +820,31 @@ pub fn install_args(store: &std::path::Path, frozen: bool) -> Vec<String> {
     .to_vec()
 }
 
-/// The dependency audit of the installed lockfile: findings to the log; with
-/// `KILN_AUDIT=fail`, critical ones fail the build at step `audit`.
+/// The dependency audit of the installed lockfile (`None`: there is none): findings to the
+/// log; with `KILN_AUDIT=fail`, critical ones fail the build at step `audit`.
 async fn audit(
     auditor: &Arc<crate::audit::Auditor>,
     mode: kiln_shared::config::AuditMode,
-    project: &std::path::Path,
+    lockfile: Option<Bytes>,
     log: &BuildLog,
 ) -> Result<(), Failure> {
     use crate::audit::lockfile::MAX_LOCKFILE_BYTES;
-    let path = project.join(LOCKFILE);
-    let text = match tokio::fs::metadata(&path).await {
-        Err(_) => {
+    let text = match lockfile {
+        None => {
             log.line("[kiln] audit: no pnpm-lock.yaml (no dependencies), nothing to check");
             return Ok(());
         }
-        Ok(meta) if meta.len() > MAX_LOCKFILE_BYTES as u64 => {
+        Some(raw) if raw.len() > MAX_LOCKFILE_BYTES => {
             return Err(fail(
                 Step::Audit,
                 format!(
                     "pnpm-lock.yaml is {} MB, over the audit's {} MB",
-                    meta.len() / (1024 * 1024),
+                    raw.len() / (1024 * 1024),
                     MAX_LOCKFILE_BYTES / (1024 * 1024)
                 ),
             ));
         }
-        Ok(_) => match tokio::fs::read(&path).await {
-            Ok(raw) => String::from_utf8_lossy(&raw).into_owned(),
-            Err(e) => return Err(infra(Step::Audit, format!("reading pnpm-lock.yaml: {e}"))),
-        },
+        Some(raw) => String::from_utf8_lossy(&raw).into_owned(),
     };
     let auditor = auditor.clone();
     let report = tokio::task::spawn_blocking(move || auditor.audit(&text))
@@ -960,18 +956,19 @@ async fn keep_lockfile(
     artifacts: &Artifacts,
     project: &std::path::Path,
     sources: &mut Manifest,
-) -> Result<(), StoreError> {
+) -> Result<Option<Bytes>, StoreError> {
     let Ok(body) = tokio::fs::read(project.join(LOCKFILE)).await else {
-        return Ok(());
+        return Ok(None);
     };
+    let body = Bytes::from(body);
     let hash = kiln_shared::store::sha256_hex(&body);
     if sources.files.get(LOCKFILE).is_some_and(|e| e.hash == hash) {
-        return Ok(());
+        return Ok(Some(body));
     }
     let size = body.len() as u64;
-    let (hash, _) = artifacts.put_blob(Bytes::from(body)).await?;
+    let (hash, _) = artifacts.put_blob(body.clone()).await?;
     sources.insert(LOCKFILE, hash, size);
-    Ok(())
+    Ok(Some(body))
 }
 
 #[cfg(test)]

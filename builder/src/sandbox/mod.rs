@@ -184,13 +184,6 @@ impl Confinement {
         };
         me.prepare_folders(settings)?;
         me.link_root = link_root(&settings.work_dir, &me.shared_rw);
-        if me.link_root.is_none() {
-            tracing::warn!(
-                store = %settings.pnpm_store.display(),
-                work = %settings.work_dir.display(),
-                "KILN_PNPM_STORE is not inside KILN_WORK_DIR: in the sandbox they are two mounts, so pnpm copies packages instead of hard-linking them (installs are several times slower); keep the store inside the work folder (the default)"
-            );
-        }
         me.bwrap = match me.limits.mode {
             SandboxMode::Off => {
                 tracing::warn!("KILN_SANDBOX=off: builds run without namespaces");
@@ -207,6 +200,13 @@ impl Confinement {
                 }
             },
         };
+        if me.bwrap.is_some() && me.link_root.is_none() {
+            tracing::warn!(
+                store = %settings.pnpm_store.display(),
+                work = %settings.work_dir.display(),
+                "KILN_PNPM_STORE is not inside KILN_WORK_DIR: in the sandbox they are two mounts, so pnpm copies packages instead of hard-linking them (installs are several times slower); keep the store inside the work folder (the default)"
+            );
+        }
         me.egress = match (&me.bwrap, &me.limits.egress) {
             (Some(_), Egress::Allow(hosts)) => {
                 let bridge = settings.work_dir.join(".kiln-egress-bridge.js");
