@@ -276,6 +276,32 @@ pub async fn latest_deployed(
     .and_then(optional)
 }
 
+/// Each project's latest deployed version, projects in order after `after` (user, project),
+/// at most `limit`: a page of the maintenance job's walk over every project.
+pub async fn latest_deployed_page(
+    pool: &PgPool,
+    after: Option<(&UserId, &ProjectId)>,
+    limit: i64,
+) -> Result<Vec<Version>, DbError> {
+    let (user, project) = after.map_or((String::new(), String::new()), |(u, p)| {
+        (u.as_str().to_owned(), p.as_str().to_owned())
+    });
+    sqlx::query(
+        "select distinct on (user_id, project_id) * from versions
+         where status = 'deployed' and (user_id, project_id) > ($1, $2)
+         order by user_id, project_id, finished_at desc, id desc
+         limit $3",
+    )
+    .bind(user)
+    .bind(project)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(Version::from_row)
+    .collect()
+}
+
 /// [`latest_deployed`] of each project, in the order asked, in one statement.
 pub async fn latest_deployed_each(
     pool: &PgPool,

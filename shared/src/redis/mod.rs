@@ -7,6 +7,7 @@ pub mod fleet;
 mod idempotency;
 mod kv;
 mod logs;
+mod maintenance;
 mod queue;
 mod replay;
 
@@ -14,6 +15,7 @@ pub use fleet::{Fleet, FleetCapacity, LiveBuilder};
 pub use idempotency::{Claim, Idempotency, IdempotencyRecord, RENEW_EVERY as IDEMPOTENCY_RENEW_EVERY};
 pub use kv::{LatestPointer, ProjectRef};
 pub use logs::{LiveLogs, LogEntry, LogFollower};
+pub use maintenance::MaintenanceLock;
 pub use queue::{
     Admission, Job, Preflight, Queue, Quota, QuotaHit, QuotaLimits, StreamReader, CONSUMER_GROUP,
 };
@@ -164,6 +166,16 @@ impl Keys {
     /// What one builder reported in its last heartbeat.
     pub fn builder(&self, id: &str) -> String {
         format!("{}:builder:{id}", self.prefix)
+    }
+
+    /// The lock of the nightly maintenance run (`kiln-ops maintain`), one at a time fleet-wide.
+    pub fn maintenance_lock(&self) -> String {
+        format!("{}:maintenance-lock", self.prefix)
+    }
+
+    /// A counter taken with the maintenance lock: each run's fencing number.
+    pub fn maintenance_fence(&self) -> String {
+        format!("{}:maintenance-fence", self.prefix)
     }
 
     /// The lock one daemon of the fleet holds while it reconciles the queue.

@@ -1,0 +1,104 @@
+//! `kiln-ops maintain [--dry-run] [--json]`: one maintenance run (see the library). Exits 0
+//! when it ran, 75 when another run holds the lock (it says which), 1 on an error.
+
+// A command-line tool: its report is its output.
+#![allow(clippy::print_stdout)]
+
+use kiln_ops::{maintain, Farm, Outcome};
+use kiln_shared::config::Settings;
+use kiln_shared::preview::PreviewUrls;
+use kiln_shared::redis::{Keys, Queue};
+
+const USAGE: &str = "usage: kiln-ops maintain [--dry-run] [--json]";
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    kiln_shared::telemetry::init("info");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) != Some("maintain") {
+        eprintln!("{USAGE}");
+        return std::process::ExitCode::from(2);
+    }
+    let (mut dry_run, mut json) = (false, false);
+    for arg in &args[1..] {
+        match arg.as_str() {
+            "--dry-run" => dry_run = true,
+            "--json" => json = true,
+            other => {
+                eprintln!("kiln-ops: unknown option {other:?}\n{USAGE}");
+                return std::process::ExitCode::from(2);
+            }
+        }
+    }
+    match run(dry_run, json).await {
+        Ok(code) => std::process::ExitCode::from(code),
+        Err(e) => {
+            eprintln!("kiln-ops maintain: {e:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(dry_run: bool, json: bool) -> anyhow::Result<u8> {
+    let settings = Settings::from_env()?;
+    let db = kiln_shared::db::connect(&settings.database_url, 2)?;
+    let redis = kiln_shared::redis::connect(&settings.redis_url, std::time::Duration::from_secs(10))?;
+    let farm = Farm {
+        db,
+        queue: Queue::new(redis, Keys::new(settings.redis_prefix.clone())),
+        urls: PreviewUrls {
+            scheme: settings.preview_scheme.clone(),
+            domain: settings.preview_domain.clone(),
+            port: settings.preview_public_port,
+        },
+    };
+    let holder = format!(
+        "{}:{}:{}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into()),
+        std::process::id(),
+        ulid::Ulid::new()
+    );
+    match maintain(&farm, &holder, dry_run).await? {
+        Outcome::Busy {
+            holder,
+            expires_in_ms,
+        } => {
+            let message = format!(
+                "another maintenance run holds the lock ({holder}, for {} s more unless it renews it): not running",
+                expires_in_ms.max(0) / 1000
+            );
+            if json {
+                println!("{}", serde_json::json!({ "ran": false, "reason": message }));
+            } else {
+                println!("{message}");
+            }
+            Ok(75)
+        }
+        Outcome::Ran(report) => {
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                let p = &report.pointers;
+                println!(
+                    "maintenance run {}{} in {} ms",
+                    report.fence,
+                    if report.dry_run {
+                        " (dry run: nothing changed)"
+                    } else {
+                        ""
+                    },
+                    report.millis
+                );
+                println!(
+                    "latest pointers: {} checked, {} missing, {} wrong, {} repaired, {} changed meanwhile",
+                    p.checked,
+                    p.missing.len(),
+                    p.wrong.len(),
+                    p.repaired,
+                    p.changed_meanwhile
+                );
+            }
+            Ok(0)
+        }
+    }
+}
