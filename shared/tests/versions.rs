@@ -12,15 +12,10 @@ use kiln_shared::store::{Artifacts, FsStore, Manifest};
 
 async fn database() -> PgPool {
     let admin_url = std::env::var("KILN_TEST_DATABASE_URL").expect("run the tests through ops/test.sh");
-    let name = format!("kiln_test_{}", ulid::Ulid::new().to_string().to_ascii_lowercase());
-    let admin = PgPool::connect(&admin_url).await.unwrap();
-    sqlx::query(&format!("create database {name}"))
-        .execute(&admin)
+    let url = kiln_shared::db::create_database(&admin_url, "kiln_test")
         .await
         .unwrap();
-    admin.close().await;
-    let (base, _) = admin_url.rsplit_once('/').unwrap();
-    let pool = PgPool::connect(&format!("{base}/{name}")).await.unwrap();
+    let pool = PgPool::connect(&url).await.unwrap();
     kiln_shared::db::migrate(&pool).await.unwrap();
     pool
 }

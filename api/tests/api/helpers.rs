@@ -92,27 +92,13 @@ impl Drop for TestApp {
     }
 }
 
-/// Creates a database of its own for one test and returns its URL.
-async fn fresh_database() -> String {
-    let admin_url = env("KILN_TEST_DATABASE_URL");
-    let name = format!("kiln_test_{}", ulid::Ulid::new().to_string().to_ascii_lowercase());
-    let admin = sqlx::PgPool::connect(&admin_url)
-        .await
-        .expect("connecting to the test postgres");
-    sqlx::query(&format!("create database {name}"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    admin.close().await;
-    let (base, _) = admin_url.rsplit_once('/').expect("a database URL has a path");
-    format!("{base}/{name}")
-}
-
 pub async fn spawn_app(opts: Options) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     // The build user (the builders here run as root) must reach the work folder inside.
     std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
-    let database_url = fresh_database().await;
+    let database_url = kiln_shared::db::create_database(&env("KILN_TEST_DATABASE_URL"), "kiln_test")
+        .await
+        .expect("creating the test's database");
     let prefix = format!("kiln-test-{}", ulid::Ulid::new().to_string().to_ascii_lowercase());
     let (artifacts, artifacts_dir) = match opts.store {
         Store::Fs => {

@@ -79,20 +79,6 @@ fn short_id() -> String {
     ulid::Ulid::new().to_string().to_ascii_lowercase()
 }
 
-/// Creates an empty database and returns its URL.
-async fn fresh_database(admin_url: &str) -> anyhow::Result<String> {
-    let name = format!("kiln_bench_{}", short_id());
-    let admin = sqlx::PgPool::connect(admin_url)
-        .await
-        .context("connecting to the bench postgres")?;
-    sqlx::query(&format!("create database {name}"))
-        .execute(&admin)
-        .await?;
-    admin.close().await;
-    let (base, _) = admin_url.rsplit_once('/').context("a database URL has a path")?;
-    Ok(format!("{base}/{name}"))
-}
-
 /// The API, run as `kiln-api` runs it (`#[actix_web::main]`): on an actix system of its own, in
 /// a thread of its own, so that its Redis and Postgres connections and admission batches are
 /// driven by that system's thread and not by the benchmark's runtime (where the load generator
@@ -204,7 +190,12 @@ impl Farm {
         std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o711))?;
         let artifacts_dir = dir.path().join("artifacts");
         let vars = [
-            ("KILN_DATABASE_URL", fresh_database(&env.database_url).await?),
+            (
+                "KILN_DATABASE_URL",
+                kiln_shared::db::create_database(&env.database_url, "kiln_bench")
+                    .await
+                    .context("creating the farm's database")?,
+            ),
             ("KILN_REDIS_URL", env.redis_url.clone()),
             ("KILN_REDIS_PREFIX", format!("kiln-bench-{}", short_id())),
             ("KILN_ARTIFACTS", format!("file://{}", artifacts_dir.display())),

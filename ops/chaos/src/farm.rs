@@ -70,30 +70,16 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-/// Creates an empty database and returns its URL.
-async fn fresh_database(admin_url: &str, name: &str) -> anyhow::Result<String> {
-    let db = format!(
-        "kiln_chaos_{name}_{}",
-        ulid::Ulid::new().to_string().to_ascii_lowercase()
-    );
-    let admin = sqlx::PgPool::connect(admin_url)
-        .await
-        .context("connecting to the chaos postgres")?;
-    sqlx::query(&format!("create database {db}"))
-        .execute(&admin)
-        .await?;
-    admin.close().await;
-    let (base, _) = admin_url.rsplit_once('/').context("a database URL has a path")?;
-    Ok(format!("{base}/{db}"))
-}
-
 impl Farm {
     /// Creates the scenario's database, folders and Redis prefix, and starts `kiln-api`.
     pub async fn start(env: &ChaosEnv, name: &str, options: FarmOptions) -> anyhow::Result<Self> {
         let dir = env.tmp.join(name);
         let artifacts = dir.join("artifacts");
         std::fs::create_dir_all(dir.join("logs"))?;
-        let database_url = fresh_database(&env.admin_database_url, name).await?;
+        let database_url =
+            kiln_shared::db::create_database(&env.admin_database_url, &format!("kiln_chaos_{name}"))
+                .await
+                .context("creating the scenario's database")?;
         let redis_prefix = format!(
             "kiln-chaos-{name}-{}",
             ulid::Ulid::new().to_string().to_ascii_lowercase()

@@ -68,6 +68,19 @@ where
     }
 }
 
+/// Creates an empty database named `{prefix}_{a fresh ULID}` on the server of `admin_url` and
+/// returns its URL: each test, benchmark farm and chaos scenario gets one of its own.
+pub async fn create_database(admin_url: &str, prefix: &str) -> Result<String, DbError> {
+    let name = format!("{prefix}_{}", ulid::Ulid::new().to_string().to_ascii_lowercase());
+    let admin = PgPool::connect(admin_url).await?;
+    sqlx::query(&format!("create database {name}"))
+        .execute(&admin)
+        .await?;
+    admin.close().await;
+    let base = admin_url.rsplit_once('/').map_or(admin_url, |(base, _)| base);
+    Ok(format!("{base}/{name}"))
+}
+
 /// Connects a pool (lazily: the first query opens a connection).
 pub fn connect(url: &secrecy::SecretString, max_connections: u32) -> Result<PgPool, DbError> {
     Ok(PgPoolOptions::new()
