@@ -135,6 +135,15 @@ if (($# == 0)) && [[ ${KILN_CHAOS:-on} != off ]]; then
     short_form "$KILN_OPS_DIR/chaos/run.sh" --short
 fi
 if (($# == 0)) && [[ ${KILN_FUZZ:-on} != off ]]; then
+    # The fuzz targets build apart (their own target folder, about 3 GB). On a machine short of
+    # disk, the debug build the tests and chaos runs used goes first: it is no longer needed,
+    # and a full disk would fail the run.
+    free_kb=$(df -Pk "$ROOT/target" | awk 'NR == 2 { print $4 }')
+    kiln_log "disk: $((free_kb / 1024 / 1024)) GB free before the fuzz build"
+    if ((free_kb < ${KILN_FUZZ_MIN_FREE_GB:-8} * 1024 * 1024)); then
+        kiln_log "less than ${KILN_FUZZ_MIN_FREE_GB:-8} GB free: removing target/debug first"
+        rm -rf "$ROOT/target/debug"
+    fi
     short_form "$KILN_OPS_DIR/fuzz.sh" --short
 fi
 exit "$status"
