@@ -13,9 +13,11 @@ use secrecy::SecretString;
 
 mod audit;
 mod limits;
+mod maintenance;
 mod sandbox;
 pub use audit::{AuditMode, AuditSettings};
 pub use limits::{LimitSettings, Rate, QUOTA_WINDOW};
+pub use maintenance::MaintenanceSettings;
 pub use sandbox::{AllowedHost, Egress, SandboxMode, SandboxSettings};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -123,6 +125,8 @@ pub struct Settings {
     pub sandbox: SandboxSettings,
     /// The dependency audit after install.
     pub audit: AuditSettings,
+    /// What the maintenance run keeps (retention, blob GC, verification).
+    pub maintenance: MaintenanceSettings,
 }
 
 /// How builders hold, lose and hand back builds.
@@ -396,6 +400,7 @@ impl Settings {
             build_events: src.switch("KILN_BUILD_EVENTS", true)?,
             sandbox: SandboxSettings::load(src)?,
             audit: AuditSettings::load(src)?,
+            maintenance: MaintenanceSettings::load(src)?,
             limits: LimitSettings::load(src)?,
         })
     }

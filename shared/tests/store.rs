@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use kiln_shared::config::{ArtifactsLocation, S3Settings};
 use kiln_shared::domain::VersionId;
-use kiln_shared::store::{sha256_hex, Artifacts, Manifest, ManifestKind, StoreError};
+use kiln_shared::store::{sha256_hex, Artifacts, BlobPlace, Manifest, ManifestKind, StoreError};
 
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run the tests through ops/test.sh"))
@@ -83,6 +83,97 @@ async fn contract(store: Artifacts) {
         store.get_log(id).await.unwrap().unwrap().as_ref(),
         b"$ pnpm build\n"
     );
+}
+
+/// What maintenance needs of a backend: listing, moving (stamped with the time of the move),
+/// deleting; and readers finding a blob wherever maintenance put it.
+async fn maintenance_contract(store: Artifacts) {
+    let started = chrono::Utc::now() - chrono::Duration::seconds(5);
+    let mut hashes = Vec::new();
+    for i in 0..3 {
+        hashes.push(store.put_blob(Bytes::from(format!("blob {i}"))).await.unwrap().0);
+    }
+    let id = VersionId::new();
+    store.put_log(id, Bytes::from_static(b"log")).await.unwrap();
+    let list = |prefix: &'static str| {
+        let store = store.clone();
+        async move {
+            let mut rx = store.objects().list(prefix);
+            let mut all = Vec::new();
+            while let Some(o) = rx.recv().await {
+                all.push(o.unwrap());
+            }
+            all.sort_by(|a, b| a.key.cmp(&b.key));
+            all
+        }
+    };
+    let hot = list("blobs/sha256/").await;
+    let mut expected: Vec<String> = hashes.iter().map(|h| BlobPlace::Hot.key(h)).collect();
+    expected.sort();
+    assert_eq!(hot.iter().map(|o| o.key.clone()).collect::<Vec<_>>(), expected);
+    assert!(hot.iter().all(|o| o.size == 6 && o.modified > started), "{hot:?}");
+    assert_eq!(list("logs/").await.len(), 1);
+    assert!(list("trash/").await.is_empty());
+
+    // Moved to the trash: gone from blobs/, listed there, still readable (and moved back).
+    let objects = store.objects();
+    assert!(objects
+        .move_object(&BlobPlace::Hot.key(&hashes[0]), &BlobPlace::Trash.key(&hashes[0]))
+        .await
+        .unwrap());
+    assert!(
+        !objects
+            .move_object(&BlobPlace::Hot.key(&hashes[0]), &BlobPlace::Trash.key(&hashes[0]))
+            .await
+            .unwrap(),
+        "nothing left to move"
+    );
+    assert_eq!(list("trash/blobs/sha256/").await.len(), 1);
+    assert_eq!(list("blobs/sha256/").await.len(), 2);
+    assert!(!store.has_blob(&hashes[0]).await.unwrap());
+    assert_eq!(&store.get_blob(&hashes[0]).await.unwrap()[..], b"blob 0");
+    assert!(
+        store.has_blob(&hashes[0]).await.unwrap(),
+        "a reader brings it back"
+    );
+    assert!(list("trash/").await.is_empty());
+
+    // Archived: readable where it is.
+    objects
+        .move_object(
+            &BlobPlace::Hot.key(&hashes[1]),
+            &BlobPlace::Archive.key(&hashes[1]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(&store.get_blob(&hashes[1]).await.unwrap()[..], b"blob 1");
+    assert!(!store.has_blob(&hashes[1]).await.unwrap());
+
+    // Deleted, twice (the second time is not an error).
+    objects.delete(&BlobPlace::Hot.key(&hashes[2])).await.unwrap();
+    objects.delete(&BlobPlace::Hot.key(&hashes[2])).await.unwrap();
+    assert!(matches!(
+        store.get_blob(&hashes[2]).await,
+        Err(StoreError::MissingBlob { .. })
+    ));
+    assert_eq!(list("blobs/sha256/").await.len(), 1);
+}
+
+#[tokio::test]
+async fn the_filesystem_store_keeps_the_maintenance_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Artifacts::open(
+        &ArtifactsLocation::File(dir.path().join("a")),
+        &s3_settings("unused"),
+    )
+    .await
+    .unwrap();
+    maintenance_contract(store).await;
+}
+
+#[tokio::test]
+async fn the_s3_store_keeps_the_maintenance_contract() {
+    maintenance_contract(s3_store().await).await;
 }
 
 #[tokio::test]

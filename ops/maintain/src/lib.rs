@@ -3,16 +3,20 @@
 //! what it would change and changes nothing. Safe to run at any time, twice, or interrupted:
 //! every repair is a compare-and-set against what it read.
 //!
-//! Built so far: the latest pointers (the KV) checked against Postgres and repaired from it.
-//! Retention, blob GC, verification and the other consistency checks of issue 7 are to come.
+//! A run, in order: retention (rows deleted or archived), the blob GC and verification (objects
+//! follow the rows), then the latest pointers (the KV) checked against Postgres.
 
+pub mod gc;
 pub mod pointers;
+pub mod retention;
 
 use std::time::Duration;
 
+use kiln_shared::config::MaintenanceSettings;
 use kiln_shared::db::PgPool;
 use kiln_shared::preview::PreviewUrls;
 use kiln_shared::redis::{MaintenanceLock, Queue};
+use kiln_shared::store::{Artifacts, StoreError};
 use serde::Serialize;
 
 /// The lock lasts this long unrenewed; the run renews it every third of it.
@@ -24,6 +28,8 @@ pub enum MaintainError {
     Redis(#[from] kiln_shared::redis::QueueError),
     #[error("postgres: {0}")]
     Db(#[from] kiln_shared::db::DbError),
+    #[error("artifact store: {0}")]
+    Store(#[from] StoreError),
     #[error("the maintenance lock was lost during the run (another runner may have taken it): stopped")]
     LockLost,
 }
@@ -33,7 +39,9 @@ pub enum MaintainError {
 pub struct Farm {
     pub db: PgPool,
     pub queue: Queue,
+    pub artifacts: Artifacts,
     pub urls: PreviewUrls,
+    pub settings: MaintenanceSettings,
 }
 
 /// What a run did (or, with `--dry-run`, would do).
@@ -43,6 +51,8 @@ pub struct Report {
     pub dry_run: bool,
     /// This run's fencing number.
     pub fence: i64,
+    pub retention: retention::RetentionReport,
+    pub blobs: gc::GcReport,
     pub pointers: pointers::PointerReport,
     pub millis: u64,
 }
@@ -50,7 +60,7 @@ pub struct Report {
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Ran(Report),
+    Ran(Box<Report>),
     /// Another run holds the lock.
     Busy {
         holder: String,
@@ -80,13 +90,15 @@ pub async fn maintain(farm: &Farm, holder: &str, dry_run: bool) -> Result<Outcom
     }
     let mut report = result?;
     report.millis = started.elapsed().as_millis() as u64;
-    Ok(Outcome::Ran(report))
+    Ok(Outcome::Ran(Box::new(report)))
 }
 
 async fn run(farm: &Farm, lock: &MaintenanceLock, dry_run: bool) -> Result<Report, MaintainError> {
     Ok(Report {
         dry_run,
         fence: lock.fence,
+        retention: retention::apply(farm, dry_run).await?,
+        blobs: gc::collect(farm, dry_run).await?,
         pointers: pointers::check(farm, dry_run).await?,
         millis: 0,
     })

@@ -43,9 +43,12 @@ async fn run(dry_run: bool, json: bool) -> anyhow::Result<u8> {
     let settings = Settings::from_env()?;
     let db = kiln_shared::db::connect(&settings.database_url, 2)?;
     let redis = kiln_shared::redis::connect(&settings.redis_url, std::time::Duration::from_secs(10))?;
+    let artifacts = kiln_shared::store::Artifacts::open(&settings.artifacts, &settings.s3).await?;
     let farm = Farm {
         db,
         queue: Queue::new(redis, Keys::new(settings.redis_prefix.clone())),
+        artifacts,
+        settings: settings.maintenance.clone(),
         urls: PreviewUrls {
             scheme: settings.preview_scheme.clone(),
             domain: settings.preview_domain.clone(),
@@ -88,6 +91,31 @@ async fn run(dry_run: bool, json: bool) -> anyhow::Result<u8> {
                         ""
                     },
                     report.millis
+                );
+                let r = &report.retention;
+                println!(
+                    "retention: {} versions expired, {} deleted; {} to archive, {} archived; {} events and {} webhook deliveries past retention",
+                    r.expired, r.deleted, r.to_archive, r.archived, r.events, r.webhook_deliveries
+                );
+                let b = &report.blobs;
+                println!(
+                    "blobs: {} versions, {} manifests, {} referenced ({} MB); found {} in blobs/, {} in archive/, {} in trash/",
+                    b.versions, b.manifests, b.referenced, b.referenced_bytes >> 20,
+                    b.hot.objects, b.archive.objects, b.trash.objects
+                );
+                println!(
+                    "blobs: {} archived, {} unarchived, {} trashed ({} MB), {} restored from the trash, {} deleted for good ({} MB), {} in their grace period, {} duplicates removed",
+                    b.archived, b.unarchived, b.trashed, b.trashed_bytes >> 20, b.restored,
+                    b.deleted, b.deleted_bytes >> 20, b.in_grace, b.duplicates
+                );
+                println!(
+                    "objects of deleted versions: {} manifests, {} logs",
+                    b.manifests_deleted, b.logs_deleted
+                );
+                let v = &b.verify;
+                println!(
+                    "verification: {} missing, {} corrupt, {} sampled and hashed, {} manifests missing, {} versions need a rebuild",
+                    v.missing_count, v.corrupt_count, v.sampled, v.missing_manifests.len(), v.needs_rebuild.len()
                 );
                 println!(
                     "latest pointers: {} checked, {} missing, {} wrong, {} repaired, {} changed meanwhile",

@@ -2,31 +2,13 @@
 
 use kiln_ops::{maintain, Farm, Outcome};
 use kiln_shared::db::versions::{self, Deployed, Metrics, NewVersion};
-use kiln_shared::db::PgPool;
 use kiln_shared::domain::{ProjectId, UserId, VersionId};
-use kiln_shared::preview::PreviewUrls;
-use kiln_shared::redis::{Keys, LatestPointer, Queue};
+use kiln_shared::redis::LatestPointer;
 use kiln_shared::store::Manifest;
 
-async fn farm() -> Farm {
-    let admin_url = std::env::var("KILN_TEST_DATABASE_URL").expect("run the tests through ops/test.sh");
-    let url = kiln_shared::db::create_database(&admin_url, "kiln_test")
-        .await
-        .unwrap();
-    let db = PgPool::connect(&url).await.unwrap();
-    kiln_shared::db::migrate(&db).await.unwrap();
-    let redis_url = std::env::var("KILN_TEST_REDIS_URL").unwrap();
-    let redis = kiln_shared::redis::connect(&redis_url.into(), std::time::Duration::from_secs(5)).unwrap();
-    Farm {
-        db,
-        queue: Queue::new(redis, Keys::new(format!("kiln-test-{}", ulid::Ulid::new()))),
-        urls: PreviewUrls {
-            scheme: "http".into(),
-            domain: "localhost".into(),
-            port: Some(8081),
-        },
-    }
-}
+mod common;
+
+use common::{farm, ran};
 
 /// A deployed version of `user/project`.
 async fn deployed(farm: &Farm, user: &str, project: &str) -> VersionId {
@@ -88,13 +70,6 @@ async fn point(farm: &Farm, user: &str, project: &str, id: VersionId) {
         )
         .await
         .unwrap();
-}
-
-fn ran(outcome: Outcome) -> kiln_ops::Report {
-    match outcome {
-        Outcome::Ran(report) => report,
-        Outcome::Busy { holder, .. } => panic!("busy: {holder}"),
-    }
 }
 
 #[tokio::test]

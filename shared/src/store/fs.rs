@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
-use super::{ObjectStore, StoreError};
+use super::{ObjectInfo, ObjectStore, StoreError};
 
 /// Objects as files under a root folder.
 ///
@@ -32,13 +32,77 @@ impl FsStore {
         }
     }
 
-    /// Where the object `key` lives on disk.
+    /// Where the object `key` lives on disk. Blobs (`…blobs/sha256/<hash>`, also under
+    /// `archive/` and `trash/`) go to a shard folder named by the hash's first two digits.
     pub fn path_of(&self, key: &str) -> PathBuf {
         // Keys are made by Kiln (hashes, ULIDs, fixed names), never by clients.
         debug_assert!(!key.split('/').any(|s| s == ".." || s.is_empty()));
-        match key.strip_prefix("blobs/sha256/") {
-            Some(hash) if hash.len() > 2 => self.root.join("blobs/sha256").join(&hash[..2]).join(hash),
+        match key.rsplit_once('/') {
+            Some((dir, hash)) if is_blob_dir(dir) && hash.len() > 2 => {
+                self.root.join(dir).join(&hash[..2]).join(hash)
+            }
             _ => self.root.join(key),
+        }
+    }
+
+    /// The key of the file at `path` (the inverse of [`Self::path_of`]); `None` for what is
+    /// not an object (a temporary file, a name that is not UTF-8).
+    fn key_of(&self, path: &Path) -> Option<String> {
+        let rel = path.strip_prefix(&self.root).ok()?.to_str()?;
+        let (dir, name) = rel.rsplit_once('/')?;
+        if name.starts_with('.') && name.ends_with(TMP_SUFFIX) {
+            return None;
+        }
+        match dir.rsplit_once('/') {
+            Some((blobs, shard)) if is_blob_dir(blobs) && shard.len() == 2 => Some(format!("{blobs}/{name}")),
+            _ => Some(rel.to_owned()),
+        }
+    }
+
+    /// Walks the folder of `prefix` (blocking), sending each object whose key starts with it.
+    fn walk(&self, prefix: &str, tx: &tokio::sync::mpsc::Sender<Result<ObjectInfo, StoreError>>) {
+        let start = match prefix.rsplit_once('/') {
+            Some((dir, _)) => self.root.join(dir),
+            None => self.root.clone(),
+        };
+        let mut stack = vec![start];
+        while let Some(dir) = stack.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(io(prefix)(e)));
+                    return;
+                }
+            };
+            for entry in entries {
+                let sent = entry.and_then(|entry| {
+                    let meta = entry.metadata()?;
+                    if meta.is_dir() {
+                        stack.push(entry.path());
+                        return Ok(true);
+                    }
+                    let Some(key) = self.key_of(&entry.path()).filter(|k| k.starts_with(prefix)) else {
+                        return Ok(true);
+                    };
+                    let info = ObjectInfo {
+                        key,
+                        size: meta.len(),
+                        modified: meta.modified()?.into(),
+                    };
+                    Ok(tx.blocking_send(Ok(info)).is_ok())
+                });
+                match sent {
+                    Ok(true) => {}
+                    // The receiver is gone: stop.
+                    Ok(false) => return,
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(io(prefix)(e)));
+                        return;
+                    }
+                }
+            }
         }
     }
 
@@ -92,6 +156,11 @@ impl FsStore {
     }
 }
 
+/// `blobs/sha256`, `archive/blobs/sha256`, `trash/blobs/sha256`.
+fn is_blob_dir(dir: &str) -> bool {
+    dir == "blobs/sha256" || dir.ends_with("/blobs/sha256")
+}
+
 fn io(key: &str) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
         key: key.to_owned(),
@@ -127,6 +196,53 @@ impl ObjectStore for FsStore {
 
     async fn exists(&self, key: &str) -> Result<bool, StoreError> {
         tokio::fs::try_exists(self.path_of(key)).await.map_err(io(key))
+    }
+
+    fn list(&self, prefix: &str) -> tokio::sync::mpsc::Receiver<Result<ObjectInfo, StoreError>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        let (store, prefix) = (self.clone(), prefix.to_owned());
+        tokio::task::spawn_blocking(move || store.walk(&prefix, &tx));
+        rx
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let path = self.path_of(key);
+        let blob = key.rsplit_once('/').is_some_and(|(dir, _)| is_blob_dir(dir));
+        self.blocking(key, move |_| {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(e),
+            }
+            // A version's manifest folder goes with its last manifest (shards stay).
+            if !blob {
+                if let Some(dir) = path.parent() {
+                    let _ = std::fs::remove_dir(dir);
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn move_object(&self, from: &str, to: &str) -> Result<bool, StoreError> {
+        let (src, dst) = (self.path_of(from), self.path_of(to));
+        self.blocking(from, move |s| {
+            // Stamped before the rename: a move cut short leaves a fresher source, never a
+            // moved object that looks old.
+            match std::fs::File::options().write(true).open(&src) {
+                Ok(f) => f.set_modified(std::time::SystemTime::now())?,
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
+                Err(e) => return Err(e),
+            }
+            s.ensure_dir(dst.parent().expect("object paths have a parent"))?;
+            match std::fs::rename(&src, &dst) {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(e),
+            }
+        })
+        .await
     }
 
     async fn check(&self) -> Result<(), StoreError> {

@@ -62,6 +62,60 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     }
     /// Reachability, for `/readyz`.
     async fn check(&self) -> Result<(), StoreError>;
+    /// Every object whose key starts with `prefix`, in no particular order, sent as they are
+    /// found (a bounded channel: a listing of millions of objects takes little memory). An
+    /// error ends the listing.
+    fn list(&self, prefix: &str) -> tokio::sync::mpsc::Receiver<Result<ObjectInfo, StoreError>>;
+    /// Removes an object; removing one that is absent is not an error.
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// Moves an object to another key and stamps it with the time of the move (its
+    /// `modified`); false when there was nothing at `from`. A move interrupted half-way leaves
+    /// the object at `from`, or at both keys, never at neither.
+    async fn move_object(&self, from: &str, to: &str) -> Result<bool, StoreError>;
+}
+
+/// One object of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Kiln's key (without a backend's own prefix).
+    pub key: String,
+    pub size: u64,
+    pub modified: chrono::DateTime<chrono::Utc>,
+}
+
+/// Where a blob lives. Builds write `Hot`; maintenance moves the blobs only archived versions
+/// use to `Archive` (an S3 lifecycle rule on the prefix can give them a cheaper storage class)
+/// and unreferenced ones to `Trash` before deleting them for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BlobPlace {
+    Hot,
+    Archive,
+    Trash,
+}
+
+impl BlobPlace {
+    pub const ALL: [BlobPlace; 3] = [BlobPlace::Hot, BlobPlace::Archive, BlobPlace::Trash];
+
+    /// The key prefix of this place's blobs.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            BlobPlace::Hot => "blobs/sha256/",
+            BlobPlace::Archive => "archive/blobs/sha256/",
+            BlobPlace::Trash => "trash/blobs/sha256/",
+        }
+    }
+
+    pub fn key(self, hash: &str) -> String {
+        format!("{}{hash}", self.prefix())
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BlobPlace::Hot => "hot",
+            BlobPlace::Archive => "archive",
+            BlobPlace::Trash => "trash",
+        }
+    }
 }
 
 /// The hex SHA-256 of some bytes, which is a blob's name.
@@ -92,7 +146,7 @@ impl Artifacts {
     }
 
     pub fn blob_key(hash: &str) -> String {
-        format!("blobs/sha256/{hash}")
+        BlobPlace::Hot.key(hash)
     }
 
     pub fn manifest_key(version: VersionId, kind: ManifestKind) -> String {
@@ -114,13 +168,30 @@ impl Artifacts {
         Ok((hash, stored))
     }
 
+    /// A blob's bytes, from wherever maintenance has put it: `blobs/`, else `archive/` (an
+    /// archived version's), else `trash/` (collected while a new build came to reference it:
+    /// it is moved back).
     pub async fn get_blob(&self, hash: &str) -> Result<Bytes, StoreError> {
-        self.inner
-            .get(&Self::blob_key(hash))
-            .await?
-            .ok_or_else(|| StoreError::MissingBlob {
-                hash: hash.to_owned(),
-            })
+        if let Some(body) = self.inner.get(&BlobPlace::Hot.key(hash)).await? {
+            return Ok(body);
+        }
+        if let Some(body) = self.inner.get(&BlobPlace::Archive.key(hash)).await? {
+            return Ok(body);
+        }
+        let trash = BlobPlace::Trash.key(hash);
+        if let Some(body) = self.inner.get(&trash).await? {
+            tracing::warn!(hash, "a referenced blob was in the trash: moved back");
+            self.inner.move_object(&trash, &BlobPlace::Hot.key(hash)).await?;
+            return Ok(body);
+        }
+        Err(StoreError::MissingBlob {
+            hash: hash.to_owned(),
+        })
+    }
+
+    /// The backend, for maintenance (listing, moving, deleting).
+    pub fn objects(&self) -> &dyn ObjectStore {
+        self.inner.as_ref()
     }
 
     /// The content of a manifest's entry: inline, or its blob.

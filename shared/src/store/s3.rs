@@ -5,7 +5,7 @@ use aws_sdk_s3::Client;
 use bytes::Bytes;
 use secrecy::ExposeSecret;
 
-use super::{ObjectStore, StoreError};
+use super::{ObjectInfo, ObjectStore, StoreError};
 use crate::config::S3Settings;
 
 /// Objects in an S3 bucket (Cloudflare R2, Garage, AWS), under an optional key prefix.
@@ -55,6 +55,7 @@ impl S3Store {
         }
     }
 
+    /// The bucket key of Kiln's `key` (`key("")` is the backend's own prefix).
     fn key(&self, key: &str) -> String {
         if self.prefix.is_empty() {
             key.to_owned()
@@ -116,6 +117,82 @@ impl ObjectStore for S3Store {
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(false),
             Err(e) => Err(remote(key, e)),
         }
+    }
+
+    fn list(&self, prefix: &str) -> tokio::sync::mpsc::Receiver<Result<ObjectInfo, StoreError>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(self.key(prefix))
+            .into_paginator()
+            .send();
+        let (own, prefix) = (self.key(""), prefix.to_owned());
+        tokio::spawn(async move {
+            while let Some(page) = pages.next().await {
+                let page = match page {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = tx.send(Err(remote(&prefix, e))).await;
+                        return;
+                    }
+                };
+                for object in page.contents() {
+                    let Some(key) = object.key().and_then(|k| k.strip_prefix(own.as_str())) else {
+                        continue;
+                    };
+                    let modified = object
+                        .last_modified()
+                        .and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
+                        .unwrap_or_else(chrono::Utc::now);
+                    let info = ObjectInfo {
+                        key: key.to_owned(),
+                        size: object.size().unwrap_or(0).max(0) as u64,
+                        modified,
+                    };
+                    if tx.send(Ok(info)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        rx
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(self.key(key))
+            .send()
+            .await
+            .map_err(|e| remote(key, e))?;
+        Ok(())
+    }
+
+    async fn move_object(&self, from: &str, to: &str) -> Result<bool, StoreError> {
+        // Copy (which stamps the copy with the time), then delete: cut short, the object is at
+        // both keys.
+        match self
+            .client
+            .copy_object()
+            .bucket(&self.bucket)
+            .copy_source(format!("{}/{}", self.bucket, self.key(from)))
+            .key(self.key(to))
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.meta().code() == Some("NoSuchKey")) =>
+            {
+                return Ok(false)
+            }
+            Err(e) => return Err(remote(from, e)),
+        }
+        self.delete(from).await.map(|()| true)
     }
 
     async fn check(&self) -> Result<(), StoreError> {
