@@ -37,6 +37,12 @@ pub struct BuildView {
     pub retry_of: Option<VersionId>,
     pub superseded_by: Option<VersionId>,
     pub pinned: bool,
+    /// Set when maintenance archived the output (it is still served).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archived_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// A file of this version is gone from the store for good: rebuild it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub needs_rebuild: bool,
     pub metadata: Option<serde_json::Value>,
     pub metrics: Metrics,
 }
@@ -67,6 +73,8 @@ impl BuildView {
             retry_of: v.retry_of,
             superseded_by: v.superseded_by,
             pinned: v.pinned,
+            archived_at: v.archived_at,
+            needs_rebuild: v.needs_rebuild,
             metadata: v.metadata,
             metrics: v.metrics,
         }

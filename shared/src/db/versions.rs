@@ -57,6 +57,10 @@ pub struct Version {
     /// The build that replaced this one while it was queued.
     pub superseded_by: Option<VersionId>,
     pub pinned: bool,
+    /// When maintenance archived the output (still served; see README.md, "Maintenance").
+    pub archived_at: Option<DateTime<Utc>>,
+    /// Maintenance found a blob of this version gone for good: rebuild it to serve it whole.
+    pub needs_rebuild: bool,
     pub metrics: Metrics,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
@@ -114,6 +118,8 @@ impl Version {
             retry_of: id_field("retry_of")?,
             superseded_by: id_field("superseded_by")?,
             pinned: row.try_get("pinned")?,
+            archived_at: row.try_get("archived_at")?,
+            needs_rebuild: row.try_get("needs_rebuild")?,
             metrics: Metrics {
                 queue_ms: row.try_get("queue_ms")?,
                 generate_ms: row.try_get("generate_ms")?,
@@ -153,7 +159,7 @@ const SUMMARY_COLUMNS: &str = "id, user_id, project_id, project_label, kind, pro
     parent_version_id, status, generate, error, failed_step, node_version, pnpm_version,
     null::jsonb as source_manifest, source_manifest_key, output_manifest_key, metadata, attempts,
     lost, builder_id, retry_of, superseded_by,
-    pinned, queue_ms, generate_ms, install_ms, build_ms, upload_ms, total_ms, output_bytes,
+    pinned, archived_at, needs_rebuild, queue_ms, generate_ms, install_ms, build_ms, upload_ms, total_ms, output_bytes,
     file_count, created_at, started_at, finished_at";
 
 /// At most one row as a version.
