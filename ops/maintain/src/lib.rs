@@ -115,3 +115,117 @@ async fn keep(farm: &Farm, lock: &MaintenanceLock) -> MaintainError {
         }
     }
 }
+
+impl Report {
+    /// The report as Prometheus text, for node_exporter's textfile collector
+    /// (`kiln-ops maintain --metrics-file /var/lib/node_exporter/kiln-maintenance.prom`).
+    pub fn prometheus(&self, finished_at: chrono::DateTime<chrono::Utc>) -> String {
+        let (r, b, p) = (&self.retention, &self.blobs, &self.pointers);
+        let gauges: [(&str, &str, String); 21] = [
+            (
+                "last_run_timestamp_seconds",
+                "When the last run finished.",
+                finished_at.timestamp().to_string(),
+            ),
+            (
+                "duration_seconds",
+                "How long the last run took.",
+                format!("{:.3}", self.millis as f64 / 1000.0),
+            ),
+            (
+                "dry_run",
+                "1 when the last run was a dry run.",
+                u8::from(self.dry_run).to_string(),
+            ),
+            (
+                "versions_deleted",
+                "Versions deleted by retention.",
+                r.deleted.to_string(),
+            ),
+            (
+                "versions_archived",
+                "Versions archived by retention.",
+                r.archived.to_string(),
+            ),
+            (
+                "events_deleted",
+                "Build events past their retention.",
+                r.events.to_string(),
+            ),
+            ("versions", "Versions the GC marked from.", b.versions.to_string()),
+            (
+                "blobs_referenced",
+                "Distinct blobs the versions reference.",
+                b.referenced.to_string(),
+            ),
+            (
+                "blobs_referenced_bytes",
+                "Their bytes.",
+                b.referenced_bytes.to_string(),
+            ),
+            (
+                "store_hot_bytes",
+                "Bytes in blobs/ when listed.",
+                b.hot.bytes.to_string(),
+            ),
+            (
+                "store_archive_bytes",
+                "Bytes in archive/ when listed.",
+                b.archive.bytes.to_string(),
+            ),
+            (
+                "store_trash_bytes",
+                "Bytes in trash/ when listed.",
+                b.trash.bytes.to_string(),
+            ),
+            (
+                "blobs_trashed",
+                "Unreferenced blobs moved to the trash.",
+                b.trashed.to_string(),
+            ),
+            (
+                "blobs_deleted",
+                "Blobs deleted for good from the trash.",
+                b.deleted.to_string(),
+            ),
+            ("blobs_deleted_bytes", "Their bytes.", b.deleted_bytes.to_string()),
+            (
+                "blobs_restored",
+                "Referenced blobs brought back from the trash.",
+                b.restored.to_string(),
+            ),
+            (
+                "blobs_missing",
+                "Referenced blobs found nowhere.",
+                b.verify.missing_count.to_string(),
+            ),
+            (
+                "blobs_corrupt",
+                "Referenced blobs of the wrong size or hash.",
+                b.verify.corrupt_count.to_string(),
+            ),
+            (
+                "versions_need_rebuild",
+                "Versions marked needs_rebuild by this run.",
+                b.verify.needs_rebuild.len().to_string(),
+            ),
+            (
+                "pointers_repaired",
+                "Latest pointers set from Postgres.",
+                p.repaired.to_string(),
+            ),
+            (
+                "pointers_wrong",
+                "Latest pointers found missing or wrong.",
+                (p.missing.len() + p.wrong.len()).to_string(),
+            ),
+        ];
+        let mut out = String::new();
+        for (name, help, value) in gauges {
+            out.push_str(&format!(
+                "# HELP kiln_maintenance_{name} {help}\n# TYPE kiln_maintenance_{name} gauge\nkiln_maintenance_{name} {value}\n"
+            ));
+        }
+        out
+    }
+}

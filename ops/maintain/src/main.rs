@@ -9,7 +9,7 @@ use kiln_shared::config::Settings;
 use kiln_shared::preview::PreviewUrls;
 use kiln_shared::redis::{Keys, Queue};
 
-const USAGE: &str = "usage: kiln-ops maintain [--dry-run] [--json]";
+const USAGE: &str = "usage: kiln-ops maintain [--dry-run] [--json] [--metrics-file PATH]";
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -19,18 +19,26 @@ async fn main() -> std::process::ExitCode {
         eprintln!("{USAGE}");
         return std::process::ExitCode::from(2);
     }
-    let (mut dry_run, mut json) = (false, false);
-    for arg in &args[1..] {
+    let (mut dry_run, mut json, mut metrics_file) = (false, false, None);
+    let mut rest = args[1..].iter();
+    while let Some(arg) = rest.next() {
         match arg.as_str() {
             "--dry-run" => dry_run = true,
             "--json" => json = true,
+            "--metrics-file" => match rest.next() {
+                Some(path) => metrics_file = Some(std::path::PathBuf::from(path)),
+                None => {
+                    eprintln!("kiln-ops: --metrics-file needs a path\n{USAGE}");
+                    return std::process::ExitCode::from(2);
+                }
+            },
             other => {
                 eprintln!("kiln-ops: unknown option {other:?}\n{USAGE}");
                 return std::process::ExitCode::from(2);
             }
         }
     }
-    match run(dry_run, json).await {
+    match run(dry_run, json, metrics_file).await {
         Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {
             eprintln!("kiln-ops maintain: {e:#}");
@@ -39,7 +47,7 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(dry_run: bool, json: bool) -> anyhow::Result<u8> {
+async fn run(dry_run: bool, json: bool, metrics_file: Option<std::path::PathBuf>) -> anyhow::Result<u8> {
     let settings = Settings::from_env()?;
     let db = kiln_shared::db::connect(&settings.database_url, 2)?;
     let redis = kiln_shared::redis::connect(&settings.redis_url, std::time::Duration::from_secs(10))?;
@@ -78,6 +86,13 @@ async fn run(dry_run: bool, json: bool) -> anyhow::Result<u8> {
             Ok(75)
         }
         Outcome::Ran(report) => {
+            if let Some(path) = &metrics_file {
+                // Written whole, then renamed: the collector never reads half a file.
+                let tmp = path.with_extension("prom.tmp");
+                std::fs::write(&tmp, report.prometheus(chrono::Utc::now()))
+                    .and_then(|()| std::fs::rename(&tmp, path))
+                    .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+            }
             if json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {

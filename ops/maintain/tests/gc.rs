@@ -259,9 +259,11 @@ async fn a_run_killed_half_way_leaves_everything_readable_and_the_next_run_finis
         .await;
     }
     age_all(farm.dir.path(), 7 * HOUR);
+    let metrics = farm.dir.path().join("kiln-maintenance.prom");
     let run_binary = || {
         std::process::Command::new(env!("CARGO_BIN_EXE_kiln-ops"))
-            .args(["maintain", "--json"])
+            .args(["maintain", "--json", "--metrics-file"])
+            .arg(&metrics)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("KILN_DATABASE_URL", &farm.db_url)
@@ -319,6 +321,11 @@ async fn a_run_killed_half_way_leaves_everything_readable_and_the_next_run_finis
         "{report}"
     );
     assert_eq!(walk_count(&trash), 1800);
+    // The same figures for Prometheus (node_exporter's textfile collector).
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    let trashed_line = format!("kiln_maintenance_blobs_trashed {}", report["blobs"]["trashed"]);
+    assert!(text.lines().any(|l| l == trashed_line), "{text}");
+    assert!(text.contains("# TYPE kiln_maintenance_blobs_missing gauge\nkiln_maintenance_blobs_missing 0\n"));
     assert_eq!(report["blobs"]["verify"]["missingCount"], 0);
     all_readable(&farm).await;
     let again = ran(maintain(&farm, "test", false).await.unwrap());
