@@ -159,16 +159,17 @@ async fn maintenance_contract(store: Artifacts) {
     assert_eq!(list("blobs/sha256/").await.len(), 1);
 }
 
+/// A filesystem store in `dir/a`.
+async fn fs_store(dir: &std::path::Path) -> Artifacts {
+    Artifacts::open(&ArtifactsLocation::File(dir.join("a")), &s3_settings("unused"))
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn the_filesystem_store_keeps_the_maintenance_contract() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Artifacts::open(
-        &ArtifactsLocation::File(dir.path().join("a")),
-        &s3_settings("unused"),
-    )
-    .await
-    .unwrap();
-    maintenance_contract(store).await;
+    maintenance_contract(fs_store(dir.path()).await).await;
 }
 
 #[tokio::test]
@@ -179,13 +180,7 @@ async fn the_s3_store_keeps_the_maintenance_contract() {
 #[tokio::test]
 async fn the_filesystem_store_keeps_the_contract() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Artifacts::open(
-        &ArtifactsLocation::File(dir.path().join("a")),
-        &s3_settings("unused"),
-    )
-    .await
-    .unwrap();
-    contract(store).await;
+    contract(fs_store(dir.path()).await).await;
     // Nothing half-written is left behind, and blobs are sharded by their hash.
     let mut stack = vec![dir.path().to_path_buf()];
     let mut files = 0;

@@ -132,39 +132,47 @@ pub async fn expire_events(
         .await?;
         return Ok((events as u64, deliveries as u64));
     }
-    let mut total = (0, 0);
+    let events = delete_in_batches(
+        pool,
+        "delete from build_events where ctid = any(array(
+             select ctid from build_events where created_at < $1 limit $2))",
+        before,
+        batch,
+    )
+    .await?;
+    let deliveries = delete_in_batches(
+        pool,
+        "delete from webhook_deliveries where id in (
+             select id from webhook_deliveries
+             where created_at < $1 and status <> 'pending' limit $2)",
+        before,
+        batch,
+    )
+    .await?;
+    Ok((events, deliveries))
+}
+
+/// Runs `sql` (a delete of at most `$2` rows older than `$1`) until it deletes fewer than
+/// `batch`: short statements, so deletes never hold many locks at once.
+async fn delete_in_batches(
+    pool: &PgPool,
+    sql: &str,
+    before: chrono::DateTime<chrono::Utc>,
+    batch: i64,
+) -> Result<u64, DbError> {
+    let mut total = 0;
     loop {
-        let n = sqlx::query(
-            "delete from build_events where ctid = any(array(
-                 select ctid from build_events where created_at < $1 limit $2))",
-        )
-        .bind(before)
-        .bind(batch)
-        .execute(pool)
-        .await?
-        .rows_affected();
-        total.0 += n;
+        let n = sqlx::query(sql)
+            .bind(before)
+            .bind(batch)
+            .execute(pool)
+            .await?
+            .rows_affected();
+        total += n;
         if n < batch as u64 {
-            break;
+            return Ok(total);
         }
     }
-    loop {
-        let n = sqlx::query(
-            "delete from webhook_deliveries where id in (
-                 select id from webhook_deliveries
-                 where created_at < $1 and status <> 'pending' limit $2)",
-        )
-        .bind(before)
-        .bind(batch)
-        .execute(pool)
-        .await?
-        .rows_affected();
-        total.1 += n;
-        if n < batch as u64 {
-            break;
-        }
-    }
-    Ok(total)
 }
 
 /// What a version references in the artifact store: the blob GC's marks.
