@@ -10,8 +10,8 @@
 //!   - a marked blob found only in `trash/` is moved back (a build deduplicated against it just
 //!     before it was collected: readers also look in the trash, so nothing was ever lost);
 //!   - an unmarked blob that has been in the trash longer than `trash_for` is deleted for good.
-//! - **Verify.** A marked blob found nowhere, or of the wrong size, or (sampled) whose bytes do
-//!   not hash to its name, is reported; its versions are marked `needs_rebuild` (a corrupt blob
+//! - **Verify.** A marked blob found nowhere, or of the wrong size, or (sampled, in `blobs/`)
+//!   whose bytes do not hash to its name, is reported; its versions are marked `needs_rebuild` (a corrupt blob
 //!   is moved aside to `corrupt/` first).
 //! - **Manifests and logs** of versions that no longer exist are deleted after the grace period.
 //!
@@ -164,7 +164,9 @@ pub async fn collect(farm: &Farm, dry_run: bool) -> Result<GcReport, MaintainErr
             if let Some(action) = action {
                 moves.push(action);
             } else if let Some(mark) = marks.get(&hash) {
-                if mark.found == Some(place) && !mark.bad {
+                // Hashed from blobs/ only: reading archive/ may cost a retrieval fee (R2's
+                // Infrequent Access); its sizes are still checked.
+                if place == BlobPlace::Hot && mark.found == Some(place) && !mark.bad {
                     sample.offer(hash, place);
                 }
             }
