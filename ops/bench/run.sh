@@ -5,15 +5,15 @@
 #     ops/bench/run.sh                     # every part
 #     ops/bench/run.sh admission           # one part, or several:
 #                                          #   admission overhead warm rollback events
-#                                          #   dispatch scaleout reclaim ratelimit
+#                                          #   dispatch scaleout reclaim ratelimit maintain
 #
 # Starts a private PostgreSQL and Redis on free ports under
 # target/kiln-bench/<pid> (stopped and removed on exit), builds the release
 # binaries of kiln-bench (which runs the Kiln API and, for most parts, the
 # builder in-process) and kiln-builder (the daemon processes of dispatch,
-# scaleout and reclaim), installs the BullMQ side's npm packages into
-# ops/bench/node on first use, and runs the parts. Everything listens on
-# 127.0.0.1 only. The pnpm store is shared across runs
+# scaleout and reclaim) and kiln-ops (the maintenance part), installs the
+# BullMQ side's npm packages into ops/bench/node on first use, and runs the
+# parts. Everything listens on 127.0.0.1 only. The pnpm store is shared across runs
 # ($KILN_TOOLS/bench-pnpm-store), so only the very first run downloads the
 # example's dependencies.
 #
@@ -36,13 +36,13 @@ fi
 for arg in "$@"; do
     case $arg in
     admission | dispatch | all) want_bullmq=1 ;;
-    overhead | warm | rollback | events | scaleout | reclaim | ratelimit) ;;
+    overhead | warm | rollback | events | scaleout | reclaim | ratelimit | maintain) ;;
     -h | --help)
         sed -n '3,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
-        kiln_log "unknown part '$arg': expected admission, overhead, warm, rollback, events, dispatch, scaleout, reclaim, ratelimit or all"
+        kiln_log "unknown part '$arg': expected admission, overhead, warm, rollback, events, dispatch, scaleout, reclaim, ratelimit, maintain or all"
         exit 2
         ;;
     esac
@@ -70,11 +70,12 @@ if ((want_bullmq)); then
 fi
 
 # --- The bench binary -----------------------------------------------------------
-kiln_log "building kiln-bench and kiln-builder (cargo build --release -p kiln-bench -p kiln-builder)"
-cargo build --release -p kiln-bench -p kiln-builder
+kiln_log "building kiln-bench, kiln-builder and kiln-ops (cargo build --release -p kiln-bench -p kiln-builder -p kiln-ops)"
+cargo build --release -p kiln-bench -p kiln-builder -p kiln-ops
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/kiln-bench"
 [[ -x $BIN ]] || kiln_die "cargo build did not produce $BIN"
 [[ -x $(dirname "$BIN")/kiln-builder ]] || kiln_die "cargo build did not produce $(dirname "$BIN")/kiln-builder"
+[[ -x $(dirname "$BIN")/kiln-ops ]] || kiln_die "cargo build did not produce $(dirname "$BIN")/kiln-ops"
 # The pnpm shim of the dispatch, scaleout and reclaim parts (ops/bench/src/bin/pnpm-shim.rs,
 # std only) once more, linked statically: it then reaches its clock read about 0.35 ms after its
 # exec instead of 0.7 ms (no dynamic loader), which is part of what those parts measure.

@@ -1,7 +1,7 @@
 //! kiln-bench: Kiln's benchmark. Run it through `ops/bench/run.sh`, which starts the private
 //! PostgreSQL and Redis it needs; see ops/bench/README.md for what each figure means.
 //!
-//!     kiln-bench [admission] [overhead] [warm] [rollback] [events] [dispatch] [scaleout] [reclaim] [ratelimit]
+//!     kiln-bench [admission] [overhead] [warm] [rollback] [events] [dispatch] [scaleout] [reclaim] [ratelimit] [maintain]
 //!     (no argument: all)
 //!
 //! Per-run figures go to stderr as they come; the details of each part and the summary block go
@@ -16,6 +16,7 @@ mod daemons;
 mod dispatch;
 mod events;
 mod farm;
+mod maintain;
 mod overhead;
 mod ratelimit;
 mod reclaim;
@@ -39,10 +40,11 @@ enum Part {
     Scaleout,
     Reclaim,
     Ratelimit,
+    Maintain,
 }
 
 const PART_NAMES: &str =
-    "admission, overhead, warm, rollback, events, dispatch, scaleout, reclaim, ratelimit or all";
+    "admission, overhead, warm, rollback, events, dispatch, scaleout, reclaim, ratelimit, maintain or all";
 
 impl Part {
     fn name(self) -> &'static str {
@@ -56,6 +58,7 @@ impl Part {
             Part::Scaleout => "scaleout",
             Part::Reclaim => "reclaim",
             Part::Ratelimit => "ratelimit",
+            Part::Maintain => "maintain",
         }
     }
 }
@@ -72,6 +75,7 @@ fn parse_parts(args: &[String]) -> Result<Vec<Part>, String> {
             Part::Scaleout,
             Part::Reclaim,
             Part::Ratelimit,
+            Part::Maintain,
         ]);
     }
     let mut parts = Vec::new();
@@ -86,6 +90,7 @@ fn parse_parts(args: &[String]) -> Result<Vec<Part>, String> {
             "scaleout" => Part::Scaleout,
             "reclaim" => Part::Reclaim,
             "ratelimit" => Part::Ratelimit,
+            "maintain" => Part::Maintain,
             other => return Err(format!("unknown part {other:?}: expected {PART_NAMES}")),
         };
         if !parts.contains(&p) {
@@ -107,6 +112,7 @@ struct Results {
     scaleout: Option<Result<scaleout::Report, String>>,
     reclaim: Option<Result<reclaim::Report, String>>,
     ratelimit: Option<Result<ratelimit::Report, String>>,
+    maintain: Option<Result<maintain::Report, String>>,
 }
 
 fn main() {
@@ -184,6 +190,9 @@ async fn run(parts: Vec<Part>) -> i32 {
             }
             Part::Ratelimit => {
                 results.ratelimit = Some(ratelimit::run(&env).await.map_err(|e| format!("{e:#}")));
+            }
+            Part::Maintain => {
+                results.maintain = Some(maintain::run(&env, &example).await.map_err(|e| format!("{e:#}")));
             }
         }
         eprintln!(
@@ -447,6 +456,41 @@ fn summary(r: &Results, example: &Path) -> i32 {
             Err(e) => {
                 measured = false;
                 println!("ratelimit   NOT MEASURED: {e}");
+            }
+        }
+    }
+    if let Some(m) = &r.maintain {
+        match m {
+            Ok(m) => {
+                println!(
+                    "maintain    kiln-ops maintain over {} versions / {} blobs (+{} unreferenced)  1st run {:.1} s, max RSS {:.0} MB ({} trashed, {} pointers set)  2nd run {:.1} s, max RSS {:.0} MB ({} trashed)  | data generated in {:.0} s{}",
+                    maintain::VERSIONS,
+                    maintain::BLOBS,
+                    maintain::GARBAGE,
+                    m.first.wall_s,
+                    m.first.max_rss_kb as f64 / 1024.0,
+                    m.first.blobs("trashed"),
+                    m.first.repaired(),
+                    m.second.wall_s,
+                    m.second.max_rss_kb as f64 / 1024.0,
+                    m.second.blobs("trashed"),
+                    m.generation_s,
+                    if m.cached { " (cached from an earlier run)" } else { "" }
+                );
+                let s = &m.storage;
+                println!(
+                    "storage     {} versions of the Vite example, one file changed each: content-addressed {:.2} MB vs a zip per version {:.2} MB  kiln/zips {:.2}  (uncompressed, not deduplicated {:.2} MB; each later version adds {:.3} MB of blobs)",
+                    maintain::STORAGE_VERSIONS,
+                    s.kiln_bytes() as f64 / 1e6,
+                    s.zip_bytes as f64 / 1e6,
+                    s.ratio(),
+                    s.raw_bytes as f64 / 1e6,
+                    s.later_new_bytes / 1e6
+                );
+            }
+            Err(e) => {
+                measured = false;
+                println!("maintain    NOT MEASURED: {e}");
             }
         }
     }
