@@ -218,7 +218,10 @@ impl Builder {
     /// Runs a claimed job to its recorded outcome (or hands it on), then frees its user's
     /// running slot.
     pub async fn execute(&self, job: &Job) -> anyhow::Result<VersionId> {
+        // Held for the whole build: the host's upkeep never prunes the store under it.
+        let store_use = crate::upkeep::StoreUse::acquire(&self.settings.work_dir).await?;
         let outcome = job::execute(self, job).await;
+        drop(store_use);
         if self.settings.fleet.max_running_per_user.is_some() {
             if let Err(e) = self
                 .queue
@@ -421,7 +424,7 @@ async fn measure_store(
 
 /// The bytes of the regular files under `dir`, a file with several hard links counted once
 /// (pnpm links store files into workspaces). Unreadable entries are skipped.
-fn disk_usage(dir: &std::path::Path) -> u64 {
+pub(crate) fn disk_usage(dir: &std::path::Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
     let mut seen = std::collections::HashSet::new();
     walkdir::WalkDir::new(dir)
@@ -507,7 +510,24 @@ async fn worker(builder: Arc<Builder>, shutdown: CancellationToken, slot: usize)
     let mut reader = builder.reader();
     // Shutdown is checked between reads: a read is never abandoned half-way (Redis could have
     // handed it an entry), so stopping takes at most one block.
+    let mut paused = false;
     while !shutdown.is_cancelled() {
+        // The host's upkeep (`kiln-builder maintain`) is waiting for the store: claim nothing.
+        if crate::upkeep::paused(&builder.settings.work_dir) {
+            if !paused {
+                tracing::info!(
+                    slot,
+                    "the host's upkeep runs: no builds are claimed until it ends"
+                );
+                paused = true;
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            continue;
+        }
+        paused = false;
         match builder.step(&mut reader).await {
             Ok(StepOutcome::Deferred(_)) => {
                 backoff = Duration::ZERO;

@@ -25,6 +25,7 @@ mod process;
 mod publish;
 pub mod reconcile;
 mod sandbox;
+pub mod upkeep;
 mod workspace;
 
 pub use daemon::{run, Builder, StepOutcome};

@@ -5,6 +5,10 @@ use tokio_util::sync::CancellationToken;
 const STACK_SIZE: usize = 8 * 1024 * 1024;
 
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("maintain") {
+        std::process::exit(maintain(&args[1..]));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_stack_size(STACK_SIZE)
@@ -39,6 +43,71 @@ async fn daemon() {
         Err(e) => {
             eprintln!("kiln-builder: {e:#}");
             std::process::exit(1);
+        }
+    }
+}
+
+const MAINTAIN_USAGE: &str = "usage: kiln-builder maintain [--json] [--wait SECS]";
+
+/// `kiln-builder maintain`: the host's upkeep (see the library's `upkeep`). Exits 0 when it
+/// ran, 75 when builds kept running past `--wait` (default 1800 s), 1 on an error, 2 on a bad
+/// argument.
+#[allow(clippy::print_stdout)]
+fn maintain(args: &[String]) -> i32 {
+    kiln_shared::telemetry::init("info");
+    let (mut json, mut wait) = (false, std::time::Duration::from_secs(1800));
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match (arg.as_str(), rest.clone().next()) {
+            ("--json", _) => json = true,
+            ("--wait", Some(secs)) if secs.parse::<u64>().is_ok() => {
+                wait = std::time::Duration::from_secs(secs.parse().unwrap_or(1800));
+                rest.next();
+            }
+            _ => {
+                eprintln!("kiln-builder: unexpected argument {arg:?}\n{MAINTAIN_USAGE}");
+                return 2;
+            }
+        }
+    }
+    let settings = match Settings::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("kiln-builder: {e}");
+            return 2;
+        }
+    };
+    let upkeep = kiln_builder::upkeep::Upkeep {
+        work_dir: settings.work_dir.clone(),
+        pnpm_store: settings.pnpm_store.clone(),
+        store_max: settings.maintenance.pnpm_store_max_bytes,
+        wait,
+    };
+    match upkeep.run() {
+        Ok(r) => {
+            if json {
+                println!("{}", serde_json::to_string(&r).unwrap_or_default());
+            } else {
+                println!(
+                    "waited {} ms for builds; removed {} leftover workspaces ({} MB); pnpm store {} MB -> {} MB ({}{})",
+                    r.waited_ms,
+                    r.workspaces_removed,
+                    r.workspace_bytes_freed >> 20,
+                    r.store_bytes_before >> 20,
+                    r.store_bytes_after >> 20,
+                    if r.pruned { "pruned" } else { "prune failed" },
+                    if r.emptied { ", emptied: over KILN_PNPM_STORE_MAX_MB" } else { "" }
+                );
+            }
+            0
+        }
+        Err(e @ kiln_builder::upkeep::UpkeepError::Busy(_)) => {
+            eprintln!("kiln-builder maintain: {e}");
+            75
+        }
+        Err(e) => {
+            eprintln!("kiln-builder maintain: {e}");
+            1
         }
     }
 }

@@ -71,3 +71,14 @@ impl Workspace {
         }
     }
 }
+
+/// Whether a name in the work folder is a build's workspace (`<build id>-<20 hex digits>`).
+pub(crate) fn is_workspace_name(name: &str) -> bool {
+    let Some((id, secret)) = name.split_once('-') else {
+        return false;
+    };
+    kiln_shared::domain::VersionId::parse(id).is_ok()
+        && id.len() == 26
+        && secret.len() == 20
+        && secret.bytes().all(|b| b.is_ascii_hexdigit())
+}

@@ -28,6 +28,9 @@ pub struct MaintenanceSettings {
     /// Build events and webhook deliveries older than this are deleted
     /// (`KILN_EVENTS_RETAIN_DAYS`, default 90). Logs live as long as their version.
     pub events_retain: Duration,
+    /// A builder host's pnpm store is emptied by `kiln-builder maintain` when it is still
+    /// larger than this after `pnpm store prune` (`KILN_PNPM_STORE_MAX_MB`, default 20480).
+    pub pnpm_store_max_bytes: u64,
 }
 
 const DAY: u64 = 24 * 3600;
@@ -44,6 +47,7 @@ impl MaintenanceSettings {
             trash_for: days("KILN_GC_TRASH_DAYS", 7)?,
             verify_sample: src.parsed("KILN_VERIFY_SAMPLE", 1000, "a number of blobs")?,
             events_retain: days("KILN_EVENTS_RETAIN_DAYS", 90)?,
+            pnpm_store_max_bytes: src.positive("KILN_PNPM_STORE_MAX_MB", 20480)? << 20,
         };
         if s.delete_after < s.archive_after {
             return Err(ConfigError::Invalid {
