@@ -216,6 +216,18 @@ ensure_bwrap() {
     command -v bwrap >/dev/null 2>&1 || kiln_die "bwrap still missing after installing bubblewrap"
 }
 
+# systemd-analyze (from systemd) and nginx, for ops/deploy-check.sh: it only reads unit files
+# and runs `nginx -t` on a private configuration; neither service is started by Kiln.
+ensure_deploy_checkers() {
+    local missing=()
+    command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+    command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-light)
+    command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+    if ((${#missing[@]})); then
+        kiln_apt_install "${missing[@]}"
+    fi
+}
+
 # PostgreSQL server binaries and psql. The machine image normally has them;
 # this only installs Debian's postgresql if they are missing. (On a machine
 # with an init system the package starts a cluster on 5432; unused by Kiln.)

@@ -9,7 +9,8 @@
 #     cargo test --workspace "$@"
 #
 # and stops the services and removes their directory on exit. With no arguments
-# it then runs the chaos suite's short form (ops/chaos/run.sh --short, on
+# it then checks deploy/ (ops/deploy-check.sh: systemd-analyze verify, nginx -t;
+# KILN_DEPLOY_CHECK=off skips it), runs the chaos suite's short form (ops/chaos/run.sh --short, on
 # services of its own; KILN_CHAOS=off skips it) and the fuzz targets' short form
 # (ops/fuzz.sh --short, 20 s a target; KILN_FUZZ=off skips it). The exit status
 # is cargo's, or the first of the chaos and fuzz runs' that failed when cargo
@@ -131,6 +132,10 @@ short_form() {
         status=$result
     fi
 }
+# deploy/'s units and nginx configuration, checked (ops/deploy-check.sh; a few seconds).
+if (($# == 0)) && [[ ${KILN_DEPLOY_CHECK:-on} != off ]]; then
+    short_form "$KILN_OPS_DIR/deploy-check.sh"
+fi
 if (($# == 0)) && [[ ${KILN_CHAOS:-on} != off ]]; then
     short_form "$KILN_OPS_DIR/chaos/run.sh" --short
 fi

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+#
+# ops/deploy-check.sh - checks what can be checked of deploy/ on one machine:
+#
+#   - every systemd unit in deploy/systemd with `systemd-analyze verify` (the binaries replaced
+#     by stand-ins in a private folder); any remark at all fails the check, since verify exits 0
+#     even on an unknown key;
+#   - deploy/nginx/kiln.conf with `nginx -t`, inside a private main configuration, with a
+#     self-signed certificate in place of the real ones.
+#
+# Installs systemd-analyze, nginx and openssl from Debian's packages when missing (nothing is
+# started). ops/test.sh runs it in a whole-suite run. Exit 0 when every check passed.
+set -euo pipefail
+
+# shellcheck source=ops/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+ROOT="$(kiln_root)"
+ensure_deploy_checkers
+NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
+
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+failed=0
+
+# --- systemd units ------------------------------------------------------------------
+mkdir -p "$tmp/bin" "$tmp/units"
+for b in kiln-api kiln-builder kiln-ops; do
+    printf '#!/bin/sh\n' >"$tmp/bin/$b"
+    chmod +x "$tmp/bin/$b"
+done
+for unit in "$ROOT"/deploy/systemd/*.service "$ROOT"/deploy/systemd/*.timer; do
+    sed "s|/usr/local/bin/|$tmp/bin/|g" "$unit" >"$tmp/units/$(basename "$unit")"
+done
+if out="$(cd "$tmp/units" && SYSTEMD_LOG_LEVEL=notice systemd-analyze verify --man=no ./* 2>&1)" && [[ -z $out ]]; then
+    kiln_log "systemd units: $(find "$tmp/units" -type f | wc -l) verified, no remark"
+else
+    kiln_log "systemd units: systemd-analyze verify says:"
+    printf '%s\n' "$out" >&2
+    failed=1
+fi
+
+# --- nginx --------------------------------------------------------------------------
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=kiln-deploy-check \
+    -keyout "$tmp/key.pem" -out "$tmp/cert.pem" >/dev/null 2>&1
+sed -e "s|/etc/kiln/tls/[^;]*\.crt|$tmp/cert.pem|" -e "s|/etc/kiln/tls/[^;]*\.key|$tmp/key.pem|" \
+    "$ROOT/deploy/nginx/kiln.conf" >"$tmp/kiln.conf"
+mkdir -p "$tmp/nginx"
+cat >"$tmp/nginx.conf" <<CONF
+pid $tmp/nginx/nginx.pid;
+error_log stderr;
+events {}
+http {
+    access_log off;
+    client_body_temp_path $tmp/nginx/body;
+    proxy_temp_path $tmp/nginx/proxy;
+    fastcgi_temp_path $tmp/nginx/fastcgi;
+    uwsgi_temp_path $tmp/nginx/uwsgi;
+    scgi_temp_path $tmp/nginx/scgi;
+    include $tmp/kiln.conf;
+}
+CONF
+if out="$("$NGINX" -t -q -p "$tmp/nginx" -c "$tmp/nginx.conf" 2>&1)" && [[ -z $out ]]; then
+    kiln_log "nginx: deploy/nginx/kiln.conf passes nginx -t ($("$NGINX" -v 2>&1 | sed 's/.*\///'))"
+else
+    kiln_log "nginx: nginx -t says:"
+    printf '%s\n' "$out" >&2
+    failed=1
+fi
+
+exit "$failed"
