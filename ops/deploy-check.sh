@@ -6,9 +6,12 @@
 #     by stand-ins in a private folder); any remark at all fails the check, since verify exits 0
 #     even on an unknown key;
 #   - deploy/nginx/kiln.conf with `nginx -t`, inside a private main configuration, with a
-#     self-signed certificate in place of the real ones.
+#     self-signed certificate in place of the real ones;
+#   - deploy/compose.yaml parsed and checked against the compose schema (`docker-compose
+#     config`, no Docker daemon needed), with stand-in secrets;
+#   - deploy/docker/Dockerfile.*: each binary they build is a package of the workspace.
 #
-# Installs systemd-analyze, nginx and openssl from Debian's packages when missing (nothing is
+# Installs systemd-analyze, nginx, openssl and docker-compose from Debian's packages when missing (nothing is
 # started). ops/test.sh runs it in a whole-suite run. Exit 0 when every check passed.
 set -euo pipefail
 
@@ -65,6 +68,32 @@ else
     kiln_log "nginx: nginx -t says:"
     printf '%s\n' "$out" >&2
     failed=1
+fi
+
+# --- compose ------------------------------------------------------------------------
+if out="$(cd "$ROOT/deploy" && POSTGRES_PASSWORD=x REDIS_PASSWORD=x KILN_API_TOKENS=x KILN_HMAC_SECRET=x \
+    docker-compose -f compose.yaml config -q 2>&1)" && [[ -z $out ]]; then
+    kiln_log "compose: deploy/compose.yaml parses ($(docker-compose version --short 2>/dev/null))"
+else
+    kiln_log "compose: docker-compose config says:"
+    printf '%s\n' "$out" >&2
+    failed=1
+fi
+
+# --- Dockerfiles --------------------------------------------------------------------------
+# The images cannot be built here (no Docker daemon); what they name must exist.
+named_ok=1
+for dockerfile in "$ROOT"/deploy/docker/Dockerfile.*; do
+    for pkg in $(grep -o -- '-p [a-z-]*' "$dockerfile" | awk '{ print $2 }'); do
+        if ! grep -q "^name = \"$pkg\"" "$ROOT"/*/Cargo.toml "$ROOT"/ops/*/Cargo.toml; then
+            kiln_log "$(basename "$dockerfile"): no package $pkg in the workspace"
+            failed=1
+            named_ok=0
+        fi
+    done
+done
+if ((named_ok)); then
+    kiln_log "Dockerfiles: $(find "$ROOT/deploy/docker" -name 'Dockerfile.*' | wc -l) name packages of the workspace"
 fi
 
 exit "$failed"

@@ -216,13 +216,15 @@ ensure_bwrap() {
     command -v bwrap >/dev/null 2>&1 || kiln_die "bwrap still missing after installing bubblewrap"
 }
 
-# systemd-analyze (from systemd) and nginx, for ops/deploy-check.sh: it only reads unit files
-# and runs `nginx -t` on a private configuration; neither service is started by Kiln.
+# systemd-analyze (from systemd), nginx and docker-compose, for ops/deploy-check.sh: it only
+# reads unit files, runs `nginx -t` on a private configuration and has docker-compose parse
+# deploy/compose.yaml; no service is started.
 ensure_deploy_checkers() {
     local missing=()
     command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
     command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-light)
     command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+    command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
     if ((${#missing[@]})); then
         kiln_apt_install "${missing[@]}"
     fi
