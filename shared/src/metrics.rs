@@ -374,6 +374,8 @@ mod tests {
         let mut names: Vec<&str> = rules
             .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
             .filter(|w| w.starts_with("kiln_"))
+            // kiln-ops maintain's gauges (a textfile of its own): checked in ops/maintain.
+            .filter(|w| !w.starts_with("kiln_maintenance_"))
             .collect();
         names.sort_unstable();
         names.dedup();

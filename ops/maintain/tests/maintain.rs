@@ -158,3 +158,22 @@ async fn one_run_at_a_time_the_other_says_who_holds_the_lock() {
     assert!(farm.queue.release_maintenance_lock(&held).await.unwrap());
     ran(maintain(&farm, "host-b", false).await.unwrap());
 }
+
+#[test]
+fn the_alert_rules_name_only_maintenance_gauges_that_exist() {
+    let rules = include_str!("../../../deploy/prometheus/kiln-alerts.yml");
+    let text = kiln_ops::Report::default().prometheus(chrono::Utc::now());
+    let mut names: Vec<&str> = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("kiln_maintenance_"))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    assert!(names.len() >= 3, "{names:?}");
+    for name in names {
+        assert!(
+            text.contains(&format!("# TYPE {name} gauge\n")),
+            "deploy/prometheus/kiln-alerts.yml uses {name}, which kiln-ops maintain does not write"
+        );
+    }
+}
