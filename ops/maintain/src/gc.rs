@@ -167,7 +167,7 @@ pub async fn collect(farm: &Farm, dry_run: bool) -> Result<GcReport, MaintainErr
                 // Hashed from blobs/ only: reading archive/ may cost a retrieval fee (R2's
                 // Infrequent Access); its sizes are still checked.
                 if place == BlobPlace::Hot && mark.found == Some(place) && !mark.bad {
-                    sample.offer(hash, place);
+                    sample.offer(hash);
                 }
             }
             if moves.len() >= 256 {
@@ -178,7 +178,8 @@ pub async fn collect(farm: &Farm, dry_run: bool) -> Result<GcReport, MaintainErr
     }
 
     // --- Verify -------------------------------------------------------------------------
-    for (hash, place) in sample.take() {
+    let place = BlobPlace::Hot;
+    for hash in sample.take() {
         let Some(mark) = marks.get_mut(&hash) else {
             continue;
         };
@@ -507,53 +508,39 @@ async fn versions_using(
     Ok(broken)
 }
 
-/// A uniform sample of at most `k` blobs (reservoir sampling), for hashing.
+/// A uniform sample of at most `k` blobs of `blobs/` (reservoir sampling), for hashing.
 struct Sampler {
     k: usize,
     seen: u64,
-    picked: Vec<(Hash, BlobPlace)>,
-    state: u64,
+    picked: Vec<Hash>,
+    rng: rand::rngs::StdRng,
 }
 
 impl Sampler {
     fn new(k: u64) -> Self {
+        use rand::SeedableRng;
         Self {
             k: k as usize,
             seen: 0,
             picked: Vec::new(),
-            state: rand_seed(),
+            rng: rand::rngs::StdRng::from_entropy(),
         }
     }
 
-    fn offer(&mut self, hash: Hash, place: BlobPlace) {
+    fn offer(&mut self, hash: Hash) {
+        use rand::Rng;
         self.seen += 1;
         if self.picked.len() < self.k {
-            self.picked.push((hash, place));
+            self.picked.push(hash);
             return;
         }
-        let j = self.next() % self.seen;
-        if (j as usize) < self.k {
-            self.picked[j as usize] = (hash, place);
+        let j = self.rng.gen_range(0..self.seen) as usize;
+        if j < self.k {
+            self.picked[j] = hash;
         }
     }
 
-    /// xorshift64: enough to spread a sample, no dependency.
-    fn next(&mut self) -> u64 {
-        self.state ^= self.state << 13;
-        self.state ^= self.state >> 7;
-        self.state ^= self.state << 17;
-        self.state
-    }
-
-    fn take(self) -> Vec<(Hash, BlobPlace)> {
+    fn take(self) -> Vec<Hash> {
         self.picked
     }
-}
-
-fn rand_seed() -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(1);
-    (nanos ^ u64::from(std::process::id()).rotate_left(32)) | 1
 }
