@@ -153,10 +153,7 @@ fn rand_bits() -> u128 {
 
 /// Makes an object look `secs` seconds old (for the grace period and the trash's time).
 pub fn age(fs: &FsStore, key: &str, secs: u64) {
-    let path = fs.path_of(key);
-    let f = std::fs::File::options().write(true).open(&path).unwrap();
-    f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(secs))
-        .unwrap();
+    age_file(&fs.path_of(key), secs);
 }
 
 /// Makes every object under `root` look `secs` seconds old.
@@ -166,11 +163,15 @@ pub fn age_all(root: &Path, secs: u64) {
         if entry.file_type().unwrap().is_dir() {
             age_all(&entry.path(), secs);
         } else {
-            let f = std::fs::File::options().write(true).open(entry.path()).unwrap();
-            f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(secs))
-                .unwrap();
+            age_file(&entry.path(), secs);
         }
     }
+}
+
+fn age_file(path: &Path, secs: u64) {
+    let f = std::fs::File::options().write(true).open(path).unwrap();
+    f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(secs))
+        .unwrap();
 }
 
 /// The ids of the versions left.
