@@ -16,7 +16,7 @@ use kiln_shared::domain::{
 };
 use kiln_shared::preview::project_label;
 use kiln_shared::redis::{Admission, Preflight, SignatureRecord};
-use kiln_shared::store::Manifest;
+use kiln_shared::store::{Manifest, StoredBlob};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
@@ -682,21 +682,17 @@ async fn source_manifest(
         .filter(|f| !manifest.try_inline(f.path.as_str(), &f.content))
         .collect();
     let artifacts = Arc::new(state.artifacts.clone());
-    let uploaded: BTreeMap<String, (String, u64)> = stream::iter(blobs.into_iter().map(|f| {
+    let uploaded: BTreeMap<String, StoredBlob> = stream::iter(blobs.into_iter().map(|f| {
         let artifacts = artifacts.clone();
         let path = f.path.to_string();
         let body = Bytes::from(f.content.clone());
-        async move {
-            let size = body.len() as u64;
-            let (hash, _) = artifacts.put_blob(body).await?;
-            Ok::<_, ApiError>((path, (hash, size)))
-        }
+        async move { Ok::<_, ApiError>((path, artifacts.put_blob(body).await?)) }
     }))
     .buffer_unordered(16)
     .try_collect()
     .await?;
-    for (path, (hash, size)) in uploaded {
-        manifest.insert(&path, hash, size);
+    for (path, blob) in uploaded {
+        manifest.insert_stored(&path, blob);
     }
     Ok(manifest)
 }

@@ -7,7 +7,8 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
 use kiln_shared::db::versions;
 use kiln_shared::domain::{BuildStatus, VersionId};
-use kiln_shared::store::{Manifest, ManifestEntry};
+use kiln_shared::store::encoding::accepts_gzip;
+use kiln_shared::store::{Encoding, Manifest, ManifestEntry};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -53,30 +54,71 @@ pub async fn serve(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
             req.path()
         )));
     };
-    let etag = format!("\"{}\"", entry.hash);
+    let representation = Representation::of(&req, entry);
     if req
         .headers()
         .get(header::IF_NONE_MATCH)
-        .is_some_and(|v| v.as_bytes() == etag.as_bytes())
+        .is_some_and(|v| v.as_bytes() == representation.etag.as_bytes())
     {
-        return Ok(HttpResponse::NotModified()
-            .insert_header((header::ETAG, etag))
-            .insert_header((header::CACHE_CONTROL, cache))
-            .finish());
+        let mut reply = HttpResponse::NotModified();
+        representation.headers(&mut reply);
+        return Ok(reply.insert_header((header::CACHE_CONTROL, cache)).finish());
     }
-    let body = state.artifacts.read(entry).await?;
-    tracing::debug!(%version, file = path, "served");
-    Ok(HttpResponse::Ok()
+    let (body, encoding) = state.artifacts.read_as(entry, representation.gzip).await?;
+    tracing::debug!(%version, file = path, ?encoding, "served");
+    let mut reply = HttpResponse::Ok();
+    representation.headers(&mut reply);
+    if let Some(name) = encoding.http_name() {
+        reply.insert_header((header::CONTENT_ENCODING, name));
+    }
+    Ok(reply
         .insert_header((
             header::CONTENT_TYPE,
             HeaderValue::from_str(&entry.content_type)
                 .unwrap_or(HeaderValue::from_static("application/octet-stream")),
         ))
-        .insert_header((header::ETAG, etag))
         .insert_header((header::CACHE_CONTROL, cache))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .insert_header(("X-Kiln-Version", version.to_string()))
         .body(body))
+}
+
+/// Which form of a file a response carries: the blob's stored gzip bytes (when it is stored
+/// so and the client accepts gzip) or its content. Each form has its own entity tag, and a
+/// file stored compressed varies by `Accept-Encoding` (shared caches keep both forms apart).
+pub(crate) struct Representation {
+    pub gzip: bool,
+    pub etag: String,
+    vary: bool,
+}
+
+impl Representation {
+    pub fn of(req: &HttpRequest, entry: &ManifestEntry) -> Self {
+        let stored_gzip = entry.inline.is_none() && entry.encoding == Encoding::Gzip;
+        let gzip = stored_gzip
+            && req
+                .headers()
+                .get(header::ACCEPT_ENCODING)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(accepts_gzip);
+        let etag = if gzip {
+            format!("\"{}.gz\"", entry.hash)
+        } else {
+            format!("\"{}\"", entry.hash)
+        };
+        Self {
+            gzip,
+            etag,
+            vary: stored_gzip,
+        }
+    }
+
+    pub fn headers(&self, reply: &mut actix_web::HttpResponseBuilder) {
+        reply.insert_header((header::ETAG, self.etag.clone()));
+        if self.vary {
+            reply.insert_header((header::VARY, "Accept-Encoding"));
+        }
+    }
 }
 
 /// The latest version of the project a label names: the label's project from Redis (Postgres

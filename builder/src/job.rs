@@ -652,13 +652,12 @@ async fn build_in(
             ws.write(file.path.as_str(), &file.content)
                 .await
                 .map_err(|e| infra(Step::Generate, format!("writing {}: {e}", file.path)))?;
-            let size = file.content.len() as u64;
-            let (hash, _) = b
+            let blob = b
                 .artifacts
                 .put_blob(Bytes::from(file.content))
                 .await
                 .map_err(|e| store_failure(Step::Generate, &e))?;
-            sources.insert(file.path.as_str(), hash, size);
+            sources.insert_stored(file.path.as_str(), blob);
         }
         metadata = Some(meta);
         metrics.generate_ms = ms_since(started);
@@ -965,9 +964,8 @@ async fn keep_lockfile(
     if sources.files.get(LOCKFILE).is_some_and(|e| e.hash == hash) {
         return Ok(Some(body));
     }
-    let size = body.len() as u64;
-    let (hash, _) = artifacts.put_blob(body.clone()).await?;
-    sources.insert(LOCKFILE, hash, size);
+    let blob = artifacts.put_blob(body.clone()).await?;
+    sources.insert_stored(LOCKFILE, blob);
     Ok(Some(body))
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::{stream, StreamExt, TryStreamExt};
 use kiln_shared::domain::RelativePath;
-use kiln_shared::store::{Artifacts, Manifest, StoreError};
+use kiln_shared::store::{Artifacts, Manifest, StoreError, StoredBlob};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -142,13 +142,13 @@ pub async fn upload(
     files: Vec<(RelativePath, PathBuf, u64)>,
 ) -> Result<(Manifest, usize), PublishError> {
     let artifacts = Arc::new(artifacts.clone());
-    let results: Vec<(RelativePath, String, u64, bool)> =
-        stream::iter(files.into_iter().map(|(rel, abs, size)| {
+    let results: Vec<(RelativePath, StoredBlob)> =
+        stream::iter(files.into_iter().map(|(rel, abs, _size)| {
             let artifacts = artifacts.clone();
             async move {
                 let body = Bytes::from(tokio::fs::read(&abs).await?);
-                let (hash, uploaded) = artifacts.put_blob(body).await?;
-                Ok::<_, PublishError>((rel, hash, size, uploaded))
+                let blob = artifacts.put_blob(body).await?;
+                Ok::<_, PublishError>((rel, blob))
             }
         }))
         .buffer_unordered(16)
@@ -156,9 +156,9 @@ pub async fn upload(
         .await?;
     let mut manifest = Manifest::default();
     let mut new_blobs = 0;
-    for (rel, hash, size, uploaded) in results {
-        new_blobs += usize::from(uploaded);
-        manifest.insert(rel.as_str(), hash, size);
+    for (rel, blob) in results {
+        new_blobs += usize::from(blob.uploaded);
+        manifest.insert_stored(rel.as_str(), blob);
     }
     Ok((manifest, new_blobs))
 }

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use kiln_shared::config::{ArtifactsLocation, S3Settings};
 use kiln_shared::domain::VersionId;
-use kiln_shared::store::{sha256_hex, Artifacts, BlobPlace, Manifest, ManifestKind, StoreError};
+use kiln_shared::store::{sha256_hex, Artifacts, BlobPlace, Encoding, Manifest, ManifestKind, StoreError};
 
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run the tests through ops/test.sh"))
@@ -38,19 +38,25 @@ async fn contract(store: Artifacts) {
 
     // Blobs are content-addressed and uploaded once.
     let body = Bytes::from_static(b"<h1>hello</h1>");
-    let (hash, uploaded) = store.put_blob(body.clone()).await.unwrap();
+    let first = store.put_blob(body.clone()).await.unwrap();
+    let hash = first.hash.clone();
     assert_eq!(hash, sha256_hex(&body));
-    assert!(uploaded);
-    let (again, uploaded) = store.put_blob(body.clone()).await.unwrap();
-    assert_eq!(again, hash);
-    assert!(!uploaded, "an existing blob is not uploaded again");
-    assert_eq!(store.get_blob(&hash).await.unwrap(), body);
-    assert!(store.has_blob(&hash).await.unwrap());
+    assert!(first.uploaded);
+    assert_eq!(
+        (first.encoding, first.stored_size),
+        (Encoding::Identity, 14),
+        "too small to compress"
+    );
+    let again = store.put_blob(body.clone()).await.unwrap();
+    assert_eq!(again.hash, hash);
+    assert!(!again.uploaded, "an existing blob is not uploaded again");
+    assert_eq!(store.get_blob(&hash, Encoding::Identity).await.unwrap(), body);
+    assert!(store.has_blob(&hash, Encoding::Identity).await.unwrap());
 
     // A missing blob is an error that names it; a missing manifest is None.
     let missing = sha256_hex(b"never stored");
-    assert!(!store.has_blob(&missing).await.unwrap());
-    match store.get_blob(&missing).await {
+    assert!(!store.has_blob(&missing, Encoding::Identity).await.unwrap());
+    match store.get_blob(&missing, Encoding::Identity).await {
         Err(StoreError::MissingBlob { hash }) => assert_eq!(hash, missing),
         other => panic!("expected MissingBlob, got {other:?}"),
     }
@@ -69,10 +75,45 @@ async fn contract(store: Artifacts) {
     assert_eq!(read.files.len(), 2);
     assert_eq!(read.files["index.html"].content_type, "text/html; charset=utf-8");
 
-    // Large and binary bodies survive intact.
+    // A large body that compresses is kept gzip-compressed under `<hash>.gz`, and read back
+    // whole, or as it is stored for a client that accepts gzip.
     let big: Vec<u8> = (0..(6 * 1024 * 1024u32)).map(|i| (i % 251) as u8).collect();
-    let (big_hash, _) = store.put_blob(Bytes::from(big.clone())).await.unwrap();
-    assert_eq!(store.get_blob(&big_hash).await.unwrap().as_ref(), big.as_slice());
+    let gz = store.put_blob(Bytes::from(big.clone())).await.unwrap();
+    assert_eq!((gz.encoding, gz.uploaded), (Encoding::Gzip, true));
+    assert!(
+        gz.stored_size * 20 < big.len() as u64,
+        "stored {} bytes",
+        gz.stored_size
+    );
+    assert!(store.has_blob(&gz.hash, Encoding::Gzip).await.unwrap());
+    assert!(!store.has_blob(&gz.hash, Encoding::Identity).await.unwrap());
+    let again = store.put_blob(Bytes::from(big.clone())).await.unwrap();
+    assert_eq!((again.uploaded, again.stored_size), (false, gz.stored_size));
+    let mut tree = Manifest::default();
+    tree.insert_stored("big.js", gz.clone());
+    let entry = &tree.files["big.js"];
+    assert_eq!(entry.expected_stored_size(), Some(gz.stored_size));
+    assert_eq!(store.read(entry).await.unwrap().as_ref(), big.as_slice());
+    let (stored, encoding) = store.read_as(entry, true).await.unwrap();
+    assert_eq!((stored.len() as u64, encoding), (gz.stored_size, Encoding::Gzip));
+    let (content, encoding) = store.read_as(entry, false).await.unwrap();
+    assert_eq!((content.len(), encoding), (big.len(), Encoding::Identity));
+
+    // Incompressible bytes are kept as they are.
+    let noise: Vec<u8> = (0..300_000).map(|_| rand::random::<u8>()).collect();
+    let plain = store.put_blob(Bytes::from(noise.clone())).await.unwrap();
+    assert_eq!(
+        (plain.encoding, plain.stored_size),
+        (Encoding::Identity, noise.len() as u64)
+    );
+    assert_eq!(
+        store
+            .get_blob(&plain.hash, Encoding::Identity)
+            .await
+            .unwrap()
+            .as_ref(),
+        noise.as_slice()
+    );
 
     // Logs.
     store
@@ -91,7 +132,13 @@ async fn maintenance_contract(store: Artifacts) {
     let started = chrono::Utc::now() - chrono::Duration::seconds(5);
     let mut hashes = Vec::new();
     for i in 0..3 {
-        hashes.push(store.put_blob(Bytes::from(format!("blob {i}"))).await.unwrap().0);
+        hashes.push(
+            store
+                .put_blob(Bytes::from(format!("blob {i}")))
+                .await
+                .unwrap()
+                .hash,
+        );
     }
     let id = VersionId::new();
     store.put_log(id, Bytes::from_static(b"log")).await.unwrap();
@@ -108,7 +155,10 @@ async fn maintenance_contract(store: Artifacts) {
         }
     };
     let hot = list("blobs/sha256/").await;
-    let mut expected: Vec<String> = hashes.iter().map(|h| BlobPlace::Hot.key(h)).collect();
+    let mut expected: Vec<String> = hashes
+        .iter()
+        .map(|h| BlobPlace::Hot.key(h, Encoding::Identity))
+        .collect();
     expected.sort();
     assert_eq!(hot.iter().map(|o| o.key.clone()).collect::<Vec<_>>(), expected);
     assert!(hot.iter().all(|o| o.size == 6 && o.modified > started), "{hot:?}");
@@ -118,22 +168,31 @@ async fn maintenance_contract(store: Artifacts) {
     // Moved to the trash: gone from blobs/, listed there, still readable (and moved back).
     let objects = store.objects();
     assert!(objects
-        .move_object(&BlobPlace::Hot.key(&hashes[0]), &BlobPlace::Trash.key(&hashes[0]))
+        .move_object(
+            &BlobPlace::Hot.key(&hashes[0], Encoding::Identity),
+            &BlobPlace::Trash.key(&hashes[0], Encoding::Identity)
+        )
         .await
         .unwrap());
     assert!(
         !objects
-            .move_object(&BlobPlace::Hot.key(&hashes[0]), &BlobPlace::Trash.key(&hashes[0]))
+            .move_object(
+                &BlobPlace::Hot.key(&hashes[0], Encoding::Identity),
+                &BlobPlace::Trash.key(&hashes[0], Encoding::Identity)
+            )
             .await
             .unwrap(),
         "nothing left to move"
     );
     assert_eq!(list("trash/blobs/sha256/").await.len(), 1);
     assert_eq!(list("blobs/sha256/").await.len(), 2);
-    assert!(!store.has_blob(&hashes[0]).await.unwrap());
-    assert_eq!(&store.get_blob(&hashes[0]).await.unwrap()[..], b"blob 0");
+    assert!(!store.has_blob(&hashes[0], Encoding::Identity).await.unwrap());
+    assert_eq!(
+        &store.get_blob(&hashes[0], Encoding::Identity).await.unwrap()[..],
+        b"blob 0"
+    );
     assert!(
-        store.has_blob(&hashes[0]).await.unwrap(),
+        store.has_blob(&hashes[0], Encoding::Identity).await.unwrap(),
         "a reader brings it back"
     );
     assert!(list("trash/").await.is_empty());
@@ -141,19 +200,28 @@ async fn maintenance_contract(store: Artifacts) {
     // Archived: readable where it is.
     objects
         .move_object(
-            &BlobPlace::Hot.key(&hashes[1]),
-            &BlobPlace::Archive.key(&hashes[1]),
+            &BlobPlace::Hot.key(&hashes[1], Encoding::Identity),
+            &BlobPlace::Archive.key(&hashes[1], Encoding::Identity),
         )
         .await
         .unwrap();
-    assert_eq!(&store.get_blob(&hashes[1]).await.unwrap()[..], b"blob 1");
-    assert!(!store.has_blob(&hashes[1]).await.unwrap());
+    assert_eq!(
+        &store.get_blob(&hashes[1], Encoding::Identity).await.unwrap()[..],
+        b"blob 1"
+    );
+    assert!(!store.has_blob(&hashes[1], Encoding::Identity).await.unwrap());
 
     // Deleted, twice (the second time is not an error).
-    objects.delete(&BlobPlace::Hot.key(&hashes[2])).await.unwrap();
-    objects.delete(&BlobPlace::Hot.key(&hashes[2])).await.unwrap();
+    objects
+        .delete(&BlobPlace::Hot.key(&hashes[2], Encoding::Identity))
+        .await
+        .unwrap();
+    objects
+        .delete(&BlobPlace::Hot.key(&hashes[2], Encoding::Identity))
+        .await
+        .unwrap();
     assert!(matches!(
-        store.get_blob(&hashes[2]).await,
+        store.get_blob(&hashes[2], Encoding::Identity).await,
         Err(StoreError::MissingBlob { .. })
     ));
     assert_eq!(list("blobs/sha256/").await.len(), 1);
@@ -198,7 +266,7 @@ async fn the_filesystem_store_keeps_the_contract() {
             }
         }
     }
-    assert_eq!(files, 4, "2 blobs, 1 manifest and 1 log, nothing else");
+    assert_eq!(files, 5, "3 blobs, 1 manifest and 1 log, nothing else");
     let blob = sha256_hex(b"<h1>hello</h1>");
     assert!(dir
         .path()

@@ -15,6 +15,7 @@ use crate::auth::Caller;
 use crate::diff::{self, ChangeKind};
 use crate::error::ApiError;
 use crate::export;
+use crate::preview::Representation;
 use crate::rollback;
 use crate::state::AppState;
 use crate::views::BuildView;
@@ -169,6 +170,7 @@ async fn files(
 
 async fn file(
     caller: Caller,
+    req: HttpRequest,
     path: web::Path<(String, String, String, String)>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -180,10 +182,15 @@ async fn file(
         .files
         .get(file.as_str())
         .ok_or_else(|| ApiError::NotFound(format!("{file} is not a source file of version {}", v.id)))?;
-    let body = state.artifacts.read(entry).await?;
-    Ok(HttpResponse::Ok()
+    let representation = Representation::of(&req, entry);
+    let (body, encoding) = state.artifacts.read_as(entry, representation.gzip).await?;
+    let mut reply = HttpResponse::Ok();
+    representation.headers(&mut reply);
+    if let Some(name) = encoding.http_name() {
+        reply.insert_header((header::CONTENT_ENCODING, name));
+    }
+    Ok(reply
         .insert_header((header::CONTENT_TYPE, entry.content_type.as_str()))
-        .insert_header((header::ETAG, format!("\"{}\"", entry.hash)))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .body(body))
 }

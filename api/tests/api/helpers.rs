@@ -428,7 +428,6 @@ impl TestApp {
         }
     }
 
-    /// A GET on the preview listener with the given host label.
     /// A build's whole stored log (or the live one so far).
     pub async fn log_text(&self, id: &str) -> String {
         self.get(&format!("/v1/builds/{id}/logs"))
@@ -438,6 +437,7 @@ impl TestApp {
             .unwrap()
     }
 
+    /// A GET on the preview listener with the given host label.
     pub async fn preview(&self, label: &str, path: &str) -> reqwest::Response {
         self.client
             .get(format!("http://127.0.0.1:{}{path}", self.preview_port))

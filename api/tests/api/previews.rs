@@ -1,4 +1,6 @@
-//! The preview server: host routing, content types, SPA fallback, caching.
+//! The preview server: host routing, content types, SPA fallback, caching, compression.
+
+use std::io::Read;
 
 use serde_json::{json, Value};
 
@@ -99,4 +101,122 @@ async fn a_queued_version_is_not_served() {
     let res = app.preview(&id, "/").await;
     assert_eq!(res.status(), 404);
     assert!(res.text().await.unwrap().contains("is not deployed"));
+}
+
+#[tokio::test]
+async fn a_file_stored_compressed_is_sent_gzip_to_clients_that_accept_it_and_whole_to_others() {
+    let app = spawn_app(Options::default()).await;
+    let js: String = (0..2000)
+        .map(|i| format!("export const v{i} = \"value {i}\";\n"))
+        .collect();
+    let project = unique("gzip");
+    let files = json!([
+        { "path": "index.html", "content": "<script src=/app.js></script>" },
+        { "path": "app.js", "content": js },
+    ]);
+    let id = app.submit(&build_body("u_gz", &project, files)).await;
+    let build: Value = app.wait(&id).await;
+    assert_eq!(build["status"], "deployed", "{build}");
+
+    // At rest: one object, `<hash>.gz`, far smaller than the file.
+    let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(js.as_bytes()));
+    let dir = app
+        .artifacts_dir
+        .as_ref()
+        .unwrap()
+        .join("blobs/sha256")
+        .join(&hash[..2]);
+    let stored = std::fs::metadata(dir.join(format!("{hash}.gz"))).expect("stored compressed");
+    assert!(
+        stored.len() * 5 < js.len() as u64,
+        "{} of {} bytes",
+        stored.len(),
+        js.len()
+    );
+    assert!(!dir.join(&hash).exists(), "and not also as it is");
+
+    let get = |accept: Option<&'static str>, etag: Option<String>| {
+        let mut req = app
+            .client
+            .get(format!("http://127.0.0.1:{}/app.js", app.preview_port))
+            .header("Host", format!("{id}.localhost"));
+        if let Some(a) = accept {
+            req = req.header("Accept-Encoding", a);
+        }
+        if let Some(e) = etag {
+            req = req.header("If-None-Match", e);
+        }
+        req.send()
+    };
+
+    // A browser: the stored bytes as they are, said to be gzip.
+    let res = get(Some("gzip, deflate, br"), None).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-encoding"], "gzip");
+    assert_eq!(res.headers()["vary"], "Accept-Encoding");
+    assert_eq!(res.headers()["content-type"], "text/javascript; charset=utf-8");
+    let gz_etag = res.headers()["etag"].to_str().unwrap().to_owned();
+    assert_eq!(gz_etag, format!("\"{hash}.gz\""));
+    let body = res.bytes().await.unwrap();
+    assert_eq!(body.len() as u64, stored.len());
+    let mut inflated = String::new();
+    flate2::read::GzDecoder::new(body.as_ref())
+        .read_to_string(&mut inflated)
+        .unwrap();
+    assert_eq!(inflated, js);
+
+    // A client that does not accept gzip (or refuses it): the file itself, another tag.
+    for accept in [None, Some("identity"), Some("gzip;q=0, *")] {
+        let res = get(accept, None).await.unwrap();
+        assert_eq!(res.status(), 200);
+        assert!(res.headers().get("content-encoding").is_none(), "{accept:?}");
+        assert_eq!(res.headers()["vary"], "Accept-Encoding");
+        assert_eq!(res.headers()["etag"].to_str().unwrap(), format!("\"{hash}\""));
+        assert_eq!(res.text().await.unwrap(), js);
+    }
+
+    // Revalidation matches the form asked for.
+    let res = get(Some("gzip"), Some(gz_etag.clone())).await.unwrap();
+    assert_eq!(res.status(), 304);
+    assert_eq!(res.headers()["vary"], "Accept-Encoding");
+    assert_eq!(get(None, Some(gz_etag)).await.unwrap().status(), 200);
+
+    // A small file is neither stored nor sent compressed, and does not vary.
+    let res = get_index(&app, &id).await;
+    assert!(res.headers().get("content-encoding").is_none());
+    assert!(res.headers().get("vary").is_none());
+
+    // The source file route sends the same forms.
+    let url = format!(
+        "{}/v1/projects/u_gz/{project}/versions/{id}/files/app.js",
+        app.api
+    );
+    let res = app
+        .client
+        .get(&url)
+        .bearer_auth(crate::helpers::TOKEN)
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["content-encoding"], "gzip");
+    assert_eq!(res.bytes().await.unwrap().len() as u64, stored.len());
+    assert_eq!(
+        app.get(&format!("/v1/projects/u_gz/{project}/versions/{id}/files/app.js"))
+            .await
+            .text()
+            .await
+            .unwrap(),
+        js
+    );
+}
+
+async fn get_index(app: &crate::helpers::TestApp, id: &str) -> reqwest::Response {
+    app.client
+        .get(format!("http://127.0.0.1:{}/", app.preview_port))
+        .header("Host", format!("{id}.localhost"))
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .unwrap()
 }

@@ -23,7 +23,7 @@ use anyhow::{bail, Context};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use kiln_shared::domain::{read_tree, VersionId};
-use kiln_shared::store::{sha256_hex, Artifacts, BlobPlace, FsStore, Manifest};
+use kiln_shared::store::{sha256_hex, Artifacts, BlobPlace, Encoding, FsStore, Manifest};
 use serde_json::{json, Value};
 
 use crate::farm::{Env, Farm};
@@ -234,10 +234,8 @@ async fn generate(data: &Path) -> anyhow::Result<(f64, bool)> {
                 let id = version_id(base_ms, p, j)?;
                 let mut manifest = Manifest::default();
                 for i in 0..BLOBS_PER_VERSION {
-                    let body = blob(p, j, i);
-                    let size = body.len() as u64;
-                    let (hash, _) = artifacts.put_blob(body).await?;
-                    manifest.insert(&blob_path(i), hash, size);
+                    let stored = artifacts.put_blob(blob(p, j, i)).await?;
+                    manifest.insert_stored(&blob_path(i), stored);
                 }
                 let key = format!("manifests/{id}/output.json");
                 artifacts.put_manifest(&key, &manifest).await?;
@@ -302,7 +300,7 @@ async fn reset(fs: &FsStore) -> anyhow::Result<()> {
         let when = SystemTime::now() - GARBAGE_AGE;
         for g in 0..GARBAGE {
             let body = garbage(g);
-            let path = fs.path_of(&BlobPlace::Hot.key(&sha256_hex(&body)));
+            let path = fs.path_of(&BlobPlace::Hot.key(&sha256_hex(&body), Encoding::Identity));
             if !path.exists() {
                 // Deleted for good by a run long ago.
                 std::fs::create_dir_all(path.parent().context("a blob's folder")?)?;
@@ -340,7 +338,7 @@ fn move_back(fs: &FsStore, dir: &Path) -> anyhow::Result<u64> {
             if name.starts_with('.') {
                 continue;
             }
-            let target = fs.path_of(&BlobPlace::Hot.key(&name));
+            let target = fs.path_of(&BlobPlace::Hot.key(&name, Encoding::Identity));
             std::fs::create_dir_all(target.parent().context("a blob's folder")?)?;
             std::fs::rename(entry.path(), &target)?;
             moved += 1;

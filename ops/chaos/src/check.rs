@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use kiln_shared::store::encoding::decode_blocking;
 use kiln_shared::store::{sha256_hex, Artifacts, FsStore, Manifest};
 use redis::AsyncCommands;
 use sqlx::Row;
@@ -451,8 +452,12 @@ fn check_output(
     for (path, entry) in &manifest.files {
         let body = match &entry.inline {
             Some(text) => text.clone().into_bytes(),
-            None => std::fs::read(store.path_of(&Artifacts::blob_key(&entry.hash)))
-                .map_err(|e| format!("{path}: blob {}: {e}", entry.hash))?,
+            None => std::fs::read(store.path_of(&Artifacts::blob_key(&entry.hash, entry.encoding)))
+                .map_err(|e| format!("{path}: blob {}: {e}", entry.hash))
+                .and_then(|stored| {
+                    decode_blocking(entry.encoding, stored, entry.size)
+                        .map_err(|e| format!("{path}: blob {}: {e}", entry.hash))
+                })?,
         };
         if body.len() as u64 != entry.size || sha256_hex(&body) != entry.hash {
             return Err(format!("{path}: the stored bytes do not match the manifest"));

@@ -11,8 +11,13 @@
 //!     before it was collected: readers also look in the trash, so nothing was ever lost);
 //!   - an unmarked blob that has been in the trash longer than `trash_for` is deleted for good.
 //! - **Verify.** A marked blob found nowhere, or of the wrong size, or (sampled, in `blobs/`)
-//!   whose bytes do not hash to its name, is reported; its versions are marked `needs_rebuild` (a corrupt blob
-//!   is moved aside to `corrupt/` first).
+//!   whose bytes do not hash to its name, is reported; its versions are marked `needs_rebuild`
+//!   (a corrupt blob is moved aside to `corrupt/` first). A plain blob of the wrong size is
+//!   corrupt; a compressed one of an unexpected size is read, inflated and hashed before it is
+//!   judged (another release's zlib may have compressed the same content differently).
+//!
+//! A blob's name is its content's hash plus how it is stored (`<hash>` or `<hash>.gz`); the
+//! two are different objects, each marked by the manifests that name it.
 //! - **Manifests and logs** of versions that no longer exist are deleted after the grace period.
 //!
 //! Every change is a move or a delete of one object, and a move cut short leaves the object at
@@ -26,7 +31,7 @@ use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 use kiln_shared::db::retention::{self, VersionRefs};
 use kiln_shared::domain::VersionId;
-use kiln_shared::store::{BlobPlace, Manifest, ObjectStore, StoreError};
+use kiln_shared::store::{encoding, BlobPlace, Encoding, Manifest, ManifestEntry, ObjectStore, StoreError};
 use serde::Serialize;
 
 use crate::{Farm, MaintainError};
@@ -41,15 +46,41 @@ const LISTED: usize = 50;
 /// A blob's name as bytes (half the memory of its hex).
 type Hash = [u8; 32];
 
+/// A stored blob: its content's hash and its encoding at rest.
+type Name = (Hash, Encoding);
+
 fn parse_hash(hex: &str) -> Option<Hash> {
     let mut out = [0u8; 32];
     hex::decode_to_slice(hex, &mut out).ok().map(|()| out)
 }
 
+/// The blob an object's name (after its place's prefix) holds.
+fn parse_name(name: &str) -> Option<Name> {
+    let (hex, encoding) = Encoding::split_name(name);
+    parse_hash(hex).map(|h| (h, encoding))
+}
+
+/// The blob a manifest entry names (`None`: inline, or not a SHA-256).
+fn name_of(entry: &ManifestEntry) -> Option<Name> {
+    if entry.inline.is_some() {
+        return None;
+    }
+    parse_hash(&entry.hash).map(|h| (h, entry.encoding))
+}
+
+fn key_of(place: BlobPlace, name: Name) -> String {
+    place.key(&hex::encode(name.0), name.1)
+}
+
 /// What the marks say of one blob, and what the sweep found.
 #[derive(Debug, Clone, Copy, Default)]
 struct Mark {
+    /// The content's size.
     size: u64,
+    /// The stored object's expected size (unknown for a compressed blob of an old manifest).
+    stored: Option<u64>,
+    /// A compressed blob of an unexpected size: read and hashed before it is judged.
+    suspect: bool,
     /// A live (not archived) version uses it: it belongs in `blobs/`.
     hot: bool,
     /// Where the sweep found it (or put it).
@@ -132,7 +163,7 @@ pub async fn collect(farm: &Farm, dry_run: bool) -> Result<GcReport, MaintainErr
         versions,
     } = marked;
     report.referenced = marks.len() as u64;
-    report.referenced_bytes = marks.values().map(|m| m.size).sum();
+    report.referenced_bytes = marks.values().map(|m| m.stored.unwrap_or(m.size)).sum();
 
     // --- Sweep: blobs/, then archive/, then trash/ --------------------------------------
     let mut sample = Sampler::new(settings.verify_sample);
@@ -141,7 +172,7 @@ pub async fn collect(farm: &Farm, dry_run: bool) -> Result<GcReport, MaintainErr
         let mut moves: Vec<Action> = Vec::new();
         while let Some(object) = listing.recv().await {
             let object = object?;
-            let Some(hash) = object.key.strip_prefix(place.prefix()).and_then(parse_hash) else {
+            let Some(name) = object.key.strip_prefix(place.prefix()).and_then(parse_name) else {
                 continue;
             };
             let count = match place {
@@ -153,21 +184,21 @@ pub async fn collect(farm: &Farm, dry_run: bool) -> Result<GcReport, MaintainErr
             count.bytes += object.size;
             let action = sweep_one(
                 place,
-                hash,
+                name,
                 object.size,
                 object.modified,
-                marks.get_mut(&hash),
+                marks.get_mut(&name),
                 grace_before,
                 trash_before,
                 &mut report,
             );
             if let Some(action) = action {
                 moves.push(action);
-            } else if let Some(mark) = marks.get(&hash) {
+            } else if let Some(mark) = marks.get(&name) {
                 // Hashed from blobs/ only: reading archive/ may cost a retrieval fee (R2's
                 // Infrequent Access); its sizes are still checked.
-                if place == BlobPlace::Hot && mark.found == Some(place) && !mark.bad {
-                    sample.offer(hash);
+                if place == BlobPlace::Hot && mark.found == Some(place) && !mark.bad && !mark.suspect {
+                    sample.offer(name);
                 }
             }
             if moves.len() >= 256 {
@@ -178,19 +209,25 @@ pub async fn collect(farm: &Farm, dry_run: bool) -> Result<GcReport, MaintainErr
     }
 
     // --- Verify -------------------------------------------------------------------------
-    let place = BlobPlace::Hot;
-    for hash in sample.take() {
-        let Some(mark) = marks.get_mut(&hash) else {
+    let suspects: Vec<Name> = marks
+        .iter()
+        .filter(|(_, m)| m.suspect && m.found.is_some())
+        .map(|(name, _)| *name)
+        .collect();
+    let sampled = sample.take();
+    report.verify.sampled = sampled.len() as u64;
+    for name in sampled.into_iter().chain(suspects) {
+        let Some(mark) = marks.get_mut(&name) else {
             continue;
         };
-        if mark.found != Some(place) {
+        let Some(place) = mark.found else {
             continue;
-        }
-        report.verify.sampled += 1;
-        let hex = hex::encode(hash);
-        let key = place.key(&hex);
+        };
+        let key = key_of(place, name);
         let good = match store.get(&key).await? {
-            Some(body) => kiln_shared::store::sha256_hex(&body) == hex,
+            Some(body) => encoding::decode(name.1, body, mark.size)
+                .await
+                .is_ok_and(|content| kiln_shared::store::sha256_hex(&content) == hex::encode(name.0)),
             // Gone since the listing (a move back by a reader): not a finding.
             None => continue,
         };
@@ -202,20 +239,21 @@ pub async fn collect(farm: &Farm, dry_run: bool) -> Result<GcReport, MaintainErr
             }
         }
     }
-    let mut gone: HashSet<Hash> = HashSet::new();
-    for (hash, mark) in &marks {
+    let mut gone: HashSet<Name> = HashSet::new();
+    for (name, mark) in &marks {
+        let listed = || format!("{}{}", hex::encode(name.0), name.1.suffix());
         if mark.bad {
             report.verify.corrupt_count += 1;
             if report.verify.corrupt.len() < LISTED {
-                report.verify.corrupt.push(hex::encode(hash));
+                report.verify.corrupt.push(listed());
             }
-            gone.insert(*hash);
+            gone.insert(*name);
         } else if mark.found.is_none() {
             report.verify.missing_count += 1;
             if report.verify.missing.len() < LISTED {
-                report.verify.missing.push(hex::encode(hash));
+                report.verify.missing.push(listed());
             }
-            gone.insert(*hash);
+            gone.insert(*name);
         }
     }
     drop(marks);
@@ -283,7 +321,7 @@ enum Action {
 #[allow(clippy::too_many_arguments)]
 fn sweep_one(
     place: BlobPlace,
-    hash: Hash,
+    name: Name,
     size: u64,
     modified: DateTime<Utc>,
     mark: Option<&mut Mark>,
@@ -291,8 +329,7 @@ fn sweep_one(
     trash_before: DateTime<Utc>,
     report: &mut GcReport,
 ) -> Option<Action> {
-    let hex = hex::encode(hash);
-    let here = place.key(&hex);
+    let here = key_of(place, name);
     let Some(mark) = mark else {
         // Unreferenced.
         return match place {
@@ -307,7 +344,7 @@ fn sweep_one(
                 report.trashed_bytes += size;
                 Some(Action::Move {
                     from: here,
-                    to: BlobPlace::Trash.key(&hex),
+                    to: key_of(BlobPlace::Trash, name),
                 })
             }
             _ => {
@@ -316,15 +353,18 @@ fn sweep_one(
             }
         };
     };
-    if size != mark.size {
-        // The wrong bytes under this name. Another copy may still be right.
-        if mark.found.is_none() {
-            mark.bad = true;
+    if mark.stored.is_some_and(|expected| expected != size) {
+        if name.1 == Encoding::Identity {
+            // The wrong bytes under this name. Another copy may still be right.
+            if mark.found.is_none() {
+                mark.bad = true;
+            }
+            return Some(Action::Move {
+                from: here.clone(),
+                to: format!("corrupt/{here}"),
+            });
         }
-        return Some(Action::Move {
-            from: here.clone(),
-            to: format!("corrupt/{here}"),
-        });
+        mark.suspect = true;
     }
     let belongs = if mark.hot {
         BlobPlace::Hot
@@ -353,7 +393,7 @@ fn sweep_one(
     }
     Some(Action::Move {
         from: here,
-        to: belongs.key(&hex),
+        to: key_of(belongs, name),
     })
 }
 
@@ -375,7 +415,7 @@ async fn apply(store: &dyn ObjectStore, actions: Vec<Action>, dry_run: bool) -> 
 
 /// The result of the mark phase.
 struct Marked {
-    marks: HashMap<Hash, Mark>,
+    marks: HashMap<Name, Mark>,
     /// Every manifest key a version names.
     manifest_keys: HashSet<String>,
     /// Every version that exists.
@@ -383,7 +423,7 @@ struct Marked {
 }
 
 async fn mark(farm: &Farm, report: &mut GcReport) -> Result<Marked, MaintainError> {
-    let mut marks: HashMap<Hash, Mark> = HashMap::new();
+    let mut marks: HashMap<Name, Mark> = HashMap::new();
     // manifest key → used by a live version?
     let mut keys: HashMap<String, bool> = HashMap::new();
     let mut versions = HashSet::new();
@@ -436,17 +476,17 @@ async fn mark(farm: &Farm, report: &mut GcReport) -> Result<Marked, MaintainErro
     })
 }
 
-fn mark_manifest(marks: &mut HashMap<Hash, Mark>, manifest: &Manifest, hot: bool) {
+fn mark_manifest(marks: &mut HashMap<Name, Mark>, manifest: &Manifest, hot: bool) {
     for entry in manifest.files.values() {
-        if entry.inline.is_some() {
-            continue;
-        }
-        let Some(hash) = parse_hash(&entry.hash) else {
-            tracing::warn!(hash = entry.hash, "a manifest names a blob that is not a SHA-256");
+        let Some(name) = name_of(entry) else {
+            if entry.inline.is_none() {
+                tracing::warn!(hash = entry.hash, "a manifest names a blob that is not a SHA-256");
+            }
             continue;
         };
-        let mark = marks.entry(hash).or_insert(Mark {
+        let mark = marks.entry(name).or_insert(Mark {
             size: entry.size,
+            stored: entry.expected_stored_size(),
             ..Mark::default()
         });
         mark.hot |= hot;
@@ -457,13 +497,13 @@ fn mark_manifest(marks: &mut HashMap<Hash, Mark>, manifest: &Manifest, hot: bool
 /// when verification found something).
 async fn versions_using(
     farm: &Farm,
-    gone: &HashSet<Hash>,
+    gone: &HashSet<Name>,
     lost: &HashSet<&str>,
 ) -> Result<Vec<VersionId>, MaintainError> {
     let uses = |m: &Manifest| {
         m.files
             .values()
-            .any(|e| e.inline.is_none() && parse_hash(&e.hash).is_some_and(|h| gone.contains(&h)))
+            .any(|e| name_of(e).is_some_and(|n| gone.contains(&n)))
     };
     let mut cache: HashMap<String, bool> = HashMap::new();
     let mut broken = Vec::new();
@@ -512,7 +552,7 @@ async fn versions_using(
 struct Sampler {
     k: usize,
     seen: u64,
-    picked: Vec<Hash>,
+    picked: Vec<Name>,
     rng: rand::rngs::StdRng,
 }
 
@@ -527,7 +567,7 @@ impl Sampler {
         }
     }
 
-    fn offer(&mut self, hash: Hash) {
+    fn offer(&mut self, hash: Name) {
         use rand::Rng;
         self.seen += 1;
         if self.picked.len() < self.k {
@@ -540,7 +580,7 @@ impl Sampler {
         }
     }
 
-    fn take(self) -> Vec<Hash> {
+    fn take(self) -> Vec<Name> {
         self.picked
     }
 }

@@ -6,15 +6,17 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{age, age_all, all_readable, farm, farm_with, ids, ran, version, Spec};
+use common::{age, age_all, all_readable, farm, farm_with, ids, ran, readable, version, Spec};
 use kiln_ops::maintain;
 use kiln_shared::config::MaintenanceSettings;
-use kiln_shared::store::{sha256_hex, BlobPlace, ObjectStore};
+use kiln_shared::store::{sha256_hex, BlobPlace, Encoding, ObjectStore};
 
 const HOUR: u64 = 3600;
 
 fn exists(farm: &common::TestFarm, place: BlobPlace, body: &[u8]) -> bool {
-    farm.fs.path_of(&place.key(&sha256_hex(body))).exists()
+    farm.fs
+        .path_of(&place.key(&sha256_hex(body), Encoding::Identity))
+        .exists()
 }
 
 #[tokio::test]
@@ -63,7 +65,7 @@ async fn unreferenced_blobs_wait_out_the_grace_period_then_the_trash_then_go() {
     // A week in the trash: deleted for good.
     age(
         &farm.fs,
-        &BlobPlace::Trash.key(&sha256_hex(b"orphan")),
+        &BlobPlace::Trash.key(&sha256_hex(b"orphan"), Encoding::Identity),
         8 * 24 * HOUR,
     );
     let run = ran(maintain(&farm, "test", false).await.unwrap());
@@ -94,11 +96,17 @@ async fn a_blob_collected_while_a_new_build_reused_it_is_read_from_the_trash_and
         .await
         .unwrap();
     // Readers find it (and move it back).
-    assert_eq!(&farm.artifacts.get_blob(&hash).await.unwrap()[..], b"shared");
+    assert_eq!(
+        &farm.artifacts.get_blob(&hash, Encoding::Identity).await.unwrap()[..],
+        b"shared"
+    );
     assert!(exists(&farm, BlobPlace::Hot, b"shared"));
     // Had no reader come, the next run would have brought it back.
     farm.fs
-        .move_object(&BlobPlace::Hot.key(&hash), &BlobPlace::Trash.key(&hash))
+        .move_object(
+            &BlobPlace::Hot.key(&hash, Encoding::Identity),
+            &BlobPlace::Trash.key(&hash, Encoding::Identity),
+        )
         .await
         .unwrap();
     let run = ran(maintain(&farm, "test", false).await.unwrap());
@@ -117,15 +125,21 @@ async fn verification_finds_a_deleted_blob_and_corrupted_ones_and_marks_their_ve
     let b = version(&farm, Spec::deployed("p", 2.0, vec![b"flipped".to_vec()])).await;
     let c = version(&farm, Spec::deployed("p", 1.0, vec![b"truncated".to_vec()])).await;
     let ok = version(&farm, Spec::deployed("p", 0.5, vec![b"fine".to_vec()])).await;
-    std::fs::remove_file(farm.fs.path_of(&BlobPlace::Hot.key(&sha256_hex(b"deleted")))).unwrap();
+    std::fs::remove_file(
+        farm.fs
+            .path_of(&BlobPlace::Hot.key(&sha256_hex(b"deleted"), Encoding::Identity)),
+    )
+    .unwrap();
     // Same size, other bytes: only hashing finds it.
     std::fs::write(
-        farm.fs.path_of(&BlobPlace::Hot.key(&sha256_hex(b"flipped"))),
+        farm.fs
+            .path_of(&BlobPlace::Hot.key(&sha256_hex(b"flipped"), Encoding::Identity)),
         b"flopped",
     )
     .unwrap();
     std::fs::write(
-        farm.fs.path_of(&BlobPlace::Hot.key(&sha256_hex(b"truncated"))),
+        farm.fs
+            .path_of(&BlobPlace::Hot.key(&sha256_hex(b"truncated"), Encoding::Identity)),
         b"trunc",
     )
     .unwrap();
@@ -163,10 +177,82 @@ async fn verification_finds_a_deleted_blob_and_corrupted_ones_and_marks_their_ve
         .fs
         .path_of(&format!(
             "corrupt/{}",
-            BlobPlace::Hot.key(&sha256_hex(b"flipped"))
+            BlobPlace::Hot.key(&sha256_hex(b"flipped"), Encoding::Identity)
         ))
         .exists());
-    assert!(farm.artifacts.get_blob(&sha256_hex(b"flipped")).await.is_err());
+    assert!(farm
+        .artifacts
+        .get_blob(&sha256_hex(b"flipped"), Encoding::Identity)
+        .await
+        .is_err());
+}
+
+/// Compressed blobs (`<hash>.gz`): a flipped byte is found by hashing the inflated bytes, a
+/// truncated one by its size; a valid stream of another size (the same content compressed by
+/// another release's zlib) is read and hashed, and kept.
+#[tokio::test]
+async fn verification_judges_compressed_blobs_by_their_content() {
+    let farm = farm().await;
+    let text = |tag: &str| format!("export const {tag} = 1;\n").repeat(200).into_bytes();
+    let (flipped, truncated, other_zlib, fine) =
+        (text("flipped"), text("truncated"), text("other"), text("fine"));
+    let a = version(
+        &farm,
+        Spec::deployed("p", 2.0, vec![flipped.clone(), fine.clone()]),
+    )
+    .await;
+    let b = version(&farm, Spec::deployed("p", 1.5, vec![truncated.clone()])).await;
+    let ok = version(
+        &farm,
+        Spec::deployed("p", 1.0, vec![other_zlib.clone(), fine.clone()]),
+    )
+    .await;
+    let path = |body: &[u8]| {
+        farm.fs
+            .path_of(&BlobPlace::Hot.key(&sha256_hex(body), Encoding::Gzip))
+    };
+    for body in [&flipped, &truncated, &other_zlib, &fine] {
+        assert!(path(body).exists(), "stored compressed");
+    }
+    let mut bytes = std::fs::read(path(&flipped)).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    std::fs::write(path(&flipped), bytes).unwrap();
+    let bytes = std::fs::read(path(&truncated)).unwrap();
+    std::fs::write(path(&truncated), &bytes[..bytes.len() - 9]).unwrap();
+    let mut best = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut best, &other_zlib).unwrap();
+    let best = best.finish().unwrap();
+    let mut fast = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut fast, &other_zlib).unwrap();
+    let fast = fast.finish().unwrap();
+    let stored = std::fs::read(path(&other_zlib)).unwrap();
+    let other = if best.len() != stored.len() { best } else { fast };
+    assert_ne!(other.len(), stored.len(), "a stream of another size");
+    std::fs::write(path(&other_zlib), other).unwrap();
+
+    let run = ran(maintain(&farm, "test", false).await.unwrap());
+    let v = &run.blobs.verify;
+    let mut corrupt = v.corrupt.clone();
+    corrupt.sort();
+    let mut expected = vec![
+        format!("{}.gz", sha256_hex(&flipped)),
+        format!("{}.gz", sha256_hex(&truncated)),
+    ];
+    expected.sort();
+    assert_eq!(corrupt, expected, "{v:?}");
+    assert_eq!(v.missing_count, 0, "{v:?}");
+    let rows: Vec<(String,)> = sqlx::query_as("select id from versions where needs_rebuild order by id")
+        .fetch_all(&farm.db)
+        .await
+        .unwrap();
+    let mut broken = vec![a.to_string(), b.to_string()];
+    broken.sort();
+    assert_eq!(rows.into_iter().map(|(id,)| id).collect::<Vec<_>>(), broken);
+    assert!(path(&other_zlib).exists() && path(&fine).exists());
+    readable(&farm, &format!("manifests/{ok}/output.json"))
+        .await
+        .expect("the other stream still reads whole");
 }
 
 /// Builds record versions as fast as they can while maintenance runs again and again with a

@@ -4,7 +4,7 @@ mod common;
 
 use common::{all_readable, farm, ids, ran, version, Spec};
 use kiln_ops::maintain;
-use kiln_shared::store::BlobPlace;
+use kiln_shared::store::{BlobPlace, Encoding};
 
 /// A project of 250 versions, one made a day (the newest today): the newest 200 stay (the older
 /// of them archived past 90 days), the 50 oldest go, except the pinned ones and the target of a
@@ -110,8 +110,14 @@ async fn a_project_of_250_versions_keeps_its_newest_200_and_every_protected_one(
         .unwrap()
         .unwrap();
     let hash = &archived_blob.files.values().next().unwrap().hash;
-    assert!(farm.fs.path_of(&BlobPlace::Archive.key(hash)).exists());
-    assert!(!farm.fs.path_of(&BlobPlace::Hot.key(hash)).exists());
+    assert!(farm
+        .fs
+        .path_of(&BlobPlace::Archive.key(hash, Encoding::Identity))
+        .exists());
+    assert!(!farm
+        .fs
+        .path_of(&BlobPlace::Hot.key(hash, Encoding::Identity))
+        .exists());
     all_readable(&farm).await;
 
     // Again: nothing left to do.
@@ -141,6 +147,9 @@ async fn a_rollback_to_an_archived_version_brings_its_blobs_back() {
     let run = ran(maintain(&farm, "test", false).await.unwrap());
     assert_eq!(run.blobs.unarchived, 1, "{:?}", run.blobs);
     let hash = kiln_shared::store::sha256_hex(b"old output");
-    assert!(farm.fs.path_of(&BlobPlace::Hot.key(&hash)).exists());
+    assert!(farm
+        .fs
+        .path_of(&BlobPlace::Hot.key(&hash, Encoding::Identity))
+        .exists());
     assert!(ids(&farm).await.contains(&rollback));
 }

@@ -175,13 +175,20 @@ impl ObjectStore for FsStore {
         self.blocking(key, move |s| s.write_atomic(&path, &body)).await
     }
 
-    async fn put_if_absent(&self, key: &str, body: Bytes, _content_type: &str) -> Result<bool, StoreError> {
+    async fn put_if_absent(
+        &self,
+        key: &str,
+        body: Bytes,
+        _content_type: &str,
+    ) -> Result<Option<u64>, StoreError> {
         let path = self.path_of(key);
         self.blocking(key, move |s| {
-            if path.try_exists()? {
-                return Ok(false);
+            match std::fs::metadata(&path) {
+                Ok(meta) => return Ok(Some(meta.len())),
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
             }
-            s.write_atomic(&path, &body).map(|()| true)
+            s.write_atomic(&path, &body).map(|()| None)
         })
         .await
     }
@@ -194,8 +201,12 @@ impl ObjectStore for FsStore {
         }
     }
 
-    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
-        tokio::fs::try_exists(self.path_of(key)).await.map_err(io(key))
+    async fn size(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        match tokio::fs::metadata(self.path_of(key)).await {
+            Ok(meta) => Ok(Some(meta.len())),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(key)(e)),
+        }
     }
 
     fn list(&self, prefix: &str) -> tokio::sync::mpsc::Receiver<Result<ObjectInfo, StoreError>> {

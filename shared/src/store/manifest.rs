@@ -2,6 +2,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::{Encoding, StoredBlob};
+
 /// What a manifest lists: a version's sources or its built output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ManifestKind {
@@ -29,12 +31,43 @@ pub const INLINE_BUDGET_BYTES: u64 = 16 * 1024;
 #[serde(rename_all = "camelCase")]
 pub struct ManifestEntry {
     pub hash: String,
+    /// The content's size.
     pub size: u64,
     pub content_type: String,
+    /// How the blob is stored (absent: as it is, which every manifest from before
+    /// compression says).
+    #[serde(default, skip_serializing_if = "Encoding::is_identity")]
+    pub encoding: Encoding,
+    /// The stored object's size, when it differs from `size` (a compressed blob): what
+    /// verification checks the object against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_size: Option<u64>,
     /// The content, for a small text file kept inline: no blob holds it (`hash` is still its
     /// SHA-256, so diffs and caches compare entries the same way).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inline: Option<String>,
+}
+
+impl ManifestEntry {
+    /// An uncompressed blob's entry.
+    fn blob(path: &str, hash: String, size: u64) -> Self {
+        ManifestEntry {
+            hash,
+            size,
+            content_type: content_type_of(path),
+            encoding: Encoding::Identity,
+            stored_size: None,
+            inline: None,
+        }
+    }
+
+    /// The size the stored object should have.
+    pub fn expected_stored_size(&self) -> Option<u64> {
+        match self.encoding {
+            Encoding::Identity => Some(self.size),
+            Encoding::Gzip => self.stored_size,
+        }
+    }
 }
 
 /// path → blob. Paths are [`crate::domain::RelativePath`] strings; a `BTreeMap` keeps the JSON
@@ -49,17 +82,20 @@ impl Manifest {
         self.files.values().map(|e| e.size).sum()
     }
 
+    /// Lists an uncompressed blob under `path`.
     pub fn insert(&mut self, path: &str, hash: String, size: u64) {
-        let content_type = content_type_of(path);
-        self.files.insert(
-            path.to_owned(),
-            ManifestEntry {
-                hash,
-                size,
-                content_type,
-                inline: None,
-            },
-        );
+        self.files
+            .insert(path.to_owned(), ManifestEntry::blob(path, hash, size));
+    }
+
+    /// Lists the blob `put_blob` stored under `path`.
+    pub fn insert_stored(&mut self, path: &str, blob: StoredBlob) {
+        let mut entry = ManifestEntry::blob(path, blob.hash, blob.size);
+        if !blob.encoding.is_identity() {
+            entry.encoding = blob.encoding;
+            entry.stored_size = Some(blob.stored_size);
+        }
+        self.files.insert(path.to_owned(), entry);
     }
 
     /// The bytes of the files kept inline.
@@ -89,10 +125,8 @@ impl Manifest {
         self.files.insert(
             path.to_owned(),
             ManifestEntry {
-                hash: super::sha256_hex(content),
-                size: content.len() as u64,
-                content_type: content_type_of(path),
                 inline: Some(text.to_owned()),
+                ..ManifestEntry::blob(path, super::sha256_hex(content), content.len() as u64)
             },
         );
         true
@@ -154,7 +188,19 @@ mod tests {
         // Old manifests (no `inline` field) still read, and blob entries write no `inline`.
         let old: ManifestEntry =
             serde_json::from_str(r#"{"hash":"ab","size":1,"contentType":"text/plain"}"#).unwrap();
-        assert_eq!(old.inline, None);
-        assert!(!serde_json::to_string(&old).unwrap().contains("inline"));
+        assert_eq!(
+            (&old.inline, old.encoding, old.stored_size),
+            (&None, Encoding::Identity, None)
+        );
+        let written = serde_json::to_string(&old).unwrap();
+        assert!(!written.contains("inline") && !written.contains("encoding"));
+        let gz: ManifestEntry = serde_json::from_str(
+            r#"{"hash":"ab","size":100,"contentType":"text/plain","encoding":"gzip","storedSize":60}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (gz.encoding, gz.expected_stored_size()),
+            (Encoding::Gzip, Some(60))
+        );
     }
 }

@@ -1,8 +1,10 @@
-//! The artifact store: content-addressed blobs (`blobs/sha256/<hash>`) plus one manifest per
-//! version and kind (`manifests/<versionId>/{source,output}.json`, path → hash, size, content
-//! type). Two backends behind [`ObjectStore`]: the local filesystem (the embedded default) and
-//! S3 (R2, Garage, AWS).
+//! The artifact store: content-addressed blobs (`blobs/sha256/<hash>`, or `<hash>.gz` when
+//! kept compressed) plus one manifest per version and kind
+//! (`manifests/<versionId>/{source,output}.json`, path → hash, size, encoding, content type).
+//! Two backends behind [`ObjectStore`]: the local filesystem (the embedded default) and S3
+//! (R2, Garage, AWS).
 
+pub mod encoding;
 mod fs;
 mod manifest;
 mod s3;
@@ -12,6 +14,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
+pub use encoding::Encoding;
 pub use fs::{FsStore, TMP_SUFFIX};
 pub use manifest::{Manifest, ManifestEntry, ManifestKind};
 pub use s3::S3Store;
@@ -33,6 +36,8 @@ pub enum StoreError {
     CorruptManifest { key: String, reason: String },
     #[error("blob {hash} is missing from the artifact store")]
     MissingBlob { hash: String },
+    #[error("blob {hash} is corrupt: {reason}")]
+    CorruptBlob { hash: String, reason: String },
     #[error("manifest {key} is missing from the artifact store")]
     MissingManifest { key: String },
 }
@@ -52,13 +57,23 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<(), StoreError>;
     /// `None` when the object does not exist.
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError>;
-    async fn exists(&self, key: &str) -> Result<bool, StoreError>;
-    /// Stores the object unless it exists; true when it was stored.
-    async fn put_if_absent(&self, key: &str, body: Bytes, content_type: &str) -> Result<bool, StoreError> {
-        if self.exists(key).await? {
-            return Ok(false);
+    /// The object's size in bytes; `None` when it does not exist.
+    async fn size(&self, key: &str) -> Result<Option<u64>, StoreError>;
+    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        self.size(key).await.map(|s| s.is_some())
+    }
+    /// Stores the object unless it exists: `None` when it was stored, else the size of the
+    /// object already there.
+    async fn put_if_absent(
+        &self,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        if let Some(size) = self.size(key).await? {
+            return Ok(Some(size));
         }
-        self.put(key, body, content_type).await.map(|()| true)
+        self.put(key, body, content_type).await.map(|()| None)
     }
     /// Reachability, for `/readyz`.
     async fn check(&self) -> Result<(), StoreError>;
@@ -105,8 +120,9 @@ impl BlobPlace {
         }
     }
 
-    pub fn key(self, hash: &str) -> String {
-        format!("{}{hash}", self.prefix())
+    /// The key of the blob `hash` stored with `encoding` here.
+    pub fn key(self, hash: &str, encoding: Encoding) -> String {
+        format!("{}{hash}{}", self.prefix(), encoding.suffix())
     }
 
     pub fn as_str(self) -> &'static str {
@@ -121,6 +137,20 @@ impl BlobPlace {
 /// The hex SHA-256 of some bytes, which is a blob's name.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
+}
+
+/// A blob as [`Artifacts::put_blob`] left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBlob {
+    /// The SHA-256 of the content.
+    pub hash: String,
+    /// The content's size.
+    pub size: u64,
+    pub encoding: Encoding,
+    /// The stored object's size (the one already there, when it was).
+    pub stored_size: u64,
+    /// Whether this call uploaded it (false: it was there).
+    pub uploaded: bool,
 }
 
 /// Kiln's view of the artifact store: blobs, manifests and logs.
@@ -145,8 +175,8 @@ impl Artifacts {
         Ok(Self { inner })
     }
 
-    pub fn blob_key(hash: &str) -> String {
-        BlobPlace::Hot.key(hash)
+    pub fn blob_key(hash: &str, encoding: Encoding) -> String {
+        BlobPlace::Hot.key(hash, encoding)
     }
 
     pub fn manifest_key(version: VersionId, kind: ManifestKind) -> String {
@@ -157,31 +187,43 @@ impl Artifacts {
         format!("logs/{version}.log")
     }
 
-    /// Stores a blob unless it is already there; returns its hash and whether it was uploaded.
-    pub async fn put_blob(&self, body: Bytes) -> Result<(String, bool), StoreError> {
+    /// Stores a blob unless it is already there, gzip-compressed when that saves at least a
+    /// tenth ([`encoding::encode`]).
+    pub async fn put_blob(&self, body: Bytes) -> Result<StoredBlob, StoreError> {
         let hash = sha256_hex(&body);
-        let key = Self::blob_key(&hash);
-        let stored = self
+        let size = body.len() as u64;
+        let (encoding, stored) = encoding::encode(body).await;
+        let key = Self::blob_key(&hash, encoding);
+        let stored_size = stored.len() as u64;
+        let present = self
             .inner
-            .put_if_absent(&key, body, "application/octet-stream")
+            .put_if_absent(&key, stored, "application/octet-stream")
             .await?;
-        Ok((hash, stored))
+        Ok(StoredBlob {
+            hash,
+            size,
+            encoding,
+            stored_size: present.unwrap_or(stored_size),
+            uploaded: present.is_none(),
+        })
     }
 
-    /// A blob's bytes, from wherever maintenance has put it: `blobs/`, else `archive/` (an
-    /// archived version's), else `trash/` (collected while a new build came to reference it:
-    /// it is moved back).
-    pub async fn get_blob(&self, hash: &str) -> Result<Bytes, StoreError> {
-        if let Some(body) = self.inner.get(&BlobPlace::Hot.key(hash)).await? {
+    /// A blob's stored bytes (still encoded), from wherever maintenance has put it: `blobs/`,
+    /// else `archive/` (an archived version's), else `trash/` (collected while a new build
+    /// came to reference it: it is moved back).
+    pub async fn get_blob(&self, hash: &str, encoding: Encoding) -> Result<Bytes, StoreError> {
+        if let Some(body) = self.inner.get(&BlobPlace::Hot.key(hash, encoding)).await? {
             return Ok(body);
         }
-        if let Some(body) = self.inner.get(&BlobPlace::Archive.key(hash)).await? {
+        if let Some(body) = self.inner.get(&BlobPlace::Archive.key(hash, encoding)).await? {
             return Ok(body);
         }
-        let trash = BlobPlace::Trash.key(hash);
+        let trash = BlobPlace::Trash.key(hash, encoding);
         if let Some(body) = self.inner.get(&trash).await? {
             tracing::warn!(hash, "a referenced blob was in the trash: moved back");
-            self.inner.move_object(&trash, &BlobPlace::Hot.key(hash)).await?;
+            self.inner
+                .move_object(&trash, &BlobPlace::Hot.key(hash, encoding))
+                .await?;
             return Ok(body);
         }
         Err(StoreError::MissingBlob {
@@ -194,16 +236,37 @@ impl Artifacts {
         self.inner.as_ref()
     }
 
-    /// The content of a manifest's entry: inline, or its blob.
+    /// The content of a manifest's entry: inline, or its blob (decompressed).
     pub async fn read(&self, entry: &ManifestEntry) -> Result<Bytes, StoreError> {
-        match &entry.inline {
-            Some(text) => Ok(Bytes::from(text.clone().into_bytes())),
-            None => self.get_blob(&entry.hash).await,
-        }
+        self.read_as(entry, false).await.map(|(body, _)| body)
     }
 
-    pub async fn has_blob(&self, hash: &str) -> Result<bool, StoreError> {
-        self.inner.exists(&Self::blob_key(hash)).await
+    /// A manifest entry's bytes, still compressed when the blob is and `gzip_ok` (a client
+    /// that accepts `Content-Encoding: gzip`), else its content; and the encoding of what is
+    /// returned.
+    pub async fn read_as(
+        &self,
+        entry: &ManifestEntry,
+        gzip_ok: bool,
+    ) -> Result<(Bytes, Encoding), StoreError> {
+        if let Some(text) = &entry.inline {
+            return Ok((Bytes::from(text.clone().into_bytes()), Encoding::Identity));
+        }
+        let stored = self.get_blob(&entry.hash, entry.encoding).await?;
+        if entry.encoding == Encoding::Gzip && gzip_ok {
+            return Ok((stored, Encoding::Gzip));
+        }
+        let body = encoding::decode(entry.encoding, stored, entry.size)
+            .await
+            .map_err(|e| StoreError::CorruptBlob {
+                hash: entry.hash.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok((body, Encoding::Identity))
+    }
+
+    pub async fn has_blob(&self, hash: &str, encoding: Encoding) -> Result<bool, StoreError> {
+        self.inner.exists(&Self::blob_key(hash, encoding)).await
     }
 
     pub async fn put_manifest(&self, key: &str, manifest: &Manifest) -> Result<(), StoreError> {

@@ -104,7 +104,7 @@ impl ObjectStore for S3Store {
         Ok(Some(body.into_bytes()))
     }
 
-    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+    async fn size(&self, key: &str) -> Result<Option<u64>, StoreError> {
         match self
             .client
             .head_object()
@@ -113,8 +113,8 @@ impl ObjectStore for S3Store {
             .send()
             .await
         {
-            Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(false),
+            Ok(head) => Ok(Some(head.content_length().unwrap_or_default().max(0) as u64)),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
             Err(e) => Err(remote(key, e)),
         }
     }

@@ -108,8 +108,8 @@ pub async fn version(farm: &Farm, spec: Spec<'_>) -> VersionId {
             .unwrap();
     let mut manifest = Manifest::default();
     for (i, body) in spec.files.iter().enumerate() {
-        let (hash, _) = farm.artifacts.put_blob(Bytes::from(body.clone())).await.unwrap();
-        manifest.insert(&format!("assets/f{i}.js"), hash, body.len() as u64);
+        let blob = farm.artifacts.put_blob(Bytes::from(body.clone())).await.unwrap();
+        manifest.insert_stored(&format!("assets/f{i}.js"), blob);
     }
     let key = match spec.rollback_of {
         // A rollback shares its target's manifest.
@@ -204,7 +204,8 @@ pub async fn all_readable(farm: &Farm) {
     }
 }
 
-async fn readable(farm: &Farm, key: &str) -> Result<(), String> {
+/// Every file of the manifest `key` reads back and hashes to its name.
+pub async fn readable(farm: &Farm, key: &str) -> Result<(), String> {
     let manifest = farm
         .artifacts
         .get_manifest(key)
