@@ -1,31 +1,19 @@
-//! The queue's reconciler: a build whose row is `queued` but which has no stream entry (the API
-//! crashed between inserting the row and queueing it, or Redis lost the entry) is queued again.
+//! The queue's reconciler: every `KILN_RECONCILE_SECS` one daemon of the fleet (a Redis lock
+//! picks it) repairs what Postgres and the stream disagree on
+//! ([`kiln_shared::consistency`]):
 //!
-//! Every daemon runs it every `KILN_RECONCILE_SECS`; a Redis lock lets one of them at a time do
-//! the work. Only rows older than [`MIN_AGE`] are looked at: admission writes the row and then,
-//! milliseconds later, the entry, and the reconciler must not race it.
+//! - a build whose row is `queued` but which has no stream entry (the API crashed between
+//!   inserting the row and queueing it, or Redis lost the entry) is queued again;
+//! - a build whose row is `running` but which has no entry (so no claim any daemon renews or
+//!   could reclaim) gets an entry back, and the daemon that reads it takes the build over.
 
-use std::time::Duration;
-
-use kiln_shared::db::{events, versions};
-use kiln_shared::domain::{EventType, VersionId};
-use kiln_shared::redis::{Admission, QuotaLimits};
+use kiln_shared::consistency::{self, Repairs};
 use tokio_util::sync::CancellationToken;
 
 use crate::daemon::Builder;
 
-/// How old a queued row must be before its missing entry counts as lost.
-pub const MIN_AGE: Duration = Duration::from_secs(60);
+/// Rows looked at per pass, of each kind (the oldest first; the next pass takes the rest).
 const BATCH: i64 = 200;
-
-/// What one pass did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Reconciled {
-    /// Queued again (slot claimed and entry added, or the entry alone).
-    pub republished: Vec<VersionId>,
-    /// Replaced by a newer build that holds the project's slot.
-    pub superseded: Vec<VersionId>,
-}
 
 /// Runs [`pass`] every `KILN_RECONCILE_SECS` until shutdown.
 pub async fn run(b: std::sync::Arc<Builder>, shutdown: CancellationToken) {
@@ -47,60 +35,19 @@ pub async fn run(b: std::sync::Arc<Builder>, shutdown: CancellationToken) {
             }
         }
         match pass(&b).await {
-            Ok(r) if r == Reconciled::default() => {}
+            Ok(r) if r.is_empty() => {}
             Ok(r) => tracing::warn!(republished = ?r.republished, superseded = ?r.superseded,
-                "queued builds that had no stream entry were reconciled"),
+                taken_over = ?r.taken_over, "the queue was reconciled with Postgres"),
             Err(e) => tracing::warn!(error = format!("{e:#}"), "reconciling the queue failed"),
         }
     }
 }
 
-/// One pass over the queued builds older than [`MIN_AGE`].
-pub async fn pass(b: &Builder) -> anyhow::Result<Reconciled> {
-    let mut done = Reconciled::default();
-    let queued = versions::queued_before(&b.db, MIN_AGE, BATCH).await?;
-    if queued.is_empty() {
-        return Ok(done);
-    }
-    let in_stream = b.queue.builds_in_stream().await?;
-    for v in queued {
-        let id = v.id.to_string();
-        if in_stream.contains(&id) {
-            continue;
-        }
-        match b
-            .queue
-            .admit(
-                v.id,
-                &v.user_id,
-                &v.project_id,
-                &v.project_label,
-                &QuotaLimits::NONE,
-                false,
-            )
-            .await?
-        {
-            Admission::Queued { .. } => done.republished.push(v.id),
-            // It holds its slot but lost its entry.
-            Admission::Conflict { holder } if holder == id => {
-                b.queue.republish(v.id, &v.user_id, &v.project_id).await?;
-                done.republished.push(v.id);
-            }
-            Admission::Conflict { holder } => {
-                // A newer build of the project was admitted since: it wins, as a client's
-                // retry of this request would have.
-                let Ok(newer) = VersionId::parse(&holder) else {
-                    continue; // a rollback holds the slot for seconds: next pass
-                };
-                if versions::supersede(&b.db, v.id, newer).await?.is_some() {
-                    let data = serde_json::json!({ "supersededBy": newer });
-                    events::record(&b.db, v.id, EventType::BuildSuperseded, &data).await?;
-                    done.superseded.push(v.id);
-                }
-            }
-            // Not counted (QuotaLimits::NONE): it was counted when it was admitted.
-            Admission::OverQuota(_) => {}
-        }
-    }
+/// One pass over the queued builds older than [`consistency::MIN_AGE`] and the running builds
+/// older than two leases.
+pub async fn pass(b: &Builder) -> anyhow::Result<Repairs> {
+    let mut done = Repairs::default();
+    consistency::lost_entries(&b.db, &b.queue, BATCH, false, &mut done).await?;
+    consistency::lost_claims(&b.db, &b.queue, b.settings.fleet.lease, BATCH, false, &mut done).await?;
     Ok(done)
 }

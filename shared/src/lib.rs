@@ -7,9 +7,11 @@
 //! - [`store`]: the content-addressed artifact store (filesystem or S3) and manifests.
 //! - [`signing`]: HMAC request signatures.
 //! - [`preview`]: preview host labels and URLs.
+//! - [`consistency`]: repairs between Postgres and Redis (lost entries, lost claims, stale slots).
 //! - [`metrics`]: Prometheus metrics of a process, and the farm-wide gauges the API reads.
 
 pub mod config;
+pub mod consistency;
 pub mod db;
 pub mod domain;
 pub mod metrics;

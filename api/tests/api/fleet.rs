@@ -571,6 +571,34 @@ async fn queued_builds_that_lost_their_stream_entry_are_queued_again() {
     );
 }
 
+/// A running build whose stream entry (and so its claim) Redis lost: no daemon renews or
+/// could reclaim it. The reconciler puts an entry back and a daemon takes the build over.
+#[tokio::test]
+async fn a_running_build_that_lost_its_claim_is_taken_over() {
+    let app = spawn_app(Options::without_builders()).await;
+    let project = unique("no-claim");
+    let id = app.submit(&build_body("u_fleet", &project, site("a"))).await;
+    lose_entry(&app, &id, &project, false).await;
+    // Its daemon started it five minutes ago, then Redis lost the entry and the daemon died.
+    sqlx::query(
+        "update versions set status = 'running', attempts = 1, builder_id = 'gone',
+             started_at = now() - interval '5 minutes' where id = $1",
+    )
+    .bind(&id)
+    .execute(&app.db)
+    .await
+    .unwrap();
+
+    let _builder = app.start_builder("b", |s| s.fleet.reconcile_every = Duration::from_secs(1));
+    let build = app.wait(&id).await;
+    assert_eq!(build["status"], "deployed", "{build}");
+    assert_eq!(
+        (build["attempts"].clone(), build["lostBuilders"].clone()),
+        (json!(2), json!(1)),
+        "taken over as a new attempt, the lost one counted: {build}"
+    );
+}
+
 #[tokio::test]
 async fn the_fleet_view_shows_live_builders_what_they_run_and_their_uptime() {
     let app = spawn_app(Options::without_builders()).await;

@@ -4,7 +4,9 @@
 //! every repair is a compare-and-set against what it read.
 //!
 //! A run, in order: retention (rows deleted or archived), the blob GC and verification (objects
-//! follow the rows), then the latest pointers (the KV) checked against Postgres.
+//! follow the rows), the latest pointers (the KV) checked against Postgres, then the queue
+//! ([`kiln_shared::consistency`]: queued builds without a stream entry, running builds without
+//! a claim, project slots held by builds that ended).
 
 pub mod gc;
 pub mod pointers;
@@ -13,6 +15,7 @@ pub mod retention;
 use std::time::Duration;
 
 use kiln_shared::config::MaintenanceSettings;
+use kiln_shared::consistency::{self, RepairError, Repairs};
 use kiln_shared::db::PgPool;
 use kiln_shared::preview::PreviewUrls;
 use kiln_shared::redis::{MaintenanceLock, Queue};
@@ -30,6 +33,8 @@ pub enum MaintainError {
     Db(#[from] kiln_shared::db::DbError),
     #[error("artifact store: {0}")]
     Store(#[from] StoreError),
+    #[error("{0}")]
+    Repair(#[from] RepairError),
     #[error("the maintenance lock was lost during the run (another runner may have taken it): stopped")]
     LockLost,
 }
@@ -42,7 +47,13 @@ pub struct Farm {
     pub artifacts: Artifacts,
     pub urls: PreviewUrls,
     pub settings: MaintenanceSettings,
+    /// The builders' lease (`KILN_LEASE_SECS`): a running build with no claim for two of them
+    /// is put back for a take-over.
+    pub lease: Duration,
 }
+
+/// Rows of each kind the queue repairs look at in one run (the oldest first).
+const QUEUE_REPAIRS_MAX: i64 = 100_000;
 
 /// What a run did (or, with `--dry-run`, would do).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -54,6 +65,7 @@ pub struct Report {
     pub retention: retention::RetentionReport,
     pub blobs: gc::GcReport,
     pub pointers: pointers::PointerReport,
+    pub queue: Repairs,
     pub millis: u64,
 }
 
@@ -100,8 +112,18 @@ async fn run(farm: &Farm, lock: &MaintenanceLock, dry_run: bool) -> Result<Repor
         retention: retention::apply(farm, dry_run).await?,
         blobs: gc::collect(farm, dry_run).await?,
         pointers: pointers::check(farm, dry_run).await?,
+        queue: repair_queue(farm, dry_run).await?,
         millis: 0,
     })
+}
+
+async fn repair_queue(farm: &Farm, dry_run: bool) -> Result<Repairs, MaintainError> {
+    let (db, queue) = (&farm.db, &farm.queue);
+    let mut done = Repairs::default();
+    consistency::lost_entries(db, queue, QUEUE_REPAIRS_MAX, dry_run, &mut done).await?;
+    consistency::lost_claims(db, queue, farm.lease, QUEUE_REPAIRS_MAX, dry_run, &mut done).await?;
+    consistency::stale_slots(db, queue, dry_run, &mut done).await?;
+    Ok(done)
 }
 
 /// Renews the lock until it is lost (then the run stops).
@@ -120,8 +142,8 @@ impl Report {
     /// The report as Prometheus text, for node_exporter's textfile collector
     /// (`kiln-ops maintain --metrics-file /var/lib/node_exporter/kiln-maintenance.prom`).
     pub fn prometheus(&self, finished_at: chrono::DateTime<chrono::Utc>) -> String {
-        let (r, b, p) = (&self.retention, &self.blobs, &self.pointers);
-        let gauges: [(&str, &str, String); 21] = [
+        let (r, b, p, q) = (&self.retention, &self.blobs, &self.pointers, &self.queue);
+        let gauges: [(&str, &str, String); 24] = [
             (
                 "last_run_timestamp_seconds",
                 "When the last run finished.",
@@ -218,6 +240,21 @@ impl Report {
                 "pointers_wrong",
                 "Latest pointers found missing or wrong.",
                 (p.missing.len() + p.wrong.len()).to_string(),
+            ),
+            (
+                "builds_requeued",
+                "Queued builds without a stream entry, queued again (or superseded).",
+                (q.republished.len() + q.superseded.len()).to_string(),
+            ),
+            (
+                "builds_taken_over",
+                "Running builds without a claim, put back for a daemon to take over.",
+                q.taken_over.len().to_string(),
+            ),
+            (
+                "slots_released",
+                "Project slots held by builds that had ended, released.",
+                q.released.len().to_string(),
             ),
         ];
         let mut out = String::new();

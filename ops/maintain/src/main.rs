@@ -57,6 +57,7 @@ async fn run(dry_run: bool, json: bool, metrics_file: Option<std::path::PathBuf>
         queue: Queue::new(redis, Keys::new(settings.redis_prefix.clone())),
         artifacts,
         settings: settings.maintenance.clone(),
+        lease: settings.fleet.lease,
         urls: PreviewUrls {
             scheme: settings.preview_scheme.clone(),
             domain: settings.preview_domain.clone(),
@@ -139,6 +140,14 @@ async fn run(dry_run: bool, json: bool, metrics_file: Option<std::path::PathBuf>
                     p.wrong.len(),
                     p.repaired,
                     p.changed_meanwhile
+                );
+                let q = &report.queue;
+                println!(
+                    "queue: {} queued builds without an entry queued again, {} superseded; {} running builds without a claim put back; {} stale project slots released",
+                    q.republished.len(),
+                    q.superseded.len(),
+                    q.taken_over.len(),
+                    q.released.len()
                 );
             }
             Ok(0)

@@ -517,6 +517,27 @@ pub async fn queued_before(
     .collect()
 }
 
+/// Running builds whose current attempt started more than `min_age` ago, oldest first, at
+/// most `limit` (the candidates for "running with no live claim").
+pub async fn running_before(
+    pool: &PgPool,
+    min_age: std::time::Duration,
+    limit: i64,
+) -> Result<Vec<Version>, DbError> {
+    sqlx::query(&format!(
+        "select {SUMMARY_COLUMNS} from versions
+         where status = 'running' and started_at < now() - make_interval(secs => $1)
+         order by id limit $2"
+    ))
+    .bind(min_age.as_secs_f64())
+    .bind(limit)
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(Version::from_row)
+    .collect()
+}
+
 /// Marks a still-queued build superseded by the newer build `by` (whose row exists); `None`
 /// when it is no longer queued.
 pub async fn supersede(pool: &PgPool, id: VersionId, by: VersionId) -> Result<Option<Version>, DbError> {

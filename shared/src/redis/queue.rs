@@ -119,6 +119,9 @@ pub struct Preflight {
 /// admission script would take (the script decides, on Redis' clock).
 const PREFLIGHT_SLACK_MS: u64 = 5_000;
 
+/// The stream field that marks an entry put back for a build whose claim was lost.
+const TAKE_OVER_FIELD: &str = "take_over";
+
 /// A build read from the stream.
 #[derive(Debug, Clone)]
 pub struct Job {
@@ -146,7 +149,9 @@ impl Job {
             user_id: UserId::parse(&field("user_id")?).map_err(|e| malformed(e.to_string()))?,
             project_id: ProjectId::parse(&field("project_id")?).map_err(|e| malformed(e.to_string()))?,
             entry_id: entry.id.clone(),
-            reclaimed,
+            // An entry put back for a build whose claim was lost (maintenance, the reconciler)
+            // is taken over like a reclaimed one: a new attempt, counted as lost.
+            reclaimed: reclaimed || entry.get::<String>(TAKE_OVER_FIELD).is_some(),
         })
     }
 }
@@ -580,20 +585,74 @@ impl Queue {
         user: &UserId,
         project: &ProjectId,
     ) -> Result<(), QueueError> {
-        let _: String = self
-            .redis
-            .conn()
-            .xadd(
-                self.keys.stream(),
-                "*",
-                &[
-                    ("build_id", build.to_string().as_str()),
-                    ("user_id", user.as_str()),
-                    ("project_id", project.as_str()),
-                ],
-            )
-            .await?;
+        self.add_entry(build, user, project, false).await
+    }
+
+    /// Adds a stream entry for a running build whose entry (and with it its claim) is gone:
+    /// the daemon that reads it takes the build over as a new attempt, counted as lost, or
+    /// fails it once its builders were lost `KILN_MAX_ATTEMPTS` times.
+    pub async fn republish_for_take_over(
+        &self,
+        build: VersionId,
+        user: &UserId,
+        project: &ProjectId,
+    ) -> Result<(), QueueError> {
+        self.add_entry(build, user, project, true).await
+    }
+
+    async fn add_entry(
+        &self,
+        build: VersionId,
+        user: &UserId,
+        project: &ProjectId,
+        take_over: bool,
+    ) -> Result<(), QueueError> {
+        let build = build.to_string();
+        let mut fields = vec![
+            ("build_id", build.as_str()),
+            ("user_id", user.as_str()),
+            ("project_id", project.as_str()),
+        ];
+        if take_over {
+            fields.push((TAKE_OVER_FIELD, "1"));
+        }
+        let _: String = self.redis.conn().xadd(self.keys.stream(), "*", &fields).await?;
         Ok(())
+    }
+
+    /// Every project slot held without an expiry (by a build; a rollback's short hold has
+    /// one), as (user, project, holder). Walks the keyspace with `SCAN`.
+    pub async fn held_slots(&self) -> Result<Vec<(UserId, ProjectId, String)>, QueueError> {
+        let pattern = self.keys.inflight("*", "*");
+        let head = pattern.trim_end_matches("*:*").to_owned();
+        let mut keys: Vec<String> = Vec::new();
+        {
+            let mut conn = self.redis.conn();
+            let mut iter: redis::AsyncIter<String> = conn.scan_match(&pattern).await?;
+            while let Some(key) = iter.next_item().await {
+                keys.push(key?);
+            }
+        }
+        let mut held = Vec::new();
+        for chunk in keys.chunks(500) {
+            let mut pipe = redis::pipe();
+            for key in chunk {
+                pipe.get(key).pttl(key);
+            }
+            let replies: Vec<(Option<String>, i64)> = pipe.query_async(&mut self.redis.conn()).await?;
+            for (key, (holder, ttl)) in chunk.iter().zip(replies) {
+                let (Some(holder), -1) = (holder, ttl) else {
+                    continue;
+                };
+                let Some((user, project)) = key.strip_prefix(&head).and_then(|r| r.split_once(':')) else {
+                    continue;
+                };
+                if let (Ok(user), Ok(project)) = (UserId::parse(user), ProjectId::parse(project)) {
+                    held.push((user, project, holder));
+                }
+            }
+        }
+        Ok(held)
     }
 
     /// Takes the fleet-wide lock `key` for `ttl` unless another holder has it.

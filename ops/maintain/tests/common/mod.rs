@@ -58,6 +58,7 @@ pub async fn farm_with(settings: MaintenanceSettings) -> TestFarm {
                 port: Some(8081),
             },
             settings,
+            lease: std::time::Duration::from_secs(60),
         },
         fs,
         db_url,
