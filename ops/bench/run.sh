@@ -5,7 +5,7 @@
 #     ops/bench/run.sh                     # every part
 #     ops/bench/run.sh admission           # one part, or several:
 #                                          #   admission overhead warm rollback events
-#                                          #   dispatch scaleout reclaim ratelimit maintain
+#                                          #   dispatch scaleout reclaim ratelimit maintain storage
 #
 # Starts a private PostgreSQL and Redis on free ports under
 # target/kiln-bench/<pid> (stopped and removed on exit), builds the release
@@ -36,13 +36,13 @@ fi
 for arg in "$@"; do
     case $arg in
     admission | dispatch | all) want_bullmq=1 ;;
-    overhead | warm | rollback | events | scaleout | reclaim | ratelimit | maintain) ;;
+    overhead | warm | rollback | events | scaleout | reclaim | ratelimit | maintain | storage) ;;
     -h | --help)
         sed -n '3,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
-        kiln_log "unknown part '$arg': expected admission, overhead, warm, rollback, events, dispatch, scaleout, reclaim, ratelimit, maintain or all"
+        kiln_log "unknown part '$arg': expected admission, overhead, warm, rollback, events, dispatch, scaleout, reclaim, ratelimit, maintain, storage or all"
         exit 2
         ;;
     esac

@@ -546,6 +546,13 @@ fn vm_hwm(pid: u32) -> Option<u64> {
 
 // --- Storage ---------------------------------------------------------------------------------
 
+/// The storage figure alone (`kiln-bench storage`), with its details.
+pub async fn storage_only(env: &Env, example: &Path) -> anyhow::Result<Storage> {
+    let s = storage(env, example).await?;
+    print_storage(&s);
+    Ok(s)
+}
+
 async fn storage(env: &Env, example: &Path) -> anyhow::Result<Storage> {
     let farm = Farm::start(env, 1).await?;
     let result = measure_storage(env, &farm, example).await;
@@ -750,7 +757,10 @@ fn print_details(r: &Report) {
             run.report["blobs"]["verify"]["sampled"]
         );
     }
-    let s = &r.storage;
+    print_storage(&r.storage);
+}
+
+fn print_storage(s: &Storage) {
     println!(
         "-- storage: examples/vite-react, {STORAGE_VERSIONS} versions built through the farm, one line of {APP} changed each --"
     );
