@@ -83,11 +83,33 @@ fn maintain(args: &[String]) -> i32 {
         store_max: settings.maintenance.pnpm_store_max_bytes,
         wait,
     };
+    let audit = &settings.audit;
+    let refreshed = match (&audit.db, &audit.source) {
+        (Some(db), Some(url)) => Some(refresh_audit_db(url, db, audit.max_bytes)),
+        _ => None,
+    };
+    if let Some(Err(e)) = &refreshed {
+        eprintln!("kiln-builder maintain: the advisory database was not refreshed: {e}");
+    }
     match upkeep.run() {
         Ok(r) => {
+            let refreshed = refreshed.and_then(Result::ok);
             if json {
-                println!("{}", serde_json::to_string(&r).unwrap_or_default());
+                let mut out = serde_json::to_value(&r).unwrap_or_default();
+                out["audit"] = serde_json::to_value(&refreshed).unwrap_or_default();
+                println!("{out}");
             } else {
+                if let Some(a) = &refreshed {
+                    match a.updated {
+                        true => println!(
+                            "advisory database: {} records from {} ({} MB downloaded)",
+                            a.records,
+                            a.source,
+                            a.downloaded_bytes >> 20
+                        ),
+                        false => println!("advisory database: {} unchanged", a.source),
+                    }
+                }
                 println!(
                     "waited {} ms for builds; removed {} leftover workspaces ({} MB); pnpm store {} MB -> {} MB ({}{})",
                     r.waited_ms,
@@ -110,4 +132,16 @@ fn maintain(args: &[String]) -> i32 {
             1
         }
     }
+}
+
+/// Refreshes the advisory database (before the upkeep: no build waits on the download).
+fn refresh_audit_db(
+    url: &str,
+    db: &std::path::Path,
+    max_bytes: u64,
+) -> anyhow::Result<kiln_builder::audit::refresh::RefreshReport> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    Ok(runtime.block_on(kiln_builder::audit::refresh::refresh(url, db, max_bytes))?)
 }

@@ -543,6 +543,43 @@ mod tests {
     }
 
     #[test]
+    fn the_audit_database_is_refreshed_from_osv_unless_told_otherwise() {
+        let base = [
+            ("KILN_DATABASE_URL", "postgres://x"),
+            ("KILN_ARTIFACTS", "file:///tmp/a"),
+        ];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            Settings::from_vars(vars(&[&base[..], extra].concat())).map(|s| s.audit)
+        };
+        let off = with(&[]).unwrap();
+        assert_eq!(
+            (off.source, off.max_bytes),
+            (None, 512 << 20),
+            "no audit, no refresh"
+        );
+        let on = [("KILN_AUDIT", "warn"), ("KILN_AUDIT_DB", "/var/lib/kiln/osv/npm")];
+        assert_eq!(with(&on).unwrap().source.as_deref(), Some(audit::OSV_NPM_EXPORT));
+        let mirror = with(&[
+            on[0],
+            on[1],
+            ("KILN_AUDIT_SOURCE", "https://mirror.example/npm.zip"),
+        ]);
+        assert_eq!(
+            mirror.unwrap().source.as_deref(),
+            Some("https://mirror.example/npm.zip")
+        );
+        assert_eq!(
+            with(&[on[0], on[1], ("KILN_AUDIT_SOURCE", "OFF")])
+                .unwrap()
+                .source,
+            None
+        );
+        let err = with(&[on[0], on[1], ("KILN_AUDIT_SOURCE", "file:///osv.zip")]).unwrap_err();
+        assert!(err.to_string().contains("KILN_AUDIT_SOURCE is invalid"), "{err}");
+        assert!(with(&[on[0], on[1], ("KILN_AUDIT_MAX_MB", "0")]).is_err());
+    }
+
+    #[test]
     fn defaults_file_and_environment_layer() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("kiln.toml");

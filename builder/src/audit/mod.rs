@@ -5,10 +5,12 @@
 //! fails the build at step `audit` when one is critical, naming them.
 //!
 //! The database is read once and read again when its folder changes (a refresh that unpacks
-//! a new export and renames it into place).
+//! a new export and renames it into place: [`refresh`], run by `kiln-builder maintain`); if
+//! it cannot be read again, the one read before keeps serving.
 
 pub mod lockfile;
 pub mod osv;
+pub mod refresh;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -163,9 +165,21 @@ impl Auditor {
                 return Ok(db.clone());
             }
         }
-        let db = Arc::new(Advisories::load(&self.dir)?);
-        *loaded = Some((modified, db.clone()));
-        Ok(db)
+        match Advisories::load(&self.dir) {
+            Ok(db) => {
+                let db = Arc::new(db);
+                *loaded = Some((modified, db.clone()));
+                Ok(db)
+            }
+            // A refresh went wrong (or is half-way): the database read before still serves.
+            Err(e) => match loaded.as_ref() {
+                Some((_, db)) => {
+                    tracing::warn!(error = %e, "the advisory database cannot be read again: the one read before is used");
+                    Ok(db.clone())
+                }
+                None => Err(e),
+            },
+        }
     }
 
     /// Audits a lockfile's text (blocking: call it off the async workers).

@@ -1,4 +1,5 @@
-//! The dependency audit after install (`KILN_AUDIT`, `KILN_AUDIT_DB`).
+//! The dependency audit after install (`KILN_AUDIT`, `KILN_AUDIT_DB`) and the refresh of its
+//! database by `kiln-builder maintain` (`KILN_AUDIT_SOURCE`, `KILN_AUDIT_MAX_MB`).
 
 use std::path::PathBuf;
 
@@ -21,7 +22,17 @@ pub struct AuditSettings {
     /// A folder of OSV records (OSV's `npm/all.zip`, unpacked), read by every builder
     /// (`KILN_AUDIT_DB`; required when the audit is on).
     pub db: Option<PathBuf>,
+    /// Where `kiln-builder maintain` fetches a new export of the database from
+    /// (`KILN_AUDIT_SOURCE`: a URL of a zip of OSV records; default OSV's npm export; `off`:
+    /// the operator refreshes the folder some other way). Only when the audit is on.
+    pub source: Option<String>,
+    /// The largest export it downloads (`KILN_AUDIT_MAX_MB`, default 512); the records may
+    /// unpack to 16 times that.
+    pub max_bytes: u64,
 }
+
+/// OSV's export of every npm advisory.
+pub const OSV_NPM_EXPORT: &str = "https://osv-vulnerabilities.storage.googleapis.com/npm/all.zip";
 
 impl AuditSettings {
     pub(super) fn load(src: &Source) -> Result<Self, ConfigError> {
@@ -44,6 +55,26 @@ impl AuditSettings {
                 meaning: "the folder of OSV advisories the audit checks lockfiles against (KILN_AUDIT is on)",
             });
         }
-        Ok(Self { mode, db })
+        let source = match src.get("KILN_AUDIT_SOURCE").map(|v| v.trim().to_owned()) {
+            _ if mode == AuditMode::Off => None,
+            None => Some(OSV_NPM_EXPORT.to_owned()),
+            Some(v) if v.eq_ignore_ascii_case("off") => None,
+            Some(v) => match url::Url::parse(&v) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => Some(v),
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        var: "KILN_AUDIT_SOURCE",
+                        reason: format!("expected an http(s) URL of a zip of OSV records, or off; got {v:?}"),
+                    })
+                }
+            },
+        };
+        let max_bytes = src.positive("KILN_AUDIT_MAX_MB", 512)? << 20;
+        Ok(Self {
+            mode,
+            db,
+            source,
+            max_bytes,
+        })
     }
 }
