@@ -207,7 +207,7 @@ impl Builder {
                 "taking over a build although its user is at the running cap");
             return Ok(false);
         }
-        if !self.queue.hand_back(&self.consumer, job).await? {
+        if !self.queue.hand_back(&self.consumer, job, false).await? {
             tracing::warn!(build_id = %job.build_id, "the build's entry was reclaimed before it could be put back");
         }
         tracing::debug!(build_id = %job.build_id, user_id = %job.user_id, cap,
@@ -240,6 +240,15 @@ impl Builder {
         let Some(job) = self.next_job(reader).await? else {
             return Ok(StepOutcome::Empty);
         };
+        // The host's upkeep began while this worker waited on the stream: the build goes
+        // back to the queue (another host may take it) instead of waiting here.
+        if crate::upkeep::paused(&self.settings.work_dir) {
+            if !self.queue.hand_back(&self.consumer, &job, job.reclaimed).await? {
+                tracing::warn!(build_id = %job.build_id, "the build's entry was reclaimed before it could be put back");
+            }
+            tracing::info!(build_id = %job.build_id, "the host's upkeep runs: the build goes back to the queue");
+            return Ok(StepOutcome::Deferred(job.build_id));
+        }
         if self.defer_over_user_cap(&job).await? {
             return Ok(StepOutcome::Deferred(job.build_id));
         }

@@ -381,7 +381,7 @@ async fn hand_back(b: &Builder, job: &Job, version: &Version) -> anyhow::Result<
         return Ok(());
     }
     b.events.flush().await;
-    if !b.queue.hand_back(b.consumer(), job).await? {
+    if !b.queue.hand_back(b.consumer(), job, false).await? {
         tracing::warn!("the build's entry was reclaimed before it could be handed back");
     }
     tracing::info!("build handed back to the queue");

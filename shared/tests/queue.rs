@@ -208,10 +208,10 @@ async fn an_unrenewed_claim_is_reclaimed_and_fences_its_old_owner() {
 
     // Handed back: a new entry any consumer reads; the old one is gone.
     assert!(
-        !q.hand_back("dead", &taken).await.unwrap(),
+        !q.hand_back("dead", &taken, false).await.unwrap(),
         "only the owner hands back"
     );
-    assert!(q.hand_back("alive", &taken).await.unwrap());
+    assert!(q.hand_back("alive", &taken, false).await.unwrap());
     assert_eq!(q.depth().await.unwrap(), 1);
     let again = q
         .reader(Duration::from_millis(100))
@@ -221,6 +221,17 @@ async fn an_unrenewed_claim_is_reclaimed_and_fences_its_old_owner() {
         .expect("handed back");
     assert_eq!((again.build_id, again.reclaimed), (id, false));
     assert_ne!(again.entry_id, job.entry_id);
+
+    // Handed back as a take-over (a reclaimed build its daemon could not run): the next reader
+    // takes it over too.
+    assert!(q.hand_back("third", &again, true).await.unwrap());
+    let over = q
+        .reader(Duration::from_millis(100))
+        .read("fourth")
+        .await
+        .unwrap()
+        .expect("handed back");
+    assert_eq!((over.build_id, over.reclaimed), (id, true));
 }
 
 #[tokio::test]

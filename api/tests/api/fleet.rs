@@ -863,3 +863,46 @@ async fn an_infrastructure_error_on_the_last_attempt_fails_the_build_saying_so()
     );
     assert_eq!(build["failedStep"], "build", "{build}");
 }
+
+/// `kiln-builder maintain` on a host with a real daemon: while it runs, the daemon claims no
+/// new build; it waits for the build running to end before it touches the store; afterwards
+/// the waiting build runs.
+#[tokio::test]
+async fn the_hosts_upkeep_pauses_claims_and_waits_for_the_running_build() {
+    let app = spawn_app(Options::without_builders()).await;
+    // Two workers: one runs the first build, the other is free to claim (but for the pause).
+    let _builder = app.start_builder("upkeep-host", |s| s.builder_concurrency = 2);
+    let running = app
+        .submit(&build_body("u_fleet", &unique("before"), project_running("sleep 3 && mkdir dist && cp index.html dist/")))
+        .await;
+    app.wait_for_status(&running, "running").await;
+
+    let upkeep = kiln_builder::upkeep::Upkeep {
+        work_dir: app.settings.work_dir.clone(),
+        pnpm_store: app.settings.pnpm_store.clone(),
+        store_max: 1 << 40,
+        wait: Duration::from_secs(120),
+    };
+    let started = Instant::now();
+    let run = tokio::task::spawn_blocking(move || upkeep.run());
+    // The pause is taken at once; a build submitted now waits for the upkeep to end.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let waiting = app
+        .submit(&build_body("u_fleet", &unique("during"), site("during")))
+        .await;
+    while !run.is_finished() {
+        let build = app.get_json(&format!("/v1/builds/{waiting}")).await;
+        assert_eq!(build["status"], "queued", "claimed during the upkeep: {build}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let report = run.await.unwrap().expect("the upkeep ran");
+    assert!(
+        report.waited_ms >= 1500,
+        "it waited for the running build: {report:?} after {:?}",
+        started.elapsed()
+    );
+    assert!(report.pruned, "{report:?}");
+    let first = app.get_json(&format!("/v1/builds/{running}")).await;
+    assert_eq!(first["status"], "deployed", "ended before the upkeep worked: {first}");
+    assert_eq!(app.wait(&waiting).await["status"], "deployed");
+}

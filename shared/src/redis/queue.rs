@@ -515,9 +515,10 @@ impl Queue {
         Ok(None)
     }
 
-    /// Hands a build `consumer` holds back to the queue, as a new entry any daemon may read.
+    /// Hands a build `consumer` holds back to the queue, as a new entry any daemon may read
+    /// (with `take_over`, the reader takes the build over, as the reclaimed build it is).
     /// `false` when the consumer no longer owned it (it was reclaimed already).
-    pub async fn hand_back(&self, consumer: &str, job: &Job) -> Result<bool, QueueError> {
+    pub async fn hand_back(&self, consumer: &str, job: &Job, take_over: bool) -> Result<bool, QueueError> {
         let entry: Option<String> = HAND_BACK
             .key(self.keys.stream())
             .arg(CONSUMER_GROUP)
@@ -526,6 +527,7 @@ impl Queue {
             .arg(job.build_id.to_string())
             .arg(job.user_id.as_str())
             .arg(job.project_id.as_str())
+            .arg(if take_over { "1" } else { "" })
             .invoke_async(&mut self.redis.conn())
             .await?;
         Ok(entry.is_some())
