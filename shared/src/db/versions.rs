@@ -503,18 +503,7 @@ pub async fn queued_before(
     min_age: std::time::Duration,
     limit: i64,
 ) -> Result<Vec<Version>, DbError> {
-    sqlx::query(&format!(
-        "select {SUMMARY_COLUMNS} from versions
-         where status = 'queued' and created_at < now() - make_interval(secs => $1)
-         order by id limit $2"
-    ))
-    .bind(min_age.as_secs_f64())
-    .bind(limit)
-    .fetch_all(pool)
-    .await?
-    .iter()
-    .map(Version::from_row)
-    .collect()
+    older_than(pool, "status = 'queued' and created_at", min_age, limit).await
 }
 
 /// Running builds whose current attempt started more than `min_age` ago, oldest first, at
@@ -524,9 +513,20 @@ pub async fn running_before(
     min_age: std::time::Duration,
     limit: i64,
 ) -> Result<Vec<Version>, DbError> {
+    older_than(pool, "status = 'running' and started_at", min_age, limit).await
+}
+
+/// Rows where `status_and_time` (a condition ending in a time column, fixed by the callers)
+/// is more than `min_age` ago.
+async fn older_than(
+    pool: &PgPool,
+    status_and_time: &'static str,
+    min_age: std::time::Duration,
+    limit: i64,
+) -> Result<Vec<Version>, DbError> {
     sqlx::query(&format!(
         "select {SUMMARY_COLUMNS} from versions
-         where status = 'running' and started_at < now() - make_interval(secs => $1)
+         where {status_and_time} < now() - make_interval(secs => $1)
          order by id limit $2"
     ))
     .bind(min_age.as_secs_f64())
