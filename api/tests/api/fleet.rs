@@ -873,7 +873,11 @@ async fn the_hosts_upkeep_pauses_claims_and_waits_for_the_running_build() {
     // Two workers: one runs the first build, the other is free to claim (but for the pause).
     let _builder = app.start_builder("upkeep-host", |s| s.builder_concurrency = 2);
     let running = app
-        .submit(&build_body("u_fleet", &unique("before"), project_running("sleep 3 && mkdir dist && cp index.html dist/")))
+        .submit(&build_body(
+            "u_fleet",
+            &unique("before"),
+            project_running("sleep 3 && mkdir dist && cp index.html dist/"),
+        ))
         .await;
     app.wait_for_status(&running, "running").await;
 
@@ -903,6 +907,9 @@ async fn the_hosts_upkeep_pauses_claims_and_waits_for_the_running_build() {
     );
     assert!(report.pruned, "{report:?}");
     let first = app.get_json(&format!("/v1/builds/{running}")).await;
-    assert_eq!(first["status"], "deployed", "ended before the upkeep worked: {first}");
+    assert_eq!(
+        first["status"], "deployed",
+        "ended before the upkeep worked: {first}"
+    );
     assert_eq!(app.wait(&waiting).await["status"], "deployed");
 }
