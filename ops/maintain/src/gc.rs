@@ -138,7 +138,7 @@ pub struct VerifyReport {
     /// Referenced blobs whose size or (sampled) hash is wrong, moved to `corrupt/`.
     pub corrupt: Vec<String>,
     pub corrupt_count: u64,
-    /// Blobs read back and hashed.
+    /// Blobs read back and hashed (the sample, and compressed blobs of an unexpected size).
     pub sampled: u64,
     /// Manifests a version names that are missing or unreadable.
     pub missing_manifests: Vec<String>,
@@ -214,9 +214,7 @@ pub async fn collect(farm: &Farm, dry_run: bool) -> Result<GcReport, MaintainErr
         .filter(|(_, m)| m.suspect && m.found.is_some())
         .map(|(name, _)| *name)
         .collect();
-    let sampled = sample.take();
-    report.verify.sampled = sampled.len() as u64;
-    for name in sampled.into_iter().chain(suspects) {
+    for name in sample.take().into_iter().chain(suspects) {
         let Some(mark) = marks.get_mut(&name) else {
             continue;
         };
@@ -225,9 +223,12 @@ pub async fn collect(farm: &Farm, dry_run: bool) -> Result<GcReport, MaintainErr
         };
         let key = key_of(place, name);
         let good = match store.get(&key).await? {
-            Some(body) => encoding::decode(name.1, body, mark.size)
-                .await
-                .is_ok_and(|content| kiln_shared::store::sha256_hex(&content) == hex::encode(name.0)),
+            Some(body) => {
+                report.verify.sampled += 1;
+                encoding::decode(name.1, body, mark.size)
+                    .await
+                    .is_ok_and(|content| kiln_shared::store::sha256_hex(&content) == hex::encode(name.0))
+            }
             // Gone since the listing (a move back by a reader): not a finding.
             None => continue,
         };
