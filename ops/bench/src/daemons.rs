@@ -21,7 +21,7 @@ const STOP_GRACE: Duration = Duration::from_secs(15);
 pub struct Launcher {
     bin: PathBuf,
     vars: Vec<(String, String)>,
-    path: String,
+    shim: Shim,
     dir: PathBuf,
 }
 
@@ -38,23 +38,26 @@ impl Launcher {
         Ok(Self {
             bin: starts::sibling_binary("kiln-builder")?,
             vars: farm.daemon_vars(&vars),
-            path: shim.path_var(),
+            shim: shim.clone(),
             dir: farm.dir().to_path_buf(),
         })
     }
 
-    /// Starts daemon `id` (its consumer name), with the work dir `<farm>/work-<id>` and its
-    /// output in `<farm>/daemon-<id>.log`.
+    /// Starts daemon `id` (its consumer name), with the work dir `<farm>/work-<id>` holding
+    /// its pnpm store (as a builder host's work dir does by default; the no-op builds need no
+    /// package) and the shim, and its output in `<farm>/daemon-<id>.log`.
     pub fn spawn(&self, id: &str) -> anyhow::Result<Daemon> {
         let log_path = self.dir.join(format!("daemon-{id}.log"));
         let log = std::fs::File::create(&log_path)?;
         let work = self.dir.join(format!("work-{id}"));
+        let shim = self.shim.install_in(&work)?;
         let child = tokio::process::Command::new(&self.bin)
             .env_clear()
             .envs(self.vars.iter().map(|(k, v)| (k, v)))
             .env("KILN_BUILDER_ID", id)
             .env("KILN_WORK_DIR", &work)
-            .env("PATH", &self.path)
+            .env("KILN_PNPM_STORE", work.join("pnpm-store"))
+            .env("PATH", Shim::path_var(&shim))
             .env("HOME", std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
             .env("RUST_LOG", "warn")
             .current_dir(&self.dir)

@@ -32,6 +32,8 @@ const USER: &str = "bench-user";
 /// `stat` of the file; reading the record does not decide the figure, the record's own clock
 /// does).
 const WATCH_EVERY: Duration = Duration::from_millis(1);
+/// When a build with no recorded process is looked at.
+const QUIET_CHECK: Duration = Duration::from_secs(5);
 
 /// The no-op build: the cheapest build Kiln accepts that still runs a build process. A
 /// `package.json` without dependencies or a build script makes the builder run one process,
@@ -202,7 +204,7 @@ fn print_details(r: &Report) {
 async fn kiln_run(env: &Env, round: usize) -> anyhow::Result<(Run, Phases)> {
     let farm = Farm::start(env, 0).await?;
     let result = async {
-        let shim = Shim::install(&farm.dir().join("shim"))?;
+        let shim = Shim::new()?;
         let launcher = Launcher::new(&farm, &shim, &[])?;
         let ids: Vec<String> = (1..=DAEMONS).map(|n| format!("dispatch-{round}-{n}")).collect();
         let fleet = daemons::start_all(&farm, &launcher, &ids).await?;
@@ -226,7 +228,7 @@ async fn measure(farm: &Farm, shim: &Shim, round: usize) -> anyhow::Result<(Run,
         let started = Instant::now();
         let id = farm.submit(body).await?;
         let answered = started.elapsed();
-        let first = first_process(shim, &id, submitted_ns).await?;
+        let first = first_process(farm, shim, &id, submitted_ns).await?;
         let built = farm.wait_deployed(id.clone(), started, answered).await?;
         if i < WARMUP {
             continue;
@@ -248,11 +250,25 @@ async fn measure(farm: &Farm, shim: &Shim, round: usize) -> anyhow::Result<(Run,
     Ok((Run { samples }, phases))
 }
 
-/// Waits for the shim's record of build `id`'s first process.
-async fn first_process(shim: &Shim, id: &str, submitted_ns: i128) -> anyhow::Result<Start> {
+/// Waits for the shim's record of build `id`'s first process. After [`QUIET_CHECK`] without
+/// one, the build is looked at once: one that ended already is an error with its message and
+/// log (the farm is broken, not slow).
+async fn first_process(farm: &Farm, shim: &Shim, id: &str, submitted_ns: i128) -> anyhow::Result<Start> {
     let started = Instant::now();
     let mut seen = None;
+    let mut checked = false;
     loop {
+        if !checked && started.elapsed() > QUIET_CHECK {
+            checked = true;
+            let view = farm.get_build(id).await?;
+            if let Some(status @ ("failed" | "deployed" | "cancelled")) = view["status"].as_str() {
+                bail!(
+                    "build {id} is {status} and no build process was recorded: {}\n{}",
+                    view["error"],
+                    farm.log(id).unwrap_or_default()
+                );
+            }
+        }
         let len = shim.log_len();
         if seen != Some(len) {
             seen = Some(len);

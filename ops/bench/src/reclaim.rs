@@ -132,7 +132,7 @@ fn print_details(r: &Report) {
 async fn one_run(env: &Env, round: usize) -> anyhow::Result<Vec<Sample>> {
     let farm = Farm::start(env, 0).await?;
     let result = async {
-        let shim = Shim::install(&farm.dir().join("shim"))?;
+        let shim = Shim::new()?;
         let launcher = Launcher::new(
             &farm,
             &shim,

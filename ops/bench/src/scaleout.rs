@@ -183,7 +183,7 @@ fn print_details(r: &Report) {
 async fn one_run(env: &Env, round: usize, n: usize) -> anyhow::Result<Run> {
     let farm = Farm::start(env, 0).await?;
     let result = async {
-        let shim = Shim::install(&farm.dir().join("shim"))?;
+        let shim = Shim::new()?;
         let launcher = Launcher::new(&farm, &shim, &[])?;
         let ids: Vec<String> = (1..=n).map(|k| format!("scale-{round}-{n}-{k}")).collect();
         let fleet = daemons::start_all(&farm, &launcher, &ids).await?;

@@ -2,12 +2,13 @@
 //! which the daemons started by [`crate::daemons`] find first on their PATH as `pnpm`.
 //!
 //! A build's first process is `pnpm install ...` run in its workspace
-//! `<work dir>/<build id>/project`; the shim records the wall clock (`CLOCK_REALTIME`) as its
+//! `<work dir>/<build id>-<secret>/project`; the shim records the wall clock (`CLOCK_REALTIME`) as its
 //! first act, before it becomes the real pnpm. The submitter reads the same clock
 //! ([`now_ns`]) just before sending its `POST`, so the difference is submit → build process
 //! started, on one machine and one clock.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -37,12 +38,13 @@ pub struct Start {
 }
 
 impl Start {
-    /// The build whose workspace the process ran in (`<work>/<build id>/project`).
+    /// The build whose workspace the process ran in (`<work>/<build id>-<secret>/project`).
     pub fn build(&self) -> Option<&str> {
         if self.cwd.file_name()? != "project" {
             return None;
         }
-        self.cwd.parent()?.file_name()?.to_str()
+        let workspace = self.cwd.parent()?.file_name()?.to_str()?;
+        Some(workspace.split_once('-').map_or(workspace, |(id, _)| id))
     }
 
     /// The install step: a build's first process.
@@ -65,49 +67,84 @@ impl Start {
     }
 }
 
-/// A folder holding the shim as `pnpm`, and its records.
+/// The shim, and the folders it was put in (one per daemon), each with its records.
 #[derive(Debug, Clone)]
 pub struct Shim {
-    dir: PathBuf,
+    binary: PathBuf,
+    dirs: Arc<Mutex<Vec<PathBuf>>>,
 }
 
+/// The shim's folder inside a daemon's work dir.
+const FOLDER: &str = "bench-shim";
+
 impl Shim {
-    /// Copies the shim into `dir` as `pnpm`: `KILN_BENCH_PNPM_SHIM` (run.sh's statically
-    /// linked build of it, which starts faster), else the one built next to kiln-bench by
+    /// The shim to install: `KILN_BENCH_PNPM_SHIM` (run.sh's statically linked build of it,
+    /// which starts faster), else the one built next to kiln-bench by
     /// `cargo build --release -p kiln-bench`.
-    pub fn install(dir: &Path) -> anyhow::Result<Self> {
-        let built = match std::env::var_os("KILN_BENCH_PNPM_SHIM") {
+    pub fn new() -> anyhow::Result<Self> {
+        let binary = match std::env::var_os("KILN_BENCH_PNPM_SHIM") {
             Some(path) => PathBuf::from(path),
             None => sibling_binary("kiln-bench-pnpm-shim")?,
         };
-        std::fs::create_dir_all(dir)?;
-        std::fs::copy(&built, dir.join("pnpm"))
-            .with_context(|| format!("copying {} into {}", built.display(), dir.display()))?;
         Ok(Self {
-            dir: dir.to_path_buf(),
+            binary,
+            dirs: Arc::default(),
         })
     }
 
-    /// The PATH of a daemon: the shim's folder, then this process's PATH.
-    pub fn path_var(&self) -> String {
+    /// Copies the shim as `pnpm` into `<work>/bench-shim`, and returns that folder. It is in
+    /// the daemon's work dir because the builder's sandbox shows build processes that folder
+    /// (with the pnpm store inside it, as by default) and little else of the host: a shim
+    /// elsewhere would not exist for them. The records file is made writable by the build
+    /// user, which the shim runs as.
+    pub fn install_in(&self, work: &Path) -> anyhow::Result<PathBuf> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = work.join(FOLDER);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::set_permissions(work, std::fs::Permissions::from_mode(0o711))?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+        let pnpm = dir.join("pnpm");
+        std::fs::copy(&self.binary, &pnpm)
+            .with_context(|| format!("copying {} into {}", self.binary.display(), dir.display()))?;
+        std::fs::set_permissions(&pnpm, std::fs::Permissions::from_mode(0o755))?;
+        let log = dir.join("starts.log");
+        std::fs::File::create(&log)?;
+        std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o666))?;
+        self.dirs.lock().expect("shim folders").push(dir.clone());
+        Ok(dir)
+    }
+
+    /// The PATH of a daemon whose shim is in `dir`: that folder, then this process's PATH.
+    pub fn path_var(dir: &Path) -> String {
         let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
-        format!("{}:{path}", self.dir.display())
+        format!("{}:{path}", dir.display())
+    }
+
+    fn logs(&self) -> Vec<PathBuf> {
+        let dirs = self.dirs.lock().expect("shim folders");
+        dirs.iter().map(|d| d.join("starts.log")).collect()
     }
 
     /// The size of the records so far (to tell cheaply whether there are new ones).
     pub fn log_len(&self) -> u64 {
-        std::fs::metadata(self.dir.join("starts.log")).map_or(0, |m| m.len())
+        self.logs()
+            .iter()
+            .map(|log| std::fs::metadata(log).map_or(0, |m| m.len()))
+            .sum()
     }
 
-    /// Every start recorded so far, in the order of the log.
+    /// Every start recorded so far, daemon by daemon, each in the order of its log.
     pub fn starts(&self) -> anyhow::Result<Vec<Start>> {
-        let log = self.dir.join("starts.log");
-        let text = match std::fs::read_to_string(&log) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", log.display())),
-        };
-        Ok(text.lines().filter_map(Start::parse).collect())
+        let mut all = Vec::new();
+        for log in self.logs() {
+            let text = match std::fs::read_to_string(&log) {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+                Err(e) => return Err(e).with_context(|| format!("reading {}", log.display())),
+            };
+            all.extend(text.lines().filter_map(Start::parse));
+        }
+        Ok(all)
     }
 
     /// The first process of build `id` that started at or after `after_ns` and that `which`
@@ -145,7 +182,7 @@ mod tests {
     #[test]
     fn a_record_names_its_build_and_step() {
         let s = Start::parse(
-            "1700000000123456789 4242 /tmp/farm-x/work-d1/01jabc/project install --store-dir /s --prefer-offline",
+            "1700000000123456789 4242 /tmp/farm-x/work-d1/01jabc-0123456789abcdef0123/project install --store-dir /s --prefer-offline",
         )
         .unwrap();
         assert_eq!(s.at_ns, 1_700_000_000_123_456_789);
