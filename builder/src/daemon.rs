@@ -74,6 +74,8 @@ pub struct Builder {
     pub(crate) metrics: Metrics,
     consumer: String,
     pub(crate) confinement: Arc<crate::sandbox::Confinement>,
+    /// Install sandboxes started ahead of builds, one per worker slot.
+    pub(crate) warm: Option<crate::sandbox::warm::WarmPool>,
     /// The dependency audit, when `KILN_AUDIT` is on.
     pub(crate) auditor: Option<Arc<crate::audit::Auditor>>,
 }
@@ -122,6 +124,11 @@ impl Builder {
         }
         tracing::info!(consumer, node = ?toolchain.node, pnpm = ?toolchain.pnpm, "builder connected");
         let confinement = Arc::new(crate::sandbox::Confinement::probe(&settings).await?);
+        let warm = crate::sandbox::warm::WarmPool::start(
+            confinement.clone(),
+            settings.builder_concurrency,
+            settings.sandbox.warm,
+        );
         let auditor = match (&settings.audit.mode, &settings.audit.db) {
             (kiln_shared::config::AuditMode::Off, _) | (_, None) => None,
             (mode, Some(dir)) => {
@@ -148,6 +155,7 @@ impl Builder {
             events,
             running: Running::default(),
             confinement,
+            warm,
             auditor,
             metrics: Metrics::new("builder"),
             consumer,
@@ -307,6 +315,14 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let cancels = tokio::spawn(listen_for_cancels(builder.clone(), stop_listening.clone()));
     let drain = tokio::spawn(drain_deadline(builder.clone(), shutdown.clone()));
     let reconciler = tokio::spawn(crate::reconcile::run(builder.clone(), shutdown.clone()));
+    // A draining daemon starts no build: its warm sandboxes go at once.
+    let cool = builder.warm.clone().map(|pool| {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            pool.close();
+        })
+    });
     // Webhook deliveries run in every daemon of the farm, builders included.
     let deliveries = builder.settings.webhooks.deliver.then(|| {
         let worker = kiln_shared::webhooks::Worker::new(
@@ -318,6 +334,12 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     });
     tracker.wait().await;
     drain.abort();
+    if let Some(cool) = cool {
+        cool.abort();
+    }
+    if let Some(pool) = &builder.warm {
+        pool.close();
+    }
     let _ = reconciler.await;
     stop_listening.cancel();
     let _ = cancels.await;
@@ -385,6 +407,10 @@ async fn heartbeat(
             "storeBytes": Some(store_bytes.load(Ordering::Relaxed)).filter(|b| *b != UNMEASURED),
             "metricsAddr": metrics_addr,
             "sandbox": builder.confinement.describe(),
+            "warmSandboxes": builder.warm.as_ref().map(|pool| {
+                let (idle, made) = pool.counts();
+                serde_json::json!({ "idle": idle, "made": made })
+            }),
         });
         let sent = builder
             .fleet

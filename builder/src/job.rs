@@ -20,7 +20,7 @@ use crate::lease::{Claim, Keeper, Stop, Stopper};
 use crate::log::{BuildLog, LogShipper};
 use crate::process::{self, Invocation, RunError, Sandbox};
 use crate::publish::{self, PublishError};
-use crate::sandbox::Network;
+use crate::sandbox::{Cell, Network};
 use crate::workspace::Workspace;
 use crate::{detect, generator};
 
@@ -558,11 +558,21 @@ async fn build(
     metrics: &mut Metrics,
     stopper: &Stopper,
 ) -> Result<Success, Failure> {
-    let name = format!("{}-{}", version.id, ulid::Ulid::new());
-    let cell = b
-        .confinement
-        .cell(&name, ws.root())
-        .map_err(|e| infra(Step::Fetch, format!("preparing the build's sandbox: {e}")))?;
+    // A warm sandbox for the install, unless the build runs the operator's generator first
+    // (its cgroup would hold the generator's processes before the install's).
+    let warm = match &b.warm {
+        Some(pool) if !version.generate => pool.take(),
+        _ => None,
+    };
+    let cell = match warm {
+        Some(warm) => Cell::warm(warm, ws.root()),
+        None => {
+            let name = format!("{}-{}", version.id, ulid::Ulid::new());
+            b.confinement
+                .cell(&name, ws.root())
+                .map_err(|e| infra(Step::Fetch, format!("preparing the build's sandbox: {e}")))?
+        }
+    };
     let cell = std::sync::Arc::new(cell);
     let sandbox = Sandbox::new(
         &ws.home(),
@@ -575,10 +585,17 @@ async fn build(
         b.confinement.clone(),
         cell.clone(),
         b.settings.max_log_bytes as u64,
-    );
+    )
+    .counted_by(b.metrics.clone());
     let result = build_in(b, version, ws, log, metrics, &sandbox).await;
-    if let Some(cgroup) = &cell.cgroup {
-        cgroup.remove().await;
+    match (cell.unused_warm(), &b.warm) {
+        // No process ran: the warm sandbox and its cgroup serve another build.
+        (Some(warm), Some(pool)) => pool.give_back(warm),
+        _ => {
+            if let Some(cgroup) = &cell.cgroup {
+                cgroup.remove().await;
+            }
+        }
     }
     result
 }

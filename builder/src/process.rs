@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::log::BuildLog;
-use crate::sandbox::egress::EgressProxy;
+use crate::sandbox::egress::{EgressProxy, ProxyLog};
 use crate::sandbox::watch::{Breach, Watch};
 use crate::sandbox::{Cell, Confinement, Network};
 
@@ -60,6 +60,8 @@ pub struct Sandbox {
     pub network: Network,
     /// The stored log's cap (a build printing far past it is stopped).
     pub max_log_bytes: u64,
+    /// Counts installs started warm and cold.
+    pub metrics: Option<kiln_shared::metrics::Metrics>,
 }
 
 impl Sandbox {
@@ -83,6 +85,7 @@ impl Sandbox {
             confined: None,
             network: Network::None,
             max_log_bytes: u64::MAX / 64,
+            metrics: None,
         }
     }
 
@@ -90,6 +93,12 @@ impl Sandbox {
     pub fn confined(mut self, confinement: Arc<Confinement>, cell: Arc<Cell>, max_log_bytes: u64) -> Self {
         self.confined = Some((confinement, cell));
         self.max_log_bytes = max_log_bytes;
+        self
+    }
+
+    /// The same sandbox, counting its installs' starts (warm or cold) in `metrics`.
+    pub fn counted_by(mut self, metrics: kiln_shared::metrics::Metrics) -> Self {
+        self.metrics = Some(metrics);
         self
     }
 
@@ -107,7 +116,6 @@ impl Sandbox {
     /// from a build's start to its first process). Unchanged when it has a `/` or is not found
     /// (the spawn then says so).
     pub fn resolve(&self, program: &str) -> std::path::PathBuf {
-        use std::os::unix::fs::PermissionsExt;
         if program.contains('/') {
             return program.into();
         }
@@ -116,14 +124,7 @@ impl Sandbox {
             .iter()
             .find(|(k, _)| k == "PATH")
             .map(|(_, v)| v.as_str());
-        path.unwrap_or_default()
-            .split(':')
-            .filter(|dir| !dir.is_empty())
-            .map(|dir| Path::new(dir).join(program))
-            .find(|candidate| {
-                std::fs::metadata(candidate).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-            })
-            .unwrap_or_else(|| program.into())
+        find_on_path(path.unwrap_or_default(), program).unwrap_or_else(|| program.into())
     }
 
     /// The same sandbox, stopped by `stop` with `grace` between SIGTERM and SIGKILL.
@@ -132,6 +133,17 @@ impl Sandbox {
         self.grace = grace;
         self
     }
+}
+
+/// The first executable `program` in the folders of `path` (a `PATH` value).
+pub fn find_on_path(path: &str, program: &str) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    path.split(':')
+        .filter(|dir| !dir.is_empty())
+        .map(|dir| Path::new(dir).join(program))
+        .find(|candidate| {
+            std::fs::metadata(candidate).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
 }
 
 /// One command to run.
@@ -187,24 +199,84 @@ async fn run_inner(
     let resolved = sandbox.resolve(program);
     // The egress proxy of an install serves as long as its command runs.
     let mut egress: Option<(EgressProxy, std::path::PathBuf)> = None;
-    let mut cmd = match &sandbox.confined {
+    if let Some((_, cell)) = &sandbox.confined {
+        cell.ran();
+    }
+    let warm = match &sandbox.confined {
+        Some((_, cell)) if sandbox.network == Network::Registry && stdin.is_none() => cell.take_warm(),
+        _ => None,
+    };
+    let started_warm = match warm {
+        Some(warm) => match warm.start(&sandbox.env, cwd, &resolved, args, log).await {
+            Ok(started) => Some(started),
+            Err(why) => {
+                tracing::warn!(%why, "the warm sandbox cannot run the install; starting it cold");
+                None
+            }
+        },
+        None => None,
+    };
+    if let (Network::Registry, Some(metrics)) = (sandbox.network, &sandbox.metrics) {
+        metrics.install_started(if started_warm.is_some() { "warm" } else { "cold" });
+    }
+    let (child, _warm_proxy) = match started_warm {
+        Some(started) => (started.child, started.egress),
+        None => {
+            let mut cmd = cold_command(sandbox, &resolved, args, cwd, log, &mut egress)?;
+            cmd.current_dir(cwd)
+                .env_clear()
+                .envs(sandbox.env.iter().map(|(k, v)| (k, v)))
+                .stdin(if stdin.is_some() {
+                    Stdio::piped()
+                } else {
+                    Stdio::null()
+                })
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .process_group(0)
+                .kill_on_drop(true);
+            let child = cmd.spawn().map_err(|source| RunError::Spawn {
+                program: program.to_owned(),
+                source,
+            })?;
+            (child, None)
+        }
+    };
+    supervise(sandbox, program, child, stdin, deadline, log, capture).await
+}
+
+/// The command that starts `resolved` confined (or not, in this module's tests), and the
+/// egress proxy its install goes through.
+fn cold_command(
+    sandbox: &Sandbox,
+    resolved: &Path,
+    args: &[&str],
+    cwd: &Path,
+    log: &BuildLog,
+    egress: &mut Option<(EgressProxy, std::path::PathBuf)>,
+) -> Result<Command, RunError> {
+    Ok(match &sandbox.confined {
         Some((confinement, cell)) => {
             if let (Network::Registry, Some(allowed)) = (sandbox.network, confinement.egress()) {
                 let socket = confinement.egress_socket();
-                let proxy =
-                    EgressProxy::start(&socket, confinement.build_user(), allowed.clone(), log.clone())
-                        .map_err(|source| RunError::Spawn {
-                            program: "the egress proxy".into(),
-                            source,
-                        })?;
-                egress = Some((proxy, socket));
+                let proxy = EgressProxy::start(
+                    &socket,
+                    confinement.build_user(),
+                    allowed.clone(),
+                    ProxyLog::of(log.clone()),
+                )
+                .map_err(|source| RunError::Spawn {
+                    program: "the egress proxy".into(),
+                    source,
+                })?;
+                *egress = Some((proxy, socket));
             }
             let node = egress.as_ref().map(|_| sandbox.resolve("node"));
             let proxied = egress
                 .as_ref()
                 .zip(node.as_deref())
                 .map(|((_, socket), node)| (node, socket.as_path()));
-            let argv = confinement.wrap(cell, &resolved, args, cwd, sandbox.network, proxied);
+            let argv = confinement.wrap(cell, resolved, args, cwd, sandbox.network, proxied);
             let mut cmd = Command::new(&argv[0]);
             cmd.args(&argv[1..]);
             cmd
@@ -214,23 +286,20 @@ async fn run_inner(
             cmd.args(args);
             cmd
         }
-    };
-    cmd.current_dir(cwd)
-        .env_clear()
-        .envs(sandbox.env.iter().map(|(k, v)| (k, v)))
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().map_err(|source| RunError::Spawn {
-        program: program.to_owned(),
-        source,
-    })?;
+    })
+}
+
+/// Waits for a started command: its output into the log, its limits watched, its deadline
+/// and stop honoured, and its whole group killed at the end.
+async fn supervise(
+    sandbox: &Sandbox,
+    program: &str,
+    mut child: tokio::process::Child,
+    stdin: Option<Vec<u8>>,
+    deadline: Instant,
+    log: &BuildLog,
+    capture: Option<usize>,
+) -> Result<(ExitStatus, Option<Vec<u8>>), RunError> {
     let pgid = child.id().map(|id| Pid::from_raw(id as i32));
     let watch = sandbox.confined.as_ref().map(|(confinement, cell)| Watch {
         limits: &confinement.limits,

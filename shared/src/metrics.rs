@@ -80,6 +80,7 @@ struct Families {
     retries: IntCounterVec,
     handed_back: IntCounter,
     cancellations: IntCounter,
+    install_starts: IntCounterVec,
     heartbeats: IntCounterVec,
     webhook_deliveries: IntCounterVec,
     running_builds: IntGauge,
@@ -133,6 +134,11 @@ impl Metrics {
             cancellations: r.counter(
                 "cancellations_total",
                 "Builds cancelled (API: cancel requests that cancelled; builder: running builds stopped).",
+            ),
+            install_starts: r.counter_vec(
+                "install_starts_total",
+                "Install steps started, by sandbox: warm (started ahead of the build) or cold.",
+                &["sandbox"],
             ),
             heartbeats: r.counter_vec(
                 "heartbeats_total",
@@ -200,6 +206,11 @@ impl Metrics {
 
     pub fn handed_back(&self) {
         self.0.handed_back.inc();
+    }
+
+    /// An install step started, in a `warm` or `cold` sandbox.
+    pub fn install_started(&self, sandbox: &str) {
+        self.0.install_starts.with_label_values(&[sandbox]).inc();
     }
 
     pub fn cancelled(&self) {

@@ -27,6 +27,7 @@ async fn audited(mode: &str) -> TestApp {
             ("KILN_AUDIT", mode.to_owned()),
             ("KILN_AUDIT_DB", db.display().to_string()),
         ],
+        shared_store: true,
         ..Options::default()
     })
     .await

@@ -50,7 +50,11 @@ async fn a_static_site_is_built_and_served_from_the_s3_store() {
 
 #[tokio::test]
 async fn a_vite_react_tailwind_project_is_built_served_and_rebuilt_with_a_frozen_lockfile() {
-    let app = spawn_app(Options::default()).await;
+    let app = spawn_app(Options {
+        shared_store: true,
+        ..Options::default()
+    })
+    .await;
     let project = unique("salon");
     let id = app
         .submit(&build_body("u_vite", &project, tree("examples/vite-react")))

@@ -305,7 +305,10 @@ async fn an_install_reaches_the_package_registry_through_the_egress_proxy_and_no
         std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
     }
     let app = spawn_app(Options {
-        env: vec![("KILN_WORK_DIR", work.display().to_string())],
+        env: vec![
+            ("KILN_WORK_DIR", work.display().to_string()),
+            ("KILN_PNPM_STORE", work.join("pnpm-store").display().to_string()),
+        ],
         ..Options::default()
     })
     .await;

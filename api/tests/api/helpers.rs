@@ -32,6 +32,11 @@ pub struct Options {
     pub max_output_mb: u64,
     /// More `KILN_*` variables.
     pub env: Vec<(&'static str, String)>,
+    /// The pnpm store shared by the whole run (`KILN_TEST_PNPM_STORE`), for tests that install
+    /// real packages: what one downloaded, the next reuses. Else the store is inside the
+    /// test's work folder, as a builder host's is by default (installs start in warm
+    /// sandboxes only then).
+    pub shared_store: bool,
 }
 
 impl Options {
@@ -53,6 +58,7 @@ impl Default for Options {
             timeout_secs: 300,
             max_output_mb: 100,
             env: Vec::new(),
+            shared_store: false,
         }
     }
 }
@@ -120,8 +126,10 @@ pub async fn spawn_app(opts: Options) -> TestApp {
         ("KILN_WORK_DIR", dir.path().join("work").display().to_string()),
         (
             "KILN_PNPM_STORE",
-            std::env::var("KILN_TEST_PNPM_STORE")
-                .unwrap_or_else(|_| dir.path().join("pnpm-store").display().to_string()),
+            match std::env::var("KILN_TEST_PNPM_STORE") {
+                Ok(shared) if opts.shared_store => shared,
+                _ => dir.path().join("work/pnpm-store").display().to_string(),
+            },
         ),
         ("KILN_BUILD_TIMEOUT_SECS", opts.timeout_secs.to_string()),
         ("KILN_MAX_OUTPUT_MB", opts.max_output_mb.to_string()),

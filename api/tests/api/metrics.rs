@@ -81,6 +81,12 @@ async fn metrics_show_the_queue_and_what_each_builder_did() {
     assert_eq!(value(&text, count, &[("phase", "total")]), 2.0);
     assert_eq!(value(&text, count, &[("phase", "upload")]), 1.0);
     assert_eq!(value(&text, count, &[("phase", "install")]), 1.0);
+    // The static site ran no process and gave its warm sandbox back; the install started in
+    // one (started when the daemon did).
+    assert_eq!(
+        value(&text, "kiln_install_starts_total", &[("sandbox", "warm")]),
+        1.0
+    );
     let waited = value(&text, "kiln_build_phase_seconds_sum", &[("phase", "queue_wait")]);
     assert!(
         waited >= 1.0,

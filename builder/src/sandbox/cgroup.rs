@@ -207,7 +207,7 @@ impl CgroupRoot {
 }
 
 /// One build's cgroup (removed by [`BuildCgroup::remove`] once its processes are gone).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum BuildCgroup {
     V2(PathBuf),
     V1 {

@@ -15,7 +15,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use kiln_shared::config::AllowedHost;
@@ -36,8 +36,45 @@ const MAX_HEAD: usize = 16 * 1024;
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// Where a proxy writes its lines: the log of the build it serves. A warm sandbox's proxy is
+/// started before its build exists, and gets the build's log when the build takes it.
+#[derive(Clone, Default)]
+pub struct ProxyLog(Arc<OnceLock<BuildLog>>);
+
+impl std::fmt::Debug for ProxyLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "ProxyLog(attached)"
+        } else {
+            "ProxyLog(detached)"
+        })
+    }
+}
+
+impl ProxyLog {
+    pub fn of(log: BuildLog) -> Self {
+        let me = Self::default();
+        me.attach(&log);
+        me
+    }
+
+    /// The build's log (once; a second log is ignored: one proxy serves one build).
+    pub fn attach(&self, log: &BuildLog) {
+        let _ = self.0.set(log.clone());
+    }
+
+    fn line(&self, line: &str) {
+        match self.0.get() {
+            Some(log) => log.line(line),
+            // Nothing runs behind a proxy before its build takes it; said, should it happen.
+            None => tracing::warn!(line, "egress proxy used before a build took it"),
+        }
+    }
+}
+
 /// One proxy for one command: it serves until dropped, then its connections end and its
 /// socket is removed.
+#[derive(Debug)]
 pub struct EgressProxy {
     path: PathBuf,
     task: tokio::task::JoinHandle<()>,
@@ -50,7 +87,7 @@ impl EgressProxy {
         path: &Path,
         owner: Option<(u32, u32)>,
         allowed: Arc<Vec<AllowedHost>>,
-        log: BuildLog,
+        log: ProxyLog,
     ) -> std::io::Result<Self> {
         use std::os::unix::fs::PermissionsExt;
         match std::fs::remove_file(path) {
@@ -114,7 +151,7 @@ enum Request {
 async fn serve(
     mut client: UnixStream,
     allowed: &[AllowedHost],
-    log: &BuildLog,
+    log: &ProxyLog,
     refused: &Mutex<HashSet<String>>,
 ) -> std::io::Result<()> {
     let (head, rest) = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut client)).await {

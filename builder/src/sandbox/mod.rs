@@ -21,6 +21,7 @@
 
 pub mod cgroup;
 pub mod egress;
+pub mod warm;
 pub mod watch;
 
 use std::ffi::OsString;
@@ -113,11 +114,48 @@ pub enum Network {
     Host,
 }
 
-/// What one build's commands need: its cgroup and its workspace.
+/// What one build's commands need: its cgroup and its workspace; and the warm sandbox its
+/// install may start in ([`warm`]).
 #[derive(Debug)]
 pub struct Cell {
     pub cgroup: Option<BuildCgroup>,
     pub workspace: PathBuf,
+    warm: std::sync::Mutex<Option<warm::WarmChild>>,
+    /// Whether any command ran in it (a warm sandbox is given back only when none did).
+    ran: std::sync::atomic::AtomicBool,
+}
+
+impl Cell {
+    /// A cell in a warm sandbox's cgroup, the sandbox kept for the build's install.
+    pub fn warm(taken: warm::Warm, workspace: &Path) -> Self {
+        let (child, cgroup) = taken.into_parts();
+        Self {
+            cgroup,
+            workspace: workspace.to_owned(),
+            warm: std::sync::Mutex::new(Some(child)),
+            ran: Default::default(),
+        }
+    }
+
+    /// The warm sandbox, for the command about to run (at most once).
+    pub fn take_warm(&self) -> Option<warm::WarmChild> {
+        self.warm.lock().expect("not poisoned").take()
+    }
+
+    /// Notes that a command runs in this cell.
+    pub fn ran(&self) {
+        self.ran.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The warm sandbox back, untouched, when no command ran in this cell (a build with no
+    /// process: a static site): its cgroup was never used either.
+    pub fn unused_warm(&self) -> Option<warm::Warm> {
+        if self.ran.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
+        let child = self.take_warm()?;
+        Some(warm::Warm::from_parts(child, self.cgroup.clone()))
+    }
 }
 
 fn find(program: &str) -> Option<PathBuf> {
@@ -334,7 +372,16 @@ impl Confinement {
         Ok(Cell {
             cgroup,
             workspace: workspace.to_owned(),
+            warm: Default::default(),
+            ran: Default::default(),
         })
+    }
+
+    /// Whether installs can start in warm sandboxes here: the sandbox of an install must not
+    /// depend on its build, which holds when the work folder is bound as a whole (the pnpm
+    /// store inside it) or there are no namespaces.
+    pub fn can_warm(&self) -> bool {
+        self.bwrap.is_none() || self.link_root.is_some()
     }
 
     /// Gives the workspace (everything in it, as Kiln wrote it) to the build user.

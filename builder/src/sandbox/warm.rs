@@ -1,0 +1,698 @@
+//! Warm sandboxes: an install's confinement, started before its build arrives.
+//!
+//! Between a build's start and its first process, a cold start spends tens of milliseconds
+//! that have nothing to do with the build: the exec chain (`sh` joining the cgroup,
+//! `prlimit`, `setpriv`), bubblewrap making the namespaces and mounts, and `node` starting the
+//! egress bridge (about 60 ms of `ops/bench/run.sh dispatch` here). So a daemon keeps one
+//! warm sandbox per worker slot: that very chain, made as an install's is (same binds, user,
+//! limits and network; a cgroup and an egress proxy of its own), whose last program is a stub,
+//! `/bin/sh`, which says it is ready and waits for one line on its stdin. The build that
+//! takes it sends that line (its environment, its working folder and its install command, each
+//! quoted) and the stub `exec`s the command.
+//!
+//! - A warm sandbox holds nothing of any build before one takes it, and serves that build only;
+//!   then it is gone like a cold one.
+//! - A build takes one when it starts, and its cgroup becomes the build's; a build that runs
+//!   no process (a static site) gives it back untouched.
+//! - One that died, or is not ready in time, is thrown away and the install starts cold: a
+//!   warm sandbox makes an install start sooner, never fails it.
+//! - The pool refills in the background once a warm sandbox is used, and empties when the
+//!   daemon drains (`KILN_WARM_SANDBOXES=off` turns it off).
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+#[cfg(test)]
+use nix::unistd::Pid;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, ChildStdout, Command};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use super::cgroup::BuildCgroup;
+use super::egress::{EgressProxy, ProxyLog};
+use super::{Confinement, Network};
+use crate::log::BuildLog;
+
+/// What the stub prints once it runs, before it waits for its command.
+const READY: &[u8] = b"kiln-warm-ready\n";
+
+/// The stub: says it is ready, reads one line and runs it. Without a whole line (the daemon
+/// went away) it exits.
+const STUB: &str = r#"echo kiln-warm-ready; IFS= read -r line || exit 125; eval "$line""#;
+
+/// How long a warm sandbox may take to be ready before it is thrown away.
+const READY_WITHIN: Duration = Duration::from_secs(30);
+
+/// How long a build waits for a warm sandbox that is still starting before it starts cold.
+const TAKE_WAIT: Duration = Duration::from_secs(5);
+
+/// How often idle warm sandboxes are looked at (the dead are replaced).
+const CHECK_EVERY: Duration = Duration::from_secs(30);
+
+/// Waits after failures to make one: the first, and the most.
+const BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Why a warm sandbox could not run a command (the command then starts cold).
+#[derive(Debug, thiserror::Error)]
+pub enum Unusable {
+    #[error("it exited")]
+    Exited,
+    #[error("it was not ready in time")]
+    NotReady,
+    #[error("it did not start: {0}")]
+    Broken(String),
+    #[error("the command cannot be passed on one line")]
+    Unquotable,
+    #[error("cannot send it the command: {0}")]
+    Send(std::io::Error),
+}
+
+/// A started sandbox waiting for its command.
+#[derive(Debug)]
+pub struct WarmChild {
+    child: Child,
+    /// Reads the stub's ready line, then hands back its stdout.
+    ready: Option<JoinHandle<std::io::Result<ChildStdout>>>,
+    is_ready: Arc<AtomicBool>,
+    egress: Option<(EgressProxy, ProxyLog)>,
+    /// Counts it as lent by the pool until it is used or dropped.
+    lent: Option<Lent>,
+}
+
+/// A warm sandbox and its cgroup.
+#[derive(Debug)]
+pub struct Warm {
+    child: WarmChild,
+    cgroup: Option<BuildCgroup>,
+}
+
+impl Warm {
+    pub fn into_parts(self) -> (WarmChild, Option<BuildCgroup>) {
+        (self.child, self.cgroup)
+    }
+
+    pub fn from_parts(child: WarmChild, cgroup: Option<BuildCgroup>) -> Self {
+        Self { child, cgroup }
+    }
+
+    /// Kills it and removes its cgroup (in the background).
+    fn discard(self) {
+        let Self { child, cgroup } = self;
+        drop(child);
+        if let (Some(cgroup), Ok(runtime)) = (cgroup, tokio::runtime::Handle::try_current()) {
+            runtime.spawn(async move { cgroup.remove().await });
+        }
+    }
+}
+
+/// A command started in a warm sandbox.
+#[derive(Debug)]
+pub struct Started {
+    /// Its stdout and stderr piped, its stdin closed.
+    pub child: Child,
+    /// Serves the command's install until dropped.
+    pub egress: Option<EgressProxy>,
+}
+
+impl WarmChild {
+    /// Whether it is still running and has not failed to get ready.
+    fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None)) && !self.failed()
+    }
+
+    fn failed(&self) -> bool {
+        self.ready
+            .as_ref()
+            .is_some_and(|r| r.is_finished() && !self.is_ready.load(Ordering::Acquire))
+    }
+
+    /// Runs `program args` in `cwd` with exactly `env` (plus the egress bridge's proxy
+    /// variables, as a cold install gets them), its stdin `/dev/null`, its output to the
+    /// returned child's pipes. (Dropped unused, it is killed: `kill_on_drop` ends bubblewrap,
+    /// and with it everything in its namespaces.)
+    pub async fn start(
+        mut self,
+        env: &[(String, String)],
+        cwd: &Path,
+        program: &Path,
+        args: &[&str],
+        log: &BuildLog,
+    ) -> Result<Started, Unusable> {
+        let line = command_line(env, cwd, program, args).ok_or(Unusable::Unquotable)?;
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return Err(Unusable::Exited);
+        }
+        let ready = self.ready.take().expect("a warm sandbox starts once");
+        let stdout = match tokio::time::timeout(TAKE_WAIT, ready).await {
+            Ok(Ok(Ok(stdout))) => stdout,
+            Ok(Ok(Err(e))) => return Err(Unusable::Broken(e.to_string())),
+            Ok(Err(e)) => return Err(Unusable::Broken(e.to_string())),
+            Err(_) => return Err(Unusable::NotReady),
+        };
+        if let Some((_, proxy_log)) = &self.egress {
+            proxy_log.attach(log);
+        }
+        let mut stdin = self.child.stdin.take().expect("a warm sandbox's stdin is piped");
+        let sent = async {
+            stdin.write_all(line.as_bytes()).await?;
+            stdin.flush().await
+        };
+        sent.await.map_err(Unusable::Send)?;
+        drop(stdin);
+        self.child.stdout = Some(stdout);
+        // Used: the pool makes the next one.
+        drop(self.lent.take());
+        Ok(Started {
+            child: self.child,
+            egress: self.egress.map(|(proxy, _)| proxy),
+        })
+    }
+}
+
+/// `cd -- …; unset OLDPWD PWD; export …; exec … </dev/null`, every word single-quoted (the
+/// shell's `cd` sets `PWD` and `OLDPWD`, which a cold start does not give a command); `None`
+/// when a word cannot be passed on one line (a newline or NUL in it) or is not UTF-8.
+pub fn command_line(env: &[(String, String)], cwd: &Path, program: &Path, args: &[&str]) -> Option<String> {
+    let mut line = String::from("cd -- ");
+    line.push_str(&quote(cwd.to_str()?)?);
+    line.push_str(" || exit 125; unset OLDPWD PWD;");
+    if !env.is_empty() {
+        line.push_str(" export");
+    }
+    for (key, value) in env {
+        let valid_key = !key.is_empty()
+            && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            && !key.as_bytes()[0].is_ascii_digit();
+        if !valid_key {
+            return None;
+        }
+        line.push(' ');
+        line.push_str(&quote(&format!("{key}={value}"))?);
+    }
+    if !env.is_empty() {
+        line.push(';');
+    }
+    line.push_str(" exec ");
+    line.push_str(&quote(program.to_str()?)?);
+    for arg in args {
+        line.push(' ');
+        line.push_str(&quote(arg)?);
+    }
+    line.push_str(" </dev/null\n");
+    Some(line)
+}
+
+fn quote(word: &str) -> Option<String> {
+    if word.contains(['\n', '\r', '\0']) {
+        return None;
+    }
+    Some(format!("'{}'", word.replace('\'', r"'\''")))
+}
+
+/// Counts a warm sandbox as lent until dropped, then wakes the refiller.
+#[derive(Debug)]
+struct Lent(Weak<Inner>);
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        if let Some(inner) = self.0.upgrade() {
+            inner.lent.fetch_sub(1, Ordering::AcqRel);
+            inner.wake.notify_one();
+        }
+    }
+}
+
+/// One warm sandbox per worker slot of this daemon.
+#[derive(Debug, Clone)]
+pub struct WarmPool(Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    confinement: Arc<Confinement>,
+    /// `node`, which runs the egress bridge.
+    node: PathBuf,
+    size: usize,
+    idle: Mutex<Vec<Warm>>,
+    lent: AtomicUsize,
+    wake: Arc<Notify>,
+    closed: AtomicBool,
+    made: AtomicUsize,
+}
+
+impl WarmPool {
+    /// A pool of `size` warm sandboxes, filled in the background; `None` (said in the log)
+    /// when installs cannot start warm here.
+    pub fn start(confinement: Arc<Confinement>, size: usize, enabled: bool) -> Option<Self> {
+        if !enabled {
+            tracing::info!("KILN_WARM_SANDBOXES=off: every install starts its sandbox cold");
+            return None;
+        }
+        if !confinement.can_warm() {
+            tracing::warn!("installs start their sandbox cold (tens of ms more per build): KILN_PNPM_STORE is not inside KILN_WORK_DIR, so an install's sandbox depends on its build");
+            return None;
+        }
+        let path = std::env::var("PATH").unwrap_or_default();
+        let node = crate::process::find_on_path(&path, "node").unwrap_or_else(|| "node".into());
+        let inner = Arc::new(Inner {
+            confinement,
+            node,
+            size,
+            idle: Mutex::default(),
+            lent: AtomicUsize::new(0),
+            wake: Arc::new(Notify::new()),
+            closed: AtomicBool::new(false),
+            made: AtomicUsize::new(0),
+        });
+        tokio::spawn(refill(Arc::downgrade(&inner), inner.wake.clone()));
+        Some(Self(inner))
+    }
+
+    /// A warm sandbox for a build that is starting: a ready one if there is one, else one
+    /// still starting; none when all are taken.
+    pub fn take(&self) -> Option<Warm> {
+        let mut idle = self.0.idle.lock().expect("not poisoned");
+        idle.retain_mut(|w| {
+            w.child.alive() || {
+                self.0.wake.notify_one();
+                false
+            }
+        });
+        let at = idle
+            .iter()
+            .position(|w| w.child.is_ready.load(Ordering::Acquire))
+            .or((!idle.is_empty()).then_some(0))?;
+        let mut warm = idle.remove(at);
+        self.0.lent.fetch_add(1, Ordering::AcqRel);
+        warm.child.lent = Some(Lent(Arc::downgrade(&self.0)));
+        Some(warm)
+    }
+
+    /// Takes back a warm sandbox no command ran in (else it is thrown away).
+    pub fn give_back(&self, mut warm: Warm) {
+        let lent = warm.child.lent.take();
+        {
+            let mut idle = self.0.idle.lock().expect("not poisoned");
+            if !self.0.closed.load(Ordering::Acquire) && idle.len() < self.0.size && warm.child.alive() {
+                idle.push(warm);
+                drop(idle);
+                drop(lent);
+                return;
+            }
+        }
+        drop(lent);
+        warm.discard();
+    }
+
+    /// Throws every idle warm sandbox away and makes no more (the daemon drains).
+    pub fn close(&self) {
+        self.0.closed.store(true, Ordering::Release);
+        let idle = std::mem::take(&mut *self.0.idle.lock().expect("not poisoned"));
+        for warm in idle {
+            warm.discard();
+        }
+        self.0.wake.notify_one();
+    }
+
+    /// Idle warm sandboxes, and how many were made so far.
+    pub fn counts(&self) -> (usize, usize) {
+        (
+            self.0.idle.lock().expect("not poisoned").len(),
+            self.0.made.load(Ordering::Relaxed),
+        )
+    }
+}
+
+impl Inner {
+    fn needed(&self) -> usize {
+        let idle = self.idle.lock().expect("not poisoned").len();
+        self.size.saturating_sub(idle + self.lent.load(Ordering::Acquire))
+    }
+
+    /// Starts one warm sandbox: a cgroup, an egress proxy, the chain with the stub at its end.
+    fn make(self: &Arc<Self>) -> std::io::Result<Warm> {
+        let confinement = &self.confinement;
+        let name = format!("warm-{}", ulid::Ulid::new().to_string().to_ascii_lowercase());
+        // The workspace is not part of the sandbox where warm sandboxes are made (see
+        // `Confinement::can_warm`).
+        let cell = confinement
+            .cell(&name, Path::new("/"))
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let cgroup = cell.cgroup.clone();
+        let egress = match confinement.egress() {
+            Some(allowed) => {
+                let socket = confinement.egress_socket();
+                let log = ProxyLog::default();
+                let proxy =
+                    EgressProxy::start(&socket, confinement.build_user(), allowed.clone(), log.clone());
+                match proxy {
+                    Ok(proxy) => Some((proxy, log, socket)),
+                    Err(e) => {
+                        discard_cgroup(cgroup);
+                        return Err(e);
+                    }
+                }
+            }
+            None => None,
+        };
+        let proxied = egress
+            .as_ref()
+            .map(|(_, _, socket)| (self.node.as_path(), socket.as_path()));
+        let argv: Vec<OsString> = confinement.wrap(
+            &cell,
+            Path::new("/bin/sh"),
+            &["-c", STUB, "kiln-warm"],
+            Path::new("/"),
+            Network::Registry,
+            proxied,
+        );
+        let spawned = Command::new(&argv[0])
+            .args(&argv[1..])
+            .env_clear()
+            .current_dir("/")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn();
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                discard_cgroup(cgroup);
+                return Err(e);
+            }
+        };
+        let mut stdout = child.stdout.take().expect("stdout is piped");
+        let is_ready = Arc::new(AtomicBool::new(false));
+        let ready = {
+            let is_ready = is_ready.clone();
+            let wake = self.wake.clone();
+            tokio::spawn(async move {
+                let mut got = vec![0u8; READY.len()];
+                let read = tokio::time::timeout(READY_WITHIN, stdout.read_exact(&mut got)).await;
+                match read {
+                    Ok(Ok(_)) if got == READY => {
+                        is_ready.store(true, Ordering::Release);
+                        Ok(stdout)
+                    }
+                    outcome => {
+                        // Not ready: the refiller replaces it.
+                        wake.notify_one();
+                        Err(std::io::Error::other(match outcome {
+                            Ok(Ok(_)) => format!("it printed {:?} first", String::from_utf8_lossy(&got)),
+                            Ok(Err(e)) => format!("it ended before it was ready: {e}"),
+                            Err(_) => format!("not ready within {} s", READY_WITHIN.as_secs()),
+                        }))
+                    }
+                }
+            })
+        };
+        self.made.fetch_add(1, Ordering::Relaxed);
+        Ok(Warm {
+            child: WarmChild {
+                child,
+                ready: Some(ready),
+                is_ready,
+                egress: egress.map(|(proxy, log, _)| (proxy, log)),
+                lent: None,
+            },
+            cgroup,
+        })
+    }
+}
+
+fn discard_cgroup(cgroup: Option<BuildCgroup>) {
+    if let Some(cgroup) = cgroup {
+        tokio::spawn(async move { cgroup.remove().await });
+    }
+}
+
+/// Keeps the pool full: after each use, after a warm sandbox died, and every
+/// [`CHECK_EVERY`]; backs off while they cannot be made.
+async fn refill(pool: Weak<Inner>, wake: Arc<Notify>) {
+    let mut backoff = BACKOFF;
+    loop {
+        let woken = wake.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        {
+            let Some(inner) = pool.upgrade() else { return };
+            if inner.closed.load(Ordering::Acquire) {
+                return;
+            }
+            let dead: Vec<Warm> = {
+                let mut idle = inner.idle.lock().expect("not poisoned");
+                let (alive, dead) = std::mem::take(&mut *idle)
+                    .into_iter()
+                    .partition(|w: &Warm| !w.child.failed());
+                *idle = alive;
+                dead
+            };
+            let failed = !dead.is_empty();
+            for warm in dead {
+                warm.discard();
+            }
+            if failed {
+                tracing::warn!(
+                    retry_in_ms = backoff.as_millis() as u64,
+                    "a warm sandbox died or did not get ready; installs start cold meanwhile"
+                );
+                drop(inner);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+            if inner.needed() > 0 {
+                match inner.make() {
+                    Ok(warm) => {
+                        inner.idle.lock().expect("not poisoned").push(warm);
+                        backoff = BACKOFF;
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot start a warm sandbox; installs start cold meanwhile");
+                        drop(inner);
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        continue;
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            () = &mut woken => {}
+            () = tokio::time::sleep(CHECK_EVERY) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::{run_capturing, Invocation, Sandbox};
+    use crate::sandbox::Cell;
+
+    /// Runs `line` as the stub would, with `sh -c 'eval'`, and returns what it printed.
+    fn through_sh(line: &str) -> String {
+        let out = std::process::Command::new("/bin/sh")
+            .args(["-c", r#"IFS= read -r line || exit 125; eval "$line""#])
+            .env_clear()
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                child.stdin.take().unwrap().write_all(line.as_bytes())?;
+                child.wait_with_output()
+            })
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    #[test]
+    fn the_command_line_passes_every_word_and_variable_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let odd = dir.path().join("it's a $HOME `x` \\ \"dir\"");
+        std::fs::create_dir(&odd).unwrap();
+        let env = vec![
+            ("PATH".to_owned(), "/usr/bin:/bin".to_owned()),
+            ("TRICKY".to_owned(), "a'b $(echo no) `no` \\n ;exit 3".to_owned()),
+        ];
+        let args = [
+            "-c",
+            r#"printf '%s|' "$TRICKY" "$PWD" "$1" "$2"; printf '%s' "$(cat)""#,
+            "sh",
+            "one 'two'",
+            "$three",
+        ];
+        let line = command_line(&env, &odd, Path::new("/bin/sh"), &args).unwrap();
+        assert_eq!(
+            through_sh(&line),
+            format!(
+                "a'b $(echo no) `no` \\n ;exit 3|{}|one 'two'|$three|",
+                odd.display()
+            ),
+            "the variable, the folder and the words arrive untouched; stdin is /dev/null"
+        );
+        // Only the given variables (the stub's own environment was empty).
+        let env_only = command_line(&env, &odd, Path::new("/usr/bin/env"), &[]).unwrap();
+        let printed = through_sh(&env_only);
+        let mut names: Vec<&str> = printed
+            .lines()
+            .filter_map(|l| l.split_once('=').map(|(k, _)| k))
+            .collect();
+        names.sort_unstable();
+        assert_eq!(names, ["PATH", "TRICKY"]);
+
+        // What cannot be one line is refused (the install then starts cold).
+        assert!(command_line(&env, &odd, Path::new("/bin/sh"), &["a\nb"]).is_none());
+        let bad_name = vec![("A B".to_owned(), "x".to_owned())];
+        assert!(command_line(&bad_name, &odd, Path::new("/bin/sh"), &[]).is_none());
+    }
+
+    struct Host {
+        _dir: tempfile::TempDir,
+        work: PathBuf,
+        confinement: Arc<Confinement>,
+        pool: WarmPool,
+    }
+
+    async fn host() -> Host {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+        let work = dir.path().join("work");
+        let vars = [
+            (
+                "KILN_DATABASE_URL",
+                "postgres://unused@127.0.0.1:1/unused".to_owned(),
+            ),
+            (
+                "KILN_ARTIFACTS",
+                format!("file://{}", dir.path().join("artifacts").display()),
+            ),
+            ("KILN_WORK_DIR", work.display().to_string()),
+            ("KILN_PNPM_STORE", work.join("pnpm-store").display().to_string()),
+        ];
+        let settings =
+            kiln_shared::config::Settings::from_vars(vars.into_iter().map(|(k, v)| (k.to_owned(), v)))
+                .unwrap();
+        let confinement = Arc::new(Confinement::probe(&settings).await.unwrap());
+        let pool = WarmPool::start(confinement.clone(), 1, true).expect("warm sandboxes work here");
+        Host {
+            _dir: dir,
+            work,
+            confinement,
+            pool,
+        }
+    }
+
+    impl Host {
+        /// The pool's warm sandbox, once made.
+        async fn take(&self) -> Warm {
+            let started = std::time::Instant::now();
+            loop {
+                if let Some(warm) = self.pool.take() {
+                    return warm;
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(30),
+                    "no warm sandbox in 30 s"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+
+        /// Runs a shell script as an install in `cell`: what it printed, and how it started.
+        async fn install(&self, cell: Cell, name: &str) -> (String, kiln_shared::metrics::Metrics) {
+            let root = self.work.join(name);
+            let project = root.join("project");
+            std::fs::create_dir_all(&project).unwrap();
+            std::fs::create_dir_all(root.join("home")).unwrap();
+            self.confinement.hand_over(&root).unwrap();
+            let metrics = kiln_shared::metrics::Metrics::new("builder");
+            let sandbox = Sandbox::new(&root.join("home"), &root.join("tmp"), &root.join("cache"), 20)
+                .confined(self.confinement.clone(), Arc::new(cell), 1 << 20)
+                .counted_by(metrics.clone())
+                .with_network(Network::Registry);
+            let log = BuildLog::new(1 << 20);
+            let script = r#"echo "home=$HOME pwd=$PWD proxy=${HTTPS_PROXY:-none} user=$(id -u) ci=$CI"; ls / | tr '\n' ' '"#;
+            let (status, out) = run_capturing(
+                &sandbox,
+                Invocation {
+                    program: "sh",
+                    args: &["-c", script],
+                    cwd: &project,
+                    stdin: None,
+                },
+                tokio::time::Instant::now() + Duration::from_secs(20),
+                &log,
+                1 << 16,
+            )
+            .await
+            .unwrap();
+            assert!(status.success(), "{status:?}: {}", log.tail(20));
+            (String::from_utf8(out).unwrap(), metrics)
+        }
+    }
+
+    fn starts(metrics: &kiln_shared::metrics::Metrics, sandbox: &str) -> f64 {
+        kiln_shared::metrics::sample(
+            &metrics.encode(),
+            "kiln_install_starts_total",
+            &[("sandbox", sandbox)],
+        )
+        .unwrap_or(0.0)
+    }
+
+    #[tokio::test]
+    async fn an_install_starts_warm_sees_what_a_cold_one_sees_and_a_dead_one_falls_back_cold() {
+        let host = host().await;
+
+        // Warm: the pool's sandbox runs the install, and the pool makes the next one.
+        let warm = host.take().await;
+        let cell = Cell::warm(warm, &host.work.join("a"));
+        let (warm_out, metrics) = host.install(cell, "a").await;
+        assert_eq!((starts(&metrics, "warm"), starts(&metrics, "cold")), (1.0, 0.0));
+
+        // Cold, for comparison: a cell of its own, no warm sandbox.
+        let cell = host.confinement.cell("cold-b", &host.work.join("b")).unwrap();
+        let (cold_out, metrics) = host.install(cell, "b").await;
+        assert_eq!((starts(&metrics, "warm"), starts(&metrics, "cold")), (0.0, 1.0));
+        assert_eq!(
+            warm_out.replace("/a/", "/x/"),
+            cold_out.replace("/b/", "/x/"),
+            "the same environment, folder, user, network and file system"
+        );
+        assert!(
+            warm_out.contains(&format!("pwd={}", host.work.join("a/project").display())),
+            "{warm_out}"
+        );
+
+        // A warm sandbox that died before its build came: the install starts cold, and works.
+        let mut dead = host.take().await;
+        let pid = dead.child.child.id().unwrap();
+        nix::sys::signal::kill(Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+        let _ = dead.child.child.wait().await;
+        let cell = Cell::warm(dead, &host.work.join("c"));
+        let (out, metrics) = host.install(cell, "c").await;
+        assert_eq!((starts(&metrics, "warm"), starts(&metrics, "cold")), (0.0, 1.0));
+        assert_eq!(out.replace("/c/", "/x/"), cold_out.replace("/b/", "/x/"));
+
+        // A warm sandbox given back unused serves again; a closed pool keeps none.
+        let unused = host.take().await;
+        let cell = Cell::warm(unused, &host.work.join("d"));
+        host.pool
+            .give_back(cell.unused_warm().expect("no command ran in it"));
+        assert_eq!(host.pool.counts().0, 1);
+        host.pool.close();
+        assert_eq!(host.pool.counts().0, 0);
+        assert!(host.pool.take().is_none());
+    }
+}
