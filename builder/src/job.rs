@@ -687,11 +687,12 @@ async fn build_in(
     }
 
     // install + build
-    let package_json = project.join("package.json");
-    let (output_root, framework) = if tokio::fs::try_exists(&package_json).await.unwrap_or(false) {
-        let raw = tokio::fs::read(&package_json)
-            .await
-            .map_err(|e| fail(Step::Install, format!("reading package.json: {e}")))?;
+    let package_json = match tokio::fs::read(project.join("package.json")).await {
+        Ok(raw) => Some(raw),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(fail(Step::Install, format!("reading package.json: {e}"))),
+    };
+    let (output_root, framework) = if let Some(raw) = package_json {
         let pkg: serde_json::Value = serde_json::from_slice(&raw)
             .map_err(|e| fail(Step::Install, format!("package.json is not valid JSON: {e}")))?;
         let frozen =
@@ -705,7 +706,10 @@ async fn build_in(
             EventType::InstallStarted,
             json!({ "frozenLockfile": frozen }),
         );
-        hand_over(b, ws, Step::Install).await?;
+        if version.generate {
+            // The generator's files were written by the daemon.
+            hand_over(b, ws, Step::Install).await?;
+        }
         run_step(
             Step::Install,
             &sandbox.with_network(Network::Registry),

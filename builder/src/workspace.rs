@@ -16,19 +16,28 @@ pub struct Workspace {
 
 impl Workspace {
     pub async fn create(work_dir: &Path, id: VersionId) -> std::io::Result<Self> {
+        let work_dir = work_dir.to_owned();
+        // One trip to the blocking pool rather than one per folder: this is on the path from a
+        // build's start to its first process.
+        tokio::task::spawn_blocking(move || Self::create_blocking(&work_dir, id))
+            .await
+            .map_err(std::io::Error::other)?
+    }
+
+    fn create_blocking(work_dir: &Path, id: VersionId) -> std::io::Result<Self> {
         // A leftover from a crashed attempt of the same build is discarded.
         let prefix = format!("{id}-");
-        let mut entries = tokio::fs::read_dir(work_dir).await?;
-        while let Some(entry) = entries.next_entry().await? {
+        for entry in std::fs::read_dir(work_dir)? {
+            let entry = entry?;
             if entry.file_name().to_string_lossy().starts_with(&prefix) {
-                tokio::fs::remove_dir_all(entry.path()).await?;
+                std::fs::remove_dir_all(entry.path())?;
             }
         }
         let secret = ulid::Ulid::new().random();
         let root = work_dir.join(format!("{prefix}{secret:020x}"));
         let ws = Self { root };
         for dir in [ws.project(), ws.home(), ws.tmp()] {
-            tokio::fs::create_dir_all(dir).await?;
+            std::fs::create_dir_all(dir)?;
         }
         Ok(ws)
     }
