@@ -1,6 +1,6 @@
 //! `kiln-builder` daemons as processes of their own, as on a fleet: the release binary built
 //! beside kiln-bench, configured by `KILN_*` variables (the farm's database, Redis prefix,
-//! artifact store and pnpm store; a work dir of its own), with the pnpm shim of
+//! and artifact store; a work dir of its own holding its pnpm store), with the pnpm shim of
 //! [`crate::starts`] first on its PATH.
 
 use std::path::PathBuf;
