@@ -104,9 +104,7 @@ impl Warm {
     fn discard(self) {
         let Self { child, cgroup } = self;
         drop(child);
-        if let (Some(cgroup), Ok(runtime)) = (cgroup, tokio::runtime::Handle::try_current()) {
-            runtime.spawn(async move { cgroup.remove().await });
-        }
+        discard_cgroup(cgroup);
     }
 }
 
@@ -276,12 +274,16 @@ impl WarmPool {
     /// still starting; none when all are taken.
     pub fn take(&self) -> Option<Warm> {
         let mut idle = self.0.idle.lock().expect("not poisoned");
-        idle.retain_mut(|w| {
-            w.child.alive() || {
+        // The dead go (their cgroups too), and the refiller replaces them.
+        let mut i = 0;
+        while i < idle.len() {
+            if idle[i].child.alive() {
+                i += 1;
+            } else {
+                idle.remove(i).discard();
                 self.0.wake.notify_one();
-                false
             }
-        });
+        }
         let at = idle
             .iter()
             .position(|w| w.child.is_ready.load(Ordering::Acquire))
@@ -426,9 +428,11 @@ impl Inner {
     }
 }
 
+/// Removes a cgroup in the background (when there is a runtime to do it; else the daemon's
+/// next start removes it with the other leftovers).
 fn discard_cgroup(cgroup: Option<BuildCgroup>) {
-    if let Some(cgroup) = cgroup {
-        tokio::spawn(async move { cgroup.remove().await });
+    if let (Some(cgroup), Ok(runtime)) = (cgroup, tokio::runtime::Handle::try_current()) {
+        runtime.spawn(async move { cgroup.remove().await });
     }
 }
 
