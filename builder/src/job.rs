@@ -21,7 +21,7 @@ use crate::log::{BuildLog, LogShipper};
 use crate::process::{self, Invocation, RunError, Sandbox};
 use crate::publish::{self, PublishError};
 use crate::sandbox::{Cell, Network};
-use crate::workspace::Workspace;
+use crate::workspace::{LayOutError, Workspace};
 use crate::{detect, generator};
 
 const LOCKFILE: &str = "pnpm-lock.yaml";
@@ -188,17 +188,12 @@ async fn run_attempt(
         resume_log(b, version, &log).await;
     }
     let mut metrics = Metrics::default();
-    let outcome = match Workspace::create(&b.settings.work_dir, id).await {
-        Ok(ws) => {
-            // Boxed: the build future is large, and worker stacks are not.
-            let outcome = Box::pin(build(b, version, &ws, &log, &mut metrics, stopper)).await;
-            // The outcome does not wait for the workspace to go (a node_modules tree takes
-            // a few hundred milliseconds to delete).
-            tokio::spawn(ws.remove());
-            outcome
-        }
-        Err(e) => Err(infra(Step::Fetch, format!("cannot create the workspace: {e}"))),
-    };
+    let ws = Workspace::new(&b.settings.work_dir, id);
+    // Boxed: the build future is large, and worker stacks are not.
+    let outcome = Box::pin(build(b, version, &ws, &log, &mut metrics, stopper)).await;
+    // The outcome does not wait for the workspace to go (a node_modules tree takes a few
+    // hundred milliseconds to delete).
+    tokio::spawn(ws.remove());
     match stopper.reason() {
         Some(Stop::LeaseLost) => {
             // Another daemon owns the build now: nothing of this attempt is recorded.
@@ -627,8 +622,7 @@ async fn build_in(
         .await
         .map_err(|e| store_failure(Step::Fetch, &e))?;
     let original_sources = sources.clone();
-    materialize(&b.artifacts, &sources, ws).await?;
-    hand_over(b, ws, Step::Fetch).await?;
+    let fetched_package_json = materialize(b, version, &sources, ws).await?;
 
     // generate
     let mut metadata = None;
@@ -666,12 +660,13 @@ async fn build_in(
         .await
         .map_err(|e| fail(Step::Generate, e))?;
         for file in generated {
-            ws.write(file.path.as_str(), &file.content)
+            let content = Bytes::from(file.content);
+            ws.write(file.path.as_str(), content.clone())
                 .await
                 .map_err(|e| infra(Step::Generate, format!("writing {}: {e}", file.path)))?;
             let blob = b
                 .artifacts
-                .put_blob(Bytes::from(file.content))
+                .put_blob(content)
                 .await
                 .map_err(|e| store_failure(Step::Generate, &e))?;
             sources.insert_stored(file.path.as_str(), blob);
@@ -687,10 +682,15 @@ async fn build_in(
     }
 
     // install + build
-    let package_json = match tokio::fs::read(project.join("package.json")).await {
-        Ok(raw) => Some(raw),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(fail(Step::Install, format!("reading package.json: {e}"))),
+    // As fetched, unless the generator wrote the tree.
+    let package_json = if version.generate {
+        match tokio::fs::read(project.join("package.json")).await {
+            Ok(raw) => Some(Bytes::from(raw)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(fail(Step::Install, format!("reading package.json: {e}"))),
+        }
+    } else {
+        fetched_package_json
     };
     let (output_root, framework) = if let Some(raw) = package_json {
         let pkg: serde_json::Value = serde_json::from_slice(&raw)
@@ -932,26 +932,62 @@ async fn run_step(
     ))
 }
 
-/// Writes a manifest's files into the workspace (16 blobs at a time).
-async fn materialize(artifacts: &Artifacts, manifest: &Manifest, ws: &Workspace) -> Result<(), Failure> {
-    let writes = manifest.files.iter().map(|(path, entry)| {
-        let artifacts = artifacts.clone();
-        let (path, entry, project) = (path.clone(), entry.clone(), ws.project());
+/// Lays the workspace out with a manifest's files and gives it to the build user; returns
+/// package.json's bytes when the manifest has one.
+///
+/// The files kept inline in the manifest (small text: all of a typical project's sources) are
+/// written with the workspace's folders, and handed over when there is nothing else, in one
+/// trip to the blocking pool. Blobs are then fetched 16 at a time, each written as it arrives,
+/// and the hand-over comes last.
+async fn materialize(
+    b: &Builder,
+    version: &Version,
+    manifest: &Manifest,
+    ws: &Workspace,
+) -> Result<Option<Bytes>, Failure> {
+    let (mut inline, mut stored) = (Vec::new(), Vec::new());
+    for (path, entry) in &manifest.files {
+        match &entry.inline {
+            Some(text) => inline.push((path.clone(), Bytes::from(text.clone().into_bytes()))),
+            None => stored.push((path.clone(), entry.clone())),
+        }
+    }
+    let mut package_json = inline
+        .iter()
+        .find(|(path, _)| path == "package.json")
+        .map(|(_, content)| content.clone());
+    let laid_out = |e: LayOutError| infra(Step::Fetch, e.to_string());
+    let first_attempt = version.attempts == 1;
+    if stored.is_empty() {
+        let confinement = b.confinement.clone();
+        ws.lay_out(inline, first_attempt, move |root| confinement.hand_over(root))
+            .await
+            .map_err(laid_out)?;
+        return Ok(package_json);
+    }
+    ws.lay_out(inline, first_attempt, |_| Ok(()))
+        .await
+        .map_err(laid_out)?;
+    let project = ws.project();
+    let writes = stored.into_iter().map(|(path, entry)| {
+        let (artifacts, project) = (b.artifacts.clone(), project.clone());
         async move {
             let body = artifacts
                 .read(&entry)
                 .await
                 .map_err(|e| store_failure(Step::Fetch, &e))?;
-            Workspace::write_into(&project, &path, &body)
+            Workspace::write_into(&project, &path, body.clone())
                 .await
-                .map_err(|e| infra(Step::Fetch, format!("writing {path}: {e}")))
+                .map_err(|e| infra(Step::Fetch, format!("writing {path}: {e}")))?;
+            Ok::<_, Failure>((path == "package.json").then_some(body))
         }
     });
-    let writes: Vec<_> = writes.collect();
-    stream::iter(writes)
-        .buffer_unordered(16)
-        .try_collect::<()>()
-        .await
+    let mut written = stream::iter(writes).buffer_unordered(16);
+    while let Some(found) = written.try_next().await? {
+        package_json = package_json.or(found);
+    }
+    hand_over(b, ws, Step::Fetch).await?;
+    Ok(package_json)
 }
 
 /// True when package.json is the same as in the parent version, so the kept lockfile still

@@ -7,25 +7,75 @@
 
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
 use kiln_shared::domain::{RelativePath, VersionId};
 
 #[derive(Debug)]
 pub struct Workspace {
+    id: VersionId,
     root: PathBuf,
 }
 
+/// Why a workspace could not be laid out.
+#[derive(Debug, thiserror::Error)]
+pub enum LayOutError {
+    #[error("cannot create the workspace: {0}")]
+    Create(std::io::Error),
+    #[error("writing {path}: {source}")]
+    Write { path: String, source: std::io::Error },
+    #[error("handing the workspace to the build user: {0}")]
+    HandOver(std::io::Error),
+}
+
 impl Workspace {
-    pub async fn create(work_dir: &Path, id: VersionId) -> std::io::Result<Self> {
-        let work_dir = work_dir.to_owned();
-        // One trip to the blocking pool rather than one per folder: this is on the path from a
-        // build's start to its first process.
-        tokio::task::spawn_blocking(move || Self::create_blocking(&work_dir, id))
-            .await
-            .map_err(std::io::Error::other)?
+    /// The workspace of build `id` in `work_dir`, under a fresh name; nothing is on disk until
+    /// [`Workspace::lay_out`].
+    pub fn new(work_dir: &Path, id: VersionId) -> Self {
+        let secret = ulid::Ulid::new().random();
+        Self {
+            id,
+            root: work_dir.join(format!("{id}-{secret:020x}")),
+        }
     }
 
-    fn create_blocking(work_dir: &Path, id: VersionId) -> std::io::Result<Self> {
-        // A leftover from a crashed attempt of the same build is discarded.
+    /// Makes the workspace's folders and writes `files` into its project folder, then runs
+    /// `finish` on its root (the hand-over to the build user), all in one trip to the blocking
+    /// pool: this is on the path from a build's start to its first process, where each trip
+    /// costs a thread wake-up. `first_attempt`: no earlier attempt of the build can have left a
+    /// workspace behind (later attempts discard those first).
+    pub async fn lay_out(
+        &self,
+        files: Vec<(String, Bytes)>,
+        first_attempt: bool,
+        finish: impl FnOnce(&Path) -> std::io::Result<()> + Send + 'static,
+    ) -> Result<(), LayOutError> {
+        let (id, root) = (self.id, self.root.clone());
+        tokio::task::spawn_blocking(move || {
+            if !first_attempt {
+                Self::discard_leftovers(&root, id).map_err(LayOutError::Create)?;
+            }
+            std::fs::create_dir(&root).map_err(LayOutError::Create)?;
+            for dir in ["project", "home", "tmp"] {
+                std::fs::create_dir(root.join(dir)).map_err(LayOutError::Create)?;
+            }
+            let project = root.join("project");
+            for (path, content) in &files {
+                write_blocking(&project, path, content).map_err(|source| LayOutError::Write {
+                    path: path.clone(),
+                    source,
+                })?;
+            }
+            finish(&root).map_err(LayOutError::HandOver)
+        })
+        .await
+        .map_err(|e| LayOutError::Create(std::io::Error::other(e)))?
+    }
+
+    /// Removes what an earlier attempt of build `id` left in the work folder of `root`.
+    fn discard_leftovers(root: &Path, id: VersionId) -> std::io::Result<()> {
+        let Some(work_dir) = root.parent() else {
+            return Ok(());
+        };
         let prefix = format!("{id}-");
         for entry in std::fs::read_dir(work_dir)? {
             let entry = entry?;
@@ -33,13 +83,7 @@ impl Workspace {
                 std::fs::remove_dir_all(entry.path())?;
             }
         }
-        let secret = ulid::Ulid::new().random();
-        let root = work_dir.join(format!("{prefix}{secret:020x}"));
-        let ws = Self { root };
-        for dir in [ws.project(), ws.home(), ws.tmp()] {
-            std::fs::create_dir_all(dir)?;
-        }
-        Ok(ws)
+        Ok(())
     }
 
     pub fn root(&self) -> &Path {
@@ -59,26 +103,38 @@ impl Workspace {
     }
 
     /// Writes one file of the tree (the path is re-checked: manifests are data too).
-    pub async fn write(&self, path: &str, content: &[u8]) -> std::io::Result<()> {
+    pub async fn write(&self, path: &str, content: Bytes) -> std::io::Result<()> {
         Self::write_into(&self.project(), path, content).await
     }
 
-    /// Writes one file under `project`.
-    pub async fn write_into(project: &Path, path: &str, content: &[u8]) -> std::io::Result<()> {
-        let path = RelativePath::parse(path)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
-        let target = project.join(path.as_str());
-        if let Some(parent) = target.parent() {
-            tokio::fs::create_dir_all(parent).await?;
-        }
-        tokio::fs::write(target, content).await
+    /// Writes one file under `project` (one trip to the blocking pool).
+    pub async fn write_into(project: &Path, path: &str, content: Bytes) -> std::io::Result<()> {
+        let (project, path) = (project.to_owned(), path.to_owned());
+        tokio::task::spawn_blocking(move || write_blocking(&project, &path, &content))
+            .await
+            .map_err(std::io::Error::other)?
     }
 
     pub async fn remove(self) {
-        if let Err(e) = tokio::fs::remove_dir_all(&self.root).await {
-            tracing::warn!(error = %e, root = %self.root.display(), "cannot remove a workspace");
+        match tokio::fs::remove_dir_all(&self.root).await {
+            Ok(()) => {}
+            // It was never laid out (the build ended before it was).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(error = %e, root = %self.root.display(), "cannot remove a workspace"),
         }
     }
+}
+
+/// Writes one file of the tree under `project` (the path is re-checked: manifests are data
+/// too).
+fn write_blocking(project: &Path, path: &str, content: &[u8]) -> std::io::Result<()> {
+    let path = RelativePath::parse(path)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+    let target = project.join(path.as_str());
+    if let Some(parent) = target.parent().filter(|p| *p != project) {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(target, content)
 }
 
 /// Whether a name in the work folder is a build's workspace (`<build id>-<20 hex digits>`).

@@ -1,7 +1,7 @@
 // ops/bench/bullmq-dispatch.mjs - the BullMQ side of Kiln's dispatch benchmark.
 //
 //   node ops/bench/bullmq-dispatch.mjs --redis redis://127.0.0.1:PORT --queue NAME \
-//        [--jobs 100] [--warmup 5] [--workers 2] [--pause-ms 100]
+//        [--jobs 100] [--warmup 5] [--workers 2] [--pause-ms 100] [--spawn SHIM]
 //
 // Starts `workers` worker processes (this script again, with --worker: a BullMQ Worker of
 // concurrency 1 each, the way Kiln's daemons are processes of their own), waits until they are
@@ -10,10 +10,20 @@
 // clock as its first act and reports it over the IPC channel (the report's own latency does not
 // count). Both clocks are process.hrtime.bigint(): CLOCK_MONOTONIC, one clock for every process
 // on the machine. Prints one JSON line: {p50Ms, p99Ms, samples, bullmqVersion}.
+//
+// With --spawn SHIM (the benchmark's pnpm shim, src/bin/pnpm-shim.rs), the processor instead
+// starts the build's process, as a BullMQ + Node worker farm must: `child_process.spawn` of a
+// copy of the shim as `pnpm install` (with no other pnpm on its PATH, the shim records its start
+// and exits), and the sample ends when that process ran its first instructions, as Kiln's does.
+// The shim's clock is CLOCK_REALTIME; each worker converts it to CLOCK_MONOTONIC with an offset
+// read once at its start (performance.timeOrigin + performance.now(), microsecond precision).
 // BullMQ and ioredis come from ./node (npm ci there; run.sh does it).
 
 import { createRequire } from 'node:module';
-import { fork } from 'node:child_process';
+import { fork, spawn } from 'node:child_process';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const require = createRequire(new URL('./node/package.json', import.meta.url));
@@ -22,7 +32,16 @@ const bullmqVersion = require('bullmq/package.json').version;
 const PREFIX = 'kiln-bench-bull';
 
 function args() {
-  const out = { jobs: 100, warmup: 5, workers: 2, 'pause-ms': 100, redis: '', queue: '', worker: false };
+  const out = {
+    jobs: 100,
+    warmup: 5,
+    workers: 2,
+    'pause-ms': 100,
+    redis: '',
+    queue: '',
+    spawn: '',
+    worker: false,
+  };
   const argv = process.argv.slice(2);
   for (let i = 0; i < argv.length; i++) {
     const key = argv[i].replace(/^--/, '');
@@ -63,11 +82,40 @@ function noopBody(project) {
   };
 }
 
+// The shim, copied into a folder of this worker's (it records into starts.log beside itself).
+function shimCopy(shim) {
+  const dir = mkdtempSync(join(tmpdir(), 'kiln-bench-bull-'));
+  copyFileSync(shim, join(dir, 'pnpm'));
+  return dir;
+}
+
+// Starts the shim as `pnpm install` and resolves with the CLOCK_MONOTONIC time of its start.
+function startProcess(dir, offsetNs) {
+  const log = join(dir, 'starts.log');
+  rmSync(log, { force: true });
+  return new Promise((resolve, reject) => {
+    const child = spawn(join(dir, 'pnpm'), ['install'], { cwd: dir, env: { PATH: dir }, stdio: 'ignore' });
+    child.once('error', reject);
+    child.once('exit', () => {
+      try {
+        const realtime = BigInt(readFileSync(log, 'utf8').split(' ')[0]);
+        resolve(realtime - offsetNs);
+      } catch (e) {
+        reject(e);
+      }
+    });
+  });
+}
+
 async function runWorker(opts) {
+  const dir = opts.spawn ? shimCopy(opts.spawn) : null;
+  // CLOCK_REALTIME - CLOCK_MONOTONIC, in ns.
+  const offsetNs =
+    BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6)) - process.hrtime.bigint();
   const worker = new Worker(
     opts.queue,
     async (job) => {
-      const invoked = process.hrtime.bigint();
+      const invoked = dir ? await startProcess(dir, offsetNs) : process.hrtime.bigint();
       process.send({ seq: job.data.seq, invoked: invoked.toString() });
     },
     { connection: connection(opts.redis), prefix: PREFIX, concurrency: 1 },
@@ -78,6 +126,7 @@ async function runWorker(opts) {
   process.on('message', async (m) => {
     if (m && m.stop) {
       await worker.close();
+      if (dir) rmSync(dir, { recursive: true, force: true });
       process.exit(0);
     }
   });
@@ -94,7 +143,9 @@ async function main() {
   const workers = [];
   const ready = [];
   for (let w = 0; w < opts.workers; w++) {
-    const child = fork(self, ['--worker', '--redis', opts.redis, '--queue', opts.queue], {
+    const forwarded = ['--worker', '--redis', opts.redis, '--queue', opts.queue];
+    if (opts.spawn) forwarded.push('--spawn', opts.spawn);
+    const child = fork(self, forwarded, {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     ready.push(

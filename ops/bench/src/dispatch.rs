@@ -5,6 +5,11 @@
 //! "Build process started" is the moment the first process of the build (`pnpm install`, run
 //! by the daemon in the build's workspace) runs its first instructions, as recorded by the pnpm
 //! shim ([`crate::starts`]); the submit time is read on the same clock just before the `POST`.
+//!
+//! BullMQ is measured twice: as the issue states the target (add → processor invoked: a
+//! function call in an idle worker), and as a BullMQ + Node worker farm would start a build
+//! (add → the worker's `child_process.spawn` of the same shim as `pnpm install` → its first
+//! instructions), which is what Kiln's figure measures.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -86,6 +91,8 @@ pub struct Report {
     pub kiln: Vec<Run>,
     pub phases: Vec<Phases>,
     pub bullmq: Vec<Run>,
+    /// add → a process spawned by the processor started.
+    pub bullmq_spawn: Vec<Run>,
     pub bullmq_version: String,
 }
 
@@ -110,6 +117,14 @@ impl Report {
         median_of(&self.bullmq, Run::p99)
     }
 
+    pub fn bullmq_spawn_p50(&self) -> f64 {
+        median_of(&self.bullmq_spawn, Run::p50)
+    }
+
+    pub fn bullmq_spawn_p99(&self) -> f64 {
+        median_of(&self.bullmq_spawn, Run::p99)
+    }
+
     /// Target: Kiln's p99 no worse than BullMQ's.
     pub fn pass(&self) -> bool {
         self.kiln_p99() <= self.bullmq_p99()
@@ -118,11 +133,13 @@ impl Report {
 
 pub async fn run(env: &Env, bench_dir: &Path) -> anyhow::Result<Report> {
     let script = bench_dir.join("bullmq-dispatch.mjs");
-    let (mut kiln, mut phases, mut bullmq) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut kiln, mut phases, mut bullmq, mut bullmq_spawn) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut bullmq_version = String::new();
-    // Alternating which side goes first, so that a slow phase of the machine falls on both.
+    let shim = Shim::new()?;
+    // Alternating which side goes first, so that a slow phase of the machine falls on all.
     for round in 1..=ROUNDS {
-        for side in if round % 2 == 1 { [0, 1] } else { [1, 0] } {
+        for side in if round % 2 == 1 { [0, 1, 2] } else { [2, 1, 0] } {
             if side == 0 {
                 let (k, p) = kiln_run(env, round)
                     .await
@@ -140,16 +157,22 @@ pub async fn run(env: &Env, bench_dir: &Path) -> anyhow::Result<Report> {
                 kiln.push(k);
                 phases.push(p);
             } else {
-                let (b, version) = bullmq_run(env, &script, round)
+                let spawn = (side == 2).then(|| shim.binary());
+                let (b, version) = bullmq_run(env, &script, round, spawn)
                     .await
                     .with_context(|| format!("bullmq dispatch, run {round}"))?;
                 eprintln!(
-                    "[bench] dispatch run {round}/{ROUNDS}  bullmq p50 {:>6.2} ms  p99 {:>6.2} ms  max {:>6.2} ms",
+                    "[bench] dispatch run {round}/{ROUNDS}  bullmq{} p50 {:>6.2} ms  p99 {:>6.2} ms  max {:>6.2} ms",
+                    if spawn.is_some() { "+spawn" } else { "" },
                     b.p50(),
                     b.p99(),
                     percentile(&b.samples, 100.0)
                 );
-                bullmq.push(b);
+                if spawn.is_some() {
+                    bullmq_spawn.push(b);
+                } else {
+                    bullmq.push(b);
+                }
                 bullmq_version = version;
             }
         }
@@ -158,6 +181,7 @@ pub async fn run(env: &Env, bench_dir: &Path) -> anyhow::Result<Report> {
         kiln,
         phases,
         bullmq,
+        bullmq_spawn,
         bullmq_version,
     };
     print_details(&report);
@@ -179,6 +203,12 @@ fn print_details(r: &Report) {
         r.bullmq_version,
         p(&r.bullmq, Run::p50),
         p(&r.bullmq, Run::p99)
+    );
+    println!(
+        "bullmq  {} add -> spawned process started  runs p50 ms [{}]  p99 ms [{}]",
+        r.bullmq_version,
+        p(&r.bullmq_spawn, Run::p50),
+        p(&r.bullmq_spawn, Run::p99)
     );
     let all =
         |f: fn(&Phases) -> &Vec<f64>| -> Vec<f64> { r.phases.iter().flat_map(|p| f(p).clone()).collect() };
@@ -291,14 +321,23 @@ struct BullOutput {
 }
 
 /// One BullMQ run: the Node script (and its worker processes) on a queue of its own in the
-/// same Redis.
-async fn bullmq_run(env: &Env, script: &Path, round: usize) -> anyhow::Result<(Run, String)> {
+/// same Redis; with `spawn`, its processor starts that program as the build's process.
+async fn bullmq_run(
+    env: &Env,
+    script: &Path,
+    round: usize,
+    spawn: Option<&Path>,
+) -> anyhow::Result<(Run, String)> {
     let queue = format!(
         "dispatch-{}-{round}",
         ulid::Ulid::new().to_string().to_ascii_lowercase()
     );
-    let out = tokio::process::Command::new("node")
-        .arg(script)
+    let mut command = tokio::process::Command::new("node");
+    command.arg(script);
+    if let Some(program) = spawn {
+        command.arg("--spawn").arg(program);
+    }
+    let out = command
         .args(["--redis", &env.redis_url, "--queue", &queue])
         .args([
             "--jobs",

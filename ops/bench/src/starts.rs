@@ -97,6 +97,11 @@ impl Shim {
     /// (with the pnpm store inside it, as by default) and little else of the host: a shim
     /// elsewhere would not exist for them. The records file is made writable by the build
     /// user, which the shim runs as.
+    /// The shim's program.
+    pub fn binary(&self) -> &Path {
+        &self.binary
+    }
+
     pub fn install_in(&self, work: &Path) -> anyhow::Result<PathBuf> {
         use std::os::unix::fs::PermissionsExt;
         let dir = work.join(FOLDER);
