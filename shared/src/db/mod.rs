@@ -82,34 +82,12 @@ pub async fn create_database(admin_url: &str, prefix: &str) -> Result<String, Db
     Ok(format!("{base}/{name}"))
 }
 
-/// A connection used within this long is handed out without a ping first.
-const TRUSTED_FOR: Duration = Duration::from_secs(10);
-
-/// Every pool's options. sqlx pings a connection when it goes back to the pool (a broken one
-/// is closed there); by default it pings it again before handing it out, which costs every
-/// statement a second round trip (about 0.1-0.2 ms: a good part of a build's path from submit
-/// to first process, measured with `ops/bench/run.sh dispatch`). Here only a connection idle
-/// for longer than [`TRUSTED_FOR`] is pinged first. One that broke since (Postgres restarted
-/// within that window) fails its statement as unreachable: the API answers 503 and the
-/// daemons' writes try again ([`patiently`]), as they do while Postgres is down.
-fn pool_options(max_connections: u32) -> PgPoolOptions {
-    PgPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(5))
-        .test_before_acquire(false)
-        .before_acquire(|conn, meta| {
-            Box::pin(async move {
-                if meta.idle_for > TRUSTED_FOR {
-                    sqlx::Connection::ping(conn).await?;
-                }
-                Ok(true)
-            })
-        })
-}
-
 /// Connects a pool (lazily: the first query opens a connection).
 pub fn connect(url: &secrecy::SecretString, max_connections: u32) -> Result<PgPool, DbError> {
-    Ok(pool_options(max_connections).connect_lazy(url.expose_secret())?)
+    Ok(PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy(url.expose_secret())?)
 }
 
 /// A pool for statements whose plan does not depend on their parameters' values (the batched
@@ -117,7 +95,10 @@ pub fn connect(url: &secrecy::SecretString, max_connections: u32) -> Result<PgPo
 /// each execution anew while it decides whether a generic plan is worth it; planning is a good
 /// part of such a statement's cost.
 pub fn connect_generic(options: &GenericPlans, max_connections: u32) -> PgPool {
-    pool_options(max_connections).connect_lazy_with(options.0.clone())
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with(options.0.clone())
 }
 
 /// Connection options for [`connect_generic`] pools.
