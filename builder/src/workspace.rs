@@ -147,3 +147,94 @@ pub(crate) fn is_workspace_name(name: &str) -> bool {
         && secret.len() == 20
         && secret.bytes().all(|b| b.is_ascii_hexdigit())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[tokio::test]
+    async fn a_workspace_is_laid_out_in_one_go_and_a_later_attempt_discards_the_earlier_ones() {
+        let work = tempfile::tempdir().unwrap();
+        let id = VersionId::new();
+        let files = vec![
+            ("package.json".to_owned(), Bytes::from_static(b"{}")),
+            ("src/deep/App.tsx".to_owned(), Bytes::from_static(b"export {}")),
+        ];
+        let first = Workspace::new(work.path(), id);
+        assert!(!first.root().exists(), "nothing on disk before it is laid out");
+        let finished = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let seen = finished.clone();
+        first
+            .lay_out(files.clone(), true, move |root| {
+                *seen.lock().unwrap() = Some(names(root));
+                Ok(())
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            finished.lock().unwrap().clone().unwrap(),
+            ["home", "project", "tmp"],
+            "the hand-over runs on the whole workspace"
+        );
+        assert!(is_workspace_name(
+            &first.root().file_name().unwrap().to_string_lossy()
+        ));
+        assert_eq!(
+            std::fs::read(first.project().join("package.json")).unwrap(),
+            b"{}"
+        );
+        assert_eq!(
+            std::fs::read(first.project().join("src/deep/App.tsx")).unwrap(),
+            b"export {}"
+        );
+
+        // A later attempt of the same build: the earlier workspace goes; another build's stays.
+        let other = Workspace::new(work.path(), VersionId::new());
+        other.lay_out(Vec::new(), true, |_| Ok(())).await.unwrap();
+        let second = Workspace::new(work.path(), id);
+        second.lay_out(files, false, |_| Ok(())).await.unwrap();
+        let mut expected = vec![
+            second.root().file_name().unwrap().to_string_lossy().into_owned(),
+            other.root().file_name().unwrap().to_string_lossy().into_owned(),
+        ];
+        expected.sort();
+        assert_eq!(names(work.path()), expected);
+
+        // A path a manifest must not hold, and a failing hand-over, are errors that say so.
+        let bad = Workspace::new(work.path(), VersionId::new());
+        let err = bad
+            .lay_out(vec![("../escape".to_owned(), Bytes::new())], true, |_| Ok(()))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, LayOutError::Write { path, .. } if path == "../escape"),
+            "{err}"
+        );
+        assert!(!work.path().parent().unwrap().join("escape").exists());
+        let refused = Workspace::new(work.path(), VersionId::new());
+        let err = refused
+            .lay_out(Vec::new(), true, |_| Err(std::io::Error::other("no")))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("handing the workspace to the build user"),
+            "{err}"
+        );
+
+        // Removing one never laid out is quiet.
+        Workspace::new(work.path(), VersionId::new()).remove().await;
+        let root = second.root().to_owned();
+        second.remove().await;
+        assert!(!root.exists());
+    }
+}
