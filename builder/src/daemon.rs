@@ -172,10 +172,6 @@ impl Builder {
         self.settings.fleet.lease / 2
     }
 
-    pub(crate) fn pnpm_cache_dir(&self) -> PathBuf {
-        self.settings.pnpm_store.with_extension("cache")
-    }
-
     /// A reader of the build stream for one worker (its own Redis connection).
     pub fn reader(&self) -> StreamReader {
         self.queue.reader(BLOCK)

@@ -20,9 +20,9 @@ use crate::lease::{Claim, Keeper, Stop, Stopper};
 use crate::log::{BuildLog, LogShipper};
 use crate::process::{self, Invocation, RunError, Sandbox};
 use crate::publish::{self, PublishError};
-use crate::sandbox::{Cell, Network};
+use crate::sandbox::{Cell, Confinement, Network};
 use crate::workspace::{LayOutError, Workspace};
-use crate::{detect, generator};
+use crate::{detect, generator, scripts};
 
 const LOCKFILE: &str = "pnpm-lock.yaml";
 /// How long a finished attempt waits for an unreachable Postgres to record its outcome. Its
@@ -572,7 +572,8 @@ async fn build(
     let sandbox = Sandbox::new(
         &ws.home(),
         &ws.tmp(),
-        &b.pnpm_cache_dir(),
+        // The build's own: the shared metadata cache is the store's user's alone.
+        &ws.home().join(".cache").join("pnpm"),
         b.settings.build_timeout.as_secs(),
     )
     .stopped_by(stopper.token().clone(), b.settings.fleet.cancel_grace)
@@ -582,7 +583,7 @@ async fn build(
         b.settings.max_log_bytes as u64,
     )
     .counted_by(b.metrics.clone());
-    let result = build_in(b, version, ws, log, metrics, &sandbox).await;
+    let result = build_in(b, version, ws, log, metrics, &sandbox, cell.ids()).await;
     match (cell.unused_warm(), &b.warm) {
         // No process ran: the warm sandbox and its cgroup serve another build.
         (Some(warm), Some(pool)) => pool.give_back(warm),
@@ -595,11 +596,10 @@ async fn build(
     result
 }
 
-/// Gives the workspace, as Kiln wrote it, to the build user.
-async fn hand_over(b: &Builder, ws: &Workspace, step: Step) -> Result<(), Failure> {
-    let confinement = b.confinement.clone();
+/// Gives the workspace, as Kiln wrote it, to the build's user `ids`.
+async fn hand_over(ws: &Workspace, ids: Option<(u32, u32)>, step: Step) -> Result<(), Failure> {
     let root = ws.root().to_owned();
-    tokio::task::spawn_blocking(move || confinement.hand_over(&root))
+    tokio::task::spawn_blocking(move || Confinement::hand_over(&root, ids))
         .await
         .map_err(|e| infra(step, e.to_string()))?
         .map_err(|e| infra(step, format!("handing the workspace to the build user: {e}")))
@@ -612,6 +612,7 @@ async fn build_in(
     log: &BuildLog,
     metrics: &mut Metrics,
     sandbox: &Sandbox,
+    ids: Option<(u32, u32)>,
 ) -> Result<Success, Failure> {
     let deadline = Instant::now() + b.settings.build_timeout;
     let project = ws.project();
@@ -622,7 +623,7 @@ async fn build_in(
         .await
         .map_err(|e| store_failure(Step::Fetch, &e))?;
     let original_sources = sources.clone();
-    let fetched_package_json = materialize(b, version, &sources, ws).await?;
+    let fetched_package_json = materialize(b, version, &sources, ws, ids).await?;
 
     // generate
     let mut metadata = None;
@@ -636,11 +637,30 @@ async fn build_in(
             )
         })?;
         let mut files = Vec::with_capacity(sources.files.len());
-        for path in sources.files.keys() {
-            let content = tokio::fs::read(project.join(path))
-                .await
-                .map_err(|e| fail(Step::Generate, format!("reading {path}: {e}")))?;
-            files.push(generator::file_json(path, &content));
+        // Read beneath the project folder, each bounded by the larger of its size in the manifest
+        // and KILN_MAX_FILE_MB.
+        let wanted: Vec<(String, u64)> = sources
+            .files
+            .iter()
+            .map(|(path, entry)| (path.clone(), entry.size.max(b.settings.max_file_bytes as u64)))
+            .collect();
+        let dir = project.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            let fd = open_project_dir(&dir)?;
+            wanted
+                .into_iter()
+                .map(|(path, max)| {
+                    crate::beneath::read_beneath(&fd, &path, max)?
+                        .map(|content| (path.clone(), content))
+                        .ok_or(crate::beneath::BeneathError::Missing { path })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .map_err(|e| infra(Step::Generate, e.to_string()))?
+        .map_err(|e| beneath_failure(Step::Generate, format!("reading the sources: {e}"), &e))?;
+        for (path, content) in &read {
+            files.push(generator::file_json(path, content));
         }
         let input = serde_json::json!({
             "prompt": version.prompt,
@@ -659,17 +679,29 @@ async fn build_in(
         )
         .await
         .map_err(|e| fail(Step::Generate, e))?;
-        for file in generated {
-            let content = Bytes::from(file.content);
-            ws.write(file.path.as_str(), content.clone())
-                .await
-                .map_err(|e| infra(Step::Generate, format!("writing {}: {e}", file.path)))?;
+        // Written by the daemon beneath the project folder, through no link the generator may
+        // have left, and owned by the build's user.
+        let generated: Vec<(String, Bytes)> = generated
+            .into_iter()
+            .map(|file| (file.path.as_str().to_owned(), Bytes::from(file.content)))
+            .collect();
+        let (dir, to_write) = (project.clone(), generated.clone());
+        tokio::task::spawn_blocking(move || {
+            let fd = open_project_dir(&dir)?;
+            to_write
+                .iter()
+                .try_for_each(|(path, content)| crate::beneath::write_beneath(&fd, path, content, ids))
+        })
+        .await
+        .map_err(|e| infra(Step::Generate, e.to_string()))?
+        .map_err(|e| beneath_failure(Step::Generate, format!("writing the generated files: {e}"), &e))?;
+        for (path, content) in generated {
             let blob = b
                 .artifacts
                 .put_blob(content)
                 .await
                 .map_err(|e| store_failure(Step::Generate, &e))?;
-            sources.insert_stored(file.path.as_str(), blob);
+            sources.insert_stored(&path, blob);
         }
         metadata = Some(meta);
         metrics.generate_ms = ms_since(started);
@@ -684,11 +716,9 @@ async fn build_in(
     // install + build
     // As fetched, unless the generator wrote the tree.
     let package_json = if version.generate {
-        match tokio::fs::read(project.join("package.json")).await {
-            Ok(raw) => Some(Bytes::from(raw)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(fail(Step::Install, format!("reading package.json: {e}"))),
-        }
+        read_in_project(&project, "package.json", b.settings.max_file_bytes as u64)
+            .await
+            .map_err(|e| fail(Step::Install, reading(&e)))?
     } else {
         fetched_package_json
     };
@@ -708,11 +738,12 @@ async fn build_in(
         );
         if version.generate {
             // The generator's files were written by the daemon.
-            hand_over(b, ws, Step::Install).await?;
+            hand_over(ws, ids, Step::Install).await?;
         }
+        // The store's half: pnpm alone, no code of the project's or its dependencies'.
         run_step(
             Step::Install,
-            &sandbox.with_network(Network::Registry),
+            &sandbox.as_store().with_network(Network::Registry),
             "pnpm",
             &install,
             &project,
@@ -720,6 +751,30 @@ async fn build_in(
             log,
         )
         .await?;
+        // The build's half: lifecycle scripts and allowed dependency scripts, as the build's
+        // own uid, when there are any to run.
+        if let Some(why) = scripts::pending(&project, &b.settings.sandbox.allow_build_scripts)
+            .await
+            .map_err(|e| fail(Step::Install, e))?
+        {
+            log.line(&format!("[kiln] running install scripts: {why}"));
+            let allowed = sandbox
+                .confinement()
+                .map(|c| c.allowed_scripts())
+                .unwrap_or_default();
+            let rebuild = scripts::rebuild_args(&allowed);
+            let rebuild: Vec<&str> = rebuild.iter().map(String::as_str).collect();
+            run_step(
+                Step::Install,
+                &sandbox.with_network(Network::Registry),
+                "pnpm",
+                &rebuild,
+                &project,
+                deadline,
+                log,
+            )
+            .await?;
+        }
         metrics.install_ms = ms_since(started);
         emit(
             b,
@@ -727,9 +782,7 @@ async fn build_in(
             EventType::InstallCompleted,
             json!({ "ms": metrics.install_ms, "frozenLockfile": frozen }),
         );
-        let lockfile = keep_lockfile(&b.artifacts, &project, &mut sources)
-            .await
-            .map_err(|e| store_failure(Step::Install, &e))?;
+        let lockfile = keep_lockfile(&b.artifacts, &project, &mut sources).await?;
         if let Some(auditor) = &b.auditor {
             audit(auditor, b.settings.audit.mode, lockfile, log).await?;
         }
@@ -757,11 +810,16 @@ async fn build_in(
             EventType::BuildStepCompleted,
             json!({ "ms": metrics.build_ms }),
         );
-        let dir = detect::output_dir(&project, &pkg).map_err(|e| fail(Step::Output, e))?;
-        (dir, detect::framework_of(&pkg).map(|(name, _)| name.to_owned()))
+        let project_fd =
+            open_project_dir(&project).map_err(|e| beneath_failure(Step::Output, e.to_string(), &e))?;
+        let dir = detect::output_dir(&project_fd, &pkg).map_err(|e| fail(Step::Output, e))?;
+        (
+            Some(dir),
+            detect::framework_of(&pkg).map(|(name, _)| name.to_owned()),
+        )
     } else {
         log.line("[kiln] no package.json: publishing the tree as a static site");
-        (project.clone(), Some("static".to_owned()))
+        (None, Some("static".to_owned()))
     };
 
     // upload
@@ -771,17 +829,26 @@ async fn build_in(
         max_bytes: b.settings.max_output_bytes,
         max_files: b.settings.max_output_files,
     };
-    let root = output_root.clone();
-    let files = tokio::task::spawn_blocking(move || publish::collect(&root, limits, &["node_modules"]))
-        .await
-        .map_err(|e| infra(Step::Output, e.to_string()))?
-        .map_err(|e| {
+    // The output folder is opened beneath the project folder (itself not a link): a link
+    // there leading out of the project fails the build, whatever the build made it.
+    let dir = project.clone();
+    let files = tokio::task::spawn_blocking(move || {
+        let project = open_project_dir(&dir).map_err(|e| beneath_failure(Step::Output, e.to_string(), &e))?;
+        let root = match output_root {
+            Some(name) => crate::beneath::open_dir_beneath(&project, name)
+                .map_err(|e| beneath_failure(Step::Output, format!("the output folder {e}"), &e))?,
+            None => project,
+        };
+        publish::collect(root, limits, &["node_modules"]).map_err(|e| {
             if e.is_the_outputs() {
                 fail(Step::Output, e.to_string())
             } else {
                 publish_failure(e)
             }
-        })?;
+        })
+    })
+    .await
+    .map_err(|e| infra(Step::Output, e.to_string()))??;
     if files.is_empty() {
         return Err(fail(Step::Output, PublishError::Empty.to_string()));
     }
@@ -822,22 +889,32 @@ fn publish_failure(e: PublishError) -> Failure {
 
 /// The arguments of `pnpm` for a build's install: against the shared store, offline when it
 /// can, frozen when the kept lockfile still describes the dependencies.
+///
+/// This is the store's half of the install, run as the store's user: no lifecycle script, no
+/// `.pnpmfile.cjs`, and the settings that decide where pnpm writes, whether it runs another
+/// pnpm, and whether build results go into the store are given here, over any the project's
+/// `.npmrc`, `pnpm-workspace.yaml` or `packageManager` says (see [`scripts`] for the rest).
 pub fn install_args(store: &std::path::Path, frozen: bool) -> Vec<String> {
     let lockfile = if frozen {
         "--frozen-lockfile"
     } else {
         "--no-frozen-lockfile"
     };
-    [
+    let mut args: Vec<String> = [
         "install",
         "--store-dir",
         &store.display().to_string(),
+        &format!("--config.cache-dir={}", store.with_extension("cache").display()),
         "--prefer-offline",
         lockfile,
+        "--ignore-scripts",
+        "--ignore-pnpmfile",
         "--reporter=append-only",
     ]
     .map(str::to_owned)
-    .to_vec()
+    .to_vec();
+    args.extend(scripts::PINNED_SETTINGS.iter().map(|s| (*s).to_owned()));
+    args
 }
 
 /// The dependency audit of the installed lockfile (`None`: there is none): findings to the
@@ -944,6 +1021,7 @@ async fn materialize(
     version: &Version,
     manifest: &Manifest,
     ws: &Workspace,
+    ids: Option<(u32, u32)>,
 ) -> Result<Option<Bytes>, Failure> {
     let (mut inline, mut stored) = (Vec::new(), Vec::new());
     for (path, entry) in &manifest.files {
@@ -959,10 +1037,11 @@ async fn materialize(
     let laid_out = |e: LayOutError| infra(Step::Fetch, e.to_string());
     let first_attempt = version.attempts == 1;
     if stored.is_empty() {
-        let confinement = b.confinement.clone();
-        ws.lay_out(inline, first_attempt, move |root| confinement.hand_over(root))
-            .await
-            .map_err(laid_out)?;
+        ws.lay_out(inline, first_attempt, move |root| {
+            Confinement::hand_over(root, ids)
+        })
+        .await
+        .map_err(laid_out)?;
         return Ok(package_json);
     }
     ws.lay_out(inline, first_attempt, |_| Ok(()))
@@ -986,7 +1065,7 @@ async fn materialize(
     while let Some(found) = written.try_next().await? {
         package_json = package_json.or(found);
     }
-    hand_over(b, ws, Step::Fetch).await?;
+    hand_over(ws, ids, Step::Fetch).await?;
     Ok(package_json)
 }
 
@@ -1007,23 +1086,80 @@ async fn package_json_unchanged(b: &Builder, version: &Version, sources: &Manife
 }
 
 /// Keeps the lockfile the install wrote with the version's sources, so the next build of the
-/// project installs exactly the same dependencies.
+/// project installs exactly the same dependencies. The install's code wrote it: it is read
+/// beneath the project folder, as a regular file of at most
+/// [`MAX_LOCKFILE_BYTES`](crate::audit::lockfile::MAX_LOCKFILE_BYTES) (a link out of the
+/// project, a FIFO or a larger file fails the build at `install`).
 async fn keep_lockfile(
     artifacts: &Artifacts,
     project: &std::path::Path,
     sources: &mut Manifest,
-) -> Result<Option<Bytes>, StoreError> {
-    let Ok(body) = tokio::fs::read(project.join(LOCKFILE)).await else {
+) -> Result<Option<Bytes>, Failure> {
+    use crate::audit::lockfile::MAX_LOCKFILE_BYTES;
+    let read = read_in_project(project, LOCKFILE, MAX_LOCKFILE_BYTES as u64).await;
+    let Some(body) = read.map_err(|e| beneath_failure(Step::Install, reading(&e), &e))? else {
         return Ok(None);
     };
-    let body = Bytes::from(body);
     let hash = kiln_shared::store::sha256_hex(&body);
     if sources.files.get(LOCKFILE).is_some_and(|e| e.hash == hash) {
         return Ok(Some(body));
     }
-    let blob = artifacts.put_blob(body.clone()).await?;
+    let blob = artifacts
+        .put_blob(body.clone())
+        .await
+        .map_err(|e| store_failure(Step::Install, &e))?;
     sources.insert_stored(LOCKFILE, blob);
     Ok(Some(body))
+}
+
+/// The project folder at `project` (`<workspace>/project`), opened by the daemon: the build
+/// user owns the workspace, so the folder itself must not be a link.
+fn open_project_dir(project: &std::path::Path) -> Result<std::os::fd::OwnedFd, crate::beneath::BeneathError> {
+    let (Some(parent), Some(name)) = (project.parent(), project.file_name()) else {
+        return Err(crate::beneath::BeneathError::Missing {
+            path: project.display().to_string(),
+        });
+    };
+    crate::beneath::open_dir(parent, &name.to_string_lossy())
+}
+
+/// The file `rel` of the project folder at `project`, read beneath it, at most `max_bytes`
+/// (`None`: there is none). See [`crate::beneath::read_beneath`].
+async fn read_in_project(
+    project: &std::path::Path,
+    rel: &'static str,
+    max_bytes: u64,
+) -> Result<Option<Bytes>, crate::beneath::BeneathError> {
+    let project = project.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let fd = open_project_dir(&project)?;
+        crate::beneath::read_beneath(&fd, rel, max_bytes).map(|body| body.map(Bytes::from))
+    })
+    .await
+    .map_err(|e| crate::beneath::BeneathError::Io {
+        path: rel.to_owned(),
+        source: std::io::Error::other(e),
+    })?
+}
+
+/// What went wrong reading a file: the refusal as is ("pnpm-lock.yaml is a symbolic link that
+/// leaves the project"), else "reading <path>: <error>".
+fn reading(e: &crate::beneath::BeneathError) -> String {
+    if e.is_refusal() {
+        e.to_string()
+    } else {
+        format!("reading {e}")
+    }
+}
+
+/// A failure to read or write in the workspace, saying `message`: the project's when the tree
+/// was refused (a link out, a FIFO, a file over its bound), else the farm's.
+fn beneath_failure(step: Step, message: String, e: &crate::beneath::BeneathError) -> Failure {
+    if e.is_refusal() {
+        fail(step, message)
+    } else {
+        infra(step, message)
+    }
 }
 
 #[cfg(test)]

@@ -11,8 +11,12 @@
 //! - `metrics`: the daemon's `/metrics` and `/healthz` listener (`KILN_METRICS_ADDR`).
 //! - [`reconcile`]: queued builds that lost their stream entry are queued again.
 //! - `workspace`, `detect`, `publish`, `generator`: the stations of a build.
+//! - [`beneath`]: files the daemon (root) reads and writes inside a workspace build code
+//!   controlled: resolved beneath a folder it opened, links out refused, special files and
+//!   oversized ones never read.
 
 pub mod audit;
+pub mod beneath;
 pub mod daemon;
 mod detect;
 mod events;
@@ -25,6 +29,7 @@ mod process;
 mod publish;
 pub mod reconcile;
 mod sandbox;
+mod scripts;
 pub mod upkeep;
 mod workspace;
 

@@ -41,6 +41,23 @@ impl Redactor {
         }
         out
     }
+
+    /// [`Redactor::apply`] for the start of a line cut short: a secret whose beginning ends
+    /// it (the rest was cut off) is redacted too, so no part of a secret is kept.
+    pub fn apply_cut<'a>(&self, start: &'a str) -> std::borrow::Cow<'a, str> {
+        let mut out = self.apply(start);
+        for s in &self.secrets {
+            let begun = (1..s.len())
+                .rev()
+                .filter(|&n| s.is_char_boundary(n))
+                .find(|&n| out.ends_with(&s[..n]));
+            if let Some(n) = begun {
+                let kept = out.len() - n;
+                out = std::borrow::Cow::Owned(format!("{}[redacted]", &out[..kept]));
+            }
+        }
+        out
+    }
 }
 
 #[derive(Debug)]
@@ -98,7 +115,24 @@ impl BuildLog {
     }
 
     pub fn line(&self, line: &str) {
-        let line = self.redactor.apply(line);
+        self.push(self.redactor.apply(line));
+    }
+
+    /// The start of a line cut short (the caller discards the rest, see
+    /// [`BuildLog::discarded`]), kept followed by `marker`.
+    pub fn cut_line(&self, start: &str, marker: &str) {
+        let mut line = self.redactor.apply_cut(start).into_owned();
+        line.push_str(marker);
+        self.push(std::borrow::Cow::Owned(line));
+    }
+
+    /// Bytes the build printed that are not kept anywhere (the rest of a line cut short):
+    /// counted as printed, so the log limit sees them.
+    pub fn discarded(&self, bytes: u64) {
+        self.inner.lock().expect("log lock poisoned").printed += bytes;
+    }
+
+    fn push(&self, line: std::borrow::Cow<'_, str>) {
         // A carriage return would end the line early in a follower's SSE stream.
         let line = if line.contains('\r') {
             std::borrow::Cow::Owned(line.replace('\r', ""))
@@ -257,6 +291,25 @@ mod tests {
         assert_eq!(String::from_utf8(log.bytes()).unwrap(), "a\nb\nc\n");
         assert_eq!(rx.try_recv().unwrap(), (3, "c".to_owned()));
         assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_cut_line_is_kept_short_and_what_was_dropped_counts_as_printed() {
+        let log = BuildLog::with(1024, Redactor::new(["hunter2-secret".to_owned()]), None);
+        log.cut_line("aaa hunter2-secret bbb hunter", " [cut]");
+        log.discarded(10 * 1024 * 1024);
+        log.line("after");
+        assert_eq!(
+            String::from_utf8(log.bytes()).unwrap(),
+            "aaa [redacted] bbb [redacted] [cut]\nafter\n"
+        );
+        assert!(log.printed() > 10 * 1024 * 1024, "{}", log.printed());
+        assert!(log.printed() < 10 * 1024 * 1024 + 100, "{}", log.printed());
+        // An end that is no secret's beginning is kept as it is.
+        assert_eq!(
+            Redactor::new(["hunter2-secret".to_owned()]).apply_cut("hunted"),
+            "hunted"
+        );
     }
 
     #[test]

@@ -82,6 +82,7 @@ fn maintain(args: &[String]) -> i32 {
         pnpm_store: settings.pnpm_store.clone(),
         store_max: settings.maintenance.pnpm_store_max_bytes,
         wait,
+        store_user: Some(settings.sandbox.store_user),
     };
     let audit = &settings.audit;
     let refreshed = match (&audit.db, &audit.source) {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::log::BuildLog;
 use crate::sandbox::egress::{EgressProxy, ProxyLog};
 use crate::sandbox::watch::{Breach, Watch};
-use crate::sandbox::{Cell, Confinement, Network};
+use crate::sandbox::{Cell, Confinement, Identity, Network};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -58,6 +58,8 @@ pub struct Sandbox {
     /// How commands reach the network (install: the registry; generate: the host's network;
     /// the build: not at all).
     pub network: Network,
+    /// Who commands run as (the build's own uid, but for the store's half of an install).
+    pub identity: Identity,
     /// The stored log's cap (a build printing far past it is stopped).
     pub max_log_bytes: u64,
     /// Counts installs started warm and cold.
@@ -84,6 +86,7 @@ impl Sandbox {
             grace: Duration::from_secs(10),
             confined: None,
             network: Network::None,
+            identity: Identity::Build,
             max_log_bytes: u64::MAX / 64,
             metrics: None,
         }
@@ -100,6 +103,32 @@ impl Sandbox {
     pub fn counted_by(mut self, metrics: kiln_shared::metrics::Metrics) -> Self {
         self.metrics = Some(metrics);
         self
+    }
+
+    /// The same sandbox for the store's half of an install: run as the store's user, with its
+    /// own home (no settings a build could have written there) and the sandbox's `/tmp`.
+    pub fn as_store(&self) -> Self {
+        let mut env = self.env.clone();
+        if let Some((confinement, _)) = &self.confined {
+            let home = confinement.store_home().display().to_string();
+            for (name, value) in &mut env {
+                match name.as_str() {
+                    "HOME" => *value = home.clone(),
+                    "TMPDIR" => *value = "/tmp".into(),
+                    _ => {}
+                }
+            }
+        }
+        Self {
+            env,
+            identity: Identity::Store,
+            ..self.clone()
+        }
+    }
+
+    /// The confinement, when commands are confined.
+    pub fn confinement(&self) -> Option<&Arc<Confinement>> {
+        self.confined.as_ref().map(|(confinement, _)| confinement)
     }
 
     /// The same sandbox, reaching the network as `network` says.
@@ -203,7 +232,13 @@ async fn run_inner(
         cell.ran();
     }
     let warm = match &sandbox.confined {
-        Some((_, cell)) if sandbox.network == Network::Registry && stdin.is_none() => cell.take_warm(),
+        Some((_, cell))
+            if sandbox.network == Network::Registry
+                && sandbox.identity == Identity::Store
+                && stdin.is_none() =>
+        {
+            cell.take_warm()
+        }
         _ => None,
     };
     let started_warm = match warm {
@@ -216,7 +251,9 @@ async fn run_inner(
         },
         None => None,
     };
-    if let (Network::Registry, Some(metrics)) = (sandbox.network, &sandbox.metrics) {
+    if let (Network::Registry, Identity::Store, Some(metrics)) =
+        (sandbox.network, sandbox.identity, &sandbox.metrics)
+    {
         metrics.install_started(if started_warm.is_some() { "warm" } else { "cold" });
     }
     let (child, _warm_proxy) = match started_warm {
@@ -261,7 +298,7 @@ fn cold_command(
                 let socket = confinement.egress_socket();
                 let proxy = EgressProxy::start(
                     &socket,
-                    confinement.build_user(),
+                    confinement.socket_owner(cell, sandbox.identity),
                     allowed.clone(),
                     ProxyLog::of(log.clone()),
                 )
@@ -276,7 +313,15 @@ fn cold_command(
                 .as_ref()
                 .zip(node.as_deref())
                 .map(|((_, socket), node)| (node, socket.as_path()));
-            let argv = confinement.wrap(cell, resolved, args, cwd, sandbox.network, proxied);
+            let argv = confinement.wrap(
+                cell,
+                sandbox.identity,
+                resolved,
+                args,
+                cwd,
+                sandbox.network,
+                proxied,
+            );
             let mut cmd = Command::new(&argv[0]);
             cmd.args(&argv[1..]);
             cmd
@@ -308,6 +353,8 @@ async fn supervise(
         workspace: &cell.workspace,
         log,
         max_log_bytes: sandbox.max_log_bytes,
+        // What the build's own uid wrote counts, once per file whatever its links.
+        owner: cell.ids().map(|(uid, _)| uid),
     });
     let breach = async {
         match &watch {
@@ -394,25 +441,101 @@ async fn supervise(
     outcome
 }
 
-async fn pipe_lines(pipe: impl AsyncRead + Unpin, log: BuildLog) {
-    let mut reader = BufReader::new(pipe);
-    let mut buf = Vec::new();
+/// The longest line of a command's output that is kept whole. A longer line is cut: its
+/// first `MAX_LINE_BYTES` are logged followed by [`line_cut_marker`], and the rest of it (up to
+/// its newline) is discarded but counted as printed, so a command printing without newlines
+/// holds no more than this (and [`PIPE_CHUNK`]) of the daemon's memory per pipe, and is still
+/// stopped by the log limit.
+const MAX_LINE_BYTES: usize = 16 * 1024;
+/// How much of a pipe is read at a time.
+const PIPE_CHUNK: usize = 64 * 1024;
+
+/// Ends the kept start of a line cut at [`MAX_LINE_BYTES`].
+fn line_cut_marker() -> String {
+    format!(" [kiln: line cut at {} KB]", MAX_LINE_BYTES / 1024)
+}
+
+/// A pipe's lines into `log` (UTF-8 or not, `\r\n` or `\n`), each kept to at most
+/// [`MAX_LINE_BYTES`]: the memory used is bounded whatever the command prints.
+async fn pipe_lines(mut pipe: impl AsyncRead + Unpin, log: BuildLog) {
+    let mut chunk = vec![0u8; PIPE_CHUNK];
+    let mut line: Vec<u8> = Vec::with_capacity(MAX_LINE_BYTES);
+    // The line being read was cut: the rest of it, up to its newline, is discarded.
+    let mut cutting = false;
     loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf).await {
+        let n = match pipe.read(&mut chunk).await {
             Ok(0) | Err(_) => break,
-            Ok(_) => {
-                let line = String::from_utf8_lossy(&buf);
-                log.line(line.trim_end_matches(['\n', '\r']));
+            Ok(n) => n,
+        };
+        let mut rest = &chunk[..n];
+        while !rest.is_empty() {
+            let (part, ended) = match rest.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    let part = &rest[..i];
+                    rest = &rest[i + 1..];
+                    (part, true)
+                }
+                None => (std::mem::take(&mut rest), false),
+            };
+            let newline = u64::from(ended);
+            if cutting {
+                log.discarded(part.len() as u64 + newline);
+                cutting = !ended;
+                continue;
+            }
+            let room = MAX_LINE_BYTES - line.len();
+            if part.len() <= room {
+                line.extend_from_slice(part);
+                if ended {
+                    log_line(&log, &line);
+                    line.clear();
+                }
+                continue;
+            }
+            line.extend_from_slice(&part[..room]);
+            let kept = without_split_char(&line);
+            let dropped = (line.len() - kept.len() + part.len() - room) as u64;
+            log.cut_line(&String::from_utf8_lossy(kept), &line_cut_marker());
+            log.discarded(dropped + newline);
+            line.clear();
+            cutting = !ended;
+        }
+    }
+    if !line.is_empty() {
+        log_line(&log, &line);
+    }
+}
+
+/// One whole line read from a pipe (without its `\n`) into `log`.
+fn log_line(log: &BuildLog, line: &[u8]) {
+    let line = String::from_utf8_lossy(line);
+    log.line(line.trim_end_matches(['\n', '\r']));
+}
+
+/// `bytes` without the last character when the end of `bytes` cut it in two.
+fn without_split_char(bytes: &[u8]) -> &[u8] {
+    let from = bytes.len().saturating_sub(3);
+    match (from..bytes.len()).rev().find(|&i| bytes[i] & 0xC0 != 0x80) {
+        Some(start) => {
+            let width = match bytes[start] {
+                0xC0..=0xDF => 2,
+                0xE0..=0xEF => 3,
+                0xF0..=0xF7 => 4,
+                _ => 1,
+            };
+            if start + width > bytes.len() {
+                &bytes[..start]
+            } else {
+                bytes
             }
         }
+        None => bytes,
     }
 }
 
 /// Reads a pipe to its end, keeping at most `cap + 1` bytes (one more than allowed, so the
 /// caller can tell the cap was passed) and draining the rest so the writer never blocks.
 async fn collect_capped(mut pipe: impl AsyncRead + Unpin, cap: usize) -> Vec<u8> {
-    use tokio::io::AsyncReadExt;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 64 * 1024];
     loop {
@@ -449,5 +572,133 @@ mod tests {
         assert_eq!(sandbox.resolve("plain"), Path::new("plain"), "not executable");
         assert_eq!(sandbox.resolve("missing"), Path::new("missing"));
         assert_eq!(sandbox.resolve("./tool"), Path::new("./tool"));
+    }
+
+    /// `input` through [`pipe_lines`] by a pipe, written `write` bytes at a time.
+    async fn piped(input: Vec<u8>, write: usize, log: &BuildLog) {
+        use tokio::io::AsyncWriteExt;
+        let (mut tx, rx) = tokio::io::duplex(PIPE_CHUNK);
+        let writer = tokio::spawn(async move {
+            for part in input.chunks(write) {
+                tx.write_all(part).await.unwrap();
+            }
+        });
+        pipe_lines(rx, log.clone()).await;
+        writer.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_line_without_end_is_cut_at_the_bound_and_the_rest_counted_but_not_kept() {
+        const FLOOD: usize = 50 * 1024 * 1024;
+        let mut input = b"before\r\n".to_vec();
+        input.resize(input.len() + FLOOD, b'x');
+        input.extend_from_slice(b"\nafter 1\nafter 2\r\n");
+        input.extend_from_slice(&vec![b'y'; MAX_LINE_BYTES]);
+        input.extend_from_slice("\n\u{e9}t\u{e9} ".as_bytes());
+        input.extend_from_slice(b"\xff\nlast, no newline");
+        let log = BuildLog::new(1 << 20);
+        // Written in pieces that straddle the reads' ends.
+        piped(input.clone(), 7919, &log).await;
+
+        let text = String::from_utf8(log.bytes()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let marker = line_cut_marker();
+        assert_eq!(marker, " [kiln: line cut at 16 KB]");
+        assert_eq!(
+            lines.len(),
+            7,
+            "{:?}",
+            lines.iter().map(|l| l.len()).collect::<Vec<_>>()
+        );
+        assert_eq!(lines[0], "before");
+        assert_eq!(lines[1], format!("{}{marker}", "x".repeat(MAX_LINE_BYTES)));
+        assert_eq!(lines[2..4], ["after 1", "after 2"]);
+        assert_eq!(
+            lines[4],
+            "y".repeat(MAX_LINE_BYTES),
+            "a line of the bound exactly is whole"
+        );
+        assert_eq!(lines[5], "\u{e9}t\u{e9} \u{fffd}");
+        assert_eq!(lines[6], "last, no newline");
+        assert_eq!(log.last_line(), 7);
+        // What was kept is bounded, whatever came in.
+        let longest = text.lines().map(str::len).max().unwrap();
+        assert_eq!(longest, MAX_LINE_BYTES + marker.len());
+        assert!(text.len() < 3 * MAX_LINE_BYTES, "{}", text.len());
+        // Every byte printed is counted (the marker and a dropped `\r` or two aside).
+        let printed = log.printed();
+        let input_len = input.len() as u64;
+        assert!(
+            (input_len..input_len + marker.len() as u64 + 8).contains(&printed),
+            "{printed} of {input_len}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cut_line_keeps_no_half_character_nor_half_secret() {
+        let mut input = vec![b'a'; MAX_LINE_BYTES - 1];
+        input.extend_from_slice("\u{e9}and more\n".as_bytes());
+        input.extend_from_slice(&vec![b'b'; MAX_LINE_BYTES - 4]);
+        input.extend_from_slice(b"hunter2-secret, and more\nnext\n");
+        let log = BuildLog::with(
+            1 << 20,
+            crate::log::Redactor::new(["hunter2-secret".to_owned()]),
+            None,
+        );
+        piped(input, PIPE_CHUNK, &log).await;
+        let text = String::from_utf8(log.bytes()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let marker = line_cut_marker();
+        assert_eq!(lines[0], format!("{}{marker}", "a".repeat(MAX_LINE_BYTES - 1)));
+        assert_eq!(
+            lines[1],
+            format!("{}[redacted]{marker}", "b".repeat(MAX_LINE_BYTES - 4))
+        );
+        assert_eq!(lines[2], "next");
+        assert!(!text.contains("hunt"), "no part of the secret is kept");
+    }
+
+    #[tokio::test]
+    async fn a_flood_without_newline_passes_the_log_limit() {
+        use crate::sandbox::watch::LOG_KILL_FACTOR;
+        let dir = tempfile::tempdir().unwrap();
+        let vars = [
+            (
+                "KILN_DATABASE_URL",
+                "postgres://unused@127.0.0.1:1/unused".to_owned(),
+            ),
+            ("KILN_ARTIFACTS", format!("file://{}", dir.path().display())),
+        ];
+        let settings =
+            kiln_shared::config::Settings::from_vars(vars.into_iter().map(|(k, v)| (k.to_owned(), v)))
+                .unwrap();
+        let cap: u64 = 64 * 1024;
+        let log = BuildLog::new(cap as usize);
+        let watch = Watch {
+            limits: &settings.sandbox,
+            cgroup: None,
+            root_pid: None,
+            workspace: dir.path(),
+            log: &log,
+            max_log_bytes: cap,
+            owner: None,
+        };
+        piped(vec![b'x'; 2 * (LOG_KILL_FACTOR * cap) as usize], 65_536, &log).await;
+        assert!(log.printed() > LOG_KILL_FACTOR * cap, "{}", log.printed());
+        assert_eq!(log.last_line(), 1, "one line kept, cut");
+        let breach = tokio::time::timeout(Duration::from_secs(5), watch.first_breach())
+            .await
+            .expect("the log limit is seen");
+        assert_eq!(
+            breach,
+            Breach::Log {
+                kb: 64,
+                factor: LOG_KILL_FACTOR
+            }
+        );
+        assert_eq!(
+            breach.to_string(),
+            "log limit 64 KB exceeded: the build printed more than 16 times that"
+        );
     }
 }

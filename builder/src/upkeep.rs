@@ -25,12 +25,20 @@ const STORE_LOCK: &str = ".kiln-store.lock";
 /// How often a waiting lock is tried again.
 const RETRY: Duration = Duration::from_millis(200);
 
+/// Opens a lock file, made root's alone (no build, nor the store's user, may open it to hold
+/// the lock and so stop the host from claiming).
 fn open(path: &Path) -> std::io::Result<File> {
-    File::options()
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = File::options()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(path)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)?;
+    // A file made before its mode was set here.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    Ok(file)
 }
 
 /// True while a `maintain` run holds the pause: workers do not claim builds meanwhile.
@@ -110,6 +118,9 @@ pub struct Upkeep {
     pub store_max: u64,
     /// How long to wait for running builds.
     pub wait: Duration,
+    /// The store's user (`uid`, `gid`), who runs `pnpm store prune` when the upkeep runs as
+    /// root: root never runs pnpm over a tree another user wrote.
+    pub store_user: Option<(u32, u32)>,
 }
 
 impl Upkeep {
@@ -158,10 +169,31 @@ impl Upkeep {
 
         // 4. The store: prune, then bound.
         if self.pnpm_store.exists() {
-            let out = std::process::Command::new("pnpm")
+            let mut prune = match (self.store_user, nix::unistd::geteuid().is_root()) {
+                (Some((uid, gid)), true) => {
+                    let mut c = std::process::Command::new("setpriv");
+                    c.args([
+                        format!("--reuid={uid}"),
+                        format!("--regid={gid}"),
+                        "--clear-groups".into(),
+                        "--".into(),
+                        "pnpm".into(),
+                    ]);
+                    c
+                }
+                _ => std::process::Command::new("pnpm"),
+            };
+            let out = prune
                 .args(["store", "prune", "--store-dir"])
                 .arg(&self.pnpm_store)
+                .env_clear()
+                .env(
+                    "PATH",
+                    std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
+                )
+                .env("HOME", self.work_dir.join(".kiln-store-home"))
                 .env("CI", "true")
+                .current_dir("/")
                 .output();
             match out {
                 Ok(o) if o.status.success() => report.pruned = true,

@@ -102,11 +102,6 @@ impl Workspace {
         self.root.join("tmp")
     }
 
-    /// Writes one file of the tree (the path is re-checked: manifests are data too).
-    pub async fn write(&self, path: &str, content: Bytes) -> std::io::Result<()> {
-        Self::write_into(&self.project(), path, content).await
-    }
-
     /// Writes one file under `project` (one trip to the blocking pool).
     pub async fn write_into(project: &Path, path: &str, content: Bytes) -> std::io::Result<()> {
         let (project, path) = (project.to_owned(), path.to_owned());

@@ -30,6 +30,8 @@ fn upkeep(dir: &Path, store_max: u64, wait: Duration) -> Upkeep {
         pnpm_store: dir.join("work/pnpm-store"),
         store_max,
         wait,
+        // The store here is root's (the test installs into it as root).
+        store_user: None,
     }
 }
 

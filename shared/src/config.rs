@@ -18,7 +18,7 @@ mod sandbox;
 pub use audit::{AuditMode, AuditSettings};
 pub use limits::{LimitSettings, Rate, QUOTA_WINDOW};
 pub use maintenance::MaintenanceSettings;
-pub use sandbox::{AllowedHost, Egress, SandboxMode, SandboxSettings};
+pub use sandbox::{AllowedHost, BuildUids, Egress, SandboxMode, SandboxSettings};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {

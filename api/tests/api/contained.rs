@@ -39,6 +39,24 @@ fn breach_to_kill_ms(log: &str) -> Option<i64> {
     Some(killed.timestamp_millis() - attack)
 }
 
+/// Prints a gigabyte without a newline: the daemon must neither hold it (a line is cut at a
+/// bound and the rest dropped) nor let it run past the log limit.
+const GIGABYTE_NO_NEWLINE: &str = "head -c 1073741824 /dev/zero | tr '\\0' x";
+
+/// The resident memory of this process (the daemons of the tests run in it), in bytes.
+fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().strip_suffix("kB"))
+                .and_then(|kb| kb.trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
 struct Case {
     name: &'static str,
     files: Value,
@@ -93,6 +111,11 @@ async fn hostile_build_scripts_fail_with_the_limit_named_and_the_daemon_goes_on(
         Case {
             name: "print gigabytes of logs",
             files: project("yes 'all work and no play'", &[]),
+            error: "log limit 64 KB exceeded",
+        },
+        Case {
+            name: "a gigabyte with no newline",
+            files: project(GIGABYTE_NO_NEWLINE, &[]),
             error: "log limit 64 KB exceeded",
         },
         Case {
@@ -157,6 +180,45 @@ async fn hostile_build_scripts_fail_with_the_limit_named_and_the_daemon_goes_on(
     }
     // Only the sources were stored: no output blob of any of them.
     assert!(app.blob_count() - blobs_before <= 2 * cases.len(), "only sources");
+
+    // The gigabyte with no newline again, alone: the daemon, in this process, holds a bounded
+    // piece of it, not the line. Resident memory is sampled while it runs (memory freed at the
+    // end would hide a peak); other tests of this binary running at the same time count too,
+    // hence the margin.
+    let before = resident_bytes();
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(before));
+    let sampler = tokio::spawn({
+        let peak = peak.clone();
+        async move {
+            loop {
+                peak.fetch_max(resident_bytes(), std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    });
+    let id = app
+        .submit(&build_body(
+            "u_hostile",
+            &unique("gigabyte"),
+            project(GIGABYTE_NO_NEWLINE, &[]),
+        ))
+        .await;
+    let build = app.wait(&id).await;
+    sampler.abort();
+    assert_eq!(build["status"], "failed", "{build}");
+    let error = build["error"].as_str().unwrap_or_default();
+    assert!(error.contains("log limit 64 KB exceeded"), "{error:?}");
+    let log = app.log_text(&id).await;
+    assert!(log.contains(" [kiln: line cut at 16 KB]"), "the line was cut");
+    let grown = peak
+        .load(std::sync::atomic::Ordering::Relaxed)
+        .saturating_sub(before);
+    assert!(
+        grown < 100 * 1024 * 1024,
+        "the test process's resident memory grew by {} MB while a build printed a gigabyte \
+         with no newline",
+        grown / (1024 * 1024)
+    );
 
     // The daemon goes on: a plain build after all that is deployed.
     let id = app

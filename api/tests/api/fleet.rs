@@ -886,6 +886,7 @@ async fn the_hosts_upkeep_pauses_claims_and_waits_for_the_running_build() {
         pnpm_store: app.settings.pnpm_store.clone(),
         store_max: 1 << 40,
         wait: Duration::from_secs(120),
+        store_user: Some(app.settings.sandbox.store_user),
     };
     let started = Instant::now();
     let run = tokio::task::spawn_blocking(move || upkeep.run());

@@ -16,6 +16,7 @@ mod metrics;
 mod previews;
 mod queue;
 mod sandbox;
+mod tenants;
 mod tokens;
 mod versions;
 mod webhooks;

@@ -1,15 +1,25 @@
 //! Confining untrusted build processes, decided once at start-up ([`Confinement::probe`]) and
 //! applied to every command a build runs ([`Confinement::wrap`]):
 //!
-//! - **its own user**: a daemon running as root runs builds as `KILN_BUILD_USER` (default
-//!   nobody), with no supplementary groups: the daemon's files, its `/proc/<pid>/environ` and
-//!   other users' files are out of reach;
+//! - **its own user**: a daemon running as root runs each build as a uid of its own
+//!   (`KILN_BUILD_UIDS`, [`users`]), with no supplementary groups: the daemon's files, its
+//!   `/proc/<pid>/environ`, other builds (running beside it, from any daemon of the host) and
+//!   their files are out of reach;
+//! - **two identities** ([`Identity`]): the trusted half of an install (`pnpm install
+//!   --ignore-scripts --ignore-pnpmfile`: pnpm fetching packages checked against their
+//!   integrity and linking them, no code of the project's or of a dependency's) runs as the
+//!   store's user (`KILN_STORE_USER`), which alone writes the shared pnpm store and metadata
+//!   cache, with the build's group to reach its workspace; everything else a build runs (its
+//!   lifecycle and allowed dependency scripts, its build, the generator) runs as the build's
+//!   own uid, which can write neither: the files `node_modules` shares with the store belong
+//!   to the store's user and are read-only to the build;
 //! - **its own namespaces** (bubblewrap, where the kernel allows unprivileged user namespaces):
-//!   a file system of read-only system folders plus the build's workspace and the shared pnpm
-//!   store, nothing of Kiln's (data, config, other workspaces); its own process tree (nothing
-//!   outlives the step, not even a daemonised child); no network, but during install the
-//!   package registry through Kiln's egress proxy ([`egress`]), and the host's network for the
-//!   operator's generator;
+//!   a file system of read-only system folders plus, for the build's own commands, its
+//!   workspace alone (for the store's half: the work folder, so that pnpm can hard-link from
+//!   the store into the workspace), nothing of Kiln's (data, config, other workspaces); its own
+//!   process tree (nothing outlives the step, not even a daemonised child); no network, but
+//!   during install the package registry through Kiln's egress proxy ([`egress`]), and the
+//!   host's network for the operator's generator;
 //! - **its own cgroup** (v2 or v1, where the daemon may make them): memory, processes and CPU
 //!   for the build as a whole;
 //! - **rlimits** on every process: CPU seconds, open files, file size.
@@ -21,6 +31,7 @@
 
 pub mod cgroup;
 pub mod egress;
+pub mod users;
 pub mod warm;
 pub mod watch;
 
@@ -31,10 +42,22 @@ use std::sync::Arc;
 use kiln_shared::config::{AllowedHost, Egress, SandboxMode, SandboxSettings, Settings};
 
 use self::cgroup::{BuildCgroup, CgroupRoot};
+use self::users::{BuildUser, UidPool};
 
-/// Joins the cgroups named before `--`, then execs the rest.
-const JOIN_CGROUPS: &str =
-    r#"while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@""#;
+/// Sets the umask given first, joins the cgroups named before `--`, then execs the rest.
+const JOIN_CGROUPS: &str = r#"umask "$1"; shift; while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@""#;
+
+/// Who a command runs as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Identity {
+    /// The store's user, with the build's group: the trusted half of an install only (pnpm
+    /// with no scripts and no pnpmfile), which writes the shared store and links from it. It
+    /// sees the work folder (the store is in it) and makes what it creates in the workspace
+    /// writable by the build's group (umask 002).
+    Store,
+    /// The build's own uid: everything else. It sees its workspace alone.
+    Build,
+}
 
 /// Files of `/etc` a build may read: name resolution, certificates, users, time zone.
 const ETC_FILES: &[&str] = &[
@@ -66,6 +89,8 @@ pub enum SandboxError {
         path: PathBuf,
         reason: String,
     },
+    #[error(transparent)]
+    NoUser(#[from] users::LeaseError),
     #[error("preparing {path}: {source}")]
     Io {
         path: PathBuf,
@@ -80,18 +105,26 @@ pub struct Confinement {
     pub limits: SandboxSettings,
     /// bubblewrap, when builds get namespaces.
     bwrap: Option<PathBuf>,
-    /// The user builds run as, when the daemon (root) switches to it.
-    user: Option<(u32, u32)>,
+    /// The uids builds run as, when the daemon (root) switches users.
+    users: Option<UidPool>,
+    /// The store's user and group, when the daemon (root) switches users.
+    store_user: Option<(u32, u32)>,
     cgroups: Option<CgroupRoot>,
     prlimit: Option<PathBuf>,
     setpriv: Option<PathBuf>,
-    /// Folders a build may write besides its workspace (the pnpm store and cache).
+    /// Folders the store's half of an install writes besides the workspace (the pnpm store and
+    /// cache).
     shared_rw: Vec<PathBuf>,
-    /// The work folder, when the store and cache are inside it: bound as one mount, so pnpm
-    /// hard-links packages from the store (across two mounts a link is `EXDEV` and pnpm copies
-    /// every file); builds cannot list it, and enter their own workspace only (its name holds a
-    /// secret).
+    /// The work folder, when the store and cache are inside it: bound as one mount for the
+    /// store's half of an install, so pnpm hard-links packages from the store (across two
+    /// mounts a link is `EXDEV` and pnpm copies every file).
     link_root: Option<PathBuf>,
+    /// The home of the store's half of installs (`<work>/.kiln-store-home`): its own, so that
+    /// no user-level pnpm or npm settings a build could write are read by it.
+    store_home: PathBuf,
+    /// The operator's list of dependencies whose build scripts run (a JSON array pnpm reads,
+    /// `--config.only-built-dependencies-file`), bound read-only where scripts run.
+    allowed_scripts: PathBuf,
     /// Where an install may connect through the egress proxy, and the bridge it runs inside
     /// the sandbox; `None` when installs share the host's network (no namespaces, or
     /// `KILN_EGRESS_ALLOW=host-network`).
@@ -114,11 +147,16 @@ pub enum Network {
     Host,
 }
 
-/// What one build's commands need: its cgroup and its workspace; and the warm sandbox its
-/// install may start in ([`warm`]).
+/// Where the operator's list of allowed build scripts is inside the sandbox.
+pub const ALLOWED_SCRIPTS_IN_SANDBOX: &str = "/run/kiln/allowed-build-scripts.json";
+
+/// What one build's commands need: its cgroup, its user and its workspace; and the warm
+/// sandbox its install may start in ([`warm`]).
 #[derive(Debug)]
 pub struct Cell {
     pub cgroup: Option<BuildCgroup>,
+    /// The uid the build runs as (none when the daemon cannot switch users).
+    pub user: Option<Arc<BuildUser>>,
     pub workspace: PathBuf,
     warm: std::sync::Mutex<Option<warm::WarmChild>>,
     /// Whether any command ran in it (a warm sandbox is given back only when none did).
@@ -128,9 +166,10 @@ pub struct Cell {
 impl Cell {
     /// A cell in a warm sandbox's cgroup, the sandbox kept for the build's install.
     pub fn warm(taken: warm::Warm, workspace: &Path) -> Self {
-        let (child, cgroup) = taken.into_parts();
+        let (child, cgroup, user) = taken.into_parts();
         Self {
             cgroup,
+            user,
             workspace: workspace.to_owned(),
             warm: std::sync::Mutex::new(Some(child)),
             ran: Default::default(),
@@ -154,7 +193,16 @@ impl Cell {
             return None;
         }
         let child = self.take_warm()?;
-        Some(warm::Warm::from_parts(child, self.cgroup.clone()))
+        Some(warm::Warm::from_parts(
+            child,
+            self.cgroup.clone(),
+            self.user.clone(),
+        ))
+    }
+
+    /// The build's uid and gid, when the daemon switches users.
+    pub fn ids(&self) -> Option<(u32, u32)> {
+        self.user.as_ref().map(|u| (u.uid, u.gid))
     }
 }
 
@@ -172,20 +220,30 @@ impl Confinement {
         let limits = settings.sandbox.clone();
         let root = nix::unistd::geteuid().is_root();
         let setpriv = find("setpriv");
-        let user = match (root, &setpriv) {
-            (true, Some(_)) => Some(limits.user),
+        let switch_users = match (root, &setpriv) {
+            (true, Some(_)) => true,
             (true, None) => {
                 tracing::warn!("setpriv (util-linux) is missing: builds run as root, confined only by namespaces and limits");
-                None
+                false
             }
             (false, _) => {
                 tracing::warn!(
                     uid = nix::unistd::geteuid().as_raw(),
-                    "the daemon is not root, so builds run as its own user: run kiln-builder as root with KILN_BUILD_USER, or rely on namespaces"
+                    "the daemon is not root, so builds run as its own user, and share the pnpm store with it: run kiln-builder as root"
                 );
-                None
+                false
             }
         };
+        let users = if switch_users {
+            let dir = UidPool::default_dir();
+            Some(
+                UidPool::new(limits.build_uids, &dir)
+                    .map_err(|source| SandboxError::Io { path: dir, source })?,
+            )
+        } else {
+            None
+        };
+        let store_user = switch_users.then_some(limits.store_user);
         let prlimit = find("prlimit");
         if prlimit.is_none() {
             tracing::warn!("prlimit (util-linux) is missing: builds run without per-process CPU, open-file and file-size limits");
@@ -212,12 +270,15 @@ impl Confinement {
         let mut me = Self {
             limits,
             bwrap: None,
-            user,
+            users,
+            store_user,
             cgroups,
             prlimit,
             setpriv,
             shared_rw,
             link_root: None,
+            store_home: settings.work_dir.join(".kiln-store-home"),
+            allowed_scripts: settings.work_dir.join(".kiln-allowed-build-scripts.json"),
             egress: None,
         };
         me.prepare_folders(settings)?;
@@ -274,9 +335,16 @@ impl Confinement {
         } else {
             "no namespaces".to_owned()
         });
-        parts.push(match self.user {
-            Some((uid, gid)) => format!("user {uid}:{gid}"),
-            None => "the daemon's user".to_owned(),
+        parts.push(match (&self.users, self.store_user) {
+            (Some(_), Some((uid, gid))) => {
+                let uids = self.limits.build_uids;
+                format!(
+                    "a user per build ({}-{}), store {uid}:{gid}",
+                    uids.first,
+                    uids.first + uids.count - 1
+                )
+            }
+            _ => "the daemon's user".to_owned(),
         });
         parts.push(match &self.cgroups {
             Some(root) => root.describe().to_owned(),
@@ -299,8 +367,9 @@ impl Confinement {
         parts.join(", ")
     }
 
-    /// The work folder is searchable but not listable by builds; the pnpm store and cache
-    /// belong to the build user. Every folder a build needs must be reachable by it.
+    /// The work folder is searchable but not listable by builds; the pnpm store, its cache and
+    /// the store's home belong to the store's user, and no one else may enter them. Every
+    /// folder the store's user needs must be reachable by it.
     fn prepare_folders(&self, settings: &Settings) -> Result<(), SandboxError> {
         use std::os::unix::fs::PermissionsExt;
         let io = |path: &Path| {
@@ -308,16 +377,19 @@ impl Confinement {
             move |source| SandboxError::Io { path, source }
         };
         std::fs::create_dir_all(&settings.work_dir).map_err(io(&settings.work_dir))?;
-        for dir in &self.shared_rw {
+        for dir in self.shared_rw.iter().chain([&self.store_home]) {
             std::fs::create_dir_all(dir).map_err(io(dir))?;
         }
-        let Some((uid, gid)) = self.user else {
+        let list = serde_json::to_vec(&self.limits.allow_build_scripts).expect("strings serialize");
+        write_public(&self.allowed_scripts, &list)?;
+        let Some((uid, gid)) = self.store_user else {
             return Ok(());
         };
         std::fs::set_permissions(&settings.work_dir, std::fs::Permissions::from_mode(0o711))
             .map_err(io(&settings.work_dir))?;
-        for dir in &self.shared_rw {
+        for dir in self.shared_rw.iter().chain([&self.store_home]) {
             hand_over_if_needed(dir, uid, gid).map_err(io(dir))?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
         }
         for (what, dir) in [
             ("KILN_WORK_DIR", &settings.work_dir),
@@ -336,9 +408,9 @@ impl Confinement {
     /// Runs `bwrap … true` as builds would: Ok(bwrap's path) when namespaces work.
     async fn try_namespaces(&self) -> Result<PathBuf, String> {
         let bwrap = find("bwrap").ok_or("bubblewrap (bwrap) is not installed")?;
-        let mut argv = self.bwrap_args(&bwrap, Path::new("/"), &[], true);
+        let mut argv = self.bwrap_args(&bwrap, Path::new("/"), &[], &[], true);
         argv.push("/bin/true".into());
-        let argv = self.around(argv, None);
+        let argv = self.around(argv, None, Identity::Store);
         let out = tokio::process::Command::new(&argv[0])
             .args(&argv[1..])
             .env_clear()
@@ -357,8 +429,12 @@ impl Confinement {
         }
     }
 
-    /// A cell for one build: its cgroup (named `name`), its workspace handed to the build user.
+    /// A cell for one build: its cgroup (named `name`) and a uid of its own, for `workspace`.
     pub fn cell(&self, name: &str, workspace: &Path) -> Result<Cell, SandboxError> {
+        let user = match &self.users {
+            Some(pool) => Some(Arc::new(pool.lease()?)),
+            None => None,
+        };
         let cgroup = match &self.cgroups {
             Some(root) => Some(
                 root.create(name, self.limits.memory_mb * 1024 * 1024, self.limits.max_procs)
@@ -371,30 +447,37 @@ impl Confinement {
         };
         Ok(Cell {
             cgroup,
+            user,
             workspace: workspace.to_owned(),
             warm: Default::default(),
             ran: Default::default(),
         })
     }
 
-    /// Whether installs can start in warm sandboxes here: the sandbox of an install must not
-    /// depend on its build, which holds when the work folder is bound as a whole (the pnpm
-    /// store inside it) or there are no namespaces.
+    /// Whether installs can start in warm sandboxes here: the sandbox of an install's store half
+    /// must not depend on its build, which holds when the work folder is bound as a whole (the
+    /// pnpm store inside it) or there are no namespaces.
     pub fn can_warm(&self) -> bool {
         self.bwrap.is_none() || self.link_root.is_some()
     }
 
-    /// Gives the workspace (everything in it, as Kiln wrote it) to the build user.
-    pub fn hand_over(&self, workspace: &Path) -> std::io::Result<()> {
+    /// Gives the workspace (everything in it, as Kiln wrote it or the build's own uid left it)
+    /// to the build's user `ids`: folders `2770` (the group, the build's, is how the store's
+    /// half of the install enters; new entries keep it), the workspace itself `0770`. Links are
+    /// changed, never followed.
+    pub fn hand_over(workspace: &Path, ids: Option<(u32, u32)>) -> std::io::Result<()> {
         use std::os::unix::fs::PermissionsExt;
-        let Some((uid, gid)) = self.user else {
+        let Some((uid, gid)) = ids else {
             return Ok(());
         };
         for entry in walkdir::WalkDir::new(workspace).follow_links(false) {
             let entry = entry.map_err(std::io::Error::other)?;
             std::os::unix::fs::lchown(entry.path(), Some(uid), Some(gid))?;
+            if entry.file_type().is_dir() && entry.depth() > 0 {
+                std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o2770))?;
+            }
         }
-        std::fs::set_permissions(workspace, std::fs::Permissions::from_mode(0o700))
+        std::fs::set_permissions(workspace, std::fs::Permissions::from_mode(0o770))
     }
 
     /// The allowed hosts when installs go through the egress proxy (else they share the host's
@@ -403,9 +486,18 @@ impl Confinement {
         self.egress.as_ref().map(|(hosts, _)| hosts)
     }
 
-    /// The user builds run as, when the daemon switches to it.
-    pub fn build_user(&self) -> Option<(u32, u32)> {
-        self.user
+    /// Who owns the egress socket of a command run as `identity` in `cell`: only that user
+    /// can connect to it.
+    pub fn socket_owner(&self, cell: &Cell, identity: Identity) -> Option<(u32, u32)> {
+        match identity {
+            Identity::Store => self.store_user,
+            Identity::Build => cell.ids(),
+        }
+    }
+
+    /// The home of the store's half of installs.
+    pub fn store_home(&self) -> &Path {
+        &self.store_home
     }
 
     /// A fresh path for one install's egress socket: short (a socket's path holds at most 107
@@ -420,9 +512,11 @@ impl Confinement {
     /// The argv running `program` (already resolved) with `args` in `cwd` confined for
     /// `cell`. With [`Network::Registry`] and an egress proxy, `proxied` is `(node, the
     /// proxy's socket)`: the command runs under the bridge, in a namespace with no network.
+    #[allow(clippy::too_many_arguments)]
     pub fn wrap(
         &self,
         cell: &Cell,
+        identity: Identity,
         program: &Path,
         args: &[&str],
         cwd: &Path,
@@ -431,20 +525,28 @@ impl Confinement {
     ) -> Vec<OsString> {
         let mut inner: Vec<OsString> = match &self.bwrap {
             Some(bwrap) => {
-                let shared = match &self.link_root {
-                    Some(root) => vec![root.clone()],
-                    None => {
+                let (shared, read_only) = match (identity, &self.link_root) {
+                    (Identity::Store, Some(root)) => (vec![root.clone()], vec![]),
+                    (Identity::Store, None) => {
                         let mut shared = self.shared_rw.clone();
+                        shared.push(self.store_home.clone());
                         shared.push(cell.workspace.clone());
-                        shared
+                        (shared, vec![])
                     }
+                    (Identity::Build, _) => (
+                        vec![cell.workspace.clone()],
+                        vec![(
+                            self.allowed_scripts.clone(),
+                            PathBuf::from(ALLOWED_SCRIPTS_IN_SANDBOX),
+                        )],
+                    ),
                 };
                 let host_network = match network {
                     Network::None => false,
                     Network::Host => true,
                     Network::Registry => proxied.is_none() || self.egress.is_none(),
                 };
-                let mut argv = self.bwrap_args(bwrap, cwd, &shared, host_network);
+                let mut argv = self.bwrap_args(bwrap, cwd, &shared, &read_only, host_network);
                 match (&self.egress, proxied) {
                     (Some((_, bridge)), Some((node, socket))) if network == Network::Registry => {
                         argv.truncate(argv.len() - 1); // the final `--`
@@ -470,20 +572,35 @@ impl Confinement {
             None => vec![program.into()],
         };
         inner.extend(args.iter().map(OsString::from));
-        self.around(inner, Some(cell))
+        self.around(inner, Some(cell), identity)
     }
 
-    /// `sh` (cgroup) → `prlimit` → `setpriv` around `inner`.
-    fn around(&self, inner: Vec<OsString>, cell: Option<&Cell>) -> Vec<OsString> {
+    /// Where the operator's list of allowed build scripts is, for a command run as
+    /// `Identity::Build` (inside the sandbox when there is one).
+    pub fn allowed_scripts(&self) -> PathBuf {
+        match &self.bwrap {
+            Some(_) => PathBuf::from(ALLOWED_SCRIPTS_IN_SANDBOX),
+            None => self.allowed_scripts.clone(),
+        }
+    }
+
+    /// `sh` (umask, cgroup) → `prlimit` → `setpriv` around `inner`.
+    fn around(&self, inner: Vec<OsString>, cell: Option<&Cell>, identity: Identity) -> Vec<OsString> {
         let mut argv: Vec<OsString> = Vec::new();
-        if let Some(cgroup) = cell.and_then(|c| c.cgroup.as_ref()) {
+        let cgroup = cell.and_then(|c| c.cgroup.as_ref());
+        if cgroup.is_some() || identity == Identity::Store {
             argv.extend([
                 "/bin/sh".into(),
                 "-c".into(),
                 JOIN_CGROUPS.into(),
                 "kiln-sandbox".into(),
+                // What the store's half creates in the workspace stays writable by the build's
+                // group; the store's own files get no write bit for others either way.
+                if identity == Identity::Store { "002" } else { "022" }.into(),
             ]);
-            argv.extend(cgroup.procs_files().into_iter().map(OsString::from));
+            if let Some(cgroup) = cgroup {
+                argv.extend(cgroup.procs_files().into_iter().map(OsString::from));
+            }
             argv.push("--".into());
         }
         if let Some(prlimit) = &self.prlimit {
@@ -495,24 +612,39 @@ impl Confinement {
             argv.push(format!("--cpu={}:{}", l.cpu_secs, l.cpu_secs + 5).into());
             argv.push(format!("--nofile={0}:{0}", l.open_files).into());
             argv.push(format!("--fsize={disk}:{disk}").into());
-            if self.cgroups.is_none() && self.user.is_some() {
+            if self.cgroups.is_none() && self.users.is_some() {
                 // Without a pids cgroup: processes per user (the build user's, on this host).
                 argv.push(format!("--nproc={0}:{0}", l.max_procs).into());
             }
             argv.push("--".into());
         }
-        if let (Some((uid, gid)), Some(setpriv)) = (self.user, &self.setpriv) {
+        let build = cell.and_then(Cell::ids);
+        let user = match identity {
+            Identity::Store => self.store_user.map(|ids| (ids, build.map(|(_, gid)| gid))),
+            Identity::Build => build.map(|ids| (ids, None)),
+        };
+        if let (Some(((uid, gid), group)), Some(setpriv)) = (user, &self.setpriv) {
             argv.push(setpriv.into());
             argv.push(format!("--reuid={uid}").into());
             argv.push(format!("--regid={gid}").into());
-            argv.push("--clear-groups".into());
+            match group {
+                Some(group) => argv.push(format!("--groups={group}").into()),
+                None => argv.push("--clear-groups".into()),
+            }
             argv.push("--".into());
         }
         argv.extend(inner);
         argv
     }
 
-    fn bwrap_args(&self, bwrap: &Path, cwd: &Path, writable: &[PathBuf], network: bool) -> Vec<OsString> {
+    fn bwrap_args(
+        &self,
+        bwrap: &Path,
+        cwd: &Path,
+        writable: &[PathBuf],
+        read_only: &[(PathBuf, PathBuf)],
+        network: bool,
+    ) -> Vec<OsString> {
         let mut a: Vec<OsString> = vec![bwrap.into()];
         let mut push = |items: &[&str]| a.extend(items.iter().map(OsString::from));
         push(&["--unshare-all", "--die-with-parent", "--hostname", "kiln-build"]);
@@ -537,6 +669,9 @@ impl Confinement {
         ]);
         for dir in writable {
             a.extend(["--bind".into(), dir.into(), dir.into()]);
+        }
+        for (from, to) in read_only {
+            a.extend(["--ro-bind".into(), from.into(), to.into()]);
         }
         a.extend(["--chdir".into(), cwd.into(), "--".into()]);
         a
@@ -581,13 +716,20 @@ fn link_root(work_dir: &Path, shared: &[PathBuf]) -> Option<PathBuf> {
 /// Writes the egress bridge where the daemon keeps it (readable by builds, bound read-only
 /// into their sandboxes).
 fn write_bridge(path: &Path) -> Result<(), SandboxError> {
+    write_public(path, egress::BRIDGE_JS.as_bytes())
+}
+
+/// Writes a file of the daemon's that builds may read (bound read-only into their sandboxes),
+/// whole or not at all.
+fn write_public(path: &Path, content: &[u8]) -> Result<(), SandboxError> {
     use std::os::unix::fs::PermissionsExt;
     let io = |source| SandboxError::Io {
         path: path.to_owned(),
         source,
     };
-    let partial = path.with_extension("js.partial");
-    std::fs::write(&partial, egress::BRIDGE_JS).map_err(io)?;
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    std::fs::write(&partial, content).map_err(io)?;
     std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o644)).map_err(io)?;
     std::fs::rename(&partial, path).map_err(io)
 }

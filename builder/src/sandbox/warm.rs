@@ -35,7 +35,8 @@ use tokio::task::JoinHandle;
 
 use super::cgroup::BuildCgroup;
 use super::egress::{EgressProxy, ProxyLog};
-use super::{Confinement, Network};
+use super::users::BuildUser;
+use super::{Confinement, Identity, Network};
 use crate::log::BuildLog;
 
 /// What the stub prints once it runs, before it waits for its command.
@@ -91,26 +92,29 @@ pub struct WarmChild {
     lent: Option<Lent>,
 }
 
-/// A warm sandbox and its cgroup.
+/// A warm sandbox, its cgroup and the build uid it holds (its group is the one the install
+/// runs with, so it is the uid of the build that takes it).
 #[derive(Debug)]
 pub struct Warm {
     child: WarmChild,
     cgroup: Option<BuildCgroup>,
+    user: Option<Arc<BuildUser>>,
 }
 
 impl Warm {
-    pub fn into_parts(self) -> (WarmChild, Option<BuildCgroup>) {
-        (self.child, self.cgroup)
+    pub fn into_parts(self) -> (WarmChild, Option<BuildCgroup>, Option<Arc<BuildUser>>) {
+        (self.child, self.cgroup, self.user)
     }
 
-    pub fn from_parts(child: WarmChild, cgroup: Option<BuildCgroup>) -> Self {
-        Self { child, cgroup }
+    pub fn from_parts(child: WarmChild, cgroup: Option<BuildCgroup>, user: Option<Arc<BuildUser>>) -> Self {
+        Self { child, cgroup, user }
     }
 
-    /// Kills it and removes its cgroup (in the background).
+    /// Kills it and removes its cgroup (in the background); its uid is let go.
     fn discard(self) {
-        let Self { child, cgroup } = self;
+        let Self { child, cgroup, user } = self;
         drop(child);
+        drop(user);
         discard_cgroup(cgroup);
     }
 }
@@ -355,8 +359,12 @@ impl Inner {
             Some(allowed) => {
                 let socket = confinement.egress_socket();
                 let log = ProxyLog::default();
-                let proxy =
-                    EgressProxy::start(&socket, confinement.build_user(), allowed.clone(), log.clone());
+                let proxy = EgressProxy::start(
+                    &socket,
+                    confinement.socket_owner(&cell, Identity::Store),
+                    allowed.clone(),
+                    log.clone(),
+                );
                 match proxy {
                     Ok(proxy) => Some((proxy, log, socket)),
                     Err(e) => {
@@ -372,6 +380,7 @@ impl Inner {
             .map(|(_, _, socket)| (self.node.as_path(), socket.as_path()));
         let argv: Vec<OsString> = confinement.wrap(
             &cell,
+            Identity::Store,
             Path::new("/bin/sh"),
             &["-s"],
             Path::new("/"),
@@ -435,6 +444,7 @@ impl Inner {
                 lent: None,
             },
             cgroup,
+            user: cell.user.clone(),
         })
     }
 }
@@ -659,11 +669,12 @@ mod tests {
             let project = root.join("project");
             std::fs::create_dir_all(&project).unwrap();
             std::fs::create_dir_all(root.join("home")).unwrap();
-            self.confinement.hand_over(&root).unwrap();
+            Confinement::hand_over(&root, cell.ids()).unwrap();
             let metrics = kiln_shared::metrics::Metrics::new("builder");
             let sandbox = Sandbox::new(&root.join("home"), &root.join("tmp"), &root.join("cache"), 20)
                 .confined(self.confinement.clone(), Arc::new(cell), 1 << 20)
                 .counted_by(metrics.clone())
+                .as_store()
                 .with_network(Network::Registry);
             let log = BuildLog::new(1 << 20);
             let script = r#"echo "home=$HOME pwd=$PWD proxy=${HTTPS_PROXY:-none} user=$(id -u) ci=$CI"; ls / | tr '\n' ' '"#;

@@ -48,6 +48,9 @@ pub struct Watch<'a> {
     pub workspace: &'a Path,
     pub log: &'a BuildLog,
     pub max_log_bytes: u64,
+    /// The uid the build runs as: what it owns in the workspace counts towards the disk limit,
+    /// however linked (see [`disk_usage`]).
+    pub owner: Option<u32>,
 }
 
 impl Watch<'_> {
@@ -131,7 +134,8 @@ impl Watch<'_> {
 
     async fn disk(&self) -> Option<Breach> {
         let root = self.workspace.to_owned();
-        let used = tokio::task::spawn_blocking(move || disk_usage(&root))
+        let owner = self.owner;
+        let used = tokio::task::spawn_blocking(move || disk_usage(&root, owner))
             .await
             .unwrap_or(0);
         (used >= self.limits.disk_mb * MB).then_some(Breach::Disk {
@@ -140,15 +144,24 @@ impl Watch<'_> {
     }
 }
 
-/// Bytes on disk under `root`, files linked from elsewhere (the pnpm store's) not counted.
-pub fn disk_usage(root: &Path) -> u64 {
+/// Bytes on disk under `root` (walked without following links), each inode counted once.
+/// With an `owner`, every inode that uid owns counts, files, folders and links alike, however
+/// many times it is hard-linked, and nothing owned by others (the pnpm store's files linked in).
+/// Without one, files linked once only (a file also linked from elsewhere, the store's, is not
+/// counted; nor, then, one the build linked twice itself).
+pub fn disk_usage(root: &Path, owner: Option<u32>) -> u64 {
     use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
     walkdir::WalkDir::new(root)
         .follow_links(false)
         .into_iter()
         .filter_map(Result::ok)
         .filter_map(|e| e.metadata().ok())
-        .filter(|m| !m.is_dir() && m.nlink() == 1)
+        .filter(|m| match owner {
+            Some(uid) => m.uid() == uid,
+            None => !m.is_dir() && m.nlink() == 1,
+        })
+        .filter(|m| seen.insert((m.dev(), m.ino())))
         .map(|m| m.blocks() * 512)
         .sum()
 }
@@ -194,6 +207,8 @@ pub fn tree_rss(root: i32) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::MetadataExt;
+
     use super::*;
 
     #[test]
@@ -212,7 +227,39 @@ mod tests {
         let store = dir.path().join("store.bin");
         std::fs::write(&store, vec![2u8; 2 * 1024 * 1024]).unwrap();
         std::fs::hard_link(&store, ws.join("linked.bin")).unwrap();
-        let used = disk_usage(&ws);
+        let used = disk_usage(&ws, None);
         assert!((1024 * 1024..2 * 1024 * 1024).contains(&used), "{used}");
+
+        // Owned by the build's uid: its own files count once however linked, the store's not.
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("not root: the owner's rule is not tested (it needs chown)");
+            return;
+        }
+        let uid = 65_123;
+        let chown = |path: &Path| std::os::unix::fs::lchown(path, Some(uid), None).unwrap();
+        chown(&ws.join("own.bin"));
+        let big = ws.join("big.bin");
+        std::fs::write(&big, vec![3u8; 4 * 1024 * 1024]).unwrap();
+        chown(&big);
+        std::fs::create_dir(ws.join("sub")).unwrap();
+        for link in ["big2.bin", "sub/big3.bin"] {
+            std::fs::hard_link(&big, ws.join(link)).unwrap();
+        }
+        assert_eq!(std::fs::metadata(&big).unwrap().nlink(), 3);
+        std::os::unix::fs::symlink(&store, ws.join("sub/to-store")).unwrap();
+        let blocks = |path: &Path| std::fs::symlink_metadata(path).unwrap().blocks() * 512;
+        let owned = disk_usage(&ws, Some(uid));
+        assert_eq!(owned, blocks(&ws.join("own.bin")) + blocks(&big), "{owned}");
+        assert!(owned >= 5 * 1024 * 1024, "{owned}");
+        // Without an owner the rule is the old one: no file linked more than once counts.
+        assert_eq!(disk_usage(&ws, None), used);
+        // Others' files do not count, and a folder the build owns does.
+        chown(&ws.join("sub"));
+        assert_eq!(
+            disk_usage(&ws, Some(uid)),
+            owned + blocks(&ws.join("sub")),
+            "folders count"
+        );
+        assert_eq!(disk_usage(&ws, Some(uid + 1)), 0);
     }
 }

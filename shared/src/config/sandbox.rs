@@ -20,10 +20,19 @@ pub enum SandboxMode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SandboxSettings {
     pub mode: SandboxMode,
-    /// The user and group builds run as when the daemon runs as root (`KILN_BUILD_USER`,
-    /// `uid:gid`, default `65534:65534`, nobody). A daemon that is not root cannot change
-    /// user: its builds run as itself, and it says so at start-up.
-    pub user: (u32, u32),
+    /// The uids builds run as when the daemon runs as root (`KILN_BUILD_UIDS`, `first-last`,
+    /// default `200000-200255`): each build takes one no other build on the host holds (its
+    /// group is the same number), so builds running at once never share a user. A daemon that
+    /// is not root cannot change user: its builds run as itself, and it says so at start-up.
+    pub build_uids: BuildUids,
+    /// The user that owns the shared pnpm store and its metadata cache and runs the trusted
+    /// half of every install, `pnpm install --ignore-scripts` (`KILN_STORE_USER`, `uid:gid`,
+    /// default `199999:199999`): no build's code ever runs as it.
+    pub store_user: (u32, u32),
+    /// Dependencies whose build scripts run (`KILN_ALLOW_BUILD_SCRIPTS`, comma-separated
+    /// package names; default `sharp,@swc/core,better-sqlite3`): as the build's own user, after
+    /// the trusted half of the install, so they change only the build's own tree.
+    pub allow_build_scripts: Vec<String>,
     /// CPU time of a whole build, all its processes together (`KILN_BUILD_CPU_SECS`, 300).
     pub cpu_secs: u64,
     /// Memory of a whole build (`KILN_BUILD_MEMORY_MB`, 1024).
@@ -48,9 +57,65 @@ pub struct SandboxSettings {
     pub warm: bool,
 }
 
+/// Dependencies whose build scripts run unless `KILN_ALLOW_BUILD_SCRIPTS` says otherwise: the
+/// ones that do not work without them (a native binary built or fetched by the script).
+/// `esbuild` and `@tailwindcss/oxide` are not in it: both work without theirs, and a build with
+/// no script to run is spared the second pnpm start.
+pub const DEFAULT_BUILD_SCRIPTS: &[&str] = &["sharp", "@swc/core", "better-sqlite3"];
+
+/// The uids builds run as: `first`, `first + 1`, … (`count` of them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuildUids {
+    pub first: u32,
+    pub count: u32,
+}
+
+impl BuildUids {
+    fn parse(raw: &str) -> Option<Self> {
+        let (first, last) = raw.trim().split_once('-')?;
+        let (first, last): (u32, u32) = (first.trim().parse().ok()?, last.trim().parse().ok()?);
+        (first >= 1000 && first <= last).then_some(Self {
+            first,
+            count: last - first + 1,
+        })
+    }
+
+    pub fn contains(&self, id: u32) -> bool {
+        id >= self.first && id - self.first < self.count
+    }
+}
+
+/// Package names, comma-separated (`name` or `@scope/name`); empty or `none` for none.
+fn parse_package_names(raw: &str) -> Result<Vec<String>, String> {
+    let raw = raw.trim();
+    if raw.is_empty() || raw.eq_ignore_ascii_case("none") {
+        return Ok(Vec::new());
+    }
+    raw.split(',')
+        .map(str::trim)
+        .map(|name| {
+            let bare = name.strip_prefix('@').map_or(Some(name), |scoped| {
+                scoped
+                    .split_once('/')
+                    .map(|(scope, n)| if scope.is_empty() { "" } else { n })
+            });
+            let ok = |s: &str| {
+                !s.is_empty()
+                    && s.len() <= 214
+                    && s.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b))
+            };
+            match bare {
+                Some(n) if ok(n) && name.len() <= 214 => Ok(name.to_owned()),
+                _ => Err(format!("{name:?} is not an npm package name")),
+            }
+        })
+        .collect()
+}
+
 impl SandboxSettings {
     pub(super) fn load(src: &Source) -> Result<Self, ConfigError> {
-        Ok(Self {
+        let settings = Self {
             mode: match src.get("KILN_SANDBOX").map(|v| v.trim().to_ascii_lowercase()) {
                 None => SandboxMode::Auto,
                 Some(v) if v == "auto" => SandboxMode::Auto,
@@ -63,11 +128,34 @@ impl SandboxSettings {
                     })
                 }
             },
-            user: match src.get("KILN_BUILD_USER") {
-                None => (65534, 65534),
+            build_uids: match (src.get("KILN_BUILD_UIDS"), src.get("KILN_BUILD_USER")) {
+                (_, Some(_)) => {
+                    return Err(ConfigError::Invalid {
+                        var: "KILN_BUILD_USER",
+                        reason: "replaced by KILN_BUILD_UIDS (a range, first-last: each build runs as a uid of its own)".into(),
+                    })
+                }
+                (None, None) => BuildUids {
+                    first: 200_000,
+                    count: 256,
+                },
+                (Some(raw), None) => BuildUids::parse(&raw).ok_or_else(|| ConfigError::Invalid {
+                    var: "KILN_BUILD_UIDS",
+                    reason: format!("expected first-last (numbers, 1000 or more, first <= last), got {raw:?}"),
+                })?,
+            },
+            store_user: match src.get("KILN_STORE_USER") {
+                None => (199_999, 199_999),
                 Some(raw) => parse_user(&raw).ok_or_else(|| ConfigError::Invalid {
-                    var: "KILN_BUILD_USER",
+                    var: "KILN_STORE_USER",
                     reason: format!("expected uid:gid (numbers, not 0), got {raw:?}"),
+                })?,
+            },
+            allow_build_scripts: match src.get("KILN_ALLOW_BUILD_SCRIPTS") {
+                None => DEFAULT_BUILD_SCRIPTS.iter().map(|s| (*s).to_owned()).collect(),
+                Some(raw) => parse_package_names(&raw).map_err(|reason| ConfigError::Invalid {
+                    var: "KILN_ALLOW_BUILD_SCRIPTS",
+                    reason,
                 })?,
             },
             cpu_secs: src.positive("KILN_BUILD_CPU_SECS", 300)?,
@@ -84,7 +172,15 @@ impl SandboxSettings {
                     reason,
                 })?,
             },
-        })
+        };
+        let (store_uid, store_gid) = settings.store_user;
+        if settings.build_uids.contains(store_uid) || settings.build_uids.contains(store_gid) {
+            return Err(ConfigError::Invalid {
+                var: "KILN_STORE_USER",
+                reason: "the store's user and group must not be among KILN_BUILD_UIDS (a build would own the store)".into(),
+            });
+        }
+        Ok(settings)
     }
 }
 
@@ -224,6 +320,24 @@ mod tests {
         assert!(!hosts[3].admits("pkg.dev", 8443));
         assert!(!hosts[3].admits("evilpkg.dev", 8443));
         assert_eq!(Egress::parse(" HOST-NETWORK ").unwrap(), Egress::HostNetwork);
+        assert_eq!(
+            parse_package_names("sharp, @swc/core ,esbuild").unwrap(),
+            ["sharp", "@swc/core", "esbuild"]
+        );
+        assert!(parse_package_names("none").unwrap().is_empty());
+        for bad in ["Sharp", "@/x", "a b", "@swc", "../x"] {
+            assert!(parse_package_names(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            BuildUids::parse("300000-300009"),
+            Some(BuildUids {
+                first: 300_000,
+                count: 10
+            })
+        );
+        for bad in ["5-1", "0-10", "abc", "2000"] {
+            assert!(BuildUids::parse(bad).is_none(), "{bad:?}");
+        }
         for bad in [
             "",
             " , ",

@@ -1,0 +1,376 @@
+//! Tenants stay apart: every attack here is written as a tenant would write it, against real
+//! daemons (root, the full sandbox: a uid per build, bubblewrap, cgroup, egress proxy), real
+//! pnpm and the real registry. Each proves the victim untouched (bytes compared with the
+//! registry's tarball, secrets absent from every answer, the host's controls not taken) and the
+//! attacker's build failed with a clear message or changed only its own tree.
+//!
+//! | attack | what stops it |
+//! |---|---|
+//! | rewrite a package file of the shared store through `node_modules` (in place with size and mtime kept, append, `chmod` then write), from `preinstall`, `postinstall`, `prepare` and the build script | the store's files belong to the store's user, read-only to builds |
+//! | rename a file over a package's in `node_modules` | changes the attacker's own tree only |
+//! | a `.pnpmfile.cjs` writing into the store; `.npmrc` moving the store | the store's half of the install runs no pnpmfile and pins the store on the command line; builds do not see the store |
+//! | the lockfile replaced by a link to `/proc/self/environ`, or by a FIFO | the daemon opens it beneath the project, regular files only |
+//! | the output folder a link to a root-only folder, or to `/etc` | the output is opened beneath the project |
+//! | a build reading and writing the workspace of a build running beside it | another uid, and a sandbox holding its own workspace only |
+//! | a build taking the host's upkeep lock | not in the sandbox, and root's alone |
+
+use std::io::Read;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::helpers::{build_body, spawn_app, unique, Options, HMAC_SECRET};
+
+/// The registry's `left-pad@1.3.0`: its files, from the tarball (fetched by npm, which checks
+/// it against the registry's integrity hash).
+async fn left_pad_from_the_registry() -> std::collections::BTreeMap<String, Vec<u8>> {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new("npm")
+        .args(["pack", "left-pad@1.3.0", "--silent", "--pack-destination"])
+        .arg(dir.path())
+        .current_dir(dir.path())
+        .output()
+        .await
+        .expect("npm runs");
+    assert!(out.status.success(), "npm pack: {out:?}");
+    let tgz = std::fs::read(dir.path().join("left-pad-1.3.0.tgz")).unwrap();
+    let mut files = std::collections::BTreeMap::new();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&tgz[..]));
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        files.insert(path.trim_start_matches("package/").to_owned(), bytes);
+    }
+    files
+}
+
+/// Tries every way to change `node_modules/left-pad/index.js` and prints what happened.
+const POISON_JS: &str = r#"
+const fs = require('fs');
+const where = process.argv[2];
+const file = 'node_modules/left-pad/index.js';
+const say = (how, f) => { try { f(); console.log(`POISON ${where} ${how}: done`); } catch (e) { console.log(`POISON ${where} ${how}: ${e.code || e.message}`); } };
+const real = fs.realpathSync(file);
+const st = fs.statSync(real);
+const evil = Buffer.alloc(st.size, 'X'); evil.write('/*pwned*/');
+say('in-place', () => { const fd = fs.openSync(real, 'r+'); fs.writeSync(fd, evil, 0, evil.length, 0); fs.closeSync(fd); fs.utimesSync(real, st.atime, st.mtime); });
+say('append', () => fs.appendFileSync(real, '/*pwned*/'));
+say('chmod', () => { fs.chmodSync(real, 0o666); fs.writeFileSync(real, evil); });
+say('store', () => { const s = require('child_process').execSync('pnpm store path', { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim(); fs.writeFileSync(s + '/pwned', 'x'); });
+if (where === 'build') {
+  say('rename-over', () => { fs.writeFileSync(real + '.tmp', evil); fs.renameSync(real + '.tmp', real); });
+  fs.mkdirSync('dist', { recursive: true });
+  fs.writeFileSync('dist/index.html', '<h1>attacker</h1>');
+  fs.copyFileSync(file, 'dist/left-pad.js');
+}
+"#;
+
+const PNPMFILE: &str = r#"
+const fs = require('fs');
+if (!process.env.ATTACK_IN_PNPMFILE) {
+  process.env.ATTACK_IN_PNPMFILE = '1';
+  let wrote = 0;
+  try {
+    const s = require('child_process').execSync('pnpm store path', { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
+    for (const d of fs.readdirSync(s + '/files').slice(0, 3)) for (const f of fs.readdirSync(s + '/files/' + d)) { try { fs.writeFileSync(s + '/files/' + d + '/' + f, 'pwned'); wrote++; } catch (e) {} }
+  } catch (e) {}
+  console.error(`PNPMFILE uid ${process.getuid()} wrote ${wrote} store files`);
+}
+module.exports = { hooks: {} };
+"#;
+
+fn attacker() -> Value {
+    json!([
+        { "path": "package.json", "content": json!({
+            "name": "attacker", "private": true,
+            "dependencies": { "left-pad": "1.3.0" },
+            "scripts": {
+                "preinstall": "node poison.js preinstall || true",
+                "postinstall": "node poison.js postinstall",
+                "prepare": "node poison.js prepare",
+                "build": "node poison.js build"
+            }
+        }).to_string() },
+        { "path": "poison.js", "content": POISON_JS },
+        { "path": ".pnpmfile.cjs", "content": PNPMFILE },
+        { "path": ".npmrc", "content": "store-dir=/tmp/attacker-store\nside-effects-cache=true\nvirtual-store-dir=/tmp/vs\n" },
+    ])
+}
+
+fn victim() -> Value {
+    json!([
+        { "path": "package.json", "content": json!({
+            "name": "victim", "private": true,
+            "dependencies": { "left-pad": "1.3.0" },
+            "scripts": { "build": "node -e \"require('fs').mkdirSync('dist',{recursive:true});require('fs').writeFileSync('dist/index.html','<h1>victim</h1>');for (const f of ['index.js','package.json','README.md']) require('fs').copyFileSync('node_modules/left-pad/'+f,'dist/'+f)\"" }
+        }).to_string() },
+    ])
+}
+
+#[tokio::test]
+async fn no_build_changes_the_package_files_another_tenant_reads() {
+    // The store inside the work folder (the default): node_modules files are hard links to it.
+    let app = spawn_app(Options {
+        timeout_secs: 300,
+        ..Options::default()
+    })
+    .await;
+    let registry = left_pad_from_the_registry().await;
+
+    let attack_id = app
+        .submit(&build_body("u_attacker", &unique("poison"), attacker()))
+        .await;
+    let attack = app.wait(&attack_id).await;
+    let log = app.log_text(&attack_id).await;
+    assert_eq!(attack["status"], "deployed", "{attack}\n{log}");
+    for step in ["preinstall", "postinstall", "prepare", "build"] {
+        for how in ["in-place", "append", "chmod"] {
+            let line = log
+                .lines()
+                .find(|l| l.contains(&format!("POISON {step} {how}:")))
+                .unwrap_or_else(|| panic!("the attack {step} {how} ran:\n{log}"));
+            assert!(!line.ends_with("done"), "{line}\n{log}");
+        }
+    }
+    assert!(
+        !log.contains("store files") || log.contains("wrote 0 store files"),
+        "{log}"
+    );
+    // A build that writes where `pnpm store path` says writes into its own sandbox's folders:
+    // the store is not there.
+    let store = &app.settings.pnpm_store;
+    assert!(store.join("v10").is_dir(), "the install used the store");
+    assert!(!store.join("v10/pwned").exists() && !store.join("pwned").exists());
+    // Renaming over its own file changed its own tree.
+    assert!(log.contains("POISON build rename-over: done"), "{log}");
+    let own = app
+        .preview(&attack_id, "/left-pad.js")
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    assert!(
+        own.starts_with(b"/*pwned*/"),
+        "the attacker's own tree is its own"
+    );
+
+    let id = app
+        .submit(&build_body("u_victim", &unique("victim"), victim()))
+        .await;
+    let victim = app.wait(&id).await;
+    assert_eq!(victim["status"], "deployed", "{victim}");
+    let id = id.as_str();
+    for file in ["index.js", "package.json", "README.md"] {
+        let served = app.preview(id, &format!("/{file}")).await.bytes().await.unwrap();
+        assert_eq!(&served[..], &registry[file][..], "{file} as the registry has it");
+    }
+    // Nothing was written where the project's settings pointed.
+    assert!(!std::path::Path::new("/tmp/attacker-store").exists());
+    assert!(!std::path::Path::new("/tmp/vs").exists());
+}
+
+/// A build whose `postinstall` (or build) leaves `what` in place of `path`.
+fn planting(script: &str) -> Value {
+    json!([
+        { "path": "package.json", "content": json!({
+            "name": "planter", "private": true,
+            "scripts": { "postinstall": script, "build": "mkdir -p dist && echo ok > dist/index.html" }
+        }).to_string() },
+    ])
+}
+
+#[tokio::test]
+async fn the_daemon_never_follows_a_link_or_opens_a_fifo_a_build_left() {
+    let app = spawn_app(Options {
+        builders: 2,
+        timeout_secs: 120,
+        ..Options::default()
+    })
+    .await;
+    // A root-only file the attacker names.
+    let secret_dir = tempfile::tempdir().unwrap();
+    let secret = secret_dir.path().join("root-only.txt");
+    std::fs::write(&secret, "root-only-bytes").unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+
+    let cases = [
+        (
+            "lockfile to /proc/self/environ",
+            planting("rm -f pnpm-lock.yaml; ln -s /proc/self/environ pnpm-lock.yaml"),
+            "install",
+            "pnpm-lock.yaml",
+        ),
+        (
+            "lockfile to a root-only file",
+            planting(&format!(
+                "rm -f pnpm-lock.yaml; ln -s {} pnpm-lock.yaml",
+                secret.display()
+            )),
+            "install",
+            "pnpm-lock.yaml",
+        ),
+        (
+            "lockfile a FIFO",
+            planting("rm -f pnpm-lock.yaml; mkfifo pnpm-lock.yaml"),
+            "install",
+            "pnpm-lock.yaml",
+        ),
+        (
+            "output folder a link to a root-only folder",
+            json!([{ "path": "package.json", "content": json!({
+                "name": "o", "private": true,
+                "scripts": { "build": format!("ln -s {} dist", secret_dir.path().display()) }
+            }).to_string() }]),
+            "output",
+            "dist",
+        ),
+        (
+            "output folder a link to /etc",
+            json!([{ "path": "package.json", "content": json!({
+                "name": "o", "private": true, "scripts": { "build": "ln -s /etc dist" }
+            }).to_string() }]),
+            "output",
+            "dist",
+        ),
+    ];
+    let mut ids = Vec::new();
+    for (name, files, _, _) in &cases {
+        ids.push(
+            app.submit(&build_body("u_planter", &unique("plant"), files.clone()))
+                .await,
+        );
+        let _ = name;
+    }
+    for ((name, _, step, names), id) in cases.iter().zip(&ids) {
+        let build = tokio::time::timeout(Duration::from_secs(180), app.wait(id))
+            .await
+            .unwrap_or_else(|_| panic!("{name}: the build ends (nothing blocks a worker)"));
+        assert_eq!(
+            build["status"],
+            "failed",
+            "{name}: {build}\n{}",
+            app.log_text(id).await
+        );
+        assert_eq!(build["failedStep"], *step, "{name}: {build}");
+        let error = build["error"].as_str().unwrap();
+        assert!(error.contains(names), "{name}: the error names {names}: {error}");
+        // Nothing of the host in any answer about the build.
+        let mut answers = vec![build.to_string(), app.log_text(id).await];
+        let files = app
+            .get(&format!(
+                "/v1/projects/u_planter/{}/versions",
+                build["projectId"].as_str().unwrap()
+            ))
+            .await;
+        answers.push(files.text().await.unwrap());
+        for path in ["pnpm-lock.yaml", "package.json"] {
+            let url = format!(
+                "/v1/projects/u_planter/{}/versions/{id}/files/{path}",
+                build["projectId"].as_str().unwrap()
+            );
+            answers.push(app.get(&url).await.text().await.unwrap());
+        }
+        for answer in &answers {
+            assert!(
+                !answer.contains(HMAC_SECRET),
+                "{name}: the HMAC secret leaked: {answer}"
+            );
+            assert!(
+                !answer.contains("root-only-bytes"),
+                "{name}: a root-only file leaked"
+            );
+            assert!(
+                !answer.contains("KILN_DATABASE_URL"),
+                "{name}: the daemon's environment leaked"
+            );
+        }
+        let preview = app.preview(id, "/root-only.txt").await;
+        assert_ne!(preview.status(), 200, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_build_cannot_reach_a_build_running_beside_it_nor_the_hosts_upkeep_lock() {
+    let app = spawn_app(Options {
+        builders: 2,
+        timeout_secs: 120,
+        ..Options::default()
+    })
+    .await;
+    let work = app.settings.work_dir.clone();
+    // The victim keeps a secret in its workspace and publishes after a while.
+    let victim = app
+        .submit(&build_body(
+            "u_victim",
+            &unique("beside"),
+            json!([
+                { "path": "package.json", "content": json!({ "name": "v", "private": true, "scripts": {
+                    "build": "mkdir -p dist && echo '<h1>victim</h1>' > dist/index.html && sleep 12"
+                } }).to_string() },
+                { "path": ".env", "content": "VICTIM_SECRET=s3cr3t-victim-value\n" },
+            ]),
+        ))
+        .await;
+    app.wait_for_status(&victim, "running").await;
+    // The attacker knows the victim's workspace path exactly (the test, root, looks it up).
+    let workspace = loop {
+        let found = std::fs::read_dir(&work)
+            .unwrap()
+            .filter_map(Result::ok)
+            .find(|e| e.file_name().to_string_lossy().starts_with(&victim));
+        if let Some(found) = found {
+            if found.path().join("project/dist/index.html").exists() {
+                break found.path();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let ws = workspace.display();
+    let pause = work.join(".kiln-upkeep-pause");
+    let store = app.settings.pnpm_store.display();
+    let script = format!(
+        r#"
+for p in {ws} {ws}/project {ws}/project/.env {store} {store}/v10/projects; do
+  if ls "$p" >/dev/null 2>&1 || cat "$p" >/dev/null 2>&1; then echo "REACHED $p"; else echo "BLOCKED $p"; fi
+done
+if echo '<h1>pwned</h1>' > {ws}/project/dist/index.html 2>/dev/null; then echo "REACHED write"; else echo "BLOCKED write"; fi
+if (exec 9<{pause} && flock -n 9 && echo "REACHED lock" && sleep 4) 2>/dev/null; then :; else echo "BLOCKED lock"; fi
+mkdir -p dist && echo '<h1>attacker</h1>' > dist/index.html
+"#,
+        pause = pause.display()
+    );
+    let attacker = app
+        .submit(&build_body(
+            "u_attacker",
+            &unique("beside"),
+            json!([
+                { "path": "package.json", "content": json!({ "name": "a", "private": true, "scripts": { "build": "sh attack.sh" } }).to_string() },
+                { "path": "attack.sh", "content": script },
+            ]),
+        ))
+        .await;
+    // While the attacker runs, the host's upkeep lock stays free.
+    let mut seen_paused = false;
+    loop {
+        seen_paused |= kiln_builder::upkeep::paused(&work);
+        let build = app.get_json(&format!("/v1/builds/{attacker}")).await;
+        if ["deployed", "failed"].contains(&build["status"].as_str().unwrap()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!seen_paused, "a build held the host's upkeep pause");
+    let attack = app.wait(&attacker).await;
+    let log = app.log_text(&attacker).await;
+    assert_eq!(attack["status"], "deployed", "{attack}\n{log}");
+    assert!(!log.contains("REACHED"), "{log}");
+    assert_eq!(log.matches("BLOCKED").count(), 7, "{log}");
+
+    let victim_build = app.wait(&victim).await;
+    assert_eq!(victim_build["status"], "deployed", "{victim_build}");
+    let page = app.preview(&victim, "/").await.text().await.unwrap();
+    assert_eq!(page.trim(), "<h1>victim</h1>");
+    assert!(!log.contains("s3cr3t-victim-value"));
+}
