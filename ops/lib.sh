@@ -40,7 +40,7 @@ kiln_root() {
 # Log to stderr with a recognisable prefix, so it never mixes with the
 # stdout of functions whose output is captured ($(free_port), ...).
 # kiln_build_dir NAME: prints a folder builds can reach, made if missing. Run as root,
-# Kiln runs builds as an unprivileged user (KILN_BUILD_USER, nobody by default), which
+# Kiln runs builds as unprivileged users (KILN_BUILD_UIDS, KILN_STORE_USER), which
 # cannot enter a folder under /root: the folder is then /var/tmp/kiln-builds/NAME.
 # Otherwise it is $KILN_TOOLS/NAME.
 kiln_build_dir() {

@@ -489,7 +489,7 @@ async fn without_namespaces_nor_cgroups_the_builder_says_so_and_the_user_and_lim
         .to_owned();
     let root = nix::unistd::geteuid().is_root();
     let user = if root {
-        "user 65534:65534"
+        "a user per build (200000-200255), store 199999:199999"
     } else {
         "the daemon's user"
     };
@@ -525,12 +525,19 @@ async fn without_namespaces_nor_cgroups_the_builder_says_so_and_the_user_and_lim
         .await;
     assert_eq!(app.wait(&whoami).await["status"], "deployed");
     let uid = app.preview(&whoami, "/").await.text().await.unwrap();
-    let expected = if root {
-        "65534".to_owned()
+    let uid: u32 = uid.trim().parse().unwrap();
+    if root {
+        assert!(
+            (200_000..=200_255).contains(&uid),
+            "builds run as a uid of KILN_BUILD_UIDS: {uid}"
+        );
     } else {
-        nix::unistd::geteuid().to_string()
-    };
-    assert_eq!(uid.trim(), expected, "builds run as the build user");
+        assert_eq!(
+            uid,
+            nix::unistd::geteuid().as_raw(),
+            "builds run as the daemon's user"
+        );
+    }
     for (id, error) in [
         (&memory, "memory limit 200 MB exceeded"),
         (&cpu, "CPU limit 3 s exceeded"),

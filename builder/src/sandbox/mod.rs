@@ -326,8 +326,8 @@ impl Confinement {
         Ok(me)
     }
 
-    /// A line for logs and the fleet view, e.g. `namespaces (bwrap), user 65534:65534,
-    /// cgroup v1, rlimits`.
+    /// A line for logs and the fleet view, e.g. `namespaces (bwrap), a user per build
+    /// (200000-200255), store 199999:199999, cgroup v1, rlimits`.
     pub fn describe(&self) -> String {
         let mut parts = Vec::new();
         parts.push(if self.bwrap.is_some() {

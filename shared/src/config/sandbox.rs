@@ -74,7 +74,7 @@ impl BuildUids {
     fn parse(raw: &str) -> Option<Self> {
         let (first, last) = raw.trim().split_once('-')?;
         let (first, last): (u32, u32) = (first.trim().parse().ok()?, last.trim().parse().ok()?);
-        (first >= 1000 && first <= last).then_some(Self {
+        (first >= 1000 && first <= last && last < u32::MAX).then(|| Self {
             first,
             count: last - first + 1,
         })
