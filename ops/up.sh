@@ -96,8 +96,9 @@ for bin in kiln-api kiln-builder; do
 done
 
 # --- Environment for the API and the builder ---------------------------------
-# Builds' workspaces and the pnpm store: in .kiln, or, run as root (builds then run as
-# nobody, who cannot enter /root), under /var/tmp/kiln-builds.
+# Builds' workspaces and the pnpm store: in .kiln, or, run as root (builds then run as uids of
+# their own and the store as the store's user, none of whom can enter /root), under
+# /var/tmp/kiln-builds.
 if [[ $EUID -eq 0 ]]; then
     BUILD_DIR="$(kiln_build_dir "up-$(printf '%s' "$ROOT" | sha256sum | cut -c1-12)")"
 else

@@ -388,6 +388,12 @@ pub(crate) async fn enqueue(
                 withdraw(state, id, &user, &project, reserved).await?;
                 return Err(ApiError::over_quota(hit));
             }
+            Ok(Admission::LabelTaken) => {
+                withdraw(state, id, &user, &project, reserved).await?;
+                return Err(ApiError::Unprocessable(format!(
+                    "the preview host {label} already belongs to another project (its label collides with this project's): use another projectId"
+                )));
+            }
             Ok(Admission::Conflict { holder }) => {
                 reserved |= replacing && !state.quotas.is_off();
                 // The row exists from here on: an error must not leave it queued with no entry.

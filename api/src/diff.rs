@@ -8,6 +8,14 @@ use kiln_shared::store::{Artifacts, Manifest, ManifestEntry, StoreError};
 use serde::Serialize;
 use similar::{ChangeTag, TextDiff};
 
+/// A file larger than this (either side) is reported changed without a line diff: a diff's
+/// cost grows with the product of the sizes, and this runs on a request.
+pub const MAX_DIFF_BYTES: usize = 1024 * 1024;
+
+/// How long one file's line diff may search for the shortest edit: past it, `similar` finishes
+/// with a correct but coarser diff (more lines shown changed than strictly needed).
+const DIFF_DEADLINE: std::time::Duration = std::time::Duration::from_millis(500);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ChangeKind {
@@ -50,6 +58,20 @@ fn describe(path: &str, change: ChangeKind, old: &[u8], new: &[u8]) -> FileChang
         ChangeKind::Removed => patch.push_str("deleted file\n"),
         ChangeKind::Modified => {}
     }
+    if old.len().max(new.len()) > MAX_DIFF_BYTES {
+        patch.push_str(&format!(
+            "Files {a} and {b} differ (over {} MB: not compared line by line)\n",
+            MAX_DIFF_BYTES / (1024 * 1024)
+        ));
+        return FileChange {
+            path: path.to_owned(),
+            change,
+            binary: as_text(old).is_none() || as_text(new).is_none(),
+            additions: 0,
+            deletions: 0,
+            patch,
+        };
+    }
     let (Some(old_text), Some(new_text)) = (as_text(old), as_text(new)) else {
         patch.push_str(&format!("Binary files {a} and {b} differ\n"));
         return FileChange {
@@ -61,7 +83,9 @@ fn describe(path: &str, change: ChangeKind, old: &[u8], new: &[u8]) -> FileChang
             patch,
         };
     };
-    let diff = TextDiff::from_lines(old_text, new_text);
+    let diff = TextDiff::configure()
+        .timeout(DIFF_DEADLINE)
+        .diff_lines(old_text, new_text);
     let (mut additions, mut deletions) = (0, 0);
     for c in diff.iter_all_changes() {
         match c.tag() {
@@ -118,7 +142,14 @@ pub async fn compare<'m>(
             _ => ChangeKind::Modified,
         };
         let (old, new) = futures::try_join!(read(old), read(new))?;
-        Ok::<_, StoreError>(describe(&path, kind, &old, &new))
+        // CPU work, off the server's worker threads.
+        let key = path.clone();
+        tokio::task::spawn_blocking(move || describe(&path, kind, &old, &new))
+            .await
+            .map_err(|e| StoreError::Io {
+                key,
+                source: std::io::Error::other(e),
+            })
     }))
     .buffer_unordered(16)
     .try_collect()
@@ -154,6 +185,25 @@ mod tests {
             added.patch
         );
         assert_eq!(added.additions, 1);
+    }
+
+    #[test]
+    fn a_worst_case_diff_ends_in_bounded_time_and_a_huge_file_is_not_diffed() {
+        // Every line differs: the shortest-edit search is at its most expensive.
+        let old: String = (0..60_000).map(|i| format!("old line {i}\n")).collect();
+        let new: String = (0..60_000).map(|i| format!("new line {i}\n")).collect();
+        let started = std::time::Instant::now();
+        let c = describe("big.txt", ChangeKind::Modified, old.as_bytes(), new.as_bytes());
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!((c.additions, c.deletions), (60_000, 60_000));
+        let huge = vec![b'x'; MAX_DIFF_BYTES + 1];
+        let c = describe("huge.txt", ChangeKind::Modified, b"x", &huge);
+        assert!(c.patch.contains("not compared line by line"), "{}", c.patch);
+        assert_eq!((c.additions, c.deletions), (0, 0));
     }
 
     #[test]

@@ -116,10 +116,12 @@ trap 'exit 143' TERM
 
 # --- Services -----------------------------------------------------------------
 read -r PG_PORT REDIS_PORT < <(free_port 2)
-start_postgres "$SERVICES_DIR/postgres" "$PG_PORT"
-kiln_log "postgres started on 127.0.0.1:$PG_PORT (fsync off, as for the tests)"
-start_redis "$SERVICES_DIR/redis" "$REDIS_PORT"
-kiln_log "redis    started on 127.0.0.1:$REDIS_PORT (no persistence)"
+# At the durability deploy/ ships, for Kiln and its comparisons alike: PostgreSQL with fsync and
+# synchronous commit on, Redis append-only.
+start_postgres "$SERVICES_DIR/postgres" "$PG_PORT" --durable
+kiln_log "postgres started on 127.0.0.1:$PG_PORT (durable: fsync and synchronous commit on)"
+start_redis "$SERVICES_DIR/redis" "$REDIS_PORT" --durable
+kiln_log "redis    started on 127.0.0.1:$REDIS_PORT (append-only, fsync every second)"
 
 export KILN_BENCH_DATABASE_URL="postgres://kiln@127.0.0.1:$PG_PORT/postgres"
 export KILN_BENCH_REDIS_URL="redis://127.0.0.1:$REDIS_PORT"

@@ -109,6 +109,8 @@ pub async fn lost_entries(
             }
             // Not counted (QuotaLimits::NONE): it was counted when it was admitted.
             Admission::OverQuota(_) => {}
+            // Was admitted with this label before, so it cannot collide now.
+            Admission::LabelTaken => {}
         }
     }
     Ok(())

@@ -23,6 +23,45 @@ fn ids() -> (UserId, ProjectId) {
 }
 
 #[tokio::test]
+async fn a_preview_label_stays_with_the_first_project_that_took_it() {
+    let q = queue();
+    q.ensure_group().await.unwrap();
+    let (u, p) = ids();
+    let other = ProjectId::parse("other").unwrap();
+    assert!(matches!(
+        q.admit(
+            VersionId::new(),
+            &u,
+            &p,
+            "shared-label",
+            &QuotaLimits::NONE,
+            false
+        )
+        .await
+        .unwrap(),
+        Admission::Queued { .. }
+    ));
+    // Another project whose label collides (found or made): refused, nothing written.
+    assert_eq!(
+        q.admit(
+            VersionId::new(),
+            &u,
+            &other,
+            "shared-label",
+            &QuotaLimits::NONE,
+            false
+        )
+        .await
+        .unwrap(),
+        Admission::LabelTaken
+    );
+    assert_eq!(q.depth().await.unwrap(), 1);
+    assert_eq!(q.inflight(&u, &other).await.unwrap(), None);
+    let label = q.label("shared-label").await.unwrap().unwrap();
+    assert_eq!((label.user_id, label.project_id), (u, p));
+}
+
+#[tokio::test]
 async fn one_claim_per_project_released_only_by_its_holder() {
     let q = queue();
     q.ensure_group().await.unwrap();

@@ -46,7 +46,10 @@ async fn left_pad_from_the_registry() -> std::collections::BTreeMap<String, Vec<
     files
 }
 
-/// Tries every way to change `node_modules/left-pad/index.js` and prints what happened.
+/// Tries every way to change the files of `node_modules/left-pad` and prints what happened:
+/// `index.js` in place, same size, its mtime put back (pnpm trusts such a store file); the
+/// others by append and by `chmod` then write (which change size and mtime, so they get their
+/// own files: pnpm would notice those and fetch the package again).
 const POISON_JS: &str = r#"
 const fs = require('fs');
 const where = process.argv[2];
@@ -56,8 +59,8 @@ const real = fs.realpathSync(file);
 const st = fs.statSync(real);
 const evil = Buffer.alloc(st.size, 'X'); evil.write('/*pwned*/');
 say('in-place', () => { const fd = fs.openSync(real, 'r+'); fs.writeSync(fd, evil, 0, evil.length, 0); fs.closeSync(fd); fs.utimesSync(real, st.atime, st.mtime); });
-say('append', () => fs.appendFileSync(real, '/*pwned*/'));
-say('chmod', () => { fs.chmodSync(real, 0o666); fs.writeFileSync(real, evil); });
+say('append', () => fs.appendFileSync(fs.realpathSync('node_modules/left-pad/COPYING'), '/*pwned*/'));
+say('chmod', () => { const t = fs.realpathSync('node_modules/left-pad/test.js'); fs.chmodSync(t, 0o666); fs.writeFileSync(t, 'pwned'); });
 say('store', () => { const s = require('child_process').execSync('pnpm store path', { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim(); fs.writeFileSync(s + '/pwned', 'x'); });
 if (where === 'build') {
   say('rename-over', () => { fs.writeFileSync(real + '.tmp', evil); fs.renameSync(real + '.tmp', real); });
@@ -81,8 +84,11 @@ if (!process.env.ATTACK_IN_PNPMFILE) {
 module.exports = { hooks: {} };
 "#;
 
-fn attacker() -> Value {
-    json!([
+/// The attacker's project; `settings`: with a `.pnpmfile.cjs` and an `.npmrc` that tries to
+/// move the store and the virtual store (two attackers, so that the plain one's in-place
+/// write meets the shared store however pnpm treats the other's settings).
+fn attacker(settings: bool) -> Value {
+    let mut files = json!([
         { "path": "package.json", "content": json!({
             "name": "attacker", "private": true,
             "dependencies": { "left-pad": "1.3.0" },
@@ -94,9 +100,13 @@ fn attacker() -> Value {
             }
         }).to_string() },
         { "path": "poison.js", "content": POISON_JS },
-        { "path": ".pnpmfile.cjs", "content": PNPMFILE },
-        { "path": ".npmrc", "content": "store-dir=/tmp/attacker-store\nside-effects-cache=true\nvirtual-store-dir=/tmp/vs\n" },
-    ])
+    ]);
+    if settings {
+        let list = files.as_array_mut().unwrap();
+        list.push(json!({ "path": ".pnpmfile.cjs", "content": PNPMFILE }));
+        list.push(json!({ "path": ".npmrc", "content": "store-dir=/tmp/attacker-store\nside-effects-cache=true\nvirtual-store-dir=/tmp/vs\n" }));
+    }
+    files
 }
 
 fn victim() -> Value {
@@ -104,7 +114,7 @@ fn victim() -> Value {
         { "path": "package.json", "content": json!({
             "name": "victim", "private": true,
             "dependencies": { "left-pad": "1.3.0" },
-            "scripts": { "build": "node -e \"require('fs').mkdirSync('dist',{recursive:true});require('fs').writeFileSync('dist/index.html','<h1>victim</h1>');for (const f of ['index.js','package.json','README.md']) require('fs').copyFileSync('node_modules/left-pad/'+f,'dist/'+f)\"" }
+            "scripts": { "build": "node -e \"require('fs').mkdirSync('dist',{recursive:true});require('fs').writeFileSync('dist/index.html','<h1>victim</h1>');for (const f of ['index.js','package.json','README.md','COPYING','test.js']) require('fs').copyFileSync('node_modules/left-pad/'+f,'dist/'+f)\"" }
         }).to_string() },
     ])
 }
@@ -119,20 +129,28 @@ async fn no_build_changes_the_package_files_another_tenant_reads() {
     .await;
     let registry = left_pad_from_the_registry().await;
 
+    let plain = app
+        .submit(&build_body("u_attacker", &unique("poison"), attacker(false)))
+        .await;
+    let plain = app.wait(&plain).await;
+    let plain_log = app.log_text(plain["id"].as_str().unwrap()).await;
+    assert_eq!(plain["status"], "deployed", "{plain}\n{plain_log}");
     let attack_id = app
-        .submit(&build_body("u_attacker", &unique("poison"), attacker()))
+        .submit(&build_body("u_attacker", &unique("poison"), attacker(true)))
         .await;
     let attack = app.wait(&attack_id).await;
     let log = app.log_text(&attack_id).await;
     assert_eq!(attack["status"], "deployed", "{attack}\n{log}");
-    for step in ["preinstall", "postinstall", "prepare", "build"] {
-        for how in ["in-place", "append", "chmod"] {
-            let line = log
-                .lines()
-                .find(|l| l.contains(&format!("POISON {step} {how}:")))
-                .unwrap_or_else(|| panic!("the attack {step} {how} ran:\n{log}"));
-            assert!(!line.ends_with("done"), "{line}\n{log}");
-        }
+    for (step, how, log) in ["preinstall", "postinstall", "prepare", "build"]
+        .into_iter()
+        .flat_map(|step| ["in-place", "append", "chmod"].map(|how| (step, how)))
+        .flat_map(|(step, how)| [(step, how, &plain_log), (step, how, &log)])
+    {
+        let line = log
+            .lines()
+            .find(|l| l.contains(&format!("POISON {step} {how}:")))
+            .unwrap_or_else(|| panic!("the attack {step} {how} ran:\n{log}"));
+        assert!(!line.ends_with("done"), "{line}\n{log}");
     }
     assert!(
         !log.contains("store files") || log.contains("wrote 0 store files"),
@@ -162,7 +180,7 @@ async fn no_build_changes_the_package_files_another_tenant_reads() {
     let victim = app.wait(&id).await;
     assert_eq!(victim["status"], "deployed", "{victim}");
     let id = id.as_str();
-    for file in ["index.js", "package.json", "README.md"] {
+    for file in ["index.js", "package.json", "README.md", "COPYING", "test.js"] {
         let served = app.preview(id, &format!("/{file}")).await.bytes().await.unwrap();
         assert_eq!(&served[..], &registry[file][..], "{file} as the registry has it");
     }
@@ -281,10 +299,12 @@ async fn the_daemon_never_follows_a_link_or_opens_a_fifo_a_build_left() {
                 !answer.contains("root-only-bytes"),
                 "{name}: a root-only file leaked"
             );
-            assert!(
-                !answer.contains("KILN_DATABASE_URL"),
-                "{name}: the daemon's environment leaked"
-            );
+            for env in ["KILN_", "PATH=", "HOME="] {
+                assert!(
+                    !answer.contains(env),
+                    "{name}: the daemon's environment leaked ({env}): {answer}"
+                );
+            }
         }
         let preview = app.preview(id, "/root-only.txt").await;
         assert_ne!(preview.status(), 200, "{name}");
@@ -373,4 +393,43 @@ mkdir -p dist && echo '<h1>attacker</h1>' > dist/index.html
     let page = app.preview(&victim, "/").await.text().await.unwrap();
     assert_eq!(page.trim(), "<h1>victim</h1>");
     assert!(!log.contains("s3cr3t-victim-value"));
+}
+
+#[tokio::test]
+async fn the_generators_links_are_never_written_through_and_it_sees_its_own_workspace_only() {
+    // A folder of the host's, root's alone, that the generator's output aims at.
+    let target = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(target.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    // It runs in `<work>/<workspace>/project`; the shared pnpm store is `<work>/pnpm-store`.
+    let script = format!(
+        r#"cat > /dev/null
+if ls "$PWD/../../pnpm-store" >/dev/null 2>&1; then echo "GEN store: REACHED" >&2; else echo "GEN store: BLOCKED" >&2; fi
+ln -s {target} site
+printf '%s' '{{"files":[{{"path":"site/index.html","content":"<h1>pwned</h1>"}}]}}'"#,
+        target = target.path().display()
+    );
+    let app = spawn_app(Options {
+        generator: Some(script),
+        ..Options::default()
+    })
+    .await;
+    let body = json!({ "userId": "u_gen", "projectId": unique("genlink"), "prompt": "a site" });
+    let id = app.submit(&body).await;
+    let build = app.wait(&id).await;
+    let log = app.log_text(&id).await;
+    assert_eq!(build["status"], "failed", "{build}\n{log}");
+    assert_eq!(build["failedStep"], "generate", "{build}");
+    assert!(
+        build["error"].as_str().unwrap().contains("site"),
+        "the error names the path: {build}"
+    );
+    assert!(
+        std::fs::read_dir(target.path()).unwrap().next().is_none(),
+        "nothing was written through the generator's link"
+    );
+    assert!(
+        app.settings.pnpm_store.starts_with(&app.settings.work_dir),
+        "the store the generator looks for is where it looks"
+    );
+    assert!(log.contains("GEN store: BLOCKED"), "{log}");
 }

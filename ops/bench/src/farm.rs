@@ -560,9 +560,10 @@ pub async fn run_command(
 
 /// A fresh folder for a direct run, with `home` and `tmp` beside the project like a build's
 /// workspace. Returns (root, project).
-/// The builder's two commands run directly in `project` (under `root`'s home and tmp): the
-/// builder's own install command (`kiln_builder::install_args`), then the build, which must write
-/// dist/index.html.
+/// What a person runs by hand, directly in `project` (under `root`'s home and tmp): `pnpm
+/// install` (frozen or not, offline when it can) then the build, which must write
+/// dist/index.html. Not the builder's own install command, which is split in two halves run as
+/// two users: that split is part of what the farm's side pays for.
 pub async fn install_and_build(
     env: &Env,
     root: &Path,
@@ -576,8 +577,19 @@ pub async fn install_and_build(
             *v = store.with_extension("cache").display().to_string();
         }
     }
-    let install = kiln_builder::install_args(&store, frozen);
-    let install: Vec<&str> = install.iter().map(String::as_str).collect();
+    let store = store.display().to_string();
+    let install = [
+        "install",
+        "--store-dir",
+        &store,
+        "--prefer-offline",
+        if frozen {
+            "--frozen-lockfile"
+        } else {
+            "--no-frozen-lockfile"
+        },
+        "--reporter=append-only",
+    ];
     let install = run_command(project, &envs, "pnpm", &install).await?;
     let build = run_command(project, &envs, "pnpm", &["run", "build"]).await?;
     anyhow::ensure!(

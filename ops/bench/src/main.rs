@@ -303,7 +303,7 @@ fn summary(r: &Results, example: &Path) -> i32 {
     if let Some(w) = &r.warm {
         match w {
             Ok(w) => {
-                targets_met &= w.pass();
+                targets_met &= w.pass() && w.cold_pass();
                 println!(
                     "warm build  farm median {:.2} s  direct median {:.2} s  ratio {:.2}  target <= {}  {}",
                     w.farm_median() / 1000.0,
@@ -311,6 +311,14 @@ fn summary(r: &Results, example: &Path) -> i32 {
                     w.ratio(),
                     warm::TARGET_RATIO,
                     stats::verdict(w.pass())
+                );
+                println!(
+                    "cold build  farm median {:.2} s  direct median {:.2} s  ratio {:.2}  target <= {}  {}",
+                    stats::median(&w.cold_farm_ms) / 1000.0,
+                    stats::median(&w.cold_direct_ms) / 1000.0,
+                    w.cold_ratio(),
+                    warm::TARGET_COLD_RATIO,
+                    stats::verdict(w.cold_pass())
                 );
             }
             Err(e) => {

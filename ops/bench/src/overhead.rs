@@ -10,7 +10,7 @@ use crate::farm::{self, Env, Farm, Finished};
 use crate::stats::{self, median};
 
 pub const RUNS: usize = 15;
-pub const TARGET_MS: f64 = 150.0;
+pub const TARGET_MS: f64 = 130.0;
 const USER: &str = "bench-user";
 
 /// The build script: writes dist/index.html with node, nothing else.

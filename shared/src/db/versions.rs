@@ -372,10 +372,11 @@ pub async fn list(pool: &PgPool, f: &ListFilter) -> Result<Vec<Version>, DbError
 
 /// The user and project a preview label names, when the project has any version.
 pub async fn project_by_label(pool: &PgPool, label: &str) -> Result<Option<(UserId, ProjectId)>, DbError> {
-    let row = sqlx::query("select user_id, project_id from versions where project_label = $1 limit 1")
-        .bind(label)
-        .fetch_optional(pool)
-        .await?;
+    let row =
+        sqlx::query("select user_id, project_id from versions where project_label = $1 order by id limit 1")
+            .bind(label)
+            .fetch_optional(pool)
+            .await?;
     row.map(|r| {
         let user: String = r.try_get("user_id")?;
         let project: String = r.try_get("project_id")?;

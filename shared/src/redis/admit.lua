@@ -9,10 +9,17 @@
 -- ARGV[1]: build id   ARGV[2]: user id   ARGV[3]: project id   ARGV[4]: the label's JSON value
 -- ARGV[5]: new projects per window (0: no quota)   ARGV[6]: rebuilds per window (0: no quota)
 -- ARGV[7]: the window (ms)   ARGV[8]: '1' when the caller will replace a live holder of the slot
--- Returns {1, stream entry id, 0} when queued; {0, holder build id, 0} when the slot is taken
+-- Returns {3, the label's value, 0} when the label already names another project (a label is
+-- the first admitted project's for good: a later project whose label collides is refused,
+-- never handed the other's latest URL); {1, stream entry id, 0} when queued; {0, holder build
+-- id, 0} when the slot is taken
 -- (with ARGV[8] = '1' the build's quota unit is then reserved: the caller replaces the holder
 -- and comes back, or gives the unit back); {2, quota name, ms until a unit frees} when the
 -- quota is used up (nothing written).
+local named = redis.call('GET', KEYS[3])
+if named and named ~= ARGV[4] then
+  return {3, named, 0}
+end
 local holder = redis.call('GET', KEYS[1])
 if holder and ARGV[8] ~= '1' then
   return {0, holder, 0}

@@ -35,6 +35,9 @@ pub enum Admission {
     },
     /// The build's quota is used up; nothing was written.
     OverQuota(QuotaHit),
+    /// The project's preview label already names another project (a hash collision of the
+    /// label, found or made); nothing was written.
+    LabelTaken,
 }
 
 /// The fleet-wide quotas a build is counted against when it is admitted. A build of a project
@@ -236,6 +239,7 @@ impl Queue {
         Ok(match code {
             1 => Admission::Queued { entry_id: value },
             0 => Admission::Conflict { holder: value },
+            3 => Admission::LabelTaken,
             _ => {
                 let quota = match value.as_str() {
                     "new_projects" => Quota::NewProjects,
