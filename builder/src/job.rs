@@ -751,6 +751,16 @@ async fn build_in(
             log,
         )
         .await?;
+        let (confinement, root) = (b.confinement.clone(), project.clone());
+        tokio::task::spawn_blocking(move || confinement.take_back(&root, ids))
+            .await
+            .map_err(|e| infra(Step::Install, e.to_string()))?
+            .map_err(|e| {
+                infra(
+                    Step::Install,
+                    format!("handing the installed tree to the build's user: {e}"),
+                )
+            })?;
         // The build's half: lifecycle scripts and allowed dependency scripts, as the build's
         // own uid, when there are any to run.
         if let Some(why) = scripts::pending(&project, &b.settings.sandbox.allow_build_scripts)

@@ -433,3 +433,58 @@ printf '%s' '{{"files":[{{"path":"site/index.html","content":"<h1>pwned</h1>"}}]
     );
     assert!(log.contains("GEN store: BLOCKED"), "{log}");
 }
+
+/// A project with a dependency whose build script the operator may allow (esbuild's
+/// `postinstall` checks and places its binary; esbuild works without it).
+fn with_esbuild() -> Value {
+    json!([
+        { "path": "package.json", "content": json!({
+            "name": "uses-esbuild", "private": true,
+            "dependencies": { "esbuild": "0.25.0" },
+            "scripts": { "build": "node -e \"const out = require('esbuild').transformSync('let x: number = 1', { loader: 'ts' }).code; require('fs').mkdirSync('dist', { recursive: true }); require('fs').writeFileSync('dist/index.html', out)\"" }
+        }).to_string() },
+    ])
+}
+
+#[tokio::test]
+async fn dependency_build_scripts_run_only_when_allowed_and_as_the_builds_own_user() {
+    let allowed = spawn_app(Options {
+        timeout_secs: 300,
+        shared_store: true,
+        env: vec![("KILN_ALLOW_BUILD_SCRIPTS", "esbuild".into())],
+        ..Options::default()
+    })
+    .await;
+    let id = allowed
+        .submit(&build_body("u_scripts", &unique("allowed"), with_esbuild()))
+        .await;
+    let build = allowed.wait(&id).await;
+    let log = allowed.log_text(&id).await;
+    assert_eq!(build["status"], "deployed", "{build}\n{log}");
+    assert!(
+        log.contains("[kiln] running install scripts: build scripts of esbuild"),
+        "{log}"
+    );
+    assert!(log.contains("esbuild postinstall$ node install.js"), "{log}");
+    assert!(log.contains("esbuild postinstall: Done"), "{log}");
+    assert_eq!(
+        allowed.preview(&id, "/").await.text().await.unwrap().trim(),
+        "let x = 1;"
+    );
+
+    // The default list does not name it: the script never runs, the build still works.
+    let default = spawn_app(Options {
+        timeout_secs: 300,
+        shared_store: true,
+        ..Options::default()
+    })
+    .await;
+    let id = default
+        .submit(&build_body("u_scripts", &unique("default"), with_esbuild()))
+        .await;
+    let build = default.wait(&id).await;
+    let log = default.log_text(&id).await;
+    assert_eq!(build["status"], "deployed", "{build}\n{log}");
+    assert!(!log.contains("postinstall"), "{log}");
+    assert!(!log.contains("running install scripts"), "{log}");
+}

@@ -480,6 +480,27 @@ impl Confinement {
         std::fs::set_permissions(workspace, std::fs::Permissions::from_mode(0o770))
     }
 
+    /// After the store's half of an install: what it made in `project` goes to the build's user
+    /// `ids`, but for the files it shares with the store (hard links: more than one name),
+    /// which stay the store's user's and read-only to the build. So the build owns its tree as
+    /// if it had installed it (pnpm's `rebuild` and the build's own tools may `chmod` a copied
+    /// package's files or a bin), and nothing it owns is read by anyone else. Nothing of the
+    /// build's has run since the store's half: links are changed, never followed.
+    pub fn take_back(&self, project: &Path, ids: Option<(u32, u32)>) -> std::io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let (Some((store_uid, _)), Some((uid, gid))) = (self.store_user, ids) else {
+            return Ok(());
+        };
+        for entry in walkdir::WalkDir::new(project).follow_links(false) {
+            let entry = entry.map_err(std::io::Error::other)?;
+            let meta = entry.metadata().map_err(std::io::Error::other)?;
+            if meta.uid() == store_uid && (!meta.is_file() || meta.nlink() == 1) {
+                std::os::unix::fs::lchown(entry.path(), Some(uid), Some(gid))?;
+            }
+        }
+        Ok(())
+    }
+
     /// The allowed hosts when installs go through the egress proxy (else they share the host's
     /// network).
     pub fn egress(&self) -> Option<&Arc<Vec<AllowedHost>>> {
