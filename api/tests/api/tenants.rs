@@ -432,6 +432,38 @@ printf '%s' '{{"files":[{{"path":"site/index.html","content":"<h1>pwned</h1>"}}]
         "the store the generator looks for is where it looks"
     );
     assert!(log.contains("GEN store: BLOCKED"), "{log}");
+
+    // A generator that leaves package.json as a link to the daemon's environment, or a FIFO:
+    // the daemon reads neither.
+    for (name, plant) in [
+        ("a link", "ln -sf /proc/self/environ package.json"),
+        ("a FIFO", "rm -f package.json; mkfifo package.json"),
+    ] {
+        let script = format!(
+            r#"cat > /dev/null
+{plant}
+printf '%s' '{{"files":[{{"path":"index.html","content":"<h1>x</h1>"}}]}}'"#
+        );
+        let app = spawn_app(Options {
+            generator: Some(script),
+            ..Options::default()
+        })
+        .await;
+        let body = json!({ "userId": "u_gen", "projectId": unique("genpkg"), "prompt": "a site" });
+        let id = app.submit(&body).await;
+        let build = tokio::time::timeout(Duration::from_secs(120), app.wait(&id))
+            .await
+            .unwrap_or_else(|_| panic!("package.json {name}: the build ends"));
+        assert_eq!(build["status"], "failed", "package.json {name}: {build}");
+        let error = build["error"].as_str().unwrap();
+        assert!(error.contains("package.json"), "package.json {name}: {error}");
+        let answers = [build.to_string(), app.log_text(&id).await];
+        for answer in answers {
+            for env in ["KILN_", "PATH=", "HOME="] {
+                assert!(!answer.contains(env), "package.json {name}: {answer}");
+            }
+        }
+    }
 }
 
 /// A project with a dependency whose build script the operator may allow (esbuild's
