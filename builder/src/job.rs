@@ -737,7 +737,22 @@ async fn build_in(
             json!({ "frozenLockfile": frozen }),
         );
         if version.generate {
-            // The generator's files were written by the daemon.
+            // The generator's process may have left a `node_modules` of links (into the store,
+            // which the store's half can write): the install starts without one. Then its
+            // files, written by the daemon, go to the build's user.
+            let modules = project.join("node_modules");
+            tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&modules) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            })
+            .await
+            .map_err(|e| infra(Step::Install, e.to_string()))?
+            .map_err(|e| {
+                infra(
+                    Step::Install,
+                    format!("removing the generator's node_modules: {e}"),
+                )
+            })?;
             hand_over(ws, ids, Step::Install).await?;
         }
         // The store's half: pnpm alone, no code of the project's or its dependencies'.

@@ -433,6 +433,37 @@ printf '%s' '{{"files":[{{"path":"site/index.html","content":"<h1>pwned</h1>"}}]
     );
     assert!(log.contains("GEN store: BLOCKED"), "{log}");
 
+    // A generator that leaves `node_modules` as a link into the shared store (which the
+    // store's half of the install can write): the install starts without it, and the store
+    // gets no project's tree.
+    let package = json!({
+        "name": "g", "private": true, "dependencies": { "left-pad": "1.3.0" },
+        "scripts": { "build": "mkdir -p dist && cp node_modules/left-pad/index.js dist/index.html" }
+    })
+    .to_string();
+    let output = json!({ "files": [{ "path": "package.json", "content": package }] }).to_string();
+    let script =
+        format!("cat > /dev/null\nln -s \"$PWD/../../pnpm-store\" node_modules\nprintf '%s' '{output}'");
+    let app = spawn_app(Options {
+        generator: Some(script),
+        timeout_secs: 300,
+        ..Options::default()
+    })
+    .await;
+    let body = json!({ "userId": "u_gen", "projectId": unique("genmods"), "prompt": "a site" });
+    let id = app.submit(&body).await;
+    let build = app.wait(&id).await;
+    assert_eq!(
+        build["status"],
+        "deployed",
+        "{build}\n{}",
+        app.log_text(&id).await
+    );
+    let store = &app.settings.pnpm_store;
+    for planted in [".pnpm", ".modules.yaml", "left-pad"] {
+        assert!(!store.join(planted).exists(), "the store got {planted}");
+    }
+
     // A generator that leaves package.json as a link to the daemon's environment, or a FIFO:
     // the daemon reads neither.
     for (name, plant) in [
