@@ -265,6 +265,31 @@ pub fn read_beneath(
     max_bytes: u64,
 ) -> Result<Option<Vec<u8>>, BeneathError> {
     let rel = rel.as_ref();
+    let Some((fd, stat)) = open_regular_beneath(dirfd, rel)? else {
+        return Ok(None);
+    };
+    let too_large = || BeneathError::TooLarge {
+        path: shown(rel),
+        limit: max_bytes,
+    };
+    if u64::try_from(stat.st_size).unwrap_or(0) > max_bytes {
+        return Err(too_large());
+    }
+    let body = read_at_most(fd, &stat, rel, max_bytes)?;
+    if body.len() as u64 > max_bytes {
+        return Err(too_large()); // it grew while read
+    }
+    Ok(Some(body))
+}
+
+/// The regular file `rel` beneath `dirfd`, opened for reading, and its `stat`; `None` when
+/// there is no such file. Links that stay inside are followed; a link that leaves, a FIFO (never
+/// waited for), a device, a socket or a folder is an error.
+pub fn open_regular_beneath(
+    dirfd: impl AsFd,
+    rel: impl AsRef<Path>,
+) -> Result<Option<(OwnedFd, Stat)>, BeneathError> {
+    let rel = rel.as_ref();
     relative(rel)?;
     // O_NONBLOCK: opening a FIFO does not wait for a writer (and the fstat below refuses it).
     let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
@@ -291,23 +316,19 @@ pub fn read_beneath(
             kind: kind_of(kind),
         });
     }
-    let size = u64::try_from(stat.st_size).unwrap_or(0);
-    let too_large = || BeneathError::TooLarge {
-        path: shown(rel),
-        limit: max_bytes,
-    };
-    if size > max_bytes {
-        return Err(too_large());
-    }
+    Ok(Some((fd, stat)))
+}
+
+/// The bytes of the file open at `fd` (`stat` is its), at most `max_bytes + 1` of them, so a
+/// caller can tell the file grew past its bound while read.
+pub fn read_at_most(fd: OwnedFd, stat: &Stat, rel: &Path, max_bytes: u64) -> Result<Vec<u8>, BeneathError> {
+    let size = u64::try_from(stat.st_size).unwrap_or(0).min(max_bytes);
     let mut body = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
     std::fs::File::from(fd)
         .take(max_bytes.saturating_add(1))
         .read_to_end(&mut body)
         .map_err(|e| BeneathError::io(rel, e))?;
-    if body.len() as u64 > max_bytes {
-        return Err(too_large()); // it grew while read
-    }
-    Ok(Some(body))
+    Ok(body)
 }
 
 /// Writes `bytes` to `rel` beneath `dirfd`, owned by `owner` (uid, gid) when given. Missing

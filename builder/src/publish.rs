@@ -10,7 +10,6 @@
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
@@ -258,23 +257,19 @@ fn read_collected(root: &OwnedFd, file: &OutputFile) -> Result<Vec<u8>, PublishE
     let changed = || PublishError::Changed {
         path: file.path.as_str().to_owned(),
     };
-    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
-    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
-    let fd = rfs::openat2(root, file.path.as_str(), flags, Mode::empty(), resolve).map_err(|e| match e {
-        Errno::NOENT | Errno::XDEV | Errno::LOOP | Errno::NOTDIR | Errno::NXIO | Errno::AGAIN => changed(),
-        e => io_error(e),
-    })?;
-    let stat = rfs::fstat(&fd).map_err(io_error)?;
-    if beneath::file_type(&stat) != FileType::RegularFile
-        || u64::try_from(stat.st_size).ok() != Some(file.size)
-        || identity(&stat) != file.id
-    {
+    let rel = std::path::Path::new(file.path.as_str());
+    let (fd, stat) = match beneath::open_regular_beneath(root, rel) {
+        Ok(Some(opened)) => opened,
+        // Gone, or no longer a regular file inside the output.
+        Ok(None) => return Err(changed()),
+        Err(e) if e.is_refusal() => return Err(changed()),
+        Err(e) => return Err(PublishError::Io(std::io::Error::other(e))),
+    };
+    if u64::try_from(stat.st_size).ok() != Some(file.size) || identity(&stat) != file.id {
         return Err(changed());
     }
-    let mut body = Vec::with_capacity(usize::try_from(file.size).unwrap_or(0));
-    std::fs::File::from(fd)
-        .take(file.size.saturating_add(1))
-        .read_to_end(&mut body)?;
+    let body = beneath::read_at_most(fd, &stat, rel, file.size)
+        .map_err(|e| PublishError::Io(std::io::Error::other(e)))?;
     if body.len() as u64 != file.size {
         return Err(changed());
     }
