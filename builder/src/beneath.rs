@@ -200,6 +200,16 @@ pub fn open_dir(parent: &Path, name: &str) -> Result<OwnedFd, BeneathError> {
     open_subdir(parent_fd.as_fd(), rel, rel)
 }
 
+/// Opens the folder at `path` with [`open_dir`]: every component but the last is trusted, the
+/// last must be a folder itself (a workspace's `project`, which the build's user could have
+/// replaced by a link).
+pub fn open_dir_path(path: &Path) -> Result<OwnedFd, BeneathError> {
+    match (path.parent(), path.file_name().and_then(OsStr::to_str)) {
+        (Some(parent), Some(name)) => open_dir(parent, name),
+        _ => Err(BeneathError::Missing { path: shown(path) }),
+    }
+}
+
 /// Opens the folder `name` (one component) of `dirfd`, following no link; `shown` names it in
 /// errors.
 fn open_subdir(dirfd: BorrowedFd<'_>, name: &Path, shown: &Path) -> Result<OwnedFd, BeneathError> {

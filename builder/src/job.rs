@@ -599,10 +599,23 @@ async fn build(
 /// Gives the workspace, as Kiln wrote it, to the build's user `ids`.
 async fn hand_over(ws: &Workspace, ids: Option<(u32, u32)>, step: Step) -> Result<(), Failure> {
     let root = ws.root().to_owned();
-    tokio::task::spawn_blocking(move || Confinement::hand_over(&root, ids))
+    on_disk(step, "handing the workspace to the build user", move || {
+        Confinement::hand_over(&root, ids)
+    })
+    .await
+}
+
+/// Runs `work` on the workspace's files in the blocking pool; its error is the farm's, at
+/// `step`, saying `what` it was doing.
+async fn on_disk<T: Send + 'static>(
+    step: Step,
+    what: &'static str,
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T, Failure> {
+    tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| infra(step, e.to_string()))?
-        .map_err(|e| infra(step, format!("handing the workspace to the build user: {e}")))
+        .map_err(|e| infra(step, format!("{what}: {e}")))
 }
 
 async fn build_in(
@@ -646,7 +659,7 @@ async fn build_in(
             .collect();
         let dir = project.clone();
         let read = tokio::task::spawn_blocking(move || {
-            let fd = open_project_dir(&dir)?;
+            let fd = crate::beneath::open_dir_path(&dir)?;
             wanted
                 .into_iter()
                 .map(|(path, max)| {
@@ -687,7 +700,7 @@ async fn build_in(
             .collect();
         let (dir, to_write) = (project.clone(), generated.clone());
         tokio::task::spawn_blocking(move || {
-            let fd = open_project_dir(&dir)?;
+            let fd = crate::beneath::open_dir_path(&dir)?;
             to_write
                 .iter()
                 .try_for_each(|(path, content)| crate::beneath::write_beneath(&fd, path, content, ids))
@@ -727,7 +740,7 @@ async fn build_in(
             .map_err(|e| fail(Step::Install, format!("package.json is not valid JSON: {e}")))?;
         let frozen =
             sources.files.contains_key(LOCKFILE) && package_json_unchanged(b, version, &sources).await;
-        let install = install_args(&b.settings.pnpm_store, frozen);
+        let install = scripts::install_args(&b.settings.pnpm_store, frozen);
         let install: Vec<&str> = install.iter().map(String::as_str).collect();
         let started = StdInstant::now();
         emit(
@@ -740,20 +753,19 @@ async fn build_in(
             // The generator's process may have left a `node_modules` of links (into the store,
             // which the store's half can write): the install starts without one. Then its
             // files, written by the daemon, go to the build's user.
-            let modules = project.join("node_modules");
-            tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&modules) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-                _ => Ok(()),
-            })
-            .await
-            .map_err(|e| infra(Step::Install, e.to_string()))?
-            .map_err(|e| {
-                infra(
-                    Step::Install,
-                    format!("removing the generator's node_modules: {e}"),
-                )
-            })?;
-            hand_over(ws, ids, Step::Install).await?;
+            let (root, modules) = (ws.root().to_owned(), project.join("node_modules"));
+            on_disk(
+                Step::Install,
+                "preparing the generator's tree for the install",
+                move || {
+                    match std::fs::remove_dir_all(&modules) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                        _ => {}
+                    }
+                    Confinement::hand_over(&root, ids)
+                },
+            )
+            .await?;
         }
         // The store's half: pnpm alone, no code of the project's or its dependencies'.
         run_step(
@@ -767,27 +779,20 @@ async fn build_in(
         )
         .await?;
         let (confinement, root) = (b.confinement.clone(), project.clone());
-        tokio::task::spawn_blocking(move || confinement.take_back(&root, ids))
-            .await
-            .map_err(|e| infra(Step::Install, e.to_string()))?
-            .map_err(|e| {
-                infra(
-                    Step::Install,
-                    format!("handing the installed tree to the build's user: {e}"),
-                )
-            })?;
+        on_disk(
+            Step::Install,
+            "handing the installed tree to the build's user",
+            move || confinement.take_back(&root, ids),
+        )
+        .await?;
         // The build's half: lifecycle scripts and allowed dependency scripts, as the build's
         // own uid, when there are any to run.
-        if let Some(why) = scripts::pending(&project, &b.settings.sandbox.allow_build_scripts)
+        if let Some(why) = scripts::pending(&project, &pkg, &b.settings.sandbox.allow_build_scripts)
             .await
             .map_err(|e| fail(Step::Install, e))?
         {
             log.line(&format!("[kiln] running install scripts: {why}"));
-            let allowed = sandbox
-                .confinement()
-                .map(|c| c.allowed_scripts())
-                .unwrap_or_default();
-            let rebuild = scripts::rebuild_args(&allowed);
+            let rebuild = scripts::rebuild_args(&b.confinement.allowed_scripts());
             let rebuild: Vec<&str> = rebuild.iter().map(String::as_str).collect();
             run_step(
                 Step::Install,
@@ -835,8 +840,8 @@ async fn build_in(
             EventType::BuildStepCompleted,
             json!({ "ms": metrics.build_ms }),
         );
-        let project_fd =
-            open_project_dir(&project).map_err(|e| beneath_failure(Step::Output, e.to_string(), &e))?;
+        let project_fd = crate::beneath::open_dir_path(&project)
+            .map_err(|e| beneath_failure(Step::Output, e.to_string(), &e))?;
         let dir = detect::output_dir(&project_fd, &pkg).map_err(|e| fail(Step::Output, e))?;
         (
             Some(dir),
@@ -858,7 +863,8 @@ async fn build_in(
     // there leading out of the project fails the build, whatever the build made it.
     let dir = project.clone();
     let files = tokio::task::spawn_blocking(move || {
-        let project = open_project_dir(&dir).map_err(|e| beneath_failure(Step::Output, e.to_string(), &e))?;
+        let project = crate::beneath::open_dir_path(&dir)
+            .map_err(|e| beneath_failure(Step::Output, e.to_string(), &e))?;
         let root = match output_root {
             Some(name) => crate::beneath::open_dir_beneath(&project, name)
                 .map_err(|e| beneath_failure(Step::Output, format!("the output folder {e}"), &e))?,
@@ -910,36 +916,6 @@ fn publish_failure(e: PublishError) -> Failure {
         PublishError::Store(store) => store_failure(Step::Upload, store),
         _ => fail(Step::Upload, e.to_string()),
     }
-}
-
-/// The arguments of `pnpm` for a build's install: against the shared store, offline when it
-/// can, frozen when the kept lockfile still describes the dependencies.
-///
-/// This is the store's half of the install, run as the store's user: no lifecycle script, no
-/// `.pnpmfile.cjs`, and the settings that decide where pnpm writes, whether it runs another
-/// pnpm, and whether build results go into the store are given here, over any the project's
-/// `.npmrc`, `pnpm-workspace.yaml` or `packageManager` says (see [`scripts`] for the rest).
-pub fn install_args(store: &std::path::Path, frozen: bool) -> Vec<String> {
-    let lockfile = if frozen {
-        "--frozen-lockfile"
-    } else {
-        "--no-frozen-lockfile"
-    };
-    let mut args: Vec<String> = [
-        "install",
-        "--store-dir",
-        &store.display().to_string(),
-        &format!("--config.cache-dir={}", store.with_extension("cache").display()),
-        "--prefer-offline",
-        lockfile,
-        "--ignore-scripts",
-        "--ignore-pnpmfile",
-        "--reporter=append-only",
-    ]
-    .map(str::to_owned)
-    .to_vec();
-    args.extend(scripts::PINNED_SETTINGS.iter().map(|s| (*s).to_owned()));
-    args
 }
 
 /// The dependency audit of the installed lockfile (`None`: there is none): findings to the
@@ -1137,17 +1113,6 @@ async fn keep_lockfile(
     Ok(Some(body))
 }
 
-/// The project folder at `project` (`<workspace>/project`), opened by the daemon: the build
-/// user owns the workspace, so the folder itself must not be a link.
-fn open_project_dir(project: &std::path::Path) -> Result<std::os::fd::OwnedFd, crate::beneath::BeneathError> {
-    let (Some(parent), Some(name)) = (project.parent(), project.file_name()) else {
-        return Err(crate::beneath::BeneathError::Missing {
-            path: project.display().to_string(),
-        });
-    };
-    crate::beneath::open_dir(parent, &name.to_string_lossy())
-}
-
 /// The file `rel` of the project folder at `project`, read beneath it, at most `max_bytes`
 /// (`None`: there is none). See [`crate::beneath::read_beneath`].
 async fn read_in_project(
@@ -1157,7 +1122,7 @@ async fn read_in_project(
 ) -> Result<Option<Bytes>, crate::beneath::BeneathError> {
     let project = project.to_owned();
     tokio::task::spawn_blocking(move || {
-        let fd = open_project_dir(&project)?;
+        let fd = crate::beneath::open_dir_path(&project)?;
         crate::beneath::read_beneath(&fd, rel, max_bytes).map(|body| body.map(Bytes::from))
     })
     .await

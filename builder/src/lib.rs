@@ -34,4 +34,3 @@ pub mod upkeep;
 mod workspace;
 
 pub use daemon::{run, Builder, StepOutcome};
-pub use job::install_args;

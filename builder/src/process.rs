@@ -126,11 +126,6 @@ impl Sandbox {
         }
     }
 
-    /// The confinement, when commands are confined.
-    pub fn confinement(&self) -> Option<&Arc<Confinement>> {
-        self.confined.as_ref().map(|(confinement, _)| confinement)
-    }
-
     /// The same sandbox, reaching the network as `network` says.
     pub fn with_network(&self, network: Network) -> Self {
         Self {

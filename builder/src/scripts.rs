@@ -39,6 +39,36 @@ pub const PINNED_SETTINGS: &[&str] = &[
 /// The project's own scripts an install runs.
 const LIFECYCLE: &[&str] = &["preinstall", "install", "postinstall", "prepare"];
 
+/// The arguments of `pnpm` for a build's install: against the shared store, offline when it
+/// can, frozen when the kept lockfile still describes the dependencies.
+///
+/// This is the store's half of the install, run as the store's user: no lifecycle script, no
+/// `.pnpmfile.cjs`, and the settings that decide where pnpm writes, whether it runs another
+/// pnpm, and whether build results go into the store are given here, over any the project's
+/// `.npmrc`, `pnpm-workspace.yaml` or `packageManager` says (see [`PINNED_SETTINGS`]).
+pub fn install_args(store: &std::path::Path, frozen: bool) -> Vec<String> {
+    let lockfile = if frozen {
+        "--frozen-lockfile"
+    } else {
+        "--no-frozen-lockfile"
+    };
+    let mut args: Vec<String> = [
+        "install",
+        "--store-dir",
+        &store.display().to_string(),
+        &format!("--config.cache-dir={}", store.with_extension("cache").display()),
+        "--prefer-offline",
+        lockfile,
+        "--ignore-scripts",
+        "--ignore-pnpmfile",
+        "--reporter=append-only",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    args.extend(PINNED_SETTINGS.iter().map(|s| (*s).to_owned()));
+    args
+}
+
 /// The largest `node_modules/.modules.yaml` read (pnpm's record of the install).
 const MAX_MODULES_YAML: u64 = 4 * 1024 * 1024;
 
@@ -57,28 +87,32 @@ pub fn rebuild_args(allowed: &Path) -> Vec<String> {
 /// Why the build's half must run after the store's half installed into `project` (`None`: it
 /// has nothing to do). What pnpm left pending is read from `node_modules/.modules.yaml`
 /// without following links out of the project; pnpm writes it as JSON (a subset of YAML), and
-/// one that cannot be read as such runs the build's half (pnpm then decides).
-pub async fn pending(project: &Path, allowed: &[String]) -> Result<Option<String>, String> {
+/// one that cannot be read as such runs the build's half (pnpm then decides). `package_json`
+/// is the project's, as the build read it before the install.
+pub async fn pending(
+    project: &Path,
+    package_json: &serde_json::Value,
+    allowed: &[String],
+) -> Result<Option<String>, String> {
     let project = project.to_owned();
-    let allowed = allowed.to_vec();
-    tokio::task::spawn_blocking(move || pending_blocking(&project, &allowed))
+    let (package_json, allowed) = (package_json.clone(), allowed.to_vec());
+    tokio::task::spawn_blocking(move || pending_blocking(&project, &package_json, &allowed))
         .await
         .map_err(|e| e.to_string())?
 }
 
-fn pending_blocking(project: &Path, allowed: &[String]) -> Result<Option<String>, String> {
-    let (Some(parent), Some(name)) = (project.parent(), project.file_name()) else {
-        return Err(format!("{} is not a project folder", project.display()));
-    };
-    let dir = crate::beneath::open_dir(parent, &name.to_string_lossy()).map_err(|e| e.to_string())?;
+fn pending_blocking(
+    project: &Path,
+    package_json: &serde_json::Value,
+    allowed: &[String],
+) -> Result<Option<String>, String> {
+    let dir = crate::beneath::open_dir_path(project).map_err(|e| e.to_string())?;
     let read = |rel: &str, max: u64| crate::beneath::read_beneath(&dir, rel, max).map_err(|e| e.to_string());
     let Some(raw) = read("node_modules/.modules.yaml", MAX_MODULES_YAML)? else {
         // No dependencies: pnpm keeps no record, and the project's own scripts are pending.
-        let package_json = read("package.json", 10 * 1024 * 1024)?.unwrap_or_default();
-        let scripts = serde_json::from_slice::<serde_json::Value>(&package_json)
-            .ok()
-            .and_then(|p| p.get("scripts").cloned());
-        let lifecycle = scripts.is_some_and(|s| LIFECYCLE.iter().any(|name| s.get(name).is_some()));
+        let lifecycle = package_json
+            .get("scripts")
+            .is_some_and(|s| LIFECYCLE.iter().any(|name| s.get(name).is_some()));
         return Ok(lifecycle.then(|| "the project's own lifecycle scripts".into()));
     };
     let Ok(modules) = serde_json::from_slice::<serde_json::Value>(&raw) else {
@@ -106,24 +140,19 @@ fn pending_blocking(project: &Path, allowed: &[String]) -> Result<Option<String>
     }
     // The project may allow scripts itself (`onlyBuiltDependencies` and the like): pnpm then
     // decides which of the pending run.
-    let package_json = read("package.json", 10 * 1024 * 1024)?.unwrap_or_default();
-    let own_policy = serde_json::from_slice::<serde_json::Value>(&package_json)
-        .ok()
-        .and_then(|p| p.get("pnpm").cloned())
-        .is_some_and(|pnpm| {
-            [
-                "onlyBuiltDependencies",
-                "onlyBuiltDependenciesFile",
-                "neverBuiltDependencies",
-                "dangerouslyAllowAllBuilds",
-            ]
-            .iter()
-            .any(|k| pnpm.get(k).is_some())
-        })
-        || read("pnpm-workspace.yaml", 10 * 1024 * 1024)?.is_some_and(|y| {
-            let y = String::from_utf8_lossy(&y);
-            y.contains("BuiltDependencies") || y.contains("dangerouslyAllowAllBuilds")
-        });
+    let own_policy = package_json.get("pnpm").is_some_and(|pnpm| {
+        [
+            "onlyBuiltDependencies",
+            "onlyBuiltDependenciesFile",
+            "neverBuiltDependencies",
+            "dangerouslyAllowAllBuilds",
+        ]
+        .iter()
+        .any(|k| pnpm.get(k).is_some())
+    }) || read("pnpm-workspace.yaml", 10 * 1024 * 1024)?.is_some_and(|y| {
+        let y = String::from_utf8_lossy(&y);
+        y.contains("BuiltDependencies") || y.contains("dangerouslyAllowAllBuilds")
+    });
     Ok(own_policy.then(|| format!("the project's own policy for {}", names.join(", "))))
 }
 
@@ -152,7 +181,7 @@ mod tests {
         let ws = tempfile::tempdir().unwrap();
         let project = ws.path().join("project");
         std::fs::create_dir_all(project.join("node_modules")).unwrap();
-        std::fs::write(project.join("package.json"), r#"{"name":"p"}"#).unwrap();
+        let plain = serde_json::json!({ "name": "p" });
         let modules = |pending: &str| {
             std::fs::write(
                 project.join("node_modules/.modules.yaml"),
@@ -162,28 +191,34 @@ mod tests {
         };
         let allowed = vec!["sharp".to_owned()];
         // No record (no dependencies): only the project's own scripts.
-        assert_eq!(pending(&project, &allowed).await.unwrap(), None);
-        std::fs::write(project.join("package.json"), r#"{"scripts":{"postinstall":"x"}}"#).unwrap();
-        assert!(pending(&project, &allowed).await.unwrap().is_some());
-        std::fs::write(project.join("package.json"), r#"{"name":"p"}"#).unwrap();
+        assert_eq!(pending(&project, &plain, &allowed).await.unwrap(), None);
+        let with_scripts = serde_json::json!({ "scripts": { "postinstall": "x" } });
+        assert!(pending(&project, &with_scripts, &allowed)
+            .await
+            .unwrap()
+            .is_some());
         modules("[]");
-        assert_eq!(pending(&project, &allowed).await.unwrap(), None);
+        assert_eq!(pending(&project, &plain, &allowed).await.unwrap(), None);
         modules(r#"["esbuild@0.25.0"]"#);
-        assert_eq!(pending(&project, &allowed).await.unwrap(), None, "not allowed");
+        assert_eq!(
+            pending(&project, &plain, &allowed).await.unwrap(),
+            None,
+            "not allowed"
+        );
         modules(r#"["esbuild@0.25.0", "sharp@0.33.0"]"#);
         assert_eq!(
-            pending(&project, &allowed).await.unwrap().unwrap(),
+            pending(&project, &plain, &allowed).await.unwrap().unwrap(),
             "build scripts of sharp"
         );
         modules(r#"[".", "esbuild@0.25.0"]"#);
-        assert!(pending(&project, &allowed).await.unwrap().is_some());
+        assert!(pending(&project, &plain, &allowed).await.unwrap().is_some());
         modules(r#"["esbuild@0.25.0"]"#);
         std::fs::write(
             project.join("pnpm-workspace.yaml"),
             "onlyBuiltDependencies:\n  - esbuild\n",
         )
         .unwrap();
-        assert!(pending(&project, &allowed)
+        assert!(pending(&project, &plain, &allowed)
             .await
             .unwrap()
             .unwrap()
@@ -191,6 +226,6 @@ mod tests {
         // A record that is a link out of the project is refused, not followed.
         std::fs::remove_file(project.join("node_modules/.modules.yaml")).unwrap();
         std::os::unix::fs::symlink("/etc/passwd", project.join("node_modules/.modules.yaml")).unwrap();
-        assert!(pending(&project, &allowed).await.is_err());
+        assert!(pending(&project, &plain, &allowed).await.is_err());
     }
 }

@@ -352,14 +352,18 @@ async fn a_build_cannot_reach_a_build_running_beside_it_nor_the_hosts_upkeep_loc
     let store = app.settings.pnpm_store.display();
     let script = format!(
         r#"
-for p in {ws} {ws}/project {ws}/project/.env {store} {store}/v10/projects; do
+for p in {ws} {ws}/project {ws}/project/.env {store} {store}/v10/projects {work}/.kiln-store-home; do
   if ls "$p" >/dev/null 2>&1 || cat "$p" >/dev/null 2>&1; then echo "REACHED $p"; else echo "BLOCKED $p"; fi
 done
 if echo '<h1>pwned</h1>' > {ws}/project/dist/index.html 2>/dev/null; then echo "REACHED write"; else echo "BLOCKED write"; fi
 if (exec 9<{pause} && flock -n 9 && echo "REACHED lock" && sleep 4) 2>/dev/null; then :; else echo "BLOCKED lock"; fi
+if echo '["*"]' > /run/kiln/allowed-build-scripts.json 2>/dev/null; then echo "REACHED allowed"; else echo "BLOCKED allowed"; fi
+# Its host path is not in the sandbox (what this writes lands in the sandbox's own folders).
+echo '["*"]' > {work}/.kiln-allowed-build-scripts.json 2>/dev/null || true
 mkdir -p dist && echo '<h1>attacker</h1>' > dist/index.html
 "#,
-        pause = pause.display()
+        pause = pause.display(),
+        work = work.display()
     );
     let attacker = app
         .submit(&build_body(
@@ -386,7 +390,10 @@ mkdir -p dist && echo '<h1>attacker</h1>' > dist/index.html
     let log = app.log_text(&attacker).await;
     assert_eq!(attack["status"], "deployed", "{attack}\n{log}");
     assert!(!log.contains("REACHED"), "{log}");
-    assert_eq!(log.matches("BLOCKED").count(), 7, "{log}");
+    assert_eq!(log.matches("BLOCKED").count(), 9, "{log}");
+    // The operator's list of allowed build scripts is as the daemon wrote it.
+    let allowed = std::fs::read_to_string(work.join(".kiln-allowed-build-scripts.json")).unwrap();
+    assert_eq!(allowed, r#"["sharp","@swc/core","better-sqlite3"]"#);
 
     let victim_build = app.wait(&victim).await;
     assert_eq!(victim_build["status"], "deployed", "{victim_build}");
