@@ -26,19 +26,17 @@ const STORE_LOCK: &str = ".kiln-store.lock";
 const RETRY: Duration = Duration::from_millis(200);
 
 /// Opens a lock file, made root's alone (no build, nor the store's user, may open it to hold
-/// the lock and so stop the host from claiming).
+/// the lock and so stop the host from claiming). A file made before that rule has its mode
+/// set by the next `maintain` run ([`Upkeep::run`]), not on every claim.
 fn open(path: &Path) -> std::io::Result<File> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let file = File::options()
+    use std::os::unix::fs::OpenOptionsExt;
+    File::options()
         .create(true)
         .truncate(false)
         .write(true)
         .mode(0o600)
         .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(path)?;
-    // A file made before its mode was set here.
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    Ok(file)
+        .open(path)
 }
 
 /// True while a `maintain` run holds the pause: workers do not claim builds meanwhile.
@@ -134,6 +132,11 @@ impl Upkeep {
         pause.lock().map_err(io("taking the pause file"))?;
         // 2. The builds running end (they hold the store shared).
         let store = open(&self.work_dir.join(STORE_LOCK)).map_err(io("opening the store lock"))?;
+        for file in [&pause, &store] {
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .map_err(io("making the lock files root's alone"))?;
+        }
         loop {
             match store.try_lock() {
                 Ok(()) => break,
