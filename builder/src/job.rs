@@ -15,7 +15,7 @@ use serde_json::json;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::daemon::Builder;
+use crate::context::Builder;
 use crate::lease::{Claim, Keeper, Stop, Stopper};
 use crate::log::{BuildLog, LogShipper};
 use crate::process::{self, Invocation, RunError, Sandbox};

@@ -1,6 +1,10 @@
 //! kiln-builder: the daemon that consumes the build stream and runs builds.
 //!
-//! - [`daemon`]: the consumer loop (`run(settings, shutdown)`) and a [`Builder`] tests can step.
+//! - [`context`]: the [`Builder`], one daemon's connections and settings, shared by all below.
+//! - [`worker`]: one worker slot's loop, and [`Builder::step`], which takes and runs at most one
+//!   build (tests step a builder with it).
+//! - [`daemon`]: `run(settings, shutdown)`: the workers and the daemon's background tasks
+//!   (heartbeat, cancel listener, drain deadline, reconciler).
 //! - `job`: one build from claim to record: fetch, generate, install, build, output, upload.
 //! - `lease`: a running attempt's claim (renewed, lost, taken over) and what stops it early:
 //!   a cancel, a lost claim, the drain deadline.
@@ -17,6 +21,7 @@
 
 pub mod audit;
 pub mod beneath;
+pub mod context;
 pub mod daemon;
 mod detect;
 mod events;
@@ -31,6 +36,9 @@ pub mod reconcile;
 mod sandbox;
 mod scripts;
 pub mod upkeep;
+pub mod worker;
 mod workspace;
 
-pub use daemon::{run, Builder, StepOutcome};
+pub use context::Builder;
+pub use daemon::run;
+pub use worker::StepOutcome;

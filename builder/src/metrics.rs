@@ -10,7 +10,7 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context;
 use kiln_shared::metrics::CONTENT_TYPE;
 
-use crate::daemon::Builder;
+use crate::context::Builder;
 
 /// The running listener: its address (for the fleet report) and a handle to stop it.
 pub struct MetricsServer {

@@ -10,7 +10,7 @@
 use kiln_shared::consistency::{self, Repairs};
 use tokio_util::sync::CancellationToken;
 
-use crate::daemon::Builder;
+use crate::context::Builder;
 
 /// Rows looked at per pass, of each kind (the oldest first; the next pass takes the rest).
 const BATCH: i64 = 200;

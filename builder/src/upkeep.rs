@@ -147,7 +147,7 @@ impl Upkeep {
         }
         let mut report = UpkeepReport {
             waited_ms: started.elapsed().as_millis() as u64,
-            store_bytes_before: crate::daemon::disk_usage(&self.pnpm_store),
+            store_bytes_before: disk_usage(&self.pnpm_store),
             ..UpkeepReport::default()
         };
         tracing::info!(
@@ -163,7 +163,7 @@ impl Upkeep {
             if !crate::workspace::is_workspace_name(&name.to_string_lossy()) {
                 continue;
             }
-            let bytes = crate::daemon::disk_usage(&entry.path());
+            let bytes = disk_usage(&entry.path());
             std::fs::remove_dir_all(entry.path())
                 .map_err(io(format!("removing {}", entry.path().display())))?;
             report.workspaces_removed += 1;
@@ -207,7 +207,7 @@ impl Upkeep {
                 ),
                 Err(e) => tracing::warn!(error = %e, "cannot run pnpm store prune"),
             }
-            let size = crate::daemon::disk_usage(&self.pnpm_store);
+            let size = disk_usage(&self.pnpm_store);
             if size > self.store_max {
                 tracing::warn!(
                     bytes = size,
@@ -241,4 +241,34 @@ fn empty_dir(dir: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The bytes of the regular files under `dir`, a file with several hard links counted once
+/// (pnpm links store files into workspaces). Unreadable entries are skipped.
+pub(crate) fn disk_usage(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file() && (m.nlink() == 1 || seen.insert((m.dev(), m.ino()))))
+        .map(|m| m.len())
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::disk_usage;
+
+    #[test]
+    fn disk_usage_counts_hard_linked_files_once() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("a"), vec![0u8; 1000]).unwrap();
+        std::fs::write(dir.path().join("sub/b"), vec![0u8; 234]).unwrap();
+        std::fs::hard_link(dir.path().join("a"), dir.path().join("sub/a-again")).unwrap();
+        assert_eq!(disk_usage(dir.path()), 1234);
+        assert_eq!(disk_usage(&dir.path().join("missing")), 0);
+    }
 }

@@ -1,0 +1,182 @@
+//! The builder's context: one daemon's connections (Postgres, Redis, the artifact store), its
+//! settings, toolchain and confinement, made once by [`Builder::connect`] and shared by the
+//! worker loop, the stations of a build, the reconciler and the metrics listener.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use kiln_shared::config::Settings;
+use kiln_shared::db::PgPool;
+use kiln_shared::metrics::Metrics;
+use kiln_shared::preview::PreviewUrls;
+use kiln_shared::redis::{Fleet, Keys, LiveLogs, Queue, StreamReader};
+use kiln_shared::store::Artifacts;
+
+use crate::lease::Running;
+use crate::log::Redactor;
+
+/// How long one read waits for a new build before looking for lost ones and for shutdown
+/// again: a lost build is reclaimed at most this long after its lease ran out.
+const BLOCK: Duration = Duration::from_millis(500);
+/// The longest the daemon waits for one (non-blocking) Redis command.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// node and pnpm versions, recorded with every version for deterministic rebuilds.
+#[derive(Debug, Clone, Default)]
+pub struct Toolchain {
+    pub node: Option<String>,
+    pub pnpm: Option<String>,
+}
+
+/// One daemon's connections and settings.
+#[derive(Debug)]
+pub struct Builder {
+    pub(crate) settings: Arc<Settings>,
+    pub(crate) db: PgPool,
+    pub(crate) queue: Queue,
+    pub(crate) artifacts: Artifacts,
+    pub(crate) urls: PreviewUrls,
+    pub(crate) toolchain: Toolchain,
+    pub(crate) live_logs: LiveLogs,
+    pub(crate) redactor: Redactor,
+    pub(crate) fleet: Fleet,
+    pub(crate) events: crate::events::EventSink,
+    pub(crate) running: Running,
+    pub(crate) metrics: Metrics,
+    consumer: String,
+    pub(crate) confinement: Arc<crate::sandbox::Confinement>,
+    /// Install sandboxes started ahead of builds, one per worker slot.
+    pub(crate) warm: Option<crate::sandbox::warm::WarmPool>,
+    /// The dependency audit, when `KILN_AUDIT` is on.
+    pub(crate) auditor: Option<Arc<crate::audit::Auditor>>,
+}
+
+impl Builder {
+    /// Connects to Postgres (applying migrations), Redis and the artifact store, and creates
+    /// the consumer group.
+    pub async fn connect(settings: Settings) -> anyhow::Result<Self> {
+        let db = kiln_shared::db::connect(&settings.database_url, (settings.builder_concurrency as u32) + 2)?;
+        kiln_shared::db::migrate(&db)
+            .await
+            .context("applying migrations")?;
+        let pool = kiln_shared::redis::connect(&settings.redis_url, REDIS_TIMEOUT)?;
+        let keys = Keys::new(settings.redis_prefix.clone());
+        let live_logs = LiveLogs::new(pool.clone(), keys.clone());
+        let fleet = Fleet::new(pool.clone(), keys.clone(), kiln_shared::redis::fleet::LEASE);
+        let queue = Queue::new(pool, keys);
+        queue
+            .ensure_group()
+            .await
+            .context("creating the consumer group")?;
+        let artifacts = Artifacts::open(&settings.artifacts, &settings.s3).await?;
+        for dir in [&settings.work_dir, &settings.pnpm_store] {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let preview_port = settings.preview_public_port.or_else(|| {
+            settings
+                .preview_addr
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse().ok())
+        });
+        let urls = PreviewUrls {
+            scheme: settings.preview_scheme.clone(),
+            domain: settings.preview_domain.clone(),
+            port: preview_port,
+        };
+        let consumer = settings.builder_id.clone().unwrap_or_else(default_consumer);
+        let toolchain = Toolchain {
+            node: version_of("node").await,
+            pnpm: version_of("pnpm").await,
+        };
+        if toolchain.pnpm.is_none() {
+            tracing::warn!("pnpm is not on PATH: builds with a package.json will fail at install");
+        }
+        tracing::info!(consumer, node = ?toolchain.node, pnpm = ?toolchain.pnpm, "builder connected");
+        let confinement = Arc::new(crate::sandbox::Confinement::probe(&settings).await?);
+        let warm = crate::sandbox::warm::WarmPool::start(
+            confinement.clone(),
+            settings.builder_concurrency,
+            settings.sandbox.warm,
+        );
+        let auditor = match (&settings.audit.mode, &settings.audit.db) {
+            (kiln_shared::config::AuditMode::Off, _) | (_, None) => None,
+            (mode, Some(dir)) => {
+                let dir = dir.clone();
+                let auditor = tokio::task::spawn_blocking(move || crate::audit::Auditor::open(&dir))
+                    .await
+                    .context("loading the advisory database")??;
+                tracing::info!(?mode, "dependency audit on");
+                Some(Arc::new(auditor))
+            }
+        };
+        let redactor = Redactor::new(settings.secret_values());
+        let events = crate::events::EventSink::start(db.clone(), queue.clone(), settings.build_events);
+        Ok(Self {
+            settings: Arc::new(settings),
+            db,
+            queue,
+            artifacts,
+            urls,
+            toolchain,
+            live_logs,
+            redactor,
+            fleet,
+            events,
+            running: Running::default(),
+            confinement,
+            warm,
+            auditor,
+            metrics: Metrics::new("builder"),
+            consumer,
+        })
+    }
+
+    pub fn consumer(&self) -> &str {
+        &self.consumer
+    }
+
+    /// How long starting (or taking over) a build waits for an unreachable Postgres: half a
+    /// lease, since nothing renews the entry's claim until the build has started.
+    pub(crate) fn claim_patience(&self) -> Duration {
+        self.settings.fleet.lease / 2
+    }
+
+    /// A reader of the build stream for one worker (its own Redis connection).
+    pub fn reader(&self) -> StreamReader {
+        self.queue.reader(BLOCK)
+    }
+}
+
+fn default_consumer() -> String {
+    let host = hostname();
+    format!(
+        "{host}-{}-{}",
+        std::process::id(),
+        ulid::Ulid::new().to_string().to_ascii_lowercase()
+    )
+}
+
+async fn version_of(program: &str) -> Option<String> {
+    let out = tokio::process::Command::new(program)
+        .arg("--version")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .output()
+        .await
+        .ok()?;
+    out.status.success().then(|| {
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .trim_start_matches('v')
+            .to_owned()
+    })
+}
+
+pub(crate) fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "builder".into())
+}
