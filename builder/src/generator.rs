@@ -8,7 +8,7 @@ use kiln_shared::domain::{FileLimits, GeneratorOutput, SourceFile};
 use tokio::time::Instant;
 
 use crate::log::BuildLog;
-use crate::process::{self, Invocation, Sandbox};
+use crate::process::{self, Invocation, StepEnv};
 
 /// The most a generator may print.
 const MAX_OUTPUT_BYTES: usize = 64 * 1024 * 1024;
@@ -16,7 +16,7 @@ const MAX_OUTPUT_BYTES: usize = 64 * 1024 * 1024;
 /// Runs the generator and returns its files and metadata, or a reason.
 pub async fn generate(
     command: &str,
-    sandbox: &Sandbox,
+    env: &StepEnv,
     cwd: &Path,
     deadline: Instant,
     log: &BuildLog,
@@ -30,7 +30,7 @@ pub async fn generate(
         cwd,
         stdin: Some(stdin),
     };
-    let (status, out) = process::run_capturing(sandbox, invocation, deadline, log, MAX_OUTPUT_BYTES)
+    let (status, out) = process::run_capturing(env, invocation, deadline, log, MAX_OUTPUT_BYTES)
         .await
         .map_err(|e| e.to_string())?;
     if !status.success() {

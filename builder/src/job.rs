@@ -18,7 +18,7 @@ use tracing::Instrument;
 use crate::context::Builder;
 use crate::lease::{Claim, Keeper, Stop, Stopper};
 use crate::log::{BuildLog, LogShipper};
-use crate::process::{self, Invocation, RunError, Sandbox};
+use crate::process::{self, Invocation, RunError, StepEnv};
 use crate::publish::{self, PublishError};
 use crate::sandbox::{Cell, Confinement, Network};
 use crate::workspace::{LayOutError, Workspace};
@@ -569,7 +569,7 @@ async fn build(
         }
     };
     let cell = std::sync::Arc::new(cell);
-    let sandbox = Sandbox::new(
+    let env = StepEnv::new(
         &ws.home(),
         &ws.tmp(),
         // The build's own: the shared metadata cache is the store's user's alone.
@@ -583,7 +583,7 @@ async fn build(
         b.settings.max_log_bytes as u64,
     )
     .counted_by(b.metrics.clone());
-    let result = build_in(b, version, ws, log, metrics, &sandbox, cell.ids()).await;
+    let result = build_in(b, version, ws, log, metrics, &env, cell.ids()).await;
     match (cell.unused_warm(), &b.warm) {
         // No process ran: the warm sandbox and its cgroup serve another build.
         (Some(warm), Some(pool)) => pool.give_back(warm),
@@ -624,7 +624,7 @@ async fn build_in(
     ws: &Workspace,
     log: &BuildLog,
     metrics: &mut Metrics,
-    sandbox: &Sandbox,
+    env: &StepEnv,
     ids: Option<(u32, u32)>,
 ) -> Result<Success, Failure> {
     let deadline = Instant::now() + b.settings.build_timeout;
@@ -683,7 +683,7 @@ async fn build_in(
         });
         let (generated, meta) = generator::generate(
             command,
-            &sandbox.with_network(Network::Host),
+            &env.with_network(Network::Host),
             &project,
             deadline,
             log,
@@ -770,7 +770,7 @@ async fn build_in(
         // The store's half: pnpm alone, no code of the project's or its dependencies'.
         run_step(
             Step::Install,
-            &sandbox.as_store().with_network(Network::Registry),
+            &env.as_store().with_network(Network::Registry),
             "pnpm",
             &install,
             &project,
@@ -796,7 +796,7 @@ async fn build_in(
             let rebuild: Vec<&str> = rebuild.iter().map(String::as_str).collect();
             run_step(
                 Step::Install,
-                &sandbox.with_network(Network::Registry),
+                &env.with_network(Network::Registry),
                 "pnpm",
                 &rebuild,
                 &project,
@@ -822,7 +822,7 @@ async fn build_in(
         if pkg.pointer("/scripts/build").is_some() {
             run_step(
                 Step::Build,
-                sandbox,
+                env,
                 "pnpm",
                 &["run", "build"],
                 &project,
@@ -973,7 +973,7 @@ async fn audit(
 /// Runs one untrusted step; a non-zero exit fails the build at `step` with the log's tail.
 async fn run_step(
     step: Step,
-    sandbox: &Sandbox,
+    env: &StepEnv,
     program: &str,
     args: &[&str],
     cwd: &std::path::Path,
@@ -986,7 +986,7 @@ async fn run_step(
         cwd,
         stdin: None,
     };
-    let status = process::run(sandbox, invocation, deadline, log)
+    let status = process::run(env, invocation, deadline, log)
         .await
         .map_err(|e| match e {
             // Kiln could not run the tool at all: the builder's fault, not the project's.

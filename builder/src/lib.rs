@@ -8,13 +8,14 @@
 //! - `job`: one build from claim to record: fetch, generate, install, build, output, upload.
 //! - `lease`: a running attempt's claim (renewed, lost, taken over) and what stops it early:
 //!   a cancel, a lost claim, the drain deadline.
-//! - `process`: untrusted child processes: process group, scrubbed environment, wall-clock
+//! - `process`: untrusted child processes, each a step run in its `StepEnv`: process group, scrubbed environment, wall-clock
 //!   limit, bounded log capture, the whole tree killed at the end.
 //! - `sandbox`: how build processes are confined (own user, namespaces, cgroup, rlimits) and
 //!   watched against their limits.
 //! - `metrics`: the daemon's `/metrics` and `/healthz` listener (`KILN_METRICS_ADDR`).
 //! - [`reconcile`]: queued builds that lost their stream entry are queued again.
 //! - `workspace`, `detect`, `publish`, `generator`: the stations of a build.
+//! - `which`: a program found on a `PATH` (the sandbox's tools, a step's program).
 //! - [`beneath`]: files the daemon (root) reads and writes inside a workspace build code
 //!   controlled: resolved beneath a folder it opened, links out refused, special files and
 //!   oversized ones never read.
@@ -36,6 +37,7 @@ pub mod reconcile;
 mod sandbox;
 mod scripts;
 pub mod upkeep;
+mod which;
 pub mod worker;
 mod workspace;
 

@@ -19,6 +19,7 @@ use crate::log::BuildLog;
 use crate::sandbox::egress::{EgressProxy, ProxyLog};
 use crate::sandbox::watch::{Breach, Watch};
 use crate::sandbox::{Cell, Confinement, Identity, Network};
+use crate::which::find_on_path;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -42,10 +43,13 @@ pub enum RunError {
     },
 }
 
-/// The environment a build sees: what a build needs and none of Kiln's variables.
+/// What one step of a build runs with: its environment (what a build needs and none of Kiln's
+/// variables), its deadline's message, what stops it early, how it is confined (the
+/// [`Confinement`] and the build's [`Cell`]), its network and who it runs as.
 #[derive(Debug, Clone)]
-pub struct Sandbox {
-    pub env: Vec<(String, String)>,
+pub struct StepEnv {
+    /// The environment variables a build sees: what a build needs and none of Kiln's.
+    pub vars: Vec<(String, String)>,
     /// For messages only.
     pub limit_secs: u64,
     /// Stops the command early (a cancel, a lost claim, a drain): SIGTERM to its group, then
@@ -66,10 +70,10 @@ pub struct Sandbox {
     pub metrics: Option<kiln_shared::metrics::Metrics>,
 }
 
-impl Sandbox {
+impl StepEnv {
     pub fn new(home: &Path, tmp: &Path, pnpm_cache: &Path, limit_secs: u64) -> Self {
         let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
-        let env = vec![
+        let vars = vec![
             ("PATH".into(), path),
             ("HOME".into(), home.display().to_string()),
             ("TMPDIR".into(), tmp.display().to_string()),
@@ -80,7 +84,7 @@ impl Sandbox {
             ("NO_COLOR".into(), "1".into()),
         ];
         Self {
-            env,
+            vars,
             limit_secs,
             stop: CancellationToken::new(),
             grace: Duration::from_secs(10),
@@ -92,26 +96,26 @@ impl Sandbox {
         }
     }
 
-    /// The same sandbox, its commands confined by `confinement` in `cell`.
+    /// The same environment, its commands confined by `confinement` in `cell`.
     pub fn confined(mut self, confinement: Arc<Confinement>, cell: Arc<Cell>, max_log_bytes: u64) -> Self {
         self.confined = Some((confinement, cell));
         self.max_log_bytes = max_log_bytes;
         self
     }
 
-    /// The same sandbox, counting its installs' starts (warm or cold) in `metrics`.
+    /// The same environment, counting its installs' starts (warm or cold) in `metrics`.
     pub fn counted_by(mut self, metrics: kiln_shared::metrics::Metrics) -> Self {
         self.metrics = Some(metrics);
         self
     }
 
-    /// The same sandbox for the store's half of an install: run as the store's user, with its
+    /// The same environment for the store's half of an install: run as the store's user, with its
     /// own home (no settings a build could have written there) and the sandbox's `/tmp`.
     pub fn as_store(&self) -> Self {
-        let mut env = self.env.clone();
+        let mut vars = self.vars.clone();
         if let Some((confinement, _)) = &self.confined {
             let home = confinement.store_home().display().to_string();
-            for (name, value) in &mut env {
+            for (name, value) in &mut vars {
                 match name.as_str() {
                     "HOME" => *value = home.clone(),
                     "TMPDIR" => *value = "/tmp".into(),
@@ -120,13 +124,13 @@ impl Sandbox {
             }
         }
         Self {
-            env,
+            vars,
             identity: Identity::Store,
             ..self.clone()
         }
     }
 
-    /// The same sandbox, reaching the network as `network` says.
+    /// The same environment, reaching the network as `network` says.
     pub fn with_network(&self, network: Network) -> Self {
         Self {
             network,
@@ -134,7 +138,7 @@ impl Sandbox {
         }
     }
 
-    /// `program` found on the sandbox's `PATH` (as the child would find it), by absolute path:
+    /// `program` found on the step's `PATH` (as the child would find it), by absolute path:
     /// the standard library then starts it with `posix_spawn` instead of forking the whole
     /// multi-threaded daemon (`ops/bench/run.sh dispatch` measured about a millisecond less
     /// from a build's start to its first process). Unchanged when it has a `/` or is not found
@@ -144,30 +148,19 @@ impl Sandbox {
             return program.into();
         }
         let path = self
-            .env
+            .vars
             .iter()
             .find(|(k, _)| k == "PATH")
             .map(|(_, v)| v.as_str());
         find_on_path(path.unwrap_or_default(), program).unwrap_or_else(|| program.into())
     }
 
-    /// The same sandbox, stopped by `stop` with `grace` between SIGTERM and SIGKILL.
+    /// The same environment, stopped by `stop` with `grace` between SIGTERM and SIGKILL.
     pub fn stopped_by(mut self, stop: CancellationToken, grace: Duration) -> Self {
         self.stop = stop;
         self.grace = grace;
         self
     }
-}
-
-/// The first executable `program` in the folders of `path` (a `PATH` value).
-pub fn find_on_path(path: &str, program: &str) -> Option<std::path::PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    path.split(':')
-        .filter(|dir| !dir.is_empty())
-        .map(|dir| Path::new(dir).join(program))
-        .find(|candidate| {
-            std::fs::metadata(candidate).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
 }
 
 /// One command to run.
@@ -182,12 +175,12 @@ pub struct Invocation<'a> {
 
 /// Runs a command until it exits or `deadline` passes; its stdout and stderr go to `log`.
 pub async fn run(
-    sandbox: &Sandbox,
+    env: &StepEnv,
     inv: Invocation<'_>,
     deadline: Instant,
     log: &BuildLog,
 ) -> Result<ExitStatus, RunError> {
-    run_inner(sandbox, inv, deadline, log, None)
+    run_inner(env, inv, deadline, log, None)
         .await
         .map(|(status, _)| status)
 }
@@ -195,19 +188,19 @@ pub async fn run(
 /// Like [`run`], but collects stdout (up to `cap` bytes; more than that is reported by a
 /// returned buffer longer than `cap`) instead of logging it.
 pub async fn run_capturing(
-    sandbox: &Sandbox,
+    env: &StepEnv,
     inv: Invocation<'_>,
     deadline: Instant,
     log: &BuildLog,
     cap: usize,
 ) -> Result<(ExitStatus, Vec<u8>), RunError> {
-    run_inner(sandbox, inv, deadline, log, Some(cap))
+    run_inner(env, inv, deadline, log, Some(cap))
         .await
         .map(|(status, out)| (status, out.unwrap_or_default()))
 }
 
 async fn run_inner(
-    sandbox: &Sandbox,
+    env: &StepEnv,
     inv: Invocation<'_>,
     deadline: Instant,
     log: &BuildLog,
@@ -220,24 +213,22 @@ async fn run_inner(
         stdin,
     } = inv;
     log.line(&format!("$ {program} {}", args.join(" ")));
-    let resolved = sandbox.resolve(program);
+    let resolved = env.resolve(program);
     // The egress proxy of an install serves as long as its command runs.
     let mut egress: Option<(EgressProxy, std::path::PathBuf)> = None;
-    if let Some((_, cell)) = &sandbox.confined {
+    if let Some((_, cell)) = &env.confined {
         cell.ran();
     }
-    let warm = match &sandbox.confined {
+    let warm = match &env.confined {
         Some((_, cell))
-            if sandbox.network == Network::Registry
-                && sandbox.identity == Identity::Store
-                && stdin.is_none() =>
+            if env.network == Network::Registry && env.identity == Identity::Store && stdin.is_none() =>
         {
             cell.take_warm()
         }
         _ => None,
     };
     let started_warm = match warm {
-        Some(warm) => match warm.start(&sandbox.env, cwd, &resolved, args, log).await {
+        Some(warm) => match warm.start(&env.vars, cwd, &resolved, args, log).await {
             Ok(started) => Some(started),
             Err(why) => {
                 tracing::warn!(%why, "the warm sandbox cannot run the install; starting it cold");
@@ -246,18 +237,16 @@ async fn run_inner(
         },
         None => None,
     };
-    if let (Network::Registry, Identity::Store, Some(metrics)) =
-        (sandbox.network, sandbox.identity, &sandbox.metrics)
-    {
+    if let (Network::Registry, Identity::Store, Some(metrics)) = (env.network, env.identity, &env.metrics) {
         metrics.install_started(if started_warm.is_some() { "warm" } else { "cold" });
     }
     let (child, _warm_proxy) = match started_warm {
         Some(started) => (started.child, started.egress),
         None => {
-            let mut cmd = cold_command(sandbox, &resolved, args, cwd, log, &mut egress)?;
+            let mut cmd = cold_command(env, &resolved, args, cwd, log, &mut egress)?;
             cmd.current_dir(cwd)
                 .env_clear()
-                .envs(sandbox.env.iter().map(|(k, v)| (k, v)))
+                .envs(env.vars.iter().map(|(k, v)| (k, v)))
                 .stdin(if stdin.is_some() {
                     Stdio::piped()
                 } else {
@@ -274,26 +263,26 @@ async fn run_inner(
             (child, None)
         }
     };
-    supervise(sandbox, program, child, stdin, deadline, log, capture).await
+    supervise(env, program, child, stdin, deadline, log, capture).await
 }
 
 /// The command that starts `resolved` confined (or not, in this module's tests), and the
 /// egress proxy its install goes through.
 fn cold_command(
-    sandbox: &Sandbox,
+    env: &StepEnv,
     resolved: &Path,
     args: &[&str],
     cwd: &Path,
     log: &BuildLog,
     egress: &mut Option<(EgressProxy, std::path::PathBuf)>,
 ) -> Result<Command, RunError> {
-    Ok(match &sandbox.confined {
+    Ok(match &env.confined {
         Some((confinement, cell)) => {
-            if let (Network::Registry, Some(allowed)) = (sandbox.network, confinement.egress()) {
+            if let (Network::Registry, Some(allowed)) = (env.network, confinement.egress()) {
                 let socket = confinement.egress_socket();
                 let proxy = EgressProxy::start(
                     &socket,
-                    confinement.socket_owner(cell, sandbox.identity),
+                    confinement.socket_owner(cell, env.identity),
                     allowed.clone(),
                     ProxyLog::of(log.clone()),
                 )
@@ -303,20 +292,12 @@ fn cold_command(
                 })?;
                 *egress = Some((proxy, socket));
             }
-            let node = egress.as_ref().map(|_| sandbox.resolve("node"));
+            let node = egress.as_ref().map(|_| env.resolve("node"));
             let proxied = egress
                 .as_ref()
                 .zip(node.as_deref())
                 .map(|((_, socket), node)| (node, socket.as_path()));
-            let argv = confinement.wrap(
-                cell,
-                sandbox.identity,
-                resolved,
-                args,
-                cwd,
-                sandbox.network,
-                proxied,
-            );
+            let argv = confinement.wrap(cell, env.identity, resolved, args, cwd, env.network, proxied);
             let mut cmd = Command::new(&argv[0]);
             cmd.args(&argv[1..]);
             cmd
@@ -332,7 +313,7 @@ fn cold_command(
 /// Waits for a started command: its output into the log, its limits watched, its deadline
 /// and stop honoured, and its whole group killed at the end.
 async fn supervise(
-    sandbox: &Sandbox,
+    env: &StepEnv,
     program: &str,
     mut child: tokio::process::Child,
     stdin: Option<Vec<u8>>,
@@ -341,13 +322,13 @@ async fn supervise(
     capture: Option<usize>,
 ) -> Result<(ExitStatus, Option<Vec<u8>>), RunError> {
     let pgid = child.id().map(|id| Pid::from_raw(id as i32));
-    let watch = sandbox.confined.as_ref().map(|(confinement, cell)| Watch {
+    let watch = env.confined.as_ref().map(|(confinement, cell)| Watch {
         limits: &confinement.limits,
         cgroup: cell.cgroup.as_ref(),
         root_pid: pgid.map(Pid::as_raw),
         workspace: &cell.workspace,
         log,
-        max_log_bytes: sandbox.max_log_bytes,
+        max_log_bytes: env.max_log_bytes,
         // What the build's own uid wrote counts, once per file whatever its links.
         owner: cell.ids().map(|(uid, _)| uid),
     });
@@ -383,8 +364,8 @@ async fn supervise(
         (status, out) = waited => status
             .map(|s| (s, out))
             .map_err(|source| RunError::Wait { program: program.to_owned(), source }),
-        () = tokio::time::sleep_until(deadline) => Err(RunError::Timeout { limit_secs: sandbox.limit_secs }),
-        () = sandbox.stop.cancelled() => Err(RunError::Stopped),
+        () = tokio::time::sleep_until(deadline) => Err(RunError::Timeout { limit_secs: env.limit_secs }),
+        () = env.stop.cancelled() => Err(RunError::Stopped),
         breach = breach => Err(RunError::Limit(breach)),
     };
     if let Err(RunError::Limit(breach)) = &outcome {
@@ -392,11 +373,7 @@ async fn supervise(
         if let Some(pgid) = pgid {
             let _ = killpg(pgid, Signal::SIGKILL);
         }
-        if let Some(cgroup) = sandbox
-            .confined
-            .as_ref()
-            .and_then(|(_, cell)| cell.cgroup.as_ref())
-        {
+        if let Some(cgroup) = env.confined.as_ref().and_then(|(_, cell)| cell.cgroup.as_ref()) {
             cgroup.kill_all().await;
         }
         log.verdict(&format!(
@@ -408,10 +385,10 @@ async fn supervise(
         // Stopped: the group gets SIGTERM and the grace period to exit by itself.
         log.line(&format!(
             "[kiln] stopping: SIGTERM, then SIGKILL after {} s",
-            sandbox.grace.as_secs()
+            env.grace.as_secs()
         ));
         let _ = killpg(pgid, Signal::SIGTERM);
-        let _ = tokio::time::timeout(sandbox.grace, child.wait()).await;
+        let _ = tokio::time::timeout(env.grace, child.wait()).await;
     }
     // Whatever the command left running in its group goes too.
     if let Some(pgid) = pgid {
@@ -430,7 +407,7 @@ async fn supervise(
     if let Err(RunError::Timeout { .. }) = &outcome {
         log.line(&format!(
             "[kiln] killed: the build passed its limit of {} s",
-            sandbox.limit_secs
+            env.limit_secs
         ));
     }
     outcome
@@ -552,7 +529,7 @@ mod tests {
     #[test]
     fn a_program_is_found_on_the_sandboxs_path_as_the_child_would_find_it() {
         let dir = tempfile::tempdir().unwrap();
-        let mut sandbox = Sandbox::new(dir.path(), dir.path(), dir.path(), 1);
+        let mut env = StepEnv::new(dir.path(), dir.path(), dir.path(), 1);
         let bin = dir.path().join("bin");
         std::fs::create_dir(&bin).unwrap();
         let tool = bin.join("tool");
@@ -561,12 +538,12 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
         let path = format!("/nonexistent::{}", bin.display());
-        sandbox.env.retain(|(k, _)| k != "PATH");
-        sandbox.env.push(("PATH".into(), path));
-        assert_eq!(sandbox.resolve("tool"), tool);
-        assert_eq!(sandbox.resolve("plain"), Path::new("plain"), "not executable");
-        assert_eq!(sandbox.resolve("missing"), Path::new("missing"));
-        assert_eq!(sandbox.resolve("./tool"), Path::new("./tool"));
+        env.vars.retain(|(k, _)| k != "PATH");
+        env.vars.push(("PATH".into(), path));
+        assert_eq!(env.resolve("tool"), tool);
+        assert_eq!(env.resolve("plain"), Path::new("plain"), "not executable");
+        assert_eq!(env.resolve("missing"), Path::new("missing"));
+        assert_eq!(env.resolve("./tool"), Path::new("./tool"));
     }
 
     /// `input` through [`pipe_lines`] by a pipe, written `write` bytes at a time.

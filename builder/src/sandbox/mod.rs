@@ -206,11 +206,9 @@ impl Cell {
     }
 }
 
+/// One of the tools that confine builds, found in the system's folders.
 fn find(program: &str) -> Option<PathBuf> {
-    ["/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin"]
-        .iter()
-        .map(|d| Path::new(d).join(program))
-        .find(|p| p.is_file())
+    crate::which::find_on_path(crate::which::SYSTEM_PATH, program)
 }
 
 impl Confinement {

@@ -265,7 +265,7 @@ impl WarmPool {
             return None;
         }
         let path = std::env::var("PATH").unwrap_or_default();
-        let node = crate::process::find_on_path(&path, "node").unwrap_or_else(|| "node".into());
+        let node = crate::which::find_on_path(&path, "node").unwrap_or_else(|| "node".into());
         let inner = Arc::new(Inner {
             confinement,
             node,
@@ -519,7 +519,7 @@ async fn refill(pool: Weak<Inner>, wake: Arc<Notify>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process::{run_capturing, Invocation, Sandbox};
+    use crate::process::{run_capturing, Invocation, StepEnv};
     use crate::sandbox::Cell;
 
     /// Runs `line` as the stub does, with `sh -s`, and returns what it printed.
@@ -671,7 +671,7 @@ mod tests {
             std::fs::create_dir_all(root.join("home")).unwrap();
             Confinement::hand_over(&root, cell.ids()).unwrap();
             let metrics = kiln_shared::metrics::Metrics::new("builder");
-            let sandbox = Sandbox::new(&root.join("home"), &root.join("tmp"), &root.join("cache"), 20)
+            let env = StepEnv::new(&root.join("home"), &root.join("tmp"), &root.join("cache"), 20)
                 .confined(self.confinement.clone(), Arc::new(cell), 1 << 20)
                 .counted_by(metrics.clone())
                 .as_store()
@@ -679,7 +679,7 @@ mod tests {
             let log = BuildLog::new(1 << 20);
             let script = r#"echo "home=$HOME pwd=$PWD proxy=${HTTPS_PROXY:-none} user=$(id -u) ci=$CI"; ls / | tr '\n' ' '"#;
             let (status, out) = run_capturing(
-                &sandbox,
+                &env,
                 Invocation {
                     program: "sh",
                     args: &["-c", script],
