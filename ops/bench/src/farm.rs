@@ -509,7 +509,7 @@ impl Farm {
 }
 
 /// The environment of a direct run: the one the builder gives its steps (see
-/// kiln-builder's `Sandbox`), so that the two sides differ only by the farm.
+/// kiln-builder's `StepEnv`), so that the two sides differ only by the farm.
 pub fn sandbox_env(env: &Env, home: &Path, tmp: &Path) -> Vec<(String, String)> {
     let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
     vec![
