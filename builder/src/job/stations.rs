@@ -1,0 +1,526 @@
+//! The stations of a build, in the order it passes them: fetch (its sources laid out in the
+//! workspace), generate (the operator's generator, when asked), install (pnpm: the store's
+//! half, then the build's scripts), audit (the installed lockfile against advisories), build
+//! (`pnpm run build`), output (the folder to publish) and upload (its files to the artifact
+//! store). All of them run in the build's cell ([`build`]) and fail with a [`Failure`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant as StdInstant;
+
+use bytes::Bytes;
+use kiln_shared::db::versions::{Metrics, Version};
+use kiln_shared::domain::{EventType, Step};
+use kiln_shared::store::{Artifacts, Manifest, ManifestKind};
+use serde_json::json;
+use tokio::time::Instant;
+
+use super::failure::{beneath_failure, fail, infra, publish_failure, reading, store_failure, Failure};
+use super::files::{keep_lockfile, materialize, on_disk, package_json_unchanged, read_in_project, LOCKFILE};
+use super::outcome::{emit, Success};
+use crate::context::Builder;
+use crate::lease::Stopper;
+use crate::log::BuildLog;
+use crate::process::{self, Invocation, RunError, StepEnv};
+use crate::publish::{self, PublishError};
+use crate::sandbox::{Cell, Confinement, Network};
+use crate::workspace::Workspace;
+use crate::{detect, generator, scripts};
+
+const ERROR_TAIL_LINES: usize = 25;
+
+/// Runs the build in a cell of its own (its cgroup, removed at the end whatever happened).
+pub(super) async fn build(
+    b: &Builder,
+    version: &Version,
+    ws: &Workspace,
+    log: &BuildLog,
+    metrics: &mut Metrics,
+    stopper: &Stopper,
+) -> Result<Success, Failure> {
+    // A warm sandbox for the install, unless the build runs the operator's generator first
+    // (its cgroup would hold the generator's processes before the install's).
+    let warm = match &b.warm {
+        Some(pool) if !version.generate => pool.take(),
+        _ => None,
+    };
+    let cell = match warm {
+        Some(warm) => Cell::warm(warm, ws.root()),
+        None => {
+            let name = format!("{}-{}", version.id, ulid::Ulid::new());
+            b.confinement
+                .cell(&name, ws.root())
+                .map_err(|e| infra(Step::Fetch, format!("preparing the build's sandbox: {e}")))?
+        }
+    };
+    let cell = std::sync::Arc::new(cell);
+    let env = StepEnv::new(
+        &ws.home(),
+        &ws.tmp(),
+        // The build's own: the shared metadata cache is the store's user's alone.
+        &ws.home().join(".cache").join("pnpm"),
+        b.settings.build_timeout.as_secs(),
+    )
+    .stopped_by(stopper.token().clone(), b.settings.fleet.cancel_grace)
+    .confined(
+        b.confinement.clone(),
+        cell.clone(),
+        b.settings.max_log_bytes as u64,
+    )
+    .counted_by(b.metrics.clone());
+    let stations = Stations {
+        b,
+        version,
+        ws,
+        log,
+        env: &env,
+        ids: cell.ids(),
+        deadline: Instant::now() + b.settings.build_timeout,
+        project: ws.project(),
+    };
+    let result = stations.run(metrics).await;
+    match (cell.unused_warm(), &b.warm) {
+        // No process ran: the warm sandbox and its cgroup serve another build.
+        (Some(warm), Some(pool)) => pool.give_back(warm),
+        _ => {
+            if let Some(cgroup) = &cell.cgroup {
+                cgroup.remove().await;
+            }
+        }
+    }
+    result
+}
+
+/// What every station of one attempt works with.
+struct Stations<'a> {
+    b: &'a Builder,
+    version: &'a Version,
+    ws: &'a Workspace,
+    log: &'a BuildLog,
+    env: &'a StepEnv,
+    /// The build's uid and gid, when the daemon switches users.
+    ids: Option<(u32, u32)>,
+    /// When the build's time is up (`KILN_BUILD_TIMEOUT_SECS` after the first station).
+    deadline: Instant,
+    project: PathBuf,
+}
+
+impl Stations<'_> {
+    /// Runs the stations in order; the first failure ends the build.
+    async fn run(&self, metrics: &mut Metrics) -> Result<Success, Failure> {
+        let (mut sources, fetched_package_json) = self.fetch().await?;
+        let original_sources = sources.clone();
+        let metadata = match self.version.generate {
+            true => Some(self.generate(&mut sources, metrics).await?),
+            false => None,
+        };
+        // As fetched, unless the generator wrote the tree.
+        let package_json = match self.version.generate {
+            true => read_in_project(
+                &self.project,
+                "package.json",
+                self.b.settings.max_file_bytes as u64,
+            )
+            .await
+            .map_err(|e| fail(Step::Install, reading(&e)))?,
+            false => fetched_package_json,
+        };
+        let (output_root, framework) = if let Some(raw) = package_json {
+            let pkg: serde_json::Value = serde_json::from_slice(&raw)
+                .map_err(|e| fail(Step::Install, format!("package.json is not valid JSON: {e}")))?;
+            let lockfile = self.install(&pkg, &mut sources, metrics).await?;
+            if let Some(auditor) = &self.b.auditor {
+                audit(auditor, self.b.settings.audit.mode, lockfile, self.log).await?;
+            }
+            self.build(&pkg, metrics).await?;
+            let dir = self.output(&pkg)?;
+            (
+                Some(dir),
+                detect::framework_of(&pkg).map(|(name, _)| name.to_owned()),
+            )
+        } else {
+            self.log
+                .line("[kiln] no package.json: publishing the tree as a static site");
+            (None, Some("static".to_owned()))
+        };
+        let output_manifest_key = self.upload(output_root, metrics).await?;
+        Ok(Success {
+            sources: (sources != original_sources).then_some(sources),
+            output_manifest_key,
+            framework,
+            metadata,
+        })
+    }
+
+    /// Hands an event of this attempt to the daemon's recorder.
+    fn emit(&self, kind: EventType, data: serde_json::Value) {
+        emit(self.b, self.version, kind, data);
+    }
+
+    /// fetch: the version's sources, laid out in the workspace; and package.json's bytes
+    /// when they have one.
+    async fn fetch(&self) -> Result<(Manifest, Option<Bytes>), Failure> {
+        let sources = self
+            .version
+            .sources(&self.b.artifacts)
+            .await
+            .map_err(|e| store_failure(Step::Fetch, &e))?;
+        let package_json = materialize(self.b, self.version, &sources, self.ws, self.ids).await?;
+        Ok((sources, package_json))
+    }
+
+    /// generate: the operator's generator, given the prompt and the sources, writes the
+    /// project's tree; its files join `sources`. Returns its metadata.
+    async fn generate(
+        &self,
+        sources: &mut Manifest,
+        metrics: &mut Metrics,
+    ) -> Result<serde_json::Value, Failure> {
+        let (b, version, project, ids) = (self.b, self.version, &self.project, self.ids);
+        let (env, deadline, log) = (self.env, self.deadline, self.log);
+        let started = StdInstant::now();
+        self.emit(EventType::GenerateStarted, json!({}));
+        let command = b.settings.generator_cmd.as_deref().ok_or_else(|| {
+            fail(
+                Step::Generate,
+                "this builder has no generator configured (KILN_GENERATOR_CMD)",
+            )
+        })?;
+        let mut files = Vec::with_capacity(sources.files.len());
+        // Read beneath the project folder, each bounded by the larger of its size in the manifest
+        // and KILN_MAX_FILE_MB.
+        let wanted: Vec<(String, u64)> = sources
+            .files
+            .iter()
+            .map(|(path, entry)| (path.clone(), entry.size.max(b.settings.max_file_bytes as u64)))
+            .collect();
+        let dir = project.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            let fd = crate::beneath::open_dir_path(&dir)?;
+            wanted
+                .into_iter()
+                .map(|(path, max)| {
+                    crate::beneath::read_beneath(&fd, &path, max)?
+                        .map(|content| (path.clone(), content))
+                        .ok_or(crate::beneath::BeneathError::Missing { path })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .map_err(|e| infra(Step::Generate, e.to_string()))?
+        .map_err(|e| beneath_failure(Step::Generate, format!("reading the sources: {e}"), &e))?;
+        for (path, content) in &read {
+            files.push(generator::file_json(path, content));
+        }
+        let input = serde_json::json!({
+            "prompt": version.prompt,
+            "userId": version.user_id,
+            "projectId": version.project_id,
+            "files": files,
+        });
+        let (generated, meta) = generator::generate(
+            command,
+            &env.with_network(Network::Host),
+            project,
+            deadline,
+            log,
+            input,
+            b.settings.file_limits(),
+        )
+        .await
+        .map_err(|e| fail(Step::Generate, e))?;
+        // Written by the daemon beneath the project folder, through no link the generator may
+        // have left, and owned by the build's user.
+        let generated: Vec<(String, Bytes)> = generated
+            .into_iter()
+            .map(|file| (file.path.as_str().to_owned(), Bytes::from(file.content)))
+            .collect();
+        let (dir, to_write) = (project.clone(), generated.clone());
+        tokio::task::spawn_blocking(move || {
+            let fd = crate::beneath::open_dir_path(&dir)?;
+            to_write
+                .iter()
+                .try_for_each(|(path, content)| crate::beneath::write_beneath(&fd, path, content, ids))
+        })
+        .await
+        .map_err(|e| infra(Step::Generate, e.to_string()))?
+        .map_err(|e| beneath_failure(Step::Generate, format!("writing the generated files: {e}"), &e))?;
+        for (path, content) in generated {
+            let blob = b
+                .artifacts
+                .put_blob(content)
+                .await
+                .map_err(|e| store_failure(Step::Generate, &e))?;
+            sources.insert_stored(&path, blob);
+        }
+        metrics.generate_ms = ms_since(started);
+        self.emit(EventType::GenerateCompleted, json!({ "ms": metrics.generate_ms }));
+        Ok(meta)
+    }
+
+    /// install: `pnpm install` in two halves, the store's (pnpm alone, as the store's user)
+    /// then the build's (its install scripts, as the build's uid); the lockfile it wrote is
+    /// kept with the sources and returned.
+    async fn install(
+        &self,
+        pkg: &serde_json::Value,
+        sources: &mut Manifest,
+        metrics: &mut Metrics,
+    ) -> Result<Option<Bytes>, Failure> {
+        let (b, version, ws, project, ids) = (self.b, self.version, self.ws, &self.project, self.ids);
+        let (env, deadline, log) = (self.env, self.deadline, self.log);
+        let frozen =
+            sources.files.contains_key(LOCKFILE) && package_json_unchanged(b, version, sources).await;
+        let install = scripts::install_args(&b.settings.pnpm_store, frozen);
+        let install: Vec<&str> = install.iter().map(String::as_str).collect();
+        let started = StdInstant::now();
+        self.emit(EventType::InstallStarted, json!({ "frozenLockfile": frozen }));
+        if version.generate {
+            // The generator's process may have left a `node_modules` of links (into the store,
+            // which the store's half can write): the install starts without one. Then its
+            // files, written by the daemon, go to the build's user.
+            let (root, modules) = (ws.root().to_owned(), project.join("node_modules"));
+            on_disk(
+                Step::Install,
+                "preparing the generator's tree for the install",
+                move || {
+                    match std::fs::remove_dir_all(&modules) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                        _ => {}
+                    }
+                    Confinement::hand_over(&root, ids)
+                },
+            )
+            .await?;
+        }
+        // The store's half: pnpm alone, no code of the project's or its dependencies'.
+        run_step(
+            Step::Install,
+            &env.as_store().with_network(Network::Registry),
+            "pnpm",
+            &install,
+            project,
+            deadline,
+            log,
+        )
+        .await?;
+        let (confinement, root) = (b.confinement.clone(), project.clone());
+        on_disk(
+            Step::Install,
+            "handing the installed tree to the build's user",
+            move || confinement.take_back(&root, ids),
+        )
+        .await?;
+        // The build's half: lifecycle scripts and allowed dependency scripts, as the build's
+        // own uid, when there are any to run.
+        if let Some(why) = scripts::pending(project, pkg, &b.settings.sandbox.allow_build_scripts)
+            .await
+            .map_err(|e| fail(Step::Install, e))?
+        {
+            log.line(&format!("[kiln] running install scripts: {why}"));
+            let rebuild = scripts::rebuild_args(&b.confinement.allowed_scripts());
+            let rebuild: Vec<&str> = rebuild.iter().map(String::as_str).collect();
+            run_step(
+                Step::Install,
+                &env.with_network(Network::Registry),
+                "pnpm",
+                &rebuild,
+                project,
+                deadline,
+                log,
+            )
+            .await?;
+        }
+        metrics.install_ms = ms_since(started);
+        self.emit(
+            EventType::InstallCompleted,
+            json!({ "ms": metrics.install_ms, "frozenLockfile": frozen }),
+        );
+        keep_lockfile(&b.artifacts, project, sources).await
+    }
+
+    /// build: `pnpm run build`, when package.json has a build script.
+    async fn build(&self, pkg: &serde_json::Value, metrics: &mut Metrics) -> Result<(), Failure> {
+        let (env, project, deadline, log) = (self.env, &self.project, self.deadline, self.log);
+        let started = StdInstant::now();
+        self.emit(EventType::BuildStepStarted, json!({}));
+        if pkg.pointer("/scripts/build").is_some() {
+            run_step(
+                Step::Build,
+                env,
+                "pnpm",
+                &["run", "build"],
+                project,
+                deadline,
+                log,
+            )
+            .await?;
+        } else {
+            log.line("[kiln] package.json has no build script; publishing the output folder as is");
+        }
+        metrics.build_ms = ms_since(started);
+        self.emit(EventType::BuildStepCompleted, json!({ "ms": metrics.build_ms }));
+        Ok(())
+    }
+
+    /// output: the folder to publish, found beneath the project folder.
+    fn output(&self, pkg: &serde_json::Value) -> Result<&'static str, Failure> {
+        let project_fd = crate::beneath::open_dir_path(&self.project)
+            .map_err(|e| beneath_failure(Step::Output, e.to_string(), &e))?;
+        detect::output_dir(&project_fd, pkg).map_err(|e| fail(Step::Output, e))
+    }
+
+    /// upload: the output's files (the output folder's, else the whole tree's but
+    /// `node_modules`) collected beneath the project folder and stored; returns the output
+    /// manifest's key.
+    async fn upload(
+        &self,
+        output_root: Option<&'static str>,
+        metrics: &mut Metrics,
+    ) -> Result<String, Failure> {
+        let (b, version, project) = (self.b, self.version, &self.project);
+        let started = StdInstant::now();
+        self.emit(EventType::UploadStarted, json!({}));
+        let limits = publish::OutputLimits {
+            max_bytes: b.settings.max_output_bytes,
+            max_files: b.settings.max_output_files,
+        };
+        // The output folder is opened beneath the project folder (itself not a link): a link
+        // there leading out of the project fails the build, whatever the build made it.
+        let dir = project.clone();
+        let files = tokio::task::spawn_blocking(move || {
+            let project = crate::beneath::open_dir_path(&dir)
+                .map_err(|e| beneath_failure(Step::Output, e.to_string(), &e))?;
+            let root = match output_root {
+                Some(name) => crate::beneath::open_dir_beneath(&project, name)
+                    .map_err(|e| beneath_failure(Step::Output, format!("the output folder {e}"), &e))?,
+                None => project,
+            };
+            publish::collect(root, limits, &["node_modules"]).map_err(|e| {
+                if e.is_the_outputs() {
+                    fail(Step::Output, e.to_string())
+                } else {
+                    publish_failure(e)
+                }
+            })
+        })
+        .await
+        .map_err(|e| infra(Step::Output, e.to_string()))??;
+        if files.is_empty() {
+            return Err(fail(Step::Output, PublishError::Empty.to_string()));
+        }
+        let (output, new_blobs) = publish::upload(&b.artifacts, files)
+            .await
+            .map_err(publish_failure)?;
+        let output_key = Artifacts::manifest_key(version.id, ManifestKind::Output);
+        b.artifacts
+            .put_manifest(&output_key, &output)
+            .await
+            .map_err(|e| store_failure(Step::Upload, &e))?;
+        metrics.upload_ms = ms_since(started);
+        self.emit(
+            EventType::UploadCompleted,
+            json!({ "files": output.files.len(), "bytes": output.total_bytes() }),
+        );
+        metrics.output_bytes = Some(output.total_bytes() as i64);
+        metrics.file_count = Some(output.files.len() as i32);
+        tracing::info!(files = output.files.len(), new_blobs, "output stored");
+        Ok(output_key)
+    }
+}
+
+/// The dependency audit of the installed lockfile (`None`: there is none): findings to the
+/// log; with `KILN_AUDIT=fail`, critical ones fail the build at step `audit`.
+async fn audit(
+    auditor: &Arc<crate::audit::Auditor>,
+    mode: kiln_shared::config::AuditMode,
+    lockfile: Option<Bytes>,
+    log: &BuildLog,
+) -> Result<(), Failure> {
+    use crate::audit::lockfile::MAX_LOCKFILE_BYTES;
+    let text = match lockfile {
+        None => {
+            log.line("[kiln] audit: no pnpm-lock.yaml (no dependencies), nothing to check");
+            return Ok(());
+        }
+        Some(raw) if raw.len() > MAX_LOCKFILE_BYTES => {
+            return Err(fail(
+                Step::Audit,
+                format!(
+                    "pnpm-lock.yaml is {} MB, over the audit's {} MB",
+                    raw.len() / (1024 * 1024),
+                    MAX_LOCKFILE_BYTES / (1024 * 1024)
+                ),
+            ));
+        }
+        Some(raw) => String::from_utf8_lossy(&raw).into_owned(),
+    };
+    let auditor = auditor.clone();
+    let report = tokio::task::spawn_blocking(move || auditor.audit(&text))
+        .await
+        .map_err(|e| infra(Step::Audit, e.to_string()))?
+        .map_err(|e| infra(Step::Audit, e.to_string()))?;
+    for line in &report.lines {
+        log.line(line);
+    }
+    if mode == kiln_shared::config::AuditMode::Fail && !report.critical.is_empty() {
+        return Err(fail(
+            Step::Audit,
+            format!(
+                "dependency audit: {} critical {}: {}",
+                report.critical.len(),
+                if report.critical.len() == 1 {
+                    "advisory"
+                } else {
+                    "advisories"
+                },
+                report.critical.join(" | ")
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Runs one untrusted step; a non-zero exit fails the build at `step` with the log's tail.
+async fn run_step(
+    step: Step,
+    env: &StepEnv,
+    program: &str,
+    args: &[&str],
+    cwd: &std::path::Path,
+    deadline: Instant,
+    log: &BuildLog,
+) -> Result<(), Failure> {
+    let invocation = Invocation {
+        program,
+        args,
+        cwd,
+        stdin: None,
+    };
+    let status = process::run(env, invocation, deadline, log)
+        .await
+        .map_err(|e| match e {
+            // Kiln could not run the tool at all: the builder's fault, not the project's.
+            RunError::Spawn { .. } | RunError::Wait { .. } => infra(step, e.to_string()),
+            _ => fail(step, e.to_string()),
+        })?;
+    if status.success() {
+        return Ok(());
+    }
+    let what = match status.code() {
+        Some(code) => format!("exited with status {code}"),
+        None => "was killed by a signal".to_owned(),
+    };
+    Err(fail(
+        step,
+        format!(
+            "`{program} {}` {what}:\n{}",
+            args.join(" "),
+            log.tail(ERROR_TAIL_LINES)
+        ),
+    ))
+}
+
+fn ms_since(t: StdInstant) -> Option<i64> {
+    Some(t.elapsed().as_millis() as i64)
+}
