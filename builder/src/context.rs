@@ -138,6 +138,15 @@ impl Builder {
         &self.consumer
     }
 
+    /// Lets go of what the builder keeps ready between builds: its warm sandboxes (and their
+    /// cgroups) go, and no more are made. A daemon does so once its last build is over; a
+    /// builder stepped by hand when it is done.
+    pub fn close(&self) {
+        if let Some(pool) = &self.warm {
+            pool.close();
+        }
+    }
+
     /// How long starting (or taking over) a build waits for an unreachable Postgres: half a
     /// lease, since nothing renews the entry's claim until the build has started.
     pub(crate) fn claim_patience(&self) -> Duration {

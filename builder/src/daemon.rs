@@ -73,9 +73,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     if let Some(cool) = cool {
         cool.abort();
     }
-    if let Some(pool) = &builder.warm {
-        pool.close();
-    }
+    builder.close();
     let _ = reconciler.await;
     stop_listening.cancel();
     let _ = cancels.await;

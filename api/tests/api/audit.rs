@@ -28,7 +28,7 @@ async fn audited(mode: &str) -> TestApp {
             ("KILN_AUDIT_DB", db.display().to_string()),
         ],
         shared_store: true,
-        ..Options::default()
+        ..Options::without_builders()
     })
     .await
 }
@@ -43,7 +43,7 @@ async fn a_critical_advisory_fails_the_build_at_the_audit_naming_it_and_its_fix_
             with_dependency("1.2.5"),
         ))
         .await;
-    let build = app.wait(&id).await;
+    let build = app.build_one(&id).await;
     assert_eq!(build["status"], "failed", "{build}");
     assert_eq!(build["failedStep"], "audit", "{build}");
     assert_eq!(
@@ -61,7 +61,7 @@ async fn a_critical_advisory_fails_the_build_at_the_audit_naming_it_and_its_fix_
     let fixed = app
         .submit(&build_body("u_audit", &unique("fixed"), with_dependency("1.2.6")))
         .await;
-    let build = app.wait(&fixed).await;
+    let build = app.build_one(&fixed).await;
     assert_eq!(build["status"], "deployed", "{build}");
     assert!(app
         .log_text(&fixed)
@@ -79,7 +79,7 @@ async fn a_warning_audit_logs_the_advisory_and_deploys() {
             with_dependency("1.2.5"),
         ))
         .await;
-    let build = app.wait(&id).await;
+    let build = app.build_one(&id).await;
     assert_eq!(build["status"], "deployed", "{build}");
     let log = app.log_text(&id).await;
     assert!(

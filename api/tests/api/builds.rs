@@ -11,14 +11,14 @@ fn file(path: &str, content: &str) -> Value {
 async fn static_site_round_trip(store: Store) {
     let app = spawn_app(Options {
         store,
-        ..Options::default()
+        ..Options::without_builders()
     })
     .await;
     let project = unique("site");
     let id = app
         .submit(&build_body("u_1", &project, tree("examples/static-site")))
         .await;
-    let build = app.wait(&id).await;
+    let build = app.build_one(&id).await;
     assert_eq!(build["status"], "deployed", "{build}");
     assert_eq!(build["framework"], "static");
     assert_eq!(build["metrics"]["fileCount"], 3);
@@ -364,7 +364,7 @@ async fn a_failing_build_keeps_its_step_and_the_tail_of_its_log() {
 
 #[tokio::test]
 async fn a_build_without_an_output_folder_fails_at_output() {
-    let app = spawn_app(Options::default()).await;
+    let app = spawn_app(Options::without_builders()).await;
     let id = app
         .submit(&build_body(
             "u_6",
@@ -372,7 +372,7 @@ async fn a_build_without_an_output_folder_fails_at_output() {
             package("node -e \"console.log('built nothing')\""),
         ))
         .await;
-    let build = app.wait(&id).await;
+    let build = app.build_one(&id).await;
     assert_eq!(build["failedStep"], "output", "{build}");
     assert!(build["error"]
         .as_str()
@@ -384,7 +384,7 @@ async fn a_build_without_an_output_folder_fails_at_output() {
 async fn a_build_past_its_time_limit_is_killed() {
     let app = spawn_app(Options {
         timeout_secs: 3,
-        ..Options::default()
+        ..Options::without_builders()
     })
     .await;
     let marker = std::env::temp_dir().join(unique("kiln-orphan"));
@@ -395,7 +395,7 @@ async fn a_build_past_its_time_limit_is_killed() {
     let id = app
         .submit(&build_body("u_7", &unique("slow"), package(&script)))
         .await;
-    let build = app.wait(&id).await;
+    let build = app.build_one(&id).await;
     assert_eq!(build["failedStep"], "build", "{build}");
     assert!(
         build["error"]

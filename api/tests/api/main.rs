@@ -4,6 +4,7 @@
 
 mod audit;
 mod auth;
+mod build_one;
 mod builds;
 mod contained;
 mod events;

@@ -8,7 +8,7 @@ use crate::helpers::{build_body, spawn_app, unique, Options};
 
 #[tokio::test]
 async fn previews_route_by_host_and_fall_back_for_client_routes() {
-    let app = spawn_app(Options::default()).await;
+    let app = spawn_app(Options::without_builders()).await;
     let files = json!([
         { "path": "index.html", "content": "<div id=app></div>" },
         { "path": "docs/index.html", "content": "<h1>docs</h1>" },
@@ -17,7 +17,7 @@ async fn previews_route_by_host_and_fall_back_for_client_routes() {
     ]);
     let project = unique("routes");
     let id = app.submit(&build_body("u_p", &project, files)).await;
-    let build: Value = app.wait(&id).await;
+    let build: Value = app.build_one(&id).await;
     assert_eq!(build["status"], "deployed", "{build}");
 
     let res = app.preview(&id, "/").await;
@@ -105,7 +105,7 @@ async fn a_queued_version_is_not_served() {
 
 #[tokio::test]
 async fn a_file_stored_compressed_is_sent_gzip_to_clients_that_accept_it_and_whole_to_others() {
-    let app = spawn_app(Options::default()).await;
+    let app = spawn_app(Options::without_builders()).await;
     let js: String = (0..2000)
         .map(|i| format!("export const v{i} = \"value {i}\";\n"))
         .collect();
@@ -115,7 +115,7 @@ async fn a_file_stored_compressed_is_sent_gzip_to_clients_that_accept_it_and_who
         { "path": "app.js", "content": js },
     ]);
     let id = app.submit(&build_body("u_gz", &project, files)).await;
-    let build: Value = app.wait(&id).await;
+    let build: Value = app.build_one(&id).await;
     assert_eq!(build["status"], "deployed", "{build}");
 
     // At rest: one object, `<hash>.gz`, far smaller than the file.

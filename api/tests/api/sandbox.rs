@@ -24,7 +24,7 @@ if (mb) fs.writeFileSync('dist/big.bin', Buffer.alloc(mb * 1024 * 1024, 7));
 
 #[tokio::test]
 async fn a_build_sees_no_kiln_variables_and_publishes_links_inside_its_output() {
-    let app = spawn_app(Options::default()).await;
+    let app = spawn_app(Options::without_builders()).await;
     let id = app
         .submit(&build_body(
             "u_s",
@@ -32,7 +32,7 @@ async fn a_build_sees_no_kiln_variables_and_publishes_links_inside_its_output() 
             project_with_build("node build.js"),
         ))
         .await;
-    let build = app.wait(&id).await;
+    let build = app.build_one(&id).await;
     assert_eq!(build["status"], "deployed", "{build}");
 
     let env: Value = app.preview(&id, "/env.json").await.json().await.unwrap();
@@ -71,7 +71,7 @@ async fn a_build_sees_no_kiln_variables_and_publishes_links_inside_its_output() 
 async fn an_output_over_the_cap_fails_the_build_and_publishes_nothing() {
     let app = spawn_app(Options {
         max_output_mb: 2,
-        ..Options::default()
+        ..Options::without_builders()
     })
     .await;
     let id = app
@@ -81,7 +81,7 @@ async fn an_output_over_the_cap_fails_the_build_and_publishes_nothing() {
             project_with_build("node build.js 3"),
         ))
         .await;
-    let build = app.wait(&id).await;
+    let build = app.build_one(&id).await;
     assert_eq!(build["status"], "failed", "{build}");
     assert_eq!(build["failedStep"], "output");
     assert_eq!(build["error"], "the output is larger than the limit of 2 MB");
