@@ -384,7 +384,7 @@ async fn a_build_without_an_output_folder_fails_at_output() {
 async fn a_build_past_its_time_limit_is_killed() {
     let app = spawn_app(Options {
         timeout_secs: 3,
-        ..Options::without_builders()
+        ..Options::default()
     })
     .await;
     let marker = std::env::temp_dir().join(unique("kiln-orphan"));
@@ -395,7 +395,7 @@ async fn a_build_past_its_time_limit_is_killed() {
     let id = app
         .submit(&build_body("u_7", &unique("slow"), package(&script)))
         .await;
-    let build = app.build_one(&id).await;
+    let build = app.wait(&id).await;
     assert_eq!(build["failedStep"], "build", "{build}");
     assert!(
         build["error"]
