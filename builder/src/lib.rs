@@ -5,11 +5,13 @@
 //!   build (tests step a builder with it).
 //! - [`daemon`]: `run(settings, shutdown)`: the workers and the daemon's background tasks
 //!   (heartbeat, cancel listener, drain deadline, reconciler).
-//! - `job`: one build from claim to record: fetch, generate, install, build, output, upload.
+//! - `job`: one build from claim to record: the claim, its stations (fetch, generate, install,
+//!   audit, build, output, upload), the books of its outcome, and why it failed.
 //! - `lease`: a running attempt's claim (renewed, lost, taken over) and what stops it early:
 //!   a cancel, a lost claim, the drain deadline.
-//! - `process`: untrusted child processes, each a step run in its `StepEnv`: process group, scrubbed environment, wall-clock
-//!   limit, bounded log capture, the whole tree killed at the end.
+//! - `process`: untrusted child processes, each a step run in its `StepEnv`: process group,
+//!   scrubbed environment, wall-clock limit, bounded log capture, the whole tree killed at the
+//!   end.
 //! - `sandbox`: how build processes are confined (own user, namespaces, cgroup, rlimits) and
 //!   watched against their limits.
 //! - `metrics`: the daemon's `/metrics` and `/healthz` listener (`KILN_METRICS_ADDR`).

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::context::Builder;
 use crate::job;
 
+/// The longest a worker waits after an error (the wait doubles from 250 ms) before it reads again.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How long a worker waits after putting back a build whose user is at the running cap, so
 /// that a queue holding only such builds is not read in a tight loop.
