@@ -4,7 +4,7 @@
 use redis::aio::{ConnectionManager, MultiplexedConnection};
 use secrecy::ExposeSecret;
 
-use super::QueueError;
+use super::error::QueueError;
 
 /// Kiln's connection to Redis: one multiplexed connection shared by every task (it reconnects
 /// by itself), plus dedicated connections for blocking reads, which would stall it.

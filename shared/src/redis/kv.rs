@@ -3,7 +3,8 @@
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
-use super::{QueueError, Redis};
+use super::connection::Redis;
+use super::error::QueueError;
 use crate::domain::{ProjectId, UserId, VersionId};
 
 /// The latest pointer of a project, as the seeds' KV held it.
