@@ -9,7 +9,9 @@
 //! - [`preview`]: preview host labels and URLs.
 //! - [`consistency`]: repairs between Postgres and Redis (lost entries, lost claims, stale slots).
 //! - [`metrics`]: Prometheus metrics of a process, and the farm-wide gauges the API reads.
+//! - [`Backends`]: the connections above, assembled once for a binary's [`Role`].
 
+pub mod backends;
 pub mod config;
 pub mod consistency;
 pub mod db;
@@ -21,3 +23,5 @@ pub mod signing;
 pub mod store;
 pub mod telemetry;
 pub mod webhooks;
+
+pub use backends::{Backends, BackendsError, Role};

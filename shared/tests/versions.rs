@@ -295,3 +295,138 @@ async fn a_build_gets_one_final_event_however_many_are_sent() {
         .collect();
     assert_eq!(kinds, [EventType::BuildQueued, EventType::DeployCompleted]);
 }
+
+/// Every status-changing function, run from every status, does what `versions::TRANSITIONS`
+/// says: it moves a build from the statuses its line lists to its status, and leaves a build in
+/// any other status as it was.
+#[tokio::test]
+async fn every_status_change_follows_the_transition_table() {
+    use kiln_shared::domain::{BuildStatus, Step};
+    let pool = database().await;
+    let newer = row("u_table", "newer", None);
+    assert!(
+        versions::insert_queued(&pool, std::slice::from_ref(&newer))
+            .await
+            .unwrap()[0]
+    );
+    let driven = [
+        "start",
+        "take_over",
+        "hand_back",
+        "supersede",
+        "cancel",
+        "mark_deployed",
+        "mark_failed",
+        "fail_lost",
+    ];
+    let mut names: Vec<&str> = versions::TRANSITIONS.iter().map(|t| t.by).collect();
+    names.sort_unstable();
+    let mut expected_names = driven.to_vec();
+    expected_names.sort_unstable();
+    assert_eq!(names, expected_names, "one line a status-changing function");
+    let metrics = Metrics::default();
+    let mut n = 0;
+    for t in versions::TRANSITIONS {
+        for &from in BuildStatus::ALL {
+            n += 1;
+            let new = row("u_table", &format!("p{n}"), None);
+            let id = new.id;
+            assert!(versions::insert_queued(&pool, &[new]).await.unwrap()[0]);
+            // The build's current attempt is 1; the columns a final status needs are set.
+            sqlx::query(
+                "update versions set status = $2, attempts = 1, error = 'set by the test',
+                     failed_step = 'queue', output_manifest_key = 'manifests/test.json',
+                     superseded_by = $3
+                 where id = $1",
+            )
+            .bind(id.to_string())
+            .bind(from.as_str())
+            .bind(newer.id.to_string())
+            .execute(&pool)
+            .await
+            .unwrap();
+            match t.by {
+                "start" => {
+                    versions::start(&pool, id, "b").await.unwrap();
+                }
+                "take_over" => {
+                    versions::take_over(&pool, id, "b", 1000).await.unwrap();
+                }
+                "hand_back" => {
+                    versions::hand_back(&pool, id, 1).await.unwrap();
+                }
+                "supersede" => {
+                    versions::supersede(&pool, id, newer.id).await.unwrap();
+                }
+                "cancel" => {
+                    versions::cancel(&pool, id).await.unwrap();
+                }
+                "mark_deployed" => {
+                    let deployed = Deployed {
+                        sources: None,
+                        output_manifest_key: "manifests/out.json",
+                        framework: None,
+                        node_version: None,
+                        pnpm_version: None,
+                        metadata: None,
+                        metrics: &metrics,
+                    };
+                    versions::mark_deployed(&pool, id, 1, &deployed).await.unwrap();
+                }
+                "mark_failed" => {
+                    versions::mark_failed(&pool, id, Some(1), Step::Build, "boom", &metrics)
+                        .await
+                        .unwrap();
+                }
+                "fail_lost" => {
+                    versions::fail_lost(&pool, id, Step::Build).await.unwrap();
+                }
+                other => panic!("{other} is in the table but this test does not run it"),
+            }
+            let after = versions::get(&pool, id).await.unwrap().unwrap().status;
+            let expected = if t.from.contains(&from) { t.to } else { from };
+            assert_eq!(after, expected, "{} from {from}", t.by);
+            assert!(
+                after == from || versions::is_legal(from, after),
+                "{} made an illegal change from {from} to {after}",
+                t.by
+            );
+        }
+    }
+}
+
+/// A cancel and the event that records it share a transaction: rolled back, neither is left;
+/// committed, both are.
+#[tokio::test]
+async fn a_cancel_and_its_event_commit_together() {
+    use kiln_shared::db::events;
+    use kiln_shared::domain::{BuildStatus, EventType};
+    let pool = database().await;
+    let new = row("u_tx", "p", None);
+    let id = new.id;
+    assert!(versions::insert_queued(&pool, &[new]).await.unwrap()[0]);
+    let data = serde_json::json!({});
+    for commit in [false, true] {
+        let mut tx = pool.begin().await.unwrap();
+        let cancelled = versions::cancel(&mut *tx, id).await.unwrap();
+        assert!(matches!(cancelled, Some(Ok(_))), "{cancelled:?}");
+        let event = events::record(&mut *tx, id, EventType::BuildCancelled, &data)
+            .await
+            .unwrap();
+        assert!(event.is_some());
+        if commit {
+            tx.commit().await.unwrap();
+        } else {
+            tx.rollback().await.unwrap();
+        }
+        let status = versions::get(&pool, id).await.unwrap().unwrap().status;
+        let last = events::latest(&pool, id).await.unwrap().unwrap().kind;
+        match commit {
+            false => assert_eq!((status, last), (BuildStatus::Queued, EventType::BuildQueued)),
+            true => assert_eq!(
+                (status, last),
+                (BuildStatus::Cancelled, EventType::BuildCancelled)
+            ),
+        }
+    }
+}

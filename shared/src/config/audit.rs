@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{ConfigError, Source};
+use super::source::{ConfigError, Source};
 
 /// What the audit does with what it finds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

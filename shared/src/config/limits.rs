@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use super::{ConfigError, Source};
+use super::source::{ConfigError, Source};
 
 /// How many requests in how long (`100/hour`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +48,7 @@ impl std::fmt::Display for Rate {
 /// The window of the fleet-wide quotas.
 pub const QUOTA_WINDOW: Duration = Duration::from_secs(3600);
 
-/// The API's limits. See README.md, "Rate limits, quotas and caps".
+/// The API's limits: the rate limit, the quotas and the caps.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitSettings {
     /// Requests per client IP, in this process (`KILN_RATE_LIMIT_PER_IP`, default `100/hour`;

@@ -1,9 +1,9 @@
 //! What the nightly maintenance run keeps and for how long (`KILN_RETAIN_*`, `KILN_GC_*`,
-//! `KILN_VERIFY_SAMPLE`). See README.md, "Maintenance".
+//! `KILN_VERIFY_SAMPLE`).
 
 use std::time::Duration;
 
-use super::{ConfigError, Source};
+use super::source::{ConfigError, Source};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MaintenanceSettings {

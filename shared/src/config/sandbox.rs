@@ -1,7 +1,7 @@
 //! How untrusted build processes are confined and limited (`KILN_SANDBOX`, `KILN_BUILD_*`,
 //! `KILN_EGRESS_ALLOW`).
 
-use super::{ConfigError, Source};
+use super::source::{ConfigError, Source};
 
 /// Whether builds run in their own namespaces (`KILN_SANDBOX`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Row};
+use sqlx::{PgExecutor, PgPool, Row};
 
 use super::DbError;
 use crate::domain::{EventType, VersionId};
@@ -43,20 +43,21 @@ impl BuildEvent {
 }
 
 /// Records an event with the build's next id, and a pending delivery to each webhook that
-/// subscribes to it. `None` when the build does not exist.
+/// subscribes to it. `None` when the build does not exist. Any executor: in a transaction, the
+/// event commits with the status change it records.
 pub async fn record(
-    pool: &PgPool,
+    db: impl PgExecutor<'_>,
     build: VersionId,
     kind: EventType,
     data: &serde_json::Value,
 ) -> Result<Option<BuildEvent>, DbError> {
-    record_for(pool, build, None, kind, data).await
+    record_for(db, build, None, kind, data).await
 }
 
 /// [`record`] for one attempt of a build: nothing is recorded (`None`) once another attempt
 /// has taken the build over, so a lost builder's late events never mix with the new ones.
 pub async fn record_for(
-    pool: &PgPool,
+    db: impl PgExecutor<'_>,
     build: VersionId,
     attempt: Option<i32>,
     kind: EventType,
@@ -92,7 +93,7 @@ pub async fn record_for(
     .bind(attempt)
     .bind(kind.is_final())
     .bind(EventType::FINAL.iter().map(|t| t.as_str()).collect::<Vec<_>>())
-    .fetch_optional(pool)
+    .fetch_optional(db)
     .await?
     .as_ref()
     .map(BuildEvent::from_row)

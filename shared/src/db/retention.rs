@@ -1,4 +1,4 @@
-//! Retention of versions (issue 7): which rows the maintenance run deletes or archives.
+//! Retention of versions: which rows the maintenance run deletes or archives.
 //!
 //! Every project keeps its newest `keep` versions. Of the others, none is kept. Of the kept
 //! ones, those older than `archive_after` have their output archived and those older than

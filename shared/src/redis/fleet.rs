@@ -4,7 +4,9 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use super::{Keys, QueueError, Redis};
+use super::connection::Redis;
+use super::error::QueueError;
+use super::keys::Keys;
 
 /// How often a builder heartbeats, and how long after its last heartbeat it counts as alive.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);

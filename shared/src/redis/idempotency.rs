@@ -1,8 +1,10 @@
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
+use super::connection::Redis;
+use super::error::QueueError;
+use super::keys::Keys;
 use super::kv::get_json;
-use super::{Keys, QueueError, Redis};
 use crate::store::sha256_hex;
 
 /// How long an idempotency key is remembered.

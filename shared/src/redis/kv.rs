@@ -1,7 +1,10 @@
+//! The JSON values the KV holds: a project's latest pointer and the project a label names.
+
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
-use super::{QueueError, Redis};
+use super::connection::Redis;
+use super::error::QueueError;
 use crate::domain::{ProjectId, UserId, VersionId};
 
 /// The latest pointer of a project, as the seeds' KV held it.
@@ -19,43 +22,6 @@ pub struct LatestPointer {
 pub struct ProjectRef {
     pub user_id: UserId,
     pub project_id: ProjectId,
-}
-
-impl super::Queue {
-    pub async fn set_latest(
-        &self,
-        user: &UserId,
-        project: &ProjectId,
-        pointer: &LatestPointer,
-    ) -> Result<(), QueueError> {
-        let mut conn = self.redis().conn();
-        let value = serde_json::to_string(pointer).expect("a pointer always serialises");
-        let _: () = conn
-            .set(self.keys().latest(user.as_str(), project.as_str()), value)
-            .await?;
-        Ok(())
-    }
-
-    pub async fn latest(
-        &self,
-        user: &UserId,
-        project: &ProjectId,
-    ) -> Result<Option<LatestPointer>, QueueError> {
-        let key = self.keys().latest(user.as_str(), project.as_str());
-        get_json(self.redis(), &key).await
-    }
-
-    /// Records which project a preview label names (idempotent).
-    pub async fn set_label(&self, label: &str, project: &ProjectRef) -> Result<(), QueueError> {
-        let mut conn = self.redis().conn();
-        let value = serde_json::to_string(project).expect("a project ref always serialises");
-        let _: () = conn.set(self.keys().label(label), value).await?;
-        Ok(())
-    }
-
-    pub async fn label(&self, label: &str) -> Result<Option<ProjectRef>, QueueError> {
-        get_json(self.redis(), &self.keys().label(label)).await
-    }
 }
 
 pub(super) async fn get_json<T: serde::de::DeserializeOwned>(

@@ -10,7 +10,9 @@ use std::time::Duration;
 use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
 use redis::AsyncCommands;
 
-use super::{Keys, QueueError, Redis};
+use super::connection::Redis;
+use super::error::QueueError;
+use super::keys::Keys;
 use crate::domain::VersionId;
 
 /// How long the live stream of a running build is kept without a new line.

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use super::{Keys, QueueError, Redis};
+use super::connection::Redis;
+use super::error::QueueError;
+use super::keys::Keys;
 use crate::store::sha256_hex;
 
 /// The signatures already used, in Redis.

@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
-use super::{ObjectInfo, ObjectStore, StoreError};
+use super::error::StoreError;
+use super::object::{ObjectInfo, ObjectStore};
 
 /// Objects as files under a root folder.
 ///

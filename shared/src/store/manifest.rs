@@ -2,7 +2,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Encoding, StoredBlob};
+use super::blob::{sha256_hex, StoredBlob};
+use super::encoding::Encoding;
 
 /// What a manifest lists: a version's sources or its built output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,7 +127,7 @@ impl Manifest {
             path.to_owned(),
             ManifestEntry {
                 inline: Some(text.to_owned()),
-                ..ManifestEntry::blob(path, super::sha256_hex(content), content.len() as u64)
+                ..ManifestEntry::blob(path, sha256_hex(content), content.len() as u64)
             },
         );
         true

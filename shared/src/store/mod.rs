@@ -4,154 +4,28 @@
 //! Two backends behind [`ObjectStore`]: the local filesystem (the embedded default) and S3
 //! (R2, Garage, AWS).
 
+mod blob;
 pub mod encoding;
+mod error;
 mod fs;
 mod manifest;
+mod object;
 mod s3;
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
 
+pub use blob::{sha256_hex, BlobPlace, StoredBlob};
 pub use encoding::Encoding;
+pub use error::StoreError;
 pub use fs::{FsStore, TMP_SUFFIX};
 pub use manifest::{Manifest, ManifestEntry, ManifestKind};
+pub use object::{ObjectInfo, ObjectStore};
 pub use s3::S3Store;
 
 use crate::config::{ArtifactsLocation, S3Settings};
 use crate::domain::VersionId;
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("artifact store I/O on {key}: {source}")]
-    Io {
-        key: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("artifact store request for {key} failed: {reason}")]
-    Remote { key: String, reason: String },
-    #[error("manifest {key} is corrupt: {reason}")]
-    CorruptManifest { key: String, reason: String },
-    #[error("blob {hash} is missing from the artifact store")]
-    MissingBlob { hash: String },
-    #[error("blob {hash} is corrupt: {reason}")]
-    CorruptBlob { hash: String, reason: String },
-    #[error("manifest {key} is missing from the artifact store")]
-    MissingManifest { key: String },
-}
-
-impl StoreError {
-    /// The store could not be reached or could not write (a network error, an error answer, a
-    /// full disk): trying again later may work. A corrupt or missing object stays so.
-    pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Io { .. } | StoreError::Remote { .. })
-    }
-}
-
-/// The minimal object API a backend provides. Writes are atomic: a reader sees the whole object
-/// or none of it.
-#[async_trait::async_trait]
-pub trait ObjectStore: Send + Sync + std::fmt::Debug {
-    async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<(), StoreError>;
-    /// `None` when the object does not exist.
-    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError>;
-    /// The object's size in bytes; `None` when it does not exist.
-    async fn size(&self, key: &str) -> Result<Option<u64>, StoreError>;
-    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
-        self.size(key).await.map(|s| s.is_some())
-    }
-    /// Stores the object unless it exists: `None` when it was stored, else the size of the
-    /// object already there.
-    async fn put_if_absent(
-        &self,
-        key: &str,
-        body: Bytes,
-        content_type: &str,
-    ) -> Result<Option<u64>, StoreError> {
-        if let Some(size) = self.size(key).await? {
-            return Ok(Some(size));
-        }
-        self.put(key, body, content_type).await.map(|()| None)
-    }
-    /// Reachability, for `/readyz`.
-    async fn check(&self) -> Result<(), StoreError>;
-    /// Every object whose key starts with `prefix`, in no particular order, sent as they are
-    /// found (a bounded channel: a listing of millions of objects takes little memory). An
-    /// error ends the listing.
-    fn list(&self, prefix: &str) -> tokio::sync::mpsc::Receiver<Result<ObjectInfo, StoreError>>;
-    /// Removes an object; removing one that is absent is not an error.
-    async fn delete(&self, key: &str) -> Result<(), StoreError>;
-    /// Moves an object to another key and stamps it with the time of the move (its
-    /// `modified`); false when there was nothing at `from`. A move interrupted half-way leaves
-    /// the object at `from`, or at both keys, never at neither.
-    async fn move_object(&self, from: &str, to: &str) -> Result<bool, StoreError>;
-}
-
-/// One object of a listing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ObjectInfo {
-    /// Kiln's key (without a backend's own prefix).
-    pub key: String,
-    pub size: u64,
-    pub modified: chrono::DateTime<chrono::Utc>,
-}
-
-/// Where a blob lives. Builds write `Hot`; maintenance moves the blobs only archived versions
-/// use to `Archive` (an S3 lifecycle rule on the prefix can give them a cheaper storage class)
-/// and unreferenced ones to `Trash` before deleting them for good.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum BlobPlace {
-    Hot,
-    Archive,
-    Trash,
-}
-
-impl BlobPlace {
-    pub const ALL: [BlobPlace; 3] = [BlobPlace::Hot, BlobPlace::Archive, BlobPlace::Trash];
-
-    /// The key prefix of this place's blobs.
-    pub fn prefix(self) -> &'static str {
-        match self {
-            BlobPlace::Hot => "blobs/sha256/",
-            BlobPlace::Archive => "archive/blobs/sha256/",
-            BlobPlace::Trash => "trash/blobs/sha256/",
-        }
-    }
-
-    /// The key of the blob `hash` stored with `encoding` here.
-    pub fn key(self, hash: &str, encoding: Encoding) -> String {
-        format!("{}{hash}{}", self.prefix(), encoding.suffix())
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BlobPlace::Hot => "hot",
-            BlobPlace::Archive => "archive",
-            BlobPlace::Trash => "trash",
-        }
-    }
-}
-
-/// The hex SHA-256 of some bytes, which is a blob's name.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
-/// A blob as [`Artifacts::put_blob`] left it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredBlob {
-    /// The SHA-256 of the content.
-    pub hash: String,
-    /// The content's size.
-    pub size: u64,
-    pub encoding: Encoding,
-    /// The stored object's size (the one already there, when it was).
-    pub stored_size: u64,
-    /// Whether this call uploaded it (false: it was there).
-    pub uploaded: bool,
-}
 
 /// Kiln's view of the artifact store: blobs, manifests and logs.
 #[derive(Debug, Clone)]

@@ -5,7 +5,8 @@ use aws_sdk_s3::Client;
 use bytes::Bytes;
 use secrecy::ExposeSecret;
 
-use super::{ObjectInfo, ObjectStore, StoreError};
+use super::error::StoreError;
+use super::object::{ObjectInfo, ObjectStore};
 use crate::config::S3Settings;
 
 /// Objects in an S3 bucket (Cloudflare R2, Garage, AWS), under an optional key prefix.

@@ -1,21 +1,10 @@
-//! What the nightly maintenance job (`kiln-ops maintain`) needs of Redis: a fleet-wide lock
-//! with a fencing number, and compare-and-set repairs of latest pointers (a build that deploys
-//! meanwhile is never overwritten by a repair computed before it).
+//! Fleet-wide locks: a plain one taken for a while by one daemon (the reconciler, upkeep), and
+//! the nightly maintenance run's (`kiln-ops maintain`), which also hands out a fencing number.
 
 use redis::AsyncCommands;
 
-use super::{LatestPointer, Queue, QueueError};
-use crate::domain::{ProjectId, UserId};
-
-/// `KEYS[1]` set to `ARGV[2]` if it still holds `ARGV[1]` (`""`: if it does not exist).
-static REPLACE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
-    redis::Script::new(
-        r#"local now = redis.call('GET', KEYS[1])
-           if (now == false and ARGV[1] == '') or now == ARGV[1] then
-             redis.call('SET', KEYS[1], ARGV[2]) return 1 end
-           return 0"#,
-    )
-});
+use super::Queue;
+use crate::redis::QueueError;
 
 /// `PEXPIRE` (`ARGV[2]` ms) or `DEL` (`ARGV[2]` = 0) of `KEYS[1]` if it holds `ARGV[1]`.
 static HELD: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
@@ -36,6 +25,24 @@ pub struct MaintenanceLock {
 }
 
 impl Queue {
+    /// Takes the fleet-wide lock `key` for `ttl` unless another holder has it.
+    pub async fn try_lock(
+        &self,
+        key: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, QueueError> {
+        let set: Option<String> = redis::cmd("SET")
+            .arg(key)
+            .arg(holder)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl.as_millis() as u64)
+            .query_async(&mut self.redis.conn())
+            .await?;
+        Ok(set.is_some())
+    }
+
     /// Takes the maintenance lock for `ttl` as `holder`; `Err(current holder and the ms it has
     /// left)` when another run holds it.
     pub async fn take_maintenance_lock(
@@ -84,40 +91,6 @@ impl Queue {
             .key(self.keys().maintenance_lock())
             .arg(&lock.holder)
             .arg(ms)
-            .invoke_async(&mut self.redis().conn())
-            .await?;
-        Ok(n == 1)
-    }
-
-    /// The raw latest pointers of `projects`, in one round trip.
-    pub async fn latest_raw_many(
-        &self,
-        projects: &[(UserId, ProjectId)],
-    ) -> Result<Vec<Option<String>>, QueueError> {
-        if projects.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for (user, project) in projects {
-            pipe.get(self.keys().latest(user.as_str(), project.as_str()));
-        }
-        Ok(pipe.query_async(&mut self.redis().conn()).await?)
-    }
-
-    /// Sets a project's latest pointer to `pointer` if it still is `expected` (its raw value
-    /// as read, `None`: absent); false when it changed meanwhile (a deploy or a rollback).
-    pub async fn replace_latest(
-        &self,
-        user: &UserId,
-        project: &ProjectId,
-        expected: Option<&str>,
-        pointer: &LatestPointer,
-    ) -> Result<bool, QueueError> {
-        let value = serde_json::to_string(pointer).expect("a pointer always serialises");
-        let n: i64 = REPLACE
-            .key(self.keys().latest(user.as_str(), project.as_str()))
-            .arg(expected.unwrap_or(""))
-            .arg(value)
             .invoke_async(&mut self.redis().conn())
             .await?;
         Ok(n == 1)

@@ -1,9 +1,4 @@
-//! Settings in layers: built-in defaults, then an optional TOML file (`KILN_CONFIG`), then
-//! `KILN_*` environment variables. A missing or invalid value is a one-line error naming the
-//! variable, so a binary can print it and exit non-zero.
-//!
-//! In the TOML file a variable is written without its prefix, in lower case:
-//! `KILN_BUILD_TIMEOUT_SECS` is `build_timeout_secs = 300`.
+//! Loading: every `KILN_*` variable read from its [`Source`] into its setting, with its default.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,193 +6,11 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-mod audit;
-mod limits;
-mod maintenance;
-mod sandbox;
-pub use audit::{AuditMode, AuditSettings};
-pub use limits::{LimitSettings, Rate, QUOTA_WINDOW};
-pub use maintenance::MaintenanceSettings;
-pub use sandbox::{AllowedHost, BuildUids, Egress, SandboxMode, SandboxSettings};
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ConfigError {
-    #[error("{var} is required: {meaning}")]
-    Missing {
-        var: &'static str,
-        meaning: &'static str,
-    },
-    #[error("{var} is invalid: {reason}")]
-    Invalid { var: &'static str, reason: String },
-    #[error("KILN_CONFIG: cannot read {path}: {reason}")]
-    File { path: String, reason: String },
-}
-
-/// Where artifacts live.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ArtifactsLocation {
-    /// `file:///abs/path`
-    File(PathBuf),
-    /// `s3://bucket` or `s3://bucket/prefix`
-    S3 { bucket: String, prefix: String },
-}
-
-impl ArtifactsLocation {
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        if let Some(path) = raw.strip_prefix("file://") {
-            let path = PathBuf::from(path);
-            if !path.is_absolute() {
-                return Err(format!("expected file:///absolute/path, got {raw:?}"));
-            }
-            return Ok(Self::File(path));
-        }
-        if let Some(rest) = raw.strip_prefix("s3://") {
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            if bucket.is_empty() {
-                return Err(format!("expected s3://bucket[/prefix], got {raw:?}"));
-            }
-            return Ok(Self::S3 {
-                bucket: bucket.to_owned(),
-                prefix: prefix.trim_matches('/').to_owned(),
-            });
-        }
-        Err(format!(
-            "expected file:///absolute/path or s3://bucket[/prefix], got {raw:?}"
-        ))
-    }
-}
-
-/// S3 connection settings (R2, Garage, AWS).
-#[derive(Debug, Clone)]
-pub struct S3Settings {
-    pub endpoint: Option<String>,
-    pub region: String,
-    pub access_key_id: Option<String>,
-    pub secret_access_key: Option<SecretString>,
-}
-
-/// Every setting of every Kiln binary. Each binary checks the ones it needs with
-/// [`Settings::require_api`] and friends.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub database_url: SecretString,
-    pub redis_url: SecretString,
-    /// Prefix of every Redis key (tests give each test its own).
-    pub redis_prefix: String,
-    pub artifacts: ArtifactsLocation,
-    pub s3: S3Settings,
-    pub api_addr: String,
-    pub preview_addr: String,
-    pub preview_domain: String,
-    /// `http` or `https`: how preview URLs are written.
-    pub preview_scheme: String,
-    /// The port written in preview URLs; `None` means the preview listener's own port.
-    pub preview_public_port: Option<u16>,
-    pub hmac_secret: Option<SecretString>,
-    pub api_tokens: Vec<SecretString>,
-    pub data_dir: PathBuf,
-    pub work_dir: PathBuf,
-    pub pnpm_store: PathBuf,
-    pub build_timeout: Duration,
-    pub max_output_bytes: u64,
-    /// Files one build may publish (`KILN_MAX_OUTPUT_FILES`, 20,000).
-    pub max_output_files: usize,
-    pub max_log_bytes: usize,
-    pub max_body_bytes: usize,
-    pub max_files: usize,
-    pub max_file_bytes: usize,
-    pub generator_cmd: Option<String>,
-    pub builder_concurrency: usize,
-    pub builder_id: Option<String>,
-    /// Where a builder daemon serves `GET /metrics` and `/healthz` (`KILN_METRICS_ADDR`,
-    /// default `127.0.0.1:9465`; `off`: nowhere). Port 0 picks a free port; the daemon's
-    /// fleet report says which.
-    pub metrics_addr: Option<String>,
-    /// How a running build's claim is kept and given up.
-    pub fleet: FleetSettings,
-    pub webhooks: WebhookSettings,
-    /// Whether builders record build events (`KILN_BUILD_EVENTS=off` is for measuring what
-    /// they cost; clients then see only `build_queued`).
-    pub build_events: bool,
-    /// The API's rate limit, quotas and request caps.
-    pub limits: LimitSettings,
-    /// How untrusted build processes are confined and limited.
-    pub sandbox: SandboxSettings,
-    /// The dependency audit after install.
-    pub audit: AuditSettings,
-    /// What the maintenance run keeps (retention, blob GC, verification).
-    pub maintenance: MaintenanceSettings,
-}
-
-/// How builders hold, lose and hand back builds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FleetSettings {
-    /// A running build's claim lasts this long unrenewed (`KILN_LEASE_SECS`, default 60); its
-    /// builder renews it every third of that, so the lease is always three renewal periods.
-    /// When it runs out, another daemon reclaims the build.
-    pub lease: Duration,
-    /// Builders lost by one build before it fails (`KILN_MAX_ATTEMPTS`, default 3).
-    pub max_attempts: u32,
-    /// Between SIGTERM and SIGKILL when a build is cancelled (`KILN_CANCEL_GRACE_SECS`, 10).
-    pub cancel_grace: Duration,
-    /// How long a daemon told to stop lets its running builds finish before handing them
-    /// back to the queue (`KILN_DRAIN_SECS`, default 300).
-    pub drain: Duration,
-    /// How often queued builds missing from the stream are looked for
-    /// (`KILN_RECONCILE_SECS`, default 30; one daemon of the fleet at a time).
-    pub reconcile_every: Duration,
-    /// Builds of one user running at once across the whole fleet
-    /// (`KILN_MAX_RUNNING_PER_USER`; unset: no cap). A daemon that reads a build of a user at
-    /// the cap puts it back at the end of the queue and reads on.
-    pub max_running_per_user: Option<u32>,
-}
-
-impl FleetSettings {
-    /// How often a running build's claim is renewed.
-    pub fn renew_every(&self) -> Duration {
-        self.lease / 3
-    }
-}
-
-/// How webhook deliveries run (in every API and builder process).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WebhookSettings {
-    /// Whether this process delivers (`KILN_WEBHOOK_DELIVERY=on|off`).
-    pub deliver: bool,
-    /// The retry time base (`KILN_WEBHOOK_RETRY_UNIT_MS`): retries come after 1, 2, 4, 8 and 16
-    /// of it. One minute in production; tests shorten it.
-    pub retry_unit: Duration,
-    /// The longest one attempt waits for the receiver's answer.
-    pub timeout: Duration,
-    /// Deliveries in flight at once, per process.
-    pub concurrency: usize,
-    /// How often due deliveries are looked for.
-    pub poll: Duration,
-}
-
-/// `%xx` decoding of a URL component.
-fn urlencoding_decode(raw: &str) -> Result<String, std::string::FromUtf8Error> {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out)
-}
+use super::source::{read_toml, ConfigError, Source};
+use super::{
+    ArtifactsLocation, AuditSettings, FleetSettings, LimitSettings, MaintenanceSettings, S3Settings,
+    SandboxSettings, Settings, WebhookSettings,
+};
 
 /// The meaning of each required variable, printed when it is missing.
 const DATABASE_URL: (&str, &str) = ("KILN_DATABASE_URL", "the PostgreSQL URL");
@@ -206,65 +19,6 @@ const ARTIFACTS: (&str, &str) = (
     "where artifacts live (file:///abs/path or s3://bucket)",
 );
 const HMAC_SECRET: (&str, &str) = ("KILN_HMAC_SECRET", "the shared secret of the product back end");
-
-/// Reads raw values by variable name: the environment first, then the file.
-struct Source {
-    env: HashMap<String, String>,
-    file: HashMap<String, String>,
-}
-
-impl Source {
-    fn get(&self, var: &str) -> Option<String> {
-        if let Some(v) = self.env.get(var) {
-            return Some(v.clone()).filter(|v| !v.is_empty());
-        }
-        let key = var.trim_start_matches("KILN_").to_ascii_lowercase();
-        self.file.get(&key).cloned().filter(|v| !v.is_empty())
-    }
-
-    fn required(&self, (var, meaning): (&'static str, &'static str)) -> Result<String, ConfigError> {
-        self.get(var).ok_or(ConfigError::Missing { var, meaning })
-    }
-
-    fn parsed<T: std::str::FromStr>(
-        &self,
-        var: &'static str,
-        default: T,
-        expected: &str,
-    ) -> Result<T, ConfigError> {
-        match self.get(var) {
-            None => Ok(default),
-            Some(raw) => raw.trim().parse().map_err(|_| ConfigError::Invalid {
-                var,
-                reason: format!("expected {expected}, got {raw:?}"),
-            }),
-        }
-    }
-
-    /// `on`/`off` (also `true`/`false`, `1`/`0`).
-    fn switch(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
-        match self.get(var).map(|v| v.trim().to_ascii_lowercase()) {
-            None => Ok(default),
-            Some(v) if ["on", "true", "1"].contains(&v.as_str()) => Ok(true),
-            Some(v) if ["off", "false", "0"].contains(&v.as_str()) => Ok(false),
-            Some(v) => Err(ConfigError::Invalid {
-                var,
-                reason: format!("expected on or off, got {v:?}"),
-            }),
-        }
-    }
-
-    fn positive(&self, var: &'static str, default: u64) -> Result<u64, ConfigError> {
-        let v = self.parsed(var, default, "a positive integer")?;
-        if v == 0 {
-            return Err(ConfigError::Invalid {
-                var,
-                reason: "must be greater than 0".into(),
-            });
-        }
-        Ok(v)
-    }
-}
 
 impl Settings {
     /// Loads from the process environment (and `KILN_CONFIG`, when set).
@@ -405,35 +159,6 @@ impl Settings {
         })
     }
 
-    /// Every secret value these settings hold (and the passwords inside the URLs), for
-    /// redaction: none of them may ever reach a build log.
-    pub fn secret_values(&self) -> Vec<String> {
-        use secrecy::ExposeSecret;
-        let mut out = Vec::new();
-        for url in [&self.database_url, &self.redis_url] {
-            let raw = url.expose_secret().to_owned();
-            if let Ok(parsed) = url::Url::parse(&raw) {
-                if let Some(password) = parsed.password() {
-                    out.push(password.to_owned());
-                    if let Ok(decoded) = urlencoding_decode(password) {
-                        out.push(decoded);
-                    }
-                }
-            }
-            out.push(raw);
-        }
-        out.extend(self.hmac_secret.iter().map(|s| s.expose_secret().to_owned()));
-        out.extend(self.api_tokens.iter().map(|s| s.expose_secret().to_owned()));
-        out.extend(
-            self.s3
-                .secret_access_key
-                .iter()
-                .map(|s| s.expose_secret().to_owned()),
-        );
-        out.extend(self.s3.access_key_id.iter().cloned());
-        out
-    }
-
     /// The API also needs the HMAC secret.
     pub fn require_api(&self) -> Result<(), ConfigError> {
         if self.hmac_secret.is_none() {
@@ -444,42 +169,6 @@ impl Settings {
         }
         Ok(())
     }
-
-    pub fn file_limits(&self) -> crate::domain::FileLimits {
-        crate::domain::FileLimits {
-            max_files: self.max_files,
-            max_file_bytes: self.max_file_bytes,
-        }
-    }
-}
-
-/// `uid:gid`, neither of them root.
-fn read_toml(path: &Path) -> Result<HashMap<String, String>, ConfigError> {
-    let err = |reason: String| ConfigError::File {
-        path: path.display().to_string(),
-        reason,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-    let table: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| err(e.message().to_owned()))?;
-    table
-        .into_iter()
-        .map(|(k, v)| {
-            let v = match v {
-                toml::Value::String(s) => s,
-                toml::Value::Integer(i) => i.to_string(),
-                toml::Value::Boolean(b) => b.to_string(),
-                toml::Value::Array(items) => items
-                    .iter()
-                    .map(|i| i.as_str().map(str::to_owned).unwrap_or_else(|| i.to_string()))
-                    .collect::<Vec<_>>()
-                    .join(","),
-                other => return Err(err(format!("{k}: unsupported value {other}"))),
-            };
-            Ok((k.to_ascii_lowercase(), v))
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -558,7 +247,10 @@ mod tests {
             "no audit, no refresh"
         );
         let on = [("KILN_AUDIT", "warn"), ("KILN_AUDIT_DB", "/var/lib/kiln/osv/npm")];
-        assert_eq!(with(&on).unwrap().source.as_deref(), Some(audit::OSV_NPM_EXPORT));
+        assert_eq!(
+            with(&on).unwrap().source.as_deref(),
+            Some(super::super::audit::OSV_NPM_EXPORT)
+        );
         let mirror = with(&[
             on[0],
             on[1],
