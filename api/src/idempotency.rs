@@ -113,3 +113,39 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use actix_web::test::TestRequest;
+    use kiln_shared::domain::UserId;
+
+    use super::*;
+
+    #[test]
+    fn a_user_tokens_keys_are_its_users_own() {
+        let req = TestRequest::default()
+            .insert_header((IDEMPOTENCY_HEADER, "k-1"))
+            .to_http_request();
+        assert_eq!(key(&req, &Caller::Backend).unwrap().as_deref(), Some("k-1"));
+        let user = Caller::User {
+            user_id: UserId::parse("u_7").unwrap(),
+            token_id: String::new(),
+        };
+        assert_eq!(key(&req, &user).unwrap().as_deref(), Some("user:u_7:k-1"));
+        let none = TestRequest::default().to_http_request();
+        assert_eq!(key(&none, &Caller::Operator).unwrap(), None);
+    }
+
+    #[test]
+    fn a_key_is_1_to_255_characters() {
+        for bad in [String::new(), "k".repeat(256)] {
+            let req = TestRequest::default()
+                .insert_header((IDEMPOTENCY_HEADER, bad.as_str()))
+                .to_http_request();
+            assert!(matches!(
+                key(&req, &Caller::Backend),
+                Err(ApiError::BadRequest(_))
+            ));
+        }
+    }
+}

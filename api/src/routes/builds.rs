@@ -339,3 +339,57 @@ pub fn page(name: &str, rows: Vec<versions::Version>, limit: i64, state: &AppSta
     let views: Vec<BuildView> = rows.into_iter().map(|v| BuildView::new(v, &state.urls)).collect();
     serde_json::json!({ name: views, "nextCursor": next })
 }
+
+#[cfg(test)]
+mod tests {
+    use kiln_shared::preview::PreviewUrls;
+
+    use super::*;
+
+    fn queued() -> Queued {
+        let urls = PreviewUrls {
+            scheme: "http".into(),
+            domain: "localhost".into(),
+            port: Some(8081),
+        };
+        let user = UserId::parse("u_1").unwrap();
+        Queued::new(&urls, VersionId::new(), user, ProjectId::parse("p-1").unwrap())
+    }
+
+    /// The body is the queued build's, with the seed's `success` and `versionId` or a retry's
+    /// `retryOf` beside it, and its keys in order: as a replay of the stored record writes it.
+    #[test]
+    fn a_202_is_the_queued_build_and_its_extras_in_key_order() {
+        let q = queued();
+        let seed = Accepted {
+            seed: Some(SeedAnswer {
+                success: true,
+                version_id: q.build_id,
+            }),
+            queued: q.clone(),
+            retry_of: None,
+        };
+        let mut expected = serde_json::to_value(&q).unwrap();
+        expected["success"] = true.into();
+        expected["versionId"] = q.build_id.to_string().into();
+        assert_eq!(serde_json::to_value(&seed).unwrap(), expected);
+
+        let old = VersionId::new();
+        let retry = Accepted {
+            queued: q.clone(),
+            seed: None,
+            retry_of: Some(old),
+        };
+        let mut expected = serde_json::to_value(&q).unwrap();
+        expected["retryOf"] = old.to_string().into();
+        assert_eq!(serde_json::to_value(&retry).unwrap(), expected);
+
+        let response = accepted(&retry);
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        assert_eq!(response.headers().get("location").unwrap(), q.status_url.as_str());
+        let body = actix_web::body::to_bytes(response.into_body());
+        let body = futures::executor::block_on(body).unwrap();
+        // A replay writes the stored `serde_json::Value`: these bytes.
+        assert_eq!(body, serde_json::to_vec(&expected).unwrap());
+    }
+}
