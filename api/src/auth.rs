@@ -7,7 +7,9 @@
 //!   exist, so a user token does not even learn that another user's project exists.
 //!
 //! The body of a signed request is read here, once, under the size cap, and handed on. A
-//! signature that changes something is accepted once ([`refuse_replays`]). Credentials
+//! signature that changes something is accepted once ([`refuse_replays`]): recorded here, or,
+//! behind [`authenticate_admission`] (the routes that admit builds), by admission itself in its
+//! first Redis round trip, before anything is stored. Credentials
 //! anywhere else (the query string, a cookie, another header) are refused with a 401 that says
 //! where they go.
 //!
@@ -19,26 +21,58 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderMap, AUTHORIZATION, CONTENT_LENGTH, COOKIE};
 use actix_web::middleware::Next;
-use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use actix_web::{web, HttpMessage};
 use bytes::BytesMut;
 use futures::StreamExt;
 use kiln_shared::domain::UserId;
-use kiln_shared::redis::{SignatureRecord, SignatureUse};
-use kiln_shared::signing::{self, SignedHeaders, NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use kiln_shared::signing::{
+    self, SignedHeaders, IDEMPOTENCY_HEADER, NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER,
+};
 use secrecy::ExposeSecret;
 
+use crate::caller::{refuse_replays, Caller, UnrecordedSignature};
 use crate::error::ApiError;
+use crate::guard::ClientIp;
 use crate::state::AppState;
 
+/// The middleware of every authenticated route but admission's: a signature that changes
+/// something is recorded here, and refused if it was used before.
 pub async fn authenticate(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    authenticate_as(req, next, Signatures::Recorded).await
+}
+
+/// The middleware of the routes that admit builds (`POST /v1/builds` and the seed's aliases):
+/// the signature of a `POST` is handed on unrecorded ([`UnrecordedSignature`]), and admission
+/// records it in its first Redis round trip. Any other method is [`authenticate`]d as usual.
+pub async fn authenticate_admission(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    authenticate_as(req, next, Signatures::LeftToAdmission).await
+}
+
+/// Who records the use of a verified signature that changes something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signatures {
+    /// The middleware, before the handler runs.
+    Recorded,
+    /// Admission, for a `POST`; the middleware for any other method.
+    LeftToAdmission,
+}
+
+async fn authenticate_as(
     mut req: ServiceRequest,
     next: Next<impl MessageBody>,
+    signatures: Signatures,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .expect("AppState is registered")
         .clone();
-    let ip = state.limits.client_of(req.request());
+    let ip = ClientIp::of(req.request(), &state.limits);
     // A refused request counts against its address; once the allowance is used up the answer
     // is the 429 instead.
     let counted = |e: ApiError| match state.limits.check_ip(ip) {
@@ -109,12 +143,14 @@ pub async fn authenticate(
     if !req.method().is_safe() {
         let idempotency_key = req
             .headers()
-            .get(crate::routes::builds::IDEMPOTENCY_HEADER)
+            .get(IDEMPOTENCY_HEADER)
             .and_then(|v| v.to_str().ok());
         let record = state
             .signatures
             .record_of(&verified.mac, idempotency_key, verified.acceptable_for);
-        if is_admission(req.request()) {
+        let admits =
+            signatures == Signatures::LeftToAdmission && req.method() == actix_web::http::Method::POST;
+        if admits {
             // Admission records it in its first Redis round trip, before anything is stored.
             req.extensions_mut().insert(UnrecordedSignature(record));
         } else {
@@ -128,36 +164,6 @@ pub async fn authenticate(
 
 fn unauthorized(message: &str) -> ApiError {
     ApiError::Unauthorized(message.to_owned())
-}
-
-/// A signature that changes something is accepted once (across every API instance: the record
-/// is in Redis), until its timestamp leaves the window; the same request twice in one second
-/// carries an `X-Kiln-Nonce` each (it is signed). A client that retries one request with
-/// the same `Idempotency-Key` may send the same signature again: idempotency answers it with
-/// the first answer. Reads (GET, HEAD) are not recorded: replaying one changes nothing, and a
-/// back end may poll the same URL twice in a second.
-pub fn refuse_replays(found: SignatureUse) -> Result<(), ApiError> {
-    match found {
-        SignatureUse::First | SignatureUse::Retry => Ok(()),
-        SignatureUse::Replayed => Err(unauthorized(
-            "this X-Kiln-Signature was already used: a signed request that changes something is accepted once (sign each request anew, with an X-Kiln-Nonce to send the same request twice in a second; a retry of one request must carry the same Idempotency-Key)",
-        )),
-    }
-}
-
-/// A verified signature of a build request whose use admission records (in its first Redis
-/// round trip) and refuses if it was used before ([`refuse_replays`]).
-#[derive(Debug, Clone)]
-pub struct UnrecordedSignature(pub SignatureRecord);
-
-/// The routes that admit builds (`POST /v1/builds` and the seed's aliases): they record the
-/// signature themselves. Any other route has it recorded here.
-fn is_admission(req: &HttpRequest) -> bool {
-    req.method() == actix_web::http::Method::POST
-        && matches!(
-            req.path(),
-            "/v1/builds" | "/build-preview-for-new-project" | "/rebuild-preview"
-        )
 }
 
 /// Query parameters that look like credentials: a token or signature in a URL ends up in
@@ -259,64 +265,6 @@ async fn user_token(state: &AppState, token: &str) -> Result<Caller, ApiError> {
         .ok_or_else(invalid)?;
     let user_id = UserId::parse(&user).map_err(ApiError::internal)?;
     Ok(Caller::User { user_id, token_id })
-}
-
-/// Who is calling, as [`authenticate`] found out.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Caller {
-    /// An operator token: everything.
-    Operator,
-    /// The product back end (an HMAC signature): everything.
-    Backend,
-    /// A user token: that user's projects, builds and webhooks.
-    User { user_id: UserId, token_id: String },
-}
-
-impl Caller {
-    /// The user a user token is limited to; `None` for the operator and the back end.
-    pub fn user(&self) -> Option<&UserId> {
-        match self {
-            Caller::User { user_id, .. } => Some(user_id),
-            Caller::Operator | Caller::Backend => None,
-        }
-    }
-
-    /// Whether the caller may see `user`'s projects and builds.
-    pub fn sees(&self, user: &UserId) -> bool {
-        self.user().is_none_or(|own| own == user)
-    }
-
-    /// `Ok` when the caller may see `user`'s things, else the 404 `missing` makes (the same
-    /// answer as for something that does not exist).
-    pub fn check(&self, user: &UserId, missing: impl FnOnce() -> ApiError) -> Result<(), ApiError> {
-        if self.sees(user) {
-            Ok(())
-        } else {
-            Err(missing())
-        }
-    }
-
-    /// Routes for the operator and the back end only (the fleet, metrics, token creation):
-    /// for a user token they do not exist.
-    pub fn require_privileged(&self) -> Result<(), ApiError> {
-        match self {
-            Caller::User { .. } => Err(ApiError::NotFound("no such route; see /openapi.json".into())),
-            Caller::Operator | Caller::Backend => Ok(()),
-        }
-    }
-}
-
-impl FromRequest for Caller {
-    type Error = ApiError;
-    type Future = std::future::Ready<Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        std::future::ready(req.extensions().get::<Caller>().cloned().ok_or_else(|| {
-            ApiError::internal(anyhow::anyhow!(
-                "a handler that needs a Caller runs without authenticate"
-            ))
-        }))
-    }
 }
 
 /// The bearer token of `Authorization: Bearer <token>`, if the header is there.

@@ -1,18 +1,23 @@
 //! kiln-api: the HTTP front end of a Kiln farm. Two listeners: the API (`KILN_API_ADDR`) and the
 //! previews (`KILN_PREVIEW_ADDR`, a separate origin because preview content is untrusted).
+//!
+//! From the bottom up: `error` and `caller` (who is calling) depend on nothing of the API; the
+//! build lifecycle (`builds/`) on those; `limits`, `events` and the `state` every handler
+//! reaches above them; then the middleware (`guard`, `auth`), `idempotency`, the `preview`
+//! server and the HTTP `routes/`; `startup` wires them together.
 
-mod admission;
 mod auth;
+mod builds;
+mod caller;
 mod diff;
 mod error;
 mod events;
 mod export;
-mod lifecycle;
+mod guard;
+mod idempotency;
 mod limits;
 mod logs;
 mod preview;
-mod queue_estimate;
-mod rollback;
 mod routes;
 mod startup;
 mod state;

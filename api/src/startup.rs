@@ -17,11 +17,12 @@ use kiln_shared::store::Artifacts;
 use tokio_util::sync::CancellationToken;
 use tracing_actix_web::TracingLogger;
 
-use crate::admission::AdmissionDb;
 use crate::auth::authenticate;
+use crate::builds::AdmissionDb;
 use crate::error::ApiError;
 use crate::events::EventHub;
-use crate::limits::{guard, Limits, Public};
+use crate::guard::{guard, Public};
+use crate::limits::Limits;
 use crate::routes::{
     builders, builds, events, health, logs, metrics, openapi, projects, tokens, versions, webhooks,
 };
@@ -85,7 +86,7 @@ impl Application {
             artifacts,
             urls,
             cache: Arc::new(ImmutableCache::default()),
-            admission: AdmissionDb::new(&connect_generic(&generic_plans, AdmissionDb::CONNECTIONS)),
+            batch: AdmissionDb::new(&connect_generic(&generic_plans, AdmissionDb::CONNECTIONS)),
             db,
         });
 
@@ -108,6 +109,7 @@ impl Application {
                         .wrap(from_fn(authenticate))
                         .route(web::get().to(metrics::metrics)),
                 )
+                .configure(builds::admission)
                 .service(
                     web::scope("/v1")
                         .wrap(from_fn(authenticate))
@@ -119,16 +121,6 @@ impl Application {
                         .configure(tokens::configure)
                         .configure(versions::configure)
                         .configure(webhooks::configure),
-                )
-                .service(
-                    web::resource("/build-preview-for-new-project")
-                        .wrap(from_fn(authenticate))
-                        .route(web::post().to(builds::seed_new_project)),
-                )
-                .service(
-                    web::resource("/rebuild-preview")
-                        .wrap(from_fn(authenticate))
-                        .route(web::post().to(builds::seed_rebuild)),
                 )
                 .default_service(web::to(|_: Public| async {
                     Err::<actix_web::HttpResponse, _>(ApiError::NotFound(

@@ -1,10 +1,13 @@
+//! What every handler can reach ([`AppState`]), and the caches of things that never change.
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use kiln_shared::config::Settings;
 
-use crate::admission::AdmissionDb;
+use crate::builds::{AdmissionDb, Builds};
 use crate::events::EventHub;
+use crate::limits::Limits;
 use kiln_shared::db::PgPool;
 use kiln_shared::domain::VersionId;
 use kiln_shared::metrics::Metrics;
@@ -25,7 +28,8 @@ pub struct AppState {
     pub artifacts: Artifacts,
     pub urls: PreviewUrls,
     pub cache: Arc<ImmutableCache>,
-    pub admission: AdmissionDb,
+    /// Admission's batched Postgres statements.
+    pub batch: AdmissionDb,
     /// This process's subscription to build events (shared by every worker).
     pub hub: EventHub,
     /// Builds' live log streams.
@@ -37,7 +41,7 @@ pub struct AppState {
     /// Cancelled when the API starts shutting down: event and log streams end.
     pub closing: CancellationToken,
     /// The per-IP limiter and the open streams of this process.
-    pub limits: Arc<crate::limits::Limits>,
+    pub limits: Arc<Limits>,
     /// The fleet-wide quotas admission counts builds against.
     pub quotas: kiln_shared::redis::QuotaLimits,
 }
@@ -60,6 +64,21 @@ impl AppState {
             Err(e) => tracing::warn!(error = %e, "a worker shares the main Redis connection"),
         }
         state
+    }
+
+    /// What the build lifecycle works with, for one request.
+    pub fn builds(&self) -> Builds<'_> {
+        Builds {
+            db: &self.db,
+            queue: &self.queue,
+            artifacts: &self.artifacts,
+            urls: &self.urls,
+            quotas: &self.quotas,
+            batch: &self.batch,
+            fleet: &self.fleet,
+            metrics: &self.metrics,
+            generator: self.settings.generator_cmd.is_some(),
+        }
     }
 }
 

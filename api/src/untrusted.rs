@@ -8,16 +8,16 @@ use kiln_shared::db::versions::ListFilter;
 use kiln_shared::domain::{FileLimits, UserId};
 use kiln_shared::store::Manifest;
 
-pub use crate::admission::BuildRequest;
-use crate::admission::BuildRequestBody;
-pub use crate::auth::Caller;
+pub use crate::builds::BuildRequest;
+use crate::builds::BuildRequestBody;
+pub use crate::caller::Caller;
 pub use crate::error::ApiError;
 use crate::routes;
 
 /// `POST /v1/builds`' body (and the seed aliases'), parsed and checked as admission does
 /// before it touches anything.
 pub fn build_request(body: &[u8], limits: FileLimits) -> Result<BuildRequest, ApiError> {
-    let parsed: BuildRequestBody = routes::json_body(&bytes::Bytes::copy_from_slice(body))?;
+    let parsed: BuildRequestBody = routes::parse::json_body(&bytes::Bytes::copy_from_slice(body))?;
     BuildRequest::parse(parsed, limits)
 }
 

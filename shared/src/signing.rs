@@ -14,6 +14,10 @@ use subtle::ConstantTimeEq;
 pub const TIMESTAMP_HEADER: &str = "x-kiln-timestamp";
 pub const SIGNATURE_HEADER: &str = "x-kiln-signature";
 pub const NONCE_HEADER: &str = "x-kiln-nonce";
+/// A back end's key for one logical request (`POST /v1/builds` and the seed's aliases): a retry
+/// with the same key and body is answered with the first answer, and may carry the same
+/// signature again.
+pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 pub const MAX_SKEW_SECS: i64 = 300;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -3,8 +3,8 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use super::{limit, query};
-use crate::auth::Caller;
+use super::parse::{limit, query};
+use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 

@@ -1,30 +1,55 @@
 //! `POST /v1/builds`, `GET /v1/builds/{id}`, `GET /v1/builds`, and the seed aliases.
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use actix_web::middleware::from_fn;
+use actix_web::{guard, web, HttpMessage, HttpRequest, HttpResponse};
 use kiln_shared::db::events;
 use kiln_shared::db::versions::{self, ListFilter};
 use kiln_shared::domain::{BuildStatus, ProjectId, UserId, VersionId};
-use kiln_shared::redis::{Claim, IdempotencyRecord, SignatureRecord};
+use kiln_shared::redis::SignatureRecord;
 use kiln_shared::store::sha256_hex;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use super::{json_body, limit, query_str};
-use crate::admission::{self, BuildRequest, BuildRequestBody};
-use crate::auth::{Caller, UnrecordedSignature};
+use super::parse::{json_body, limit, query_str};
+use crate::auth::authenticate_admission;
+use crate::builds::estimate::{self, QueueEstimate};
+use crate::builds::{self, BuildRequest, BuildRequestBody, Queued};
+use crate::caller::{Caller, UnrecordedSignature};
 use crate::error::ApiError;
-use crate::queue_estimate::{self, QueueEstimate};
+use crate::idempotency::{self, Once};
 use crate::state::AppState;
 use crate::views::BuildView;
 
-pub(crate) const IDEMPOTENCY_HEADER: &str = "idempotency-key";
-
+/// The routes under `/v1` but admission's (see [`admission`]).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/builds", web::post().to(create))
-        .route("/builds", web::get().to(list))
+    cfg.route("/builds", web::get().to(list))
         .route("/builds/{id}", web::get().to(get))
         .route("/builds/{id}/cancel", web::post().to(cancel))
         .route("/builds/{id}/retry", web::post().to(retry));
+}
+
+/// The routes that admit builds: `POST /v1/builds` and the seed's aliases. They authenticate
+/// with [`authenticate_admission`]: admission records a signature's use itself, in its first
+/// Redis round trip. Registered beside the `/v1` scope, not in it (its middleware would record
+/// the signature first); `/v1/builds` takes only its `POST`, so any other method goes on to the
+/// scope.
+pub fn admission(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/v1/builds")
+            .guard(guard::Post())
+            .wrap(from_fn(authenticate_admission))
+            .route(web::post().to(create)),
+    )
+    .service(
+        web::resource("/build-preview-for-new-project")
+            .wrap(from_fn(authenticate_admission))
+            .route(web::post().to(seed_new_project)),
+    )
+    .service(
+        web::resource("/rebuild-preview")
+            .wrap(from_fn(authenticate_admission))
+            .route(web::post().to(seed_rebuild)),
+    );
 }
 
 /// `POST /v1/builds/{id}/cancel`: the build, now `cancelled` (idempotent).
@@ -34,7 +59,7 @@ async fn cancel(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = visible_build(&state, &caller, &path).await?;
-    let cancelled = crate::lifecycle::cancel(&state, id).await?;
+    let cancelled = builds::cancel(&state.builds(), id).await?;
     Ok(HttpResponse::Ok().json(BuildView::new(cancelled, &state.urls)))
 }
 
@@ -45,10 +70,12 @@ async fn retry(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = visible_build(&state, &caller, &path).await?;
-    let queued = crate::lifecycle::retry(&state, id).await?;
-    let mut response = serde_json::to_value(&queued).expect("a response always serialises");
-    response["retryOf"] = id.to_string().into();
-    Ok(accepted(response))
+    let queued = builds::retry(&state.builds(), id).await?;
+    Ok(accepted(&Accepted {
+        queued,
+        seed: None,
+        retry_of: Some(id),
+    }))
 }
 
 /// How a request reached admission: the Kiln API or one of the seed's routes.
@@ -57,6 +84,37 @@ pub enum Flavour {
     Kiln,
     SeedNewProject,
     SeedRebuild,
+}
+
+/// The 202 of a build request: the queued build (its `statusUrl` is also the `Location`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Accepted {
+    #[serde(flatten)]
+    queued: Queued,
+    /// The seed's routes only.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    seed: Option<SeedAnswer>,
+    /// A retry's: the build it repeats.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_of: Option<VersionId>,
+}
+
+/// The seed's answer had `success` and `versionId`; a build id is a version id.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SeedAnswer {
+    success: bool,
+    version_id: VersionId,
+}
+
+/// A 202 with its `Location`. The body is written as a JSON value (its keys sorted), as a
+/// replay writes the stored one: a retry with the same `Idempotency-Key` gets the same bytes.
+fn accepted(answer: &Accepted) -> HttpResponse {
+    let body = serde_json::to_value(answer).expect("a response always serialises");
+    HttpResponse::Accepted()
+        .insert_header(("Location", answer.queued.status_url.clone()))
+        .json(body)
 }
 
 async fn create(
@@ -69,7 +127,7 @@ async fn create(
 }
 
 /// `POST /build-preview-for-new-project`
-pub async fn seed_new_project(
+async fn seed_new_project(
     caller: Caller,
     req: HttpRequest,
     body: web::Bytes,
@@ -79,7 +137,7 @@ pub async fn seed_new_project(
 }
 
 /// `POST /rebuild-preview`
-pub async fn seed_rebuild(
+async fn seed_rebuild(
     caller: Caller,
     req: HttpRequest,
     body: web::Bytes,
@@ -88,8 +146,8 @@ pub async fn seed_rebuild(
     submit(&caller, &req, &body, &state, Flavour::SeedRebuild).await
 }
 
-/// Admission with idempotency: the same key and body replays the first answer; the same key with
-/// another body is a 422.
+/// Admission with idempotency ([`idempotency::run_once`]): the same key and body replays the
+/// first answer; the same key with another body is a 422.
 async fn submit(
     caller: &Caller,
     req: &HttpRequest,
@@ -97,98 +155,35 @@ async fn submit(
     state: &AppState,
     flavour: Flavour,
 ) -> Result<HttpResponse, ApiError> {
-    let key = match req.headers().get(IDEMPOTENCY_HEADER) {
-        None => None,
-        Some(v) => {
-            let k = v
-                .to_str()
-                .ok()
-                .filter(|k| !k.is_empty() && k.len() <= 255)
-                .ok_or_else(|| {
-                    ApiError::BadRequest("Idempotency-Key must be 1-255 visible characters".into())
-                })?;
-            // A user token's keys are its user's own: they never replay another caller's answer.
-            Some(match caller.user() {
-                Some(user) => format!("user:{user}:{k}"),
-                None => k.to_owned(),
-            })
-        }
+    let key = idempotency::key(req, caller)?;
+    let signature = req.extensions().get::<UnrecordedSignature>().map(|s| s.0.clone());
+    let admitted = admit(caller, body, state, flavour, signature);
+    let Some(key) = key else {
+        return admitted.await.map(|answer| accepted(&answer));
     };
     let body_hash = sha256_hex(body);
-    let signature = req.extensions().get::<UnrecordedSignature>().map(|s| s.0.clone());
-    let Some(key) = key else {
-        return admit(caller, body, state, flavour, signature).await.map(accepted);
-    };
-    match state.idempotency.claim(&key, &body_hash).await? {
-        Claim::Fresh => {}
-        Claim::Replay(record) => {
-            let status = StatusCode::from_u16(record.status).unwrap_or(StatusCode::ACCEPTED);
-            return Ok(HttpResponse::build(status)
-                .insert_header(("Idempotent-Replayed", "true"))
-                .json(record.response));
-        }
-        Claim::InProgress => {
-            return Err(ApiError::InProgress(
-                "a request with this Idempotency-Key is still being processed; retry shortly".into(),
-            ))
-        }
-        Claim::Mismatch => {
-            return Err(ApiError::Unprocessable(
-                "this Idempotency-Key was already used with a different request body".into(),
-            ))
-        }
-    }
-    // The reservation is renewed while admission runs, so it outlives a slow request but not
-    // a dead one.
-    let renew = async {
-        loop {
-            tokio::time::sleep(kiln_shared::redis::IDEMPOTENCY_RENEW_EVERY).await;
-            if let Err(e) = state.idempotency.renew(&key, &body_hash).await {
-                tracing::warn!(error = %e, "cannot renew the Idempotency-Key's reservation");
-            }
-        }
-    };
-    let admitted = tokio::select! {
-        admitted = admit(caller, body, state, flavour, signature) => admitted,
-        never = renew => never,
-    };
-    match admitted {
-        Ok(response) => {
-            let record = IdempotencyRecord {
-                body_hash,
-                status: StatusCode::ACCEPTED.as_u16(),
-                response: response.clone(),
-            };
-            if let Err(e) = state.idempotency.complete(&key, &record).await {
-                tracing::warn!(error = %e, "cannot store the idempotency record");
-            }
-            Ok(accepted(response))
-        }
-        Err(e) => {
-            // Refusals are not remembered: a corrected retry with the same key is evaluated.
-            if let Err(e) = state.idempotency.release(&key).await {
-                tracing::warn!(error = %e, "cannot release the idempotency key");
-            }
-            Err(e)
-        }
+    match idempotency::run_once(
+        &state.idempotency,
+        &key,
+        &body_hash,
+        StatusCode::ACCEPTED,
+        admitted,
+    )
+    .await?
+    {
+        Once::Ran(answer) => Ok(accepted(&answer)),
+        Once::Replayed(response) => Ok(response),
     }
 }
 
-fn accepted(response: serde_json::Value) -> HttpResponse {
-    let location = response["statusUrl"].as_str().unwrap_or_default().to_owned();
-    HttpResponse::Accepted()
-        .insert_header(("Location", location))
-        .json(response)
-}
-
-/// Parses, checks and admits a request; the JSON answer of a 202.
+/// Parses, checks and admits a request; the answer of a 202.
 async fn admit(
     caller: &Caller,
     body: &web::Bytes,
     state: &AppState,
     flavour: Flavour,
     signature: Option<SignatureRecord>,
-) -> Result<serde_json::Value, ApiError> {
+) -> Result<Accepted, ApiError> {
     let parsed: BuildRequestBody = json_body(body)?;
     let request = BuildRequest::parse(parsed, state.settings.file_limits())?;
     caller.check(&request.user, || {
@@ -205,14 +200,16 @@ async fn admit(
             request.user, request.project
         )));
     }
-    let queued = Box::pin(admission::admit(state, request, signature)).await?;
-    let mut response = serde_json::to_value(&queued).expect("a response always serialises");
-    if flavour != Flavour::Kiln {
-        // The seed's answer had `success` and `versionId`; a build id is a version id.
-        response["success"] = true.into();
-        response["versionId"] = queued.build_id.to_string().into();
-    }
-    Ok(response)
+    let queued = Box::pin(builds::admit(&state.builds(), request, signature)).await?;
+    let seed = (flavour != Flavour::Kiln).then_some(SeedAnswer {
+        success: true,
+        version_id: queued.build_id,
+    });
+    Ok(Accepted {
+        queued,
+        seed,
+        retry_of: None,
+    })
 }
 
 /// Parses a build id from the path.
@@ -246,7 +243,7 @@ async fn get(
         (None, false) => 0,
     };
     let queue = match version.status {
-        BuildStatus::Queued => match queue_estimate::for_build(&state, id).await {
+        BuildStatus::Queued => match estimate::for_build(&state.builds(), id).await {
             Ok(estimate) => Some(estimate),
             Err(e) => {
                 // The build itself is still worth answering with.
@@ -341,4 +338,58 @@ pub fn page(name: &str, rows: Vec<versions::Version>, limit: i64, state: &AppSta
         .flatten();
     let views: Vec<BuildView> = rows.into_iter().map(|v| BuildView::new(v, &state.urls)).collect();
     serde_json::json!({ name: views, "nextCursor": next })
+}
+
+#[cfg(test)]
+mod tests {
+    use kiln_shared::preview::PreviewUrls;
+
+    use super::*;
+
+    fn queued() -> Queued {
+        let urls = PreviewUrls {
+            scheme: "http".into(),
+            domain: "localhost".into(),
+            port: Some(8081),
+        };
+        let user = UserId::parse("u_1").unwrap();
+        Queued::new(&urls, VersionId::new(), user, ProjectId::parse("p-1").unwrap())
+    }
+
+    /// The body is the queued build's, with the seed's `success` and `versionId` or a retry's
+    /// `retryOf` beside it, and its keys in order: as a replay of the stored record writes it.
+    #[test]
+    fn a_202_is_the_queued_build_and_its_extras_in_key_order() {
+        let q = queued();
+        let seed = Accepted {
+            seed: Some(SeedAnswer {
+                success: true,
+                version_id: q.build_id,
+            }),
+            queued: q.clone(),
+            retry_of: None,
+        };
+        let mut expected = serde_json::to_value(&q).unwrap();
+        expected["success"] = true.into();
+        expected["versionId"] = q.build_id.to_string().into();
+        assert_eq!(serde_json::to_value(&seed).unwrap(), expected);
+
+        let old = VersionId::new();
+        let retry = Accepted {
+            queued: q.clone(),
+            seed: None,
+            retry_of: Some(old),
+        };
+        let mut expected = serde_json::to_value(&q).unwrap();
+        expected["retryOf"] = old.to_string().into();
+        assert_eq!(serde_json::to_value(&retry).unwrap(), expected);
+
+        let response = accepted(&retry);
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        assert_eq!(response.headers().get("location").unwrap(), q.status_url.as_str());
+        let body = actix_web::body::to_bytes(response.into_body());
+        let body = futures::executor::block_on(body).unwrap();
+        // A replay writes the stored `serde_json::Value`: these bytes.
+        assert_eq!(body, serde_json::to_vec(&expected).unwrap());
+    }
 }

@@ -12,11 +12,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::builds::visible_build;
-use super::{query, query_str};
-use crate::auth::Caller;
+use super::parse::{query, query_str};
+use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::events::{self as live, StreamTiming};
-use crate::limits::{ClientIp, StreamPermit};
+use crate::guard::ClientIp;
+use crate::limits::StreamPermit;
 use crate::state::AppState;
 
 /// How often an idle stream sends a comment line (and re-reads Postgres).

@@ -8,10 +8,10 @@ use tokio::sync::mpsc;
 
 use super::builds::visible_build;
 use super::events::{resume_point, sse_response, HEARTBEAT};
-use super::query_str;
-use crate::auth::Caller;
+use super::parse::query_str;
+use crate::caller::Caller;
 use crate::error::ApiError;
-use crate::limits::ClientIp;
+use crate::guard::ClientIp;
 use crate::logs;
 use crate::state::AppState;
 

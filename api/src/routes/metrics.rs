@@ -8,7 +8,7 @@ use actix_web::{web, HttpResponse};
 use kiln_shared::db::versions;
 use kiln_shared::metrics::{FarmGauges, CONTENT_TYPE};
 
-use crate::auth::Caller;
+use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 

@@ -306,6 +306,6 @@ pub fn document() -> Value {
     })
 }
 
-pub async fn openapi(_: crate::limits::Public) -> HttpResponse {
+pub async fn openapi(_: crate::guard::Public) -> HttpResponse {
     HttpResponse::Ok().json(document())
 }

@@ -6,8 +6,8 @@ use kiln_shared::domain::{ProjectId, UserId, VersionId};
 use serde::Deserialize;
 
 use super::builds::page;
-use super::{limit, query};
-use crate::auth::Caller;
+use super::parse::{limit, query};
+use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 

@@ -8,8 +8,8 @@ use kiln_shared::domain::UserId;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{json_body, query};
-use crate::auth::Caller;
+use super::parse::{json_body, query};
+use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 

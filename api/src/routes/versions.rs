@@ -9,14 +9,14 @@ use kiln_shared::store::Manifest;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::parse::{json_body, query};
 use super::projects::project;
-use super::{json_body, query};
-use crate::auth::Caller;
+use crate::builds;
+use crate::caller::Caller;
 use crate::diff::{self, ChangeKind};
 use crate::error::ApiError;
 use crate::export;
 use crate::preview::Representation;
-use crate::rollback;
 use crate::state::AppState;
 use crate::views::BuildView;
 
@@ -83,7 +83,7 @@ async fn rollback(
     let body: RollbackBody = json_body(&body)?;
     let target = VersionId::parse_field("versionId", body.version_id.as_deref().unwrap_or_default())
         .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
-    let version = rollback::rollback(&state, &user, &project, target).await?;
+    let version = builds::rollback(&state.builds(), &user, &project, target).await?;
     let view = BuildView::new(version, &state.urls);
     Ok(HttpResponse::Ok().json(json!({
         "rolledBackTo": target,

@@ -9,8 +9,8 @@ use kiln_shared::domain::{EventType, UserId};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{json_body, limit, query};
-use crate::auth::Caller;
+use super::parse::{json_body, limit, query};
+use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 

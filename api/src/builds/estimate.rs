@@ -7,8 +7,8 @@ use kiln_shared::domain::VersionId;
 use kiln_shared::redis::FleetCapacity;
 use serde::Serialize;
 
+use super::context::Builds;
 use crate::error::ApiError;
-use crate::state::AppState;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -61,8 +61,8 @@ pub fn estimate(standing: QueueStanding, fleet: FleetCapacity, now: DateTime<Utc
 }
 
 /// The estimate for a queued build, read now.
-pub async fn for_build(state: &AppState, id: VersionId) -> Result<QueueEstimate, ApiError> {
-    let (standing, fleet) = tokio::join!(versions::queue_standing(&state.db, id), state.fleet.capacity());
+pub async fn for_build(b: &Builds<'_>, id: VersionId) -> Result<QueueEstimate, ApiError> {
+    let (standing, fleet) = tokio::join!(versions::queue_standing(b.db, id), b.fleet.capacity());
     let fleet = fleet.map_err(|e| ApiError::Unavailable {
         what: "the builder fleet",
         cause: e.into(),

@@ -11,26 +11,22 @@ use kiln_shared::db::versions::{self, Version};
 use kiln_shared::domain::{BuildStatus, ProjectId, UserId, VersionId};
 use kiln_shared::redis::LatestPointer;
 
+use super::context::Builds;
+use super::slot::SlotHolder;
 use crate::error::ApiError;
-use crate::state::AppState;
 
 /// A rollback's hold on the project's slot ends by itself after this, if the API dies mid-way.
 const HOLD: Duration = Duration::from_secs(10);
 
-/// The slot value of a rollback in progress: never taken for a stale build claim.
-pub fn slot_value(id: VersionId) -> String {
-    format!("rollback:{id}")
-}
-
 /// Rolls the project back (or forward: redo is a rollback to a later version) to `target_id`.
 #[tracing::instrument(skip_all, fields(user_id = %user, project_id = %project, target = %target_id))]
 pub async fn rollback(
-    state: &AppState,
+    b: &Builds<'_>,
     user: &UserId,
     project: &ProjectId,
     target_id: VersionId,
 ) -> Result<Version, ApiError> {
-    let target = versions::get(&state.db, target_id)
+    let target = versions::get(b.db, target_id)
         .await?
         .filter(|t| &t.user_id == user && &t.project_id == project)
         .ok_or_else(|| {
@@ -49,41 +45,44 @@ pub async fn rollback(
     }
 
     let id = VersionId::new();
-    let hold = slot_value(id);
-    if let Some(holder) = state.queue.hold(&hold, user, project, HOLD).await? {
-        let (what, build_id) = match holder.strip_prefix("rollback:") {
-            Some(other) => (
+    // The slot's value of a rollback in progress: never taken for a stale build claim.
+    let hold = SlotHolder::Rollback(id).to_string();
+    if let Some(holder) = b.queue.hold(&hold, user, project, HOLD).await? {
+        let (what, build_id) = match SlotHolder::parse(&holder) {
+            SlotHolder::Rollback(other) => (
                 "another rollback of this project is in progress",
-                other.to_owned(),
+                other.to_string(),
             ),
-            None => ("a build of this project is queued or running", holder),
+            SlotHolder::Build(_) | SlotHolder::Unknown(_) => {
+                ("a build of this project is queued or running", holder)
+            }
         };
         return Err(ApiError::Conflict {
             message: format!("{what}: {build_id}; try again when it is over"),
             build_id,
         });
     }
-    let outcome = flip(state, id, &target).await;
-    if let Err(e) = state.queue.release(&hold, user, project).await {
+    let outcome = flip(b, id, &target).await;
+    if let Err(e) = b.queue.release(&hold, user, project).await {
         tracing::warn!(error = %e, "cannot release the rollback's hold; it expires by itself");
     }
     outcome
 }
 
-async fn flip(state: &AppState, id: VersionId, target: &Version) -> Result<Version, ApiError> {
-    let version = versions::insert_rollback(&state.db, id, target).await?;
+async fn flip(b: &Builds<'_>, id: VersionId, target: &Version) -> Result<Version, ApiError> {
+    let version = versions::insert_rollback(b.db, id, target).await?;
     let pointer = LatestPointer {
         latest_version_id: id,
-        preview_url: state.urls.version_url(id),
+        preview_url: b.urls.version_url(id),
         timestamp: version.finished_at.unwrap_or(version.created_at),
     };
-    if let Err(e) = state
+    if let Err(e) = b
         .queue
         .set_latest(&version.user_id, &version.project_id, &pointer)
         .await
     {
         // The pointer did not move: the rollback did not happen.
-        versions::delete_rollback(&state.db, id).await?;
+        versions::delete_rollback(b.db, id).await?;
         return Err(e.into());
     }
     tracing::info!(version = %id, "rolled back");
