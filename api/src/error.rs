@@ -4,7 +4,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use kiln_shared::db::DbError;
-use kiln_shared::redis::{QueueError, QuotaHit};
+use kiln_shared::redis::{QuotaHit, RedisError};
 use kiln_shared::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -106,10 +106,10 @@ impl From<DbError> for ApiError {
     }
 }
 
-impl From<QueueError> for ApiError {
-    fn from(e: QueueError) -> Self {
+impl From<RedisError> for ApiError {
+    fn from(e: RedisError) -> Self {
         match e {
-            QueueError::Malformed { .. } => ApiError::Internal(e.into()),
+            RedisError::Malformed { .. } => ApiError::Internal(e.into()),
             _ => ApiError::Unavailable {
                 what: "redis",
                 cause: e.into(),

@@ -74,7 +74,7 @@ impl EventHub {
         hub
     }
 
-    async fn listen(&self, redis: &Redis, keys: &Keys) -> Result<(), kiln_shared::redis::QueueError> {
+    async fn listen(&self, redis: &Redis, keys: &Keys) -> Result<(), kiln_shared::redis::RedisError> {
         let mut pubsub = redis.pubsub().await?;
         pubsub.psubscribe(keys.events_pattern()).await?;
         tracing::debug!("subscribed to build events");

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::config::Settings;
 use crate::db::{DbError, PgPool};
 use crate::preview::PreviewUrls;
-use crate::redis::{fleet, Fleet, Keys, LiveLogs, Queue, QueueError, Redis};
+use crate::redis::{fleet, Fleet, Keys, LiveLogs, Queue, Redis, RedisError};
 use crate::store::{Artifacts, StoreError};
 
 /// Which binary connects, and what it needs that the others do not.
@@ -67,9 +67,9 @@ pub enum BackendsError {
     #[error("applying migrations: {0}")]
     Migrate(DbError),
     #[error("{0}")]
-    Redis(#[from] QueueError),
+    Redis(#[from] RedisError),
     #[error("creating the consumer group: {0}")]
-    ConsumerGroup(QueueError),
+    ConsumerGroup(RedisError),
     #[error("{0}")]
     Store(#[from] StoreError),
 }

@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::db::{events, versions, DbError, PgPool};
 use crate::domain::{EventType, VersionId};
-use crate::redis::{Admission, Queue, QueueError, QuotaLimits};
+use crate::redis::{Admission, Queue, QuotaLimits, RedisError};
 
 /// How old a queued row (or a slot's build) must be before a missing entry (or row) counts as
 /// lost: admission writes the row, then milliseconds later the entry, and a repair must not
@@ -32,7 +32,7 @@ pub enum RepairError {
     #[error("postgres: {0}")]
     Db(#[from] DbError),
     #[error("redis: {0}")]
-    Redis(#[from] QueueError),
+    Redis(#[from] RedisError),
 }
 
 /// What a pass did (or, dry, would do).

@@ -227,7 +227,7 @@ async fn replace(
     }
 }
 
-async fn queue_unavailable(b: &Builds<'_>, id: VersionId, e: kiln_shared::redis::QueueError) -> ApiError {
+async fn queue_unavailable(b: &Builds<'_>, id: VersionId, e: kiln_shared::redis::RedisError) -> ApiError {
     tracing::error!(error = %e, "the build queue is unavailable");
     let reason = format!("the build queue is unavailable: {e}");
     match versions::mark_failed(b.db, id, None, Step::Queue, &reason, &Metrics::default()).await {

@@ -28,7 +28,7 @@ pub const LOCK_TTL: Duration = Duration::from_secs(60);
 #[derive(Debug, thiserror::Error)]
 pub enum MaintainError {
     #[error("redis: {0}")]
-    Redis(#[from] kiln_shared::redis::QueueError),
+    Redis(#[from] kiln_shared::redis::RedisError),
     #[error("postgres: {0}")]
     Db(#[from] kiln_shared::db::DbError),
     #[error("artifact store: {0}")]

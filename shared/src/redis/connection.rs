@@ -4,7 +4,7 @@
 use redis::aio::{ConnectionManager, MultiplexedConnection};
 use secrecy::ExposeSecret;
 
-use super::error::QueueError;
+use super::error::RedisError;
 
 /// Kiln's connection to Redis: one multiplexed connection shared by every task (it reconnects
 /// by itself), plus dedicated connections for blocking reads, which would stall it.
@@ -24,7 +24,7 @@ impl std::fmt::Debug for Redis {
 impl Redis {
     /// Another shared connection to the same server, opened lazily by the first task that uses
     /// it (so its I/O is driven by that task's runtime: the API gives each worker thread its own).
-    pub fn another(&self) -> Result<Redis, QueueError> {
+    pub fn another(&self) -> Result<Redis, RedisError> {
         Ok(Redis {
             client: self.client.clone(),
             shared: lazy_manager(&self.client, self.response_timeout)?,
@@ -33,7 +33,7 @@ impl Redis {
     }
 
     /// A connection for `SUBSCRIBE`/`PSUBSCRIBE` (it can do nothing else).
-    pub async fn pubsub(&self) -> Result<redis::aio::PubSub, QueueError> {
+    pub async fn pubsub(&self) -> Result<redis::aio::PubSub, RedisError> {
         Ok(self.client.get_async_pubsub().await?)
     }
 
@@ -46,7 +46,7 @@ impl Redis {
     pub(crate) async fn dedicated(
         &self,
         block: std::time::Duration,
-    ) -> Result<MultiplexedConnection, QueueError> {
+    ) -> Result<MultiplexedConnection, RedisError> {
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(block + std::time::Duration::from_secs(5)));
@@ -64,8 +64,8 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 pub fn connect(
     url: &secrecy::SecretString,
     response_timeout: std::time::Duration,
-) -> Result<Redis, QueueError> {
-    let client = redis::Client::open(url.expose_secret()).map_err(|e| QueueError::Malformed {
+) -> Result<Redis, RedisError> {
+    let client = redis::Client::open(url.expose_secret()).map_err(|e| RedisError::Malformed {
         key: "KILN_REDIS_URL".into(),
         reason: e.to_string(),
     })?;
@@ -80,7 +80,7 @@ pub fn connect(
 fn lazy_manager(
     client: &redis::Client,
     response_timeout: std::time::Duration,
-) -> Result<ConnectionManager, QueueError> {
+) -> Result<ConnectionManager, RedisError> {
     let config = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
         .set_response_timeout(Some(response_timeout))
@@ -89,7 +89,7 @@ fn lazy_manager(
 }
 
 /// `PING`, for `/readyz`.
-pub async fn ping(redis: &Redis) -> Result<(), QueueError> {
+pub async fn ping(redis: &Redis) -> Result<(), RedisError> {
     let _: String = redis::cmd("PING").query_async(&mut redis.conn()).await?;
     Ok(())
 }

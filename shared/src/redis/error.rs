@@ -2,7 +2,7 @@
 
 /// What went wrong talking to Redis, or in what it holds.
 #[derive(Debug, thiserror::Error)]
-pub enum QueueError {
+pub enum RedisError {
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
     #[error("redis holds a malformed value at {key}: {reason}")]

@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use super::connection::Redis;
-use super::error::QueueError;
+use super::error::RedisError;
 use super::keys::Keys;
 
 /// How often a builder heartbeats, and how long after its last heartbeat it counts as alive.
@@ -55,7 +55,7 @@ impl Fleet {
         id: &str,
         capacity: usize,
         report: &serde_json::Value,
-    ) -> Result<(), QueueError> {
+    ) -> Result<(), RedisError> {
         let _: i64 = HEARTBEAT
             .key(self.keys.builders())
             .key(self.keys.builder(id))
@@ -69,7 +69,7 @@ impl Fleet {
     }
 
     /// The live builders: id, when Redis last heard from it (ms), and its report; sorted by id.
-    pub async fn live(&self) -> Result<Vec<LiveBuilder>, QueueError> {
+    pub async fn live(&self) -> Result<Vec<LiveBuilder>, RedisError> {
         let mut raw: Vec<String> = LIVE
             .key(self.keys.builders())
             .arg(self.lease.as_millis() as u64)
@@ -93,7 +93,7 @@ impl Fleet {
     }
 
     /// Removes builder `id` at once (a clean shutdown).
-    pub async fn leave(&self, id: &str) -> Result<(), QueueError> {
+    pub async fn leave(&self, id: &str) -> Result<(), RedisError> {
         redis::pipe()
             .zrem(self.keys.builders(), id)
             .ignore()
@@ -104,7 +104,7 @@ impl Fleet {
         Ok(())
     }
 
-    pub async fn capacity(&self) -> Result<FleetCapacity, QueueError> {
+    pub async fn capacity(&self) -> Result<FleetCapacity, RedisError> {
         let (builders, slots): (u64, u64) = CAPACITY
             .key(self.keys.builders())
             .arg(self.lease.as_millis() as u64)

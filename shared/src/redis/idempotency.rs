@@ -2,7 +2,7 @@ use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
 use super::connection::Redis;
-use super::error::QueueError;
+use super::error::RedisError;
 use super::keys::Keys;
 use super::kv::get_json;
 use crate::store::sha256_hex;
@@ -50,7 +50,7 @@ impl Idempotency {
 
     /// Reserves `idempotency_key` for a request whose body hashes to `body_hash`, or says what
     /// already holds it. A reservation expires after [`PENDING_TTL_SECS`] if never completed.
-    pub async fn claim(&self, idempotency_key: &str, body_hash: &str) -> Result<Claim, QueueError> {
+    pub async fn claim(&self, idempotency_key: &str, body_hash: &str) -> Result<Claim, RedisError> {
         let key = self.key(idempotency_key);
         let value = pending(body_hash);
         for _ in 0..2 {
@@ -78,7 +78,7 @@ impl Idempotency {
 
     /// Extends this request's reservation of `idempotency_key` by [`PENDING_TTL_SECS`], if it
     /// is still reserved (not completed, released or expired).
-    pub async fn renew(&self, idempotency_key: &str, body_hash: &str) -> Result<bool, QueueError> {
+    pub async fn renew(&self, idempotency_key: &str, body_hash: &str) -> Result<bool, RedisError> {
         let renewed: i64 = RENEW
             .key(self.key(idempotency_key))
             .arg(pending(body_hash))
@@ -93,7 +93,7 @@ impl Idempotency {
         &self,
         idempotency_key: &str,
         record: &IdempotencyRecord,
-    ) -> Result<(), QueueError> {
+    ) -> Result<(), RedisError> {
         let mut conn = self.redis.conn();
         let value = serde_json::to_string(record).expect("a record always serialises");
         let opts = redis::SetOptions::default().with_expiration(redis::SetExpiry::EX(TTL_SECS));
@@ -102,7 +102,7 @@ impl Idempotency {
     }
 
     /// Gives a claimed key up (the request failed): a retry is evaluated afresh.
-    pub async fn release(&self, idempotency_key: &str) -> Result<(), QueueError> {
+    pub async fn release(&self, idempotency_key: &str) -> Result<(), RedisError> {
         let mut conn = self.redis.conn();
         let _: i64 = conn.del(self.key(idempotency_key)).await?;
         Ok(())

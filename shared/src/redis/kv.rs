@@ -4,7 +4,7 @@ use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
 use super::connection::Redis;
-use super::error::QueueError;
+use super::error::RedisError;
 use crate::domain::{ProjectId, UserId, VersionId};
 
 /// The latest pointer of a project, as the seeds' KV held it.
@@ -27,11 +27,11 @@ pub struct ProjectRef {
 pub(super) async fn get_json<T: serde::de::DeserializeOwned>(
     redis: &Redis,
     key: &str,
-) -> Result<Option<T>, QueueError> {
+) -> Result<Option<T>, RedisError> {
     let mut conn = redis.conn();
     let raw: Option<String> = conn.get(key).await?;
     raw.map(|raw| {
-        serde_json::from_str(&raw).map_err(|e| QueueError::Malformed {
+        serde_json::from_str(&raw).map_err(|e| RedisError::Malformed {
             key: key.to_owned(),
             reason: e.to_string(),
         })

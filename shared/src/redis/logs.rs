@@ -11,7 +11,7 @@ use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
 use redis::AsyncCommands;
 
 use super::connection::Redis;
-use super::error::QueueError;
+use super::error::RedisError;
 use super::keys::Keys;
 use crate::domain::VersionId;
 
@@ -42,7 +42,7 @@ impl LiveLogs {
     }
 
     /// Appends numbered lines (in order, numbers only growing) in one round trip.
-    pub async fn append(&self, build: VersionId, lines: &[(u64, String)]) -> Result<(), QueueError> {
+    pub async fn append(&self, build: VersionId, lines: &[(u64, String)]) -> Result<(), RedisError> {
         if lines.is_empty() {
             return Ok(());
         }
@@ -58,7 +58,7 @@ impl LiveLogs {
     }
 
     /// Ends the stream after line `last` (followers stop there) and lets it expire.
-    pub async fn finish(&self, build: VersionId, last: u64) -> Result<(), QueueError> {
+    pub async fn finish(&self, build: VersionId, last: u64) -> Result<(), RedisError> {
         let key = self.keys.logs(&build.to_string());
         redis::pipe()
             .xadd(&key, format!("0-{}", last + 1), &[("end", "1")])
@@ -71,7 +71,7 @@ impl LiveLogs {
     }
 
     /// Every entry so far (empty when the stream does not exist: not started, or expired).
-    pub async fn all(&self, build: VersionId) -> Result<Vec<LogEntry>, QueueError> {
+    pub async fn all(&self, build: VersionId) -> Result<Vec<LogEntry>, RedisError> {
         let key = self.keys.logs(&build.to_string());
         let reply: StreamRangeReply = self.redis.conn().xrange_all(&key).await?;
         reply.ids.iter().map(|e| parse(&key, e)).collect()
@@ -98,7 +98,7 @@ pub struct LogFollower {
 
 impl LogFollower {
     /// Entries after line `after`, waiting up to the block for the first; empty after the block.
-    pub async fn next(&mut self, after: u64) -> Result<Vec<LogEntry>, QueueError> {
+    pub async fn next(&mut self, after: u64) -> Result<Vec<LogEntry>, RedisError> {
         let conn = match &mut self.conn {
             Some(conn) => conn,
             None => self.conn.insert(self.redis.dedicated(self.block).await?),
@@ -125,13 +125,13 @@ impl LogFollower {
     }
 
     /// Whether the stream exists (it does from the build's first line until it expires).
-    pub async fn exists(&self) -> Result<bool, QueueError> {
+    pub async fn exists(&self) -> Result<bool, RedisError> {
         Ok(self.redis.conn().exists(&self.key).await?)
     }
 }
 
-fn parse(key: &str, entry: &redis::streams::StreamId) -> Result<LogEntry, QueueError> {
-    let malformed = |reason: String| QueueError::Malformed {
+fn parse(key: &str, entry: &redis::streams::StreamId) -> Result<LogEntry, RedisError> {
+    let malformed = |reason: String| RedisError::Malformed {
         key: format!("{key} {}", entry.id),
         reason,
     };

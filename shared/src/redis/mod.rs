@@ -4,7 +4,7 @@
 //! share one Redis.
 //!
 //! - `connection`: [`Redis`], the shared connection and dedicated ones for blocking reads; `PING`.
-//! - `keys`: [`Keys`], every key's name under the prefix; `error`: [`QueueError`].
+//! - `keys`: [`Keys`], every key's name under the prefix; `error`: [`RedisError`].
 //! - [`Queue`]: the build stream and everything keyed by a project or a build (slots, quotas,
 //!   latest pointers, locks, cancel and event announcements), one file per side that uses it.
 //! - [`fleet`], `logs`, `idempotency`, `replay`: the live builders, live build logs,
@@ -22,7 +22,7 @@ mod queue;
 mod replay;
 
 pub use connection::{connect, ping, Redis};
-pub use error::QueueError;
+pub use error::RedisError;
 pub use fleet::{Fleet, FleetCapacity, LiveBuilder};
 pub use idempotency::{Claim, Idempotency, IdempotencyRecord, RENEW_EVERY as IDEMPOTENCY_RENEW_EVERY};
 pub use keys::Keys;

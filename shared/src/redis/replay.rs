@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::connection::Redis;
-use super::error::QueueError;
+use super::error::RedisError;
 use super::keys::Keys;
 use crate::store::sha256_hex;
 
@@ -78,7 +78,7 @@ impl Signatures {
     }
 
     /// Records a use, in one round trip.
-    pub async fn record(&self, record: &SignatureRecord) -> Result<SignatureUse, QueueError> {
+    pub async fn record(&self, record: &SignatureRecord) -> Result<SignatureUse, RedisError> {
         let mut pipe = redis::pipe();
         record.add_to(&mut pipe);
         let (before,): (Option<String>,) = pipe.query_async(&mut self.redis.conn()).await?;

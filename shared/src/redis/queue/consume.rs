@@ -9,7 +9,7 @@ use redis::AsyncCommands;
 
 use super::{Queue, CONSUMER_GROUP, TAKE_OVER_FIELD};
 use crate::domain::{ProjectId, UserId, VersionId};
-use crate::redis::QueueError;
+use crate::redis::RedisError;
 
 static RENEW: LazyLock<redis::Script> = LazyLock::new(|| owned_script(include_str!("renew.lua")));
 static ACK: LazyLock<redis::Script> = LazyLock::new(|| owned_script(include_str!("ack.lua")));
@@ -32,12 +32,12 @@ pub struct Job {
 }
 
 impl Job {
-    fn of(stream: &str, entry: &redis::streams::StreamId, reclaimed: bool) -> Result<Self, QueueError> {
-        let malformed = |reason: String| QueueError::Malformed {
+    fn of(stream: &str, entry: &redis::streams::StreamId, reclaimed: bool) -> Result<Self, RedisError> {
+        let malformed = |reason: String| RedisError::Malformed {
             key: format!("{stream} {}", entry.id),
             reason,
         };
-        let field = |name: &str| -> Result<String, QueueError> {
+        let field = |name: &str| -> Result<String, RedisError> {
             entry
                 .get::<String>(name)
                 .ok_or_else(|| malformed(format!("field {name} is missing")))
@@ -56,7 +56,7 @@ impl Job {
 
 impl Queue {
     /// Creates the consumer group (and the stream) unless it exists.
-    pub async fn ensure_group(&self) -> Result<(), QueueError> {
+    pub async fn ensure_group(&self) -> Result<(), RedisError> {
         let mut conn = self.redis.conn();
         let created: Result<(), redis::RedisError> = conn
             .xgroup_create_mkstream(self.keys.stream(), CONSUMER_GROUP, "0")
@@ -80,7 +80,7 @@ impl Queue {
     /// Acknowledges a finished entry and removes it from the stream (there is one group, so a
     /// processed entry is of no further use), when `consumer` still owns it. `false` when the
     /// entry was reclaimed by another consumer (or is gone): then it is left alone.
-    pub async fn ack(&self, consumer: &str, entry_id: &str) -> Result<bool, QueueError> {
+    pub async fn ack(&self, consumer: &str, entry_id: &str) -> Result<bool, RedisError> {
         self.if_owned(&ACK, consumer, entry_id).await
     }
 
@@ -90,7 +90,7 @@ impl Queue {
         script: &redis::Script,
         consumer: &str,
         entry_id: &str,
-    ) -> Result<bool, QueueError> {
+    ) -> Result<bool, RedisError> {
         let done: i64 = script
             .key(self.keys.stream())
             .arg(CONSUMER_GROUP)
@@ -103,7 +103,7 @@ impl Queue {
 
     /// Renews `consumer`'s claim on a running build's entry (resets its idle time). `false`
     /// when the claim is lost: another consumer reclaimed the entry, or it is gone.
-    pub async fn renew(&self, consumer: &str, entry_id: &str) -> Result<bool, QueueError> {
+    pub async fn renew(&self, consumer: &str, entry_id: &str) -> Result<bool, RedisError> {
         self.if_owned(&RENEW, consumer, entry_id).await
     }
 
@@ -113,7 +113,7 @@ impl Queue {
         &self,
         consumer: &str,
         lease: std::time::Duration,
-    ) -> Result<Option<Job>, QueueError> {
+    ) -> Result<Option<Job>, RedisError> {
         let stream = self.keys.stream();
         let reply: redis::streams::StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
             .arg(&stream)
@@ -140,7 +140,7 @@ impl Queue {
         consumer: &str,
         entry: &redis::streams::StreamId,
         reclaimed: bool,
-    ) -> Result<Option<Job>, QueueError> {
+    ) -> Result<Option<Job>, RedisError> {
         let stream = self.keys.stream();
         let error = match Job::of(&stream, entry, reclaimed) {
             Ok(job) => return Ok(Some(job)),
@@ -175,7 +175,7 @@ impl Queue {
     /// Hands a build `consumer` holds back to the queue, as a new entry any daemon may read
     /// (with `take_over`, the reader takes the build over, as the reclaimed build it is).
     /// `false` when the consumer no longer owned it (it was reclaimed already).
-    pub async fn hand_back(&self, consumer: &str, job: &Job, take_over: bool) -> Result<bool, QueueError> {
+    pub async fn hand_back(&self, consumer: &str, job: &Job, take_over: bool) -> Result<bool, RedisError> {
         let entry: Option<String> = HAND_BACK
             .key(self.keys.stream())
             .arg(CONSUMER_GROUP)
@@ -202,7 +202,7 @@ pub struct StreamReader {
 
 impl StreamReader {
     /// The next new build for `consumer`, or `None` after the block.
-    pub async fn read(&mut self, consumer: &str) -> Result<Option<Job>, QueueError> {
+    pub async fn read(&mut self, consumer: &str) -> Result<Option<Job>, RedisError> {
         let conn = match &mut self.conn {
             Some(conn) => conn,
             None => self.conn.insert(self.queue.redis.dedicated(self.block).await?),

@@ -8,7 +8,7 @@ use redis::AsyncCommands;
 use super::Queue;
 use crate::domain::{ProjectId, UserId};
 use crate::redis::kv::get_json;
-use crate::redis::{LatestPointer, ProjectRef, QueueError};
+use crate::redis::{LatestPointer, ProjectRef, RedisError};
 
 /// `KEYS[1]` set to `ARGV[2]` if it still holds `ARGV[1]` (`""`: if it does not exist).
 static REPLACE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
@@ -26,7 +26,7 @@ impl Queue {
         user: &UserId,
         project: &ProjectId,
         pointer: &LatestPointer,
-    ) -> Result<(), QueueError> {
+    ) -> Result<(), RedisError> {
         let mut conn = self.redis().conn();
         let value = serde_json::to_string(pointer).expect("a pointer always serialises");
         let _: () = conn
@@ -39,20 +39,20 @@ impl Queue {
         &self,
         user: &UserId,
         project: &ProjectId,
-    ) -> Result<Option<LatestPointer>, QueueError> {
+    ) -> Result<Option<LatestPointer>, RedisError> {
         let key = self.keys().latest(user.as_str(), project.as_str());
         get_json(self.redis(), &key).await
     }
 
     /// Records which project a preview label names (idempotent).
-    pub async fn set_label(&self, label: &str, project: &ProjectRef) -> Result<(), QueueError> {
+    pub async fn set_label(&self, label: &str, project: &ProjectRef) -> Result<(), RedisError> {
         let mut conn = self.redis().conn();
         let value = serde_json::to_string(project).expect("a project ref always serialises");
         let _: () = conn.set(self.keys().label(label), value).await?;
         Ok(())
     }
 
-    pub async fn label(&self, label: &str) -> Result<Option<ProjectRef>, QueueError> {
+    pub async fn label(&self, label: &str) -> Result<Option<ProjectRef>, RedisError> {
         get_json(self.redis(), &self.keys().label(label)).await
     }
 
@@ -60,7 +60,7 @@ impl Queue {
     pub async fn latest_raw_many(
         &self,
         projects: &[(UserId, ProjectId)],
-    ) -> Result<Vec<Option<String>>, QueueError> {
+    ) -> Result<Vec<Option<String>>, RedisError> {
         if projects.is_empty() {
             return Ok(Vec::new());
         }
@@ -79,7 +79,7 @@ impl Queue {
         project: &ProjectId,
         expected: Option<&str>,
         pointer: &LatestPointer,
-    ) -> Result<bool, QueueError> {
+    ) -> Result<bool, RedisError> {
         let value = serde_json::to_string(pointer).expect("a pointer always serialises");
         let n: i64 = REPLACE
             .key(self.keys().latest(user.as_str(), project.as_str()))

@@ -4,7 +4,7 @@
 use redis::AsyncCommands;
 
 use super::Queue;
-use crate::redis::QueueError;
+use crate::redis::RedisError;
 
 /// `PEXPIRE` (`ARGV[2]` ms) or `DEL` (`ARGV[2]` = 0) of `KEYS[1]` if it holds `ARGV[1]`.
 static HELD: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
@@ -31,7 +31,7 @@ impl Queue {
         key: &str,
         holder: &str,
         ttl: std::time::Duration,
-    ) -> Result<bool, QueueError> {
+    ) -> Result<bool, RedisError> {
         let set: Option<String> = redis::cmd("SET")
             .arg(key)
             .arg(holder)
@@ -49,7 +49,7 @@ impl Queue {
         &self,
         holder: &str,
         ttl: std::time::Duration,
-    ) -> Result<Result<MaintenanceLock, (String, i64)>, QueueError> {
+    ) -> Result<Result<MaintenanceLock, (String, i64)>, RedisError> {
         let key = self.keys().maintenance_lock();
         let mut conn = self.redis().conn();
         let set: Option<String> = redis::cmd("SET")
@@ -77,16 +77,16 @@ impl Queue {
         &self,
         lock: &MaintenanceLock,
         ttl: std::time::Duration,
-    ) -> Result<bool, QueueError> {
+    ) -> Result<bool, RedisError> {
         self.held(lock, ttl.as_millis().max(1) as u64).await
     }
 
     /// Gives the lock up (if it still holds it).
-    pub async fn release_maintenance_lock(&self, lock: &MaintenanceLock) -> Result<bool, QueueError> {
+    pub async fn release_maintenance_lock(&self, lock: &MaintenanceLock) -> Result<bool, RedisError> {
         self.held(lock, 0).await
     }
 
-    async fn held(&self, lock: &MaintenanceLock, ms: u64) -> Result<bool, QueueError> {
+    async fn held(&self, lock: &MaintenanceLock, ms: u64) -> Result<bool, RedisError> {
         let n: i64 = HELD
             .key(self.keys().maintenance_lock())
             .arg(&lock.holder)

@@ -64,7 +64,7 @@ pub use produce::{Admission, Preflight, Quota, QuotaHit, QuotaLimits};
 
 use redis::AsyncCommands;
 
-use crate::redis::{Keys, QueueError, Redis, Signatures};
+use crate::redis::{Keys, Redis, RedisError, Signatures};
 
 /// The one consumer group all builder daemons read from.
 pub const CONSUMER_GROUP: &str = "builders";
@@ -85,7 +85,7 @@ impl Queue {
     }
 
     /// The same queue over another connection ([`Redis::another`]).
-    pub fn on_another_connection(&self) -> Result<Self, QueueError> {
+    pub fn on_another_connection(&self) -> Result<Self, RedisError> {
         Ok(Self::new(self.redis.another()?, self.keys.clone()))
     }
 
@@ -103,7 +103,7 @@ impl Queue {
     }
 
     /// Entries in the stream: waiting plus being built.
-    pub async fn depth(&self) -> Result<u64, QueueError> {
+    pub async fn depth(&self) -> Result<u64, RedisError> {
         let mut conn = self.redis.conn();
         Ok(conn.xlen(self.keys.stream()).await?)
     }

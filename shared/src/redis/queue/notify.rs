@@ -5,11 +5,11 @@ use redis::AsyncCommands;
 
 use super::Queue;
 use crate::domain::VersionId;
-use crate::redis::QueueError;
+use crate::redis::RedisError;
 
 impl Queue {
     /// Fans a recorded event out to every API instance (they stream it to SSE clients).
-    pub async fn publish_event(&self, event: &crate::db::events::BuildEvent) -> Result<(), QueueError> {
+    pub async fn publish_event(&self, event: &crate::db::events::BuildEvent) -> Result<(), RedisError> {
         let body = serde_json::to_string(event).expect("an event always serialises");
         let _: i64 = self
             .redis
@@ -20,7 +20,7 @@ impl Queue {
     }
 
     /// Tells every builder that `build` was cancelled (the one running it stops it).
-    pub async fn announce_cancel(&self, build: VersionId) -> Result<(), QueueError> {
+    pub async fn announce_cancel(&self, build: VersionId) -> Result<(), RedisError> {
         let _: i64 = self
             .redis
             .conn()

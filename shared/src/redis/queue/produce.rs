@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 
 use super::Queue;
 use crate::domain::{ProjectId, UserId, VersionId};
-use crate::redis::{ProjectRef, QueueError, SignatureRecord, SignatureUse};
+use crate::redis::{ProjectRef, RedisError, SignatureRecord, SignatureUse};
 
 static ADMIT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(include_str!("admit.lua")));
 
@@ -122,7 +122,7 @@ impl Queue {
         label: &str,
         quotas: &QuotaLimits,
         replace: bool,
-    ) -> Result<Admission, QueueError> {
+    ) -> Result<Admission, RedisError> {
         let mut conn = self.redis.conn();
         let project_ref = serde_json::to_string(&ProjectRef {
             user_id: user.clone(),
@@ -170,7 +170,7 @@ impl Queue {
         build: VersionId,
         user: &UserId,
         project: &ProjectId,
-    ) -> Result<(), QueueError> {
+    ) -> Result<(), RedisError> {
         let mut conn = self.redis.conn();
         let id = build.to_string();
         let _: (i64, i64) = redis::pipe()
@@ -193,7 +193,7 @@ impl Queue {
         label: &str,
         quotas: &QuotaLimits,
         signature: Option<&SignatureRecord>,
-    ) -> Result<Preflight, QueueError> {
+    ) -> Result<Preflight, RedisError> {
         let mut conn = self.redis.conn();
         let mut pipe = redis::pipe();
         pipe.get(self.keys.inflight(user.as_str(), project.as_str()))

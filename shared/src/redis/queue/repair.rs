@@ -5,11 +5,11 @@ use redis::AsyncCommands;
 
 use super::{Queue, TAKE_OVER_FIELD};
 use crate::domain::{ProjectId, UserId, VersionId};
-use crate::redis::QueueError;
+use crate::redis::RedisError;
 
 impl Queue {
     /// The builds that have an entry in the stream (waiting or being built).
-    pub async fn builds_in_stream(&self) -> Result<std::collections::HashSet<String>, QueueError> {
+    pub async fn builds_in_stream(&self) -> Result<std::collections::HashSet<String>, RedisError> {
         let reply: redis::streams::StreamRangeReply =
             self.redis.conn().xrange_all(self.keys.stream()).await?;
         Ok(reply
@@ -25,7 +25,7 @@ impl Queue {
         build: VersionId,
         user: &UserId,
         project: &ProjectId,
-    ) -> Result<(), QueueError> {
+    ) -> Result<(), RedisError> {
         self.add_entry(build, user, project, false).await
     }
 
@@ -37,7 +37,7 @@ impl Queue {
         build: VersionId,
         user: &UserId,
         project: &ProjectId,
-    ) -> Result<(), QueueError> {
+    ) -> Result<(), RedisError> {
         self.add_entry(build, user, project, true).await
     }
 
@@ -47,7 +47,7 @@ impl Queue {
         user: &UserId,
         project: &ProjectId,
         take_over: bool,
-    ) -> Result<(), QueueError> {
+    ) -> Result<(), RedisError> {
         let build = build.to_string();
         let mut fields = vec![
             ("build_id", build.as_str()),
@@ -63,7 +63,7 @@ impl Queue {
 
     /// Every project slot held without an expiry (by a build; a rollback's short hold has
     /// one), as (user, project, holder). Walks the keyspace with `SCAN`.
-    pub async fn held_slots(&self) -> Result<Vec<(UserId, ProjectId, String)>, QueueError> {
+    pub async fn held_slots(&self) -> Result<Vec<(UserId, ProjectId, String)>, RedisError> {
         let pattern = self.keys.inflight("*", "*");
         let head = pattern.trim_end_matches("*:*").to_owned();
         let mut keys: Vec<String> = Vec::new();

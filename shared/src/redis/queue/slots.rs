@@ -7,7 +7,7 @@ use redis::AsyncCommands;
 
 use super::Queue;
 use crate::domain::{ProjectId, UserId, VersionId};
-use crate::redis::QueueError;
+use crate::redis::RedisError;
 
 static HOLD: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(include_str!("hold.lua")));
 static RELEASE: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(include_str!("release.lua")));
@@ -16,7 +16,7 @@ static USER_SLOT: LazyLock<redis::Script> =
 
 impl Queue {
     /// The build holding the project's slot, if any.
-    pub async fn inflight(&self, user: &UserId, project: &ProjectId) -> Result<Option<String>, QueueError> {
+    pub async fn inflight(&self, user: &UserId, project: &ProjectId) -> Result<Option<String>, RedisError> {
         let mut conn = self.redis.conn();
         Ok(conn
             .get(self.keys.inflight(user.as_str(), project.as_str()))
@@ -31,7 +31,7 @@ impl Queue {
         user: &UserId,
         project: &ProjectId,
         ttl: std::time::Duration,
-    ) -> Result<Option<String>, QueueError> {
+    ) -> Result<Option<String>, RedisError> {
         let mut conn = self.redis.conn();
         Ok(HOLD
             .key(self.keys.inflight(user.as_str(), project.as_str()))
@@ -42,7 +42,7 @@ impl Queue {
     }
 
     /// Releases the project's slot if `build` holds it; true when it did.
-    pub async fn release(&self, build: &str, user: &UserId, project: &ProjectId) -> Result<bool, QueueError> {
+    pub async fn release(&self, build: &str, user: &UserId, project: &ProjectId) -> Result<bool, RedisError> {
         let mut conn = self.redis.conn();
         let released: i64 = RELEASE
             .key(self.keys.inflight(user.as_str(), project.as_str()))
@@ -62,7 +62,7 @@ impl Queue {
         holder: &str,
         cap: u32,
         lease: std::time::Duration,
-    ) -> Result<bool, QueueError> {
+    ) -> Result<bool, RedisError> {
         let taken: i64 = USER_SLOT
             .key(self.keys.running_of(user.as_str()))
             .arg(slot_member(build, holder))
@@ -79,7 +79,7 @@ impl Queue {
         user: &UserId,
         build: VersionId,
         holder: &str,
-    ) -> Result<(), QueueError> {
+    ) -> Result<(), RedisError> {
         let _: i64 = self
             .redis
             .conn()
