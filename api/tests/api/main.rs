@@ -6,6 +6,7 @@ mod audit;
 mod auth;
 mod builds;
 mod contained;
+mod docs;
 mod events;
 mod fleet;
 mod helpers;
