@@ -59,7 +59,9 @@ fn variables_in_code() -> BTreeSet<String> {
             let literal = &code[at + 1..];
             let end = literal.find('"').unwrap();
             let name = &literal[..end];
-            if name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_') {
+            let plain = name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            // `"KILN_"` alone is the prefix (the TOML file's keys drop it), not a variable.
+            if plain && name.len() > "KILN_".len() {
                 vars.insert(name.to_owned());
             }
         }
