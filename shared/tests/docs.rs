@@ -59,7 +59,9 @@ fn variables_in_code() -> BTreeSet<String> {
             let literal = &code[at + 1..];
             let end = literal.find('"').unwrap();
             let name = &literal[..end];
-            let plain = name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            let plain = name
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
             // `"KILN_"` alone is the prefix (the TOML file's keys drop it), not a variable.
             if plain && name.len() > "KILN_".len() {
                 vars.insert(name.to_owned());
@@ -84,11 +86,21 @@ fn variables_in_table() -> BTreeSet<String> {
 fn the_configuration_table_lists_exactly_the_variables_the_code_reads() {
     let code = variables_in_code();
     let table = variables_in_table();
-    assert!(code.len() >= 50, "only {} variables found in shared/src", code.len());
+    assert!(
+        code.len() >= 50,
+        "only {} variables found in shared/src",
+        code.len()
+    );
     let missing: Vec<_> = code.difference(&table).collect();
     let extra: Vec<_> = table.difference(&code).collect();
-    assert!(missing.is_empty(), "read by kiln-shared but not in {CONFIG_PAGE}: {missing:?}");
-    assert!(extra.is_empty(), "in {CONFIG_PAGE} but never read by kiln-shared: {extra:?}");
+    assert!(
+        missing.is_empty(),
+        "read by kiln-shared but not in {CONFIG_PAGE}: {missing:?}"
+    );
+    assert!(
+        extra.is_empty(),
+        "in {CONFIG_PAGE} but never read by kiln-shared: {extra:?}"
+    );
 }
 
 /// GitHub's anchor for a heading: lower case, spaces to `-`, punctuation other than `-` and

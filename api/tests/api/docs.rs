@@ -49,6 +49,12 @@ async fn the_routes_table_lists_exactly_the_documented_routes() {
 
     let missing: Vec<_> = in_code.difference(&in_table).collect();
     let extra: Vec<_> = in_table.difference(&in_code).collect();
-    assert!(missing.is_empty(), "routes the API documents but {PAGE} does not list: {missing:?}");
-    assert!(extra.is_empty(), "routes {PAGE} lists but the API does not document: {extra:?}");
+    assert!(
+        missing.is_empty(),
+        "routes the API documents but {PAGE} does not list: {missing:?}"
+    );
+    assert!(
+        extra.is_empty(),
+        "routes {PAGE} lists but the API does not document: {extra:?}"
+    );
 }
