@@ -126,7 +126,7 @@ kiln_log "redis    started on 127.0.0.1:$REDIS_PORT (append-only, fsync every se
 export KILN_BENCH_DATABASE_URL="postgres://kiln@127.0.0.1:$PG_PORT/postgres"
 export KILN_BENCH_REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
 # The farms' work folder, with the shared pnpm store inside it (so sandboxed installs
-# hard-link from the store, as in production; see ARCHITECTURE.md, Build sandbox).
+# hard-link from the store, as in production; see docs/design/sandbox.md).
 KILN_BENCH_PNPM_STORE="$(kiln_build_dir bench-work)/pnpm-store"
 export KILN_BENCH_PNPM_STORE
 if [[ -z ${KILN_BENCH_TMP:-} ]]; then

@@ -7,6 +7,7 @@ mod auth;
 mod build_one;
 mod builds;
 mod contained;
+mod docs;
 mod events;
 mod fleet;
 mod helpers;

@@ -1,0 +1,192 @@
+//! The book (`docs/`) against the code and against itself: the configuration table lists
+//! exactly the `KILN_*` variables kiln-shared reads, and every relative link in the
+//! repository's markdown points at a file (and heading) that exists.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+const CONFIG_PAGE: &str = "docs/reference/configuration.md";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Every file under `dir` whose name ends with `ext`, skipping build output, dependencies and
+/// hidden folders.
+fn files(dir: &Path, ext: &str, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if path.is_dir() {
+            if !name.starts_with('.') && name != "target" && name != "node_modules" {
+                files(&path, ext, out);
+            }
+        } else if name.ends_with(ext) {
+            out.push(path);
+        }
+    }
+}
+
+/// The `KILN_*` names in `text`: an ASCII upper-case word starting with `KILN_`.
+fn kiln_names(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("KILN_") {
+        let before = rest[..at].chars().next_back();
+        let tail = &rest[at..];
+        let len = tail
+            .find(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+            .unwrap_or(tail.len());
+        if !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+            names.push(tail[..len].trim_end_matches('_').to_owned());
+        }
+        rest = &tail[len..];
+    }
+    names
+}
+
+/// The variables kiln-shared reads: every `"KILN_..."` string literal in its non-test source
+/// (the settings read each variable by a literal name; there is no list of them in code).
+fn variables_in_code() -> BTreeSet<String> {
+    let mut sources = Vec::new();
+    files(&root().join("shared/src"), ".rs", &mut sources);
+    let mut vars = BTreeSet::new();
+    for file in sources {
+        let text = std::fs::read_to_string(&file).unwrap();
+        // A file's unit tests come last, after `#[cfg(test)]`: their literals are not settings.
+        let code = text.split("\n#[cfg(test)]\nmod ").next().unwrap();
+        for (at, _) in code.match_indices("\"KILN_") {
+            let literal = &code[at + 1..];
+            let end = literal.find('"').unwrap();
+            let name = &literal[..end];
+            let plain = name
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            // `"KILN_"` alone is the prefix (the TOML file's keys drop it), not a variable.
+            if plain && name.len() > "KILN_".len() {
+                vars.insert(name.to_owned());
+            }
+        }
+    }
+    vars
+}
+
+/// The variables the configuration page's table lists: the `KILN_*` names in the first cell
+/// of each table row.
+fn variables_in_table() -> BTreeSet<String> {
+    let page = std::fs::read_to_string(root().join(CONFIG_PAGE)).expect("the configuration page");
+    page.lines()
+        .filter(|l| l.trim_start().starts_with('|'))
+        .filter_map(|l| l.trim().trim_start_matches('|').split('|').next())
+        .flat_map(kiln_names)
+        .collect()
+}
+
+#[test]
+fn the_configuration_table_lists_exactly_the_variables_the_code_reads() {
+    let code = variables_in_code();
+    let table = variables_in_table();
+    assert!(
+        code.len() >= 50,
+        "only {} variables found in shared/src",
+        code.len()
+    );
+    let missing: Vec<_> = code.difference(&table).collect();
+    let extra: Vec<_> = table.difference(&code).collect();
+    assert!(
+        missing.is_empty(),
+        "read by kiln-shared but not in {CONFIG_PAGE}: {missing:?}"
+    );
+    assert!(
+        extra.is_empty(),
+        "in {CONFIG_PAGE} but never read by kiln-shared: {extra:?}"
+    );
+}
+
+/// GitHub's anchor for a heading: lower case, spaces to `-`, punctuation other than `-` and
+/// `_` dropped.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The lines of a markdown file outside fenced code blocks.
+fn prose(text: &str) -> Vec<&str> {
+    let mut fenced = false;
+    text.lines()
+        .filter(|l| {
+            if l.trim_start().starts_with("```") {
+                fenced = !fenced;
+                return false;
+            }
+            !fenced
+        })
+        .collect()
+}
+
+fn anchors(file: &Path) -> BTreeSet<String> {
+    let text = std::fs::read_to_string(file).unwrap();
+    prose(&text)
+        .into_iter()
+        .filter_map(|l| l.strip_prefix('#'))
+        .map(|h| anchor(h.trim_start_matches('#')))
+        .collect()
+}
+
+/// The targets of the inline links `[text](target)` of a line.
+fn link_targets(line: &str) -> Vec<&str> {
+    line.match_indices("](")
+        .filter_map(|(at, _)| {
+            let rest = &line[at + 2..];
+            let end = rest.find(')')?;
+            Some(rest[..end].split_whitespace().next().unwrap_or(""))
+        })
+        .collect()
+}
+
+#[test]
+fn every_relative_link_in_the_markdown_resolves() {
+    let root = root().canonicalize().unwrap();
+    let mut pages = Vec::new();
+    files(&root, ".md", &mut pages);
+    assert!(pages.len() >= 10, "only {} markdown files found", pages.len());
+    let mut broken = Vec::new();
+    for page in &pages {
+        let text = std::fs::read_to_string(page).unwrap();
+        for line in prose(&text) {
+            for target in link_targets(line) {
+                if target.is_empty() || target.contains("://") || target.starts_with("mailto:") {
+                    continue;
+                }
+                let (file, fragment) = match target.split_once('#') {
+                    Some((f, a)) => (f, Some(a)),
+                    None => (target, None),
+                };
+                let resolved = if file.is_empty() {
+                    page.clone()
+                } else {
+                    page.parent().unwrap().join(file)
+                };
+                let shown = page.strip_prefix(&root).unwrap().display();
+                if !resolved.exists() {
+                    broken.push(format!("{shown}: {target} (no such file)"));
+                } else if let Some(fragment) = fragment {
+                    if resolved.extension().is_some_and(|e| e == "md")
+                        && !anchors(&resolved).contains(fragment)
+                    {
+                        broken.push(format!("{shown}: {target} (no such heading)"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+}
