@@ -1,5 +1,6 @@
-//! `Application::build(settings)` binds both listeners, connects to Redis, Postgres and the
-//! artifact store, applies migrations, and returns a server to run.
+//! `Application::build(settings)` binds both listeners, connects the backends (Redis, Postgres
+//! with its migrations, the artifact store: `Backends::connect` as the API), and returns a
+//! server to run.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -8,12 +9,11 @@ use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
+use kiln_shared::backends::{Backends, Role};
 use kiln_shared::config::Settings;
 use kiln_shared::db::{connect_generic, GenericPlans};
 use kiln_shared::metrics::Metrics;
-use kiln_shared::preview::PreviewUrls;
-use kiln_shared::redis::{Fleet, Idempotency, Keys, LiveLogs, Queue, QuotaLimits, Signatures};
-use kiln_shared::store::Artifacts;
+use kiln_shared::redis::{Idempotency, QuotaLimits, Signatures};
 use tokio_util::sync::CancellationToken;
 use tracing_actix_web::TracingLogger;
 
@@ -27,9 +27,6 @@ use crate::routes::{
     builders, builds, events, health, logs, metrics, openapi, projects, tokens, versions, webhooks,
 };
 use crate::state::{AppState, ImmutableCache};
-
-/// The longest the API waits for one Redis command.
-const REDIS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub struct Application {
     port: u16,
@@ -50,19 +47,17 @@ impl Application {
         let port = api_listener.local_addr()?.port();
         let preview_port = preview_listener.local_addr()?.port();
 
-        let db = kiln_shared::db::connect(&settings.database_url, 20)?;
+        let Backends {
+            db,
+            redis,
+            keys,
+            queue,
+            live_logs,
+            fleet,
+            artifacts,
+            urls,
+        } = Backends::connect(&settings, Role::Api { preview_port }).await?;
         let generic_plans = GenericPlans::new(&settings.database_url)?;
-        kiln_shared::db::migrate(&db)
-            .await
-            .context("applying migrations")?;
-        let pool = kiln_shared::redis::connect(&settings.redis_url, REDIS_TIMEOUT)?;
-        let keys = Keys::new(settings.redis_prefix.clone());
-        let artifacts = Artifacts::open(&settings.artifacts, &settings.s3).await?;
-        let urls = PreviewUrls {
-            scheme: settings.preview_scheme.clone(),
-            domain: settings.preview_domain.clone(),
-            port: Some(settings.preview_public_port.unwrap_or(preview_port)),
-        };
         let max_body = settings.max_body_bytes;
         let settings_copy = settings.clone();
         let db_copy = db.clone();
@@ -77,12 +72,12 @@ impl Application {
             metrics: metrics.clone(),
             closing: stop.clone(),
             settings: Arc::new(settings),
-            queue: Queue::new(pool.clone(), keys.clone()),
-            hub: EventHub::start(pool.clone(), keys.clone()),
-            live_logs: LiveLogs::new(pool.clone(), keys.clone()),
-            fleet: Fleet::new(pool.clone(), keys.clone(), kiln_shared::redis::fleet::LEASE),
-            signatures: Signatures::new(pool.clone(), keys.clone()),
-            idempotency: Idempotency::new(pool, keys),
+            queue,
+            hub: EventHub::start(redis.clone(), keys.clone()),
+            live_logs,
+            fleet,
+            signatures: Signatures::new(redis.clone(), keys.clone()),
+            idempotency: Idempotency::new(redis, keys),
             artifacts,
             urls,
             cache: Arc::new(ImmutableCache::default()),

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use kiln_shared::backends::{Backends, Role};
 use kiln_shared::config::Settings;
 use kiln_shared::db::PgPool;
 use kiln_shared::metrics::Metrics;
 use kiln_shared::preview::PreviewUrls;
-use kiln_shared::redis::{Fleet, Keys, LiveLogs, Queue, StreamReader};
+use kiln_shared::redis::{Fleet, LiveLogs, Queue, StreamReader};
 use kiln_shared::store::Artifacts;
 
 use crate::lease::Running;
@@ -19,8 +20,6 @@ use crate::log::Redactor;
 /// How long one read waits for a new build before looking for lost ones and for shutdown
 /// again: a lost build is reclaimed at most this long after its lease ran out.
 const BLOCK: Duration = Duration::from_millis(500);
-/// The longest the daemon waits for one (non-blocking) Redis command.
-const REDIS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// node and pnpm versions, recorded with every version for deterministic rebuilds.
 #[derive(Debug, Clone, Default)]
@@ -53,39 +52,24 @@ pub struct Builder {
 }
 
 impl Builder {
-    /// Connects to Postgres (applying migrations), Redis and the artifact store, and creates
-    /// the consumer group.
+    /// Connects the backends ([`Backends::connect`] as [`Role::Builder`]: Postgres with its
+    /// migrations, Redis with the consumer group, the artifact store), then starts what a
+    /// daemon adds: the work folders, the confinement, the warm sandboxes, the audit.
     pub async fn connect(settings: Settings) -> anyhow::Result<Self> {
-        let db = kiln_shared::db::connect(&settings.database_url, (settings.builder_concurrency as u32) + 2)?;
-        kiln_shared::db::migrate(&db)
-            .await
-            .context("applying migrations")?;
-        let pool = kiln_shared::redis::connect(&settings.redis_url, REDIS_TIMEOUT)?;
-        let keys = Keys::new(settings.redis_prefix.clone());
-        let live_logs = LiveLogs::new(pool.clone(), keys.clone());
-        let fleet = Fleet::new(pool.clone(), keys.clone(), kiln_shared::redis::fleet::LEASE);
-        let queue = Queue::new(pool, keys);
-        queue
-            .ensure_group()
-            .await
-            .context("creating the consumer group")?;
-        let artifacts = Artifacts::open(&settings.artifacts, &settings.s3).await?;
+        let Backends {
+            db,
+            queue,
+            live_logs,
+            fleet,
+            artifacts,
+            urls,
+            ..
+        } = Backends::connect(&settings, Role::Builder).await?;
         for dir in [&settings.work_dir, &settings.pnpm_store] {
             tokio::fs::create_dir_all(dir)
                 .await
                 .with_context(|| format!("creating {}", dir.display()))?;
         }
-        let preview_port = settings.preview_public_port.or_else(|| {
-            settings
-                .preview_addr
-                .rsplit_once(':')
-                .and_then(|(_, p)| p.parse().ok())
-        });
-        let urls = PreviewUrls {
-            scheme: settings.preview_scheme.clone(),
-            domain: settings.preview_domain.clone(),
-            port: preview_port,
-        };
         let consumer = settings.builder_id.clone().unwrap_or_else(default_consumer);
         let toolchain = Toolchain {
             node: version_of("node").await,

@@ -5,9 +5,8 @@
 #![allow(clippy::print_stdout)]
 
 use kiln_ops::{maintain, Farm, Outcome};
+use kiln_shared::backends::{Backends, Role};
 use kiln_shared::config::Settings;
-use kiln_shared::preview::PreviewUrls;
-use kiln_shared::redis::{Keys, Queue};
 
 const USAGE: &str = "usage: kiln-ops maintain [--dry-run] [--json] [--metrics-file PATH]";
 
@@ -49,20 +48,20 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(dry_run: bool, json: bool, metrics_file: Option<std::path::PathBuf>) -> anyhow::Result<u8> {
     let settings = Settings::from_env()?;
-    let db = kiln_shared::db::connect(&settings.database_url, 2)?;
-    let redis = kiln_shared::redis::connect(&settings.redis_url, std::time::Duration::from_secs(10))?;
-    let artifacts = kiln_shared::store::Artifacts::open(&settings.artifacts, &settings.s3).await?;
+    let Backends {
+        db,
+        queue,
+        artifacts,
+        urls,
+        ..
+    } = Backends::connect(&settings, Role::Maintenance).await?;
     let farm = Farm {
         db,
-        queue: Queue::new(redis, Keys::new(settings.redis_prefix.clone())),
+        queue,
         artifacts,
         settings: settings.maintenance.clone(),
         lease: settings.fleet.lease,
-        urls: PreviewUrls {
-            scheme: settings.preview_scheme.clone(),
-            domain: settings.preview_domain.clone(),
-            port: settings.preview_public_port,
-        },
+        urls,
     };
     let holder = format!(
         "{}:{}:{}",
