@@ -22,7 +22,7 @@
 //!
 //! Every change is a move or a delete of one object, and a move cut short leaves the object at
 //! its old key or at both: a run killed at any point leaves every version readable, and the
-//! next run finishes the job. Why mark-and-sweep and not reference counts: ARCHITECTURE.md.
+//! next run finishes the job. Why mark-and-sweep and not reference counts: docs/design/decisions/mark-and-sweep-not-reference-counts.md.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
