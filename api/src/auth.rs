@@ -83,7 +83,8 @@ async fn authenticate_as(
     if let Some(token) = bearer(req.headers()).map_err(counted)? {
         let operator = state
             .settings
-            .api_tokens
+            .api
+            .tokens
             .iter()
             .any(|t| signing::secrets_equal(t.expose_secret().as_bytes(), token.as_bytes()));
         let caller = if operator {
@@ -115,9 +116,10 @@ async fn authenticate_as(
             }
             (None, None) => return Err(counted(missing_credentials(req.headers())).into()),
         };
-    let body = read_body(&mut req, state.settings.max_body_bytes).await?;
+    let body = read_body(&mut req, state.settings.api.max_body_bytes).await?;
     let secret = state
         .settings
+        .api
         .hmac_secret
         .as_ref()
         .expect("the API requires KILN_HMAC_SECRET");

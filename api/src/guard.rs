@@ -114,7 +114,10 @@ pub async fn guard(
             actix_web::ResponseError::error_response(&err),
         ));
     }
-    Ok(as_json(res.map_into_boxed_body(), state.settings.max_body_bytes))
+    Ok(as_json(
+        res.map_into_boxed_body(),
+        state.settings.api.max_body_bytes,
+    ))
 }
 
 /// The request line and headers, counted as they are sent (`name: value\r\n`).

@@ -40,10 +40,10 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         settings.require_api()?;
-        let api_listener = TcpListener::bind(&settings.api_addr)
-            .with_context(|| format!("KILN_API_ADDR: cannot listen on {}", settings.api_addr))?;
-        let preview_listener = TcpListener::bind(&settings.preview_addr)
-            .with_context(|| format!("KILN_PREVIEW_ADDR: cannot listen on {}", settings.preview_addr))?;
+        let api_listener = TcpListener::bind(&settings.api.addr)
+            .with_context(|| format!("KILN_API_ADDR: cannot listen on {}", settings.api.addr))?;
+        let preview_listener = TcpListener::bind(&settings.preview.addr)
+            .with_context(|| format!("KILN_PREVIEW_ADDR: cannot listen on {}", settings.preview.addr))?;
         let port = api_listener.local_addr()?.port();
         let preview_port = preview_listener.local_addr()?.port();
 
@@ -57,8 +57,8 @@ impl Application {
             artifacts,
             urls,
         } = Backends::connect(&settings, Role::Api { preview_port }).await?;
-        let generic_plans = GenericPlans::new(&settings.database_url)?;
-        let max_body = settings.max_body_bytes;
+        let generic_plans = GenericPlans::new(&settings.database.url)?;
+        let max_body = settings.api.max_body_bytes;
         let settings_copy = settings.clone();
         let db_copy = db.clone();
         let metrics = Metrics::new("api");

@@ -77,7 +77,7 @@ impl AppState {
             batch: &self.batch,
             fleet: &self.fleet,
             metrics: &self.metrics,
-            generator: self.settings.generator_cmd.is_some(),
+            generator: self.settings.builder.generator_cmd.is_some(),
         }
     }
 }

@@ -65,12 +65,12 @@ impl Builder {
             urls,
             ..
         } = Backends::connect(&settings, Role::Builder).await?;
-        for dir in [&settings.work_dir, &settings.pnpm_store] {
+        for dir in [&settings.builder.work_dir, &settings.builder.pnpm_store] {
             tokio::fs::create_dir_all(dir)
                 .await
                 .with_context(|| format!("creating {}", dir.display()))?;
         }
-        let consumer = settings.builder_id.clone().unwrap_or_else(default_consumer);
+        let consumer = settings.builder.id.clone().unwrap_or_else(default_consumer);
         let toolchain = Toolchain {
             node: version_of("node").await,
             pnpm: version_of("pnpm").await,
@@ -82,7 +82,7 @@ impl Builder {
         let confinement = Arc::new(crate::sandbox::Confinement::probe(&settings).await?);
         let warm = crate::sandbox::warm::WarmPool::start(
             confinement.clone(),
-            settings.builder_concurrency,
+            settings.builder.concurrency,
             settings.sandbox.warm,
         );
         let auditor = match (&settings.audit.mode, &settings.audit.db) {
@@ -97,7 +97,8 @@ impl Builder {
             }
         };
         let redactor = Redactor::new(settings.secret_values());
-        let events = crate::events::EventSink::start(db.clone(), queue.clone(), settings.build_events);
+        let events =
+            crate::events::EventSink::start(db.clone(), queue.clone(), settings.builder.build_events);
         Ok(Self {
             settings: Arc::new(settings),
             db,

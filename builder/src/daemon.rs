@@ -27,9 +27,9 @@ const STORE_SIZE_EVERY: Duration = Duration::from_secs(600);
 
 /// Runs the daemon until `shutdown` is cancelled; builds in progress are finished first.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let concurrency = settings.builder_concurrency;
+    let concurrency = settings.builder.concurrency;
     let builder = Arc::new(Builder::connect(settings).await?);
-    let metrics_server = match &builder.settings.metrics_addr {
+    let metrics_server = match &builder.settings.builder.metrics_addr {
         Some(addr) => Some(MetricsServer::start(addr, builder.clone())?),
         None => None,
     };
@@ -108,7 +108,7 @@ async fn heartbeat(
     // A fresh measurement is reported at once rather than at the next tick.
     let measured = Arc::new(tokio::sync::Notify::new());
     let measuring = tokio::spawn(measure_store(
-        builder.settings.pnpm_store.clone(),
+        builder.settings.builder.pnpm_store.clone(),
         store_bytes.clone(),
         measured.clone(),
         stop.clone(),
@@ -122,7 +122,7 @@ async fn heartbeat(
             _ = every.tick() => {}
             () = measured.notified() => {}
         }
-        let capacity = builder.settings.builder_concurrency;
+        let capacity = builder.settings.builder.concurrency;
         let running: Vec<serde_json::Value> = builder
             .running
             .snapshot()

@@ -78,8 +78,8 @@ fn maintain(args: &[String]) -> i32 {
         }
     };
     let upkeep = kiln_builder::upkeep::Upkeep {
-        work_dir: settings.work_dir.clone(),
-        pnpm_store: settings.pnpm_store.clone(),
+        work_dir: settings.builder.work_dir.clone(),
+        pnpm_store: settings.builder.pnpm_store.clone(),
         store_max: settings.maintenance.pnpm_store_max_bytes,
         wait,
         store_user: Some(settings.sandbox.store_user),

@@ -54,7 +54,7 @@ async fn metrics(builder: web::Data<Builder>) -> HttpResponse {
     let m = &builder.metrics;
     m.set_running(
         builder.running.builds().len(),
-        builder.settings.builder_concurrency,
+        builder.settings.builder.concurrency,
     );
     HttpResponse::Ok().content_type(CONTENT_TYPE).body(m.encode())
 }

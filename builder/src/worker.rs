@@ -78,7 +78,7 @@ impl Builder {
     /// running slot.
     pub async fn execute(&self, job: &Job) -> anyhow::Result<VersionId> {
         // Held for the whole build: the host's upkeep never prunes the store under it.
-        let store_use = crate::upkeep::StoreUse::acquire(&self.settings.work_dir).await?;
+        let store_use = crate::upkeep::StoreUse::acquire(&self.settings.builder.work_dir).await?;
         let outcome = job::execute(self, job).await;
         drop(store_use);
         if self.settings.fleet.max_running_per_user.is_some() {
@@ -101,7 +101,7 @@ impl Builder {
         };
         // The host's upkeep began while this worker waited on the stream: the build goes
         // back to the queue (another host may take it) instead of waiting here.
-        if crate::upkeep::paused(&self.settings.work_dir) {
+        if crate::upkeep::paused(&self.settings.builder.work_dir) {
             if !self.queue.hand_back(self.consumer(), &job, job.reclaimed).await? {
                 tracing::warn!(build_id = %job.build_id, "the build's entry was reclaimed before it could be put back");
             }
@@ -123,7 +123,7 @@ pub(crate) async fn worker(builder: Arc<Builder>, shutdown: CancellationToken, s
     let mut paused = false;
     while !shutdown.is_cancelled() {
         // The host's upkeep (`kiln-builder maintain`) is waiting for the store: claim nothing.
-        if crate::upkeep::paused(&builder.settings.work_dir) {
+        if crate::upkeep::paused(&builder.settings.builder.work_dir) {
             if !paused {
                 tracing::info!(
                     slot,

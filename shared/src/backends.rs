@@ -29,7 +29,7 @@ impl Role {
     fn pool_size(self, settings: &Settings) -> u32 {
         match self {
             Role::Api { .. } => 20,
-            Role::Builder => settings.builder_concurrency as u32 + 2,
+            Role::Builder => settings.builder.concurrency as u32 + 2,
             Role::Maintenance => 2,
         }
     }
@@ -46,15 +46,16 @@ impl Role {
     /// The port written in preview URLs (`None`: the scheme's default).
     fn preview_port(self, settings: &Settings) -> Option<u16> {
         match self {
-            Role::Api { preview_port } => Some(settings.preview_public_port.unwrap_or(preview_port)),
+            Role::Api { preview_port } => Some(settings.preview.public_port.unwrap_or(preview_port)),
             // A builder has no preview listener: the port it would listen on, from the address.
-            Role::Builder => settings.preview_public_port.or_else(|| {
+            Role::Builder => settings.preview.public_port.or_else(|| {
                 settings
-                    .preview_addr
+                    .preview
+                    .addr
                     .rsplit_once(':')
                     .and_then(|(_, p)| p.parse().ok())
             }),
-            Role::Maintenance => settings.preview_public_port,
+            Role::Maintenance => settings.preview.public_port,
         }
     }
 }
@@ -92,17 +93,17 @@ impl Backends {
     /// opens Redis (lazily), creates the consumer group ([`Role::Builder`]) and opens the
     /// artifact store.
     pub async fn connect(settings: &Settings, role: Role) -> Result<Self, BackendsError> {
-        let db = crate::db::connect(&settings.database_url, role.pool_size(settings))?;
+        let db = crate::db::connect(&settings.database.url, role.pool_size(settings))?;
         if role != Role::Maintenance {
             crate::db::migrate(&db).await.map_err(BackendsError::Migrate)?;
         }
-        let redis = crate::redis::connect(&settings.redis_url, role.redis_timeout())?;
-        let keys = Keys::new(settings.redis_prefix.clone());
+        let redis = crate::redis::connect(&settings.redis.url, role.redis_timeout())?;
+        let keys = Keys::new(settings.redis.prefix.clone());
         let queue = Queue::new(redis.clone(), keys.clone());
         if role == Role::Builder {
             queue.ensure_group().await.map_err(BackendsError::ConsumerGroup)?;
         }
-        let artifacts = Artifacts::open(&settings.artifacts, &settings.s3).await?;
+        let artifacts = Artifacts::open(&settings.storage.artifacts, &settings.storage.s3).await?;
         Ok(Backends {
             db,
             live_logs: LiveLogs::new(redis.clone(), keys.clone()),
@@ -112,8 +113,8 @@ impl Backends {
             keys,
             artifacts,
             urls: PreviewUrls {
-                scheme: settings.preview_scheme.clone(),
-                domain: settings.preview_domain.clone(),
+                scheme: settings.preview.scheme.clone(),
+                domain: settings.preview.domain.clone(),
                 port: role.preview_port(settings),
             },
         })

@@ -185,7 +185,7 @@ async fn admit(
     signature: Option<SignatureRecord>,
 ) -> Result<Accepted, ApiError> {
     let parsed: BuildRequestBody = json_body(body)?;
-    let request = BuildRequest::parse(parsed, state.settings.file_limits())?;
+    let request = BuildRequest::parse(parsed, state.settings.api.file_limits())?;
     caller.check(&request.user, || {
         ApiError::NotFound(format!("user {} not found", request.user))
     })?;

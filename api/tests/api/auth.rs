@@ -171,9 +171,9 @@ async fn readiness_names_what_is_unreachable() {
     let mut settings_app = spawn_app(Options::without_builders()).await;
     // A second API on the same database, pointed at a Redis that is not there.
     let mut settings = settings_app.settings.clone();
-    settings.redis_url = "redis://127.0.0.1:1".to_owned().into();
-    settings.api_addr = "127.0.0.1:0".into();
-    settings.preview_addr = "127.0.0.1:0".into();
+    settings.redis.url = "redis://127.0.0.1:1".to_owned().into();
+    settings.api.addr = "127.0.0.1:0".into();
+    settings.preview.addr = "127.0.0.1:0".into();
     let app = kiln_api::Application::build(settings).await.unwrap();
     let url = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());

@@ -550,7 +550,7 @@ async fn a_base_version_must_belong_to_the_project_and_be_deployed() {
 async fn two_builder_daemons_share_one_stream_and_build_each_version_once() {
     let app = spawn_app(Options::default()).await;
     let mut second = app.settings.clone();
-    second.builder_id = Some("second-daemon".into());
+    second.builder.id = Some("second-daemon".into());
     tokio::spawn(kiln_builder::run(second, app.shutdown.clone()));
     let bodies: Vec<Value> = (0..6)
         .map(|i| build_body("u_fleet", &format!("p{i}"), tree("examples/static-site")))

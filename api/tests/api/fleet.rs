@@ -27,8 +27,8 @@ fn project_running(script: &str) -> Value {
 }
 
 fn queue(app: &TestApp) -> Queue {
-    let redis = kiln_shared::redis::connect(&app.settings.redis_url, Duration::from_secs(5)).unwrap();
-    Queue::new(redis, Keys::new(app.settings.redis_prefix.clone()))
+    let redis = kiln_shared::redis::connect(&app.settings.redis.url, Duration::from_secs(5)).unwrap();
+    Queue::new(redis, Keys::new(app.settings.redis.prefix.clone()))
 }
 
 /// Takes the next build from the stream as consumer `name` and starts it, as a daemon would,
@@ -671,7 +671,7 @@ async fn a_users_running_builds_never_pass_the_fleet_wide_cap() {
     let app = spawn_app(Options::without_builders()).await;
     // Two daemons of two slots each, and at most one running build per user.
     let capped = |s: &mut kiln_shared::config::Settings| {
-        s.builder_concurrency = 2;
+        s.builder.concurrency = 2;
         s.fleet.max_running_per_user = Some(1);
     };
     let _one = app.start_builder("cap-one", capped);
@@ -871,7 +871,7 @@ async fn an_infrastructure_error_on_the_last_attempt_fails_the_build_saying_so()
 async fn the_hosts_upkeep_pauses_claims_and_waits_for_the_running_build() {
     let app = spawn_app(Options::without_builders()).await;
     // Two workers: one runs the first build, the other is free to claim (but for the pause).
-    let _builder = app.start_builder("upkeep-host", |s| s.builder_concurrency = 2);
+    let _builder = app.start_builder("upkeep-host", |s| s.builder.concurrency = 2);
     let running = app
         .submit(&build_body(
             "u_fleet",
@@ -882,8 +882,8 @@ async fn the_hosts_upkeep_pauses_claims_and_waits_for_the_running_build() {
     app.wait_for_status(&running, "running").await;
 
     let upkeep = kiln_builder::upkeep::Upkeep {
-        work_dir: app.settings.work_dir.clone(),
-        pnpm_store: app.settings.pnpm_store.clone(),
+        work_dir: app.settings.builder.work_dir.clone(),
+        pnpm_store: app.settings.builder.pnpm_store.clone(),
         store_max: 1 << 40,
         wait: Duration::from_secs(120),
         store_user: Some(app.settings.sandbox.store_user),

@@ -160,7 +160,7 @@ pub async fn spawn_app(opts: Options) -> TestApp {
     let preview_port = app.preview_port();
     let api_stop = app.stopper();
     tokio::spawn(app.run_until_stopped());
-    settings.preview_public_port = Some(preview_port);
+    settings.preview.public_port = Some(preview_port);
 
     let shutdown = CancellationToken::new();
     if opts.builders > 0 {
@@ -172,7 +172,7 @@ pub async fn spawn_app(opts: Options) -> TestApp {
             }
         });
     }
-    let db = kiln_shared::db::connect(&settings.database_url, 5).unwrap();
+    let db = kiln_shared::db::connect(&settings.database.url, 5).unwrap();
     TestApp {
         api,
         preview_port,
@@ -367,8 +367,8 @@ impl TestApp {
     /// (as a `kill -9` would leave things: no renewal, no cleanup) when `task` is aborted.
     pub fn start_builder(&self, name: &str, tweak: impl FnOnce(&mut Settings)) -> BuilderHandle {
         let mut settings = self.settings.clone();
-        settings.builder_id = Some(name.to_owned());
-        settings.builder_concurrency = 1;
+        settings.builder.id = Some(name.to_owned());
+        settings.builder.concurrency = 1;
         tweak(&mut settings);
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
@@ -480,23 +480,23 @@ impl TestApp {
     /// A connection to the farm's Redis, and its keys.
     pub async fn redis(&self) -> (redis::aio::MultiplexedConnection, kiln_shared::redis::Keys) {
         use secrecy::ExposeSecret;
-        let conn = redis::Client::open(self.settings.redis_url.expose_secret())
+        let conn = redis::Client::open(self.settings.redis.url.expose_secret())
             .unwrap()
             .get_multiplexed_async_connection()
             .await
             .unwrap();
         (
             conn,
-            kiln_shared::redis::Keys::new(self.settings.redis_prefix.clone()),
+            kiln_shared::redis::Keys::new(self.settings.redis.prefix.clone()),
         )
     }
 
     pub async fn queue_depth(&self) -> u64 {
         let pool =
-            kiln_shared::redis::connect(&self.settings.redis_url, std::time::Duration::from_secs(2)).unwrap();
+            kiln_shared::redis::connect(&self.settings.redis.url, std::time::Duration::from_secs(2)).unwrap();
         kiln_shared::redis::Queue::new(
             pool,
-            kiln_shared::redis::Keys::new(self.settings.redis_prefix.clone()),
+            kiln_shared::redis::Keys::new(self.settings.redis.prefix.clone()),
         )
         .depth()
         .await

@@ -137,7 +137,7 @@ async fn a_capped_log_says_so_and_the_stored_copy_serves_followers_once_the_live
     let from_live = lines_of(&app.sse_messages(&url, None).await);
     let (mut conn, _) = app.redis().await;
     let deleted: i64 = redis::cmd("DEL")
-        .arg(format!("{}:logs:{id}", app.settings.redis_prefix))
+        .arg(format!("{}:logs:{id}", app.settings.redis.prefix))
         .query_async(&mut conn)
         .await
         .unwrap();

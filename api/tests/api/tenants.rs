@@ -158,7 +158,7 @@ async fn no_build_changes_the_package_files_another_tenant_reads() {
     );
     // A build that writes where `pnpm store path` says writes into its own sandbox's folders:
     // the store is not there.
-    let store = &app.settings.pnpm_store;
+    let store = &app.settings.builder.pnpm_store;
     assert!(store.join("v10").is_dir(), "the install used the store");
     assert!(!store.join("v10/pwned").exists() && !store.join("pwned").exists());
     // Renaming over its own file changed its own tree.
@@ -319,7 +319,7 @@ async fn a_build_cannot_reach_a_build_running_beside_it_nor_the_hosts_upkeep_loc
         ..Options::default()
     })
     .await;
-    let work = app.settings.work_dir.clone();
+    let work = app.settings.builder.work_dir.clone();
     // The victim keeps a secret in its workspace and publishes after a while.
     let victim = app
         .submit(&build_body(
@@ -349,7 +349,7 @@ async fn a_build_cannot_reach_a_build_running_beside_it_nor_the_hosts_upkeep_loc
     };
     let ws = workspace.display();
     let pause = work.join(".kiln-upkeep-pause");
-    let store = app.settings.pnpm_store.display();
+    let store = app.settings.builder.pnpm_store.display();
     let script = format!(
         r#"
 for p in {ws} {ws}/project {ws}/project/.env {store} {store}/v10/projects {work}/.kiln-store-home; do
@@ -435,7 +435,10 @@ printf '%s' '{{"files":[{{"path":"site/index.html","content":"<h1>pwned</h1>"}}]
         "nothing was written through the generator's link"
     );
     assert!(
-        app.settings.pnpm_store.starts_with(&app.settings.work_dir),
+        app.settings
+            .builder
+            .pnpm_store
+            .starts_with(&app.settings.builder.work_dir),
         "the store the generator looks for is where it looks"
     );
     assert!(log.contains("GEN store: BLOCKED"), "{log}");
@@ -466,7 +469,7 @@ printf '%s' '{{"files":[{{"path":"site/index.html","content":"<h1>pwned</h1>"}}]
         "{build}\n{}",
         app.log_text(&id).await
     );
-    let store = &app.settings.pnpm_store;
+    let store = &app.settings.builder.pnpm_store;
     for planted in [".pnpm", ".modules.yaml", "left-pad"] {
         assert!(!store.join(planted).exists(), "the store got {planted}");
     }

@@ -116,12 +116,12 @@ async fn run_attempt(
         json!({ "attempt": version.attempts }),
     );
     let (shipper, live) = LogShipper::start(b.live_logs.clone(), id);
-    let log = BuildLog::with(b.settings.max_log_bytes, b.redactor.clone(), Some(live));
+    let log = BuildLog::with(b.settings.builder.max_log_bytes, b.redactor.clone(), Some(live));
     if version.attempts > 1 {
         resume_log(b, version, &log).await;
     }
     let mut metrics = Metrics::default();
-    let ws = Workspace::new(&b.settings.work_dir, id);
+    let ws = Workspace::new(&b.settings.builder.work_dir, id);
     // Boxed: the build future is large, and worker stacks are not.
     let outcome = Box::pin(stations::build(b, version, &ws, &log, &mut metrics, stopper)).await;
     // The outcome does not wait for the workspace to go (a node_modules tree takes a few

@@ -250,7 +250,7 @@ pub(super) async fn give_up(b: &Builder, job: &Job, version: &Version) -> anyhow
     if let Some(failed) = versions::fail_lost(&b.db, id, step_after(last)).await? {
         let reason = failed.error.clone().unwrap_or_default();
         tracing::warn!(build_id = %id, error = %reason, "build failed: its builders were lost");
-        let log = BuildLog::with(b.settings.max_log_bytes, b.redactor.clone(), None);
+        let log = BuildLog::with(b.settings.builder.max_log_bytes, b.redactor.clone(), None);
         resume_log_lines(b, id, &log).await;
         log.line(&format!("[kiln] {reason}: the build failed"));
         if let Err(e) = b.artifacts.put_log(id, Bytes::from(log.bytes())).await {

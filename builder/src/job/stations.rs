@@ -59,13 +59,13 @@ pub(super) async fn build(
         &ws.tmp(),
         // The build's own: the shared metadata cache is the store's user's alone.
         &ws.home().join(".cache").join("pnpm"),
-        b.settings.build_timeout.as_secs(),
+        b.settings.builder.build_timeout.as_secs(),
     )
     .stopped_by(stopper.token().clone(), b.settings.fleet.cancel_grace)
     .confined(
         b.confinement.clone(),
         cell.clone(),
-        b.settings.max_log_bytes as u64,
+        b.settings.builder.max_log_bytes as u64,
     )
     .counted_by(b.metrics.clone());
     let stations = Stations {
@@ -75,7 +75,7 @@ pub(super) async fn build(
         log,
         env: &env,
         ids: cell.ids(),
-        deadline: Instant::now() + b.settings.build_timeout,
+        deadline: Instant::now() + b.settings.builder.build_timeout,
         project: ws.project(),
     };
     let result = stations.run(metrics).await;
@@ -119,7 +119,7 @@ impl Stations<'_> {
             true => read_in_project(
                 &self.project,
                 "package.json",
-                self.b.settings.max_file_bytes as u64,
+                self.b.settings.api.max_file_bytes as u64,
             )
             .await
             .map_err(|e| fail(Step::Install, reading(&e)))?,
@@ -180,7 +180,7 @@ impl Stations<'_> {
         let (env, deadline, log) = (self.env, self.deadline, self.log);
         let started = StdInstant::now();
         self.emit(EventType::GenerateStarted, json!({}));
-        let command = b.settings.generator_cmd.as_deref().ok_or_else(|| {
+        let command = b.settings.builder.generator_cmd.as_deref().ok_or_else(|| {
             fail(
                 Step::Generate,
                 "this builder has no generator configured (KILN_GENERATOR_CMD)",
@@ -192,7 +192,7 @@ impl Stations<'_> {
         let wanted: Vec<(String, u64)> = sources
             .files
             .iter()
-            .map(|(path, entry)| (path.clone(), entry.size.max(b.settings.max_file_bytes as u64)))
+            .map(|(path, entry)| (path.clone(), entry.size.max(b.settings.api.max_file_bytes as u64)))
             .collect();
         let dir = project.clone();
         let read = tokio::task::spawn_blocking(move || {
@@ -225,7 +225,7 @@ impl Stations<'_> {
             deadline,
             log,
             input,
-            b.settings.file_limits(),
+            b.settings.api.file_limits(),
         )
         .await
         .map_err(|e| fail(Step::Generate, e))?;
@@ -271,7 +271,7 @@ impl Stations<'_> {
         let (env, deadline, log) = (self.env, self.deadline, self.log);
         let frozen =
             sources.files.contains_key(LOCKFILE) && package_json_unchanged(b, version, sources).await;
-        let install = scripts::install_args(&b.settings.pnpm_store, frozen);
+        let install = scripts::install_args(&b.settings.builder.pnpm_store, frozen);
         let install: Vec<&str> = install.iter().map(String::as_str).collect();
         let started = StdInstant::now();
         self.emit(EventType::InstallStarted, json!({ "frozenLockfile": frozen }));
@@ -382,8 +382,8 @@ impl Stations<'_> {
         let started = StdInstant::now();
         self.emit(EventType::UploadStarted, json!({}));
         let limits = publish::OutputLimits {
-            max_bytes: b.settings.max_output_bytes,
-            max_files: b.settings.max_output_files,
+            max_bytes: b.settings.builder.max_output_bytes,
+            max_files: b.settings.builder.max_output_files,
         };
         // The output folder is opened beneath the project folder (itself not a link): a link
         // there leading out of the project fails the build, whatever the build made it.

@@ -68,8 +68,8 @@ impl Confinement {
             }
         };
         let shared_rw = vec![
-            settings.pnpm_store.clone(),
-            settings.pnpm_store.with_extension("cache"),
+            settings.builder.pnpm_store.clone(),
+            settings.builder.pnpm_store.with_extension("cache"),
         ];
         let mut me = Self {
             limits,
@@ -81,12 +81,12 @@ impl Confinement {
             setpriv,
             shared_rw,
             link_root: None,
-            store_home: settings.work_dir.join(".kiln-store-home"),
-            allowed_scripts: settings.work_dir.join(".kiln-allowed-build-scripts.json"),
+            store_home: settings.builder.work_dir.join(".kiln-store-home"),
+            allowed_scripts: settings.builder.work_dir.join(".kiln-allowed-build-scripts.json"),
             egress: None,
         };
         me.prepare_folders(settings)?;
-        me.link_root = link_root(&settings.work_dir, &me.shared_rw);
+        me.link_root = link_root(&settings.builder.work_dir, &me.shared_rw);
         me.bwrap = match me.limits.mode {
             SandboxMode::Off => {
                 tracing::warn!("KILN_SANDBOX=off: builds run without namespaces");
@@ -105,14 +105,14 @@ impl Confinement {
         };
         if me.bwrap.is_some() && me.link_root.is_none() {
             tracing::warn!(
-                store = %settings.pnpm_store.display(),
-                work = %settings.work_dir.display(),
+                store = %settings.builder.pnpm_store.display(),
+                work = %settings.builder.work_dir.display(),
                 "KILN_PNPM_STORE is not inside KILN_WORK_DIR: in the sandbox they are two mounts, so pnpm copies packages instead of hard-linking them (installs are several times slower); keep the store inside the work folder (the default)"
             );
         }
         me.egress = match (&me.bwrap, &me.limits.egress) {
             (Some(_), Egress::Allow(hosts)) => {
-                let bridge = settings.work_dir.join(".kiln-egress-bridge.js");
+                let bridge = settings.builder.work_dir.join(".kiln-egress-bridge.js");
                 write_bridge(&bridge)?;
                 make_egress_dir()?;
                 Some((Arc::new(hosts.clone()), bridge))
@@ -180,7 +180,7 @@ impl Confinement {
             let path = path.to_owned();
             move |source| SandboxError::Io { path, source }
         };
-        std::fs::create_dir_all(&settings.work_dir).map_err(io(&settings.work_dir))?;
+        std::fs::create_dir_all(&settings.builder.work_dir).map_err(io(&settings.builder.work_dir))?;
         for dir in self.shared_rw.iter().chain([&self.store_home]) {
             std::fs::create_dir_all(dir).map_err(io(dir))?;
         }
@@ -189,15 +189,15 @@ impl Confinement {
         let Some((uid, gid)) = self.store_user else {
             return Ok(());
         };
-        std::fs::set_permissions(&settings.work_dir, std::fs::Permissions::from_mode(0o711))
-            .map_err(io(&settings.work_dir))?;
+        std::fs::set_permissions(&settings.builder.work_dir, std::fs::Permissions::from_mode(0o711))
+            .map_err(io(&settings.builder.work_dir))?;
         for dir in self.shared_rw.iter().chain([&self.store_home]) {
             hand_over_if_needed(dir, uid, gid).map_err(io(dir))?;
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
         }
         for (what, dir) in [
-            ("KILN_WORK_DIR", &settings.work_dir),
-            ("KILN_PNPM_STORE", &settings.pnpm_store),
+            ("KILN_WORK_DIR", &settings.builder.work_dir),
+            ("KILN_PNPM_STORE", &settings.builder.pnpm_store),
         ] {
             reachable(dir, uid, gid).map_err(|reason| SandboxError::Unreachable {
                 uid,

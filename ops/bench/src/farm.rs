@@ -226,7 +226,7 @@ impl Farm {
         let mut settings = Settings::from_vars(vars.clone()).context("bench settings")?;
         let (server, port, preview_port) = ApiThread::start(settings.clone()).await?;
         let api = format!("http://127.0.0.1:{port}");
-        settings.preview_public_port = Some(preview_port);
+        settings.preview.public_port = Some(preview_port);
         vars.push(("KILN_PREVIEW_PUBLIC_PORT".into(), preview_port.to_string()));
 
         let shutdown = CancellationToken::new();
@@ -437,9 +437,9 @@ impl Farm {
     async fn delivered_but_queued(&self, id: &str) -> anyhow::Result<Option<(String, u64)>> {
         use redis::AsyncCommands;
         use secrecy::ExposeSecret;
-        let client = redis::Client::open(self.settings.redis_url.expose_secret())?;
+        let client = redis::Client::open(self.settings.redis.url.expose_secret())?;
         let mut conn = client.get_multiplexed_async_connection().await?;
-        let keys = kiln_shared::redis::Keys::new(self.settings.redis_prefix.clone());
+        let keys = kiln_shared::redis::Keys::new(self.settings.redis.prefix.clone());
         let stream = keys.stream();
         let pending: redis::streams::StreamPendingCountReply = match conn
             .xpending_count(&stream, kiln_shared::redis::CONSUMER_GROUP, "-", "+", 100)
@@ -467,7 +467,7 @@ impl Farm {
     /// long-running farm's table has) instead of choosing plans for an empty table.
     pub async fn analyze(&self) -> anyhow::Result<()> {
         use secrecy::ExposeSecret;
-        let pool = sqlx::PgPool::connect(self.settings.database_url.expose_secret()).await?;
+        let pool = sqlx::PgPool::connect(self.settings.database.url.expose_secret()).await?;
         sqlx::query("analyze versions").execute(&pool).await?;
         pool.close().await;
         Ok(())
@@ -475,8 +475,8 @@ impl Farm {
 
     /// Entries in the build stream (waiting plus being built).
     pub async fn queue_depth(&self) -> anyhow::Result<u64> {
-        let pool = kiln_shared::redis::connect(&self.settings.redis_url, Duration::from_secs(2))?;
-        let keys = kiln_shared::redis::Keys::new(self.settings.redis_prefix.clone());
+        let pool = kiln_shared::redis::connect(&self.settings.redis.url, Duration::from_secs(2))?;
+        let keys = kiln_shared::redis::Keys::new(self.settings.redis.prefix.clone());
         Ok(kiln_shared::redis::Queue::new(pool, keys).depth().await?)
     }
 

@@ -598,7 +598,7 @@ async fn measure_storage(env: &Env, farm: &Farm, example: &Path) -> anyhow::Resu
     }
 
     use secrecy::ExposeSecret;
-    let pool = sqlx::PgPool::connect(farm.settings.database_url.expose_secret()).await?;
+    let pool = sqlx::PgPool::connect(farm.settings.database.url.expose_secret()).await?;
     let rows: Vec<VersionManifests> = sqlx::query_as(
         "select id, source_manifest::text, source_manifest_key, output_manifest_key from versions
          where user_id = $1 and project_id = $2 and status = 'deployed' order by id",

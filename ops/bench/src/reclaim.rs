@@ -161,9 +161,9 @@ async fn kills(
     round: usize,
 ) -> anyhow::Result<Vec<Sample>> {
     use secrecy::ExposeSecret;
-    let redis = redis::Client::open(farm.settings.redis_url.expose_secret())?;
+    let redis = redis::Client::open(farm.settings.redis.url.expose_secret())?;
     let mut conn = redis.get_multiplexed_async_connection().await?;
-    let stream = kiln_shared::redis::Keys::new(farm.settings.redis_prefix.clone()).stream();
+    let stream = kiln_shared::redis::Keys::new(farm.settings.redis.prefix.clone()).stream();
     let mut samples = Vec::new();
     for k in 0..KILLS {
         // The reclaiming daemon looks for lost builds once per ~1 s read cycle, whose phase is

@@ -123,7 +123,7 @@ async fn measure(farm: &Arc<Farm>, example: &std::path::Path) -> anyhow::Result<
         .to_owned();
     let preview = format!(
         "http://127.0.0.1:{}/",
-        farm.settings.preview_public_port.context("the preview port")?
+        farm.settings.preview.public_port.context("the preview port")?
     );
     let host = format!("{label}.localhost");
     let path = format!("/v1/projects/{USER}/{PROJECT}/rollback");

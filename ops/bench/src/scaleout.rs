@@ -224,7 +224,7 @@ async fn snapshot(env: &Env, fleet: &[Daemon]) -> anyhow::Result<Snapshot> {
 
 async fn measure(env: &Env, farm: &Farm, fleet: &[Daemon], round: usize) -> anyhow::Result<Run> {
     let n = fleet.len();
-    let db = sqlx::PgPool::connect(farm.settings.database_url.expose_secret()).await?;
+    let db = sqlx::PgPool::connect(farm.settings.database.url.expose_secret()).await?;
     let result = async {
         // Warm-up: one build per daemon, at once (process start-up, page cache).
         let warm: Vec<String> = (0..n).map(|k| format!("sw{round}-{n}-{k}")).collect();

@@ -8,8 +8,9 @@ use secrecy::SecretString;
 
 use super::source::{read_toml, ConfigError, Source};
 use super::{
-    ArtifactsLocation, AuditSettings, FleetSettings, LimitSettings, MaintenanceSettings, S3Settings,
-    SandboxSettings, Settings, WebhookSettings,
+    ApiSettings, ArtifactsLocation, AuditSettings, BuilderSettings, DatabaseSettings, FleetSettings,
+    LimitSettings, MaintenanceSettings, PreviewSettings, RedisSettings, S3Settings, SandboxSettings,
+    Settings, StorageSettings, WebhookSettings,
 };
 
 /// The meaning of each required variable, printed when it is missing.
@@ -87,52 +88,65 @@ impl Settings {
             .unwrap_or_default();
         let mb = 1024 * 1024;
         Ok(Settings {
-            database_url: database_url.into(),
-            redis_url: src
-                .get("KILN_REDIS_URL")
-                .unwrap_or_else(|| "redis://127.0.0.1:6379".into())
-                .into(),
-            redis_prefix,
-            artifacts,
-            s3: S3Settings {
-                endpoint: src.get("KILN_S3_ENDPOINT"),
-                region: src.get("KILN_S3_REGION").unwrap_or_else(|| "auto".into()),
-                access_key_id: src.get("AWS_ACCESS_KEY_ID"),
-                secret_access_key: src.get("AWS_SECRET_ACCESS_KEY").map(Into::into),
+            database: DatabaseSettings {
+                url: database_url.into(),
             },
-            api_addr: src
-                .get("KILN_API_ADDR")
-                .unwrap_or_else(|| "127.0.0.1:8080".into()),
-            preview_addr: src
-                .get("KILN_PREVIEW_ADDR")
-                .unwrap_or_else(|| "127.0.0.1:8081".into()),
-            preview_domain: src
-                .get("KILN_PREVIEW_DOMAIN")
-                .unwrap_or_else(|| "localhost".into())
-                .trim_matches('.')
-                .to_ascii_lowercase(),
-            preview_scheme,
-            preview_public_port,
-            hmac_secret: src.get(HMAC_SECRET.0).map(Into::into),
-            api_tokens,
+            redis: RedisSettings {
+                url: src
+                    .get("KILN_REDIS_URL")
+                    .unwrap_or_else(|| "redis://127.0.0.1:6379".into())
+                    .into(),
+                prefix: redis_prefix,
+            },
+            storage: StorageSettings {
+                artifacts,
+                s3: S3Settings {
+                    endpoint: src.get("KILN_S3_ENDPOINT"),
+                    region: src.get("KILN_S3_REGION").unwrap_or_else(|| "auto".into()),
+                    access_key_id: src.get("AWS_ACCESS_KEY_ID"),
+                    secret_access_key: src.get("AWS_SECRET_ACCESS_KEY").map(Into::into),
+                },
+            },
+            api: ApiSettings {
+                addr: src
+                    .get("KILN_API_ADDR")
+                    .unwrap_or_else(|| "127.0.0.1:8080".into()),
+                hmac_secret: src.get(HMAC_SECRET.0).map(Into::into),
+                tokens: api_tokens,
+                max_body_bytes: (src.positive("KILN_MAX_BODY_MB", 50)? * mb) as usize,
+                max_files: src.positive("KILN_MAX_FILES", 5_000)? as usize,
+                max_file_bytes: (src.positive("KILN_MAX_FILE_MB", 10)? * mb) as usize,
+            },
+            preview: PreviewSettings {
+                addr: src
+                    .get("KILN_PREVIEW_ADDR")
+                    .unwrap_or_else(|| "127.0.0.1:8081".into()),
+                domain: src
+                    .get("KILN_PREVIEW_DOMAIN")
+                    .unwrap_or_else(|| "localhost".into())
+                    .trim_matches('.')
+                    .to_ascii_lowercase(),
+                scheme: preview_scheme,
+                public_port: preview_public_port,
+            },
+            builder: BuilderSettings {
+                id: src.get("KILN_BUILDER_ID"),
+                concurrency: src.positive("KILN_BUILDER_CONCURRENCY", 1)? as usize,
+                work_dir,
+                pnpm_store,
+                build_timeout: Duration::from_secs(src.positive("KILN_BUILD_TIMEOUT_SECS", 300)?),
+                max_output_bytes: src.positive("KILN_MAX_OUTPUT_MB", 100)? * mb,
+                max_output_files: src.positive("KILN_MAX_OUTPUT_FILES", 20_000)? as usize,
+                max_log_bytes: (src.positive("KILN_MAX_LOG_KB", 1024)? * 1024) as usize,
+                generator_cmd: src.get("KILN_GENERATOR_CMD"),
+                metrics_addr: match src.get("KILN_METRICS_ADDR") {
+                    Some(off) if off.eq_ignore_ascii_case("off") => None,
+                    Some(addr) => Some(addr),
+                    None => Some("127.0.0.1:9465".into()),
+                },
+                build_events: src.switch("KILN_BUILD_EVENTS", true)?,
+            },
             data_dir,
-            work_dir,
-            pnpm_store,
-            build_timeout: Duration::from_secs(src.positive("KILN_BUILD_TIMEOUT_SECS", 300)?),
-            max_output_bytes: src.positive("KILN_MAX_OUTPUT_MB", 100)? * mb,
-            max_output_files: src.positive("KILN_MAX_OUTPUT_FILES", 20_000)? as usize,
-            max_log_bytes: (src.positive("KILN_MAX_LOG_KB", 1024)? * 1024) as usize,
-            max_body_bytes: (src.positive("KILN_MAX_BODY_MB", 50)? * mb) as usize,
-            max_files: src.positive("KILN_MAX_FILES", 5_000)? as usize,
-            max_file_bytes: (src.positive("KILN_MAX_FILE_MB", 10)? * mb) as usize,
-            generator_cmd: src.get("KILN_GENERATOR_CMD"),
-            builder_concurrency: src.positive("KILN_BUILDER_CONCURRENCY", 1)? as usize,
-            builder_id: src.get("KILN_BUILDER_ID"),
-            metrics_addr: match src.get("KILN_METRICS_ADDR") {
-                Some(off) if off.eq_ignore_ascii_case("off") => None,
-                Some(addr) => Some(addr),
-                None => Some("127.0.0.1:9465".into()),
-            },
             fleet: FleetSettings {
                 lease: Duration::from_secs(src.positive("KILN_LEASE_SECS", 60)?),
                 max_attempts: src.positive("KILN_MAX_ATTEMPTS", 3)?.min(1000) as u32,
@@ -151,7 +165,6 @@ impl Settings {
                 concurrency: src.positive("KILN_WEBHOOK_CONCURRENCY", 16)? as usize,
                 poll: Duration::from_millis(src.positive("KILN_WEBHOOK_POLL_MS", 500)?),
             },
-            build_events: src.switch("KILN_BUILD_EVENTS", true)?,
             sandbox: SandboxSettings::load(src)?,
             audit: AuditSettings::load(src)?,
             maintenance: MaintenanceSettings::load(src)?,
@@ -161,7 +174,7 @@ impl Settings {
 
     /// The API also needs the HMAC secret.
     pub fn require_api(&self) -> Result<(), ConfigError> {
-        if self.hmac_secret.is_none() {
+        if self.api.hmac_secret.is_none() {
             return Err(ConfigError::Missing {
                 var: HMAC_SECRET.0,
                 meaning: HMAC_SECRET.1,
@@ -287,18 +300,18 @@ mod tests {
             ("KILN_MAX_OUTPUT_MB", "7"),
         ]))
         .unwrap();
-        assert_eq!(s.build_timeout, Duration::from_secs(60));
-        assert_eq!(s.max_output_bytes, 7 * 1024 * 1024);
-        assert_eq!(s.api_tokens.len(), 2);
-        assert_eq!(s.s3.region, "auto");
+        assert_eq!(s.builder.build_timeout, Duration::from_secs(60));
+        assert_eq!(s.builder.max_output_bytes, 7 * 1024 * 1024);
+        assert_eq!(s.api.tokens.len(), 2);
+        assert_eq!(s.storage.s3.region, "auto");
         assert_eq!(
-            s.artifacts,
+            s.storage.artifacts,
             ArtifactsLocation::S3 {
                 bucket: "bucket".into(),
                 prefix: "some/prefix".into()
             }
         );
-        assert_eq!(s.api_addr, "127.0.0.1:8080");
+        assert_eq!(s.api.addr, "127.0.0.1:8080");
         assert!(s.require_api().is_err());
     }
 }

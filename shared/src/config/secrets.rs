@@ -32,7 +32,7 @@ impl Settings {
     pub fn secret_values(&self) -> Vec<String> {
         use secrecy::ExposeSecret;
         let mut out = Vec::new();
-        for url in [&self.database_url, &self.redis_url] {
+        for url in [&self.database.url, &self.redis.url] {
             let raw = url.expose_secret().to_owned();
             if let Ok(parsed) = url::Url::parse(&raw) {
                 if let Some(password) = parsed.password() {
@@ -44,15 +44,16 @@ impl Settings {
             }
             out.push(raw);
         }
-        out.extend(self.hmac_secret.iter().map(|s| s.expose_secret().to_owned()));
-        out.extend(self.api_tokens.iter().map(|s| s.expose_secret().to_owned()));
+        out.extend(self.api.hmac_secret.iter().map(|s| s.expose_secret().to_owned()));
+        out.extend(self.api.tokens.iter().map(|s| s.expose_secret().to_owned()));
         out.extend(
-            self.s3
+            self.storage
+                .s3
                 .secret_access_key
                 .iter()
                 .map(|s| s.expose_secret().to_owned()),
         );
-        out.extend(self.s3.access_key_id.iter().cloned());
+        out.extend(self.storage.s3.access_key_id.iter().cloned());
         out
     }
 }

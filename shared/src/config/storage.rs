@@ -4,6 +4,14 @@ use std::path::PathBuf;
 
 use secrecy::SecretString;
 
+/// The artifact store.
+#[derive(Debug, Clone)]
+pub struct StorageSettings {
+    /// `KILN_ARTIFACTS`: `file:///abs/path` or `s3://bucket[/prefix]` (required).
+    pub artifacts: ArtifactsLocation,
+    pub s3: S3Settings,
+}
+
 /// Where artifacts live.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ArtifactsLocation {
