@@ -1,6 +1,7 @@
 //! The book (`docs/`) against the code and against itself: the configuration table lists
 //! exactly the `KILN_*` variables kiln-shared reads, and every relative link in the
-//! repository's markdown points at a file (and heading) that exists.
+//! repository's markdown points at a file (and heading) that exists, and every module the
+//! architecture page's crate map names is there.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -189,4 +190,57 @@ fn every_relative_link_in_the_markdown_resolves() {
         }
     }
     assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+}
+
+/// The backticked names in `s`.
+fn code_spans(s: &str) -> Vec<&str> {
+    s.split('`').skip(1).step_by(2).collect()
+}
+
+#[test]
+fn every_module_the_crate_map_names_exists() {
+    let root = root();
+    let page = root.join("docs/design/architecture.md");
+    let text = std::fs::read_to_string(&page).unwrap();
+    let (_, map) = text
+        .split_once("### Inside the crates")
+        .expect("the architecture page has its crate map");
+    let map = map.split("\n## ").next().unwrap();
+    let mut checked = 0;
+    let mut missing = Vec::new();
+    let mut crate_dir: Option<PathBuf> = None;
+    for line in map.lines() {
+        if let Some(top) = line.strip_prefix("- ") {
+            crate_dir = code_spans(top).first().map(|dir| root.join(dir));
+            continue;
+        }
+        let (Some(dir), Some(entry)) = (&crate_dir, line.trim_start().strip_prefix("- ")) else {
+            continue;
+        };
+        // A folder named on the line (`queue/`) holds the files named after it on that line;
+        // the nearest such folder is tried first, then the ones before it, the crate's source
+        // folder and the repository.
+        let mut bases = vec![root.clone(), dir.clone()];
+        for span in code_spans(entry) {
+            let is_dir = span.ends_with('/');
+            if !(is_dir || span.ends_with(".rs")) || span.contains(' ') {
+                continue;
+            }
+            checked += 1;
+            match bases.iter().rev().map(|b| b.join(span)).find(|p| p.exists()) {
+                Some(found) if is_dir => bases.push(found),
+                Some(_) => {}
+                None => missing.push(format!("{span} (on the line under {})", dir.display())),
+            }
+        }
+    }
+    assert!(
+        checked >= 60,
+        "only {checked} names checked: has the crate map's shape changed?"
+    );
+    assert!(
+        missing.is_empty(),
+        "docs/design/architecture.md names modules that do not exist:\n{}",
+        missing.join("\n")
+    );
 }
