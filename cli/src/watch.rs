@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::Value;
 
-use crate::Client;
+use crate::client::Client;
 
 /// One Server-Sent Events message.
 #[derive(Debug, Clone, Default)]
