@@ -27,6 +27,7 @@ use kiln_shared::store::{sha256_hex, Artifacts, BlobPlace, Encoding, FsStore, Ma
 use serde_json::{json, Value};
 
 use crate::farm::{Env, Farm};
+use crate::summary::{Outcome, Summary};
 
 pub const PROJECTS: usize = 1_000;
 pub const VERSIONS_PER_PROJECT: usize = 100;
@@ -112,6 +113,43 @@ pub struct Report {
     pub first: Run,
     pub second: Run,
     pub storage: Storage,
+}
+
+impl Summary for Storage {
+    fn print(&self) -> Outcome {
+        println!(
+            "storage     {} versions of the Vite example, one file changed each: content-addressed {:.2} MB vs a zip per version {:.2} MB  kiln/zips {:.2}  (uncompressed, not deduplicated {:.2} MB; each later version adds {:.3} MB of content)",
+            STORAGE_VERSIONS,
+            self.kiln_bytes() as f64 / 1e6,
+            self.zip_bytes as f64 / 1e6,
+            self.ratio(),
+            self.raw_bytes as f64 / 1e6,
+            self.later_new_bytes / 1e6
+        );
+        Outcome::met(true)
+    }
+}
+
+impl Summary for Report {
+    fn print(&self) -> Outcome {
+        println!(
+    "maintain    kiln-ops maintain over {} versions / {} blobs (+{} unreferenced)  1st run {:.1} s, max RSS {:.0} MB ({} trashed, {} pointers set)  2nd run {:.1} s, max RSS {:.0} MB ({} trashed)  | data generated in {:.0} s{}",
+    VERSIONS,
+    BLOBS,
+    GARBAGE,
+    self.first.wall_s,
+    self.first.max_rss_kb as f64 / 1024.0,
+    self.first.blobs("trashed"),
+    self.first.repaired(),
+    self.second.wall_s,
+    self.second.max_rss_kb as f64 / 1024.0,
+    self.second.blobs("trashed"),
+    self.generation_s,
+    if self.cached { " (cached from an earlier run)" } else { "" }
+);
+        self.storage.print();
+        Outcome::met(true)
+    }
 }
 
 pub async fn run(env: &Env, example: &Path) -> anyhow::Result<Report> {
