@@ -1,4 +1,4 @@
-//! Part 4: rollback and latest-pointer reads (issue 3).
+//! Part 4: rollback and latest-pointer reads.
 //!
 //! - Rollback latency: from sending `POST /v1/projects/{u}/{p}/rollback` to the project's latest
 //!   URL serving the target (the preview answers with `X-Kiln-Version` = the new rollback
