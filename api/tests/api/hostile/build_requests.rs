@@ -2,10 +2,10 @@
 
 use serde_json::{json, Value};
 
-use super::inputs::*;
-use super::table::*;
-use super::wire::*;
-use crate::helpers::*;
+use super::inputs::{file, hostile_paths, nested, one};
+use super::table::{assert_healthy, case, refuse_all, stored};
+use super::wire::{build, build_raw, signed};
+use crate::helpers::{spawn_app, Options};
 
 #[tokio::test]
 async fn hostile_build_requests_get_a_clear_4xx_and_nothing_is_stored() {

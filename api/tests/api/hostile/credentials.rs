@@ -4,9 +4,9 @@ use base64::Engine as _;
 use kiln_shared::signing::sign_request;
 use serde_json::{json, Value};
 
-use super::table::*;
-use super::wire::*;
-use crate::helpers::*;
+use super::table::{assert_healthy, case, refuse_all, stored};
+use super::wire::{bearer, Send};
+use crate::helpers::{build_body, spawn_app, unique, Options, HMAC_SECRET, TOKEN};
 
 #[tokio::test]
 async fn credentials_from_the_wrong_place_are_refused() {

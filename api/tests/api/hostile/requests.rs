@@ -2,10 +2,10 @@
 
 use serde_json::json;
 
-use super::inputs::*;
-use super::table::*;
-use super::wire::*;
-use crate::helpers::*;
+use super::inputs::nested;
+use super::table::{assert_healthy, case, refuse_all, stored};
+use super::wire::{operator, signed, Send};
+use crate::helpers::{build_body, spawn_app, unique, Options, TOKEN};
 
 #[tokio::test]
 async fn other_bodies_queries_and_headers_are_refused() {

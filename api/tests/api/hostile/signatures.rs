@@ -4,9 +4,9 @@ use base64::Engine as _;
 use kiln_shared::signing::sign_request;
 use serde_json::json;
 
-use super::table::*;
-use super::wire::*;
-use crate::helpers::*;
+use super::table::{assert_healthy, case, refuse_all};
+use super::wire::{send, Send};
+use crate::helpers::{build_body, spawn_app, unique, Options, HMAC_SECRET, TOKEN};
 
 #[tokio::test]
 async fn a_signature_is_accepted_once_and_forged_ones_never() {

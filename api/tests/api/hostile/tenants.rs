@@ -2,9 +2,9 @@
 
 use serde_json::{json, Value};
 
-use super::table::*;
-use super::wire::*;
-use crate::helpers::*;
+use super::table::{assert_healthy, case, refuse_all, stored};
+use super::wire::{bearer, send, Send};
+use crate::helpers::{build_body, spawn_app, unique, Options, TestApp};
 
 /// A request with `token`: (status, JSON body or null).
 async fn as_user(app: &TestApp, token: &str, method: &'static str, path: &str, body: &str) -> (u16, Value) {

@@ -2,9 +2,9 @@
 
 use serde_json::{json, Value};
 
-use super::table::*;
-use super::wire::*;
-use crate::helpers::*;
+use super::table::{assert_healthy, case, refuse_all, stored};
+use super::wire::{http, operator, raw};
+use crate::helpers::{build_body, spawn_app, unique, Options};
 
 #[tokio::test]
 async fn traversal_in_url_paths_is_refused_in_every_encoding() {
