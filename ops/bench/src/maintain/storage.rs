@@ -95,7 +95,7 @@ async fn measure_storage(env: &Env, farm: &Farm, example: &Path) -> anyhow::Resu
         .content
         .clone();
     if !app.contains(ANCHOR) {
-        bail!("{APP} of the example no longer contains {ANCHOR:?}; update ops/bench/src/maintain.rs");
+        bail!("{APP} of the example no longer contains {ANCHOR:?}; update ops/bench/src/maintain/storage.rs");
     }
     let first = farm
         .build(&json!({ "userId": USER, "projectId": PROJECT, "files": files }))
