@@ -45,3 +45,37 @@ where
 pub fn finished(build: &serde_json::Value) -> bool {
     build["status"] == "deployed" || build["status"] == "failed"
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_wait_ends_with_what_it_waited_for_or_the_last_thing_seen() {
+        let mut looks = 0;
+        let found = until(Duration::from_millis(1), Duration::from_secs(5), || {
+            looks += 1;
+            let n = looks;
+            async move {
+                if n == 3 {
+                    Look::Ready(n)
+                } else {
+                    Look::Seen(n)
+                }
+            }
+        })
+        .await;
+        assert_eq!(found.unwrap(), 3);
+
+        let mut looks = 0;
+        let timed_out = until(Duration::from_millis(1), Duration::from_millis(20), || {
+            looks += 1;
+            let n = looks;
+            async move { Look::<(), _>::Seen(n) }
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(timed_out.last, looks);
+        assert_eq!(timed_out.limit, Duration::from_millis(20));
+    }
+}
