@@ -282,8 +282,8 @@ async fn a_build_cannot_read_kilns_secrets_nor_reach_its_services_or_the_metadat
     std::fs::write(&config, "hmac_secret = \"test-hmac-secret-in-a-file\"\n").unwrap();
     std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let data = app.artifacts_dir.clone().unwrap();
-    let redis_port = port_of(&std::env::var("KILN_TEST_REDIS_URL").unwrap());
-    let pg_port = port_of(&std::env::var("KILN_TEST_DATABASE_URL").unwrap());
+    let redis_port = port_of(&kiln_testkit::env::test::redis_url());
+    let pg_port = port_of(&kiln_testkit::env::test::database_url());
     let script = format!(
         "node probe.js {} {} {} {redis_port} {pg_port}",
         std::process::id(),
@@ -374,8 +374,8 @@ async fn an_install_reaches_the_package_registry_through_the_egress_proxy_and_no
         ..Options::default()
     })
     .await;
-    let redis_port = port_of(&std::env::var("KILN_TEST_REDIS_URL").unwrap());
-    let pg_port = port_of(&std::env::var("KILN_TEST_DATABASE_URL").unwrap());
+    let redis_port = port_of(&kiln_testkit::env::test::redis_url());
+    let pg_port = port_of(&kiln_testkit::env::test::database_url());
     use std::net::ToSocketAddrs;
     let registry_ip = ("registry.npmjs.org", 443)
         .to_socket_addrs()

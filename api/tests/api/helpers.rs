@@ -1,19 +1,21 @@
+//! The test app: a farm in this process (the API on port 0, builders through
+//! `kiln_builder::run`) on a database, a Redis prefix and a store of its own, and the requests
+//! tests make of it.
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use kiln_api::Application;
 use kiln_shared::config::Settings;
 use kiln_shared::domain::read_tree;
-use kiln_shared::signing::sign_request_with_nonce;
+use kiln_testkit::env::test as test_env;
+use kiln_testkit::poll::{self, Look};
+use kiln_testkit::signed::Signer;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 pub const HMAC_SECRET: &str = "test-hmac-secret";
 pub const TOKEN: &str = "test-operator-token";
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run the tests through ops/test.sh"))
-}
 
 /// Which artifact store a test uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,20 +104,21 @@ pub async fn spawn_app(opts: Options) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     // The build user (the builders here run as root) must reach the work folder inside.
     std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
-    let database_url = kiln_shared::db::create_database(&env("KILN_TEST_DATABASE_URL"), "kiln_test")
+    let database_url = kiln_shared::db::create_database(&test_env::database_url(), "kiln_test")
         .await
         .expect("creating the test's database");
     let prefix = format!("kiln-test-{}", ulid::Ulid::new().to_string().to_ascii_lowercase());
-    let (artifacts, artifacts_dir) = match opts.store {
-        Store::Fs => {
+    let s3 = (opts.store == Store::S3).then(test_env::s3);
+    let (artifacts, artifacts_dir) = match &s3 {
+        None => {
             let d = dir.path().join("artifacts");
             (format!("file://{}", d.display()), Some(d))
         }
-        Store::S3 => (format!("s3://{}/{prefix}", env("KILN_TEST_S3_BUCKET")), None),
+        Some(s3) => (format!("s3://{}/{prefix}", s3.bucket), None),
     };
     let mut vars = vec![
         ("KILN_DATABASE_URL", database_url),
-        ("KILN_REDIS_URL", env("KILN_TEST_REDIS_URL")),
+        ("KILN_REDIS_URL", test_env::redis_url()),
         ("KILN_REDIS_PREFIX", prefix),
         ("KILN_ARTIFACTS", artifacts),
         ("KILN_API_ADDR", "127.0.0.1:0".into()),
@@ -126,8 +129,8 @@ pub async fn spawn_app(opts: Options) -> TestApp {
         ("KILN_WORK_DIR", dir.path().join("work").display().to_string()),
         (
             "KILN_PNPM_STORE",
-            match std::env::var("KILN_TEST_PNPM_STORE") {
-                Ok(shared) if opts.shared_store => shared,
+            match test_env::pnpm_store() {
+                Some(shared) if opts.shared_store => shared,
                 _ => dir.path().join("work/pnpm-store").display().to_string(),
             },
         ),
@@ -141,11 +144,11 @@ pub async fn spawn_app(opts: Options) -> TestApp {
         ("KILN_RATE_LIMIT_PER_IP", "off".into()),
         ("KILN_MAX_STREAMS_PER_CLIENT", "off".into()),
     ];
-    if opts.store == Store::S3 {
-        vars.push(("KILN_S3_ENDPOINT", env("KILN_TEST_S3_ENDPOINT")));
-        vars.push(("KILN_S3_REGION", env("KILN_TEST_S3_REGION")));
-        vars.push(("AWS_ACCESS_KEY_ID", env("KILN_TEST_S3_ACCESS_KEY")));
-        vars.push(("AWS_SECRET_ACCESS_KEY", env("KILN_TEST_S3_SECRET_KEY")));
+    if let Some(s3) = s3 {
+        vars.push(("KILN_S3_ENDPOINT", s3.endpoint));
+        vars.push(("KILN_S3_REGION", s3.region));
+        vars.push(("AWS_ACCESS_KEY_ID", s3.access_key));
+        vars.push(("AWS_SECRET_ACCESS_KEY", s3.secret_key));
     }
     if let Some(g) = &opts.generator {
         vars.push(("KILN_GENERATOR_CMD", g.clone()));
@@ -289,16 +292,7 @@ impl TestApp {
         path: &str,
         body: &[u8],
     ) -> reqwest::RequestBuilder {
-        let ts = chrono::Utc::now().timestamp();
-        let nonce = kiln_shared::signing::nonce();
-        let sig = sign_request_with_nonce(HMAC_SECRET.as_bytes(), ts, &nonce, method, path, body);
-        self.client
-            .request(method.parse().unwrap(), format!("{base}{path}"))
-            .header("X-Kiln-Timestamp", ts.to_string())
-            .header("X-Kiln-Nonce", nonce)
-            .header("X-Kiln-Signature", sig)
-            .header("Content-Type", "application/json")
-            .body(body.to_vec())
+        Signer::new(HMAC_SECRET).request(&self.client, method, base, path, body.to_vec())
     }
 
     pub async fn post_build(&self, body: &Value) -> reqwest::Response {
@@ -348,9 +342,7 @@ impl TestApp {
     /// there is none).
     pub async fn send_json(&self, method: &str, path: &str, body: &Value) -> (u16, Value) {
         let res = self.signed(method, path, body.to_string().as_bytes()).await;
-        let status = res.status().as_u16();
-        let text = res.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        kiln_testkit::answer::json(res).await.unwrap()
     }
 
     /// Submits a build and expects 202; returns the build id.
@@ -378,45 +370,51 @@ impl TestApp {
 
     /// Polls a build until its status is `status`.
     pub async fn wait_for_status(&self, id: &str, status: &str) -> Value {
-        let started = Instant::now();
-        loop {
-            let build = self.get_json(&format!("/v1/builds/{id}")).await;
-            if build["status"] == status {
-                return build;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(120),
-                "{id} never {status}: {build}"
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        self.poll_build(id, Duration::from_millis(25), Duration::from_secs(120), |b| {
+            b["status"] == status
+        })
+        .await
+        .unwrap_or_else(|t| panic!("{id} never {status}: {}", t.last))
     }
 
     /// Polls a build until it is deployed or failed.
     pub async fn wait(&self, id: &str) -> Value {
-        let started = Instant::now();
-        loop {
-            let build = self.get_json(&format!("/v1/builds/{id}")).await;
-            if build["status"] == "deployed" || build["status"] == "failed" {
-                return build;
+        self.poll_build(
+            id,
+            Duration::from_millis(50),
+            Duration::from_secs(600),
+            poll::finished,
+        )
+        .await
+        .unwrap_or_else(|t| panic!("build {id} did not finish: {}", t.last))
+    }
+
+    /// Reads build `id` every `every` until `done` holds of its view, for at most `limit`.
+    async fn poll_build(
+        &self,
+        id: &str,
+        every: Duration,
+        limit: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Result<Value, poll::TimedOut<Value>> {
+        let path = format!("/v1/builds/{id}");
+        poll::until(every, limit, || async {
+            let build = self.get_json(&path).await;
+            if done(&build) {
+                Look::Ready(build)
+            } else {
+                Look::Seen(build)
             }
-            assert!(
-                started.elapsed() < Duration::from_secs(600),
-                "build {id} did not finish: {build}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await
     }
 
     /// A finished build's events, once its final one is recorded (builders record events in
     /// the background, so the row can say `deployed` a moment before `deploy_completed` exists).
     pub async fn final_events(&self, id: &str) -> Vec<Value> {
-        let started = Instant::now();
-        loop {
-            let events = self.get_json(&format!("/v1/builds/{id}/events?limit=1000")).await["events"]
-                .as_array()
-                .unwrap()
-                .clone();
+        let path = format!("/v1/builds/{id}/events?limit=1000");
+        poll::until(Duration::from_millis(20), Duration::from_secs(30), || async {
+            let events = self.get_json(&path).await["events"].as_array().unwrap().clone();
             let last = events.last().and_then(|e| e["type"].as_str()).unwrap_or_default();
             if [
                 "deploy_completed",
@@ -426,14 +424,13 @@ impl TestApp {
             ]
             .contains(&last)
             {
-                return events;
+                Look::Ready(events)
+            } else {
+                Look::Seen(events)
             }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "build {id} has no final event: {events:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await
+        .unwrap_or_else(|t| panic!("build {id} has no final event: {:?}", t.last))
     }
 
     /// A build's whole stored log (or the live one so far).

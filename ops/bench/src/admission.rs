@@ -14,6 +14,7 @@ use serde_json::json;
 
 use crate::farm::{Env, Farm};
 use crate::stats::{self, median, percentile};
+use crate::summary::{Outcome, Summary};
 
 pub const REQUESTS: usize = 5_000;
 pub const WARMUP: usize = 200;
@@ -86,6 +87,36 @@ pub fn site_body(project: &str) -> serde_json::Value {
             "content": format!("<!doctype html>\n<title>{project}</title>\n<h1>Kiln bench {project}</h1>\n"),
         }],
     })
+}
+
+impl Summary for Report {
+    fn print(&self) -> Outcome {
+        let pass = self.pass();
+        let targets_met = pass;
+        let measured = self.kiln.errors == 0;
+        println!(
+    "admission   kiln {:>6.0} req/s  p50 {:.1} ms  p99 {:.1} ms  | bullmq {:>6.0} adds/s p50 {:.1} ms  p99 {:.1} ms  | ratio {:.2}  target >= {}, p99 <= {} ms  {}{}",
+    self.kiln.rate,
+    self.kiln.p50_ms,
+    self.kiln.p99_ms,
+    self.bullmq.rate,
+    self.bullmq.p50_ms,
+    self.bullmq.p99_ms,
+    self.ratio(),
+    MIN_RATIO,
+    MAX_P99_MS,
+    stats::verdict(pass),
+    if self.kiln.errors > 0 {
+        format!("  ({} NON-202 ANSWERS)", self.kiln.errors)
+    } else {
+        String::new()
+    }
+);
+        Outcome {
+            targets_met,
+            measured,
+        }
+    }
 }
 
 pub async fn run(env: &Env, bench_dir: &Path) -> anyhow::Result<Report> {

@@ -23,6 +23,7 @@ use crate::daemons::{self, Launcher};
 use crate::farm::{Env, Farm};
 use crate::starts::{self, now_ns, Shim, Start};
 use crate::stats::{self, median, percentile};
+use crate::summary::{Outcome, Summary};
 
 pub const SUBMISSIONS: usize = 100;
 pub const WARMUP: usize = 5;
@@ -128,6 +129,23 @@ impl Report {
     /// Target: Kiln's p99 no worse than BullMQ's.
     pub fn pass(&self) -> bool {
         self.kiln_p99() <= self.bullmq_p99()
+    }
+}
+
+impl Summary for Report {
+    fn print(&self) -> Outcome {
+        let targets_met = self.pass();
+        println!(
+    "dispatch    kiln submit -> build process started  p50 {:.2} ms  p99 {:.2} ms  | bullmq add -> processor invoked  p50 {:.2} ms  p99 {:.2} ms  | bullmq add -> spawned process started  p50 {:.2} ms  p99 {:.2} ms  | target kiln p99 <= bullmq p99 (processor invoked)  {}",
+    self.kiln_p50(),
+    self.kiln_p99(),
+    self.bullmq_p50(),
+    self.bullmq_p99(),
+    self.bullmq_spawn_p50(),
+    self.bullmq_spawn_p99(),
+    stats::verdict(self.pass())
+);
+        Outcome::met(targets_met)
     }
 }
 

@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use crate::farm::{Env, Farm, TOKEN};
 use crate::overhead;
 use crate::stats::{self, median, percentile};
+use crate::summary::{Outcome, Summary};
 
 pub const CLIENTS: usize = 200;
 pub const BUILDS: usize = 8;
@@ -74,6 +75,24 @@ fn slow_body(project: &str) -> Value {
         "projectId": project,
         "files": [{ "path": "package.json", "content": package.to_string() }],
     })
+}
+
+impl Summary for Report {
+    fn print(&self) -> Outcome {
+        let targets_met = self.pass();
+        println!(
+    "events      {} SSE clients  p50 {:.2} ms  p99 {:.2} ms  target p99 <= {} ms  {}  | build cost of events {:+.1}%  target <= {:.0}%  {}",
+    CLIENTS,
+    self.p50(),
+    self.p99(),
+    TARGET_P99_MS,
+    stats::verdict(self.p99() <= TARGET_P99_MS),
+    self.cost() * 100.0,
+    TARGET_COST * 100.0,
+    stats::verdict(self.cost() <= TARGET_COST)
+);
+        Outcome::met(targets_met)
+    }
 }
 
 pub async fn run(env: &Env) -> anyhow::Result<Report> {

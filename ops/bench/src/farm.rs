@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use bytes::Bytes;
 use kiln_api::Application;
 use kiln_shared::config::Settings;
-use kiln_shared::signing::sign_request_with_nonce;
+use kiln_testkit::signed::Signer;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -38,8 +38,7 @@ pub struct Env {
 }
 
 fn var(name: &str) -> anyhow::Result<String> {
-    std::env::var(name)
-        .with_context(|| format!("{name} is not set: run the benchmark through ops/bench/run.sh"))
+    Ok(kiln_testkit::env::BENCH.var(name)?)
 }
 
 impl Env {
@@ -312,30 +311,12 @@ impl Farm {
 
     /// `POST /v1/builds`, signed as the product back end (as the API tests' `signed()` does).
     pub fn post_build(&self, client: &reqwest::Client, body: Bytes) -> reqwest::RequestBuilder {
-        let ts = chrono::Utc::now().timestamp();
-        let nonce = kiln_shared::signing::nonce();
-        let sig = sign_request_with_nonce(HMAC_SECRET.as_bytes(), ts, &nonce, "POST", "/v1/builds", &body);
-        client
-            .post(&self.builds_url)
-            .header("X-Kiln-Timestamp", ts.to_string())
-            .header("X-Kiln-Nonce", nonce)
-            .header("X-Kiln-Signature", sig)
-            .header("Content-Type", "application/json")
-            .body(body)
+        Signer::new(HMAC_SECRET).request(client, "POST", &self.api, "/v1/builds", body)
     }
 
     /// A `POST` to any API path, signed as the product back end.
     pub fn signed_post(&self, path: &str, body: Bytes) -> reqwest::RequestBuilder {
-        let ts = chrono::Utc::now().timestamp();
-        let nonce = kiln_shared::signing::nonce();
-        let sig = sign_request_with_nonce(HMAC_SECRET.as_bytes(), ts, &nonce, "POST", path, &body);
-        self.client
-            .post(format!("{}{path}", self.api))
-            .header("X-Kiln-Timestamp", ts.to_string())
-            .header("X-Kiln-Nonce", nonce)
-            .header("X-Kiln-Signature", sig)
-            .header("Content-Type", "application/json")
-            .body(body)
+        Signer::new(HMAC_SECRET).request(&self.client, "POST", &self.api, path, body)
     }
 
     pub async fn get_build(&self, id: &str) -> anyhow::Result<Value> {

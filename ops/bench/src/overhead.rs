@@ -8,6 +8,7 @@ use serde_json::json;
 
 use crate::farm::{self, Env, Farm, Finished};
 use crate::stats::{self, median};
+use crate::summary::{Outcome, Summary};
 
 pub const RUNS: usize = 15;
 pub const TARGET_MS: f64 = 130.0;
@@ -66,6 +67,21 @@ async fn direct(env: &Env) -> anyhow::Result<(Duration, Duration)> {
     let (root, project) = farm::direct_folder(env, "direct-overhead-")?;
     std::fs::write(project.join("package.json"), package_json())?;
     farm::install_and_build(env, root.path(), &project, false).await
+}
+
+impl Summary for Report {
+    fn print(&self) -> Outcome {
+        let targets_met = self.pass();
+        println!(
+    "overhead    farm median {:.0} ms  direct median {:.0} ms  overhead {:.0} ms  target <= {} ms  {}",
+    self.farm_median(),
+    self.direct_median(),
+    self.overhead(),
+    TARGET_MS,
+    stats::verdict(self.pass())
+);
+        Outcome::met(targets_met)
+    }
 }
 
 pub async fn run(env: &Env) -> anyhow::Result<Report> {

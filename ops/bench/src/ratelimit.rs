@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
-use kiln_shared::signing::sign_request;
+use kiln_testkit::signed::Signer;
 use serde_json::json;
 
 use crate::farm::{Env, Farm, HMAC_SECRET};
 use crate::stats::{self, median};
+use crate::summary::{Outcome, Summary};
 
 pub const ROUNDS: usize = 5;
 /// Requests in flight at once, spread over the two instances.
@@ -147,18 +148,39 @@ fn signed(
     body: &serde_json::Value,
 ) -> reqwest::RequestBuilder {
     let body = Bytes::from(body.to_string());
-    let ts = chrono::Utc::now().timestamp();
-    let sig = sign_request(HMAC_SECRET.as_bytes(), ts, "POST", path, &body);
-    client
-        .post(format!("{base}{path}"))
-        .header("X-Kiln-Timestamp", ts.to_string())
-        .header("X-Kiln-Signature", sig)
-        .header("Content-Type", "application/json")
-        .body(body)
+    let mut req = client.post(format!("{base}{path}"));
+    for (name, value) in Signer::new(HMAC_SECRET).headers_without_nonce("POST", path, &body) {
+        req = req.header(name, value);
+    }
+    req.header("Content-Type", "application/json").body(body)
 }
 
 fn site(project: &str, n: usize) -> serde_json::Value {
     json!([{ "path": "index.html", "content": format!("<h1>{project} {n}</h1>") }])
+}
+
+impl Summary for Report {
+    fn print(&self) -> Outcome {
+        let targets_met = self.pass();
+        println!(
+    "ratelimit   admitted in one window / configured (median of {} runs): new projects {:.0}/{} ({:.2}), rebuilds {:.0}/{} ({:.2}) in a burst of replacing requests, {:.0}/{} one at a time, all across 2 API instances; per IP {:.0}/{} on one instance ({:.2}), {:.0} on two  | target quotas never over; new projects, paced rebuilds and per IP exact  {}",
+    ROUNDS,
+    self.new_projects.median_admitted(),
+    self.new_projects.configured,
+    self.new_projects.accuracy(),
+    self.rebuilds.median_admitted(),
+    self.rebuilds.configured,
+    self.rebuilds.accuracy(),
+    self.rebuilds_paced.median_admitted(),
+    self.rebuilds_paced.configured,
+    self.per_ip_one.median_admitted(),
+    self.per_ip_one.configured,
+    self.per_ip_one.accuracy(),
+    self.per_ip_two.median_admitted(),
+    stats::verdict(self.pass())
+);
+        Outcome::met(targets_met)
+    }
 }
 
 pub async fn run(env: &Env) -> anyhow::Result<Report> {

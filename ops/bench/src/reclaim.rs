@@ -23,7 +23,8 @@ use serde_json::{json, Value};
 use crate::daemons::{self, Daemon, Launcher};
 use crate::farm::{Env, Farm, TOKEN};
 use crate::starts::{self, now_ns, Shim, Start};
-use crate::stats::{median, percentile};
+use crate::stats::{self, median, percentile};
+use crate::summary::{Outcome, Summary};
 
 /// The shortest lease that renews once a second (renewals come every third of it).
 pub const LEASE_SECS: u64 = 3;
@@ -89,6 +90,22 @@ impl Report {
 
     pub fn pass(&self) -> bool {
         self.p99_s() <= LEASE_SECS as f64 + TARGET_EXTRA_S
+    }
+}
+
+impl Summary for Report {
+    fn print(&self) -> Outcome {
+        let targets_met = self.pass();
+        let lease = LEASE_SECS as f64;
+        println!(
+    "reclaim     kill -9 -> build restarted elsewhere  median lease + {:.2} s  p99 lease + {:.2} s  (lease {} s)  target lease + <= {:.0} s  {}",
+    self.median_s() - lease,
+    self.p99_s() - lease,
+    LEASE_SECS,
+    TARGET_EXTRA_S,
+    stats::verdict(self.pass())
+);
+        Outcome::met(targets_met)
     }
 }
 

@@ -1,4 +1,4 @@
-//! Part 4: rollback and latest-pointer reads (issue 3).
+//! Part 4: rollback and latest-pointer reads.
 //!
 //! - Rollback latency: from sending `POST /v1/projects/{u}/{p}/rollback` to the project's latest
 //!   URL serving the target (the preview answers with `X-Kiln-Version` = the new rollback
@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 
 use crate::farm::{Env, Farm};
 use crate::stats::{self, median, percentile};
+use crate::summary::{Outcome, Summary};
 
 pub const ROLLBACKS: usize = 1_000;
 pub const REBUILDS: usize = 3;
@@ -57,6 +58,32 @@ impl Report {
 
     pub fn reads_pass(&self) -> bool {
         self.reads_per_s >= MIN_READS_PER_S && self.read_p99_ms <= MAX_READ_P99_MS
+    }
+}
+
+impl Summary for Report {
+    fn print(&self) -> Outcome {
+        let targets_met = self.rollback_pass() && self.reads_pass();
+        println!(
+    "rollback    p50 {:.2} ms  p99 {:.2} ms  warm rebuild median {:.2} s  {:.0}x faster  target p99 <= {} ms, >= {}x  {}",
+    self.p50(),
+    self.p99(),
+    stats::median(&self.rebuild_ms) / 1000.0,
+    self.speedup(),
+    MAX_ROLLBACK_P99_MS,
+    MIN_SPEEDUP,
+    stats::verdict(self.rollback_pass())
+);
+        println!(
+            "latest      {:.0} reads/s  p50 {:.2} ms  p99 {:.2} ms  target >= {}/s, p99 <= {} ms  {}",
+            self.reads_per_s,
+            self.read_p50_ms,
+            self.read_p99_ms,
+            MIN_READS_PER_S,
+            MAX_READ_P99_MS,
+            stats::verdict(self.reads_pass())
+        );
+        Outcome::met(targets_met)
     }
 }
 

@@ -23,6 +23,7 @@ use crate::dispatch::noop_body;
 use crate::farm::{Env, Farm};
 use crate::starts::Shim;
 use crate::stats::{self, median, percentile};
+use crate::summary::{Outcome, Summary};
 
 pub const COUNTS: [usize; 3] = [1, 2, 4];
 pub const BUILDS: usize = 40;
@@ -110,6 +111,35 @@ impl Report {
             .iter()
             .find(|f| f.cpu_busy >= CPU_BOUND)
             .map(|f| f.daemons)
+    }
+}
+
+impl Summary for Report {
+    fn print(&self) -> Outcome {
+        let targets_met = self.pass();
+        let figures = self.figures();
+        let rates: Vec<String> = figures
+            .iter()
+            .map(|f| format!("{}: {:.2}/s", f.daemons, f.builds_per_s))
+            .collect();
+        let busy: Vec<String> = figures
+            .iter()
+            .map(|f| format!("{:.0}%", f.daemon_busy * 100.0))
+            .collect();
+        let cpu: Vec<String> = figures
+            .iter()
+            .map(|f| format!("{:.0}%", f.cpu_busy * 100.0))
+            .collect();
+        println!(
+    "scaleout    no-op builds/s by daemons  {}  | daemons busy {}  cpu busy {}  cpu-bound from {} daemon(s)  | target daemons busy >= {:.0}% (the queue is not the bottleneck)  {}",
+    rates.join("  "),
+    busy.join("/"),
+    cpu.join("/"),
+    self.cpu_bound_from().map_or_else(|| "none of".to_owned(), |n| n.to_string()),
+    MIN_BUSY * 100.0,
+    stats::verdict(self.pass())
+);
+        Outcome::met(targets_met)
     }
 }
 

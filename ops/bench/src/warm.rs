@@ -11,6 +11,7 @@ use serde_json::json;
 
 use crate::farm::{self, Env, Farm, Finished};
 use crate::stats::{self, median};
+use crate::summary::{Outcome, Summary};
 
 pub const RUNS: usize = 7;
 pub const TARGET_RATIO: f64 = 1.1;
@@ -100,6 +101,29 @@ async fn direct(
     // Removing node_modules is not timed on this side.
     tokio::task::spawn_blocking(move || drop(root)).await?;
     Ok((install, build))
+}
+
+impl Summary for Report {
+    fn print(&self) -> Outcome {
+        let targets_met = self.pass() && self.cold_pass();
+        println!(
+            "warm build  farm median {:.2} s  direct median {:.2} s  ratio {:.2}  target <= {}  {}",
+            self.farm_median() / 1000.0,
+            self.direct_median() / 1000.0,
+            self.ratio(),
+            TARGET_RATIO,
+            stats::verdict(self.pass())
+        );
+        println!(
+            "cold build  farm median {:.2} s  direct median {:.2} s  ratio {:.2}  target <= {}  {}",
+            stats::median(&self.cold_farm_ms) / 1000.0,
+            stats::median(&self.cold_direct_ms) / 1000.0,
+            self.cold_ratio(),
+            TARGET_COLD_RATIO,
+            stats::verdict(self.cold_pass())
+        );
+        Outcome::met(targets_met)
+    }
 }
 
 pub async fn run(env: &Env, example: &Path) -> anyhow::Result<Report> {

@@ -27,8 +27,7 @@ pub struct ChaosEnv {
 }
 
 fn var(name: &str) -> anyhow::Result<String> {
-    std::env::var(name)
-        .with_context(|| format!("{name} is not set: run the chaos suite through ops/chaos/run.sh"))
+    Ok(kiln_testkit::env::CHAOS.var(name)?)
 }
 
 fn port(name: &str) -> anyhow::Result<u16> {

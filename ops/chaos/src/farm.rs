@@ -349,9 +349,7 @@ impl Farm {
     // --- The API -------------------------------------------------------------------------
 
     async fn answer(res: reqwest::Response) -> anyhow::Result<(u16, Value)> {
-        let status = res.status().as_u16();
-        let text = res.text().await?;
-        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+        Ok(kiln_testkit::answer::json(res).await?)
     }
 
     /// `POST /v1/builds` with an `Idempotency-Key` (a retried request is never a second build).

@@ -20,6 +20,7 @@ mod scenarios;
 
 use std::time::Instant;
 
+use scenarios::shape::run as run_scenario;
 use scenarios::Ctx;
 
 const SCENARIOS: [&str; 5] = ["kills", "redis", "postgres", "partition", "cancel"];
@@ -118,11 +119,11 @@ async fn run(args: Args) -> i32 {
         let started = Instant::now();
         tracing::info!("== {name} ==");
         let row = match *name {
-            "kills" => scenarios::kills::run(&ctx).await,
-            "redis" => scenarios::redis::run(&ctx).await,
-            "postgres" => scenarios::postgres::run(&ctx).await,
-            "partition" => scenarios::partition::run(&ctx).await,
-            _ => scenarios::cancel::run(&ctx).await,
+            "kills" => run_scenario::<scenarios::kills::KillNine>(&ctx).await,
+            "redis" => run_scenario::<scenarios::redis::RedisKill>(&ctx).await,
+            "postgres" => run_scenario::<scenarios::postgres::PostgresStop>(&ctx).await,
+            "partition" => run_scenario::<scenarios::partition::Partition>(&ctx).await,
+            _ => run_scenario::<scenarios::cancel::Cancels>(&ctx).await,
         };
         let row = row.unwrap_or_else(|e| report::Row::broken(name, &e, started.elapsed().as_secs_f64()));
         tracing::info!(

@@ -353,7 +353,7 @@ async fn a_run_killed_half_way_leaves_everything_readable_and_the_next_run_finis
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("KILN_DATABASE_URL", &farm.db_url)
-            .env("KILN_REDIS_URL", std::env::var("KILN_TEST_REDIS_URL").unwrap())
+            .env("KILN_REDIS_URL", kiln_testkit::env::test::redis_url())
             .env("KILN_REDIS_PREFIX", &farm.redis_prefix)
             .env(
                 "KILN_ARTIFACTS",
@@ -388,7 +388,7 @@ async fn a_run_killed_half_way_leaves_everything_readable_and_the_next_run_finis
     );
 
     // The dead run's lock would expire within a minute; say it has.
-    let mut redis = redis::Client::open(std::env::var("KILN_TEST_REDIS_URL").unwrap())
+    let mut redis = redis::Client::open(kiln_testkit::env::test::redis_url())
         .unwrap()
         .get_multiplexed_async_connection()
         .await

@@ -58,7 +58,7 @@ async fn admit(farm: &TestFarm, id: VersionId, project: &str) {
 }
 
 async fn redis() -> redis::aio::MultiplexedConnection {
-    redis::Client::open(std::env::var("KILN_TEST_REDIS_URL").unwrap())
+    redis::Client::open(kiln_testkit::env::test::redis_url())
         .unwrap()
         .get_multiplexed_async_connection()
         .await

@@ -6,19 +6,18 @@
 //! cancelled build is left (found in /proc by the build's workspace, on every daemon).
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::time::Instant;
 
+use super::shape::{Checked, LoadRun, Scenario};
 use super::{wait_for_build, wait_for_builders, Ctx};
-use crate::check::{self, Expect, Sampler};
-use crate::farm::{Farm, FarmOptions};
+use crate::check::{Expect, Verdict};
+use crate::farm::Farm;
 use crate::load::{self, latest_event, SharedLedger};
 use crate::procs::{self, Proc};
 use crate::project::Recipe;
-use crate::report::Row;
 
 const DAEMONS: [&str; 2] = ["c1", "c2"];
 
@@ -51,53 +50,73 @@ fn listed(p: &[Proc]) -> String {
     p.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }
 
-pub async fn run(ctx: &Ctx) -> anyhow::Result<Row> {
-    let started = Instant::now();
-    let farm = Arc::new(Farm::start(&ctx.env, "cancel", FarmOptions::default()).await?);
-    for d in DAEMONS {
-        farm.start_daemon(d, None)?;
+/// The scenario: two daemons, and a cancel in each stage.
+pub struct Cancels;
+
+/// The cancelled builds, and each cancel's violations and note.
+pub struct Seen {
+    cancelled: HashSet<String>,
+    violations: Vec<String>,
+    notes: Vec<String>,
+}
+
+impl Scenario for Cancels {
+    const NAME: &'static str = "cancel";
+    const ROW: &'static str = "cancel";
+    type Seen = Seen;
+
+    async fn prepare(_ctx: &Ctx, farm: &Farm) -> anyhow::Result<Self> {
+        for d in DAEMONS {
+            farm.start_daemon(d, None)?;
+        }
+        wait_for_builders(farm, &DAEMONS, Duration::from_secs(90)).await?;
+        Ok(Self)
     }
-    wait_for_builders(&farm, &DAEMONS, Duration::from_secs(90)).await?;
-    let sampler = Sampler::start(farm.clone());
-    let ledger = SharedLedger::default();
-    let mut cancelled = HashSet::new();
-    let mut violations = Vec::new();
-    let mut notes = Vec::new();
-    for stage in [Stage::Install, Stage::Build, Stage::Upload] {
-        match cancel_during(&farm, &ledger, stage).await {
-            Ok((id, v, n)) => {
-                cancelled.insert(id);
-                violations.extend(v);
-                notes.push(n);
+
+    async fn disrupt(&mut self, _ctx: &Ctx, run: &LoadRun) -> anyhow::Result<Seen> {
+        let mut cancelled = HashSet::new();
+        let mut violations = Vec::new();
+        let mut notes = Vec::new();
+        for stage in [Stage::Install, Stage::Build, Stage::Upload] {
+            match cancel_during(&run.farm, &run.ledger, stage).await {
+                Ok((id, v, n)) => {
+                    cancelled.insert(id);
+                    violations.extend(v);
+                    notes.push(n);
+                }
+                Err(e) => violations.push(format!("cancel during {}: {e:#}", stage.name())),
             }
-            Err(e) => violations.push(format!("cancel during {}: {e:#}", stage.name())),
+        }
+        Ok(Seen {
+            cancelled,
+            violations,
+            notes,
+        })
+    }
+
+    fn expect(&self, seen: &Seen) -> Expect {
+        Expect {
+            cancelled: seen.cancelled.clone(),
         }
     }
-    let samples = sampler.finish().await;
-    let ledger = std::mem::take(&mut *ledger.lock().expect("ledger lock"));
-    let expect = Expect { cancelled };
-    let mut verdict = check::verify(&farm, &ledger, &samples, &expect, Duration::from_secs(120)).await?;
-    for id in &expect.cancelled {
-        let key: Option<String> =
-            sqlx::query_scalar("select output_manifest_key from versions where id = $1")
-                .bind(id)
-                .fetch_one(&farm.db)
-                .await?;
-        if key.is_some() {
-            verdict
-                .violations
-                .push(format!("cancelled build {id} recorded an output ({key:?})"));
+
+    async fn check(self, run: &Checked, seen: Seen, verdict: &mut Verdict) -> anyhow::Result<usize> {
+        for id in &seen.cancelled {
+            let key: Option<String> =
+                sqlx::query_scalar("select output_manifest_key from versions where id = $1")
+                    .bind(id)
+                    .fetch_one(&run.farm.db)
+                    .await?;
+            if key.is_some() {
+                verdict
+                    .violations
+                    .push(format!("cancelled build {id} recorded an output ({key:?})"));
+            }
         }
+        verdict.violations.extend(seen.violations);
+        verdict.notes.extend(seen.notes);
+        Ok(0)
     }
-    verdict.violations.extend(violations);
-    verdict.notes.extend(notes);
-    farm.stop().await;
-    Ok(Row {
-        scenario: "cancel".into(),
-        verdict,
-        kills: 0,
-        secs: started.elapsed().as_secs_f64(),
-    })
 }
 
 /// Submits a build, cancels it in `stage`, checks what is left; the cancelled build's id, the

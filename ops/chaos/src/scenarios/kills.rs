@@ -6,84 +6,91 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::rngs::StdRng;
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::shape::{Checked, Load, LoadRun, Scenario};
 use super::{start_fleet, Ctx};
-use crate::check::{self, Expect, Sampler};
-use crate::farm::{Farm, FarmOptions};
-use crate::load::{self, SharedLedger};
-use crate::report::Row;
+use crate::check::Verdict;
+use crate::farm::Farm;
+use crate::load;
 
+/// What the killer did.
 #[derive(Debug, Default)]
-struct Kills {
+pub struct Kills {
     count: usize,
     /// Build processes alive right after their daemon was killed.
     orphans: BTreeSet<i32>,
 }
 
-pub async fn run(ctx: &Ctx) -> anyhow::Result<Row> {
-    let started = Instant::now();
-    let (builds, projects) = if ctx.short { (8, 4) } else { (200, 40) };
-    let farm = Arc::new(Farm::start(&ctx.env, "kills", FarmOptions::default()).await?);
-    start_fleet(&farm).await?;
-    let sampler = Sampler::start(farm.clone());
-    let mut rng = ctx.rng(1);
-    let plans = load::plans(&mut rng, "kill", projects, builds, 3_000);
-    let ledger = SharedLedger::default();
-    let limit = Duration::from_secs(if ctx.short { 150 } else { 1_200 });
-    let submitting = tokio::spawn(load::run_plans(
-        farm.clone(),
-        ledger.clone(),
-        plans,
-        Instant::now() + limit,
-    ));
-    let stop = CancellationToken::new();
-    // The short form stops killing after a few kills, so that its time stays bounded.
-    let max_kills = if ctx.short { 6 } else { usize::MAX };
-    let killer = tokio::spawn(killer(farm.clone(), rng, stop.clone(), max_kills));
+/// The scenario: the fleet under load, and the killer.
+pub struct KillNine {
+    /// Draws the load's plans, then the killer's victims and pauses.
+    rng: StdRng,
+    /// How long the load, and the killing, may last.
+    limit: Duration,
+}
 
-    submitting.await?;
-    // Kill on until every build has ended (or the time is up).
-    let until = started + limit;
-    while Instant::now() < until && active(&farm).await > 0 {
-        tokio::time::sleep(Duration::from_millis(250)).await;
+impl Scenario for KillNine {
+    const NAME: &'static str = "kills";
+    const ROW: &'static str = "kill -9";
+    type Seen = Kills;
+
+    async fn prepare(ctx: &Ctx, farm: &Farm) -> anyhow::Result<Self> {
+        start_fleet(farm).await?;
+        Ok(Self {
+            rng: ctx.rng(1),
+            limit: Duration::from_secs(if ctx.short { 150 } else { 1_200 }),
+        })
     }
-    stop.cancel();
-    let kills = killer.await??;
-    for name in super::DAEMONS {
-        if !farm.running_daemons().iter().any(|d| d == name) {
-            farm.restart_daemon(name)?;
+
+    fn load(&mut self, ctx: &Ctx) -> Option<Load> {
+        let (builds, projects) = if ctx.short { (8, 4) } else { (200, 40) };
+        Some(Load {
+            plans: load::plans(&mut self.rng, "kill", projects, builds, 3_000),
+            builds,
+            limit: self.limit,
+        })
+    }
+
+    async fn disrupt(&mut self, ctx: &Ctx, run: &LoadRun) -> anyhow::Result<Kills> {
+        let farm = &run.farm;
+        let stop = CancellationToken::new();
+        // The short form stops killing after a few kills, so that its time stays bounded.
+        let max_kills = if ctx.short { 6 } else { usize::MAX };
+        let rng = std::mem::replace(&mut self.rng, StdRng::seed_from_u64(0));
+        let killer = tokio::spawn(killer(farm.clone(), rng, stop.clone(), max_kills));
+
+        run.submitted().await?;
+        // Kill on until every build has ended (or the time is up).
+        let until = run.started + self.limit;
+        while Instant::now() < until && active(farm).await > 0 {
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
+        stop.cancel();
+        let kills = killer.await??;
+        for name in super::DAEMONS {
+            if !farm.running_daemons().iter().any(|d| d == name) {
+                farm.restart_daemon(name)?;
+            }
+        }
+        Ok(kills)
     }
-    let samples = sampler.finish().await;
-    let ledger = std::mem::take(&mut *ledger.lock().expect("ledger lock"));
-    let mut verdict = check::verify(
-        &farm,
-        &ledger,
-        &samples,
-        &Expect::default(),
-        Duration::from_secs(120),
-    )
-    .await?;
-    let still = kills.orphans.iter().filter(|p| crate::procs::alive(**p)).count();
-    verdict.notes.push(format!(
-        "{} build processes were still running right after their daemon's kill -9 (orphans: no \
-         daemon stops them); {still} of them still run now",
-        kills.orphans.len()
-    ));
-    verdict.notes.push(format!(
-        "{} requests answered 409 while their project had a build in flight; {} samples of running builds",
-        ledger.conflicts, samples.taken
-    ));
-    farm.stop().await;
-    Ok(Row {
-        scenario: "kill -9".into(),
-        verdict,
-        kills: kills.count,
-        secs: started.elapsed().as_secs_f64(),
-    })
+
+    async fn check(self, run: &Checked, kills: Kills, verdict: &mut Verdict) -> anyhow::Result<usize> {
+        let still = kills.orphans.iter().filter(|p| crate::procs::alive(**p)).count();
+        verdict.notes.push(format!(
+            "{} build processes were still running right after their daemon's kill -9 (orphans: no \
+             daemon stops them); {still} of them still run now",
+            kills.orphans.len()
+        ));
+        verdict.notes.push(format!(
+            "{} requests answered 409 while their project had a build in flight; {} samples of running builds",
+            run.ledger.conflicts, run.samples.taken
+        ));
+        Ok(kills.count)
+    }
 }
 
 /// Builds queued or running now.

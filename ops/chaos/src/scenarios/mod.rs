@@ -1,18 +1,20 @@
 //! The scenarios. Each starts a farm of its own (database, Redis prefix, artifact store,
-//! processes), injects its faults, then checks every invariant ([`crate::check`]).
+//! processes), injects its faults, then checks every invariant ([`crate::check`]): the shape
+//! they share is [`shape`]; each scenario's file holds its disruption and its own checks.
 
 pub mod cancel;
 pub mod kills;
 pub mod partition;
 pub mod postgres;
 pub mod redis;
+pub mod shape;
 
 use std::time::Duration;
 
 use anyhow::bail;
+use kiln_testkit::poll::{self, Look};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use tokio::time::Instant;
 
 use crate::env::ChaosEnv;
 use crate::farm::Farm;
@@ -46,8 +48,8 @@ pub async fn start_fleet(farm: &Farm) -> anyhow::Result<()> {
 
 /// Waits until every one of `names` has heartbeated within the last 2 s.
 pub async fn wait_for_builders(farm: &Farm, names: &[&str], limit: Duration) -> anyhow::Result<()> {
-    let started = Instant::now();
-    loop {
+    let every = Duration::from_millis(100);
+    let heartbeats = poll::until(every, limit, || async {
         if let Ok((200, fleet)) = farm.get("/v1/builders").await {
             let live: Vec<&str> = fleet["builders"]
                 .as_array()
@@ -59,18 +61,19 @@ pub async fn wait_for_builders(farm: &Farm, names: &[&str], limit: Duration) -> 
                 })
                 .unwrap_or_default();
             if names.iter().all(|n| live.contains(n)) {
-                return Ok(());
+                return Look::Ready(());
             }
         }
         farm.note_exits();
-        if started.elapsed() > limit {
-            bail!(
-                "builders {names:?} did not all heartbeat within {} s",
-                limit.as_secs()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        Look::Seen(())
+    });
+    if heartbeats.await.is_err() {
+        bail!(
+            "builders {names:?} did not all heartbeat within {} s",
+            limit.as_secs()
+        );
     }
+    Ok(())
 }
 
 /// Waits until build `id` satisfies `done` (on its `GET /v1/builds/{id}` view).
@@ -81,18 +84,20 @@ pub async fn wait_for_build(
     what: &str,
     done: impl Fn(&serde_json::Value) -> bool,
 ) -> anyhow::Result<serde_json::Value> {
-    let started = Instant::now();
-    loop {
-        if let Ok(build) = farm.build(id).await {
-            if done(&build) {
-                return Ok(build);
-            }
-            if started.elapsed() > limit {
-                bail!("build {id} never {what} within {} s: {build}", limit.as_secs());
-            }
-        } else if started.elapsed() > limit {
-            bail!("build {id} could not be read for {} s", limit.as_secs());
+    let every = Duration::from_millis(25);
+    let ended = poll::until(every, limit, || async {
+        match farm.build(id).await {
+            Ok(build) if done(&build) => Look::Ready(build),
+            // The last view seen, or none when the build could not be read.
+            Ok(build) => Look::Seen(Some(build)),
+            Err(_) => Look::Seen(None),
         }
-        tokio::time::sleep(Duration::from_millis(25)).await;
+    });
+    match ended.await {
+        Ok(build) => Ok(build),
+        Err(t) => match t.last {
+            Some(build) => bail!("build {id} never {what} within {} s: {build}", limit.as_secs()),
+            None => bail!("build {id} could not be read for {} s", limit.as_secs()),
+        },
     }
 }

@@ -18,19 +18,18 @@
 //!   not record; it waits for Redis to ship its log before recording, and its claim runs out.)
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::time::Instant;
 
+use super::shape::{Checked, LoadRun, Scenario};
 use super::{wait_for_build, wait_for_builders, Ctx};
-use crate::check::{self, Expect, Sampler};
-use crate::farm::{Farm, FarmOptions};
+use crate::check::Verdict;
+use crate::farm::Farm;
 use crate::load::{self, latest_event, Plan, Request, SharedLedger};
 use crate::project::Recipe;
 use crate::proxy::Proxy;
-use crate::report::Row;
 
 const OTHERS: [&str; 2] = ["q", "r"];
 
@@ -75,74 +74,84 @@ fn terminal(b: &serde_json::Value) -> bool {
     ["deployed", "failed", "cancelled", "superseded"].contains(&b["status"].as_str().unwrap_or_default())
 }
 
-pub async fn run(ctx: &Ctx) -> anyhow::Result<Row> {
-    let started = Instant::now();
-    let farm = Arc::new(Farm::start(&ctx.env, "partition", FarmOptions::default()).await?);
-    let lease = Duration::from_secs(farm.options.lease_secs);
-    let proxy = Proxy::start(SocketAddr::from(([127, 0, 0, 1], ctx.env.redis_port))).await?;
-    farm.start_daemon("p", Some(format!("redis://127.0.0.1:{}", proxy.port)))?;
-    wait_for_builders(&farm, &["p"], Duration::from_secs(90)).await?;
-    let sampler = Sampler::start(farm.clone());
-    let ledger = SharedLedger::default();
-    let rounds = if ctx.short { &ROUNDS[..1] } else { &ROUNDS[..] };
-    let mut violations = Vec::new();
-    let mut notes = Vec::new();
-    for (i, round) in rounds.iter().enumerate() {
-        let outcome = play(&farm, &proxy, &ledger, lease, i, round).await;
-        match outcome {
-            Ok((v, n)) => {
-                violations.extend(v);
-                notes.push(n);
-            }
-            Err(e) => {
-                proxy.heal();
-                violations.push(format!("round {}: {e:#}", round.name));
-            }
-        }
+/// The scenario: daemon `p` behind the proxy, and the rounds.
+pub struct Partition {
+    proxy: Proxy,
+}
+
+/// The rounds' violations and notes, and how many rounds there were.
+pub struct Seen {
+    violations: Vec<String>,
+    notes: Vec<String>,
+    rounds: usize,
+}
+
+impl Scenario for Partition {
+    const NAME: &'static str = "partition";
+    const ROW: &'static str = "partition";
+    type Seen = Seen;
+
+    async fn prepare(ctx: &Ctx, farm: &Farm) -> anyhow::Result<Self> {
+        let proxy = Proxy::start(SocketAddr::from(([127, 0, 0, 1], ctx.env.redis_port))).await?;
+        farm.start_daemon("p", Some(format!("redis://127.0.0.1:{}", proxy.port)))?;
+        wait_for_builders(farm, &["p"], Duration::from_secs(90)).await?;
+        Ok(Self { proxy })
     }
 
-    // Back from the partition, p builds again: it is the only daemon left.
-    for n in OTHERS {
-        farm.stop_daemon(n).await?;
-    }
-    let after = async {
-        let (status, answer) =
-            load::submit_once(&farm, &ledger, "chaos", "part-after", &Recipe::quick(0, 3)).await?;
-        anyhow::ensure!(
-            status == 202,
-            "a build after the partition was refused: {status} {answer}"
-        );
-        let id = answer["buildId"].as_str().context("a buildId")?.to_owned();
-        wait_for_build(&farm, &id, Duration::from_secs(90), "ended", terminal).await
-    }
-    .await;
-    match after {
-        Ok(b) if b["builderId"] == "p" && b["status"] == "deployed" => {
-            notes.push("after the partition p built the next build".into())
+    async fn disrupt(&mut self, ctx: &Ctx, run: &LoadRun) -> anyhow::Result<Seen> {
+        let (farm, proxy, ledger) = (&run.farm, &self.proxy, &run.ledger);
+        let lease = Duration::from_secs(farm.options.lease_secs);
+        let rounds = if ctx.short { &ROUNDS[..1] } else { &ROUNDS[..] };
+        let mut violations = Vec::new();
+        let mut notes = Vec::new();
+        for (i, round) in rounds.iter().enumerate() {
+            let outcome = play(farm, proxy, ledger, lease, i, round).await;
+            match outcome {
+                Ok((v, n)) => {
+                    violations.extend(v);
+                    notes.push(n);
+                }
+                Err(e) => {
+                    proxy.heal();
+                    violations.push(format!("round {}: {e:#}", round.name));
+                }
+            }
         }
-        Ok(b) => violations.push(format!("p did not build after the partition: {b}")),
-        Err(e) => violations.push(format!("p did not build after the partition: {e:#}")),
+
+        // Back from the partition, p builds again: it is the only daemon left.
+        for n in OTHERS {
+            farm.stop_daemon(n).await?;
+        }
+        let after = async {
+            let (status, answer) =
+                load::submit_once(farm, ledger, "chaos", "part-after", &Recipe::quick(0, 3)).await?;
+            anyhow::ensure!(
+                status == 202,
+                "a build after the partition was refused: {status} {answer}"
+            );
+            let id = answer["buildId"].as_str().context("a buildId")?.to_owned();
+            wait_for_build(farm, &id, Duration::from_secs(90), "ended", terminal).await
+        }
+        .await;
+        match after {
+            Ok(b) if b["builderId"] == "p" && b["status"] == "deployed" => {
+                notes.push("after the partition p built the next build".into())
+            }
+            Ok(b) => violations.push(format!("p did not build after the partition: {b}")),
+            Err(e) => violations.push(format!("p did not build after the partition: {e:#}")),
+        }
+        Ok(Seen {
+            violations,
+            notes,
+            rounds: rounds.len(),
+        })
     }
 
-    let samples = sampler.finish().await;
-    let ledger = std::mem::take(&mut *ledger.lock().expect("ledger lock"));
-    let mut verdict = check::verify(
-        &farm,
-        &ledger,
-        &samples,
-        &Expect::default(),
-        Duration::from_secs(120),
-    )
-    .await?;
-    verdict.violations.extend(violations);
-    verdict.notes.extend(notes);
-    farm.stop().await;
-    Ok(Row {
-        scenario: "partition".into(),
-        verdict,
-        kills: rounds.len(),
-        secs: started.elapsed().as_secs_f64(),
-    })
+    async fn check(self, _run: &Checked, seen: Seen, verdict: &mut Verdict) -> anyhow::Result<usize> {
+        verdict.violations.extend(seen.violations);
+        verdict.notes.extend(seen.notes);
+        Ok(seen.rounds)
+    }
 }
 
 /// One round; its violations and a line saying what happened.

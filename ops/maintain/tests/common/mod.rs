@@ -15,6 +15,7 @@ use kiln_shared::domain::VersionId;
 use kiln_shared::preview::PreviewUrls;
 use kiln_shared::redis::{Keys, Queue};
 use kiln_shared::store::{Artifacts, FsStore, Manifest};
+use kiln_testkit::env::test as test_env;
 
 pub struct TestFarm {
     pub farm: Farm,
@@ -36,13 +37,13 @@ pub async fn farm() -> TestFarm {
 }
 
 pub async fn farm_with(settings: MaintenanceSettings) -> TestFarm {
-    let admin_url = std::env::var("KILN_TEST_DATABASE_URL").expect("run the tests through ops/test.sh");
+    let admin_url = test_env::database_url();
     let db_url = kiln_shared::db::create_database(&admin_url, "kiln_test")
         .await
         .unwrap();
     let db = PgPool::connect(&db_url).await.unwrap();
     kiln_shared::db::migrate(&db).await.unwrap();
-    let redis_url = std::env::var("KILN_TEST_REDIS_URL").unwrap();
+    let redis_url = test_env::redis_url();
     let redis = kiln_shared::redis::connect(&redis_url.into(), std::time::Duration::from_secs(5)).unwrap();
     let redis_prefix = format!("kiln-test-{}", ulid::Ulid::new());
     let dir = tempfile::tempdir().unwrap();

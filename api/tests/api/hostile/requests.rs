@@ -1,0 +1,349 @@
+//! The other routes: hostile bodies, queries and headers.
+
+use serde_json::json;
+
+use super::inputs::nested;
+use super::table::{assert_healthy, case, refuse_all, stored};
+use super::wire::{operator, signed, Send};
+use crate::helpers::{build_body, spawn_app, unique, Options, TOKEN};
+
+#[tokio::test]
+async fn other_bodies_queries_and_headers_are_refused() {
+    let app = spawn_app(Options::without_builders()).await;
+    let project = unique("other");
+    let id = app
+        .submit(&build_body(
+            "u",
+            &project,
+            json!([{ "path": "index.html", "content": "x" }]),
+        ))
+        .await;
+    let rollback = format!("/v1/projects/u/{project}/rollback");
+    let mut cases = Vec::new();
+    // Bodies of the other routes that take one.
+    for (name, path, body, status, says) in [
+        (
+            "tokens: userId 42",
+            "/v1/tokens",
+            r#"{"userId":42}"#.to_owned(),
+            400,
+            "invalid type: integer `42`",
+        ),
+        (
+            "tokens: userId twice",
+            "/v1/tokens",
+            r#"{"userId":"a","userId":"b"}"#.into(),
+            400,
+            "duplicate field `userId`",
+        ),
+        (
+            "tokens: description []",
+            "/v1/tokens",
+            r#"{"userId":"a","description":[]}"#.into(),
+            400,
+            "invalid type: sequence",
+        ),
+        (
+            "tokens: control characters",
+            "/v1/tokens",
+            r#"{"userId":"a","description":"a\u0007b"}"#.into(),
+            400,
+            "without control characters",
+        ),
+        (
+            "tokens: deep",
+            "/v1/tokens",
+            nested(10_000, true),
+            400,
+            "unknown field `a`",
+        ),
+        (
+            "tokens: raw NUL",
+            "/v1/tokens",
+            "{\"userId\":\"\u{fffd}\"}".replace('\u{fffd}', "\u{0}"),
+            400,
+            "control character",
+        ),
+        (
+            "rollback: versionId 42",
+            &rollback,
+            r#"{"versionId":42}"#.into(),
+            400,
+            "invalid type: integer `42`",
+        ),
+        (
+            "rollback: versionId twice",
+            &rollback,
+            format!(r#"{{"versionId":"{id}","versionId":"{id}"}}"#),
+            400,
+            "duplicate field `versionId`",
+        ),
+        (
+            "rollback: versionId null",
+            &rollback,
+            r#"{"versionId":null}"#.into(),
+            422,
+            "versionId is required",
+        ),
+        (
+            "rollback: versionId ../",
+            &rollback,
+            r#"{"versionId":"../../x"}"#.into(),
+            422,
+            "versionId is not a valid id",
+        ),
+        (
+            "rollback: deep",
+            &rollback,
+            nested(10_000, false),
+            400,
+            "must be a JSON object, not an array",
+        ),
+        (
+            "rollback: unknown field",
+            &rollback,
+            format!(r#"{{"versionId":"{id}","force":true}}"#),
+            400,
+            "unknown field `force`",
+        ),
+        (
+            "rollback: not JSON",
+            &rollback,
+            "versionId=x".into(),
+            400,
+            "invalid JSON",
+        ),
+        (
+            "webhooks: url 42",
+            "/v1/webhooks",
+            r#"{"url":42}"#.into(),
+            400,
+            "invalid type: integer `42`",
+        ),
+        (
+            "webhooks: url twice",
+            "/v1/webhooks",
+            r#"{"url":"http://a/","url":"http://b/"}"#.into(),
+            400,
+            "duplicate field `url`",
+        ),
+        (
+            "webhooks: eventTypes text",
+            "/v1/webhooks",
+            r#"{"url":"http://a/","eventTypes":"x"}"#.into(),
+            400,
+            "expected a sequence",
+        ),
+        (
+            "webhooks: eventTypes [1]",
+            "/v1/webhooks",
+            r#"{"url":"http://a/","eventTypes":[1]}"#.into(),
+            400,
+            "invalid type: integer `1`",
+        ),
+        (
+            "webhooks: file URL",
+            "/v1/webhooks",
+            r#"{"url":"file:///etc/passwd"}"#.into(),
+            422,
+            "must be an http:// or https:// URL",
+        ),
+        (
+            "webhooks: deep",
+            "/v1/webhooks",
+            format!(r#"{{"url":"http://a/","eventTypes":{}}}"#, nested(10_000, false)),
+            400,
+            "invalid type: sequence, expected a string",
+        ),
+    ] {
+        cases.push(case(name, signed("POST", path.to_owned(), body), status, says));
+    }
+    cases.push(case(
+        "tokens: 0xff",
+        signed("POST", "/v1/tokens", b"{\"userId\":\"\xff\"}".to_vec()),
+        400,
+        "invalid unicode code point",
+    ));
+    // Query strings: repeated, mistyped, out of range, invalid UTF-8, injected.
+    for (name, path, says) in [
+        (
+            "limit twice",
+            "/v1/builds?limit=1&limit=100".to_owned(),
+            "duplicate field `limit`",
+        ),
+        (
+            "userId twice",
+            "/v1/builds?userId=u&userId=admin".into(),
+            "duplicate field `userId`",
+        ),
+        ("limit text", "/v1/builds?limit=all".into(), "invalid digit"),
+        (
+            "limit huge",
+            "/v1/builds?limit=99999999999999999999".into(),
+            "number too large",
+        ),
+        (
+            "limit 0",
+            "/v1/builds?limit=0".into(),
+            "limit must be between 1 and 100",
+        ),
+        (
+            "limit -1",
+            "/v1/builds?limit=-1".into(),
+            "limit must be between 1 and 100",
+        ),
+        (
+            "unknown parameter",
+            "/v1/builds?colour=blue".into(),
+            "unknown field `colour`",
+        ),
+        ("userId %ff", "/v1/builds?userId=%ff".into(), "userId must be"),
+        (
+            "userId injected",
+            "/v1/builds?userId=u%27%20or%201%3D1--".into(),
+            "userId must be",
+        ),
+        ("status unknown", "/v1/builds?status=deployed%00".into(), "status"),
+        (
+            "before cursor",
+            "/v1/builds?before=zzz".into(),
+            "before is not a valid id",
+        ),
+        (
+            "before cursor ../",
+            "/v1/builds?before=..%2f..".into(),
+            "before is not a valid id",
+        ),
+        (
+            "versions cursor",
+            format!("/v1/projects/u/{project}/versions?before=%2e%2e"),
+            "before is not a valid id",
+        ),
+        (
+            "events after -1",
+            format!("/v1/builds/{id}/events?after=-1"),
+            "after must be an event id",
+        ),
+        (
+            "events after huge",
+            format!("/v1/builds/{id}/events?after=4294967296"),
+            "after must be an event id",
+        ),
+        (
+            "events limit 0",
+            format!("/v1/builds/{id}/events?limit=0"),
+            "limit must be 1-1000",
+        ),
+        (
+            "events after text",
+            format!("/v1/builds/{id}/events?after=1e3"),
+            "invalid digit",
+        ),
+        (
+            "logs after -1",
+            format!("/v1/builds/{id}/logs?after=-1"),
+            "after must be a line number",
+        ),
+        (
+            "logs follow maybe",
+            format!("/v1/builds/{id}/logs?follow=maybe"),
+            "was not `true` or `false`",
+        ),
+        (
+            "diff mode",
+            format!("/v1/projects/u/{project}/versions/{id}/diff/{id}?mode=%2e%2e"),
+            "mode must be stat or patch",
+        ),
+        (
+            "artifact source",
+            format!("/v1/projects/u/{project}/versions/{id}/artifact?source=yes"),
+            "was not `true` or `false`",
+        ),
+        (
+            "tokens userId",
+            "/v1/tokens?userId=..%2fadmin".into(),
+            "userId must be",
+        ),
+        (
+            "deliveries cursor",
+            "/v1/webhooks/wh_01aaaaaaaaaaaaaaaaaaaaaaaa/deliveries?before=..".into(),
+            "delivery id must be",
+        ),
+    ] {
+        cases.push(case(format!("query: {name}"), operator("GET", path), 400, says));
+    }
+    // Headers whose values are checked.
+    let stream = format!("/v1/builds/{id}/events/stream");
+    for (name, path, header, value, says) in [
+        (
+            "Last-Event-ID text",
+            stream.clone(),
+            "Last-Event-ID",
+            b"latest".to_vec(),
+            "Last-Event-ID must be a number",
+        ),
+        (
+            "Last-Event-ID 0xff",
+            stream.clone(),
+            "Last-Event-ID",
+            b"\xff".to_vec(),
+            "Last-Event-ID must be a number",
+        ),
+        (
+            "Last-Event-ID -1",
+            stream.clone(),
+            "Last-Event-ID",
+            b"-1".to_vec(),
+            "after must be an event id",
+        ),
+        (
+            "Last-Event-ID huge",
+            stream.clone(),
+            "Last-Event-ID",
+            b"99999999999999999999".to_vec(),
+            "Last-Event-ID must be a number",
+        ),
+        (
+            "Last-Event-ID on logs",
+            format!("/v1/builds/{id}/logs?follow=true"),
+            "Last-Event-ID",
+            b"-5".to_vec(),
+            "after must be a line number",
+        ),
+    ] {
+        let send = Send::Bare {
+            method: "GET",
+            path,
+            headers: vec![
+                ("Authorization", format!("Bearer {TOKEN}").into_bytes()),
+                (header, value),
+            ],
+            body: Vec::new(),
+        };
+        cases.push(case(name, send, 400, says));
+    }
+    for (name, key) in [
+        ("Idempotency-Key 0xff", b"\xff\xfe".to_vec()),
+        ("Idempotency-Key empty", Vec::new()),
+        ("Idempotency-Key 256 bytes", vec![b'k'; 256]),
+    ] {
+        let body = build_body("u", &unique("idem"), json!([{ "path": "a", "content": "1" }])).to_string();
+        let send = Send::Signed {
+            method: "POST",
+            path: "/v1/builds".into(),
+            body: body.into_bytes(),
+            headers: vec![("Idempotency-Key", key)],
+        };
+        cases.push(case(
+            name,
+            send,
+            400,
+            "Idempotency-Key must be 1-255 visible characters",
+        ));
+    }
+
+    let before = stored(&app).await;
+    refuse_all(&app, "other bodies, queries and headers", &cases).await;
+    assert_eq!(stored(&app).await, before, "nothing was stored");
+    assert_healthy(&app).await;
+}
