@@ -257,11 +257,14 @@ impl Queue {
                 .query_async(&mut conn)
                 .await?;
             let frees_at = oldest.first().map_or(now, |(_, at)| *at as u64 + window);
+            // `now` was read before the pipeline ran: a unit a concurrent admission added since
+            // is scored later than it. No unit frees more than a window after this answer.
+            let wait = frees_at.saturating_sub(now).min(window);
             Some(QuotaHit {
                 quota,
                 limit,
                 window: quotas.window,
-                retry_after: std::time::Duration::from_millis(frees_at.saturating_sub(now)),
+                retry_after: std::time::Duration::from_millis(wait),
             })
         } else {
             None
