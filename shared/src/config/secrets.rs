@@ -2,30 +2,6 @@
 
 use super::Settings;
 
-/// `%xx` decoding of a URL component.
-fn urlencoding_decode(raw: &str) -> Result<String, std::string::FromUtf8Error> {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out)
-}
-
 impl Settings {
     /// Every secret value these settings hold (and the passwords inside the URLs), for
     /// redaction: none of them may ever reach a build log.
@@ -37,8 +13,8 @@ impl Settings {
             if let Ok(parsed) = url::Url::parse(&raw) {
                 if let Some(password) = parsed.password() {
                     out.push(password.to_owned());
-                    if let Ok(decoded) = urlencoding_decode(password) {
-                        out.push(decoded);
+                    if let Ok(decoded) = percent_encoding::percent_decode_str(password).decode_utf8() {
+                        out.push(decoded.into_owned());
                     }
                 }
             }
@@ -55,5 +31,42 @@ impl Settings {
         );
         out.extend(self.storage.s3.access_key_id.iter().cloned());
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_secret_is_listed_and_a_url_password_both_encoded_and_decoded() {
+        let vars = [
+            ("KILN_DATABASE_URL", "postgres://kiln:p%40ss%2Fw0rd@db:5432/kiln"),
+            ("KILN_REDIS_URL", "redis://:r3d1s@cache:6379"),
+            ("KILN_ARTIFACTS", "s3://bucket"),
+            ("KILN_HMAC_SECRET", "hmac-secret"),
+            ("KILN_API_TOKENS", "tok-a, tok-b"),
+            ("AWS_ACCESS_KEY_ID", "GKaccess"),
+            ("AWS_SECRET_ACCESS_KEY", "s3-secret"),
+        ];
+        let settings = Settings::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
+        let values = settings.secret_values();
+        for expected in [
+            "p%40ss%2Fw0rd",
+            "p@ss/w0rd",
+            "postgres://kiln:p%40ss%2Fw0rd@db:5432/kiln",
+            "r3d1s",
+            "redis://:r3d1s@cache:6379",
+            "hmac-secret",
+            "tok-a",
+            "tok-b",
+            "GKaccess",
+            "s3-secret",
+        ] {
+            assert!(
+                values.iter().any(|v| v == expected),
+                "{expected} missing from {values:?}"
+            );
+        }
     }
 }
