@@ -34,7 +34,9 @@ impl Settings {
             Some(path) => read_toml(Path::new(path))?,
             None => HashMap::new(),
         };
-        Self::load(&Source { env, file })
+        let mut source = Source { env, file };
+        source.read_secret_files()?;
+        Self::load(&source)
     }
 
     fn load(src: &Source) -> Result<Self, ConfigError> {
@@ -313,5 +315,56 @@ mod tests {
         );
         assert_eq!(s.api.addr, "127.0.0.1:8080");
         assert!(s.require_api().is_err());
+    }
+
+    #[test]
+    fn a_secret_may_come_from_the_file_its_file_variable_names() {
+        use secrecy::ExposeSecret;
+        let dir = std::env::temp_dir().join(format!("kiln-secret-files-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let hmac = dir.join("hmac");
+        std::fs::write(&hmac, "from-a-file\n").unwrap();
+        let db = dir.join("db");
+        std::fs::write(&db, "postgres://kiln:pw@db/kiln\r\n").unwrap();
+        let base = [("KILN_ARTIFACTS", "file:///tmp/a")];
+        let with = |extra: &[(&str, &str)]| {
+            let mut all = base.to_vec();
+            all.extend_from_slice(extra);
+            Settings::from_vars(vars(&all))
+        };
+
+        let s = with(&[
+            ("KILN_DATABASE_URL_FILE", db.to_str().unwrap()),
+            ("KILN_HMAC_SECRET_FILE", hmac.to_str().unwrap()),
+        ])
+        .unwrap();
+        assert_eq!(s.database.url.expose_secret(), "postgres://kiln:pw@db/kiln");
+        assert_eq!(s.api.hmac_secret.as_ref().unwrap().expose_secret(), "from-a-file");
+        assert!(s.secret_values().iter().any(|v| v == "from-a-file"));
+
+        let both = with(&[
+            ("KILN_DATABASE_URL", "postgres://x"),
+            ("KILN_DATABASE_URL_FILE", db.to_str().unwrap()),
+        ]);
+        assert_eq!(
+            both.unwrap_err().to_string(),
+            "KILN_DATABASE_URL and KILN_DATABASE_URL_FILE are both set: set one of them"
+        );
+
+        let missing = dir.join("absent");
+        let err = with(&[
+            ("KILN_DATABASE_URL", "postgres://x"),
+            ("KILN_HMAC_SECRET_FILE", missing.to_str().unwrap()),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with(&format!(
+                "KILN_HMAC_SECRET_FILE: cannot read {}: ",
+                missing.display()
+            )),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -35,7 +35,7 @@ pub use limits::{LimitSettings, Rate, QUOTA_WINDOW};
 pub use maintenance::MaintenanceSettings;
 pub use preview::PreviewSettings;
 pub use sandbox::{AllowedHost, BuildUids, Egress, SandboxMode, SandboxSettings};
-pub use source::ConfigError;
+pub use source::{ConfigError, SECRET_VARIABLES};
 use std::path::PathBuf;
 pub use storage::{ArtifactsLocation, S3Settings, StorageSettings};
 pub use webhooks::WebhookSettings;

@@ -16,7 +16,26 @@ pub enum ConfigError {
     Invalid { var: &'static str, reason: String },
     #[error("KILN_CONFIG: cannot read {path}: {reason}")]
     File { path: String, reason: String },
+    #[error("{var}_FILE: cannot read {path}: {reason}")]
+    SecretFile {
+        var: &'static str,
+        path: String,
+        reason: String,
+    },
+    #[error("{var} and {var}_FILE are both set: set one of them")]
+    SecretTwice { var: &'static str },
 }
+
+/// The variables holding secrets. Each may instead be given as `<NAME>_FILE`, the path of a
+/// file holding the value (Docker secrets, systemd's `LoadCredential=`), so the value itself is
+/// in no environment and no unit file.
+pub const SECRET_VARIABLES: [&str; 5] = [
+    "KILN_DATABASE_URL",
+    "KILN_REDIS_URL",
+    "KILN_HMAC_SECRET",
+    "KILN_API_TOKENS",
+    "AWS_SECRET_ACCESS_KEY",
+];
 
 /// Reads raw values by variable name: the environment first, then the file.
 pub(super) struct Source {
@@ -25,6 +44,28 @@ pub(super) struct Source {
 }
 
 impl Source {
+    /// Reads each secret given as `<NAME>_FILE` into `<NAME>` (one trailing newline dropped, as
+    /// `echo` and editors leave one).
+    pub(super) fn read_secret_files(&mut self) -> Result<(), ConfigError> {
+        for var in SECRET_VARIABLES {
+            let Some(path) = self.get(&format!("{var}_FILE")) else {
+                continue;
+            };
+            if self.get(var).is_some() {
+                return Err(ConfigError::SecretTwice { var });
+            }
+            let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::SecretFile {
+                var,
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            let value = text.strip_suffix('\n').unwrap_or(&text);
+            let value = value.strip_suffix('\r').unwrap_or(value);
+            self.env.insert(var.to_owned(), value.to_owned());
+        }
+        Ok(())
+    }
+
     pub(super) fn get(&self, var: &str) -> Option<String> {
         if let Some(v) = self.env.get(var) {
             return Some(v.clone()).filter(|v| !v.is_empty());
