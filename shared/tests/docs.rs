@@ -104,6 +104,41 @@ fn the_configuration_table_lists_exactly_the_variables_the_code_reads() {
     );
 }
 
+/// Variables the table lists that the example must not set: `KILN_BUILD_USER` is refused (a
+/// uid per build replaced it).
+const NOT_IN_THE_EXAMPLE: [&str; 1] = ["KILN_BUILD_USER"];
+
+/// The variables `deploy/kiln.env.example` assigns, set or commented out (`# NAME=value`); a
+/// secret's `<NAME>_FILE` counts as `<NAME>`.
+fn variables_in_the_example() -> BTreeSet<String> {
+    let text = std::fs::read_to_string(root().join("deploy/kiln.env.example")).unwrap();
+    text.lines()
+        .map(|l| l.trim_start_matches('#').trim_start())
+        .filter_map(|l| l.split_once('=').map(|(name, _)| name))
+        .filter(|name| name.starts_with("KILN_") && !name.contains(' '))
+        .map(|name| name.strip_suffix("_FILE").unwrap_or(name).to_owned())
+        .collect()
+}
+
+#[test]
+fn the_deployment_example_holds_every_variable() {
+    let table: BTreeSet<String> = variables_in_table()
+        .into_iter()
+        .filter(|v| !NOT_IN_THE_EXAMPLE.contains(&v.as_str()))
+        .collect();
+    let example = variables_in_the_example();
+    let missing: Vec<_> = table.difference(&example).collect();
+    let extra: Vec<_> = example.difference(&table).collect();
+    assert!(
+        missing.is_empty(),
+        "in {CONFIG_PAGE} but not in deploy/kiln.env.example (set it, or `# NAME=default`): {missing:?}"
+    );
+    assert!(
+        extra.is_empty(),
+        "in deploy/kiln.env.example but not in {CONFIG_PAGE}: {extra:?}"
+    );
+}
+
 /// GitHub's anchor for a heading: lower case, spaces to `-`, punctuation other than `-` and
 /// `_` dropped.
 fn anchor(heading: &str) -> String {
