@@ -1,7 +1,6 @@
 //! What every handler can reach ([`AppState`]), and the caches of things that never change.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use kiln_shared::config::Settings;
 
@@ -83,45 +82,81 @@ impl AppState {
 }
 
 /// Caches of things that never change once written: a deployed version's output manifest key
-/// and the manifests themselves. Bounded: when full it is emptied (a cache, not state).
-#[derive(Debug, Default)]
+/// and the manifests themselves (moka: bounded, the least recently used leave first; a cache,
+/// not state: every API instance keeps its own).
+#[derive(Debug)]
 pub struct ImmutableCache {
-    manifest_keys: Mutex<HashMap<VersionId, String>>,
-    manifests: Mutex<HashMap<String, Arc<Manifest>>>,
+    manifest_keys: moka::sync::Cache<VersionId, String>,
+    manifests: moka::sync::Cache<String, Arc<Manifest>>,
 }
 
-const CACHE_ENTRIES: usize = 1024;
+/// Versions whose manifest key is remembered (a key is about 100 bytes).
+const MANIFEST_KEYS: u64 = 100_000;
+/// Memory the remembered manifests may take, by their estimated size: a manifest with inline
+/// files can be large, so the bound is in bytes, not entries.
+const MANIFEST_BYTES: u64 = 64 * 1024 * 1024;
 
-fn bounded_insert<K: std::hash::Hash + Eq, V>(map: &Mutex<HashMap<K, V>>, k: K, v: V) {
-    let mut map = map.lock().expect("cache lock poisoned");
-    if map.len() >= CACHE_ENTRIES {
-        map.clear();
+impl Default for ImmutableCache {
+    fn default() -> Self {
+        ImmutableCache {
+            manifest_keys: moka::sync::Cache::new(MANIFEST_KEYS),
+            manifests: moka::sync::Cache::builder()
+                .max_capacity(MANIFEST_BYTES)
+                .weigher(|key: &String, manifest: &Arc<Manifest>| {
+                    let bytes = key.len() as u64 + manifest.estimated_memory();
+                    u32::try_from(bytes).unwrap_or(u32::MAX)
+                })
+                .build(),
+        }
     }
-    map.insert(k, v);
 }
 
 impl ImmutableCache {
     pub fn manifest_key(&self, id: VersionId) -> Option<String> {
-        self.manifest_keys
-            .lock()
-            .expect("cache lock poisoned")
-            .get(&id)
-            .cloned()
+        self.manifest_keys.get(&id)
     }
 
     pub fn put_manifest_key(&self, id: VersionId, key: String) {
-        bounded_insert(&self.manifest_keys, id, key);
+        self.manifest_keys.insert(id, key);
     }
 
     pub fn manifest(&self, key: &str) -> Option<Arc<Manifest>> {
-        self.manifests
-            .lock()
-            .expect("cache lock poisoned")
-            .get(key)
-            .cloned()
+        self.manifests.get(key)
     }
 
     pub fn put_manifest(&self, key: String, manifest: Arc<Manifest>) {
-        bounded_insert(&self.manifests, key, manifest);
+        self.manifests.insert(key, manifest);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest_of(inline_bytes: usize) -> Arc<Manifest> {
+        let mut m = Manifest::default();
+        m.insert("index.html", "h".repeat(64), inline_bytes as u64);
+        m.files.get_mut("index.html").unwrap().inline = Some("x".repeat(inline_bytes));
+        Arc::new(m)
+    }
+
+    #[test]
+    fn manifests_are_bounded_by_their_size_not_their_number() {
+        let cache = ImmutableCache::default();
+        // Three manifests of ~30 MB each cannot all stay within 64 MB.
+        for key in ["a", "b", "c"] {
+            cache.put_manifest(key.into(), manifest_of(30 * 1024 * 1024));
+        }
+        cache.manifests.run_pending_tasks();
+        let kept = ["a", "b", "c"].iter().filter(|k| cache.manifest(k).is_some()).count();
+        assert!(kept <= 2, "{kept} manifests of 30 MB kept");
+        assert!(cache.manifests.weighted_size() <= MANIFEST_BYTES);
+        // Many small ones all fit.
+        for i in 0..2_000 {
+            cache.put_manifest(format!("small-{i}"), manifest_of(10));
+        }
+        cache.manifests.run_pending_tasks();
+        assert!(cache.manifest("small-1999").is_some());
+        assert!(cache.manifest("small-0").is_some(), "a small manifest was evicted");
     }
 }

@@ -79,6 +79,24 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// About how many bytes this manifest takes in memory: each entry's strings (path, hash,
+    /// content type, inline content) and a fixed overhead for the rest. For weighing caches.
+    pub fn estimated_memory(&self) -> u64 {
+        const PER_ENTRY: usize = 128;
+        let bytes: usize = self
+            .files
+            .iter()
+            .map(|(path, e)| {
+                PER_ENTRY
+                    + path.len()
+                    + e.hash.len()
+                    + e.content_type.len()
+                    + e.inline.as_ref().map_or(0, String::len)
+            })
+            .sum();
+        bytes as u64
+    }
+
     pub fn total_bytes(&self) -> u64 {
         self.files.values().map(|e| e.size).sum()
     }
