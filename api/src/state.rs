@@ -148,7 +148,10 @@ mod tests {
             cache.put_manifest(key.into(), manifest_of(30 * 1024 * 1024));
         }
         cache.manifests.run_pending_tasks();
-        let kept = ["a", "b", "c"].iter().filter(|k| cache.manifest(k).is_some()).count();
+        let kept = ["a", "b", "c"]
+            .iter()
+            .filter(|k| cache.manifest(k).is_some())
+            .count();
         assert!(kept <= 2, "{kept} manifests of 30 MB kept");
         assert!(cache.manifests.weighted_size() <= MANIFEST_BYTES);
         // Many small ones all fit.
@@ -157,6 +160,9 @@ mod tests {
         }
         cache.manifests.run_pending_tasks();
         assert!(cache.manifest("small-1999").is_some());
-        assert!(cache.manifest("small-0").is_some(), "a small manifest was evicted");
+        assert!(
+            cache.manifest("small-0").is_some(),
+            "a small manifest was evicted"
+        );
     }
 }

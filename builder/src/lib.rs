@@ -38,6 +38,7 @@ mod publish;
 pub mod reconcile;
 mod sandbox;
 mod scripts;
+pub mod untrusted;
 pub mod upkeep;
 mod which;
 pub mod worker;

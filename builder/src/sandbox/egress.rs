@@ -141,7 +141,7 @@ impl Drop for EgressProxy {
 
 /// What a client asked for.
 #[derive(Debug, PartialEq, Eq)]
-enum Request {
+pub enum Request {
     /// `CONNECT host:port`.
     Tunnel { host: String, port: u16 },
     /// An absolute-form request to a plain-HTTP origin: the head to send it instead.
@@ -215,13 +215,19 @@ async fn serve(
             client
                 .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
                 .await?;
+            if !rest.is_empty() {
+                upstream.write_all(&rest).await?;
+            }
+            tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
         }
-        Request::Forward { head, .. } => upstream.write_all(&head).await?,
+        Request::Forward { head, .. } => {
+            // One request, and only its head (it has no body; `Connection: close` ends the
+            // exchange): nothing the build sends after it reaches the address, so a second
+            // request cannot name another site.
+            upstream.write_all(&head).await?;
+            tokio::io::copy(&mut upstream, &mut client).await?;
+        }
     }
-    if !rest.is_empty() {
-        upstream.write_all(&rest).await?;
-    }
-    tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
     Ok(())
 }
 
@@ -258,19 +264,33 @@ async fn read_head(client: &mut UnixStream) -> std::io::Result<Option<(Vec<u8>, 
     }
 }
 
-fn parse(head: &[u8]) -> Result<Request, String> {
-    let text = std::str::from_utf8(head).map_err(|_| "the request head is not UTF-8".to_owned())?;
-    let mut lines = text.split("\r\n");
-    let first = lines.next().unwrap_or_default();
-    let mut parts = first.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(format!("not a request line: {first:?}"));
-    };
-    if !version.starts_with("HTTP/1.") {
-        return Err(format!("unsupported version {version:?}"));
+/// Headers one request head may carry.
+const MAX_HEADERS: usize = 100;
+
+/// Hop-by-hop headers, not forwarded; `Host` is rewritten from the request target.
+const NOT_FORWARDED: [&str; 5] = [
+    "host",
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "proxy-authorization",
+];
+
+/// A request head (parsed by httparse: a request line and headers, nothing else) as what to
+/// do. A forwarded request's `Host` is the target's authority, whatever the client sent
+/// (RFC 9112 §3.2.2): an allowed address must not serve another site's name through the proxy.
+pub(crate) fn parse(head: &[u8]) -> Result<Request, String> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(head) {
+        Ok(httparse::Status::Complete(n)) if n == head.len() => {}
+        Ok(httparse::Status::Complete(_)) => return Err("bytes after the request head".into()),
+        Ok(httparse::Status::Partial) => return Err("an incomplete request head".into()),
+        Err(e) => return Err(format!("a malformed request head: {e}")),
     }
+    let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
+        return Err("a malformed request line".into());
+    };
     if method == "CONNECT" {
         let (host, port) = split_authority(target, None)?;
         return Ok(Request::Tunnel { host, port });
@@ -280,33 +300,55 @@ fn parse(head: &[u8]) -> Result<Request, String> {
             "{method} {target}: a proxy takes CONNECT host:port or an absolute http:// URL"
         ));
     };
-    let (authority, path) = match rest.find('/') {
-        Some(at) => rest.split_at(at),
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(at) if rest.as_bytes()[at] == b'/' => rest.split_at(at),
+        Some(_) => return Err(format!("{method} {target}: a query needs a path")),
         None => (rest, "/"),
     };
     let (host, port) = split_authority(authority, Some(80))?;
-    let mut out = format!("{method} {path} {version}\r\n");
-    for line in lines.filter(|l| !l.is_empty()) {
-        let name = line.split(':').next().unwrap_or_default().trim();
-        let hop_by_hop = [
-            "connection",
-            "proxy-connection",
-            "keep-alive",
-            "proxy-authorization",
-        ]
-        .iter()
-        .any(|h| name.eq_ignore_ascii_case(h));
-        if !hop_by_hop {
-            out.push_str(line);
-            out.push_str("\r\n");
-        }
+    let has_body = req.headers.iter().any(|h| {
+        h.name.eq_ignore_ascii_case("transfer-encoding")
+            || (h.name.eq_ignore_ascii_case("content-length") && h.value.iter().any(|b| *b != b'0'))
+    });
+    if has_body {
+        return Err(format!(
+            "{method} {target}: a request forwarded to a plain-HTTP address carries no body"
+        ));
     }
-    out.push_str("Connection: close\r\n\r\n");
+    let mut out = format!(
+        "{method} {path} HTTP/1.{minor}\r\nHost: {}\r\n",
+        host_header(&host, port)
+    )
+    .into_bytes();
+    for header in req.headers.iter() {
+        if NOT_FORWARDED.iter().any(|h| header.name.eq_ignore_ascii_case(h)) {
+            continue;
+        }
+        out.extend_from_slice(header.name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(header.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"Connection: close\r\n\r\n");
     Ok(Request::Forward {
         host,
         port,
-        head: out.into_bytes(),
+        head: out,
     })
+}
+
+/// The `Host` of a request sent to `host:port`: the name as the proxy resolved it (lower case,
+/// an IPv6 address in brackets) and the port unless it is HTTP's own.
+pub fn host_header(host: &str, port: u16) -> String {
+    let name = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
+    match port {
+        80 => name,
+        _ => format!("{name}:{port}"),
+    }
 }
 
 /// `host:port` (or `host` with a default port) from a request target; `[v6]:port` too.
@@ -374,5 +416,115 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
+    }
+
+    #[test]
+    fn a_forwarded_request_names_the_host_it_is_sent_to_and_nothing_else() {
+        // Another site's name on an allowed address (domain fronting): the Host header is the
+        // target's authority, however many Host headers the client sent.
+        let Ok(Request::Forward { host, head, .. }) = parse(
+            b"GET http://npm.local:4873/left-pad HTTP/1.1\r\nHost: evil.example\r\nhost: other.example\r\nProxy-Authorization: Basic eA==\r\nAccept: */*\r\n\r\n",
+        ) else {
+            panic!("a forward");
+        };
+        assert_eq!(host, "npm.local");
+        assert_eq!(
+            String::from_utf8(head).unwrap(),
+            "GET /left-pad HTTP/1.1\r\nHost: npm.local:4873\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+        );
+        let Ok(Request::Forward { head, .. }) = parse(b"GET http://npm.local HTTP/1.0\r\n\r\n") else {
+            panic!("a forward");
+        };
+        assert_eq!(
+            String::from_utf8(head).unwrap(),
+            "GET / HTTP/1.0\r\nHost: npm.local\r\nConnection: close\r\n\r\n"
+        );
+        for bad in [
+            // A header folded over two lines, a control character in a value, a space in the
+            // target, a query without a path, bytes after the head, a head cut short.
+            &b"GET http://npm.local/ HTTP/1.1\r\nX-A: a\r\n b\r\n\r\n"[..],
+            b"GET http://npm.local/ HTTP/1.1\r\nX-A: a\x01b\r\n\r\n",
+            b"GET http://npm.local/a b HTTP/1.1\r\n\r\n",
+            b"GET http://npm.local?x=1 HTTP/1.1\r\n\r\n",
+            b"GET http://npm.local/ HTTP/1.1\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n",
+            b"GET http://npm.local/ HTTP/1.1\r\nAccept: */*\r\n",
+        ] {
+            assert!(parse(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_build_cannot_make_an_allowed_address_serve_another_site_through_the_proxy() {
+        use tokio::net::TcpListener;
+        // A plain-HTTP origin on an allowed address that records every request head it gets.
+        let origin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = origin.local_addr().unwrap().port();
+        let (heads, mut received) = tokio::sync::mpsc::unbounded_channel::<String>();
+        tokio::spawn(async move {
+            loop {
+                let (mut conn, _) = origin.accept().await.unwrap();
+                let heads = heads.clone();
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    // Read what arrives for a moment: a pipelined second request would be here.
+                    while let Ok(Ok(n)) =
+                        tokio::time::timeout(Duration::from_millis(300), conn.read(&mut buf)).await
+                    {
+                        if n == 0 {
+                            break;
+                        }
+                        seen.extend_from_slice(&buf[..n]);
+                    }
+                    let _ = heads.send(String::from_utf8_lossy(&seen).into_owned());
+                    let _ = conn
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+                        .await;
+                });
+            }
+        });
+        let dir = std::env::temp_dir().join(format!("kiln-egress-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("egress.sock");
+        let allowed = Arc::new(vec![AllowedHost {
+            host: "127.0.0.1".into(),
+            port,
+        }]);
+        let _proxy = EgressProxy::start(&socket, None, allowed, ProxyLog::default()).unwrap();
+
+        // Another site's name, twice, and a second request pipelined behind the first.
+        let mut client = UnixStream::connect(&socket).await.unwrap();
+        let attack = format!(
+            "GET http://127.0.0.1:{port}/left-pad HTTP/1.1\r\nHost: metadata.internal\r\nHost: evil.example\r\n\r\n\
+             GET /second HTTP/1.1\r\nHost: evil.example\r\n\r\n"
+        );
+        client.write_all(attack.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).await.unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.1 200 OK") && answer.ends_with("ok"),
+            "{answer}"
+        );
+        let head = received.recv().await.unwrap();
+        assert_eq!(
+            head,
+            format!("GET /left-pad HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"),
+            "the origin got another Host or a second request"
+        );
+
+        // A request with a body is refused before anything is sent.
+        let mut client = UnixStream::connect(&socket).await.unwrap();
+        let post = format!("POST http://127.0.0.1:{port}/ HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello");
+        client.write_all(post.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 400 Bad Request"), "{answer}");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(500), received.recv())
+                .await
+                .is_err(),
+            "a refused request reached the origin"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
