@@ -215,7 +215,10 @@ mod tests {
         assert!(ApiFailure::of(429, &limited).is_transient());
         // Not one of Kiln's problems (a proxy's 502): tried again.
         let proxy = ApiFailure::of(502, &Value::Null);
-        assert_eq!((proxy.code(), proxy.to_string().as_str()), (None, "502: no details"));
+        assert_eq!(
+            (proxy.code(), proxy.to_string().as_str()),
+            (None, "502: no details")
+        );
         assert!(proxy.is_transient());
     }
 }

@@ -2,7 +2,8 @@
 //! ([`BuildRequest`]), and what the client is told once it is queued ([`Queued`]).
 
 use kiln_shared::domain::{
-    BuildStatus, FileError, FileInput, GeneratorOutput, ProjectId, RelativePath, SourceFile, UserId, VersionId,
+    BuildStatus, FileError, FileInput, GeneratorOutput, ProjectId, RelativePath, SourceFile, UserId,
+    VersionId,
 };
 use kiln_shared::preview::PreviewUrls;
 use serde::{Deserialize, Serialize};
