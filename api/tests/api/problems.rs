@@ -229,6 +229,48 @@ async fn every_family_of_error_is_a_problem_with_its_code_and_todays_members() {
     assert!(body["retryAfter"].as_u64().is_some(), "{body}");
 }
 
+#[tokio::test]
+async fn a_dependency_down_is_a_problem_too() {
+    let app = spawn_app(Options::without_builders()).await;
+    // A second API on the same database, pointed at a Redis that is not there.
+    let mut settings = app.settings.clone();
+    settings.redis.url = "redis://127.0.0.1:1".to_owned().into();
+    settings.api.addr = "127.0.0.1:0".into();
+    settings.preview.addr = "127.0.0.1:0".into();
+    let down = kiln_api::Application::build(settings).await.unwrap();
+    let url = format!("http://127.0.0.1:{}", down.port());
+    tokio::spawn(down.run_until_stopped());
+
+    let res = app.client.get(format!("{url}/readyz")).send().await.unwrap();
+    let body = problem("readiness", res, "not_ready").await;
+    assert!(
+        body["detail"].as_str().unwrap().starts_with("not ready: redis"),
+        "{body}"
+    );
+    assert_eq!(body["checks"]["postgres"], "ok");
+
+    let res = app
+        .client
+        .post(format!("{url}/v1/builds"))
+        .bearer_auth(TOKEN)
+        .body(build_body(USER, "p", site()).to_string())
+        .send()
+        .await
+        .unwrap();
+    let body = problem("queue down", res, "queue_unavailable").await;
+    assert!(body["buildId"].as_str().is_some(), "{body}");
+
+    let res = app
+        .client
+        .get(format!("{url}/v1/builders"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let body = problem("fleet registry down", res, "unavailable").await;
+    assert_eq!(body["error"], "the fleet registry (Redis) is unavailable");
+}
+
 /// A POST whose body trickles and stops: the answer's head and body as text.
 async fn timed_out_body(app: &TestApp) -> String {
     let addr = app.api.trim_start_matches("http://");
