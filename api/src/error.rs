@@ -289,3 +289,31 @@ impl ResponseError for ApiError {
         res.content_type(CONTENT_TYPE).body(body)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_of_a_status_without_a_code_is_about_blank() {
+        let err = ApiError::of_status(StatusCode::LENGTH_REQUIRED, "length required".into());
+        let problem = err.problem();
+        assert_eq!(
+            (problem.kind.as_str(), problem.title.as_str(), problem.status),
+            (crate::problem::BLANK_TYPE, "Length Required", 411)
+        );
+        assert_eq!(err.status_code(), StatusCode::LENGTH_REQUIRED);
+        let res = err.error_response();
+        assert_eq!(res.headers().get("content-type").unwrap(), CONTENT_TYPE);
+    }
+
+    #[test]
+    fn actix_refusals_become_the_variant_of_their_status() {
+        for status in [400, 401, 404, 405, 408, 413, 431] {
+            let status = StatusCode::from_u16(status).unwrap();
+            let err = ApiError::of_status(status, "x".into());
+            assert_eq!(err.status_code(), status);
+            assert_eq!(err.problem().kind, ProblemType::of_status(status).unwrap().uri());
+        }
+    }
+}
