@@ -1,7 +1,7 @@
 //! The extractors and the middleware every API request passes through before its route:
 //! [`guard`] finds the client's address ([`ClientIp`]), holds the request to the caps of its
-//! head and of the time its body may take, and gives every refusal a JSON answer (including
-//! the ones actix-web makes by itself); [`Public`] counts a public route's request against its
+//! head and of the time its body may take, and gives every refusal a problem+json answer
+//! (including the ones actix-web makes by itself); [`Public`] counts a public route's request against its
 //! client's per-IP allowance ([`crate::limits`]).
 
 use std::net::IpAddr;
@@ -14,7 +14,7 @@ use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::error::PayloadError;
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::middleware::Next;
-use actix_web::{web, FromRequest, HttpMessage, HttpRequest, HttpResponse};
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use bytes::Bytes;
 use futures::StreamExt;
 
@@ -72,8 +72,8 @@ impl FromRequest for Public {
 
 /// Every API request passes through here first: its client address is found, its head is
 /// held to `KILN_MAX_HEADER_KB`, its body to `KILN_REQUEST_BODY_TIMEOUT_SECS`, and any refusal
-/// that is not JSON yet (actix-web's own: a payload over the cap, a wrong method) becomes
-/// `{"error": ...}`.
+/// that is not a problem yet (actix-web's own: a payload over the cap, a wrong method) becomes
+/// one ([`ApiError::of_status`]).
 pub async fn guard(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -114,7 +114,7 @@ pub async fn guard(
             actix_web::ResponseError::error_response(&err),
         ));
     }
-    Ok(as_json(
+    Ok(as_problem(
         res.map_into_boxed_body(),
         state.settings.api.max_body_bytes,
     ))
@@ -160,14 +160,14 @@ fn deadline(payload: Payload, timeout: Duration, timed_out: Arc<AtomicBool>) -> 
     Payload::from(boxed)
 }
 
-/// An error answer that is not JSON (actix-web's own) as `{"error": "<what is wrong>"}`.
-fn as_json(res: ServiceResponse<BoxBody>, max_body: usize) -> ServiceResponse<BoxBody> {
+/// An error answer that is not a problem (actix-web's own) as one, saying what is wrong.
+fn as_problem(res: ServiceResponse<BoxBody>, max_body: usize) -> ServiceResponse<BoxBody> {
     let status = res.status();
     let is_json = res
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
+        .is_some_and(|v| v.starts_with(crate::problem::CONTENT_TYPE) || v.starts_with("application/json"));
     if !(status.is_client_error() || status.is_server_error()) || is_json {
         return res;
     }
@@ -183,11 +183,11 @@ fn as_json(res: ServiceResponse<BoxBody>, max_body: usize) -> ServiceResponse<Bo
             .to_ascii_lowercase(),
     };
     let (req, old) = res.into_parts();
-    let mut new = HttpResponse::build(status);
+    let mut new = actix_web::ResponseError::error_response(&ApiError::of_status(status, message));
     for (name, value) in old.headers() {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
-            new.append_header((name.clone(), value.clone()));
+            new.headers_mut().append(name.clone(), value.clone());
         }
     }
-    ServiceResponse::new(req, new.json(serde_json::json!({ "error": message })))
+    ServiceResponse::new(req, new)
 }

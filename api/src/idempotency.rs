@@ -70,12 +70,12 @@ where
             ));
         }
         Claim::InProgress => {
-            return Err(ApiError::InProgress(
+            return Err(ApiError::IdempotencyKeyInUse(
                 "a request with this Idempotency-Key is still being processed; retry shortly".into(),
             ))
         }
         Claim::Mismatch => {
-            return Err(ApiError::Unprocessable(
+            return Err(ApiError::IdempotencyKeyReused(
                 "this Idempotency-Key was already used with a different request body".into(),
             ))
         }

@@ -18,6 +18,7 @@ mod idempotency;
 mod limits;
 mod logs;
 mod preview;
+pub mod problem;
 mod routes;
 mod startup;
 mod state;

@@ -103,13 +103,12 @@ impl Limits {
         limiter.check_key(&bucket(ip)).map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             let rate = self.settings.per_ip.expect("a limiter has a rate");
-            ApiError::TooManyRequests {
+            ApiError::RateLimited {
                 message: format!(
                     "rate limit exceeded: {rate} per client address; retry in {} s",
                     crate::error::retry_secs(wait)
                 ),
                 retry_after: wait,
-                quota: None,
             }
         })
     }
@@ -147,12 +146,11 @@ impl Limits {
         let mut streams = self.streams.lock().expect("streams lock poisoned");
         let open = streams.entry(key).or_insert(0);
         if *open >= max {
-            return Err(ApiError::TooManyRequests {
+            return Err(ApiError::TooManyStreams {
                 message: format!(
                     "too many streams: {max} event or log streams are already open from this client address; close one first"
                 ),
                 retry_after: Duration::from_secs(1),
-                quota: None,
             });
         }
         *open += 1;

@@ -16,11 +16,12 @@ use crate::state::AppState;
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const REVALIDATE: &str = "no-cache";
 
+/// A 404 of the preview listener: a problem like the API's, revalidated by caches.
 fn not_found(message: impl Into<String>) -> HttpResponse {
-    HttpResponse::NotFound()
-        .content_type("text/plain; charset=utf-8")
-        .insert_header((header::CACHE_CONTROL, REVALIDATE))
-        .body(message.into())
+    let mut res = actix_web::ResponseError::error_response(&ApiError::NotFound(message.into()));
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static(REVALIDATE));
+    res
 }
 
 /// Serves any request that reaches the preview listener.

@@ -1,5 +1,6 @@
 //! The API client: each request with its credentials (a bearer token, or the back end's
-//! HMAC signature), and the error of a non-2xx answer.
+//! HMAC signature), and the error of a non-2xx answer ([`ApiFailure`]: the API's problem
+//! details, decided on by their `type` code).
 
 use anyhow::{bail, Context};
 use serde_json::Value;
@@ -119,11 +120,105 @@ impl Client {
     }
 }
 
-/// The error of a non-2xx answer: its status and `error`, and the build it names.
-pub(crate) fn api_error(status: u16, json: &Value) -> anyhow::Error {
-    let error = json["error"].as_str().unwrap_or("no details");
-    match json["buildId"].as_str() {
-        Some(id) => anyhow::anyhow!("{status}: {error} (build {id})"),
-        None => anyhow::anyhow!("{status}: {error}"),
+/// What every problem `type` of the API starts with; the rest is its code.
+const PROBLEM_TYPE_PREFIX: &str = "urn:kiln:problem:";
+
+/// A non-2xx answer of the API (an `application/problem+json` body): its status, its `type`'s
+/// code (`not_found`, `rate_limited`...: what the CLI decides on), what it says, and the build
+/// it names. Shown as `<status>: <what it says> (build <id>)`.
+#[derive(Debug)]
+pub(crate) struct ApiFailure {
+    status: u16,
+    code: Option<String>,
+    message: String,
+    build_id: Option<String>,
+}
+
+impl ApiFailure {
+    pub(crate) fn of(status: u16, json: &Value) -> Self {
+        ApiFailure {
+            status,
+            code: json["type"]
+                .as_str()
+                .and_then(|t| t.strip_prefix(PROBLEM_TYPE_PREFIX))
+                .map(str::to_owned),
+            message: json["detail"]
+                .as_str()
+                .or(json["error"].as_str())
+                .unwrap_or("no details")
+                .to_owned(),
+            build_id: json["buildId"].as_str().map(str::to_owned),
+        }
+    }
+
+    /// The problem's code; none when the answer is not one of Kiln's problems (a proxy's).
+    pub(crate) fn code(&self) -> Option<&str> {
+        self.code.as_deref()
+    }
+
+    /// Whether asking again later may succeed: a rate limit, a stream cap, or the API or one
+    /// of its dependencies failing; also an answer that is not Kiln's (a proxy in front of it).
+    pub(crate) fn is_transient(&self) -> bool {
+        self.code().is_none_or(|code| {
+            matches!(
+                code,
+                "rate_limited"
+                    | "too_many_streams"
+                    | "internal_error"
+                    | "unavailable"
+                    | "queue_unavailable"
+                    | "not_ready"
+            )
+        })
+    }
+}
+
+impl std::fmt::Display for ApiFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.status, self.message)?;
+        if let Some(id) = &self.build_id {
+            write!(f, " (build {id})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ApiFailure {}
+
+/// The error of a non-2xx answer ([`ApiFailure`]).
+fn api_error(status: u16, json: &Value) -> anyhow::Error {
+    ApiFailure::of(status, json).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_is_decided_on_its_code_and_shown_as_before() {
+        let body = serde_json::json!({
+            "type": "urn:kiln:problem:build_in_flight",
+            "title": "Another build of the project is queued or running",
+            "status": 409,
+            "detail": "another build of this project is queued or running: b1",
+            "error": "another build of this project is queued or running: b1",
+            "buildId": "b1",
+        });
+        let failure = ApiFailure::of(409, &body);
+        assert_eq!(failure.code(), Some("build_in_flight"));
+        assert!(!failure.is_transient());
+        assert_eq!(
+            failure.to_string(),
+            "409: another build of this project is queued or running: b1 (build b1)"
+        );
+        let limited = serde_json::json!({ "type": "urn:kiln:problem:rate_limited", "error": "slow down" });
+        assert!(ApiFailure::of(429, &limited).is_transient());
+        // Not one of Kiln's problems (a proxy's 502): tried again.
+        let proxy = ApiFailure::of(502, &Value::Null);
+        assert_eq!(
+            (proxy.code(), proxy.to_string().as_str()),
+            (None, "502: no details")
+        );
+        assert!(proxy.is_transient());
     }
 }

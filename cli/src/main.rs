@@ -21,7 +21,7 @@ mod show;
 mod watch;
 
 use args::{Cli, Command, TokenCommand};
-use client::{api_error, Client};
+use client::{ApiFailure, Client};
 use show::{colour_diff, print_build};
 
 /// `<user>/<project>` as the path of the API.
@@ -40,14 +40,14 @@ async fn token(client: &Client, command: TokenCommand, json_out: bool) -> anyhow
         TokenCommand::Create { user, name } => {
             let body = json!({ "userId": user, "description": name });
             let (status, made) = client.send("POST", "/v1/tokens", Some(&body)).await?;
-            if status == 404 {
-                bail!(
-                    "{}; only an operator token (KILN_API_TOKENS) or the back end's secret can make tokens",
-                    api_error(status, &made)
-                );
-            }
             if !(200..300).contains(&status) {
-                return Err(api_error(status, &made));
+                let failure = ApiFailure::of(status, &made);
+                if failure.code() == Some("not_found") {
+                    bail!(
+                        "{failure}; only an operator token (KILN_API_TOKENS) or the back end's secret can make tokens"
+                    );
+                }
+                return Err(failure.into());
             }
             if json_out {
                 println!("{made}");

@@ -78,7 +78,7 @@ async fn follow(client: &Client, path: &str, mut on: impl FnMut(&Message) -> boo
         match attempt.await {
             Ok(true) => return Ok(()),
             Ok(false) => {}
-            Err(e) if failures < MAX_FAILURES && !is_client_error(&e) => {
+            Err(e) if failures < MAX_FAILURES && !gives_up(&e) => {
                 failures += 1;
                 eprintln!("kiln: {e:#}; reconnecting");
             }
@@ -89,11 +89,13 @@ async fn follow(client: &Client, path: &str, mut on: impl FnMut(&Message) -> boo
     }
 }
 
-/// A 4xx will not get better by asking again, except a 429 (too many streams open from this
-/// address, or the rate limit): it is tried again with the others' backoff.
-fn is_client_error(e: &anyhow::Error) -> bool {
-    let e = e.to_string();
-    e.starts_with('4') && !e.starts_with("429")
+/// An answer whose problem will not get better by asking again (a missing build, bad
+/// credentials...); a rate limit, a stream cap, or an API or dependency failing is tried again
+/// with the others' backoff, and so is an error that is no answer (the connection broke).
+fn gives_up(e: &anyhow::Error) -> bool {
+    e.chain()
+        .find_map(|c| c.downcast_ref::<crate::client::ApiFailure>())
+        .is_some_and(|failure| !failure.is_transient())
 }
 
 /// What is on the terminal: a progress bar on stderr (when it is a terminal) and log lines on

@@ -188,7 +188,7 @@ async fn source_manifest(
     if base.is_some() {
         let paths = manifest.files.keys().map(String::as_str);
         if let Some((file, inner)) = file_and_folder(paths.chain(files.iter().map(|f| f.path.as_str()))) {
-            return Err(unprocessable(format!(
+            return Err(ApiError::InvalidPath(format!(
                 "path {file} is a file, and a folder of {inner}: a tree cannot hold both (delete one)"
             )));
         }

@@ -22,7 +22,7 @@ pub async fn cancel(b: &Builds<'_>, id: VersionId) -> Result<Version, ApiError> 
         None => return Err(ApiError::NotFound(format!("build {id} not found"))),
         Some(Err(v)) if v.status == BuildStatus::Cancelled => return Ok(v),
         Some(Err(v)) => {
-            return Err(ApiError::Conflict {
+            return Err(ApiError::WrongStatus {
                 message: format!("build {id} already ended: it is {}", v.status),
                 build_id: id.to_string(),
             })

@@ -66,7 +66,7 @@ pub async fn enqueue(
             }
             Ok(Admission::LabelTaken) => {
                 withdraw(b, id, &user, &project, reserved).await?;
-                return Err(ApiError::Unprocessable(format!(
+                return Err(ApiError::PreviewHostTaken(format!(
                     "the preview host {label} already belongs to another project (its label collides with this project's): use another projectId"
                 )));
             }
@@ -222,7 +222,7 @@ async fn replace(
             status: BuildStatus::Cancelled,
         })),
         // It ended meanwhile: its claim is stale and is released on the next try.
-        Err(ApiError::Conflict { .. }) => Ok(Replacement::Gone),
+        Err(ApiError::WrongStatus { .. }) => Ok(Replacement::Gone),
         Err(e) => Err(e),
     }
 }

@@ -2,7 +2,8 @@
 //! ([`BuildRequest`]), and what the client is told once it is queued ([`Queued`]).
 
 use kiln_shared::domain::{
-    BuildStatus, FileInput, GeneratorOutput, ProjectId, RelativePath, SourceFile, UserId, VersionId,
+    BuildStatus, FileError, FileInput, GeneratorOutput, ProjectId, RelativePath, SourceFile, UserId,
+    VersionId,
 };
 use kiln_shared::preview::PreviewUrls;
 use serde::{Deserialize, Serialize};
@@ -115,6 +116,16 @@ pub(super) fn unprocessable(e: impl ToString) -> ApiError {
     ApiError::Unprocessable(e.to_string())
 }
 
+/// A refused file: its path (`invalid_path`), or anything else about it.
+fn file_error(e: FileError) -> ApiError {
+    match e {
+        FileError::Path { .. } | FileError::Duplicate(_) | FileError::FileAndFolder { .. } => {
+            ApiError::InvalidPath(e.to_string())
+        }
+        _ => unprocessable(e),
+    }
+}
+
 impl BuildRequest {
     pub fn parse(body: BuildRequestBody, limits: kiln_shared::domain::FileLimits) -> Result<Self, ApiError> {
         let user = UserId::parse(body.user_id.as_deref().unwrap_or_default()).map_err(unprocessable)?;
@@ -154,12 +165,12 @@ impl BuildRequest {
             inputs.retain(|f| !given.contains(f.path.as_str()));
             inputs.extend(files);
         }
-        let files = SourceFile::parse_all(&inputs, limits).map_err(unprocessable)?;
+        let files = SourceFile::parse_all(&inputs, limits).map_err(file_error)?;
         let deleted = body
             .deleted
             .unwrap_or_default()
             .iter()
-            .map(|d| RelativePath::parse(d).map_err(|e| unprocessable(format!("deleted: {e}"))))
+            .map(|d| RelativePath::parse(d).map_err(|e| ApiError::InvalidPath(format!("deleted: {e}"))))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             user,

@@ -18,7 +18,7 @@ pub async fn retry(b: &Builds<'_>, id: VersionId) -> Result<Queued, ApiError> {
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("build {id} not found")))?;
     if !matches!(old.status, BuildStatus::Failed | BuildStatus::Cancelled) {
-        return Err(ApiError::Conflict {
+        return Err(ApiError::WrongStatus {
             message: format!(
                 "only a failed or cancelled build can be retried; build {id} is {}",
                 old.status

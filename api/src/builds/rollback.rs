@@ -35,7 +35,7 @@ pub async fn rollback(
             ))
         })?;
     if target.status != BuildStatus::Deployed {
-        return Err(ApiError::Conflict {
+        return Err(ApiError::WrongStatus {
             message: format!(
                 "version {target_id} is {}; only a deployed version can be rolled back to",
                 target.status
@@ -48,18 +48,21 @@ pub async fn rollback(
     // The slot's value of a rollback in progress: never taken for a stale build claim.
     let hold = SlotHolder::Rollback(id).to_string();
     if let Some(holder) = b.queue.hold(&hold, user, project, HOLD).await? {
-        let (what, build_id) = match SlotHolder::parse(&holder) {
+        let (what, build_id, rollback) = match SlotHolder::parse(&holder) {
             SlotHolder::Rollback(other) => (
                 "another rollback of this project is in progress",
                 other.to_string(),
+                true,
             ),
             SlotHolder::Build(_) | SlotHolder::Unknown(_) => {
-                ("a build of this project is queued or running", holder)
+                ("a build of this project is queued or running", holder, false)
             }
         };
-        return Err(ApiError::Conflict {
-            message: format!("{what}: {build_id}; try again when it is over"),
-            build_id,
+        let message = format!("{what}: {build_id}; try again when it is over");
+        return Err(if rollback {
+            ApiError::RollbackInFlight { message, build_id }
+        } else {
+            ApiError::BuildInFlight { message, build_id }
         });
     }
     let outcome = flip(b, id, &target).await;

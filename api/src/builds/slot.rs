@@ -55,11 +55,11 @@ impl SlotHolder {
     /// The 409 of a request that finds this holder in the project's slot.
     pub fn conflict(&self) -> ApiError {
         match self {
-            SlotHolder::Rollback(rollback) => ApiError::Conflict {
+            SlotHolder::Rollback(rollback) => ApiError::RollbackInFlight {
                 message: format!("a rollback of this project is in progress: {rollback}"),
                 build_id: rollback.to_string(),
             },
-            SlotHolder::Build(_) | SlotHolder::Unknown(_) => ApiError::Conflict {
+            SlotHolder::Build(_) | SlotHolder::Unknown(_) => ApiError::BuildInFlight {
                 message: format!("another build of this project is queued or running: {self}"),
                 build_id: self.to_string(),
             },
@@ -131,7 +131,7 @@ mod tests {
     #[test]
     fn a_conflict_names_the_holder() {
         let id = VersionId::new();
-        let ApiError::Conflict { message, build_id } = SlotHolder::Rollback(id).conflict() else {
+        let ApiError::RollbackInFlight { message, build_id } = SlotHolder::Rollback(id).conflict() else {
             panic!("a conflict");
         };
         assert_eq!(build_id, id.to_string());
@@ -139,7 +139,7 @@ mod tests {
             message.starts_with("a rollback of this project is in progress"),
             "{message}"
         );
-        let ApiError::Conflict { build_id, .. } = SlotHolder::Build(id).conflict() else {
+        let ApiError::BuildInFlight { build_id, .. } = SlotHolder::Build(id).conflict() else {
             panic!("a conflict");
         };
         assert_eq!(build_id, id.to_string());

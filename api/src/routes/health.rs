@@ -5,6 +5,7 @@ use std::time::Duration;
 use actix_web::{web, HttpResponse};
 use futures::FutureExt;
 
+use crate::error::ApiError;
 use crate::state::AppState;
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -23,7 +24,7 @@ async fn check<E: std::fmt::Display>(
     }
 }
 
-pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let (redis, postgres, store) = futures::join!(
         check(kiln_shared::redis::ping(state.queue.redis())).boxed(),
         check(kiln_shared::db::ping(&state.db)).boxed(),
@@ -48,11 +49,11 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         })
         .collect();
     if failing.is_empty() {
-        HttpResponse::Ok().json(serde_json::json!({ "status": "ready", "checks": checks }))
+        Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "ready", "checks": checks })))
     } else {
-        HttpResponse::ServiceUnavailable().json(serde_json::json!({
-            "error": format!("not ready: {} unreachable", failing.join(", ")),
-            "checks": checks,
-        }))
+        Err(ApiError::NotReady {
+            message: format!("not ready: {} unreachable", failing.join(", ")),
+            checks,
+        })
     }
 }

@@ -11,18 +11,18 @@ use crate::error::ApiError;
 /// [`kiln_shared::domain::StrictJson`]) and nesting past serde_json's recursion limit (128).
 pub fn json_body<T: DeserializeOwned>(body: &web::Bytes) -> Result<T, ApiError> {
     if body.is_empty() {
-        return Err(ApiError::BadRequest(
+        return Err(ApiError::InvalidJson(
             "the request body is empty; send JSON".into(),
         ));
     }
     // serde reads a struct from an array too, by position (`["u","p"]` for {userId, projectId}):
     // an undocumented form nobody should rely on, refused here.
     if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
-        return Err(ApiError::BadRequest(
+        return Err(ApiError::InvalidJson(
             "invalid JSON: the body must be a JSON object, not an array".into(),
         ));
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid JSON: {e}")))
+    serde_json::from_slice(body).map_err(|e| ApiError::InvalidJson(format!("invalid JSON: {e}")))
 }
 
 /// Parses a request's query string, answering 400 with what is wrong.

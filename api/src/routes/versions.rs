@@ -215,7 +215,7 @@ async fn artifact(
         sources_of(&state, &v).await?
     } else {
         if v.status != BuildStatus::Deployed {
-            return Err(ApiError::Conflict {
+            return Err(ApiError::WrongStatus {
                 message: format!("version {} is {}: it has no output to download", v.id, v.status),
                 build_id: v.id.to_string(),
             });

@@ -16,6 +16,7 @@ mod limits;
 mod logs;
 mod metrics;
 mod previews;
+mod problems;
 mod queue;
 mod sandbox;
 mod tenants;

@@ -1,4 +1,5 @@
-//! A table of cases and what each must get: its status, a JSON error saying what is wrong; what
+//! A table of cases and what each must get: its status, a problem (`application/problem+json`)
+//! whose `error` says what is wrong; what
 //! a refused request must not have changed ([`Stored`]); and the service still healthy after.
 
 use serde_json::{json, Value};
@@ -42,7 +43,7 @@ pub(super) async fn refuse_all(app: &TestApp, group: &str, cases: &[Case]) -> us
     cases.len()
 }
 
-/// Whether a case was refused with its status, in JSON, saying what it must.
+/// Whether a case was refused with its status, as a problem, saying what it must.
 async fn refused(app: &TestApp, c: &Case) -> Result<(), String> {
     let answer = send(&app.api, &c.send).await;
     if answer.status != c.status {
@@ -55,9 +56,9 @@ async fn refused(app: &TestApp, c: &Case) -> Result<(), String> {
     }
     if !answer
         .header("content-type")
-        .is_some_and(|t| t.starts_with("application/json"))
+        .is_some_and(|t| t.starts_with("application/problem+json"))
     {
-        return Err(format!("not JSON: {:?} {}", answer.headers, answer.text()));
+        return Err(format!("not a problem: {:?} {}", answer.headers, answer.text()));
     }
     let json: Value =
         serde_json::from_slice(&answer.body).map_err(|e| format!("not JSON ({e}): {}", answer.text()))?;
