@@ -18,6 +18,7 @@ mod metrics;
 mod previews;
 mod queue;
 mod sandbox;
+mod telemetry;
 mod tenants;
 mod tokens;
 mod versions;
