@@ -1,11 +1,15 @@
 //! Telemetry for operators against the running API: per-route request counts and latencies
 //! under the matched pattern (never the raw path), `X-Request-Id` on every answer of both
-//! listeners, and `kiln_build_info` with the process metrics on the API and on a builder.
+//! listeners and in the request's span, and `kiln_build_info` with the process metrics on the API
+//! and on a builder.
 
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use kiln_shared::metrics::sample;
 use serde_json::{json, Value};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::helpers::{build_body, spawn_app, unique, Options, TestApp};
 
@@ -260,4 +264,110 @@ async fn builder_metrics_addr(app: &TestApp) -> String {
         assert!(started.elapsed() < Duration::from_secs(30), "{fleet}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The `request_id` of the "HTTP request" spans of [`PROBE`] requests, with the span's
+/// `http.target` (a layer of a process-wide subscriber: actix' workers run on threads of their
+/// own).
+fn request_spans() -> &'static Mutex<Vec<(String, String)>> {
+    static SPANS: OnceLock<Arc<Mutex<Vec<(String, String)>>>> = OnceLock::new();
+    SPANS.get_or_init(|| {
+        let spans = Arc::new(Mutex::new(Vec::new()));
+        let layer = SpanRecorder(spans.clone());
+        tracing_subscriber::registry()
+            .with(layer)
+            .try_init()
+            .expect("no other test installs a subscriber");
+        spans
+    })
+}
+
+/// In the paths of the requests whose spans are kept.
+const PROBE: &str = "telemetry-span-probe";
+
+struct SpanRecorder(Arc<Mutex<Vec<(String, String)>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for SpanRecorder {
+    /// Only the request spans are enabled: the other tests of this process log nothing more.
+    fn register_callsite(
+        &self,
+        metadata: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        if metadata.is_span() && metadata.name() == "HTTP request" {
+            tracing::subscriber::Interest::always()
+        } else {
+            tracing::subscriber::Interest::never()
+        }
+    }
+
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        _: &tracing::span::Id,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        if attrs.metadata().name() != "HTTP request" {
+            return;
+        }
+        #[derive(Default)]
+        struct Fields(Option<String>, Option<String>);
+        impl Fields {
+            fn filter(self, keep: impl Fn(&str) -> bool) -> Self {
+                match &self.1 {
+                    Some(target) if keep(target) => self,
+                    _ => Self::default(),
+                }
+            }
+        }
+        impl tracing::field::Visit for Fields {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                match field.name() {
+                    "request_id" => self.0 = Some(format!("{value:?}")),
+                    "http.target" => self.1 = Some(format!("{value:?}")),
+                    _ => {}
+                }
+            }
+        }
+        let mut fields = Fields::default();
+        attrs.record(&mut fields);
+        // Only this test's requests are kept.
+        if let Fields(Some(id), Some(target)) = fields.filter(|t| t.contains(PROBE)) {
+            self.0.lock().unwrap().push((id, target));
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_request_id_is_recorded_in_the_request_span() {
+    let spans = request_spans();
+    let app = spawn_app(Options::without_builders()).await;
+    let given = unique(PROBE);
+    let path = format!("/healthz?probe={given}");
+    let res = app
+        .client
+        .get(format!("{}{path}", app.api))
+        .header("x-request-id", &given)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-request-id"], given.as_str());
+    let fresh_path = format!("/no/such/{}", unique(PROBE));
+    let res = app
+        .client
+        .get(format!("{}{fresh_path}", app.api))
+        .send()
+        .await
+        .unwrap();
+    let generated = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+
+    let recorded = spans.lock().unwrap().clone();
+    let span_of = |target: &str| {
+        recorded
+            .iter()
+            .find(|(_, t)| t == target)
+            .map(|(id, _)| id.clone())
+            .unwrap_or_else(|| panic!("no span for {target} in {recorded:?}"))
+    };
+    assert_eq!(span_of(&path), given);
+    assert_eq!(span_of(&fresh_path), generated);
 }
