@@ -270,7 +270,7 @@ async fn builder_metrics_addr(app: &TestApp) -> String {
 /// `http.target` (a layer of a process-wide subscriber: actix' workers run on threads of their
 /// own).
 fn request_spans() -> &'static Mutex<Vec<(String, String)>> {
-    static SPANS: OnceLock<Arc<Mutex<Vec<(String, String)>>>> = OnceLock::new();
+    static SPANS: OnceLock<Spans> = OnceLock::new();
     SPANS.get_or_init(|| {
         let spans = Arc::new(Mutex::new(Vec::new()));
         let layer = SpanRecorder(spans.clone());
@@ -285,7 +285,10 @@ fn request_spans() -> &'static Mutex<Vec<(String, String)>> {
 /// In the paths of the requests whose spans are kept.
 const PROBE: &str = "telemetry-span-probe";
 
-struct SpanRecorder(Arc<Mutex<Vec<(String, String)>>>);
+/// (request id, target) of each kept request span.
+type Spans = Arc<Mutex<Vec<(String, String)>>>;
+
+struct SpanRecorder(Spans);
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for SpanRecorder {
     /// Only the request spans are enabled: the other tests of this process log nothing more.
