@@ -9,10 +9,13 @@
 #     self-signed certificate in place of the real ones;
 #   - deploy/compose.yaml parsed and checked against the compose schema (`docker-compose
 #     config`, no Docker daemon needed), with stand-in secrets;
-#   - deploy/docker/Dockerfile.*: each binary they build is a package of the workspace.
+#   - deploy/docker/Dockerfile.*: each binary they build is a package of the workspace;
+#   - deploy/prometheus/kiln-alerts.yml with `promtool check rules`, and its unit tests
+#     (kiln-alerts.test.yml: the alerts fire, and stay quiet, on made-up series) with
+#     `promtool test rules`.
 #
-# Installs systemd-analyze, nginx, openssl and docker-compose from Debian's packages when missing (nothing is
-# started). ops/test.sh runs it in a whole-suite run. Exit 0 when every check passed.
+# Installs systemd-analyze, nginx, openssl and docker-compose from Debian's packages when missing,
+# and unpacks promtool from Debian's prometheus package (nothing is started). ops/test.sh runs it in a whole-suite run. Exit 0 when every check passed.
 set -euo pipefail
 
 # shellcheck source=ops/lib.sh
@@ -94,6 +97,17 @@ for dockerfile in "$ROOT"/deploy/docker/Dockerfile.*; do
 done
 if ((named_ok)); then
     kiln_log "Dockerfiles: $(find "$ROOT/deploy/docker" -name 'Dockerfile.*' | wc -l) name packages of the workspace"
+fi
+
+# --- Prometheus rules ------------------------------------------------------------------
+PROMTOOL="$(ensure_promtool)"
+if out="$(cd "$ROOT/deploy/prometheus" && "$PROMTOOL" check rules kiln-alerts.yml 2>&1 &&
+    "$PROMTOOL" test rules kiln-alerts.test.yml 2>&1)"; then
+    kiln_log "prometheus: kiln-alerts.yml passes promtool check and its unit tests ($("$PROMTOOL" --version 2>&1 | head -1 | awk '{ print $3 }'))"
+else
+    kiln_log "prometheus: promtool says:"
+    printf '%s\n' "$out" >&2
+    failed=1
 fi
 
 exit "$failed"

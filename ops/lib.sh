@@ -230,6 +230,30 @@ ensure_deploy_checkers() {
     fi
 }
 
+# promtool, which checks and unit-tests deploy/prometheus's alert rules. Debian's prometheus
+# package is downloaded and unpacked (not installed: nothing is started) into a cache of its own;
+# prints promtool's path.
+ensure_promtool() {
+    if command -v promtool >/dev/null 2>&1; then
+        command -v promtool
+        return 0
+    fi
+    local cache="${XDG_CACHE_HOME:-$HOME/.cache}/kiln/prometheus"
+    if [[ ! -x $cache/usr/bin/promtool ]]; then
+        kiln_log "unpacking promtool from Debian's prometheus package into $cache"
+        local dl
+        dl="$(mktemp -d)"
+        kiln_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+        (cd "$dl" && chmod 777 "$dl" && apt-get download -qq prometheus >/dev/null 2>&1) ||
+            kiln_die "apt-get download prometheus failed"
+        mkdir -p "$cache"
+        dpkg-deb -x "$dl"/prometheus_*.deb "$cache"
+        rm -rf "$dl"
+    fi
+    [[ -x $cache/usr/bin/promtool ]] || kiln_die "promtool still missing after unpacking prometheus"
+    echo "$cache/usr/bin/promtool"
+}
+
 # PostgreSQL server binaries and psql. The machine image normally has them;
 # this only installs Debian's postgresql if they are missing. (On a machine
 # with an init system the package starts a cluster on 5432; unused by Kiln.)

@@ -3,7 +3,7 @@
 //!
 //! From the bottom up: `error` and `caller` (who is calling) depend on nothing of the API; the
 //! build lifecycle (`builds/`) on those; `limits`, `events` and the `state` every handler
-//! reaches above them; then the middleware (`guard`, `auth`), `idempotency`, the `preview`
+//! reaches above them; then the middleware (`telemetry`, `guard`, `auth`), `idempotency`, the `preview`
 //! server and the HTTP `routes/`; `startup` wires them together.
 
 mod auth;
@@ -22,6 +22,7 @@ pub mod problem;
 mod routes;
 mod startup;
 mod state;
+mod telemetry;
 pub mod untrusted;
 mod views;
 

@@ -27,6 +27,7 @@ use crate::routes::{
     builders, builds, events, health, logs, metrics, openapi, projects, tokens, versions, webhooks,
 };
 use crate::state::{AppState, ImmutableCache};
+use crate::telemetry;
 
 pub struct Application {
     port: u16,
@@ -89,7 +90,8 @@ impl Application {
         let api = HttpServer::new(move || {
             App::new()
                 .wrap(from_fn(guard))
-                .wrap(TracingLogger::default())
+                .wrap(from_fn(telemetry::observe_api))
+                .wrap(TracingLogger::<telemetry::ApiSpan>::new())
                 .app_data(web::Data::new(api_state.for_worker()))
                 .app_data(web::PayloadConfig::new(max_body))
                 .app_data(
@@ -135,7 +137,8 @@ impl Application {
 
         let preview = HttpServer::new(move || {
             App::new()
-                .wrap(TracingLogger::default())
+                .wrap(from_fn(telemetry::observe_preview))
+                .wrap(TracingLogger::<telemetry::PreviewSpan>::new())
                 .app_data(state.clone())
                 .default_service(web::to(crate::preview::serve))
         })

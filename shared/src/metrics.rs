@@ -4,12 +4,16 @@
 //! build, live builders) is read from Postgres and Redis when the API is scraped, so it is the
 //! same whichever API instance answers.
 //!
-//! Every name starts with `kiln_`; `deploy/prometheus/kiln-alerts.yml` holds the alert rules
-//! written against them.
+//! Every name starts with `kiln_` (but the standard `process_*` families: CPU, memory, open
+//! files); `deploy/prometheus/kiln-alerts.yml` holds the alert rules written against them.
+//! [`http`] holds the per-route families of the HTTP listeners.
+
+pub mod http;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus::process_collector::ProcessCollector;
 use prometheus::{
     Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -74,6 +78,10 @@ pub struct Metrics(Arc<Families>);
 #[derive(Debug)]
 struct Families {
     registry: Registry,
+    /// The standard `process_*` families, without the `kiln_` prefix (dashboards expect them by
+    /// their usual names).
+    process: Registry,
+    http: http::HttpFamilies,
     builds_finished: IntCounterVec,
     phase_seconds: HistogramVec,
     reclaims: IntCounter,
@@ -106,8 +114,20 @@ impl Metrics {
             Some([("role".to_owned(), role.to_owned())].into()),
         )
         .expect("a valid prefix and label");
+        let process = Registry::new_custom(None, Some([("role".to_owned(), role.to_owned())].into()))
+            .expect("a valid label");
+        process
+            .register(Box::new(ProcessCollector::for_self()))
+            .expect("one process collector");
         let r = Registrar(&registry);
+        let build_info = r.gauge_vec(
+            "build_info",
+            "Always 1; the version of the running binary (and its role) in the labels.",
+            &["version"],
+        );
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         let families = Families {
+            http: http::HttpFamilies::register(&registry),
             builds_finished: r.counter_vec(
                 "builds_finished_total",
                 "Builds whose outcome this process recorded, by final status.",
@@ -172,6 +192,7 @@ impl Metrics {
                 "1 when this scrape read the farm-wide gauges; 0 when Postgres or Redis did not answer (the gauges keep their last values).",
             ),
             registry,
+            process,
         };
         Self(Arc::new(families))
     }
@@ -252,11 +273,19 @@ impl Metrics {
         self.0.farm_readable.set(0);
     }
 
+    /// One answered HTTP request: `route` is the matched pattern or one of [`http::UNMATCHED`],
+    /// [`http::PREVIEW`]; `took` runs to the response head.
+    pub fn http_request(&self, route: &str, method: &str, status: u16, took: Duration) {
+        self.0.http.observe(route, method, status, took);
+    }
+
     /// The text exposition of every family.
     pub fn encode(&self) -> String {
+        let mut families = self.0.registry.gather();
+        families.extend(self.0.process.gather());
         let mut out = Vec::new();
         TextEncoder::new()
-            .encode(&self.0.registry.gather(), &mut out)
+            .encode(&families, &mut out)
             .expect("the text encoder writes to memory");
         String::from_utf8(out).expect("the text format is UTF-8")
     }
@@ -363,6 +392,44 @@ mod tests {
     }
 
     #[test]
+    fn build_info_process_and_http_families_are_exported() {
+        let m = Metrics::new("api");
+        m.http_request("/v1/builds/{id}", "GET", 200, Duration::from_millis(3));
+        m.http_request("/v1/builds/{id}", "GET", 404, Duration::from_millis(1));
+        m.http_request(http::UNMATCHED, "BREW", 404, Duration::from_millis(1));
+        let text = m.encode();
+        let value = |name: &str, labels: &[(&str, &str)]| sample(&text, name, labels);
+        let version = env!("CARGO_PKG_VERSION");
+        assert_eq!(
+            value("kiln_build_info", &[("version", version), ("role", "api")]),
+            Some(1.0),
+            "{text}"
+        );
+        let requests = "kiln_http_requests_total";
+        let route = ("route", "/v1/builds/{id}");
+        assert_eq!(
+            value(requests, &[route, ("method", "GET"), ("status", "200")]),
+            Some(1.0)
+        );
+        assert_eq!(value(requests, &[route, ("status", "404")]), Some(1.0));
+        assert_eq!(
+            value(requests, &[("route", "unmatched"), ("method", "other")]),
+            Some(1.0),
+            "an unknown method is folded into `other`"
+        );
+        let bucket = "kiln_http_request_duration_seconds_bucket";
+        assert_eq!(value(bucket, &[route, ("le", "0.0025")]), Some(1.0));
+        assert_eq!(value(bucket, &[route, ("le", "0.005")]), Some(2.0));
+        // Linux's /proc: the standard names, with the role.
+        assert!(
+            value("process_resident_memory_bytes", &[("role", "api")]).unwrap_or(0.0) > 0.0,
+            "{text}"
+        );
+        assert!(value("process_open_fds", &[]).unwrap_or(0.0) > 0.0);
+        assert!(text.contains("# TYPE process_cpu_seconds_total counter"));
+    }
+
+    #[test]
     fn two_registries_count_apart() {
         let (a, b) = (Metrics::new("api"), Metrics::new("api"));
         a.cancelled();
@@ -381,6 +448,7 @@ mod tests {
         m.heartbeat(true);
         m.webhook_delivery(DeliveryResult::Failed);
         m.set_farm(&FarmGauges::default());
+        m.http_request(http::UNMATCHED, "GET", 500, Duration::ZERO);
         let text = m.encode();
         let mut names: Vec<&str> = rules
             .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
@@ -392,8 +460,14 @@ mod tests {
         names.dedup();
         assert!(names.len() >= 6, "{names:?}");
         for name in names {
+            // A histogram's series are named after its family.
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .filter(|family| text.contains(&format!("# TYPE {family} histogram")))
+                .unwrap_or(name);
             assert!(
-                text.contains(&format!("# TYPE {name} ")),
+                text.contains(&format!("# TYPE {family} ")),
                 "deploy/prometheus/kiln-alerts.yml uses {name}, which Kiln does not export"
             );
         }

@@ -19,6 +19,7 @@ mod previews;
 mod problems;
 mod queue;
 mod sandbox;
+mod telemetry;
 mod tenants;
 mod tokens;
 mod versions;
