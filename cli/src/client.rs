@@ -56,12 +56,14 @@ impl Client {
         body: Option<&Value>,
     ) -> anyhow::Result<reqwest::RequestBuilder> {
         let raw = body.map(|b| b.to_string()).unwrap_or_default();
+        // The URL as it will be sent (the url crate percent-encodes what must be), and the
+        // signature over that same path and query: the API verifies what it receives.
+        let url = url::Url::parse(&format!("{}{path}", self.url.trim_end_matches('/')))
+            .with_context(|| format!("not a URL: {}{path}", self.url))?;
+        let sent_path = &url[url::Position::BeforePath..];
         let mut req = self
             .http
-            .request(
-                method.parse()?,
-                format!("{}{path}", self.url.trim_end_matches('/')),
-            )
+            .request(method.parse()?, url.clone())
             .header("Content-Type", "application/json")
             .body(raw.clone());
         if let Some(token) = &self.token {
@@ -75,7 +77,7 @@ impl Client {
                 ts,
                 &nonce,
                 method,
-                path,
+                sent_path,
                 raw.as_bytes(),
             );
             req = req

@@ -327,12 +327,14 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             status,
             limit,
         } => {
-            let mut query = format!("?limit={limit}");
+            let mut query = url::form_urlencoded::Serializer::new(String::from("?"));
+            query.append_pair("limit", &limit.to_string());
             for (k, v) in [("userId", user), ("projectId", project), ("status", status)] {
                 if let Some(v) = v {
-                    query.push_str(&format!("&{k}={v}"));
+                    query.append_pair(k, &v);
                 }
             }
+            let query = query.finish();
             let page = client.ok("GET", &format!("/v1/builds{query}"), None).await?;
             if cli.json {
                 println!("{page}");

@@ -395,3 +395,20 @@ async fn token_create_list_and_revoke() {
         .unwrap();
     assert!(revoked["revokedAt"].is_string(), "{listing}");
 }
+
+#[tokio::test]
+async fn a_signed_request_is_signed_as_it_is_sent_whatever_the_arguments_hold() {
+    let app = spawn_app(Options::without_builders()).await;
+    let signed = [("KILN_HMAC_SECRET", HMAC_SECRET)];
+    // A space (and a `&`) in a query value: encoded once, and the signature covers the
+    // encoded URL, so the API answers on the value itself instead of with a 401.
+    let (code, out, err) = kiln_async(&app.api, &signed, &["list", "--user", "a b&c=d"]).await;
+    assert_eq!(code, 2, "{out}");
+    assert!(!err.contains("401"), "{err}");
+    assert!(err.contains("userId"), "{err}");
+    // A valid one is listed (no builds yet).
+    let (code, out, err) = kiln_async(&app.api, &signed, &["--json", "list", "--user", "u_signed"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let page: Value = serde_json::from_str(&out).unwrap();
+    assert!(page["builds"].as_array().is_some_and(Vec::is_empty), "{page}");
+}
