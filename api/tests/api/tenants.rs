@@ -13,6 +13,7 @@
 //! | the output folder a link to a root-only folder, or to `/etc` | the output is opened beneath the project |
 //! | a build reading and writing the workspace of a build running beside it | another uid, and a sandbox holding its own workspace only |
 //! | a build taking the host's upkeep lock | not in the sandbox, and root's alone |
+//! | a build reading a secret the daemon was given as a file (`KILN_HMAC_SECRET_FILE`) | not in the sandbox, and the daemon's alone |
 
 use std::io::Read;
 use std::time::Duration;
@@ -560,4 +561,64 @@ async fn dependency_build_scripts_run_only_when_allowed_and_as_the_builds_own_us
     assert_eq!(build["status"], "deployed", "{build}\n{log}");
     assert!(!log.contains("postinstall"), "{log}");
     assert!(!log.contains("running install scripts"), "{log}");
+}
+
+/// The secret file the daemon read at start-up stays the daemon's: a build knowing its path can
+/// neither read it nor list its folder, and the secret is in no answer.
+#[tokio::test]
+async fn a_build_cannot_read_a_secret_the_daemon_was_given_as_a_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let secret_file = dir.path().join("hmac");
+    std::fs::write(&secret_file, format!("{HMAC_SECRET}\n")).unwrap();
+    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o400)).unwrap();
+    // The secret comes from the file alone (an empty variable is unset).
+    let app = spawn_app(Options {
+        env: vec![
+            ("KILN_HMAC_SECRET", String::new()),
+            ("KILN_HMAC_SECRET_FILE", secret_file.display().to_string()),
+        ],
+        ..Options::without_builders()
+    })
+    .await;
+    let probe = format!(
+        r#"
+const fs = require('fs');
+const attempt = (f) => {{ try {{ return 'READ ' + f(); }} catch (e) {{ return 'ERR ' + e.code; }} }};
+const result = {{
+  file: attempt(() => fs.readFileSync({file:?}, 'utf8')),
+  folder: attempt(() => fs.readdirSync({folder:?}).join(',')),
+  environment: Object.keys(process.env).filter((k) => /SECRET|KILN/i.test(k)).join(','),
+}};
+fs.mkdirSync('dist', {{ recursive: true }});
+fs.writeFileSync('dist/index.html', 'probe');
+fs.writeFileSync('dist/probe.json', JSON.stringify(result));
+console.log(JSON.stringify(result));
+"#,
+        file = secret_file.display().to_string(),
+        folder = dir.path().display().to_string(),
+    );
+    let files = json!([
+        { "path": "package.json", "content": json!({ "name": "probe", "private": true, "scripts": { "build": "node probe.js" } }).to_string() },
+        { "path": "probe.js", "content": probe },
+    ]);
+    // Accepted: the API verified the signature with the secret read from the file.
+    let id = app
+        .submit(&build_body("u_secret_file", &unique("secret-file"), files))
+        .await;
+    let build = app.build_one(&id).await;
+    let log = app.log_text(&id).await;
+    assert_eq!(build["status"], "deployed", "{build}\n{log}");
+    let result: Value = app.preview(&id, "/probe.json").await.json().await.unwrap();
+    for key in ["file", "folder"] {
+        assert!(
+            result[key].as_str().unwrap().starts_with("ERR "),
+            "the build reached the secret's {key}: {result}"
+        );
+    }
+    assert_eq!(result["environment"], "", "{result}");
+    for answer in [build.to_string(), log, result.to_string()] {
+        assert!(!answer.contains(HMAC_SECRET), "the secret in an answer: {answer}");
+    }
 }
