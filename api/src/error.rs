@@ -42,6 +42,9 @@ pub enum ApiError {
     IdempotencyKeyInUse(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// A preview's `Range` starts past the end of the file.
+    #[error("{0}")]
+    RangeNotSatisfiable(String),
     /// The request line and headers are over the cap.
     #[error("{0}")]
     HeadersTooLarge(String),
@@ -149,6 +152,7 @@ impl ApiError {
             ApiError::WrongStatus { .. } => ProblemType::WrongStatus,
             ApiError::IdempotencyKeyInUse(_) => ProblemType::IdempotencyKeyInUse,
             ApiError::PayloadTooLarge(_) => ProblemType::PayloadTooLarge,
+            ApiError::RangeNotSatisfiable(_) => ProblemType::RangeNotSatisfiable,
             ApiError::HeadersTooLarge(_) => ProblemType::HeadersTooLarge,
             ApiError::RequestTimeout(_) => ProblemType::RequestTimeout,
             ApiError::RateLimited { .. } => ProblemType::RateLimited,

@@ -67,6 +67,7 @@ problem_types! {
     WrongStatus = ("wrong_status", 409, "The build's status does not allow this"),
     IdempotencyKeyInUse = ("idempotency_key_in_use", 409, "A request with this Idempotency-Key is still being processed"),
     PayloadTooLarge = ("payload_too_large", 413, "The request body is too large"),
+    RangeNotSatisfiable = ("range_not_satisfiable", 416, "The range is outside the file"),
     ValidationFailed = ("validation_failed", 422, "The request is not acceptable"),
     InvalidPath = ("invalid_path", 422, "A file path is not acceptable"),
     PreviewHostTaken = ("preview_host_taken", 422, "The preview host belongs to another project"),

@@ -220,3 +220,125 @@ async fn get_index(app: &crate::helpers::TestApp, id: &str) -> reqwest::Response
         .await
         .unwrap()
 }
+
+/// What a `<video>` in Safari, a shared cache and a stray form post need of the preview
+/// listener: byte ranges (206/416, `If-Range`), `If-None-Match` lists and weak tags, HEAD, and a
+/// 405 naming `GET, HEAD` for any other method.
+#[tokio::test]
+async fn previews_answer_ranges_conditional_requests_and_only_get_and_head() {
+    let app = spawn_app(Options::without_builders()).await;
+    // Compressible, so it is stored gzip: a range is still taken of the content.
+    let js: String = (0..2000)
+        .map(|i| format!("export const v{i} = \"value {i}\";\n"))
+        .collect();
+    let project = unique("ranges");
+    let files = json!([
+        { "path": "index.html", "content": "<video src=/app.js></video>" },
+        { "path": "app.js", "content": js },
+    ]);
+    let id = app.submit(&build_body("u_rg", &project, files)).await;
+    let build: Value = app.build_one(&id).await;
+    assert_eq!(build["status"], "deployed", "{build}");
+    let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(js.as_bytes()));
+    let url = format!("http://127.0.0.1:{}/app.js", app.preview_port);
+    let request = |method: reqwest::Method, headers: &[(&str, &str)]| {
+        let mut req = app
+            .client
+            .request(method, &url)
+            .header("Host", format!("{id}.localhost"))
+            .header("Accept-Encoding", "gzip");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send()
+    };
+    let get = |headers: &'static [(&'static str, &'static str)]| request(reqwest::Method::GET, headers);
+
+    // Whole answers say ranges are accepted.
+    let whole = get(&[]).await.unwrap();
+    assert_eq!(whole.status(), 200);
+    assert_eq!(whole.headers()["accept-ranges"], "bytes");
+
+    // One range: 206, the content's bytes (never the gzip stream), Content-Range with the length.
+    let len = js.len();
+    let res = get(&[("Range", "bytes=0-99")]).await.unwrap();
+    assert_eq!(res.status(), 206);
+    assert_eq!(
+        res.headers()["content-range"],
+        format!("bytes 0-99/{len}").as_str()
+    );
+    assert!(res.headers().get("content-encoding").is_none());
+    assert_eq!(res.headers()["etag"], format!("\"{hash}\"").as_str());
+    assert_eq!(res.headers()["content-length"], "100");
+    assert_eq!(res.text().await.unwrap(), &js[..100]);
+    let res = get(&[("Range", "bytes=-10")]).await.unwrap();
+    assert_eq!(res.status(), 206);
+    assert_eq!(res.text().await.unwrap(), &js[len - 10..]);
+    let res = get(&[("Range", "bytes=100-")]).await.unwrap();
+    assert_eq!(res.status(), 206);
+    assert_eq!(res.text().await.unwrap(), &js[100..]);
+
+    // A range past the end: 416 with the length, as a problem.
+    let res = request(reqwest::Method::GET, &[("Range", &format!("bytes={len}-"))])
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 416);
+    assert_eq!(res.headers()["content-range"], format!("bytes */{len}").as_str());
+    let problem: Value = res.json().await.unwrap();
+    assert_eq!(problem["type"], "urn:kiln:problem:range_not_satisfiable");
+
+    // If-Range: the current tag gets the range, a stale one the whole (new) file.
+    let current = format!("\"{hash}\"");
+    let res = request(
+        reqwest::Method::GET,
+        &[("Range", "bytes=0-9"), ("If-Range", &current)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 206);
+    let res = get(&[("Range", "bytes=0-9"), ("If-Range", "\"stale\"")])
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-encoding"], "gzip");
+    // Several ranges get the whole file.
+    assert_eq!(get(&[("Range", "bytes=0-1, 5-6")]).await.unwrap().status(), 200);
+
+    // If-None-Match: a list, weak tags and `*` match; none of them → 200.
+    let gz = format!("\"{hash}.gz\"");
+    for header in [format!("\"other\", {gz}"), format!("W/{gz}"), "*".to_owned()] {
+        let res = request(reqwest::Method::GET, &[("If-None-Match", &header)])
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 304, "{header}");
+    }
+    assert_eq!(
+        get(&[("If-None-Match", "\"other\", W/\"x\"")])
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    // HEAD: the headers of a GET, no body.
+    let res = request(reqwest::Method::HEAD, &[]).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["etag"], gz.as_str());
+    assert!(res.bytes().await.unwrap().is_empty());
+
+    // Any other method: 405 with Allow, and nothing served.
+    for method in [
+        reqwest::Method::POST,
+        reqwest::Method::PUT,
+        reqwest::Method::DELETE,
+        reqwest::Method::PATCH,
+        reqwest::Method::OPTIONS,
+    ] {
+        let res = request(method.clone(), &[]).await.unwrap();
+        assert_eq!(res.status(), 405, "{method}");
+        assert_eq!(res.headers()["allow"], "GET, HEAD", "{method}");
+        assert!(res.headers().get("etag").is_none(), "{method}");
+        let problem: Value = res.json().await.unwrap();
+        assert_eq!(problem["type"], "urn:kiln:problem:method_not_allowed", "{method}");
+    }
+}

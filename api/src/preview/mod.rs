@@ -1,5 +1,8 @@
 //! The preview server: host-based routing to one version (`<versionId>.<domain>`) or a
-//! project's latest (`<label>.<domain>`), files from the artifact store, SPA fallback.
+//! project's latest (`<label>.<domain>`), files from the artifact store, SPA fallback; methods,
+//! conditional requests and byte ranges in [`http`].
+
+mod http;
 
 use std::sync::Arc;
 
@@ -27,6 +30,9 @@ fn not_found(message: impl Into<String>) -> HttpResponse {
 /// Serves any request that reaches the preview listener.
 #[tracing::instrument(skip_all, fields(host, path = %req.path()))]
 pub async fn serve(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if let Some(refused) = http::refuse_method(&req) {
+        return Ok(refused);
+    }
     let host = req
         .headers()
         .get(header::HOST)
@@ -55,19 +61,35 @@ pub async fn serve(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
             req.path()
         )));
     };
-    let representation = Representation::of(&req, entry);
-    if req
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .is_some_and(|v| v.as_bytes() == representation.etag.as_bytes())
-    {
+    // A range is taken of the content (never of the stored gzip form), so `If-Range` compares
+    // with the content's tag; a request without a usable range negotiates as usual.
+    let content = Representation::content(entry);
+    let range = http::ranged(&req, &content.etag, entry.size);
+    let representation = match range {
+        http::Ranged::Whole => Representation::of(&req, entry),
+        _ => content,
+    };
+    if http::not_modified(&req, &representation.etag) {
         let mut reply = HttpResponse::NotModified();
         representation.headers(&mut reply);
         return Ok(reply.insert_header((header::CACHE_CONTROL, cache)).finish());
     }
+    if range == http::Ranged::Unsatisfiable {
+        return Ok(http::unsatisfiable(entry.size));
+    }
     let (body, encoding) = state.artifacts.read_as(entry, representation.gzip).await?;
-    tracing::debug!(%version, file = path, ?encoding, "served");
-    let mut reply = HttpResponse::Ok();
+    tracing::debug!(%version, file = path, ?encoding, ?range, "served");
+    let (mut reply, body) = match range {
+        http::Ranged::Part { start, end } if (end as usize) < body.len() => {
+            let mut reply = HttpResponse::PartialContent();
+            reply.insert_header((
+                header::CONTENT_RANGE,
+                format!("bytes {start}-{end}/{}", body.len()),
+            ));
+            (reply, body.slice(start as usize..=end as usize))
+        }
+        _ => (HttpResponse::Ok(), body),
+    };
     representation.headers(&mut reply);
     if let Some(name) = encoding.http_name() {
         reply.insert_header((header::CONTENT_ENCODING, name));
@@ -79,6 +101,7 @@ pub async fn serve(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
                 .unwrap_or(HeaderValue::from_static("application/octet-stream")),
         ))
         .insert_header((header::CACHE_CONTROL, cache))
+        .insert_header((header::ACCEPT_RANGES, "bytes"))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .insert_header(("X-Kiln-Version", version.to_string()))
         .body(body))
@@ -111,6 +134,15 @@ impl Representation {
             gzip,
             etag,
             vary: stored_gzip,
+        }
+    }
+
+    /// The file's content whatever the client accepts (what a range is taken of).
+    pub fn content(entry: &ManifestEntry) -> Self {
+        Self {
+            gzip: false,
+            etag: format!("\"{}\"", entry.hash),
+            vary: entry.inline.is_none() && entry.encoding == Encoding::Gzip,
         }
     }
 
@@ -196,24 +228,21 @@ pub(crate) fn resolve<'m>(manifest: &'m Manifest, url_path: &str) -> Option<(&'m
     None
 }
 
+/// A URL path with its `%XX` escapes decoded (`percent-encoding`), or `None` when an escape is
+/// not two hex digits (the crate would keep it as text), the result is not UTF-8 or holds a NUL.
 fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            // Two hex digits: `from_str_radix` alone also takes "+0" (a sign) for a NUL.
-            let hex = s
-                .get(i + 1..i + 3)
-                .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
+    let escapes_are_hex = s.match_indices('%').all(|(i, _)| {
+        s.get(i + 1..i + 3)
+            .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
+    });
+    if !escapes_are_hex {
+        return None;
     }
-    String::from_utf8(out).ok().filter(|s| !s.contains('\0'))
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .ok()
+        .map(|d| d.into_owned())
+        .filter(|d| !d.contains('\0'))
 }
 
 #[cfg(test)]
