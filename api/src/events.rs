@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
+use kiln_shared::backoff::Backoff;
 use kiln_shared::db::events::{self, BuildEvent};
 use kiln_shared::db::PgPool;
 use kiln_shared::domain::VersionId;
@@ -61,14 +62,17 @@ impl EventHub {
         let hub = EventHub::default();
         let this = hub.clone();
         tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(100);
+            let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
             loop {
                 match this.listen(&redis, &keys).await {
-                    Ok(()) => tracing::warn!("the events subscription ended; resubscribing"),
+                    Ok(()) => {
+                        // It was subscribed, so Redis answered: start over from the shortest delay.
+                        backoff.reset();
+                        tracing::warn!("the events subscription ended; resubscribing")
+                    }
                     Err(e) => tracing::warn!(error = %e, "the events subscription failed; resubscribing"),
                 }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                tokio::time::sleep(backoff.next_delay()).await;
             }
         });
         hub

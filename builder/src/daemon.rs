@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use kiln_shared::backoff::Backoff;
 use kiln_shared::config::Settings;
 use kiln_shared::domain::VersionId;
 use tokio_util::sync::CancellationToken;
@@ -220,21 +221,25 @@ async fn drain_deadline(builder: Arc<Builder>, shutdown: CancellationToken) {
 async fn listen_for_cancels(builder: Arc<Builder>, stop: CancellationToken) {
     use futures::StreamExt;
     let channel = builder.queue.keys().cancels();
+    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10));
     while !stop.is_cancelled() {
-        let mut pubsub = match builder.queue.redis().pubsub().await {
+        let subscribed = match builder.queue.redis().pubsub().await {
+            Ok(mut p) => p.subscribe(&channel).await.map(|()| p).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let mut pubsub = match subscribed {
             Ok(p) => p,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for cancels; retrying");
+                // (A failed subscribe retried at once before: a busy loop while Redis refused.)
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot listen for cancels; retrying");
                 tokio::select! {
                     () = stop.cancelled() => return,
-                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    () = tokio::time::sleep(delay) => continue,
                 }
             }
         };
-        if let Err(e) = pubsub.subscribe(&channel).await {
-            tracing::warn!(error = %e, "cannot subscribe to cancels; retrying");
-            continue;
-        }
+        backoff.reset();
         let mut messages = pubsub.on_message();
         loop {
             let msg = tokio::select! {

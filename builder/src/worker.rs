@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use kiln_shared::backoff::Backoff;
 use kiln_shared::domain::VersionId;
 use kiln_shared::redis::{Job, StreamReader};
 use tokio_util::sync::CancellationToken;
@@ -116,7 +117,7 @@ impl Builder {
 }
 
 pub(crate) async fn worker(builder: Arc<Builder>, shutdown: CancellationToken, slot: usize) {
-    let mut backoff = Duration::ZERO;
+    let mut backoff = Backoff::new(Duration::from_millis(250), MAX_BACKOFF);
     let mut reader = builder.reader();
     // Shutdown is checked between reads: a read is never abandoned half-way (Redis could have
     // handed it an entry), so stopping takes at most one block.
@@ -140,24 +141,24 @@ pub(crate) async fn worker(builder: Arc<Builder>, shutdown: CancellationToken, s
         paused = false;
         match builder.step(&mut reader).await {
             Ok(StepOutcome::Deferred(_)) => {
-                backoff = Duration::ZERO;
+                backoff.reset();
                 tokio::select! {
                     () = shutdown.cancelled() => break,
                     () = tokio::time::sleep(DEFER_PAUSE) => {}
                 }
             }
-            Ok(_) => backoff = Duration::ZERO,
+            Ok(_) => backoff.reset(),
             Err(e) => {
-                backoff = (backoff * 2).clamp(Duration::from_millis(250), MAX_BACKOFF);
+                let delay = backoff.next_delay();
                 tracing::error!(
                     slot,
                     error = format!("{e:#}"),
-                    retry_in_ms = backoff.as_millis() as u64,
+                    retry_in_ms = delay.as_millis() as u64,
                     "worker error"
                 );
                 tokio::select! {
                     () = shutdown.cancelled() => break,
-                    () = tokio::time::sleep(backoff) => {}
+                    () = tokio::time::sleep(delay) => {}
                 }
             }
         }

@@ -10,8 +10,10 @@
 //! - [`consistency`]: repairs between Postgres and Redis (lost entries, lost claims, stale slots).
 //! - [`metrics`]: Prometheus metrics of a process, and the farm-wide gauges the API reads.
 //! - [`Backends`]: the connections above, assembled once for a binary's [`Role`].
+//! - [`backoff`]: jittered, growing delays for the loops that reconnect.
 
 pub mod backends;
+pub mod backoff;
 pub mod config;
 pub mod consistency;
 pub mod db;

@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use kiln_shared::backoff::Backoff;
 #[cfg(test)]
 use nix::unistd::Pid;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -460,7 +461,7 @@ fn discard_cgroup(cgroup: Option<BuildCgroup>) {
 /// Keeps the pool full: after each use, after a warm sandbox died, and every
 /// [`CHECK_EVERY`]; backs off while they cannot be made.
 async fn refill(pool: Weak<Inner>, wake: Arc<Notify>) {
-    let mut backoff = BACKOFF;
+    let mut backoff = Backoff::new(BACKOFF, MAX_BACKOFF);
     loop {
         let woken = wake.notified();
         tokio::pin!(woken);
@@ -483,27 +484,27 @@ async fn refill(pool: Weak<Inner>, wake: Arc<Notify>) {
                 warm.discard();
             }
             if failed {
+                let delay = backoff.next_delay();
                 tracing::warn!(
-                    retry_in_ms = backoff.as_millis() as u64,
+                    retry_in_ms = delay.as_millis() as u64,
                     "a warm sandbox died or did not get ready; installs start cold meanwhile"
                 );
                 drop(inner);
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                tokio::time::sleep(delay).await;
                 continue;
             }
             if inner.needed() > 0 {
                 match inner.make() {
                     Ok(warm) => {
                         inner.idle.lock().expect("not poisoned").push(warm);
-                        backoff = BACKOFF;
+                        backoff.reset();
                         continue;
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot start a warm sandbox; installs start cold meanwhile");
+                        let delay = backoff.next_delay();
+                        tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot start a warm sandbox; installs start cold meanwhile");
                         drop(inner);
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        tokio::time::sleep(delay).await;
                         continue;
                     }
                 }
