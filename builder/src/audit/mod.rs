@@ -185,7 +185,10 @@ impl Auditor {
     /// Audits a lockfile's text (blocking: call it off the async workers).
     pub fn audit(&self, lockfile: &str) -> Result<Report, AuditError> {
         let db = self.current()?;
-        let packages = lockfile::packages(lockfile);
+        let (packages, unreadable) = match lockfile::read(lockfile) {
+            Ok(packages) => (packages, None),
+            Err(e) => (Default::default(), Some(e)),
+        };
         let findings = db.check(&packages);
         let count = |s: Severity| findings.iter().filter(|f| f.advisory.severity == s).count();
         let mut lines = vec![format!(
@@ -198,6 +201,11 @@ impl Auditor {
             count(Severity::Low),
             count(Severity::Unknown),
         )];
+        if let Some(e) = unreadable {
+            lines.push(format!(
+                "[kiln] audit: pnpm-lock.yaml is not YAML ({e}): its packages were not checked"
+            ));
+        }
         lines.extend(findings.iter().map(|f| format!("[kiln] audit: {f}")));
         let critical = findings
             .iter()
