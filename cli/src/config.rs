@@ -126,7 +126,12 @@ pub(crate) fn resolve(
         Some(p) => ConfigFile::load(&p)?,
         None => ConfigFile::default(),
     };
-    let name = profile.map(str::to_owned).or(file.current.clone());
+    // The profile named, else the one last logged in, else `default` when there is one.
+    let name = profile.map(str::to_owned).or(file.current.clone()).or_else(|| {
+        file.profiles
+            .contains_key(DEFAULT_PROFILE)
+            .then(|| DEFAULT_PROFILE.to_owned())
+    });
     let chosen = match &name {
         Some(n) => match file.profiles.get(n) {
             Some(p) => Some(p),
