@@ -168,6 +168,36 @@ impl Client {
     }
 }
 
+/// A page of a list and the cursor of the next one.
+pub(crate) struct Page {
+    pub(crate) rows: Vec<Value>,
+    pub(crate) next: Option<String>,
+}
+
+impl Client {
+    /// Reads a list's pages (`{"<name>": [...], "nextCursor": ...}`): the first, or the one
+    /// `before` names, or with `all` every one after it. `url` makes a page's path from its
+    /// cursor.
+    pub(crate) async fn pages(
+        &self,
+        name: &str,
+        before: Option<String>,
+        all: bool,
+        url: impl Fn(Option<&str>) -> String,
+    ) -> anyhow::Result<Page> {
+        let mut rows = Vec::new();
+        let mut cursor = before;
+        loop {
+            let page = self.ok("GET", &url(cursor.as_deref()), None).await?;
+            rows.extend(page[name].as_array().into_iter().flatten().cloned());
+            match page["nextCursor"].as_str().map(str::to_owned) {
+                Some(next) if all => cursor = Some(next),
+                next => return Ok(Page { rows, next }),
+            }
+        }
+    }
+}
+
 /// What every problem `type` of the API starts with; the rest is its code.
 const PROBLEM_TYPE_PREFIX: &str = "urn:kiln:problem:";
 

@@ -14,6 +14,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+use commands::Outcome;
+
 mod args;
 mod client;
 mod collect;
@@ -23,14 +25,6 @@ mod link;
 mod output;
 mod sse;
 mod watch;
-
-/// How a command that ran ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    Success,
-    /// A build watched failed, was cancelled or superseded: exit code 3.
-    NotDeployed,
-}
 
 /// The exit code of a build watched that did not deploy.
 const NOT_DEPLOYED: u8 = 3;

@@ -6,7 +6,7 @@
 use anstream::{print, println};
 use anstyle::{AnsiColor, Style};
 use chrono::{DateTime, Utc};
-use comfy_table::{ContentArrangement, Table};
+use comfy_table::{ColumnConstraint, ContentArrangement, Table};
 use serde_json::Value;
 
 /// One line on stdout.
@@ -57,9 +57,10 @@ pub(crate) fn ago(time: &Value, now: DateTime<Utc>) -> String {
     }
 }
 
-/// Prints rows under a header, in columns that fit the terminal's width (a long cell wraps
-/// on a terminal; a pipe gets whole lines).
-pub(crate) fn table(header: &[&str], rows: Vec<Vec<String>>) {
+/// Prints rows under a header, in columns that fit the terminal's width: on a narrow terminal
+/// the cells of column `wraps` (a name, a description) wrap, the others (ids, statuses, ages)
+/// keep their width; a pipe gets whole lines.
+pub(crate) fn table(header: &[&str], wraps: usize, rows: Vec<Vec<String>>) {
     let mut t = Table::new();
     t.load_style(comfy_table::presets::NOTHING)
         .set_content_arrangement(ContentArrangement::Dynamic)
@@ -67,11 +68,21 @@ pub(crate) fn table(header: &[&str], rows: Vec<Vec<String>>) {
     for row in rows {
         t.add_row(row);
     }
-    for column in t.column_iter_mut() {
+    for (n, column) in t.column_iter_mut().enumerate() {
         column.set_padding((0, 2));
+        if n != wraps {
+            column.set_constraint(ColumnConstraint::ContentWidth);
+        }
     }
     for l in t.lines() {
         line(l.trim_end());
+    }
+}
+
+/// Where the next page of a list starts, said on stderr when there is one.
+pub(crate) fn more(next: Option<&str>, command: &str) {
+    if let Some(next) = next {
+        eprintln!("more: {command} --before {next} (or --all)");
     }
 }
 

@@ -5,10 +5,10 @@ use std::io::IsTerminal;
 use anyhow::Context;
 use serde_json::json;
 
+use super::outcome::Outcome;
 use crate::args::{Paging, Status};
 use crate::client::{path, with_query, Client};
 use crate::output::{self, line, print_build};
-use crate::Outcome;
 
 /// Watches a build to its end: [`Outcome::NotDeployed`] unless it deployed.
 pub(super) async fn watch(client: &Client, id: &str, logs: bool, json_out: bool) -> anyhow::Result<Outcome> {
@@ -117,7 +117,9 @@ pub(super) async fn list(
             ],
         )
     };
-    let page = super::pages(client, "builds", paging, url).await?;
+    let page = client
+        .pages("builds", paging.before.clone(), paging.all, url)
+        .await?;
     if json_out {
         line(&json!({ "builds": page.rows, "nextCursor": page.next }).to_string());
         return Ok(());
@@ -143,7 +145,7 @@ pub(super) async fn list(
             ]
         })
         .collect();
-    output::table(&["BUILD", "STATUS", "PROJECT", "TOOK", "AGE"], rows);
-    super::more(page.next.as_deref(), "kiln list");
+    output::table(&["BUILD", "STATUS", "PROJECT", "TOOK", "AGE"], 2, rows);
+    output::more(page.next.as_deref(), "kiln list");
     Ok(())
 }

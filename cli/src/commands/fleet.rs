@@ -38,7 +38,7 @@ pub(super) async fn builders(client: &Client, json_out: bool) -> anyhow::Result<
             ]
         })
         .collect();
-    output::table(&["BUILDER", "BUSY", "SEEN", "RUNNING"], rows);
+    output::table(&["BUILDER", "BUSY", "SEEN", "RUNNING"], 3, rows);
     line(&format!(
         "{} running on {} slots",
         count(&fleet["running"]),

@@ -7,11 +7,13 @@ use clap::CommandFactory;
 
 use crate::args::{Cli, Command, Shell};
 use crate::client::Client;
-use crate::Outcome;
+
+pub(crate) use outcome::Outcome;
 
 mod account;
 mod builds;
 mod fleet;
+mod outcome;
 mod projects;
 mod submit;
 mod tokens;
@@ -99,38 +101,4 @@ fn completion(shell: Shell) {
         Shell::Fish => clap_complete::Shell::Fish,
     };
     clap_complete::generate(shell, &mut Cli::command(), "kiln", &mut std::io::stdout());
-}
-
-/// A page of a list and the cursor of the next one.
-pub(crate) struct Page {
-    pub(crate) rows: Vec<serde_json::Value>,
-    pub(crate) next: Option<String>,
-}
-
-/// Reads a list's pages: the first (or the one `--before` names), or every one with `--all`.
-/// `url` makes a page's path from its cursor.
-pub(crate) async fn pages(
-    client: &Client,
-    name: &str,
-    paging: &crate::args::Paging,
-    url: impl Fn(Option<&str>) -> String,
-) -> anyhow::Result<Page> {
-    let mut rows = Vec::new();
-    let mut cursor = paging.before.clone();
-    loop {
-        let page = client.ok("GET", &url(cursor.as_deref()), None).await?;
-        rows.extend(page[name].as_array().into_iter().flatten().cloned());
-        let next = page["nextCursor"].as_str().map(str::to_owned);
-        match next {
-            Some(next) if paging.all => cursor = Some(next),
-            next => return Ok(Page { rows, next }),
-        }
-    }
-}
-
-/// Where the next page starts, said on stderr when there is one.
-pub(crate) fn more(next: Option<&str>, command: &str) {
-    if let Some(next) = next {
-        eprintln!("more: {command} --before {next} (or --all)");
-    }
 }

@@ -36,7 +36,9 @@ pub(super) async fn versions(
             ],
         )
     };
-    let page = super::pages(client, "versions", paging, url).await?;
+    let page = client
+        .pages("versions", paging.before.clone(), paging.all, url)
+        .await?;
     if json_out {
         line(&json!({ "versions": page.rows, "nextCursor": page.next }).to_string());
         return Ok(());
@@ -66,8 +68,8 @@ pub(super) async fn versions(
             ]
         })
         .collect();
-    output::table(&["", "VERSION", "KIND", "STATUS", "PARENT", "AGE", ""], rows);
-    super::more(page.next.as_deref(), &format!("kiln versions {project}"));
+    output::table(&["", "VERSION", "KIND", "STATUS", "PARENT", "AGE", ""], 4, rows);
+    output::more(page.next.as_deref(), &format!("kiln versions {project}"));
     Ok(())
 }
 

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use serde_json::json;
 
+use super::outcome::Outcome;
 use crate::client::Client;
 use crate::link::Link;
 use crate::output::line;
-use crate::Outcome;
 
 /// What `kiln submit` was given.
 pub(super) struct Submission {

@@ -56,7 +56,7 @@ pub(super) async fn token(client: &Client, command: TokenCommand, json_out: bool
                     ]
                 })
                 .collect();
-            output::table(&["ID", "USER", "CREATED", "REVOKED", "NAME"], rows);
+            output::table(&["ID", "USER", "CREATED", "REVOKED", "NAME"], 4, rows);
         }
         TokenCommand::Revoke { id } => {
             let revoked = client.ok("DELETE", &path(&["v1", "tokens", &id]), None).await?;
