@@ -26,3 +26,24 @@ async fn errors_as_the_api_and_clap_answer_them() {
     .await
     .unwrap();
 }
+
+#[test]
+fn completion_scripts_complete_every_command() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = assert_cmd::Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .env_clear()
+            .args(["completion", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        for command in ["login", "submit", "watch", "builders", "completion"] {
+            assert!(script.contains(command), "{shell}: no {command}");
+        }
+    }
+    let out = assert_cmd::Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["completion", "tcsh"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "an unknown shell is a usage error");
+}
