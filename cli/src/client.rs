@@ -5,15 +5,59 @@
 use anyhow::{bail, Context};
 use serde_json::Value;
 
+use crate::config::{Credentials, Resolved};
+
 #[derive(Clone)]
 pub(crate) struct Client {
     pub(crate) http: reqwest::Client,
     pub(crate) url: String,
-    pub(crate) token: Option<String>,
-    pub(crate) hmac_secret: Option<String>,
+    pub(crate) credentials: Credentials,
+}
+
+/// An API path from its segments, each percent-encoded as one segment (an id holding `/` or
+/// `?` stays one segment): `path(&["v1", "builds", id])`.
+pub(crate) fn path(segments: &[&str]) -> String {
+    let mut url = url::Url::parse("http://kiln/").expect("a valid base");
+    url.path_segments_mut()
+        .expect("an http URL has segments")
+        .pop_if_empty()
+        .extend(segments);
+    url.path().to_owned()
+}
+
+/// `path` with a form-encoded query of the pairs whose value is given.
+pub(crate) fn with_query<'a>(
+    path: &str,
+    pairs: impl IntoIterator<Item = (&'a str, Option<String>)>,
+) -> String {
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        if let Some(v) = v {
+            query.append_pair(k, &v);
+        }
+    }
+    let query = query.finish();
+    if query.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{query}")
+    }
 }
 
 impl Client {
+    pub(crate) fn new(resolved: &Resolved) -> anyhow::Result<Self> {
+        Ok(Client {
+            // Idle connections are dropped before the API's keep-alive (5 s) closes them, so a
+            // `--follow` that polls never reuses a connection the server is closing.
+            http: reqwest::Client::builder()
+                .pool_idle_timeout(std::time::Duration::from_secs(2))
+                .user_agent(concat!("kiln-cli/", env!("CARGO_PKG_VERSION")))
+                .build()?,
+            url: resolved.url.clone(),
+            credentials: resolved.credentials.clone(),
+        })
+    }
+
     /// A request with credentials; the raw response.
     pub(crate) async fn request(
         &self,
@@ -66,26 +110,28 @@ impl Client {
             .request(method.parse()?, url.clone())
             .header("Content-Type", "application/json")
             .body(raw.clone());
-        if let Some(token) = &self.token {
-            req = req.bearer_auth(token);
-        } else if let Some(secret) = &self.hmac_secret {
-            let ts = chrono::Utc::now().timestamp();
-            // A nonce of its own: the API accepts a signature that changes something once.
-            let nonce = kiln_shared::signing::nonce();
-            let sig = kiln_shared::signing::sign_request_with_nonce(
-                secret.as_bytes(),
-                ts,
-                &nonce,
-                method,
-                sent_path,
-                raw.as_bytes(),
-            );
-            req = req
-                .header("X-Kiln-Timestamp", ts.to_string())
-                .header("X-Kiln-Nonce", nonce)
-                .header("X-Kiln-Signature", sig);
-        } else {
-            bail!("no credentials: set KILN_TOKEN (or KILN_HMAC_SECRET)");
+        match &self.credentials {
+            Credentials::Token(token) => req = req.bearer_auth(token),
+            Credentials::Secret(secret) => {
+                let ts = chrono::Utc::now().timestamp();
+                // A nonce of its own: the API accepts a signature that changes something once.
+                let nonce = kiln_shared::signing::nonce();
+                let sig = kiln_shared::signing::sign_request_with_nonce(
+                    secret.as_bytes(),
+                    ts,
+                    &nonce,
+                    method,
+                    sent_path,
+                    raw.as_bytes(),
+                );
+                req = req
+                    .header("X-Kiln-Timestamp", ts.to_string())
+                    .header("X-Kiln-Nonce", nonce)
+                    .header("X-Kiln-Signature", sig);
+            }
+            Credentials::None => {
+                bail!("no credentials: run `kiln login`, or set KILN_TOKEN (or KILN_HMAC_SECRET)")
+            }
         }
         Ok(req)
     }
@@ -119,6 +165,36 @@ impl Client {
         }
         let json = res.json().await.unwrap_or(Value::Null);
         Err(api_error(status, &json))
+    }
+}
+
+/// A page of a list and the cursor of the next one.
+pub(crate) struct Page {
+    pub(crate) rows: Vec<Value>,
+    pub(crate) next: Option<String>,
+}
+
+impl Client {
+    /// Reads a list's pages (`{"<name>": [...], "nextCursor": ...}`): the first, or the one
+    /// `before` names, or with `all` every one after it. `url` makes a page's path from its
+    /// cursor.
+    pub(crate) async fn pages(
+        &self,
+        name: &str,
+        before: Option<String>,
+        all: bool,
+        url: impl Fn(Option<&str>) -> String,
+    ) -> anyhow::Result<Page> {
+        let mut rows = Vec::new();
+        let mut cursor = before;
+        loop {
+            let page = self.ok("GET", &url(cursor.as_deref()), None).await?;
+            rows.extend(page[name].as_array().into_iter().flatten().cloned());
+            match page["nextCursor"].as_str().map(str::to_owned) {
+                Some(next) if all => cursor = Some(next),
+                next => return Ok(Page { rows, next }),
+            }
+        }
     }
 }
 
@@ -195,6 +271,16 @@ fn api_error(status: u16, json: &Value) -> anyhow::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_and_queries_are_encoded() {
+        assert_eq!(path(&["v1", "builds", "a/b?c"]), "/v1/builds/a%2Fb%3Fc");
+        assert_eq!(
+            with_query("/v1/builds", [("userId", Some("a b&c".into())), ("x", None)]),
+            "/v1/builds?userId=a+b%26c"
+        );
+        assert_eq!(with_query("/v1/tokens", [("userId", None)]), "/v1/tokens");
+    }
 
     #[test]
     fn a_failure_is_decided_on_its_code_and_shown_as_before() {

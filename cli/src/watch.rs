@@ -1,116 +1,50 @@
-//! `kiln watch <buildId>` (and `kiln submit --wait`): a live progress bar from the build's
-//! event stream, its log lines with `--logs`, and reconnection with `Last-Event-ID` whenever
-//! a connection drops, so nothing is missed or shown twice.
+//! `kiln watch <buildId>` (and `kiln submit --wait`, `kiln logs --follow`): a live progress
+//! bar from the build's event stream (`indicatif`, on stderr when it is a terminal; one line
+//! per event otherwise), its log lines on stdout with `--logs`, printed above the bar.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 
-use crate::client::Client;
+use crate::client::{path, Client};
+use crate::output;
+use crate::sse::follow;
 
-/// One Server-Sent Events message.
-#[derive(Debug, Clone, Default)]
-struct Message {
-    id: Option<String>,
-    event: String,
-    data: String,
-}
-
-/// Splits a byte stream into SSE messages (comments dropped).
-#[derive(Debug, Default)]
-struct Parser {
-    buf: String,
-}
-
-impl Parser {
-    fn push(&mut self, chunk: &[u8]) -> Vec<Message> {
-        self.buf.push_str(&String::from_utf8_lossy(chunk));
-        let mut out = Vec::new();
-        while let Some(end) = self.buf.find("\n\n") {
-            let raw: String = self.buf.drain(..end + 2).collect();
-            let mut m = Message::default();
-            for line in raw.lines() {
-                if let Some(v) = line.strip_prefix("id: ") {
-                    m.id = Some(v.to_owned());
-                } else if let Some(v) = line.strip_prefix("event: ") {
-                    m.event = v.to_owned();
-                } else if let Some(v) = line.strip_prefix("data: ") {
-                    m.data = v.to_owned();
-                } else if line == "data:" {
-                    m.data.clear();
-                }
-            }
-            if !m.event.is_empty() {
-                out.push(m);
-            }
-        }
-        out
-    }
-}
-
-/// Follows an SSE path to its end, reconnecting after a dropped connection from the last id
-/// seen. `on` returns true when the stream is done. Gives up after `MAX_FAILURES` connection
-/// failures in a row.
-async fn follow(client: &Client, path: &str, mut on: impl FnMut(&Message) -> bool) -> anyhow::Result<()> {
-    const MAX_FAILURES: u32 = 20;
-    let mut last_id: Option<String> = None;
-    let mut failures = 0;
-    loop {
-        let attempt = async {
-            let mut res = client.stream(path, last_id.as_deref()).await?;
-            let mut parser = Parser::default();
-            while let Some(chunk) = res.chunk().await.context("the stream broke")? {
-                failures = 0;
-                for m in parser.push(&chunk) {
-                    if m.id.is_some() {
-                        last_id = m.id.clone();
-                    }
-                    if on(&m) {
-                        return Ok::<bool, anyhow::Error>(true);
-                    }
-                }
-            }
-            Ok(false) // the server ended it without a final message
-        };
-        match attempt.await {
-            Ok(true) => return Ok(()),
-            Ok(false) => {}
-            Err(e) if failures < MAX_FAILURES && !gives_up(&e) => {
-                failures += 1;
-                eprintln!("kiln: {e:#}; reconnecting");
-            }
-            Err(e) => return Err(e),
-        }
-        let backoff = Duration::from_millis(250 * u64::from(failures.clamp(1, 20)));
-        tokio::time::sleep(backoff).await;
-    }
-}
-
-/// An answer whose problem will not get better by asking again (a missing build, bad
-/// credentials...); a rate limit, a stream cap, or an API or dependency failing is tried again
-/// with the others' backoff, and so is an error that is no answer (the connection broke).
-fn gives_up(e: &anyhow::Error) -> bool {
-    e.chain()
-        .find_map(|c| c.downcast_ref::<crate::client::ApiFailure>())
-        .is_some_and(|failure| !failure.is_transient())
-}
-
-/// What is on the terminal: a progress bar on stderr (when it is a terminal) and log lines on
-/// stdout; a log line clears the bar first, then the bar is drawn again.
+/// What is on the terminal: a progress bar on stderr (hidden when it is not a terminal, where
+/// each event is a line instead) and log lines on stdout, printed above the bar.
 struct Screen {
-    tty: bool,
     json: bool,
-    bar: Option<String>,
+    bar: ProgressBar,
     started: Instant,
 }
 
 impl Screen {
+    fn new(json: bool) -> Self {
+        let bar = if std::io::stderr().is_terminal() && !json {
+            let bar = ProgressBar::with_draw_target(Some(100), ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template("{bar:24.cyan/blue} {pos:>3}%  {wide_msg}  ({elapsed})")
+                    .expect("a valid template")
+                    .progress_chars("##-"),
+            );
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        } else {
+            ProgressBar::hidden()
+        };
+        Screen {
+            json,
+            bar,
+            started: Instant::now(),
+        }
+    }
+
     fn event(&mut self, e: &Value) {
         if self.json {
-            println!("{e}");
+            output::line(&e.to_string());
             return;
         }
         let progress = e["progress"].as_i64().unwrap_or(0);
@@ -124,37 +58,21 @@ impl Screen {
             "deploy_completed" => format!("{kind}: {}", e["data"]["previewUrl"].as_str().unwrap_or("")),
             _ => kind.to_owned(),
         };
-        let secs = self.started.elapsed().as_secs_f64();
-        if self.tty {
-            let filled = (progress.clamp(0, 100) / 5) as usize;
-            let bar = format!(
-                "[{}{}] {progress:>3}%  {detail}  ({secs:.1}s)",
-                "#".repeat(filled),
-                "-".repeat(20 - filled)
-            );
-            eprint!("\r\x1b[2K{bar}");
-            let _ = std::io::stderr().flush();
-            self.bar = Some(bar);
-        } else {
+        if self.bar.is_hidden() {
+            let secs = self.started.elapsed().as_secs_f64();
             eprintln!("[{secs:>6.1}s] {progress:>3}%  {detail}");
+        } else {
+            self.bar.set_position(progress.clamp(0, 100) as u64);
+            self.bar.set_message(detail);
         }
     }
 
     fn log(&mut self, line: &str) {
-        if self.tty && self.bar.is_some() {
-            eprint!("\r\x1b[2K");
-        }
-        println!("{line}");
-        if let (true, Some(bar)) = (self.tty, &self.bar) {
-            eprint!("{bar}");
-            let _ = std::io::stderr().flush();
-        }
+        self.bar.suspend(|| output::line(line));
     }
 
     fn done(&mut self) {
-        if self.tty && self.bar.take().is_some() {
-            eprintln!();
-        }
+        self.bar.abandon();
     }
 }
 
@@ -162,6 +80,7 @@ fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or("")
 }
 
+/// The events after which a build does not change.
 const FINAL: [&str; 4] = [
     "deploy_completed",
     "build_failed",
@@ -169,32 +88,29 @@ const FINAL: [&str; 4] = [
     "build_superseded",
 ];
 
+/// Prints a build's log lines as they come until the log ends (`kiln logs --follow`).
+pub(crate) async fn follow_log(client: &Client, id: &str, mut each: impl FnMut(&str)) -> anyhow::Result<()> {
+    let logs = format!("{}?follow=true", path(&["v1", "builds", id, "logs"]));
+    follow(client, &logs, |m| match m.event.as_str() {
+        "line" => {
+            each(&m.data);
+            false
+        }
+        _ => true, // end (or error)
+    })
+    .await
+}
+
 /// Watches a build until it ends; prints the build; true when it deployed.
-pub async fn watch(client: &Client, id: &str, logs: bool, json: bool) -> anyhow::Result<bool> {
-    let screen = Arc::new(Mutex::new(Screen {
-        tty: std::io::stderr().is_terminal() && !json,
-        json,
-        bar: None,
-        started: Instant::now(),
-    }));
+pub(crate) async fn watch(client: &Client, id: &str, logs: bool, json: bool) -> anyhow::Result<bool> {
+    let screen = Arc::new(Mutex::new(Screen::new(json)));
     let log_task = logs.then(|| {
         let (client, id, screen) = (client.clone(), id.to_owned(), screen.clone());
         tokio::spawn(async move {
-            follow(
-                &client,
-                &format!("/v1/builds/{id}/logs?follow=true"),
-                |m| match m.event.as_str() {
-                    "line" => {
-                        screen.lock().expect("screen lock").log(&m.data);
-                        false
-                    }
-                    _ => true, // end (or error)
-                },
-            )
-            .await
+            follow_log(&client, &id, |line| screen.lock().expect("screen lock").log(line)).await
         })
     });
-    let events_path = format!("/v1/builds/{id}/events/stream");
+    let events_path = path(&["v1", "builds", id, "events", "stream"]);
     let mut ended = false;
     follow(client, &events_path, |m| {
         let Ok(event) = serde_json::from_str::<Value>(&m.data) else {
@@ -214,29 +130,14 @@ pub async fn watch(client: &Client, id: &str, logs: bool, json: bool) -> anyhow:
         }
     }
     screen.lock().expect("screen lock").done();
-    let build = client.ok("GET", &format!("/v1/builds/{id}"), None).await?;
+    let build = client.ok("GET", &path(&["v1", "builds", id]), None).await?;
     if !ended && build["status"] != "deployed" && build["status"] != "failed" {
         anyhow::bail!("the event stream ended before the build did");
     }
     if json {
-        println!("{build}");
+        output::line(&build.to_string());
     } else {
-        crate::print_build(&build);
+        output::print_build(&build);
     }
     Ok(build["status"] == "deployed")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn messages_split_across_chunks_come_out_whole() {
-        let mut p = Parser::default();
-        assert!(p.push(b"id: 1\nevent: line\nda").is_empty());
-        let got = p.push(b"ta: hello\n\n: heartbeat\n\nid: 2\nevent: line\ndata:\n\n");
-        assert_eq!(got.len(), 2);
-        assert_eq!((got[0].id.as_deref(), got[0].data.as_str()), (Some("1"), "hello"));
-        assert_eq!((got[1].id.as_deref(), got[1].data.as_str()), (Some("2"), ""));
-    }
 }

@@ -7,6 +7,11 @@ mod helpers;
 use helpers::{spawn_app, unique, Options, HMAC_SECRET, TOKEN};
 use serde_json::Value;
 
+/// `kiln`'s exit codes: an error, a usage error (clap's), a build that did not deploy.
+const ERROR: i32 = 1;
+const USAGE: i32 = 2;
+const NOT_DEPLOYED: i32 = 3;
+
 fn kiln(api: &str, creds: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"));
     cmd.env_clear()
@@ -83,12 +88,12 @@ async fn submit_wait_status_and_list() {
 async fn failures_exit_non_zero_with_the_reason() {
     let app = spawn_app(Options::without_builders()).await;
     let (code, _, err) = kiln_async(&app.api, &[], &["list"]).await;
-    assert_eq!(code, 2);
+    assert_eq!(code, ERROR);
     assert!(err.contains("no credentials"), "{err}");
 
     let status = ["status", "01jabcdefghjkmnpqrstvwxyz0"];
     let (code, _, err) = kiln_async(&app.api, &[("KILN_TOKEN", "wrong")], &status).await;
-    assert_eq!(code, 2);
+    assert_eq!(code, ERROR);
     assert!(err.contains("401: the bearer token is not valid"), "{err}");
 
     let submit = [
@@ -100,7 +105,7 @@ async fn failures_exit_non_zero_with_the_reason() {
         "p",
     ];
     let (code, _, err) = kiln_async(&app.api, &[("KILN_TOKEN", TOKEN)], &submit).await;
-    assert_eq!(code, 2);
+    assert_eq!(code, ERROR);
     assert!(err.contains("422: userId must be"), "{err}");
 }
 
@@ -155,7 +160,7 @@ async fn versions_rollback_diff_and_download() {
     assert!(wrote.starts_with("wrote "), "{wrote}");
     assert!(std::fs::metadata(&zip_path).unwrap().len() > 100);
     let (code, _, err) = &outputs[5];
-    assert_eq!(*code, 2);
+    assert_eq!(*code, ERROR);
     assert!(err.contains("expected <user>/<project>"), "{err}");
 }
 
@@ -191,7 +196,7 @@ async fn watch_streams_progress_and_logs_and_exits_non_zero_when_the_build_fails
     assert_eq!(code, 0, "{out}{err}");
     let id = out.split_whitespace().nth(1).unwrap().to_owned();
     let (code, out, err) = kiln_async(&app.api, &creds, &["watch", &id, "--logs"]).await;
-    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(code, NOT_DEPLOYED, "{out}{err}");
     assert!(
         out.contains("compiling the watched app"),
         "log lines on stdout: {out}"
@@ -351,22 +356,22 @@ async fn token_create_list_and_revoke() {
 
     // What a user token may not do, with the reason.
     let (code, _, err) = kiln_async(&app.api, &as_user, &["token", "create", "--user", "cli_tok"]).await;
-    assert_eq!(code, 2);
+    assert_eq!(code, ERROR);
     assert!(
         err.contains("404") && err.contains("only an operator token"),
         "{err}"
     );
     let (code, _, err) = kiln_async(&app.api, &as_user, &["token", "list", "--user", "someone_else"]).await;
-    assert_eq!(code, 2);
+    assert_eq!(code, ERROR);
     assert!(err.contains("404: user someone_else not found"), "{err}");
     let (code, _, err) = kiln_async(&app.api, &operator, &["token", "list"]).await;
-    assert_eq!(code, 2);
+    assert_eq!(code, ERROR);
     assert!(err.contains("400: userId is required"), "{err}");
     let (code, _, err) = kiln_async(&app.api, &operator, &["token", "create"]).await;
-    assert_eq!(code, 2);
+    assert_eq!(code, USAGE);
     assert!(err.contains("--user"), "{err}");
     let (code, _, err) = kiln_async(&app.api, &operator, &["token", "revoke", "not/an/id"]).await;
-    assert_eq!(code, 2);
+    assert_eq!(code, ERROR);
     assert!(err.contains("400: a token id is 26 characters"), "{err}");
 
     // Revoked, it stops working at once.
@@ -377,7 +382,7 @@ async fn token_create_list_and_revoke() {
         "{out}"
     );
     let (code, _, err) = kiln_async(&app.api, &as_user, &["token", "list"]).await;
-    assert_eq!(code, 2);
+    assert_eq!(code, ERROR);
     assert!(err.contains("401: the bearer token is not valid"), "{err}");
     let (code, listing, _) = kiln_async(
         &app.api,
@@ -403,7 +408,7 @@ async fn a_signed_request_is_signed_as_it_is_sent_whatever_the_arguments_hold() 
     // A space (and a `&`) in a query value: encoded once, and the signature covers the
     // encoded URL, so the API answers on the value itself instead of with a 401.
     let (code, out, err) = kiln_async(&app.api, &signed, &["list", "--user", "a b&c=d"]).await;
-    assert_eq!(code, 2, "{out}");
+    assert_eq!(code, ERROR, "{out}");
     assert!(!err.contains("401"), "{err}");
     assert!(err.contains("userId"), "{err}");
     // A valid one is listed (no builds yet).
