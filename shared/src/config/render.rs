@@ -57,6 +57,15 @@ fn readers(v: &Variable) -> String {
     v.readers.iter().map(|b| b.name()).collect::<Vec<_>>().join(", ")
 }
 
+/// `text` with a capital first letter.
+fn sentence(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
 /// `text` as `# ` comment lines of at most 100 columns.
 fn comment(text: &str) -> String {
     let mut out = String::new();
@@ -96,18 +105,17 @@ pub fn env_example() -> String {
         out.push_str(&format!("\n{title}{}\n", "-".repeat(100 - title.len())));
         out.push_str(&comment(section.intro));
         for v in shown(section) {
-            let mut about = format!("{} (", v.help);
+            let mut about = format!("{}.", sentence(v.help));
             match v.default {
-                Fallback::Required => about.push_str("required; "),
-                Fallback::Value(d) if v.example.is_some() => about.push_str(&format!("default {d}; ")),
+                Fallback::Required => about.push_str(" Required."),
+                Fallback::Value(d) if v.example.is_some() => about.push_str(&format!(" Default: {d}.")),
                 Fallback::Value(_) => {}
-                Fallback::Otherwise(what) => about.push_str(&format!("unset: {}; ", what.replace('`', ""))),
+                Fallback::Otherwise(what) => about.push_str(&format!(" Unset: {what}.")),
             }
-            about.push_str(&readers(v));
+            about.push_str(&format!(" Read by {}.", readers(v)));
             if v.secret {
-                about.push_str(&format!("; secret: or {}_FILE", v.name));
+                about.push_str(&format!(" A secret: or {}_FILE.", v.name));
             }
-            about.push(')');
             out.push('\n');
             out.push_str(&comment(&about.replace('`', "")));
             let value = v.example.or(v.default_value()).or(v.hint).unwrap_or("");
