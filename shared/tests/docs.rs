@@ -64,7 +64,11 @@ fn variables_in_code() -> BTreeSet<String> {
 #[test]
 fn every_variable_the_code_names_is_defined() {
     let code = variables_in_code();
-    assert!(code.len() >= 50, "only {} variables found in shared/src", code.len());
+    assert!(
+        code.len() >= 50,
+        "only {} variables found in shared/src",
+        code.len()
+    );
     let undefined: Vec<_> = code
         .iter()
         .filter(|name| config::find(name).is_none())

@@ -152,10 +152,7 @@ impl Variable {
     }
 
     pub(super) const fn secret(self) -> Self {
-        Self {
-            secret: true,
-            ..self
-        }
+        Self { secret: true, ..self }
     }
 
     pub(super) const fn example(self, value: &'static str) -> Self {

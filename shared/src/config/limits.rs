@@ -239,7 +239,8 @@ impl LimitSettings {
                 reason: format!("expected a header name such as X-Forwarded-For, got {client_ip_header:?}"),
             });
         }
-        let secs = |var: &Variable| -> Result<Duration, ConfigError> { Ok(Duration::from_secs(src.positive(var)?)) };
+        let secs =
+            |var: &Variable| -> Result<Duration, ConfigError> { Ok(Duration::from_secs(src.positive(var)?)) };
         Ok(Self {
             per_ip,
             trusted_proxies,

@@ -8,8 +8,8 @@ use secrecy::SecretString;
 
 use super::source::{read_toml, ConfigError, Source};
 use super::{
-    api, builder, connections, fleet, general, preview, storage, unknown, variables, webhooks,
-    AuditSettings, LimitSettings, MaintenanceSettings, SandboxSettings, Settings,
+    api, builder, connections, fleet, general, preview, storage, unknown, variables, webhooks, AuditSettings,
+    LimitSettings, MaintenanceSettings, SandboxSettings, Settings,
 };
 
 impl Settings {
@@ -22,12 +22,18 @@ impl Settings {
     /// Loads from the given variables (and the `KILN_CONFIG` file they name, if any).
     pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
         let env: HashMap<String, String> = vars.into_iter().collect();
-        unknown::warn("variable", unknown::unknown_variables(env.keys().map(String::as_str)));
+        unknown::warn(
+            "variable",
+            unknown::unknown_variables(env.keys().map(String::as_str)),
+        );
         let file = match env.get(general::CONFIG.name).filter(|p| !p.is_empty()) {
             Some(path) => read_toml(Path::new(path))?,
             None => HashMap::new(),
         };
-        unknown::warn("KILN_CONFIG key", unknown::unknown_keys(file.keys().map(String::as_str)));
+        unknown::warn(
+            "KILN_CONFIG key",
+            unknown::unknown_keys(file.keys().map(String::as_str)),
+        );
         let mut source = Source::new(env, file);
         source.read_secret_files(variables::secret_variables())?;
         Self::load(&source)
@@ -381,7 +387,10 @@ mod tests {
             .filter(|n| !read.contains(n) && !elsewhere.contains(n))
             .collect();
         assert!(unread.is_empty(), "defined but never read: {unread:?}");
-        assert_eq!(s.sandbox.allow_build_scripts, crate::config::sandbox::DEFAULT_BUILD_SCRIPTS);
+        assert_eq!(
+            s.sandbox.allow_build_scripts,
+            crate::config::sandbox::DEFAULT_BUILD_SCRIPTS
+        );
         assert_eq!(s.sandbox.egress, Egress::default());
         assert_eq!(s.limits, LimitSettings::default());
         assert_eq!(s.maintenance, MaintenanceSettings::default());

@@ -137,7 +137,6 @@ impl MaintenanceSettings {
 
 impl Default for MaintenanceSettings {
     fn default() -> Self {
-        Self::load(&Source::new(Default::default(), Default::default()))
-        .expect("the defaults are valid")
+        Self::load(&Source::new(Default::default(), Default::default())).expect("the defaults are valid")
     }
 }

@@ -18,9 +18,7 @@ pub fn help(binary: Binary) -> String {
          a warning. Reference: docs/reference/configuration.md\n",
     );
     for section in SECTIONS {
-        let vars: Vec<&Variable> = shown(section)
-            .filter(|v| v.read_by(binary))
-            .collect();
+        let vars: Vec<&Variable> = shown(section).filter(|v| v.read_by(binary)).collect();
         if vars.is_empty() {
             continue;
         }
@@ -171,12 +169,18 @@ mod tests {
     #[test]
     fn each_binary_s_help_names_what_it_reads_with_defaults() {
         let api = help(Binary::Api);
-        assert!(api.contains("\n  KILN_API_ADDR=127.0.0.1:8080\n      the API's listener\n"), "{api}");
+        assert!(
+            api.contains("\n  KILN_API_ADDR=127.0.0.1:8080\n      the API's listener\n"),
+            "{api}"
+        );
         assert!(api.contains("  KILN_HMAC_SECRET (required, secret)\n"), "{api}");
         assert!(!api.contains("KILN_BUILD_CPU_SECS"), "{api}");
         let builder = help(Binary::Builder);
         assert!(builder.contains("\nSandbox:\n  KILN_SANDBOX=auto\n"), "{builder}");
-        assert!(!builder.contains("KILN_BUILD_USER"), "a refused variable is not offered");
+        assert!(
+            !builder.contains("KILN_BUILD_USER"),
+            "a refused variable is not offered"
+        );
         let ops = help(Binary::Ops);
         assert!(ops.contains("  KILN_RETAIN_VERSIONS=200\n"), "{ops}");
         assert!(!ops.contains("\nSandbox:"), "{ops}");

@@ -47,9 +47,9 @@ impl std::fmt::Display for Unknown {
 }
 
 fn is_tooling(name: &str) -> bool {
-    TOOLING
-        .iter()
-        .any(|t| name == *t || (name.starts_with(t) && (t.ends_with('_') || name[t.len()..].starts_with('_'))))
+    TOOLING.iter().any(|t| {
+        name == *t || (name.starts_with(t) && (t.ends_with('_') || name[t.len()..].starts_with('_')))
+    })
 }
 
 /// The `KILN_*` names among `names` that are neither a defined variable, a secret's
