@@ -80,6 +80,53 @@ fn every_variable_the_code_names_is_defined() {
     );
 }
 
+/// The `KILN_*` names in `text`: an ASCII upper-case word starting with `KILN_` (a prefix
+/// such as `KILN_TEST_`, ending in `_`, included).
+fn kiln_names(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("KILN_") {
+        let before = rest[..at].chars().next_back();
+        let tail = &rest[at..];
+        let len = tail
+            .find(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+            .unwrap_or(tail.len());
+        if !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+            names.push(tail[..len].to_owned());
+        }
+        rest = &tail[len..];
+    }
+    names
+}
+
+/// The variables the repository's scripts, harnesses, deployment files and CLI set or read
+/// are known: none of them would be warned about as unknown at a binary's start-up.
+#[test]
+fn every_variable_the_scripts_and_the_cli_use_is_known() {
+    let mut paths = Vec::new();
+    for dir in ["ops", "testkit", "deploy", ".ci", "cli/src"] {
+        files(&root().join(dir), "", &mut paths);
+    }
+    // A `tests/` folder's files may misspell a name on purpose (the binaries' tests do).
+    paths.retain(|p| !p.components().any(|c| c.as_os_str() == "tests"));
+    let mut names = BTreeSet::new();
+    for path in &paths {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            names.extend(kiln_names(&text).into_iter().filter(|n| n.len() > "KILN_".len()));
+        }
+    }
+    assert!(names.len() >= 60, "only {} names found", names.len());
+    let unknown: Vec<String> = config::unknown_variables(names.iter().map(String::as_str))
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "used by the scripts but unknown to kiln_shared::config (define them, or list a tooling \
+         variable in config/unknown.rs): {unknown:?}"
+    );
+}
+
 const BEGIN: &str = "<!-- BEGIN GENERATED: the variables, from shared/src/config -->\n";
 const END: &str = "<!-- END GENERATED -->\n";
 

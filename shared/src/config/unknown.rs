@@ -11,7 +11,8 @@ const TOOLING: &[&str] = &[
     // The `kiln` CLI.
     "KILN_URL",
     "KILN_TOKEN",
-    // ops/test.sh, testkit and the suites it runs.
+    // ops/test.sh, testkit and the suites it runs; `KILN_BLESS=1` rewrites generated files.
+    "KILN_BLESS",
     "KILN_TEST_",
     "KILN_TESTKIT_",
     "KILN_DEPLOY_CHECK",
