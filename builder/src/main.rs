@@ -1,3 +1,6 @@
+//! `kiln-builder`: the build daemon, and `kiln-builder maintain`, the host's upkeep; configured
+//! by `KILN_*` variables (`--help` lists them).
+
 use clap::{Parser, Subcommand};
 use kiln_shared::config::{self, Binary, Settings};
 use tokio_util::sync::CancellationToken;
