@@ -1,13 +1,45 @@
-use kiln_shared::config::Settings;
+//! `kiln-builder`: the build daemon, and `kiln-builder maintain`, the host's upkeep; configured
+//! by `KILN_*` variables (`--help` lists them).
+
+use clap::{Parser, Subcommand};
+use kiln_shared::config::{self, Binary, Settings};
 use tokio_util::sync::CancellationToken;
 
 /// Worker threads' stacks: a build's future is deep (the default 2 MiB overflows in debug builds).
 const STACK_SIZE: usize = 8 * 1024 * 1024;
 
+/// Kiln's builder daemon: runs queued builds (pnpm install and build) in a sandbox.
+///
+/// Without a command it runs the daemon until SIGTERM. It is configured by environment
+/// variables (below).
+#[derive(Parser)]
+#[command(version, after_help = config::help(Binary::Builder))]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The host's upkeep (nightly): the advisory database, leftover workspaces, the pnpm store.
+    ///
+    /// Refreshes the advisory database, waits for running builds, removes leftover workspaces
+    /// and prunes the pnpm store. Exits 0 when it ran, 75 when builds kept running past
+    /// --wait, 1 on an error, 2 on a bad argument.
+    #[command(after_help = config::help(Binary::Builder))]
+    Maintain {
+        /// Print the report as one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// How long to wait for running builds to finish, in seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 1800)]
+        wait: u64,
+    },
+}
+
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("maintain") {
-        std::process::exit(maintain(&args[1..]));
+    if let Some(Command::Maintain { json, wait }) = Cli::parse().command {
+        std::process::exit(maintain(json, std::time::Duration::from_secs(wait)));
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -47,29 +79,12 @@ async fn daemon() {
     }
 }
 
-const MAINTAIN_USAGE: &str = "usage: kiln-builder maintain [--json] [--wait SECS]";
-
 /// `kiln-builder maintain`: the host's upkeep (see the library's `upkeep`). Exits 0 when it
-/// ran, 75 when builds kept running past `--wait` (default 1800 s), 1 on an error, 2 on a bad
-/// argument.
+/// ran, 75 when builds kept running past `--wait` (default 1800 s), 1 on an error (clap
+/// exits 2 on a bad argument).
 #[allow(clippy::print_stdout)]
-fn maintain(args: &[String]) -> i32 {
+fn maintain(json: bool, wait: std::time::Duration) -> i32 {
     kiln_shared::telemetry::init("info");
-    let (mut json, mut wait) = (false, std::time::Duration::from_secs(1800));
-    let mut rest = args.iter();
-    while let Some(arg) = rest.next() {
-        match (arg.as_str(), rest.clone().next()) {
-            ("--json", _) => json = true,
-            ("--wait", Some(secs)) if secs.parse::<u64>().is_ok() => {
-                wait = std::time::Duration::from_secs(secs.parse().unwrap_or(1800));
-                rest.next();
-            }
-            _ => {
-                eprintln!("kiln-builder: unexpected argument {arg:?}\n{MAINTAIN_USAGE}");
-                return 2;
-            }
-        }
-    }
     let settings = match Settings::from_env() {
         Ok(s) => s,
         Err(e) => {

@@ -1,10 +1,13 @@
-//! The book (`docs/`) against the code and against itself: the configuration table lists
-//! exactly the `KILN_*` variables kiln-shared reads, and every relative link in the
-//! repository's markdown points at a file (and heading) that exists, and every module the
-//! architecture page's crate map names is there.
+//! The book (`docs/`) against the code and against itself: the configuration reference's
+//! tables and `deploy/kiln.env.example` are what the definitions of the variables generate
+//! (`KILN_BLESS=1` rewrites them), every `KILN_*` name the code mentions is defined, every
+//! relative link in the repository's markdown points at a file (and heading) that exists,
+//! and every module the architecture page's crate map names is there.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+
+use kiln_shared::config;
 
 const CONFIG_PAGE: &str = "docs/reference/configuration.md";
 
@@ -28,26 +31,8 @@ fn files(dir: &Path, ext: &str, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The `KILN_*` names in `text`: an ASCII upper-case word starting with `KILN_`.
-fn kiln_names(text: &str) -> Vec<String> {
-    let mut names = Vec::new();
-    let mut rest = text;
-    while let Some(at) = rest.find("KILN_") {
-        let before = rest[..at].chars().next_back();
-        let tail = &rest[at..];
-        let len = tail
-            .find(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
-            .unwrap_or(tail.len());
-        if !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
-            names.push(tail[..len].trim_end_matches('_').to_owned());
-        }
-        rest = &tail[len..];
-    }
-    names
-}
-
-/// The variables kiln-shared reads: every `"KILN_..."` string literal in its non-test source
-/// (the settings read each variable by a literal name; there is no list of them in code).
+/// The `KILN_*` names kiln-shared's non-test source writes as string literals (the
+/// definitions, and a variable read outside the settings such as the logger's).
 fn variables_in_code() -> BTreeSet<String> {
     let mut sources = Vec::new();
     files(&root().join("shared/src"), ".rs", &mut sources);
@@ -72,70 +57,115 @@ fn variables_in_code() -> BTreeSet<String> {
     vars
 }
 
-/// The variables the configuration page's table lists: the `KILN_*` names in the first cell
-/// of each table row.
-fn variables_in_table() -> BTreeSet<String> {
-    let page = std::fs::read_to_string(root().join(CONFIG_PAGE)).expect("the configuration page");
-    page.lines()
-        .filter(|l| l.trim_start().starts_with('|'))
-        .filter_map(|l| l.trim().trim_start_matches('|').split('|').next())
-        .flat_map(kiln_names)
-        .collect()
-}
-
+/// Every `KILN_*` name kiln-shared's code mentions is defined, or is one of the tooling
+/// variables `config::unknown` lists as known (the CLI's and the scripts'). The other way,
+/// that every defined variable is read, is a unit test of `config::load`: loading reads each
+/// through its definition.
 #[test]
-fn the_configuration_table_lists_exactly_the_variables_the_code_reads() {
+fn every_variable_the_code_names_is_defined() {
     let code = variables_in_code();
-    let table = variables_in_table();
     assert!(
         code.len() >= 50,
         "only {} variables found in shared/src",
         code.len()
     );
-    let missing: Vec<_> = code.difference(&table).collect();
-    let extra: Vec<_> = table.difference(&code).collect();
+    let undefined: Vec<_> = code
+        .iter()
+        .filter(|name| config::find(name).is_none())
+        .filter(|name| !config::unknown_variables([name.as_str()]).is_empty())
+        .collect();
     assert!(
-        missing.is_empty(),
-        "read by kiln-shared but not in {CONFIG_PAGE}: {missing:?}"
-    );
-    assert!(
-        extra.is_empty(),
-        "in {CONFIG_PAGE} but never read by kiln-shared: {extra:?}"
+        undefined.is_empty(),
+        "named in shared/src but not defined in kiln_shared::config (add them to their section's `section!`): {undefined:?}"
     );
 }
 
-/// Variables the table lists that the example must not set: `KILN_BUILD_USER` is refused (a
-/// uid per build replaced it).
-const NOT_IN_THE_EXAMPLE: [&str; 1] = ["KILN_BUILD_USER"];
+/// The `KILN_*` names in `text`: an ASCII upper-case word starting with `KILN_` (a prefix
+/// such as `KILN_TEST_`, ending in `_`, included).
+fn kiln_names(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("KILN_") {
+        let before = rest[..at].chars().next_back();
+        let tail = &rest[at..];
+        let len = tail
+            .find(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+            .unwrap_or(tail.len());
+        if !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+            names.push(tail[..len].to_owned());
+        }
+        rest = &tail[len..];
+    }
+    names
+}
 
-/// The variables `deploy/kiln.env.example` assigns, set or commented out (`# NAME=value`); a
-/// secret's `<NAME>_FILE` counts as `<NAME>`.
-fn variables_in_the_example() -> BTreeSet<String> {
-    let text = std::fs::read_to_string(root().join("deploy/kiln.env.example")).unwrap();
-    text.lines()
-        .map(|l| l.trim_start_matches('#').trim_start())
-        .filter_map(|l| l.split_once('=').map(|(name, _)| name))
-        .filter(|name| name.starts_with("KILN_") && !name.contains(' '))
-        .map(|name| name.strip_suffix("_FILE").unwrap_or(name).to_owned())
-        .collect()
+/// The variables the repository's scripts, harnesses, deployment files and CLI set or read
+/// are known: none of them would be warned about as unknown at a binary's start-up.
+#[test]
+fn every_variable_the_scripts_and_the_cli_use_is_known() {
+    let mut paths = Vec::new();
+    for dir in ["ops", "testkit", "deploy", ".ci", "cli/src"] {
+        files(&root().join(dir), "", &mut paths);
+    }
+    // A `tests/` folder's files may misspell a name on purpose (the binaries' tests do).
+    paths.retain(|p| !p.components().any(|c| c.as_os_str() == "tests"));
+    let mut names = BTreeSet::new();
+    for path in &paths {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            names.extend(kiln_names(&text).into_iter().filter(|n| n.len() > "KILN_".len()));
+        }
+    }
+    assert!(names.len() >= 60, "only {} names found", names.len());
+    let unknown: Vec<String> = config::unknown_variables(names.iter().map(String::as_str))
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "used by the scripts but unknown to kiln_shared::config (define them, or list a tooling \
+         variable in config/unknown.rs): {unknown:?}"
+    );
+}
+
+const BEGIN: &str = "<!-- BEGIN GENERATED: the variables, from shared/src/config -->\n";
+const END: &str = "<!-- END GENERATED -->\n";
+
+/// Compares `path` with what the definitions generate; with `KILN_BLESS=1`, rewrites it.
+fn generated(path: &str, expected: &str) -> Option<String> {
+    let file = root().join(path);
+    let actual = std::fs::read_to_string(&file).unwrap_or_default();
+    if actual == expected {
+        return None;
+    }
+    if std::env::var("KILN_BLESS").is_ok_and(|v| v == "1") {
+        std::fs::write(&file, expected).unwrap();
+        return None;
+    }
+    Some(format!("{path} differs from what the definitions generate"))
 }
 
 #[test]
-fn the_deployment_example_holds_every_variable() {
-    let table: BTreeSet<String> = variables_in_table()
-        .into_iter()
-        .filter(|v| !NOT_IN_THE_EXAMPLE.contains(&v.as_str()))
-        .collect();
-    let example = variables_in_the_example();
-    let missing: Vec<_> = table.difference(&example).collect();
-    let extra: Vec<_> = example.difference(&table).collect();
+fn the_example_and_the_reference_are_generated_from_the_definitions() {
+    let page = std::fs::read_to_string(root().join(CONFIG_PAGE)).expect("the configuration page");
+    let (before, rest) = page
+        .split_once(BEGIN)
+        .unwrap_or_else(|| panic!("{CONFIG_PAGE} lacks the line {BEGIN:?}"));
+    let (_, after) = rest
+        .split_once(END)
+        .unwrap_or_else(|| panic!("{CONFIG_PAGE} lacks the line {END:?}"));
+    let page = format!("{before}{BEGIN}{}{END}{after}", config::reference());
+    let stale: Vec<String> = [
+        generated("deploy/kiln.env.example", &config::env_example()),
+        generated(CONFIG_PAGE, &page),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     assert!(
-        missing.is_empty(),
-        "in {CONFIG_PAGE} but not in deploy/kiln.env.example (set it, or `# NAME=default`): {missing:?}"
-    );
-    assert!(
-        extra.is_empty(),
-        "in deploy/kiln.env.example but not in {CONFIG_PAGE}: {extra:?}"
+        stale.is_empty(),
+        "{}; regenerate with `{}`",
+        stale.join("; "),
+        config::REGENERATE
     );
 }
 

@@ -1,42 +1,55 @@
-//! `kiln-ops maintain [--dry-run] [--json]`: one maintenance run (see the library). Exits 0
-//! when it ran, 75 when another run holds the lock (it says which), 1 on an error.
+//! `kiln-ops maintain [--dry-run] [--json] [--metrics-file PATH]`: one maintenance run (see
+//! the library). Exits 0 when it ran, 75 when another run holds the lock (it says which), 1
+//! on an error, 2 on a bad argument (clap's usage error).
 
 // A command-line tool: its report is its output.
 #![allow(clippy::print_stdout)]
 
+use clap::{Parser, Subcommand};
 use kiln_ops::{maintain, Farm, Outcome};
 use kiln_shared::backends::{Backends, Role};
-use kiln_shared::config::Settings;
+use kiln_shared::config::{self, Binary, Settings};
 
-const USAGE: &str = "usage: kiln-ops maintain [--dry-run] [--json] [--metrics-file PATH]";
+/// Kiln's fleet-wide maintenance.
+///
+/// It is configured by environment variables (below).
+#[derive(Parser)]
+#[command(version, after_help = config::help(Binary::Ops))]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// One maintenance run (nightly; one runner fleet-wide at a time).
+    ///
+    /// Retention, blob garbage collection, verification, and repairs of the latest pointers
+    /// and the queue. Exits 0 when it ran, 75 when another run holds the lock (it says
+    /// which), 1 on an error, 2 on a bad argument.
+    #[command(after_help = config::help(Binary::Ops))]
+    Maintain {
+        /// Report what would change, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the report as one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Also write the report as Prometheus metrics to this file (for node_exporter's
+        /// textfile collector), written whole and renamed into place.
+        #[arg(long, value_name = "PATH")]
+        metrics_file: Option<std::path::PathBuf>,
+    },
+}
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    let Command::Maintain {
+        dry_run,
+        json,
+        metrics_file,
+    } = Cli::parse().command;
     kiln_shared::telemetry::init("info");
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) != Some("maintain") {
-        eprintln!("{USAGE}");
-        return std::process::ExitCode::from(2);
-    }
-    let (mut dry_run, mut json, mut metrics_file) = (false, false, None);
-    let mut rest = args[1..].iter();
-    while let Some(arg) = rest.next() {
-        match arg.as_str() {
-            "--dry-run" => dry_run = true,
-            "--json" => json = true,
-            "--metrics-file" => match rest.next() {
-                Some(path) => metrics_file = Some(std::path::PathBuf::from(path)),
-                None => {
-                    eprintln!("kiln-ops: --metrics-file needs a path\n{USAGE}");
-                    return std::process::ExitCode::from(2);
-                }
-            },
-            other => {
-                eprintln!("kiln-ops: unknown option {other:?}\n{USAGE}");
-                return std::process::ExitCode::from(2);
-            }
-        }
-    }
     match run(dry_run, json, metrics_file).await {
         Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {

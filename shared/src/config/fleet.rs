@@ -2,6 +2,66 @@
 
 use std::time::Duration;
 
+use super::definition::{section, Fallback, Kind, Variable, BUILDER, BUILDER_OPS};
+
+section! {
+    title: "Fleet",
+    intro: "How builders hold, lose and hand back builds across the fleet.",
+    LEASE_SECS = Variable::new(
+        "KILN_LEASE_SECS",
+        Kind::Positive,
+        Fallback::Value("60"),
+        BUILDER_OPS,
+        "a running build's claim lasts this long unrenewed, in seconds (renewed every third of it)",
+    )
+    .details("When it runs out, another daemon takes the build over.");
+    MAX_ATTEMPTS = Variable::new(
+        "KILN_MAX_ATTEMPTS",
+        Kind::Positive,
+        Fallback::Value("3"),
+        BUILDER,
+        "attempts a build may have before it fails",
+    )
+    .details(
+        "Builders it may lose before it fails (`builder lost N times`), and attempts that hit an \
+         infrastructure error (each sent back to the queue after 1 s, 2 s, 4 s … up to 60 s).",
+    );
+    CANCEL_GRACE_SECS = Variable::new(
+        "KILN_CANCEL_GRACE_SECS",
+        Kind::Positive,
+        Fallback::Value("10"),
+        BUILDER,
+        "seconds between SIGTERM and SIGKILL when a build is cancelled or handed back",
+    );
+    DRAIN_SECS = Variable::new(
+        "KILN_DRAIN_SECS",
+        Kind::Positive,
+        Fallback::Value("300"),
+        BUILDER,
+        "after SIGTERM, seconds a daemon lets its running builds finish before handing them back",
+    );
+    RECONCILE_SECS = Variable::new(
+        "KILN_RECONCILE_SECS",
+        Kind::Positive,
+        Fallback::Value("30"),
+        BUILDER,
+        "how often, in seconds, queued builds missing from the stream are queued again",
+    )
+    .details("One daemon at a time, by a Redis lock; a build counts once its row is `queued` for over a minute.");
+    MAX_RUNNING_PER_USER = Variable::new(
+        "KILN_MAX_RUNNING_PER_USER",
+        Kind::Positive,
+        Fallback::Otherwise("no cap"),
+        BUILDER,
+        "builds of one user running at once across the whole fleet",
+    )
+    .details(
+        "A daemon that reads a build of a user at the cap puts it back at the end of the queue, \
+         so other users' builds go first.",
+    )
+    .hint("2");
+}
+
 /// How builders hold, lose and hand back builds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FleetSettings {

@@ -8,6 +8,93 @@ use ipnet::IpNet;
 
 use super::source::{ConfigError, Source};
 
+use super::definition::{section, Fallback, Kind, Variable, API};
+
+section! {
+    title: "Limits",
+    intro: "The API's per-client rate limit, the fleet-wide quotas, and the caps on requests and streams (docs/reference/limits.md).",
+    RATE_LIMIT_PER_IP = Variable::new(
+        "KILN_RATE_LIMIT_PER_IP",
+        Kind::Format("`N/second`, `N/minute`, `N/hour`, or `off`"),
+        Fallback::Value("100/hour"),
+        API,
+        "requests per client address, per API process",
+    )
+    .details(
+        "User tokens, bad or missing credentials and public routes only: operator tokens, the \
+         back end's signed requests and `/healthz`, `/readyz` are not counted.",
+    );
+    TRUSTED_PROXIES = Variable::new(
+        "KILN_TRUSTED_PROXIES",
+        Kind::Format("CIDRs or addresses, comma-separated"),
+        Fallback::Otherwise("none"),
+        API,
+        "peers whose client-address header is believed",
+    )
+    .details(
+        "Behind a reverse proxy on the API's host, its address (nginx: `proxy_set_header \
+         X-Forwarded-For $proxy_add_x_forwarded_for`), else every client is counted as the \
+         proxy; behind Cloudflare, its ranges and `CF-Connecting-IP`.",
+    )
+    .example("127.0.0.1/32");
+    CLIENT_IP_HEADER = Variable::new(
+        "KILN_CLIENT_IP_HEADER",
+        Kind::Format("a header name"),
+        Fallback::Value("X-Forwarded-For"),
+        API,
+        "the header a trusted proxy puts the client's address in",
+    );
+    QUOTA_NEW_PROJECTS_PER_HOUR = Variable::new(
+        "KILN_QUOTA_NEW_PROJECTS_PER_HOUR",
+        Kind::PositiveOrOff,
+        Fallback::Value("5"),
+        API,
+        "first builds of new projects per user per hour, fleet-wide",
+    );
+    QUOTA_REBUILDS_PER_HOUR = Variable::new(
+        "KILN_QUOTA_REBUILDS_PER_HOUR",
+        Kind::PositiveOrOff,
+        Fallback::Value("20"),
+        API,
+        "builds after a project's first, per project per hour, fleet-wide",
+    );
+    MAX_STREAMS_PER_CLIENT = Variable::new(
+        "KILN_MAX_STREAMS_PER_CLIENT",
+        Kind::PositiveOrOff,
+        Fallback::Value("8"),
+        API,
+        "event and log streams open at once per client address, in this process (user tokens)",
+    );
+    MAX_HEADER_KB = Variable::new(
+        "KILN_MAX_HEADER_KB",
+        Kind::Positive,
+        Fallback::Value("16"),
+        API,
+        "the request line and headers together, in KB (at most 64)",
+    );
+    REQUEST_HEAD_TIMEOUT_SECS = Variable::new(
+        "KILN_REQUEST_HEAD_TIMEOUT_SECS",
+        Kind::Positive,
+        Fallback::Value("5"),
+        API,
+        "seconds a connection's first request head may take to arrive (else 408)",
+    );
+    REQUEST_BODY_TIMEOUT_SECS = Variable::new(
+        "KILN_REQUEST_BODY_TIMEOUT_SECS",
+        Kind::Positive,
+        Fallback::Value("60"),
+        API,
+        "seconds a request's body may take to arrive",
+    );
+    KEEP_ALIVE_SECS = Variable::new(
+        "KILN_KEEP_ALIVE_SECS",
+        Kind::Positive,
+        Fallback::Value("5"),
+        API,
+        "seconds after which an idle keep-alive connection is closed",
+    );
+}
+
 /// How many requests in how long (`100/hour`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rate {
@@ -107,33 +194,27 @@ impl LimitSettings {
     }
 
     pub(super) fn load(src: &Source) -> Result<Self, ConfigError> {
-        let d = Self::default();
-        let off = |var: &'static str| src.get(var).is_some_and(|v| v.trim().eq_ignore_ascii_case("off"));
-        let count = |var: &'static str, default: Option<u32>| -> Result<Option<u32>, ConfigError> {
+        let off = |var: &Variable| src.get(var).is_some_and(|v| v.trim().eq_ignore_ascii_case("off"));
+        let count = |var: &Variable| -> Result<Option<u32>, ConfigError> {
             if off(var) {
                 return Ok(None);
             }
-            match src.get(var) {
-                None => Ok(default),
-                Some(_) => {
-                    let n = src.positive(var, 1)?;
-                    u32::try_from(n).map(Some).map_err(|_| ConfigError::Invalid {
-                        var,
-                        reason: format!("at most {}", u32::MAX),
-                    })
-                }
-            }
+            let n = src.positive(var)?;
+            u32::try_from(n).map(Some).map_err(|_| ConfigError::Invalid {
+                var: var.name,
+                reason: format!("at most {}", u32::MAX),
+            })
         };
-        let per_ip = match src.get("KILN_RATE_LIMIT_PER_IP") {
-            None => d.per_ip,
-            Some(_) if off("KILN_RATE_LIMIT_PER_IP") => None,
+        let per_ip = match src.value(&RATE_LIMIT_PER_IP) {
+            _ if off(&RATE_LIMIT_PER_IP) => None,
+            None => None,
             Some(raw) => Some(Rate::parse(&raw).map_err(|reason| ConfigError::Invalid {
-                var: "KILN_RATE_LIMIT_PER_IP",
+                var: RATE_LIMIT_PER_IP.name,
                 reason,
             })?),
         };
         let trusted_proxies = src
-            .get("KILN_TRUSTED_PROXIES")
+            .get(&TRUSTED_PROXIES)
             .map(|raw| {
                 raw.split(',')
                     .map(str::trim)
@@ -143,38 +224,34 @@ impl LimitSettings {
             })
             .transpose()
             .map_err(|reason| ConfigError::Invalid {
-                var: "KILN_TRUSTED_PROXIES",
+                var: TRUSTED_PROXIES.name,
                 reason,
             })?
             .unwrap_or_default();
-        let client_ip_header = src
-            .get("KILN_CLIENT_IP_HEADER")
-            .map(|h| h.trim().to_ascii_lowercase())
-            .unwrap_or(d.client_ip_header);
+        let client_ip_header = src.required(&CLIENT_IP_HEADER)?.trim().to_ascii_lowercase();
         if client_ip_header.is_empty()
             || !client_ip_header
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
             return Err(ConfigError::Invalid {
-                var: "KILN_CLIENT_IP_HEADER",
+                var: CLIENT_IP_HEADER.name,
                 reason: format!("expected a header name such as X-Forwarded-For, got {client_ip_header:?}"),
             });
         }
-        let secs = |var: &'static str, default: Duration| -> Result<Duration, ConfigError> {
-            Ok(Duration::from_secs(src.positive(var, default.as_secs())?))
-        };
+        let secs =
+            |var: &Variable| -> Result<Duration, ConfigError> { Ok(Duration::from_secs(src.positive(var)?)) };
         Ok(Self {
             per_ip,
             trusted_proxies,
             client_ip_header,
-            new_projects_per_hour: count("KILN_QUOTA_NEW_PROJECTS_PER_HOUR", d.new_projects_per_hour)?,
-            rebuilds_per_hour: count("KILN_QUOTA_REBUILDS_PER_HOUR", d.rebuilds_per_hour)?,
-            max_streams_per_client: count("KILN_MAX_STREAMS_PER_CLIENT", d.max_streams_per_client)?,
-            max_header_bytes: (src.positive("KILN_MAX_HEADER_KB", 16)?.min(64) * 1024) as usize,
-            head_timeout: secs("KILN_REQUEST_HEAD_TIMEOUT_SECS", d.head_timeout)?,
-            body_timeout: secs("KILN_REQUEST_BODY_TIMEOUT_SECS", d.body_timeout)?,
-            keep_alive: secs("KILN_KEEP_ALIVE_SECS", d.keep_alive)?,
+            new_projects_per_hour: count(&QUOTA_NEW_PROJECTS_PER_HOUR)?,
+            rebuilds_per_hour: count(&QUOTA_REBUILDS_PER_HOUR)?,
+            max_streams_per_client: count(&MAX_STREAMS_PER_CLIENT)?,
+            max_header_bytes: (src.positive(&MAX_HEADER_KB)?.min(64) * 1024) as usize,
+            head_timeout: secs(&REQUEST_HEAD_TIMEOUT_SECS)?,
+            body_timeout: secs(&REQUEST_BODY_TIMEOUT_SECS)?,
+            keep_alive: secs(&KEEP_ALIVE_SECS)?,
         })
     }
 }

@@ -1,4 +1,4 @@
-//! Loading: every `KILN_*` variable read from its [`Source`] into its setting, with its default.
+//! Loading: every variable read through its definition from its [`Source`] into its setting.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -8,21 +8,13 @@ use secrecy::SecretString;
 
 use super::source::{read_toml, ConfigError, Source};
 use super::{
-    ApiSettings, ArtifactsLocation, AuditSettings, BuilderSettings, DatabaseSettings, FleetSettings,
-    LimitSettings, MaintenanceSettings, PreviewSettings, RedisSettings, S3Settings, SandboxSettings,
-    Settings, StorageSettings, WebhookSettings,
+    api, builder, connections, fleet, general, preview, storage, unknown, variables, webhooks, AuditSettings,
+    LimitSettings, MaintenanceSettings, SandboxSettings, Settings,
 };
 
-/// The meaning of each required variable, printed when it is missing.
-const DATABASE_URL: (&str, &str) = ("KILN_DATABASE_URL", "the PostgreSQL URL");
-const ARTIFACTS: (&str, &str) = (
-    "KILN_ARTIFACTS",
-    "where artifacts live (file:///abs/path or s3://bucket)",
-);
-const HMAC_SECRET: (&str, &str) = ("KILN_HMAC_SECRET", "the shared secret of the product back end");
-
 impl Settings {
-    /// Loads from the process environment (and `KILN_CONFIG`, when set).
+    /// Loads from the process environment (and `KILN_CONFIG`, when set). An unknown `KILN_*`
+    /// variable or file key is a warning naming the closest known one.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_vars(std::env::vars())
     }
@@ -30,56 +22,72 @@ impl Settings {
     /// Loads from the given variables (and the `KILN_CONFIG` file they name, if any).
     pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
         let env: HashMap<String, String> = vars.into_iter().collect();
-        let file = match env.get("KILN_CONFIG").filter(|p| !p.is_empty()) {
+        unknown::warn(
+            "variable",
+            unknown::unknown_variables(env.keys().map(String::as_str)),
+        );
+        let file = match env.get(general::CONFIG.name).filter(|p| !p.is_empty()) {
             Some(path) => read_toml(Path::new(path))?,
             None => HashMap::new(),
         };
-        let mut source = Source { env, file };
-        source.read_secret_files()?;
+        unknown::warn(
+            "KILN_CONFIG key",
+            unknown::unknown_keys(file.keys().map(String::as_str)),
+        );
+        let mut source = Source::new(env, file);
+        source.read_secret_files(variables::secret_variables())?;
         Self::load(&source)
     }
 
-    fn load(src: &Source) -> Result<Self, ConfigError> {
-        let database_url = src.required(DATABASE_URL)?;
-        let artifacts_raw = src.required(ARTIFACTS)?;
+    pub(super) fn load(src: &Source) -> Result<Self, ConfigError> {
+        use api::*;
+        use builder::*;
+        use connections::*;
+        use fleet::*;
+        use preview::*;
+        use storage::*;
+        use webhooks::*;
+
+        let database_url = src.required(&DATABASE_URL)?;
+        let artifacts_raw = src.required(&ARTIFACTS)?;
         let artifacts = ArtifactsLocation::parse(&artifacts_raw).map_err(|reason| ConfigError::Invalid {
-            var: ARTIFACTS.0,
+            var: ARTIFACTS.name,
             reason,
         })?;
-        let data_dir = PathBuf::from(src.get("KILN_DATA_DIR").unwrap_or_else(|| ".kiln".into()));
+        let data_dir = PathBuf::from(src.required(&general::DATA_DIR)?);
         let work_dir = src
-            .get("KILN_WORK_DIR")
+            .get(&WORK_DIR)
             .map(PathBuf::from)
             .unwrap_or_else(|| data_dir.join("work"));
         // Inside the work folder by default: a sandboxed install can then hard-link from it
         // (see the builder's sandbox).
         let pnpm_store = src
-            .get("KILN_PNPM_STORE")
+            .get(&PNPM_STORE)
             .map(PathBuf::from)
             .unwrap_or_else(|| work_dir.join("pnpm-store"));
-        let preview_scheme = src.get("KILN_PREVIEW_SCHEME").unwrap_or_else(|| "http".into());
+        let preview_scheme = src.required(&PREVIEW_SCHEME)?;
         if preview_scheme != "http" && preview_scheme != "https" {
             return Err(ConfigError::Invalid {
-                var: "KILN_PREVIEW_SCHEME",
+                var: PREVIEW_SCHEME.name,
                 reason: format!("expected http or https, got {preview_scheme:?}"),
             });
         }
-        let preview_public_port = match src.get("KILN_PREVIEW_PUBLIC_PORT") {
+        let preview_public_port = match src.get(&PREVIEW_PUBLIC_PORT) {
             None => None,
             Some(raw) => Some(raw.parse::<u16>().map_err(|_| ConfigError::Invalid {
-                var: "KILN_PREVIEW_PUBLIC_PORT",
+                var: PREVIEW_PUBLIC_PORT.name,
                 reason: format!("expected a port number, got {raw:?}"),
             })?),
         };
-        let redis_prefix = src.get("KILN_REDIS_PREFIX").unwrap_or_else(|| "kiln".into());
+        let redis_prefix = src.required(&REDIS_PREFIX)?;
         if redis_prefix.contains(char::is_whitespace) {
             return Err(ConfigError::Invalid {
-                var: "KILN_REDIS_PREFIX",
+                var: REDIS_PREFIX.name,
                 reason: "must not contain whitespace".into(),
             });
         }
         let api_tokens = src
-            .get("KILN_API_TOKENS")
+            .get(&API_TOKENS)
             .map(|raw| {
                 raw.split(',')
                     .map(str::trim)
@@ -94,78 +102,68 @@ impl Settings {
                 url: database_url.into(),
             },
             redis: RedisSettings {
-                url: src
-                    .get("KILN_REDIS_URL")
-                    .unwrap_or_else(|| "redis://127.0.0.1:6379".into())
-                    .into(),
+                url: src.required(&REDIS_URL)?.into(),
                 prefix: redis_prefix,
             },
             storage: StorageSettings {
                 artifacts,
                 s3: S3Settings {
-                    endpoint: src.get("KILN_S3_ENDPOINT"),
-                    region: src.get("KILN_S3_REGION").unwrap_or_else(|| "auto".into()),
-                    access_key_id: src.get("AWS_ACCESS_KEY_ID"),
-                    secret_access_key: src.get("AWS_SECRET_ACCESS_KEY").map(Into::into),
+                    endpoint: src.get(&S3_ENDPOINT),
+                    region: src.required(&S3_REGION)?,
+                    access_key_id: src.get(&AWS_ACCESS_KEY_ID),
+                    secret_access_key: src.get(&AWS_SECRET_ACCESS_KEY).map(Into::into),
                 },
             },
             api: ApiSettings {
-                addr: src
-                    .get("KILN_API_ADDR")
-                    .unwrap_or_else(|| "127.0.0.1:8080".into()),
-                hmac_secret: src.get(HMAC_SECRET.0).map(Into::into),
+                addr: src.required(&API_ADDR)?,
+                hmac_secret: src.get(&HMAC_SECRET).map(Into::into),
                 tokens: api_tokens,
-                max_body_bytes: (src.positive("KILN_MAX_BODY_MB", 50)? * mb) as usize,
-                max_files: src.positive("KILN_MAX_FILES", 5_000)? as usize,
-                max_file_bytes: (src.positive("KILN_MAX_FILE_MB", 10)? * mb) as usize,
+                max_body_bytes: (src.positive(&MAX_BODY_MB)? * mb) as usize,
+                max_files: src.positive(&MAX_FILES)? as usize,
+                max_file_bytes: (src.positive(&MAX_FILE_MB)? * mb) as usize,
             },
             preview: PreviewSettings {
-                addr: src
-                    .get("KILN_PREVIEW_ADDR")
-                    .unwrap_or_else(|| "127.0.0.1:8081".into()),
+                addr: src.required(&PREVIEW_ADDR)?,
                 domain: src
-                    .get("KILN_PREVIEW_DOMAIN")
-                    .unwrap_or_else(|| "localhost".into())
+                    .required(&PREVIEW_DOMAIN)?
                     .trim_matches('.')
                     .to_ascii_lowercase(),
                 scheme: preview_scheme,
                 public_port: preview_public_port,
             },
             builder: BuilderSettings {
-                id: src.get("KILN_BUILDER_ID"),
-                concurrency: src.positive("KILN_BUILDER_CONCURRENCY", 1)? as usize,
+                id: src.get(&BUILDER_ID),
+                concurrency: src.positive(&BUILDER_CONCURRENCY)? as usize,
                 work_dir,
                 pnpm_store,
-                build_timeout: Duration::from_secs(src.positive("KILN_BUILD_TIMEOUT_SECS", 300)?),
-                max_output_bytes: src.positive("KILN_MAX_OUTPUT_MB", 100)? * mb,
-                max_output_files: src.positive("KILN_MAX_OUTPUT_FILES", 20_000)? as usize,
-                max_log_bytes: (src.positive("KILN_MAX_LOG_KB", 1024)? * 1024) as usize,
-                generator_cmd: src.get("KILN_GENERATOR_CMD"),
-                metrics_addr: match src.get("KILN_METRICS_ADDR") {
-                    Some(off) if off.eq_ignore_ascii_case("off") => None,
-                    Some(addr) => Some(addr),
-                    None => Some("127.0.0.1:9465".into()),
-                },
-                build_events: src.switch("KILN_BUILD_EVENTS", true)?,
+                build_timeout: Duration::from_secs(src.positive(&BUILD_TIMEOUT_SECS)?),
+                max_output_bytes: src.positive(&MAX_OUTPUT_MB)? * mb,
+                max_output_files: src.positive(&MAX_OUTPUT_FILES)? as usize,
+                max_log_bytes: (src.positive(&MAX_LOG_KB)? * 1024) as usize,
+                generator_cmd: src.get(&GENERATOR_CMD),
+                metrics_addr: src
+                    .value(&METRICS_ADDR)
+                    .filter(|addr| !addr.eq_ignore_ascii_case("off")),
+                build_events: src.switch(&BUILD_EVENTS)?,
             },
             data_dir,
             fleet: FleetSettings {
-                lease: Duration::from_secs(src.positive("KILN_LEASE_SECS", 60)?),
-                max_attempts: src.positive("KILN_MAX_ATTEMPTS", 3)?.min(1000) as u32,
-                cancel_grace: Duration::from_secs(src.positive("KILN_CANCEL_GRACE_SECS", 10)?),
-                drain: Duration::from_secs(src.positive("KILN_DRAIN_SECS", 300)?),
-                reconcile_every: Duration::from_secs(src.positive("KILN_RECONCILE_SECS", 30)?),
-                max_running_per_user: match src.get("KILN_MAX_RUNNING_PER_USER") {
+                lease: Duration::from_secs(src.positive(&LEASE_SECS)?),
+                max_attempts: src.positive(&MAX_ATTEMPTS)?.min(1000) as u32,
+                cancel_grace: Duration::from_secs(src.positive(&CANCEL_GRACE_SECS)?),
+                drain: Duration::from_secs(src.positive(&DRAIN_SECS)?),
+                reconcile_every: Duration::from_secs(src.positive(&RECONCILE_SECS)?),
+                max_running_per_user: match src.get(&MAX_RUNNING_PER_USER) {
                     None => None,
-                    Some(_) => Some(src.positive("KILN_MAX_RUNNING_PER_USER", 1)?.min(1_000_000) as u32),
+                    Some(_) => Some(src.positive(&MAX_RUNNING_PER_USER)?.min(1_000_000) as u32),
                 },
             },
             webhooks: WebhookSettings {
-                deliver: src.switch("KILN_WEBHOOK_DELIVERY", true)?,
-                retry_unit: Duration::from_millis(src.positive("KILN_WEBHOOK_RETRY_UNIT_MS", 60_000)?),
-                timeout: Duration::from_secs(src.positive("KILN_WEBHOOK_TIMEOUT_SECS", 10)?),
-                concurrency: src.positive("KILN_WEBHOOK_CONCURRENCY", 16)? as usize,
-                poll: Duration::from_millis(src.positive("KILN_WEBHOOK_POLL_MS", 500)?),
+                deliver: src.switch(&WEBHOOK_DELIVERY)?,
+                retry_unit: Duration::from_millis(src.positive(&WEBHOOK_RETRY_UNIT_MS)?),
+                timeout: Duration::from_secs(src.positive(&WEBHOOK_TIMEOUT_SECS)?),
+                concurrency: src.positive(&WEBHOOK_CONCURRENCY)? as usize,
+                poll: Duration::from_millis(src.positive(&WEBHOOK_POLL_MS)?),
             },
             sandbox: SandboxSettings::load(src)?,
             audit: AuditSettings::load(src)?,
@@ -178,8 +176,8 @@ impl Settings {
     pub fn require_api(&self) -> Result<(), ConfigError> {
         if self.api.hmac_secret.is_none() {
             return Err(ConfigError::Missing {
-                var: HMAC_SECRET.0,
-                meaning: HMAC_SECRET.1,
+                var: api::HMAC_SECRET.name,
+                meaning: api::HMAC_SECRET.help,
             });
         }
         Ok(())
@@ -189,6 +187,7 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{variables, ArtifactsLocation, Egress};
 
     fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
@@ -366,5 +365,37 @@ mod tests {
             "{err}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn loading_reads_every_defined_variable_and_its_defaults_are_the_settings_defaults() {
+        let src = Source::new(
+            vars(&[
+                ("KILN_DATABASE_URL", "postgres://x"),
+                ("KILN_ARTIFACTS", "file:///tmp/a"),
+            ])
+            .into_iter()
+            .collect(),
+            HashMap::new(),
+        );
+        let s = Settings::load(&src).unwrap();
+        let read = src.read();
+        // Read before the settings (`KILN_CONFIG`) or by the logger (`telemetry::init`).
+        let elsewhere = ["KILN_CONFIG", "KILN_LOG_FORMAT", "RUST_LOG"];
+        let unread: Vec<&str> = variables()
+            .map(|v| v.name)
+            .filter(|n| !read.contains(n) && !elsewhere.contains(n))
+            .collect();
+        assert!(unread.is_empty(), "defined but never read: {unread:?}");
+        assert_eq!(
+            s.sandbox.allow_build_scripts,
+            crate::config::sandbox::DEFAULT_BUILD_SCRIPTS
+        );
+        assert_eq!(s.sandbox.egress, Egress::default());
+        assert_eq!(s.limits, LimitSettings::default());
+        assert_eq!(s.maintenance, MaintenanceSettings::default());
+        assert_eq!(s.builder.metrics_addr.as_deref(), Some("127.0.0.1:9465"));
+        assert_eq!(s.data_dir, PathBuf::from(".kiln"));
+        assert_eq!(s.builder.pnpm_store, PathBuf::from(".kiln/work/pnpm-store"));
     }
 }

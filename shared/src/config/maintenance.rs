@@ -5,6 +5,82 @@ use std::time::Duration;
 
 use super::source::{ConfigError, Source};
 
+use super::definition::{section, Fallback, Kind, Variable, BUILDER, OPS};
+
+section! {
+    title: "Maintenance",
+    intro: "What the nightly maintenance runs keep and for how long: `kiln-ops maintain` (docs/operations/maintenance.md) and `kiln-builder maintain` on each builder host.",
+    RETAIN_VERSIONS = Variable::new(
+        "KILN_RETAIN_VERSIONS",
+        Kind::Positive,
+        Fallback::Value("200"),
+        OPS,
+        "versions kept per project, newest first (older ones are deleted unless protected)",
+    )
+    .details("Protected: pinned, the current latest, a recent rollback's target.");
+    ARCHIVE_AFTER_DAYS = Variable::new(
+        "KILN_ARCHIVE_AFTER_DAYS",
+        Kind::Positive,
+        Fallback::Value("90"),
+        OPS,
+        "a kept version this many days old has its output archived",
+    )
+    .details("Its blobs move to `archive/` and are still served.");
+    DELETE_AFTER_DAYS = Variable::new(
+        "KILN_DELETE_AFTER_DAYS",
+        Kind::Positive,
+        Fallback::Value("365"),
+        OPS,
+        "a version this many days old is deleted unless protected",
+    )
+    .details("It must not be shorter than `KILN_ARCHIVE_AFTER_DAYS`.");
+    ROLLBACK_PROTECT_DAYS = Variable::new(
+        "KILN_ROLLBACK_PROTECT_DAYS",
+        Kind::Positive,
+        Fallback::Value("30"),
+        OPS,
+        "a rollback this many days recent protects its target from retention",
+    );
+    GC_GRACE_MINUTES = Variable::new(
+        "KILN_GC_GRACE_MINUTES",
+        Kind::Positive,
+        Fallback::Value("360"),
+        OPS,
+        "an unreferenced blob younger than this many minutes is left alone (a build may be uploading it)",
+    );
+    GC_TRASH_DAYS = Variable::new(
+        "KILN_GC_TRASH_DAYS",
+        Kind::Positive,
+        Fallback::Value("7"),
+        OPS,
+        "days a collected blob waits in `trash/` before it is deleted for good",
+    )
+    .details("It comes back if anything references it meanwhile.");
+    VERIFY_SAMPLE = Variable::new(
+        "KILN_VERIFY_SAMPLE",
+        Kind::Count,
+        Fallback::Value("1000"),
+        OPS,
+        "blobs read back and hashed per run (0: none)",
+    )
+    .details("Every referenced blob's existence and size are checked on every run.");
+    EVENTS_RETAIN_DAYS = Variable::new(
+        "KILN_EVENTS_RETAIN_DAYS",
+        Kind::Positive,
+        Fallback::Value("90"),
+        OPS,
+        "build events and webhook deliveries older than this many days are deleted",
+    )
+    .details("Logs live as long as their version.");
+    PNPM_STORE_MAX_MB = Variable::new(
+        "KILN_PNPM_STORE_MAX_MB",
+        Kind::Positive,
+        Fallback::Value("20480"),
+        BUILDER,
+        "`kiln-builder maintain` empties a builder host's pnpm store still larger than this after `pnpm store prune`, in MB",
+    );
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MaintenanceSettings {
     /// Versions kept per project, newest first (`KILN_RETAIN_VERSIONS`, default 200). Older ones
@@ -37,21 +113,21 @@ const DAY: u64 = 24 * 3600;
 
 impl MaintenanceSettings {
     pub(super) fn load(src: &Source) -> Result<Self, ConfigError> {
-        let days = |var, default| src.positive(var, default).map(|d| Duration::from_secs(d * DAY));
+        let days = |var: &Variable| src.positive(var).map(|d| Duration::from_secs(d * DAY));
         let s = Self {
-            keep_versions: src.positive("KILN_RETAIN_VERSIONS", 200)?,
-            archive_after: days("KILN_ARCHIVE_AFTER_DAYS", 90)?,
-            delete_after: days("KILN_DELETE_AFTER_DAYS", 365)?,
-            rollback_protect: days("KILN_ROLLBACK_PROTECT_DAYS", 30)?,
-            gc_grace: Duration::from_secs(60 * src.positive("KILN_GC_GRACE_MINUTES", 360)?),
-            trash_for: days("KILN_GC_TRASH_DAYS", 7)?,
-            verify_sample: src.parsed("KILN_VERIFY_SAMPLE", 1000, "a number of blobs")?,
-            events_retain: days("KILN_EVENTS_RETAIN_DAYS", 90)?,
-            pnpm_store_max_bytes: src.positive("KILN_PNPM_STORE_MAX_MB", 20480)? << 20,
+            keep_versions: src.positive(&RETAIN_VERSIONS)?,
+            archive_after: days(&ARCHIVE_AFTER_DAYS)?,
+            delete_after: days(&DELETE_AFTER_DAYS)?,
+            rollback_protect: days(&ROLLBACK_PROTECT_DAYS)?,
+            gc_grace: Duration::from_secs(60 * src.positive(&GC_GRACE_MINUTES)?),
+            trash_for: days(&GC_TRASH_DAYS)?,
+            verify_sample: src.parsed(&VERIFY_SAMPLE, "a number of blobs")?,
+            events_retain: days(&EVENTS_RETAIN_DAYS)?,
+            pnpm_store_max_bytes: src.positive(&PNPM_STORE_MAX_MB)? << 20,
         };
         if s.delete_after < s.archive_after {
             return Err(ConfigError::Invalid {
-                var: "KILN_DELETE_AFTER_DAYS",
+                var: DELETE_AFTER_DAYS.name,
                 reason: "must not be shorter than KILN_ARCHIVE_AFTER_DAYS".into(),
             });
         }
@@ -61,10 +137,6 @@ impl MaintenanceSettings {
 
 impl Default for MaintenanceSettings {
     fn default() -> Self {
-        Self::load(&Source {
-            env: Default::default(),
-            file: Default::default(),
-        })
-        .expect("the defaults are valid")
+        Self::load(&Source::new(Default::default(), Default::default())).expect("the defaults are valid")
     }
 }

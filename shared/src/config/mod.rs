@@ -5,39 +5,55 @@
 //! In the TOML file a variable is written without its prefix, in lower case:
 //! `KILN_BUILD_TIMEOUT_SECS` is `build_timeout_secs = 300`.
 //!
-//! - `source`: the raw values in their layers, and [`ConfigError`], which names the variable;
+//! - `definition`: what a [`Variable`] is (name, kind, default, readers, secret, meaning);
+//! - one file a section, each defining its variables (and its settings): `general` (the
+//!   file, the data folder, logs), `connections` (database, redis), `storage` (artifacts,
+//!   S3), `api`, `preview`, `builder`, `fleet`, `webhooks`, `limits`, `sandbox`, `audit`,
+//!   `maintenance`; `variables`: every section, in order;
+//! - `source`: the raw values in their layers, read through their definitions, and
+//!   [`ConfigError`], which names the variable;
 //! - `load`: [`Settings::from_env`], every variable read into its setting;
-//! - one file a section: `connections` (database, redis), `storage` (artifacts, S3), `api`,
-//!   `preview`, `builder`, `fleet`, `webhooks`, `limits`, `sandbox`, `audit`, `maintenance`;
-//!   `secrets`: the values a build log must never show.
+//! - `unknown`: the `KILN_*` names (and file keys) no binary reads, and the closest known one;
+//! - `render`: `--help`, `deploy/kiln.env.example` and the reference's tables, from the
+//!   definitions;
+//! - `secrets`: the values a build log must never show.
 
 mod api;
 mod audit;
 mod builder;
 mod connections;
+mod definition;
 mod fleet;
+mod general;
 mod limits;
 mod load;
 mod maintenance;
 mod preview;
+mod render;
 mod sandbox;
 mod secrets;
 mod source;
 mod storage;
+mod unknown;
+mod variables;
 mod webhooks;
 
 pub use api::ApiSettings;
 pub use audit::{AuditMode, AuditSettings};
 pub use builder::BuilderSettings;
 pub use connections::{DatabaseSettings, RedisSettings};
+pub use definition::{Binary, Fallback, Kind, Section, Variable};
 pub use fleet::FleetSettings;
 pub use limits::{LimitSettings, Rate, QUOTA_WINDOW};
 pub use maintenance::MaintenanceSettings;
 pub use preview::PreviewSettings;
+pub use render::{env_example, help, reference, REGENERATE};
 pub use sandbox::{AllowedHost, BuildUids, Egress, SandboxMode, SandboxSettings};
-pub use source::{ConfigError, SECRET_VARIABLES};
+pub use source::ConfigError;
 use std::path::PathBuf;
 pub use storage::{ArtifactsLocation, S3Settings, StorageSettings};
+pub use unknown::{unknown_keys, unknown_variables, Unknown};
+pub use variables::{find, secret_variables, variables, SECTIONS};
 pub use webhooks::WebhookSettings;
 
 /// Every setting of every Kiln binary, in one section per part of the farm. Each binary

@@ -1,5 +1,43 @@
 //! Where previews are served and how their URLs are written.
 
+use super::definition::{section, Fallback, Kind, Variable, API, API_OPS};
+
+section! {
+    title: "Previews",
+    intro: "The preview listener (a separate origin: preview content is untrusted) and how preview URLs are written behind a proxy.",
+    PREVIEW_ADDR = Variable::new(
+        "KILN_PREVIEW_ADDR",
+        Kind::Address,
+        Fallback::Value("127.0.0.1:8081"),
+        API,
+        "the preview listener",
+    );
+    PREVIEW_DOMAIN = Variable::new(
+        "KILN_PREVIEW_DOMAIN",
+        Kind::Text,
+        Fallback::Value("localhost"),
+        API_OPS,
+        "the preview host suffix (`<label>.<domain>`)",
+    )
+    .example("preview.example.com");
+    PREVIEW_SCHEME = Variable::new(
+        "KILN_PREVIEW_SCHEME",
+        Kind::OneOf(&["http", "https"]),
+        Fallback::Value("http"),
+        API_OPS,
+        "the scheme written in preview URLs",
+    )
+    .example("https");
+    PREVIEW_PUBLIC_PORT = Variable::new(
+        "KILN_PREVIEW_PUBLIC_PORT",
+        Kind::Format("a port number"),
+        Fallback::Otherwise("the preview listener's port"),
+        API_OPS,
+        "the port written in preview URLs",
+    )
+    .example("443");
+}
+
 /// The preview listener and the shape of preview URLs
 /// (`{scheme}://{label}.{domain}[:{port}]/`).
 #[derive(Debug, Clone)]

@@ -3,6 +3,144 @@
 
 use super::source::{ConfigError, Source};
 
+use super::definition::{section, Fallback, Kind, Variable, BUILDER};
+
+section! {
+    title: "Sandbox",
+    intro: "How untrusted build processes are confined and limited (docs/design/sandbox.md).",
+    SANDBOX = Variable::new(
+        "KILN_SANDBOX",
+        Kind::OneOf(&["auto", "bwrap", "off"]),
+        Fallback::Value("auto"),
+        BUILDER,
+        "whether builds run in namespaces of their own (bubblewrap)",
+    )
+    .details(
+        "`auto`: where the kernel allows, else the builder warns at start-up and confines them \
+         by user and limits alone; `bwrap`: namespaces or the builder refuses to start; `off`: \
+         no namespaces.",
+    )
+    .example("bwrap");
+    BUILD_UIDS = Variable::new(
+        "KILN_BUILD_UIDS",
+        Kind::Format("`first-last` (1000 or more)"),
+        Fallback::Value("200000-200255"),
+        BUILDER,
+        "the uids builds run as when the builder runs as root, one per running build",
+    )
+    .details(
+        "Each build holds one no other build on the host holds (every daemon of the host shares \
+         the range; the group is the same number; no supplementary groups). A builder that is \
+         not root runs builds as itself and says so.",
+    );
+    BUILD_USER = Variable::new(
+        "KILN_BUILD_USER",
+        Kind::Refused,
+        Fallback::Otherwise("(refused)"),
+        BUILDER,
+        "refused (the binary stops naming it): replaced by `KILN_BUILD_UIDS`",
+    )
+    .details("One user for every build is replaced by a range, so each build runs as a uid of its own.");
+    STORE_USER = Variable::new(
+        "KILN_STORE_USER",
+        Kind::Format("`uid:gid` (not 0)"),
+        Fallback::Value("199999:199999"),
+        BUILDER,
+        "the user that alone owns the pnpm store and runs the trusted half of each install",
+    )
+    .details(
+        "The trusted half is `pnpm install --ignore-scripts --ignore-pnpmfile` (no project or \
+         dependency code). It must not be in `KILN_BUILD_UIDS`.",
+    );
+    ALLOW_BUILD_SCRIPTS = Variable::new(
+        "KILN_ALLOW_BUILD_SCRIPTS",
+        Kind::Format("package names, comma-separated, or `none`"),
+        Fallback::Value("sharp,@swc/core,better-sqlite3"),
+        BUILDER,
+        "dependencies whose build scripts run, as the build's own uid",
+    )
+    .details(
+        "They run after the trusted half of the install, so they change only the build's own \
+         tree; a project's own `onlyBuiltDependencies` is honoured the same way. `esbuild` and \
+         `@tailwindcss/oxide` work without theirs.",
+    );
+    BUILD_CPU_SECS = Variable::new(
+        "KILN_BUILD_CPU_SECS",
+        Kind::Positive,
+        Fallback::Value("300"),
+        BUILDER,
+        "CPU seconds of a whole build, all its processes together",
+    )
+    .details(
+        "A breach of this or the other per-build limits kills the build's whole process tree and \
+         fails it with the limit named (`memory limit 1024 MB exceeded`).",
+    );
+    BUILD_MEMORY_MB = Variable::new(
+        "KILN_BUILD_MEMORY_MB",
+        Kind::Positive,
+        Fallback::Value("1024"),
+        BUILDER,
+        "memory of a whole build, in MB",
+    );
+    BUILD_MAX_PROCS = Variable::new(
+        "KILN_BUILD_MAX_PROCS",
+        Kind::Positive,
+        Fallback::Value("512"),
+        BUILDER,
+        "processes and threads a build may have at once",
+    );
+    BUILD_MAX_OPEN_FILES = Variable::new(
+        "KILN_BUILD_MAX_OPEN_FILES",
+        Kind::Positive,
+        Fallback::Value("4096"),
+        BUILDER,
+        "open files per build process",
+    );
+    BUILD_DISK_MB = Variable::new(
+        "KILN_BUILD_DISK_MB",
+        Kind::Positive,
+        Fallback::Value("4096"),
+        BUILDER,
+        "disk a build's workspace may use, in MB (files shared with the pnpm store not counted)",
+    );
+    BUILD_CGROUPS = Variable::new(
+        "KILN_BUILD_CGROUPS",
+        Kind::Switch,
+        Fallback::Value("on"),
+        BUILDER,
+        "a cgroup per build (v2, or v1 memory/pids/cpuacct) where the builder may make them",
+    )
+    .details(
+        "`off` (or none available): memory is watched per process tree, processes are limited \
+         per user.",
+    );
+    EGRESS_ALLOW = Variable::new(
+        "KILN_EGRESS_ALLOW",
+        Kind::Format("`host[:port]` or registry URLs, comma-separated; or `host-network`"),
+        Fallback::Value("registry.npmjs.org:443"),
+        BUILDER,
+        "where `pnpm install` and install scripts may connect, through the builder's egress proxy",
+    )
+    .details(
+        "`*.example.com` for subdomains; everything else, DNS included, is unreachable and \
+         refused with a line in the build log. `host-network`: installs share the host's \
+         network.",
+    );
+    WARM_SANDBOXES = Variable::new(
+        "KILN_WARM_SANDBOXES",
+        Kind::Switch,
+        Fallback::Value("on"),
+        BUILDER,
+        "whether each worker slot keeps an install sandbox started ahead of its build",
+    )
+    .details(
+        "An install then starts within a millisecond instead of after the sandbox's own \
+         start-up (about 60 ms). Needs the pnpm store inside the work folder (the default); \
+         costs one idle `node` (about 40 MB) per slot. `GET /v1/builders` shows \
+         `warmSandboxes`, `/metrics` `kiln_install_starts_total{sandbox=\"warm\"|\"cold\"}`.",
+    );
+}
+
 /// Whether builds run in their own namespaces (`KILN_SANDBOX`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SandboxMode {
@@ -116,22 +254,22 @@ fn parse_package_names(raw: &str) -> Result<Vec<String>, String> {
 impl SandboxSettings {
     pub(super) fn load(src: &Source) -> Result<Self, ConfigError> {
         let settings = Self {
-            mode: match src.get("KILN_SANDBOX").map(|v| v.trim().to_ascii_lowercase()) {
+            mode: match src.value(&SANDBOX).map(|v| v.trim().to_ascii_lowercase()) {
                 None => SandboxMode::Auto,
                 Some(v) if v == "auto" => SandboxMode::Auto,
                 Some(v) if v == "bwrap" || v == "required" => SandboxMode::Required,
                 Some(v) if v == "off" => SandboxMode::Off,
                 Some(v) => {
                     return Err(ConfigError::Invalid {
-                        var: "KILN_SANDBOX",
+                        var: SANDBOX.name,
                         reason: format!("expected auto, bwrap or off, got {v:?}"),
                     })
                 }
             },
-            build_uids: match (src.get("KILN_BUILD_UIDS"), src.get("KILN_BUILD_USER")) {
+            build_uids: match (src.value(&BUILD_UIDS), src.get(&BUILD_USER)) {
                 (_, Some(_)) => {
                     return Err(ConfigError::Invalid {
-                        var: "KILN_BUILD_USER",
+                        var: BUILD_USER.name,
                         reason: "replaced by KILN_BUILD_UIDS (a range, first-last: each build runs as a uid of its own)".into(),
                     })
                 }
@@ -140,35 +278,35 @@ impl SandboxSettings {
                     count: 256,
                 },
                 (Some(raw), None) => BuildUids::parse(&raw).ok_or_else(|| ConfigError::Invalid {
-                    var: "KILN_BUILD_UIDS",
+                    var: BUILD_UIDS.name,
                     reason: format!("expected first-last (numbers, 1000 or more, first <= last), got {raw:?}"),
                 })?,
             },
-            store_user: match src.get("KILN_STORE_USER") {
+            store_user: match src.value(&STORE_USER) {
                 None => (199_999, 199_999),
                 Some(raw) => parse_user(&raw).ok_or_else(|| ConfigError::Invalid {
-                    var: "KILN_STORE_USER",
+                    var: STORE_USER.name,
                     reason: format!("expected uid:gid (numbers, not 0), got {raw:?}"),
                 })?,
             },
-            allow_build_scripts: match src.get("KILN_ALLOW_BUILD_SCRIPTS") {
+            allow_build_scripts: match src.value(&ALLOW_BUILD_SCRIPTS) {
                 None => DEFAULT_BUILD_SCRIPTS.iter().map(|s| (*s).to_owned()).collect(),
                 Some(raw) => parse_package_names(&raw).map_err(|reason| ConfigError::Invalid {
-                    var: "KILN_ALLOW_BUILD_SCRIPTS",
+                    var: ALLOW_BUILD_SCRIPTS.name,
                     reason,
                 })?,
             },
-            cpu_secs: src.positive("KILN_BUILD_CPU_SECS", 300)?,
-            memory_mb: src.positive("KILN_BUILD_MEMORY_MB", 1024)?,
-            max_procs: src.positive("KILN_BUILD_MAX_PROCS", 512)?,
-            open_files: src.positive("KILN_BUILD_MAX_OPEN_FILES", 4096)?,
-            disk_mb: src.positive("KILN_BUILD_DISK_MB", 4096)?,
-            cgroups: src.switch("KILN_BUILD_CGROUPS", true)?,
-            warm: src.switch("KILN_WARM_SANDBOXES", true)?,
-            egress: match src.get("KILN_EGRESS_ALLOW") {
+            cpu_secs: src.positive(&BUILD_CPU_SECS)?,
+            memory_mb: src.positive(&BUILD_MEMORY_MB)?,
+            max_procs: src.positive(&BUILD_MAX_PROCS)?,
+            open_files: src.positive(&BUILD_MAX_OPEN_FILES)?,
+            disk_mb: src.positive(&BUILD_DISK_MB)?,
+            cgroups: src.switch(&BUILD_CGROUPS)?,
+            warm: src.switch(&WARM_SANDBOXES)?,
+            egress: match src.value(&EGRESS_ALLOW) {
                 None => Egress::default(),
                 Some(raw) => Egress::parse(&raw).map_err(|reason| ConfigError::Invalid {
-                    var: "KILN_EGRESS_ALLOW",
+                    var: EGRESS_ALLOW.name,
                     reason,
                 })?,
             },
@@ -176,7 +314,7 @@ impl SandboxSettings {
         let (store_uid, store_gid) = settings.store_user;
         if settings.build_uids.contains(store_uid) || settings.build_uids.contains(store_gid) {
             return Err(ConfigError::Invalid {
-                var: "KILN_STORE_USER",
+                var: STORE_USER.name,
                 reason: "the store's user and group must not be among KILN_BUILD_UIDS (a build would own the store)".into(),
             });
         }

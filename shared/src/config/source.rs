@@ -1,8 +1,12 @@
 //! Where raw values come from: the environment first, then the optional TOML file
-//! (`KILN_CONFIG`); and the error that names the variable whose value is missing or invalid.
+//! (`KILN_CONFIG`), then the variable's default; and the error that names the variable whose
+//! value is missing or invalid.
 
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
+
+use super::definition::{Kind, Variable};
 
 /// A setting that is missing or invalid, named by its variable (a binary prints it and exits).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -26,32 +30,41 @@ pub enum ConfigError {
     SecretTwice { var: &'static str },
 }
 
-/// The variables holding secrets. Each may instead be given as `<NAME>_FILE`, the path of a
-/// file holding the value (Docker secrets, systemd's `LoadCredential=`), so the value itself is
-/// in no environment and no unit file.
-pub const SECRET_VARIABLES: [&str; 5] = [
-    "KILN_DATABASE_URL",
-    "KILN_REDIS_URL",
-    "KILN_HMAC_SECRET",
-    "KILN_API_TOKENS",
-    "AWS_SECRET_ACCESS_KEY",
-];
-
-/// Reads raw values by variable name: the environment first, then the file.
+/// Reads raw values through their definitions: the environment first, then the file, then
+/// the definition's default. It remembers which variables were read (a test checks every
+/// defined variable is).
 pub(super) struct Source {
-    pub(super) env: HashMap<String, String>,
-    pub(super) file: HashMap<String, String>,
+    env: HashMap<String, String>,
+    file: HashMap<String, String>,
+    read: RefCell<BTreeSet<&'static str>>,
 }
 
 impl Source {
-    /// Reads each secret given as `<NAME>_FILE` into `<NAME>` (one trailing newline dropped, as
-    /// `echo` and editors leave one).
-    pub(super) fn read_secret_files(&mut self) -> Result<(), ConfigError> {
-        for var in SECRET_VARIABLES {
-            let Some(path) = self.get(&format!("{var}_FILE")) else {
+    pub(super) fn new(env: HashMap<String, String>, file: HashMap<String, String>) -> Self {
+        Self {
+            env,
+            file,
+            read: RefCell::default(),
+        }
+    }
+
+    /// The variables read so far.
+    #[cfg(test)]
+    pub(super) fn read(&self) -> BTreeSet<&'static str> {
+        self.read.borrow().clone()
+    }
+
+    /// Reads each of `secrets` given as `<NAME>_FILE` into `<NAME>` (one trailing newline
+    /// dropped, as `echo` and editors leave one).
+    pub(super) fn read_secret_files(
+        &mut self,
+        secrets: impl Iterator<Item = &'static str>,
+    ) -> Result<(), ConfigError> {
+        for var in secrets {
+            let Some(path) = self.raw(&format!("{var}_FILE")) else {
                 continue;
             };
-            if self.get(var).is_some() {
+            if self.raw(var).is_some() {
                 return Err(ConfigError::SecretTwice { var });
             }
             let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::SecretFile {
@@ -66,54 +79,74 @@ impl Source {
         Ok(())
     }
 
-    pub(super) fn get(&self, var: &str) -> Option<String> {
-        if let Some(v) = self.env.get(var) {
+    /// A value by name, set in the environment or the file (empty counts as unset).
+    fn raw(&self, name: &str) -> Option<String> {
+        if let Some(v) = self.env.get(name) {
             return Some(v.clone()).filter(|v| !v.is_empty());
         }
-        let key = var.trim_start_matches("KILN_").to_ascii_lowercase();
+        let key = name.trim_start_matches("KILN_").to_ascii_lowercase();
         self.file.get(&key).cloned().filter(|v| !v.is_empty())
     }
 
-    pub(super) fn required(
-        &self,
-        (var, meaning): (&'static str, &'static str),
-    ) -> Result<String, ConfigError> {
-        self.get(var).ok_or(ConfigError::Missing { var, meaning })
+    /// The value set for `var`, if any (its default not applied).
+    pub(super) fn get(&self, var: &Variable) -> Option<String> {
+        self.read.borrow_mut().insert(var.name);
+        self.raw(var.name)
+    }
+
+    /// The value set for `var`, else its default.
+    pub(super) fn value(&self, var: &Variable) -> Option<String> {
+        self.get(var).or_else(|| var.default_value().map(str::to_owned))
+    }
+
+    pub(super) fn required(&self, var: &Variable) -> Result<String, ConfigError> {
+        self.value(var).ok_or(ConfigError::Missing {
+            var: var.name,
+            meaning: var.help,
+        })
     }
 
     pub(super) fn parsed<T: std::str::FromStr>(
         &self,
-        var: &'static str,
-        default: T,
+        var: &Variable,
         expected: &str,
     ) -> Result<T, ConfigError> {
-        match self.get(var) {
-            None => Ok(default),
-            Some(raw) => raw.trim().parse().map_err(|_| ConfigError::Invalid {
-                var,
-                reason: format!("expected {expected}, got {raw:?}"),
-            }),
-        }
+        debug_assert_eq!(var.kind, Kind::Count, "{}", var.name);
+        let raw = self.required(var)?;
+        raw.trim().parse().map_err(|_| ConfigError::Invalid {
+            var: var.name,
+            reason: format!("expected {expected}, got {raw:?}"),
+        })
     }
 
     /// `on`/`off` (also `true`/`false`, `1`/`0`).
-    pub(super) fn switch(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
-        match self.get(var).map(|v| v.trim().to_ascii_lowercase()) {
-            None => Ok(default),
-            Some(v) if ["on", "true", "1"].contains(&v.as_str()) => Ok(true),
-            Some(v) if ["off", "false", "0"].contains(&v.as_str()) => Ok(false),
-            Some(v) => Err(ConfigError::Invalid {
-                var,
+    pub(super) fn switch(&self, var: &Variable) -> Result<bool, ConfigError> {
+        debug_assert_eq!(var.kind, Kind::Switch, "{}", var.name);
+        let v = self.required(var)?.trim().to_ascii_lowercase();
+        match v.as_str() {
+            "on" | "true" | "1" => Ok(true),
+            "off" | "false" | "0" => Ok(false),
+            _ => Err(ConfigError::Invalid {
+                var: var.name,
                 reason: format!("expected on or off, got {v:?}"),
             }),
         }
     }
 
-    pub(super) fn positive(&self, var: &'static str, default: u64) -> Result<u64, ConfigError> {
-        let v = self.parsed(var, default, "a positive integer")?;
+    pub(super) fn positive(&self, var: &Variable) -> Result<u64, ConfigError> {
+        debug_assert!(
+            matches!(var.kind, Kind::Positive | Kind::PositiveOrOff),
+            "{}",
+            var.name
+        );
+        let raw = self.required(var)?;
+        let v: u64 = raw.trim().parse().map_err(|_| ConfigError::Invalid {
+            var: var.name,
+            reason: format!("expected a positive integer, got {raw:?}"),
+        })?;
         if v == 0 {
             return Err(ConfigError::Invalid {
-                var,
+                var: var.name,
                 reason: "must be greater than 0".into(),
             });
         }

@@ -4,6 +4,53 @@ use std::path::PathBuf;
 
 use secrecy::SecretString;
 
+use super::definition::{section, Fallback, Kind, Variable, ALL};
+
+section! {
+    title: "Storage",
+    intro: "Where artifacts live, and how to reach S3 (Cloudflare R2, Garage, AWS).",
+    ARTIFACTS = Variable::new(
+        "KILN_ARTIFACTS",
+        Kind::Format("`file:///abs/path` or `s3://bucket[/prefix]`"),
+        Fallback::Required,
+        ALL,
+        "where artifacts live (file:///abs/path or s3://bucket)",
+    )
+    .example("s3://kiln-artifacts");
+    S3_ENDPOINT = Variable::new(
+        "KILN_S3_ENDPOINT",
+        Kind::Url,
+        Fallback::Otherwise("AWS's endpoint for the region"),
+        ALL,
+        "the S3 endpoint (R2: `https://<account>.r2.cloudflarestorage.com`)",
+    )
+    .example("https://ACCOUNT_ID.r2.cloudflarestorage.com");
+    S3_REGION = Variable::new(
+        "KILN_S3_REGION",
+        Kind::Text,
+        Fallback::Value("auto"),
+        ALL,
+        "the S3 region",
+    );
+    AWS_ACCESS_KEY_ID = Variable::new(
+        "AWS_ACCESS_KEY_ID",
+        Kind::Text,
+        Fallback::Otherwise("AWS's default credential chain"),
+        ALL,
+        "the S3 access key's id",
+    )
+    .example("CHANGE-ME");
+    AWS_SECRET_ACCESS_KEY = Variable::new(
+        "AWS_SECRET_ACCESS_KEY",
+        Kind::Text,
+        Fallback::Otherwise("AWS's default credential chain"),
+        ALL,
+        "the S3 access key's secret",
+    )
+    .secret()
+    .example("CHANGE-ME");
+}
+
 /// The artifact store.
 #[derive(Debug, Clone)]
 pub struct StorageSettings {
