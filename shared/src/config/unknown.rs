@@ -11,6 +11,7 @@ const TOOLING: &[&str] = &[
     // The `kiln` CLI.
     "KILN_URL",
     "KILN_TOKEN",
+    "KILN_PROFILE",
     // ops/test.sh, testkit and the suites it runs; `KILN_BLESS=1` rewrites generated files.
     "KILN_BLESS",
     "KILN_TEST_",
