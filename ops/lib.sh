@@ -254,6 +254,32 @@ ensure_promtool() {
     echo "$cache/usr/bin/promtool"
 }
 
+# cargo-deb, which packs kiln-api, kiln-builder and kiln-ops into .deb files (ops/package.sh,
+# ops/deploy-check.sh). Installed from crates.io with `cargo install --locked` at the pinned
+# version below when `cargo deb` is missing or another version (one time, a few minutes on 2
+# cores; log in $KILN_TOOLS/cargo-deb-install.log).
+KILN_CARGO_DEB_VERSION="3.8.0"
+ensure_cargo_deb() {
+    local log="$KILN_TOOLS/cargo-deb-install.log"
+    if [[ $(cargo deb --version 2>/dev/null) == *" $KILN_CARGO_DEB_VERSION"* ]]; then
+        return 0
+    fi
+    mkdir -p "$KILN_TOOLS"
+    (
+        flock 9
+        if [[ $(cargo deb --version 2>/dev/null) == *" $KILN_CARGO_DEB_VERSION"* ]]; then
+            exit 0
+        fi
+        kiln_log "installing cargo-deb $KILN_CARGO_DEB_VERSION from crates.io (one time; log: $log)"
+        if ! cargo install --locked "cargo-deb@$KILN_CARGO_DEB_VERSION" >"$log" 2>&1; then
+            kiln_tail_log "$log" 30
+            kiln_die "cargo install cargo-deb@$KILN_CARGO_DEB_VERSION failed"
+        fi
+    ) 9>"$KILN_TOOLS/cargo-deb.lock"
+    [[ $(cargo deb --version 2>/dev/null) == *" $KILN_CARGO_DEB_VERSION"* ]] ||
+        kiln_die "cargo deb --version does not say $KILN_CARGO_DEB_VERSION after the install"
+}
+
 # PostgreSQL server binaries and psql. The machine image normally has them;
 # this only installs Debian's postgresql if they are missing. (On a machine
 # with an init system the package starts a cluster on 5432; unused by Kiln.)
