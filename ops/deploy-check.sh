@@ -121,18 +121,18 @@ if ! out="$("$HADOLINT" --no-color "$dockerfile" 2>&1)"; then
     printf '%s\n' "$out" >&2
     docker_ok=0
 fi
-for pkg in $(grep -o -- '-p [a-z-]*' "$dockerfile" | awk '{ print $2 }'); do
+while read -r pkg; do
     if ! grep -q "^name = \"$pkg\"" "$ROOT"/*/Cargo.toml "$ROOT"/ops/*/Cargo.toml; then
         kiln_log "Dockerfile: no package $pkg in the workspace"
         docker_ok=0
     fi
-done
-for target in $(sed -n 's/^ *target: *\([a-z-]*\)$/\1/p' "$ROOT/deploy/compose.yaml"); do
+done < <(grep -o -- '-p [a-z][a-z-]*' "$dockerfile" | awk '{ print $2 }')
+while read -r target; do
     if ! grep -q "^FROM .* AS $target\$" "$dockerfile"; then
         kiln_log "compose.yaml builds target $target, which the Dockerfile does not have"
         docker_ok=0
     fi
-done
+done < <(sed -n 's/^ *target: *\([a-z-]*\)$/\1/p' "$ROOT/deploy/compose.yaml")
 if ((docker_ok)); then
     kiln_log "Dockerfile: passes hadolint $("$HADOLINT" --version | awk '{ print $NF }'), builds packages of the workspace, has the targets compose.yaml builds"
 else
