@@ -89,7 +89,8 @@ pub fn env_example() -> String {
     let mut out = String::new();
     out.push_str(&comment(
         "/etc/kiln/kiln.env: the environment of kiln-api, kiln-builder and kiln-ops (chmod 600, \
-         owned by kiln). Every variable is here: set where a production host needs a value, \
+         owned by root: systemd reads it before it runs a unit as kiln; the kiln-ops package \
+         installs it so). Every variable is here: set where a production host needs a value, \
          else commented out with its default. Secrets are commented out: set them, or better \
          give <NAME>_FILE, the path of a file holding the value (systemd's LoadCredential=, \
          Docker secrets), e.g. KILN_HMAC_SECRET_FILE=/run/credentials/kiln-api.service/hmac. \

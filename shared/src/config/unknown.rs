@@ -28,6 +28,11 @@ const TOOLING: &[&str] = &[
     "KILN_TOOLS",
     "KILN_NO_BUILD",
     "KILN_PNPM_SPEC",
+    // ops/package.sh, ops/deploy-check.sh and deploy/docker/Dockerfile (a build argument).
+    "KILN_CARGO_DEB_VERSION",
+    "KILN_DEB_PROFILE",
+    "KILN_HADOLINT_VERSION",
+    "KILN_UID",
 ];
 
 /// A name no binary reads.
