@@ -1,19 +1,58 @@
 //! `GET /v1/builders` (the live fleet) and `GET /v1/builders/history` (uptime intervals).
 
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
+use super::openapi::schemas::UptimeSchema;
 use super::parse::{limit, query};
+use super::serve;
 use crate::caller::Caller;
 use crate::error::ApiError;
+use crate::problem::Problem;
 use crate::state::AppState;
+use crate::views::sorted;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/builders", web::get().to(live))
-        .route("/builders/history", web::get().to(history));
+    serve::<__path_live, _, _>(cfg, "/v1", live);
+    serve::<__path_history, _, _>(cfg, "/v1", history);
 }
 
-/// Every builder that heartbeated within the lease, with what it runs.
+/// `GET /v1/builders`' answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Fleet {
+    /// Each live builder: `id`, `lastSeenMsAgo`, and its own report (`capacity`, `running`
+    /// builds with their newest event, versions...).
+    #[schema(value_type = Vec<Object>)]
+    builders: Vec<serde_json::Value>,
+    /// Builds running on the live builders.
+    running: usize,
+    /// The live builders' capacity, summed.
+    slots: u64,
+}
+
+/// `GET /v1/builders/history`' answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct History {
+    #[schema(value_type = Vec<UptimeSchema>)]
+    intervals: Vec<kiln_shared::db::fleet::Uptime>,
+}
+
+/// The live fleet
+///
+/// Every builder that heartbeated within the lease, with its capacity, running builds and their
+/// newest event, and versions.
+#[utoipa::path(
+    get,
+    operation_id = "listBuilders",
+    path = "/v1/builders",
+    tag = "fleet",
+    responses(
+        (status = 200, description = "The live fleet", body = Fleet),
+        (status = 404, description = "A user token (operators and the back end only)", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn live(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     caller.require_privileged()?;
     let builders = state.fleet.live().await.map_err(|e| ApiError::Unavailable {
@@ -40,21 +79,40 @@ async fn live(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse
             view
         })
         .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "builders": views,
-        "slots": slots,
-        "running": running,
-    })))
+    Ok(sorted(
+        StatusCode::OK,
+        &Fleet {
+            builders: views,
+            running,
+            slots,
+        },
+    ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct HistoryQuery {
+    /// Only this builder's intervals (1-200 characters).
     builder_id: Option<String>,
+    /// 1-100, default 20.
     limit: Option<i64>,
 }
 
+/// Builders' uptime
+///
 /// Uptime intervals, newest first (an interval closes after a 30-minute gap in heartbeats).
+#[utoipa::path(
+    get,
+    operation_id = "builderHistory",
+    path = "/v1/builders/history",
+    tag = "fleet",
+    params(HistoryQuery),
+    responses(
+        (status = 200, description = "Uptime intervals", body = History),
+        (status = 404, description = "A user token (operators and the back end only)", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn history(
     caller: Caller,
     req: HttpRequest,
@@ -70,5 +128,5 @@ async fn history(
     }
     let intervals =
         kiln_shared::db::fleet::history(&state.db, q.builder_id.as_deref(), limit(q.limit)?).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "intervals": intervals })))
+    Ok(sorted(StatusCode::OK, &History { intervals }))
 }

@@ -1,0 +1,303 @@
+//! The OpenAPI schemas of the types the API answers with or reads that are defined outside the
+//! routes (in `kiln-shared`, `crate::builds`, `crate::diff`): the string enums are built from
+//! the enums' own `ALL` tables, and each struct's schema mirrors its type's serde shape, which
+//! the tests below check against a real value (a field added to the type and not here fails).
+
+use std::borrow::Cow;
+
+use kiln_shared::domain::{BuildStatus, EventType, Step};
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
+use utoipa::{PartialSchema, ToSchema};
+
+/// A string schema whose values are an enum's `ALL`, named `$name` in the components.
+macro_rules! string_enum_schema {
+    ($(#[$doc:meta])* $name:ident = $ty:ty, $description:literal) => {
+        $(#[$doc])*
+        pub struct $name;
+
+        impl PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some($description))
+                    .enum_values(Some(<$ty>::ALL.iter().map(|v| v.as_str())))
+                    .into()
+            }
+        }
+
+        impl ToSchema for $name {
+            fn name() -> Cow<'static, str> {
+                Cow::Borrowed(stringify!($ty))
+            }
+        }
+    };
+}
+
+string_enum_schema!(
+    /// [`BuildStatus`] as a schema.
+    BuildStatusSchema = BuildStatus,
+    "Where a build (= version) is in its life"
+);
+string_enum_schema!(
+    /// [`Step`] as a schema.
+    StepSchema = Step,
+    "A step of a build"
+);
+string_enum_schema!(
+    /// [`EventType`] as a schema.
+    EventTypeSchema = EventType,
+    "The type of a build event (also a webhook's event type)"
+);
+
+/// `kiln_shared::db::versions::Metrics`: a build's timings and sizes.
+#[derive(ToSchema)]
+#[schema(as = Metrics)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct MetricsSchema {
+    queue_ms: Option<i64>,
+    generate_ms: Option<i64>,
+    install_ms: Option<i64>,
+    build_ms: Option<i64>,
+    upload_ms: Option<i64>,
+    total_ms: Option<i64>,
+    output_bytes: Option<i64>,
+    file_count: Option<i32>,
+}
+
+/// `kiln_shared::db::events::BuildEvent`: one event of one build; `id` grows by one per event
+/// of that build, from 1.
+#[derive(ToSchema)]
+#[schema(as = BuildEvent)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct BuildEventSchema {
+    id: i32,
+    build_id: String,
+    #[serde(rename = "type")]
+    #[schema(inline)]
+    kind: EventTypeSchema,
+    progress: i16,
+    #[schema(value_type = Object)]
+    data: (),
+    timestamp: chrono::DateTime<chrono::Utc>,
+}
+
+/// `crate::builds::estimate::QueueEstimate`: while a build is queued, where it stands (its
+/// members are in a build's answer while it is queued only, so none is required).
+#[derive(ToSchema)]
+#[schema(as = QueueEstimate)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct QueueEstimateSchema {
+    /// Builds that start before this one.
+    #[schema(required = false)]
+    queue_position: i64,
+    /// Null when there is nothing to estimate from (see `note`).
+    #[schema(required = false)]
+    estimated_start_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[schema(required = false)]
+    estimated_wait_secs: Option<f64>,
+    #[schema(required = false)]
+    live_builders: u64,
+    #[schema(required = false)]
+    slots: u64,
+    #[schema(required = false)]
+    running: i64,
+    #[schema(required = false)]
+    median_build_secs: Option<f64>,
+    #[schema(required = false)]
+    note: Option<String>,
+}
+
+/// `crate::builds::request::Replaced`: a build replaced by a newer request of its project.
+#[derive(ToSchema)]
+#[schema(as = Replaced)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct ReplacedSchema {
+    build_id: String,
+    /// `superseded` (it was queued) or `cancelled` (it was running).
+    #[schema(inline)]
+    status: BuildStatusSchema,
+}
+
+/// `crate::builds::request::Queued`: a build just queued.
+#[derive(ToSchema)]
+#[schema(as = Queued)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct QueuedSchema {
+    build_id: String,
+    #[schema(inline)]
+    status: BuildStatusSchema,
+    user_id: String,
+    project_id: String,
+    /// `/v1/builds/{buildId}` (also the `Location` header).
+    status_url: String,
+    preview_url: String,
+    latest_url: String,
+    /// The build of the project this one replaced (`onConflict`), if it replaced one.
+    #[schema(required = false)]
+    replaced: Option<ReplacedSchema>,
+}
+
+/// `kiln_shared::domain::FileInput`: one file of a build request.
+#[derive(ToSchema)]
+#[schema(as = FileInput)]
+#[allow(dead_code)]
+pub struct FileInputSchema {
+    /// A relative path (no `..`, no absolute path).
+    path: String,
+    content: String,
+    /// How `content` is written: `utf8` (the default) or `base64`.
+    #[schema(required = false, value_type = String, pattern = "^(utf8|base64)$")]
+    encoding: Option<String>,
+    /// Only `"file"` is accepted.
+    #[serde(rename = "type")]
+    #[schema(required = false)]
+    kind: Option<String>,
+    /// A Unix mode (a number, or octal digits in a string): a regular file's only; its
+    /// permission bits are ignored (sources are written 0644).
+    #[schema(required = false, value_type = Option<Object>)]
+    mode: (),
+}
+
+/// `kiln_shared::domain::GeneratorOutput`: a code generator's output, as the seed sent it.
+#[derive(ToSchema)]
+#[schema(as = GeneratorOutput)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct GeneratorOutputSchema {
+    name: Option<String>,
+    slug: Option<String>,
+    description: Option<String>,
+    tech_stack: Option<Vec<String>>,
+    /// Free-form, with unique keys.
+    #[schema(value_type = Option<Object>)]
+    metadata: (),
+    #[schema(required = false)]
+    template_files: Vec<FileInputSchema>,
+    #[schema(required = false)]
+    files: Vec<FileInputSchema>,
+}
+
+/// `crate::builds::request::BuildRequestBody`: the body of `POST /v1/builds` and of the seed
+/// aliases. A field Kiln does not know is refused.
+#[derive(ToSchema)]
+#[schema(as = BuildRequest)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct BuildRequestSchema {
+    user_id: Option<String>,
+    project_id: Option<String>,
+    prompt: Option<String>,
+    framework: Option<String>,
+    /// The version a rebuild's delta applies to (default: the latest deployed).
+    base_version_id: Option<String>,
+    /// A first build's whole tree, or a rebuild's changed and added files.
+    files: Option<Vec<FileInputSchema>>,
+    /// A rebuild's deleted paths.
+    deleted: Option<Vec<String>>,
+    output: Option<GeneratorOutputSchema>,
+    /// `reject` (the default: 409), `supersede` or `cancel-running`.
+    #[schema(pattern = "^(reject|supersede|cancel-running)$")]
+    on_conflict: Option<String>,
+}
+
+/// `kiln_shared::db::tokens::UserToken`: a user token as listed (never the token itself).
+#[derive(ToSchema)]
+#[schema(as = UserToken)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct UserTokenSchema {
+    id: String,
+    user_id: String,
+    description: Option<String>,
+    created_at: chrono::DateTime<chrono::Utc>,
+    revoked_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// `kiln_shared::db::webhooks::Webhook`: a subscription (its secret is shown once, at
+/// creation).
+#[derive(ToSchema)]
+#[schema(as = Webhook)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct WebhookSchema {
+    id: String,
+    url: String,
+    /// Empty: every event type.
+    event_types: Vec<EventTypeSchema>,
+    user_id: Option<String>,
+    description: Option<String>,
+    created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// `kiln_shared::db::webhooks::Attempt`: one attempt of a delivery.
+#[derive(ToSchema)]
+#[schema(as = DeliveryAttempt)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct AttemptSchema {
+    n: i32,
+    at: chrono::DateTime<chrono::Utc>,
+    status_code: Option<i32>,
+    error: Option<String>,
+    duration_ms: i32,
+}
+
+/// `kiln_shared::db::webhooks::Delivery`: a delivery of one event to one subscription.
+#[derive(ToSchema)]
+#[schema(as = Delivery)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct DeliverySchema {
+    id: String,
+    webhook_id: String,
+    build_id: String,
+    event_id: i32,
+    #[serde(rename = "type")]
+    event_type: String,
+    #[schema(pattern = "^(pending|delivered|failed)$")]
+    status: String,
+    attempts: i32,
+    next_attempt_at: Option<chrono::DateTime<chrono::Utc>>,
+    last_status_code: Option<i32>,
+    last_error: Option<String>,
+    redelivery_of: Option<String>,
+    created_at: chrono::DateTime<chrono::Utc>,
+    delivered_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[schema(value_type = Object)]
+    payload: (),
+    attempt_log: Vec<AttemptSchema>,
+}
+
+/// `kiln_shared::db::fleet::Uptime`: one interval during which a builder heartbeated.
+#[derive(ToSchema)]
+#[schema(as = Uptime)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct UptimeSchema {
+    builder_id: String,
+    host: String,
+    version: String,
+    started_at: chrono::DateTime<chrono::Utc>,
+    last_seen_at: chrono::DateTime<chrono::Utc>,
+    seconds: i64,
+}
+
+/// `crate::diff::FileChange`: one changed path of a comparison.
+#[derive(ToSchema)]
+#[schema(as = FileChange)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct FileChangeSchema {
+    path: String,
+    #[schema(pattern = "^(added|removed|modified)$")]
+    change: String,
+    binary: bool,
+    additions: u64,
+    deletions: u64,
+}
