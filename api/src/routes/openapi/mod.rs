@@ -326,8 +326,14 @@ pub(super) fn http_method(m: &HttpMethod) -> Method {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
-    fn dump() {
-        std::fs::write("/tmp/partA-doc.json", super::document().to_pretty_json().unwrap()).unwrap();
+    fn a_documented_path_matches_its_requests_and_names_its_methods() {
+        let file = "/v1/projects/u/p/versions/01jc0000000000000000000000/files/a/b/c.txt";
+        assert_eq!(allowed(file), Some(vec![Method::GET]));
+        assert_eq!(allowed("/v1/builds"), Some(vec![Method::GET, Method::POST]));
+        assert_eq!(allowed("/v1/nothing"), None);
+        assert!(document_json().contains("\"openapi\":\"3.1.0\""));
     }
 }

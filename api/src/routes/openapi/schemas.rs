@@ -160,7 +160,7 @@ pub struct FileInputSchema {
     kind: Option<String>,
     /// A Unix mode (a number, or octal digits in a string): a regular file's only; its
     /// permission bits are ignored (sources are written 0644).
-    #[schema(required = false, value_type = Option<Object>)]
+    #[schema(required = false, value_type = Option<serde_json::Value>)]
     mode: (),
 }
 
@@ -300,4 +300,147 @@ pub struct FileChangeSchema {
     binary: bool,
     additions: u64,
     deletions: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use chrono::Utc;
+    use kiln_shared::db::events::BuildEvent;
+    use kiln_shared::db::fleet::Uptime;
+    use kiln_shared::db::tokens::UserToken;
+    use kiln_shared::db::versions::Metrics;
+    use kiln_shared::db::webhooks::{Attempt, Delivery, DeliveryStatus, Webhook};
+    use kiln_shared::domain::{ProjectId, UserId, VersionId};
+    use kiln_shared::preview::PreviewUrls;
+    use serde::Serialize;
+
+    use super::*;
+    use crate::builds::estimate::QueueEstimate;
+    use crate::builds::request::{Queued, Replaced};
+    use crate::diff::{ChangeKind, FileChange};
+
+    /// `value`'s members are the schema's properties, and every required one is there.
+    fn same_shape<S: PartialSchema>(value: impl Serialize) {
+        let schema = serde_json::to_value(S::schema()).unwrap();
+        let properties: BTreeSet<String> = schema["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        let required: BTreeSet<String> = schema["required"]
+            .as_array()
+            .map(|r| r.iter().map(|k| k.as_str().unwrap().to_owned()).collect())
+            .unwrap_or_default();
+        let value = serde_json::to_value(value).unwrap();
+        let members: BTreeSet<String> = value.as_object().unwrap().keys().cloned().collect();
+        let name = std::any::type_name::<S>();
+        assert!(
+            members.is_subset(&properties),
+            "{name}: {:?} are not in the schema",
+            members.difference(&properties)
+        );
+        assert!(
+            required.is_subset(&members),
+            "{name}: {:?} are required but absent",
+            required.difference(&members)
+        );
+    }
+
+    #[test]
+    fn the_mirrored_schemas_have_their_types_members() {
+        let now = Utc::now();
+        let id = VersionId::new();
+        let user = UserId::parse("u_1").unwrap();
+        same_shape::<MetricsSchema>(Metrics::default());
+        same_shape::<BuildEventSchema>(BuildEvent {
+            id: 1,
+            build_id: id,
+            kind: EventType::BuildQueued,
+            progress: 0,
+            data: serde_json::json!({}),
+            timestamp: now,
+        });
+        same_shape::<UserTokenSchema>(UserToken {
+            id: "t".into(),
+            user_id: "u_1".into(),
+            description: None,
+            created_at: now,
+            revoked_at: None,
+        });
+        same_shape::<WebhookSchema>(Webhook {
+            id: "wh_1".into(),
+            url: "https://example.com".into(),
+            event_types: vec![EventType::BuildQueued],
+            user_id: Some(user.clone()),
+            description: None,
+            created_at: now,
+        });
+        let attempt = Attempt {
+            n: 1,
+            at: now,
+            status_code: Some(200),
+            error: None,
+            duration_ms: 3,
+        };
+        same_shape::<AttemptSchema>(attempt.clone());
+        same_shape::<DeliverySchema>(Delivery {
+            id: "dl_1".into(),
+            webhook_id: "wh_1".into(),
+            build_id: id.to_string(),
+            event_id: 1,
+            event_type: "build_queued".into(),
+            status: DeliveryStatus::Pending,
+            attempts: 1,
+            next_attempt_at: None,
+            last_status_code: None,
+            last_error: None,
+            redelivery_of: None,
+            created_at: now,
+            delivered_at: None,
+            payload: serde_json::json!({}),
+            attempt_log: vec![attempt],
+        });
+        same_shape::<UptimeSchema>(Uptime {
+            builder_id: "b".into(),
+            host: "h".into(),
+            version: "v".into(),
+            started_at: now,
+            last_seen_at: now,
+            seconds: 1,
+        });
+        same_shape::<FileChangeSchema>(FileChange {
+            path: "a".into(),
+            change: ChangeKind::Added,
+            binary: false,
+            additions: 1,
+            deletions: 0,
+            patch: String::new(),
+        });
+        same_shape::<QueueEstimateSchema>(QueueEstimate {
+            queue_position: 1,
+            estimated_start_at: Some(now),
+            estimated_wait_secs: Some(1.0),
+            live_builders: 1,
+            slots: 1,
+            running: 0,
+            median_build_secs: None,
+            note: Some("n"),
+        });
+        let urls = PreviewUrls {
+            scheme: "http".into(),
+            domain: "localhost".into(),
+            port: None,
+        };
+        let mut queued = Queued::new(&urls, id, user, ProjectId::parse("p").unwrap());
+        same_shape::<QueuedSchema>(&queued);
+        queued.replaced = Some(Replaced {
+            build_id: VersionId::new(),
+            status: BuildStatus::Superseded,
+        });
+        same_shape::<QueuedSchema>(&queued);
+        same_shape::<ReplacedSchema>(queued.replaced.unwrap());
+    }
 }
