@@ -22,14 +22,26 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// `GET /v1/builders`' answer.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Fleet {
-    /// Each live builder: `id`, `lastSeenMsAgo`, and its own report (`capacity`, `running`
-    /// builds with their newest event, versions...).
-    #[schema(value_type = Vec<Object>)]
-    builders: Vec<serde_json::Value>,
+    builders: Vec<LiveBuilderView>,
     /// Builds running on the live builders.
     running: usize,
     /// The live builders' capacity, summed.
     slots: u64,
+}
+
+/// A live builder: its id, when it was last seen, and what its heartbeat reports.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = LiveBuilder)]
+pub struct LiveBuilderView {
+    id: String,
+    /// How long ago (by Redis's clock) it last heartbeated.
+    last_seen_ms_ago: i64,
+    /// The builder's own report: `host`, `version`, `capacity`, `running` (`[{buildId,
+    /// lastEvent}]`), `node`, `pnpm`, `startedAt`, `draining`, `storeBytes`, `metricsAddr`.
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    report: serde_json::Map<String, serde_json::Value>,
 }
 
 /// `GET /v1/builders/history`' answer.
@@ -67,16 +79,12 @@ async fn live(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse
         .iter()
         .filter_map(|b| b.report["running"].as_array().map(Vec::len))
         .sum();
-    let views: Vec<serde_json::Value> = builders
+    let views: Vec<LiveBuilderView> = builders
         .into_iter()
-        .map(|b| {
-            let mut view = serde_json::json!({ "id": b.id, "lastSeenMsAgo": b.seen_ms_ago });
-            if let (Some(view), Some(report)) = (view.as_object_mut(), b.report.as_object()) {
-                for (k, v) in report {
-                    view.insert(k.clone(), v.clone());
-                }
-            }
-            view
+        .map(|b| LiveBuilderView {
+            id: b.id,
+            last_seen_ms_ago: b.seen_ms_ago,
+            report: b.report.as_object().cloned().unwrap_or_default(),
         })
         .collect();
     Ok(sorted(
