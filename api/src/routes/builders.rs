@@ -5,13 +5,13 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::openapi::schemas::UptimeSchema;
 use super::parse::{limit, query};
 use super::serve;
 use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::problem::Problem;
 use crate::state::AppState;
+use crate::views::schemas::UptimeSchema;
 use crate::views::sorted;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 
 use utoipa::{IntoParams, ToSchema};
 
-use super::openapi::schemas::{BuildEventSchema, BuildRequestSchema, QueueEstimateSchema, QueuedSchema};
 use super::parse::{json_body, limit, query_str};
 use super::serve;
 use crate::auth::authenticate_admission;
@@ -23,6 +22,7 @@ use crate::error::ApiError;
 use crate::idempotency::{self, Once};
 use crate::problem::Problem;
 use crate::state::AppState;
+use crate::views::schemas::{BuildEventSchema, BuildRequestSchema, QueueEstimateSchema, QueuedSchema};
 use crate::views::{next_cursor, sorted, views, BuildPage, BuildView};
 
 /// The routes under `/v1` but admission's (see [`admission`]).

@@ -12,7 +12,6 @@ use tokio_util::sync::CancellationToken;
 use utoipa::{IntoParams, ToSchema};
 
 use super::builds::visible_build;
-use super::openapi::schemas::BuildEventSchema;
 use super::parse::{query, query_str};
 use super::serve;
 use crate::caller::Caller;
@@ -22,6 +21,7 @@ use crate::guard::ClientIp;
 use crate::limits::StreamPermit;
 use crate::problem::Problem;
 use crate::state::AppState;
+use crate::views::schemas::BuildEventSchema;
 use crate::views::sorted;
 
 /// How often an idle stream sends a comment line (and re-reads Postgres).

@@ -15,7 +15,9 @@ pub mod tokens;
 pub mod versions;
 pub mod webhooks;
 
+use actix_web::http::Method;
 use actix_web::{web, FromRequest, Handler, Responder};
+use utoipa::openapi::path::HttpMethod;
 
 /// Registers `handler` at the path and methods of its `#[utoipa::path]` (`P`, the `__path_*`
 /// type the macro generates), taken relative to `scope` (`"/v1"` inside the `/v1` scope).
@@ -32,10 +34,7 @@ where
         .unwrap_or_else(|| panic!("{documented} is not under {scope}"));
     let pattern = actix_pattern(local);
     for method in P::methods() {
-        cfg.route(
-            &pattern,
-            web::method(openapi::http_method(&method)).to(handler.clone()),
-        );
+        cfg.route(&pattern, web::method(http_method(&method)).to(handler.clone()));
     }
 }
 
@@ -43,4 +42,18 @@ where
 /// (slashes included).
 pub(crate) fn actix_pattern(documented: &str) -> String {
     documented.replace("{path}", "{path:.*}")
+}
+
+/// An OpenAPI method as actix's.
+fn http_method(m: &HttpMethod) -> Method {
+    match m {
+        HttpMethod::Get => Method::GET,
+        HttpMethod::Post => Method::POST,
+        HttpMethod::Put => Method::PUT,
+        HttpMethod::Delete => Method::DELETE,
+        HttpMethod::Options => Method::OPTIONS,
+        HttpMethod::Head => Method::HEAD,
+        HttpMethod::Patch => Method::PATCH,
+        HttpMethod::Trace => Method::TRACE,
+    }
 }

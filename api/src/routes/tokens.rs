@@ -9,13 +9,13 @@ use kiln_shared::domain::UserId;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::openapi::schemas::UserTokenSchema;
 use super::parse::{json_body, query};
 use super::serve;
 use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::problem::Problem;
 use crate::state::AppState;
+use crate::views::schemas::UserTokenSchema;
 use crate::views::sorted;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

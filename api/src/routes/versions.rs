@@ -10,7 +10,6 @@ use kiln_shared::store::Manifest;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::openapi::schemas::FileChangeSchema;
 use super::parse::{json_body, query};
 use super::projects::project;
 use super::serve;
@@ -22,6 +21,7 @@ use crate::export;
 use crate::preview::Representation;
 use crate::problem::Problem;
 use crate::state::AppState;
+use crate::views::schemas::FileChangeSchema;
 use crate::views::{sorted, BuildView};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -10,13 +10,13 @@ use kiln_shared::domain::{EventType, UserId};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::openapi::schemas::{DeliverySchema, EventTypeSchema, WebhookSchema};
 use super::parse::{json_body, limit, query};
 use super::serve;
 use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::problem::Problem;
 use crate::state::AppState;
+use crate::views::schemas::{DeliverySchema, EventTypeSchema, WebhookSchema};
 use crate::views::sorted;
 
 const MAX_URL: usize = 2048;

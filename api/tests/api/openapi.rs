@@ -189,7 +189,7 @@ async fn the_document_describes_every_operation_and_is_served_rendered_at_docs()
                 }
                 assert_eq!(
                     op["security"],
-                    serde_json::json!([{"bearer": []}, {"hmac": []}]),
+                    serde_json::json!([{"bearer": []}, {"hmac": [], "hmacTimestamp": []}]),
                     "{what}"
                 );
             }

@@ -7,16 +7,15 @@
 //!
 //! What every route shares is added here, not on each handler ([`Conventions`]): the security
 //! schemes and requirements, the errors of the middleware every request passes (400, 401, 408,
-//! the per-IP 429, 431, 503), each a [`Problem`] as `application/problem+json`.
-
-pub mod schemas;
+//! the per-IP 429, 431, 503, and 413 where a body is taken), each a [`Problem`] as
+//! `application/problem+json`.
 
 use std::sync::OnceLock;
 
 use actix_web::dev::ResourceDef;
 use actix_web::http::{header, Method};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
-use utoipa::openapi::path::{HttpMethod, Operation};
+use utoipa::openapi::path::Operation;
 use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::security::{
     ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
@@ -104,6 +103,7 @@ const SHARED_ERRORS: &[(&str, &str, &str)] = &[
         "RateLimited",
         "The client address's rate limit (KILN_RATE_LIMIT_PER_IP; user tokens and bad or missing credentials only): `retryAfter`, and `Retry-After` in seconds",
     ),
+    ("413", "PayloadTooLarge", "The request body is over KILN_MAX_BODY_MB (`payload_too_large`)"),
     ("431", "HeadersTooLarge", "The request line and headers are over KILN_MAX_HEADER_KB"),
     ("503", "Unavailable", "A dependency (Redis, Postgres, the artifact store) is unavailable"),
 ];
@@ -129,7 +129,17 @@ impl Modify for Conventions {
             "hmac",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
                 "X-Kiln-Signature",
-                "The product back end's signature: `sha256=<hex HMAC-SHA256(secret, \"{X-Kiln-Timestamp}.{METHOD}.{path_and_query}.{body}\")>`, or with X-Kiln-Nonce (1-64 of [A-Za-z0-9_-]) `\"{X-Kiln-Timestamp}.{X-Kiln-Nonce}.{METHOD}.{path_and_query}.{body}\"`; X-Kiln-Timestamp is Unix seconds. A signature of a request that changes something is accepted once",
+                "The product back end's signature: `sha256=<hex HMAC-SHA256(secret, \"{X-Kiln-Timestamp}.{METHOD}.{path_and_query}.{body}\")>`, or with X-Kiln-Nonce (1-64 of [A-Za-z0-9_-]) `\"{X-Kiln-Timestamp}.{X-Kiln-Nonce}.{METHOD}.{path_and_query}.{body}\"`. A signature of a request that changes something is accepted once",
+            ))),
+        );
+        components.add_security_scheme(
+            "hmacTimestamp",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-Kiln-Timestamp".to_owned(),
+                format!(
+                    "The signed request's time, Unix seconds: a signature more than {} s from the API's clock is refused",
+                    kiln_shared::signing::MAX_SKEW_SECS
+                ),
             ))),
         );
         for (_, name, description) in SHARED_ERRORS {
@@ -139,7 +149,7 @@ impl Modify for Conventions {
         }
         let security = vec![
             SecurityRequirement::new("bearer", Vec::<String>::new()),
-            SecurityRequirement::new("hmac", Vec::<String>::new()),
+            SecurityRequirement::new("hmac", Vec::<String>::new()).add("hmacTimestamp", Vec::<String>::new()),
         ];
         for (path, item) in doc.paths.paths.iter_mut() {
             let public = PUBLIC.contains(&path.as_str());
@@ -150,7 +160,8 @@ impl Modify for Conventions {
             };
             for op in operations(item) {
                 op.security = Some(if public { Vec::new() } else { security.clone() });
-                for status in shared {
+                let body: &[&str] = if op.request_body.is_some() { &["413"] } else { &[] };
+                for status in shared.iter().chain(body) {
                     let name = SHARED_ERRORS
                         .iter()
                         .find(|(s, ..)| s == status)
@@ -307,20 +318,6 @@ pub async fn not_served(req: HttpRequest, _: crate::guard::Public) -> HttpRespon
             res
         }
         _ => ApiError::NotFound("no such route; see /openapi.json".into()).error_response(),
-    }
-}
-
-/// An OpenAPI method as actix's.
-pub(super) fn http_method(m: &HttpMethod) -> Method {
-    match m {
-        HttpMethod::Get => Method::GET,
-        HttpMethod::Post => Method::POST,
-        HttpMethod::Put => Method::PUT,
-        HttpMethod::Delete => Method::DELETE,
-        HttpMethod::Options => Method::OPTIONS,
-        HttpMethod::Head => Method::HEAD,
-        HttpMethod::Patch => Method::PATCH,
-        HttpMethod::Trace => Method::TRACE,
     }
 }
 

@@ -1,7 +1,8 @@
 //! The OpenAPI schemas of the types the API answers with or reads that are defined outside the
-//! routes (in `kiln-shared`, `crate::builds`, `crate::diff`): the string enums are built from
-//! the enums' own `ALL` tables, and each struct's schema mirrors its type's serde shape, which
-//! the tests below check against a real value (a field added to the type and not here fails).
+//! routes and views (in `kiln-shared`, `crate::builds`, `crate::diff`): the string enums are
+//! built from the enums' own `ALL` tables, and each struct's schema mirrors its type's serde
+//! shape, which the tests below check against a real value (a member added to the type and not
+//! here fails them).
 
 use std::borrow::Cow;
 

@@ -1,5 +1,8 @@
 //! The JSON shapes the API answers with that several routes share (a build, a page of builds),
-//! each with its OpenAPI schema, and [`sorted`]: an answer written with its keys in order.
+//! each with its OpenAPI schema; [`schemas`], the schemas of the types defined elsewhere; and
+//! [`sorted`]: an answer written with its keys in order.
+
+pub mod schemas;
 
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
@@ -10,7 +13,7 @@ use kiln_shared::preview::PreviewUrls;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::routes::openapi::schemas::{BuildStatusSchema, MetricsSchema, StepSchema};
+use self::schemas::{BuildStatusSchema, MetricsSchema, StepSchema};
 
 /// An answer of `status` whose body is `body` with the keys of every object in order, as a
 /// `serde_json::Value` writes them (the order the API has always answered with, and the one a
