@@ -127,6 +127,49 @@ async fn every_other_method_of_a_documented_path_is_a_405_naming_the_documented_
     assert!(checked >= 150, "only {checked} (path, method) pairs checked");
 }
 
+/// The other direction, at its source: a route is registered only at a documented path
+/// (`routes::serve`, or a resource at a `__path_*::path()`), never at a literal, so a route
+/// cannot be served without being documented.
+#[test]
+fn routes_are_registered_only_at_documented_paths() {
+    fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                sources(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    sources(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
+    let mut registrations = 0;
+    let mut literal = Vec::new();
+    for file in &files {
+        let code = std::fs::read_to_string(file).unwrap();
+        for (n, line) in code.lines().enumerate() {
+            let at = format!("{}:{}: {}", file.display(), n + 1, line.trim());
+            if line.contains("web::resource(") || line.contains(".route(\"") {
+                registrations += 1;
+                if !line.contains("__path_") {
+                    literal.push(at);
+                }
+            } else if line.contains("web::scope(") && !line.contains("web::scope(\"/v1\")") {
+                literal.push(at);
+            } else if line.contains("serve::<") {
+                registrations += 1;
+            }
+        }
+    }
+    assert!(registrations >= 30, "only {registrations} registrations found");
+    assert!(
+        literal.is_empty(),
+        "routes registered at a path no #[utoipa::path] documents:\n{}",
+        literal.join("\n")
+    );
+}
+
 #[tokio::test]
 async fn the_document_describes_every_operation_and_is_served_rendered_at_docs() {
     let app = spawn_app(Options::without_builders()).await;

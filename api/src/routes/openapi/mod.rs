@@ -223,7 +223,9 @@ fn document_json() -> &'static str {
     JSON.get_or_init(|| document().to_json().expect("the OpenAPI document serialises"))
 }
 
-/// This document.
+/// This document
+///
+/// The API's OpenAPI 3.1 document, generated from its code.
 #[utoipa::path(
     get,
     operation_id = "openapi",
