@@ -350,6 +350,47 @@ mod tests {
         );
     }
 
+    /// A JSON object with every property of `S`'s schema (the value `fill` gives each).
+    fn every_property<S: PartialSchema>(fill: impl Fn(&str) -> serde_json::Value) -> serde_json::Value {
+        let schema = serde_json::to_value(S::schema()).unwrap();
+        let object = schema["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| (k.clone(), fill(k)))
+            .collect::<serde_json::Map<_, _>>();
+        serde_json::Value::Object(object)
+    }
+
+    /// The request mirrors name only members their types take (the types refuse unknown
+    /// ones): a body with every documented member parses.
+    #[test]
+    fn the_mirrored_request_schemas_name_only_members_their_types_take() {
+        use crate::builds::BuildRequestBody;
+        use kiln_shared::domain::{FileInput, GeneratorOutput};
+        let file = every_property::<FileInputSchema>(|k| match k {
+            "encoding" => "utf8".into(),
+            "type" => "file".into(),
+            "mode" => 420.into(),
+            _ => "x".into(),
+        });
+        serde_json::from_value::<FileInput>(file.clone()).unwrap();
+        let output = every_property::<GeneratorOutputSchema>(|k| match k {
+            "techStack" => serde_json::json!(["vite"]),
+            "metadata" => serde_json::json!({}),
+            "templateFiles" | "files" => serde_json::json!([file.clone()]),
+            _ => "x".into(),
+        });
+        serde_json::from_value::<GeneratorOutput>(output.clone()).unwrap();
+        let body = every_property::<BuildRequestSchema>(|k| match k {
+            "files" => serde_json::json!([file.clone()]),
+            "deleted" => serde_json::json!(["a"]),
+            "output" => output.clone(),
+            _ => "x".into(),
+        });
+        serde_json::from_value::<BuildRequestBody>(body).unwrap();
+    }
+
     #[test]
     fn the_mirrored_schemas_have_their_types_members() {
         let now = Utc::now();
