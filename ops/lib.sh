@@ -283,8 +283,9 @@ ensure_pnpm() {
     command -v pnpm >/dev/null 2>&1 || kiln_die "pnpm still missing after npm install -g $KILN_PNPM_SPEC"
 }
 
-# The tools the API's OpenAPI tests run (api/tests/api/openapi.rs): openapi-spec-validator
-# (PyPI, in a venv) checks the served document against OpenAPI 3.1; openapi-typescript
+# The tools the API's OpenAPI tests run (api/tests/api/openapi.rs, schemas.rs):
+# openapi-spec-validator (PyPI, in a venv, with its jsonschema, which checks real answers
+# against the document's schemas) checks the served document against OpenAPI 3.1; openapi-typescript
 # generates a TypeScript client from it, which tsc type-checks with openapi-fetch's types.
 # Installed once per machine, at pinned versions, under $KILN_TOOLS/openapi-tools (the tests
 # find them there, or under $KILN_OPENAPI_TOOLS when it is set).

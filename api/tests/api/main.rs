@@ -21,6 +21,7 @@ mod previews;
 mod problems;
 mod queue;
 mod sandbox;
+mod schemas;
 mod telemetry;
 mod tenants;
 mod tokens;

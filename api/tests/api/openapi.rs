@@ -15,7 +15,7 @@ use crate::helpers::{spawn_app, Options, TestApp, TOKEN};
 const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
 
 /// Where `ensure_openapi_tools` installed the tools.
-fn tools() -> PathBuf {
+pub fn tools() -> PathBuf {
     let root = std::env::var_os("KILN_OPENAPI_TOOLS")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("KILN_TOOLS").map(|t| Path::new(&t).join("openapi-tools")))
