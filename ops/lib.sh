@@ -342,6 +342,46 @@ ensure_pnpm() {
     command -v pnpm >/dev/null 2>&1 || kiln_die "pnpm still missing after npm install -g $KILN_PNPM_SPEC"
 }
 
+# The tools the API's OpenAPI tests run (api/tests/api/openapi.rs, schemas.rs):
+# openapi-spec-validator (PyPI, in a venv, with its jsonschema, which checks real answers
+# against the document's schemas) checks the served document against OpenAPI 3.1; openapi-typescript
+# generates a TypeScript client from it, which tsc type-checks with openapi-fetch's types.
+# Installed once per machine, at pinned versions, under $KILN_TOOLS/openapi-tools (the tests
+# find them there, or under $KILN_OPENAPI_TOOLS when it is set).
+KILN_OPENAPI_VALIDATOR_SPEC="openapi-spec-validator==0.9.0"
+KILN_OPENAPI_NPM_SPECS=(openapi-typescript@7.13.0 openapi-fetch@0.17.0 typescript@5.9.3)
+ensure_openapi_tools() {
+    local root="${KILN_OPENAPI_TOOLS:-$KILN_TOOLS/openapi-tools}"
+    local stamp="$root/.installed"
+    local want="$KILN_OPENAPI_VALIDATOR_SPEC ${KILN_OPENAPI_NPM_SPECS[*]}"
+    export KILN_OPENAPI_TOOLS="$root"
+    if [[ -f $stamp && $(cat "$stamp") == "$want" ]]; then
+        return 0
+    fi
+    command -v python3 >/dev/null 2>&1 || kiln_apt_install python3 python3-venv
+    command -v npm >/dev/null 2>&1 || kiln_apt_install nodejs npm
+    mkdir -p "$root"
+    (
+        flock 9
+        if [[ -f $stamp && $(cat "$stamp") == "$want" ]]; then
+            exit 0
+        fi
+        kiln_log "installing $want into $root"
+        rm -rf "$root/venv" "$root/node_modules"
+        python3 -m venv "$root/venv" || kiln_die "python3 -m venv failed (install python3-venv)"
+        "$root/venv/bin/pip" install --quiet --disable-pip-version-check \
+            "$KILN_OPENAPI_VALIDATOR_SPEC" >/dev/null ||
+            kiln_die "pip install $KILN_OPENAPI_VALIDATOR_SPEC failed"
+        [[ -f $root/package.json ]] || echo '{"private": true}' >"$root/package.json"
+        npm install --prefix "$root" --save-exact --loglevel=error --no-fund --no-audit \
+            "${KILN_OPENAPI_NPM_SPECS[@]}" >/dev/null ||
+            kiln_die "npm install ${KILN_OPENAPI_NPM_SPECS[*]} failed"
+        printf '%s' "$want" >"$stamp"
+    ) 9>"$root.lock"
+    [[ -x $root/venv/bin/openapi-spec-validator && -x $root/node_modules/.bin/openapi-typescript &&
+        -x $root/node_modules/.bin/tsc ]] || kiln_die "the OpenAPI tools are still missing under $root"
+}
+
 # Garage (S3-compatible object store) for the test suite, built once from
 # crates.io into $KILN_TOOLS/garage-<version> and reused afterwards.
 # Sets KILN_GARAGE_BIN to the binary's path.

@@ -34,6 +34,7 @@ ensure_redis
 ensure_pnpm
 ensure_bwrap
 ensure_garage
+ensure_openapi_tools
 
 # --- Service folder (and the leftovers of earlier runs that were killed) --------
 SERVICES_BASE="$ROOT/target/kiln-test-services"

@@ -113,13 +113,19 @@ pub fn codes() -> Vec<&'static str> {
 /// An error answer's body: RFC 9457's members, then the ones Kiln answered before problem
 /// details (`error`, `buildId`, `retryAfter`, `quota`, `limit`, `window`, `checks`) as
 /// extensions, so clients that read those keep working.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(
+    description = "An RFC 9457 problem: every error answer of the API (`application/problem+json`)",
+    example = json!({"type": "urn:kiln:problem:build_in_flight", "title": "Another build of the project is queued or running", "status": 409, "detail": "build 01jc... of u/p is running", "error": "build 01jc... of u/p is running", "buildId": "01jc0000000000000000000000"})
+)]
 pub struct Problem {
-    /// `urn:kiln:problem:<code>`, or `about:blank`.
+    /// `urn:kiln:problem:<code>` (the codes are listed in the API reference), or `about:blank`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// The constant summary of the type.
     pub title: String,
+    /// The answer's HTTP status.
     pub status: u16,
     /// What is wrong with this request.
     pub detail: String,
@@ -132,6 +138,7 @@ pub struct Problem {
     pub retry_after: Option<u64>,
     /// The fleet-wide quota that was used up, its limit and its window (`1h`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, pattern = "^(new_projects_per_user|rebuilds_per_project)$")]
     pub quota: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<u64>,
@@ -139,6 +146,7 @@ pub struct Problem {
     pub window: Option<String>,
     /// `/readyz`: each dependency's state.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<std::collections::HashMap<String, String>>)]
     pub checks: Option<serde_json::Map<String, serde_json::Value>>,
 }
 

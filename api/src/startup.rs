@@ -21,10 +21,10 @@ use crate::auth::authenticate;
 use crate::builds::AdmissionDb;
 use crate::error::ApiError;
 use crate::events::EventHub;
-use crate::guard::{guard, Public};
+use crate::guard::guard;
 use crate::limits::Limits;
 use crate::routes::{
-    builders, builds, events, health, logs, metrics, openapi, projects, tokens, versions, webhooks,
+    builders, builds, events, health, logs, metrics, openapi, projects, serve, tokens, versions, webhooks,
 };
 use crate::state::{AppState, ImmutableCache};
 use crate::telemetry;
@@ -98,13 +98,17 @@ impl Application {
                     web::PathConfig::default()
                         .error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()),
                 )
-                .route("/healthz", web::get().to(health::healthz))
-                .route("/readyz", web::get().to(health::readyz))
-                .route("/openapi.json", web::get().to(openapi::openapi))
+                .configure(|cfg| {
+                    serve::<health::__path_healthz, _, _>(cfg, "", health::healthz);
+                    serve::<health::__path_readyz, _, _>(cfg, "", health::readyz);
+                    serve::<openapi::__path_openapi, _, _>(cfg, "", openapi::openapi);
+                    serve::<openapi::__path_docs, _, _>(cfg, "", openapi::docs);
+                })
                 .service(
-                    web::resource("/metrics")
+                    web::resource(<metrics::__path_metrics as utoipa::Path>::path())
                         .wrap(from_fn(authenticate))
-                        .route(web::get().to(metrics::metrics)),
+                        .route(web::get().to(metrics::metrics))
+                        .default_service(web::to(openapi::not_served)),
                 )
                 .configure(builds::admission)
                 .service(
@@ -119,11 +123,8 @@ impl Application {
                         .configure(versions::configure)
                         .configure(webhooks::configure),
                 )
-                .default_service(web::to(|_: Public| async {
-                    Err::<actix_web::HttpResponse, _>(ApiError::NotFound(
-                        "no such route; see /openapi.json".into(),
-                    ))
-                }))
+                // A documented path with another method: 405 with `Allow`; else 404.
+                .default_service(web::to(openapi::not_served))
         })
         // A connection's first request head must arrive within the timeout (else 408 and the
         // connection closes: slowloris); idle keep-alive connections close after theirs; a client

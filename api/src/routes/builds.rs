@@ -10,22 +10,27 @@ use kiln_shared::redis::SignatureRecord;
 use kiln_shared::store::sha256_hex;
 use serde::{Deserialize, Serialize};
 
+use utoipa::{IntoParams, ToSchema};
+
 use super::parse::{json_body, limit, query_str};
+use super::serve;
 use crate::auth::authenticate_admission;
 use crate::builds::estimate::{self, QueueEstimate};
 use crate::builds::{self, BuildRequest, BuildRequestBody, Queued};
 use crate::caller::{Caller, UnrecordedSignature};
 use crate::error::ApiError;
 use crate::idempotency::{self, Once};
+use crate::problem::Problem;
 use crate::state::AppState;
-use crate::views::BuildView;
+use crate::views::schemas::{BuildEventSchema, BuildRequestSchema, QueueEstimateSchema, QueuedSchema};
+use crate::views::{next_cursor, sorted, views, BuildPage, BuildView};
 
 /// The routes under `/v1` but admission's (see [`admission`]).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/builds", web::get().to(list))
-        .route("/builds/{id}", web::get().to(get))
-        .route("/builds/{id}/cancel", web::post().to(cancel))
-        .route("/builds/{id}/retry", web::post().to(retry));
+    serve::<__path_list, _, _>(cfg, "/v1", list);
+    serve::<__path_get, _, _>(cfg, "/v1", get);
+    serve::<__path_cancel, _, _>(cfg, "/v1", cancel);
+    serve::<__path_retry, _, _>(cfg, "/v1", retry);
 }
 
 /// The routes that admit builds: `POST /v1/builds` and the seed's aliases. They authenticate
@@ -34,25 +39,44 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// the signature first); `/v1/builds` takes only its `POST`, so any other method goes on to the
 /// scope.
 pub fn admission(cfg: &mut web::ServiceConfig) {
+    use utoipa::Path;
+    #[allow(deprecated)]
     cfg.service(
-        web::resource("/v1/builds")
+        web::resource(__path_create::path())
             .guard(guard::Post())
             .wrap(from_fn(authenticate_admission))
             .route(web::post().to(create)),
     )
     .service(
-        web::resource("/build-preview-for-new-project")
+        web::resource(__path_seed_new_project::path())
+            .guard(guard::Post())
             .wrap(from_fn(authenticate_admission))
             .route(web::post().to(seed_new_project)),
     )
     .service(
-        web::resource("/rebuild-preview")
+        web::resource(__path_seed_rebuild::path())
+            .guard(guard::Post())
             .wrap(from_fn(authenticate_admission))
             .route(web::post().to(seed_rebuild)),
     );
 }
 
-/// `POST /v1/builds/{id}/cancel`: the build, now `cancelled` (idempotent).
+/// Cancel a queued or running build
+///
+/// It never starts, or its processes are stopped (SIGTERM, then SIGKILL); its project's slot is
+/// free at once. Idempotent: the answer is the build, now `cancelled`.
+#[utoipa::path(
+    post,
+    operation_id = "cancelBuild",
+    path = "/v1/builds/{id}/cancel",
+    tag = "builds",
+    params(("id" = String, Path, description = "The build's id")),
+    responses(
+        (status = 200, description = "The build, cancelled", body = BuildView),
+        (status = 404, description = "Unknown build", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The build already ended (`wrong_status`)", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn cancel(
     caller: Caller,
     path: web::Path<String>,
@@ -63,7 +87,23 @@ async fn cancel(
     Ok(HttpResponse::Ok().json(BuildView::new(cancelled, &state.urls)))
 }
 
-/// `POST /v1/builds/{id}/retry`: a new build with the failed or cancelled one's sources.
+/// Retry a failed or cancelled build
+///
+/// Queues a new build with the sources and base of a failed or cancelled build (`retryOf` names
+/// it).
+#[utoipa::path(
+    post,
+    operation_id = "retryBuild",
+    path = "/v1/builds/{id}/retry",
+    tag = "builds",
+    params(("id" = String, Path, description = "The failed or cancelled build's id")),
+    responses(
+        (status = 202, description = "Queued", body = Accepted, headers(("Location" = String, description = "The new build's URL (`statusUrl`)"))),
+        (status = 404, description = "Unknown build", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The build is not failed or cancelled (`wrong_status`), or another build of the project is in flight (`build_in_flight`)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "A quota is used up (`quota_exceeded`), or the per-IP rate limit (`rate_limited`)", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn retry(
     caller: Caller,
     path: web::Path<String>,
@@ -87,24 +127,30 @@ pub enum Flavour {
 }
 
 /// The 202 of a build request: the queued build (its `statusUrl` is also the `Location`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct Accepted {
     #[serde(flatten)]
+    #[schema(value_type = QueuedSchema)]
     queued: Queued,
-    /// The seed's routes only.
+    /// The seed's routes only: `success` and `versionId`.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = SeedAnswer)]
     seed: Option<SeedAnswer>,
     /// A retry's: the build it repeats.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, required = false)]
     retry_of: Option<VersionId>,
 }
 
 /// The seed's answer had `success` and `versionId`; a build id is a version id.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(description = "The seed's routes' members (absent on the Kiln routes)")]
 struct SeedAnswer {
+    #[schema(required = false)]
     success: bool,
+    #[schema(value_type = String, required = false)]
     version_id: VersionId,
 }
 
@@ -117,6 +163,28 @@ fn accepted(answer: &Accepted) -> HttpResponse {
         .json(body)
 }
 
+/// Queue a build
+///
+/// A first build with the full tree, or a rebuild with a delta over `baseVersionId` (default:
+/// the latest deployed version). With an `Idempotency-Key`, a retry with the same key and body
+/// gets the first answer again.
+#[utoipa::path(
+    post,
+    operation_id = "createBuild",
+    path = "/v1/builds",
+    tag = "builds",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry of this request safe: the same key and body answer the first answer again")),
+    request_body = BuildRequestSchema,
+    responses(
+        (status = 202, description = "Queued", body = Accepted, headers(("Location" = String, description = "The build's URL (`statusUrl`)"))),
+        (status = 404, description = "The user is not the token's (a user token)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Another build of the project is queued or running (`build_in_flight`, `buildId`; `onConflict: supersede` replaces a queued one, `cancel-running` a running one too), or the same Idempotency-Key is in use (`idempotency_key_in_use`)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over KILN_MAX_BODY_MB (`payload_too_large`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid ids, paths, files or base version (`validation_failed`, `invalid_path`, `preview_host_taken`), or a reused Idempotency-Key with another body (`idempotency_key_reused`)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "A quota is used up (`quota_exceeded`: `quota`, `limit`, `window`, `retryAfter`; KILN_QUOTA_NEW_PROJECTS_PER_HOUR for a project's first build, per user; KILN_QUOTA_REBUILDS_PER_HOUR for later builds, per project), nothing stored or queued; or the per-IP rate limit", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The queue is unavailable: the build is recorded failed (`queue_unavailable`, `buildId`); or a dependency is unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn create(
     caller: Caller,
     req: HttpRequest,
@@ -126,7 +194,26 @@ async fn create(
     submit(&caller, &req, &body, &state, Flavour::Kiln).await
 }
 
-/// `POST /build-preview-for-new-project`
+/// Queue a first build (seed alias)
+///
+/// The seed's route for `POST /v1/builds`; its answer also has `success` and `versionId`.
+#[utoipa::path(
+    post,
+    operation_id = "seedBuildPreviewForNewProject",
+    path = "/build-preview-for-new-project",
+    tag = "seed",
+    request_body = BuildRequestSchema,
+    responses(
+        (status = 202, description = "Queued, with `success` and `versionId`", body = Accepted, headers(("Location" = String, description = "The build's URL (`statusUrl`)"))),
+        (status = 404, description = "The user is not the token's (a user token)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Another build of the project is queued or running", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over KILN_MAX_BODY_MB", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid ids, paths, files or base version", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "A quota is used up (`quota_exceeded`), or the per-IP rate limit", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The queue is unavailable: the build is recorded failed (`queue_unavailable`); or a dependency is unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+#[deprecated = "the seed clients' route: use POST /v1/builds"]
 async fn seed_new_project(
     caller: Caller,
     req: HttpRequest,
@@ -136,7 +223,27 @@ async fn seed_new_project(
     submit(&caller, &req, &body, &state, Flavour::SeedNewProject).await
 }
 
-/// `POST /rebuild-preview`
+/// Queue a rebuild (seed alias)
+///
+/// The seed's route for `POST /v1/builds` of a project that has a deployed version; its answer
+/// also has `success` and `versionId`.
+#[utoipa::path(
+    post,
+    operation_id = "seedRebuildPreview",
+    path = "/rebuild-preview",
+    tag = "seed",
+    request_body = BuildRequestSchema,
+    responses(
+        (status = 202, description = "Queued, with `success` and `versionId`", body = Accepted, headers(("Location" = String, description = "The build's URL (`statusUrl`)"))),
+        (status = 404, description = "The user is not the token's (a user token)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Another build of the project is queued or running", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over KILN_MAX_BODY_MB", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The project has no deployed version, or invalid ids, paths, files or base version", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "A quota is used up (`quota_exceeded`), or the per-IP rate limit", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The queue is unavailable: the build is recorded failed (`queue_unavailable`); or a dependency is unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+#[deprecated = "the seed clients' route: use POST /v1/builds"]
 async fn seed_rebuild(
     caller: Caller,
     req: HttpRequest,
@@ -227,6 +334,21 @@ pub async fn visible_build(state: &AppState, caller: &Caller, raw: &str) -> Resu
     Ok(id)
 }
 
+/// One build
+///
+/// A build (= version) with its status, error, failed step, metrics, progress (0-100) and
+/// latest event; while queued, its place in the queue and an estimated start.
+#[utoipa::path(
+    get,
+    operation_id = "getBuild",
+    path = "/v1/builds/{id}",
+    tag = "builds",
+    params(("id" = String, Path, description = "The build's id")),
+    responses(
+        (status = 200, description = "The build", body = BuildDetail),
+        (status = 404, description = "Unknown build", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn get(
     caller: Caller,
     path: web::Path<String>,
@@ -262,25 +384,33 @@ async fn get(
 }
 
 /// `GET /v1/builds/{id}`: the build, how far along it is and its newest event.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct BuildDetail {
     #[serde(flatten)]
     build: BuildView,
+    /// 0-100; 100 once the build ended.
     progress: i16,
+    #[schema(value_type = Option<BuildEventSchema>)]
     latest_event: Option<events::BuildEvent>,
     /// While queued: `queuePosition`, `estimatedStartAt` and what they were computed from.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = QueueEstimateSchema)]
     queue: Option<QueueEstimate>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Only this user's builds (a user token: its own only).
     user_id: Option<String>,
     project_id: Option<String>,
+    /// `queued`, `running`, `deployed`, `failed`, `cancelled` or `superseded`.
     status: Option<String>,
+    /// 1-100, default 20.
     limit: Option<i64>,
+    /// A cursor: `nextCursor` of the page before.
     before: Option<String>,
 }
 
@@ -288,6 +418,20 @@ fn bad(e: impl ToString) -> ApiError {
     ApiError::BadRequest(e.to_string())
 }
 
+/// List builds
+///
+/// Builds newest first, filtered by the query.
+#[utoipa::path(
+    get,
+    operation_id = "listBuilds",
+    path = "/v1/builds",
+    tag = "builds",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of builds", body = BuildPage),
+        (status = 404, description = "Another user's builds (a user token)", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn list(
     caller: Caller,
     req: HttpRequest,
@@ -295,7 +439,11 @@ async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let filter = list_filter(req.query_string(), &caller)?;
     let rows = versions::list(&state.db, &filter).await?;
-    Ok(HttpResponse::Ok().json(page("builds", rows, filter.limit, &state)))
+    let page = BuildPage {
+        next_cursor: next_cursor(&rows, filter.limit),
+        builds: views(rows, &state.urls),
+    };
+    Ok(sorted(StatusCode::OK, &page))
 }
 
 /// `GET /v1/builds`' query, as the filter of the caller's list.
@@ -329,15 +477,6 @@ pub(crate) fn list_filter(raw: &str, caller: &Caller) -> Result<ListFilter, ApiE
         limit: limit(q.limit)?,
     };
     Ok(filter)
-}
-
-/// `{"<name>": [...], "nextCursor": <id of the last row when the page is full>}`
-pub fn page(name: &str, rows: Vec<versions::Version>, limit: i64, state: &AppState) -> serde_json::Value {
-    let next = (rows.len() as i64 == limit)
-        .then(|| rows.last().map(|v| v.id.to_string()))
-        .flatten();
-    let views: Vec<BuildView> = rows.into_iter().map(|v| BuildView::new(v, &state.urls)).collect();
-    serde_json::json!({ name: views, "nextCursor": next })
 }
 
 #[cfg(test)]

@@ -2,43 +2,64 @@
 
 use std::time::Duration;
 
-use actix_web::http::header;
+use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use kiln_shared::db::events;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use utoipa::{IntoParams, ToSchema};
 
 use super::builds::visible_build;
 use super::parse::{query, query_str};
+use super::serve;
 use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::events::{self as live, StreamTiming};
 use crate::guard::ClientIp;
 use crate::limits::StreamPermit;
+use crate::problem::Problem;
 use crate::state::AppState;
+use crate::views::schemas::BuildEventSchema;
+use crate::views::sorted;
 
 /// How often an idle stream sends a comment line (and re-reads Postgres).
 pub(super) const HEARTBEAT: Duration = Duration::from_secs(15);
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/builds/{id}/events", web::get().to(poll))
-        .route("/builds/{id}/events/stream", web::get().to(stream));
+    serve::<__path_poll, _, _>(cfg, "/v1", poll);
+    serve::<__path_stream, _, _>(cfg, "/v1", stream);
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct PollQuery {
+    /// Only the events after this id (default 0).
     after: Option<i64>,
+    /// 1-1000, default 100.
     limit: Option<i64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct StreamQuery {
+    /// Replay the events after this id (`Last-Event-ID` wins over it).
     after: Option<i64>,
+}
+
+/// `GET /v1/builds/{id}/events`' answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventPage {
+    #[schema(value_type = String)]
+    build_id: kiln_shared::domain::VersionId,
+    #[schema(value_type = Vec<BuildEventSchema>)]
+    events: Vec<events::BuildEvent>,
+    /// The last event's id (`after` when there is none): `after` of the next poll.
+    last_event_id: i32,
 }
 
 fn after_value(raw: Option<i64>, what: &str) -> Result<i32, ApiError> {
@@ -51,6 +72,20 @@ fn after_value(raw: Option<i64>, what: &str) -> Result<i32, ApiError> {
     }
 }
 
+/// A build's events
+///
+/// The events after `after`, oldest first, at most `limit`.
+#[utoipa::path(
+    get,
+    operation_id = "listBuildEvents",
+    path = "/v1/builds/{id}/events",
+    tag = "builds",
+    params(("id" = String, Path, description = "The build's id"), PollQuery),
+    responses(
+        (status = 200, description = "Events", body = EventPage),
+        (status = 404, description = "Unknown build", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn poll(
     caller: Caller,
     req: HttpRequest,
@@ -61,7 +96,14 @@ async fn poll(
     let id = visible_build(&state, &caller, &path).await?;
     let page = events::after(&state.db, id, after, limit).await?;
     let last = page.last().map_or(after, |e| e.id);
-    Ok(HttpResponse::Ok().json(json!({ "buildId": id, "events": page, "lastEventId": last })))
+    Ok(sorted(
+        StatusCode::OK,
+        &EventPage {
+            build_id: id,
+            events: page,
+            last_event_id: last,
+        },
+    ))
 }
 
 /// `GET .../events`' query: the event id to start after, and the page size.
@@ -76,6 +118,27 @@ pub(crate) fn poll_params(raw: &str) -> Result<(i32, i64), ApiError> {
     Ok((after, limit))
 }
 
+/// Follow a build's events
+///
+/// Server-Sent Events: replays the events after `Last-Event-ID` (or `after`), then streams live
+/// ones (`id` = event id, `event` = its type, `data` = the event); ends after the final event;
+/// a comment line every 15 s when idle.
+#[utoipa::path(
+    get,
+    operation_id = "streamBuildEvents",
+    path = "/v1/builds/{id}/events/stream",
+    tag = "builds",
+    params(
+        ("id" = String, Path, description = "The build's id"),
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id (a reconnecting EventSource sends it)"),
+        StreamQuery,
+    ),
+    responses(
+        (status = 200, description = "The event stream", content_type = "text/event-stream", body = String),
+        (status = 404, description = "Unknown build", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "KILN_MAX_STREAMS_PER_CLIENT event and log streams are already open from this client address (`too_many_streams`, user tokens), or the per-IP rate limit", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn stream(
     caller: Caller,
     ip: ClientIp,

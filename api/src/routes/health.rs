@@ -2,16 +2,46 @@
 
 use std::time::Duration;
 
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use futures::FutureExt;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::error::ApiError;
+use crate::problem::Problem;
 use crate::state::AppState;
+use crate::views::sorted;
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// `/healthz`'s answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Alive {
+    #[schema(example = "ok")]
+    status: &'static str,
+}
+
+/// `/readyz`'s answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Ready {
+    /// Each dependency (`redis`, `postgres`, `artifact store`): `ok`.
+    #[schema(value_type = std::collections::HashMap<String, String>)]
+    checks: serde_json::Map<String, serde_json::Value>,
+    #[schema(example = "ready")]
+    status: &'static str,
+}
+
+/// The process is alive
+#[utoipa::path(
+    get,
+    operation_id = "healthz",
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "Alive", body = Alive)),
+)]
 pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+    HttpResponse::Ok().json(Alive { status: "ok" })
 }
 
 async fn check<E: std::fmt::Display>(
@@ -24,6 +54,19 @@ async fn check<E: std::fmt::Display>(
     }
 }
 
+/// Ready to serve
+///
+/// Redis, Postgres and the artifact store answer (each within 2 s).
+#[utoipa::path(
+    get,
+    operation_id = "readyz",
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = Ready),
+        (status = 503, description = "A dependency is unreachable (`not_ready`): `checks` has each one's state", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let (redis, postgres, store) = futures::join!(
         check(kiln_shared::redis::ping(state.queue.redis())).boxed(),
@@ -49,7 +92,13 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         })
         .collect();
     if failing.is_empty() {
-        Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "ready", "checks": checks })))
+        Ok(sorted(
+            StatusCode::OK,
+            &Ready {
+                checks,
+                status: "ready",
+            },
+        ))
     } else {
         Err(ApiError::NotReady {
             message: format!("not ready: {} unreachable", failing.join(", ")),

@@ -5,23 +5,29 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use serde::Deserialize;
 use tokio::sync::mpsc;
+use utoipa::IntoParams;
 
 use super::builds::visible_build;
 use super::events::{resume_point, sse_response, HEARTBEAT};
 use super::parse::query_str;
+use super::serve;
 use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::guard::ClientIp;
 use crate::logs;
+use crate::problem::Problem;
 use crate::state::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/builds/{id}/logs", web::get().to(get));
+    serve::<__path_get, _, _>(cfg, "/v1", get);
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct LogQuery {
+    /// Stream the log as Server-Sent Events (`id` = line number), resuming after
+    /// `Last-Event-ID`, ending with `event: end`.
     follow: Option<bool>,
     /// Only the lines after this line number.
     after: Option<i64>,
@@ -44,6 +50,28 @@ pub(crate) fn log_params(raw: &str, last_event_id: Option<i64>) -> Result<(bool,
     Ok((follow, after))
 }
 
+/// A build's log
+///
+/// The build's log (capped, secrets redacted) as text after line `after`; with `follow=true`,
+/// as Server-Sent Events.
+#[utoipa::path(
+    get,
+    operation_id = "getBuildLog",
+    path = "/v1/builds/{id}/logs",
+    tag = "builds",
+    params(
+        ("id" = String, Path, description = "The build's id"),
+        ("Last-Event-ID" = Option<String>, Header, description = "With follow=true: resume after this line"),
+        LogQuery,
+    ),
+    responses(
+        (status = 200, description = "The log as text (`X-Kiln-Log-Last-Line`: the last line's number, `X-Kiln-Log-Complete`: whether the build ended), or with follow=true its stream",
+            content((String = "text/plain; charset=utf-8"), (String = "text/event-stream")),
+            headers(("X-Kiln-Log-Last-Line" = u64, description = "The last line's number"), ("X-Kiln-Log-Complete" = bool, description = "The build ended: no line will follow"))),
+        (status = 404, description = "Unknown build", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "KILN_MAX_STREAMS_PER_CLIENT event and log streams are already open from this client address (`too_many_streams`, user tokens), or the per-IP rate limit", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn get(
     caller: Caller,
     ip: ClientIp,

@@ -10,12 +10,27 @@ use kiln_shared::metrics::{FarmGauges, CONTENT_TYPE};
 
 use crate::caller::Caller;
 use crate::error::ApiError;
+use crate::problem::Problem;
 use crate::state::AppState;
 
 /// A scrape never waits longer than this for Postgres and Redis; the process's own counters
 /// are answered regardless.
 const FARM_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Prometheus metrics
+///
+/// This API process's counters and the farm-wide gauges, in Prometheus' text format (operator
+/// or back end only).
+#[utoipa::path(
+    get,
+    operation_id = "metrics",
+    path = "/metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text", content_type = "text/plain; version=0.0.4", body = String),
+        (status = 404, description = "A user token (the route is not theirs)", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn metrics(caller: Caller, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     caller.require_privileged()?;
     match tokio::time::timeout(FARM_TIMEOUT, farm(&state)).await {

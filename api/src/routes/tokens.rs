@@ -2,34 +2,76 @@
 //! `GET /v1/tokens?userId=` lists a user's tokens (never the tokens themselves);
 //! `DELETE /v1/tokens/{id}` revokes one (a user token may revoke its own user's tokens).
 
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use kiln_shared::db::tokens;
+use kiln_shared::db::tokens::{self, UserToken};
 use kiln_shared::domain::UserId;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::parse::{json_body, query};
+use super::serve;
 use crate::caller::Caller;
 use crate::error::ApiError;
+use crate::problem::Problem;
 use crate::state::AppState;
+use crate::views::schemas::UserTokenSchema;
+use crate::views::sorted;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/tokens", web::post().to(create))
-        .route("/tokens", web::get().to(list))
-        .route("/tokens/{id}", web::delete().to(revoke));
+    serve::<__path_create, _, _>(cfg, "/v1", create);
+    serve::<__path_list, _, _>(cfg, "/v1", list);
+    serve::<__path_revoke, _, _>(cfg, "/v1", revoke);
 }
 
-#[derive(Debug, Deserialize)]
+/// `POST /v1/tokens`' body.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = NewToken)]
 struct CreateBody {
     user_id: String,
+    /// At most 200 characters, without control characters.
     description: Option<String>,
+}
+
+/// A token just made: the only answer that shows it (Kiln keeps its SHA-256 only).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = CreatedToken)]
+struct Created {
+    #[serde(flatten)]
+    #[schema(value_type = UserTokenSchema)]
+    row: UserToken,
+    /// `kiln_ut_...`: send it as `Authorization: Bearer <token>`.
+    token: String,
+}
+
+/// `GET /v1/tokens`' answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenList {
+    /// Newest first.
+    #[schema(value_type = Vec<UserTokenSchema>)]
+    tokens: Vec<UserToken>,
 }
 
 fn user_id(raw: &str) -> Result<UserId, ApiError> {
     UserId::parse(raw).map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
+/// Make a user token
+///
+/// A user token for `userId` (operator or back end only); the token is in this answer only.
+#[utoipa::path(
+    post,
+    operation_id = "createToken",
+    path = "/v1/tokens",
+    tag = "tokens",
+    request_body = CreateBody,
+    responses(
+        (status = 201, description = "The token", body = Created, headers(("Location" = String, description = "The token's URL (`/v1/tokens/{id}`)"))),
+        (status = 404, description = "A user token (operators and the back end only)", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn create(
     caller: Caller,
     body: web::Bytes,
@@ -52,18 +94,38 @@ async fn create(
     let (token, hash) = tokens::mint();
     let created = tokens::create(&state.db, &id, &user, &hash, description).await?;
     tracing::info!(token_id = %id, user_id = %user, "user token created");
-    let mut view = serde_json::to_value(&created).expect("a token always serialises");
     // The only time the token is shown; Kiln keeps its SHA-256 only.
-    view["token"] = token.into();
-    Ok(HttpResponse::Created().json(view))
+    let mut res = sorted(StatusCode::CREATED, &Created { row: created, token });
+    res.headers_mut().insert(
+        actix_web::http::header::LOCATION,
+        actix_web::http::header::HeaderValue::from_str(&format!("/v1/tokens/{id}"))
+            .map_err(ApiError::internal)?,
+    );
+    Ok(res)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Whose tokens (required, but for a user token: its own).
     user_id: Option<String>,
 }
 
+/// A user's tokens
+///
+/// Newest first, never the tokens themselves.
+#[utoipa::path(
+    get,
+    operation_id = "listTokens",
+    path = "/v1/tokens",
+    tag = "tokens",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "The tokens", body = TokenList),
+        (status = 404, description = "Another user's (a user token)", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn list(
     caller: Caller,
     req: HttpRequest,
@@ -76,7 +138,8 @@ async fn list(
         (None, None) => return Err(ApiError::BadRequest("userId is required".into())),
     };
     caller.check(&user, || ApiError::NotFound(format!("user {user} not found")))?;
-    Ok(HttpResponse::Ok().json(json!({ "tokens": tokens::list(&state.db, &user).await? })))
+    let tokens = tokens::list(&state.db, &user).await?;
+    Ok(sorted(StatusCode::OK, &TokenList { tokens }))
 }
 
 fn token_id(raw: &str) -> Result<&str, ApiError> {
@@ -85,6 +148,20 @@ fn token_id(raw: &str) -> Result<&str, ApiError> {
         .ok_or_else(|| ApiError::BadRequest(format!("a token id is 26 characters of 0-9a-z, got {raw:?}")))
 }
 
+/// Revoke a user token
+///
+/// A user token may revoke its own user's.
+#[utoipa::path(
+    delete,
+    operation_id = "revokeToken",
+    path = "/v1/tokens/{id}",
+    tag = "tokens",
+    params(("id" = String, Path, description = "The token's id (not the token)")),
+    responses(
+        (status = 200, description = "The token, with `revokedAt`", body = UserTokenSchema),
+        (status = 404, description = "Unknown token", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn revoke(
     caller: Caller,
     path: web::Path<String>,

@@ -1,34 +1,97 @@
 //! A project's versions: rollback, diff, files, zip export and pins.
 //! All under `/v1/projects/{userId}/{projectId}/...`.
 
-use actix_web::http::header;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::http::header::{self, EntityTag, IfNoneMatch};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use kiln_shared::db::versions::{self, Version};
 use kiln_shared::domain::{BuildStatus, ProjectId, RelativePath, UserId, VersionId};
 use kiln_shared::store::Manifest;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::parse::{json_body, query};
 use super::projects::project;
+use super::serve;
 use crate::builds;
 use crate::caller::Caller;
-use crate::diff::{self, ChangeKind};
+use crate::diff::{self, ChangeKind, FileChange};
 use crate::error::ApiError;
 use crate::export;
 use crate::preview::Representation;
+use crate::problem::Problem;
 use crate::state::AppState;
-use crate::views::BuildView;
+use crate::views::schemas::FileChangeSchema;
+use crate::views::{sorted, BuildView};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    const V: &str = "/projects/{user}/{project}/versions";
-    cfg.route("/projects/{user}/{project}/rollback", web::post().to(rollback))
-        .route(&format!("{V}/{{a}}/diff/{{b}}"), web::get().to(diff))
-        .route(&format!("{V}/{{id}}/files"), web::get().to(files))
-        .route(&format!("{V}/{{id}}/files/{{path:.*}}"), web::get().to(file))
-        .route(&format!("{V}/{{id}}/artifact"), web::get().to(artifact))
-        .route(&format!("{V}/{{id}}/pin"), web::post().to(pin))
-        .route(&format!("{V}/{{id}}/pin"), web::delete().to(unpin));
+    serve::<__path_rollback, _, _>(cfg, "/v1", rollback);
+    serve::<__path_diff, _, _>(cfg, "/v1", diff);
+    serve::<__path_files, _, _>(cfg, "/v1", files);
+    serve::<__path_file, _, _>(cfg, "/v1", file);
+    serve::<__path_artifact, _, _>(cfg, "/v1", artifact);
+    serve::<__path_pin, _, _>(cfg, "/v1", pin);
+    serve::<__path_unpin, _, _>(cfg, "/v1", unpin);
+}
+
+/// `POST .../rollback`'s answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolledBack {
+    latest_url: String,
+    preview_url: Option<String>,
+    /// The version rolled back (or forward) to.
+    #[schema(value_type = String)]
+    rolled_back_to: VersionId,
+    /// The new version: a copy of the target, deployed.
+    version: BuildView,
+}
+
+/// `GET .../diff/{b}?mode=stat`'s answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Comparison {
+    #[schema(value_type = Vec<FileChangeSchema>)]
+    files: Vec<FileChange>,
+    #[schema(value_type = String)]
+    from: VersionId,
+    summary: DiffSummary,
+    #[schema(value_type = String)]
+    to: VersionId,
+}
+
+/// How many paths were added, removed and modified, and how many lines.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DiffSummary {
+    /// Paths added.
+    added: usize,
+    /// Lines added.
+    additions: usize,
+    /// Lines removed.
+    deletions: usize,
+    /// Paths modified.
+    modified: usize,
+    /// Paths removed.
+    removed: usize,
+}
+
+/// One file of a version.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FileEntry {
+    content_type: String,
+    /// The content's SHA-256 (hex).
+    hash: String,
+    path: String,
+    size: u64,
+}
+
+/// `GET .../files`' answer: a version's source and output files.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FileListing {
+    #[schema(value_type = String)]
+    id: VersionId,
+    output: Vec<FileEntry>,
+    source: Vec<FileEntry>,
 }
 
 fn version_id(field: &'static str, raw: &str) -> Result<VersionId, ApiError> {
@@ -67,12 +130,32 @@ async fn sources_of(state: &AppState, v: &Version) -> Result<Manifest, ApiError>
     Ok(v.sources(&state.artifacts).await?)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = Rollback)]
 struct RollbackBody {
+    /// The deployed version to roll back (or forward) to.
     version_id: Option<String>,
 }
 
+/// Roll back (or forward)
+///
+/// To a deployed version of the project: a new version row and a pointer flip; nothing is
+/// rebuilt.
+#[utoipa::path(
+    post,
+    operation_id = "rollback",
+    path = "/v1/projects/{userId}/{projectId}/rollback",
+    tag = "projects",
+    params(("userId" = String, Path), ("projectId" = String, Path)),
+    request_body = RollbackBody,
+    responses(
+        (status = 200, description = "Rolled back", body = RolledBack),
+        (status = 404, description = "Not a version of this project", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The target is not deployed (`wrong_status`), or a build or rollback of the project is in flight (`build_in_flight`, `rollback_in_flight`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`versionId` is missing or not a version id (`validation_failed`)", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn rollback(
     caller: Caller,
     path: web::Path<(String, String)>,
@@ -85,20 +168,41 @@ async fn rollback(
         .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
     let version = builds::rollback(&state.builds(), &user, &project, target).await?;
     let view = BuildView::new(version, &state.urls);
-    Ok(HttpResponse::Ok().json(json!({
-        "rolledBackTo": target,
-        "previewUrl": view.preview_url,
-        "latestUrl": view.latest_url,
-        "version": view,
-    })))
+    Ok(sorted(
+        StatusCode::OK,
+        &RolledBack {
+            latest_url: view.latest_url.clone(),
+            preview_url: view.preview_url.clone(),
+            rolled_back_to: target,
+            version: view,
+        },
+    ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct DiffQuery {
+    /// `stat` (the default: JSON) or `patch` (a unified diff, text/x-diff).
+    #[param(pattern = "^(stat|patch)$")]
     mode: Option<String>,
 }
 
+/// Compare two versions' sources
+///
+/// `mode=stat`: the paths added, removed and modified with their line counts; `mode=patch`: a
+/// unified diff.
+#[utoipa::path(
+    get,
+    operation_id = "diffVersions",
+    path = "/v1/projects/{userId}/{projectId}/versions/{a}/diff/{b}",
+    tag = "projects",
+    params(("userId" = String, Path), ("projectId" = String, Path), ("a" = String, Path, description = "The version compared from"), ("b" = String, Path, description = "The version compared to"), DiffQuery),
+    responses(
+        (status = 200, description = "The comparison", content((Comparison = "application/json"), (String = "text/x-diff; charset=utf-8"))),
+        (status = 404, description = "A version is not in this project", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn diff(
     caller: Caller,
     req: HttpRequest,
@@ -130,27 +234,50 @@ async fn diff(
             .body(text));
     }
     let count = |k: ChangeKind| changes.iter().filter(|c| c.change == k).count();
-    Ok(HttpResponse::Ok().json(json!({
-        "from": a,
-        "to": b,
-        "summary": {
-            "added": count(ChangeKind::Added),
-            "removed": count(ChangeKind::Removed),
-            "modified": count(ChangeKind::Modified),
-            "additions": changes.iter().map(|c| c.additions).sum::<usize>(),
-            "deletions": changes.iter().map(|c| c.deletions).sum::<usize>(),
+    let summary = DiffSummary {
+        added: count(ChangeKind::Added),
+        additions: changes.iter().map(|c| c.additions).sum::<usize>(),
+        deletions: changes.iter().map(|c| c.deletions).sum::<usize>(),
+        modified: count(ChangeKind::Modified),
+        removed: count(ChangeKind::Removed),
+    };
+    Ok(sorted(
+        StatusCode::OK,
+        &Comparison {
+            files: changes,
+            from: a,
+            summary,
+            to: b,
         },
-        "files": changes,
-    })))
+    ))
 }
 
-fn listing(m: &Manifest) -> serde_json::Value {
+fn listing(m: &Manifest) -> Vec<FileEntry> {
     m.files
         .iter()
-        .map(|(path, e)| json!({ "path": path, "size": e.size, "hash": e.hash, "contentType": e.content_type }))
+        .map(|(path, e)| FileEntry {
+            content_type: e.content_type.clone(),
+            hash: e.hash.clone(),
+            path: path.clone(),
+            size: e.size,
+        })
         .collect()
 }
 
+/// A version's files
+///
+/// Its source and output files: path, size, hash, content type.
+#[utoipa::path(
+    get,
+    operation_id = "listVersionFiles",
+    path = "/v1/projects/{userId}/{projectId}/versions/{id}/files",
+    tag = "projects",
+    params(("userId" = String, Path), ("projectId" = String, Path), ("id" = String, Path, description = "The version's id")),
+    responses(
+        (status = 200, description = "The files", body = FileListing),
+        (status = 404, description = "Unknown version", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn files(
     caller: Caller,
     path: web::Path<(String, String, String)>,
@@ -162,12 +289,45 @@ async fn files(
         sources_of(&state, &v),
         manifest_of(&state, v.output_manifest_key.as_deref())
     )?;
-    Ok(
-        HttpResponse::Ok()
-            .json(json!({ "id": v.id, "source": listing(&source), "output": listing(&output) })),
-    )
+    Ok(sorted(
+        StatusCode::OK,
+        &FileListing {
+            id: v.id,
+            output: listing(&output),
+            source: listing(&source),
+        },
+    ))
 }
 
+/// Whether `If-None-Match` names `etag` (weak comparison, RFC 9110: `W/"x"` matches `"x"`), or
+/// is `*`.
+fn not_modified(req: &HttpRequest, etag: &str) -> bool {
+    let Ok(ours) = etag.parse::<EntityTag>() else {
+        return false;
+    };
+    match req.get_header::<IfNoneMatch>() {
+        Some(IfNoneMatch::Any) => true,
+        Some(IfNoneMatch::Items(tags)) => tags.iter().any(|t| t.weak_eq(&ours)),
+        None => false,
+    }
+}
+
+/// One source file of a version
+///
+/// Its content, with an `ETag`; `If-None-Match` with that tag (a list, weak tags and `*`
+/// included) answers 304.
+#[utoipa::path(
+    get,
+    operation_id = "getVersionFile",
+    path = "/v1/projects/{userId}/{projectId}/versions/{id}/files/{path}",
+    tag = "projects",
+    params(("userId" = String, Path), ("projectId" = String, Path), ("id" = String, Path, description = "The version's id"), ("path" = String, Path, description = "The file's path (its slashes as they are)"), ("If-None-Match" = Option<String>, Header, description = "Entity tags: a 304 when one matches the file's")),
+    responses(
+        (status = 200, description = "The file, as its content type", content_type = "application/octet-stream", body = Vec<u8>, headers(("ETag" = String, description = "The content's tag"))),
+        (status = 304, description = "Not modified: `If-None-Match` names the file's tag", headers(("ETag" = String))),
+        (status = 404, description = "Unknown version or file", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn file(
     caller: Caller,
     req: HttpRequest,
@@ -183,6 +343,11 @@ async fn file(
         .get(file.as_str())
         .ok_or_else(|| ApiError::NotFound(format!("{file} is not a source file of version {}", v.id)))?;
     let representation = Representation::of(&req, entry);
+    if not_modified(&req, &representation.etag) {
+        let mut reply = HttpResponse::NotModified();
+        representation.headers(&mut reply);
+        return Ok(reply.finish());
+    }
     let (body, encoding) = state.artifacts.read_as(entry, representation.gzip).await?;
     let mut reply = HttpResponse::Ok();
     representation.headers(&mut reply);
@@ -195,12 +360,29 @@ async fn file(
         .body(body))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ArtifactQuery {
+    /// The version's sources instead of its output.
     source: Option<bool>,
 }
 
+/// Download a version
+///
+/// A zip of the version's output (`source=true`: its sources), streamed.
+#[utoipa::path(
+    get,
+    operation_id = "downloadVersion",
+    path = "/v1/projects/{userId}/{projectId}/versions/{id}/artifact",
+    tag = "projects",
+    params(("userId" = String, Path), ("projectId" = String, Path), ("id" = String, Path, description = "The version's id"), ArtifactQuery),
+    responses(
+        (status = 200, description = "The zip", content_type = "application/zip", body = Vec<u8>),
+        (status = 404, description = "Unknown version", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The version has no output (it is not deployed: `wrong_status`)", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn artifact(
     caller: Caller,
     req: HttpRequest,
@@ -251,6 +433,20 @@ async fn set_pin(
     Ok(HttpResponse::Ok().json(BuildView::new(v, &state.urls)))
 }
 
+/// Pin a version
+///
+/// Retention never removes a pinned version.
+#[utoipa::path(
+    post,
+    operation_id = "pinVersion",
+    path = "/v1/projects/{userId}/{projectId}/versions/{id}/pin",
+    tag = "projects",
+    params(("userId" = String, Path), ("projectId" = String, Path), ("id" = String, Path, description = "The version's id")),
+    responses(
+        (status = 200, description = "The version", body = BuildView),
+        (status = 404, description = "Unknown version", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn pin(
     caller: Caller,
     path: web::Path<(String, String, String)>,
@@ -259,6 +455,18 @@ async fn pin(
     set_pin(caller, path, state, true).await
 }
 
+/// Unpin a version
+#[utoipa::path(
+    delete,
+    operation_id = "unpinVersion",
+    path = "/v1/projects/{userId}/{projectId}/versions/{id}/pin",
+    tag = "projects",
+    params(("userId" = String, Path), ("projectId" = String, Path), ("id" = String, Path, description = "The version's id")),
+    responses(
+        (status = 200, description = "The version", body = BuildView),
+        (status = 404, description = "Unknown version", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn unpin(
     caller: Caller,
     path: web::Path<(String, String, String)>,

@@ -1,21 +1,45 @@
-//! The JSON shapes the API answers with.
+//! The JSON shapes the API answers with that several routes share (a build, a page of builds),
+//! each with its OpenAPI schema; [`schemas`], the schemas of the types defined elsewhere; and
+//! [`sorted`]: an answer written with its keys in order.
 
+pub mod schemas;
+
+use actix_web::http::StatusCode;
+use actix_web::HttpResponse;
 use chrono::{DateTime, Utc};
 use kiln_shared::db::versions::{Metrics, Version};
 use kiln_shared::domain::{BuildStatus, ProjectId, Step, UserId, VersionId};
 use kiln_shared::preview::PreviewUrls;
 use serde::Serialize;
+use utoipa::ToSchema;
+
+use self::schemas::{BuildStatusSchema, MetricsSchema, StepSchema};
+
+/// An answer of `status` whose body is `body` with the keys of every object in order, as a
+/// `serde_json::Value` writes them (the order the API has always answered with, and the one a
+/// replayed answer has).
+pub fn sorted<T: Serialize>(status: StatusCode, body: &T) -> HttpResponse {
+    let value = serde_json::to_value(body).expect("an answer always serialises");
+    HttpResponse::build(status).json(value)
+}
 
 /// A build, which is also a version.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = Build)]
 pub struct BuildView {
+    #[schema(value_type = String, example = "01jc0000000000000000000000")]
     pub id: VersionId,
+    #[schema(value_type = String)]
     pub user_id: UserId,
+    #[schema(value_type = String)]
     pub project_id: ProjectId,
+    /// `new` (a first build), `rebuild`, `retry` or `rollback`.
     pub kind: String,
+    #[schema(value_type = BuildStatusSchema)]
     pub status: BuildStatus,
     pub prompt: Option<String>,
+    #[schema(value_type = Option<String>)]
     pub parent_version_id: Option<VersionId>,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
@@ -25,6 +49,7 @@ pub struct BuildView {
     /// The project's always-latest URL.
     pub latest_url: String,
     pub error: Option<String>,
+    #[schema(value_type = Option<StepSchema>)]
     pub failed_step: Option<Step>,
     pub framework: Option<String>,
     pub node_version: Option<String>,
@@ -34,17 +59,53 @@ pub struct BuildView {
     pub lost_builders: i32,
     /// The builder that ran the latest attempt.
     pub builder_id: Option<String>,
+    #[schema(value_type = Option<String>)]
     pub retry_of: Option<VersionId>,
+    #[schema(value_type = Option<String>)]
     pub superseded_by: Option<VersionId>,
     pub pinned: bool,
     /// Set when maintenance archived the output (it is still served).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false)]
     pub archived_at: Option<chrono::DateTime<chrono::Utc>>,
     /// A file of this version is gone from the store for good: rebuild it.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[schema(required = false)]
     pub needs_rebuild: bool,
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
+    #[schema(value_type = MetricsSchema)]
     pub metrics: Metrics,
+}
+
+/// `GET /v1/builds`: builds newest first.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BuildPage {
+    pub builds: Vec<BuildView>,
+    /// The last build's id when the page is full: `before` of the next page.
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /v1/projects/{userId}/{projectId}/versions`: versions newest first.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionPage {
+    /// The last version's id when the page is full: `before` of the next page.
+    pub next_cursor: Option<String>,
+    pub versions: Vec<BuildView>,
+}
+
+/// The id of the last row when the page is full (`limit` rows).
+pub fn next_cursor(rows: &[Version], limit: i64) -> Option<String> {
+    (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|v| v.id.to_string()))
+        .flatten()
+}
+
+/// Rows as views.
+pub fn views(rows: Vec<Version>, urls: &PreviewUrls) -> Vec<BuildView> {
+    rows.into_iter().map(|v| BuildView::new(v, urls)).collect()
 }
 
 impl BuildView {
