@@ -28,6 +28,8 @@ const TOOLING: &[&str] = &[
     "KILN_TOOLS",
     "KILN_NO_BUILD",
     "KILN_PNPM_SPEC",
+    // ops/lib.sh's OpenAPI tools (the validator and the TypeScript client generator).
+    "KILN_OPENAPI_",
     // ops/package.sh, ops/deploy-check.sh and deploy/docker/Dockerfile (a build argument).
     "KILN_CARGO_DEB_VERSION",
     "KILN_DEB_PROFILE",
