@@ -29,21 +29,30 @@ pub(crate) async fn follow(
         let attempt = async {
             let res = client.stream(path, last_id.as_deref()).await?;
             let mut messages = res.bytes_stream().eventsource();
+            let mut news = false;
             while let Some(message) = messages.next().await {
                 let message = message.context("the stream broke")?;
                 failures = 0;
+                news = true;
                 if !message.id.is_empty() {
                     last_id = Some(message.id.clone());
                 }
                 if on(&message) {
-                    return Ok::<bool, anyhow::Error>(true);
+                    return Ok::<Option<bool>, anyhow::Error>(None);
                 }
             }
-            Ok(false) // the server ended it without a final message
+            // The server ended it without a final message (with news: resume after the last).
+            Ok(Some(news))
         };
         match attempt.await {
-            Ok(true) => return Ok(()),
-            Ok(false) => {}
+            Ok(None) => return Ok(()),
+            Ok(Some(true)) => {}
+            // Closed with nothing in it: counted like a failure, or a server that keeps
+            // closing empty streams would be asked again forever.
+            Ok(Some(false)) if failures < MAX_FAILURES => failures += 1,
+            Ok(Some(false)) => {
+                anyhow::bail!("the stream closed {MAX_FAILURES} times in a row without any event")
+            }
             Err(e) if failures < MAX_FAILURES && !gives_up(&e) => {
                 failures += 1;
                 eprintln!("kiln: {e:#}; reconnecting");

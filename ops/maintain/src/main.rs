@@ -102,7 +102,13 @@ async fn run(dry_run: bool, json: bool, metrics_file: Option<std::path::PathBuf>
             if let Some(path) = &metrics_file {
                 // Written whole, then renamed: the collector never reads half a file.
                 let tmp = path.with_extension("prom.tmp");
+                // 0644 whatever the unit's UMask: node_exporter's textfile collector runs as
+                // another user and must read it.
                 std::fs::write(&tmp, report.prometheus(chrono::Utc::now()))
+                    .and_then(|()| {
+                        use std::os::unix::fs::PermissionsExt;
+                        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))
+                    })
                     .and_then(|()| std::fs::rename(&tmp, path))
                     .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
             }

@@ -347,7 +347,11 @@ async fn a_run_killed_half_way_leaves_everything_readable_and_the_next_run_finis
     age_all(farm.dir.path(), 7 * HOUR);
     let metrics = farm.dir.path().join("kiln-maintenance.prom");
     let run_binary = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_kiln-ops"))
+        // Under the UMask kiln-maintain.service sets (027): the metrics file stays readable to
+        // node_exporter all the same (`exec` keeps the pid the test kills).
+        std::process::Command::new("sh")
+            .args(["-c", "umask 027 && exec \"$0\" \"$@\""])
+            .arg(env!("CARGO_BIN_EXE_kiln-ops"))
             .args(["maintain", "--json", "--metrics-file"])
             .arg(&metrics)
             .env_clear()
@@ -413,6 +417,8 @@ async fn a_run_killed_half_way_leaves_everything_readable_and_the_next_run_finis
     assert_eq!(walk_count(&trash) as u64 + in_grace, 1800);
     // The same figures for Prometheus (node_exporter's textfile collector).
     let text = std::fs::read_to_string(&metrics).unwrap();
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&metrics).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o644, "{mode:o}");
     let trashed_line = format!("kiln_maintenance_blobs_trashed {}", report["blobs"]["trashed"]);
     assert!(text.lines().any(|l| l == trashed_line), "{text}");
     assert!(text.contains("# TYPE kiln_maintenance_blobs_missing gauge\nkiln_maintenance_blobs_missing 0\n"));

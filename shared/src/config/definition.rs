@@ -124,6 +124,9 @@ pub struct Variable {
     pub example: Option<&'static str>,
     /// A value the example shows commented out, when the variable is unset by default.
     pub hint: Option<&'static str>,
+    /// Read from the environment only, never from the `KILN_CONFIG` file (it is needed before
+    /// the file is read: the file's own path, the logs).
+    pub env_only: bool,
 }
 
 impl Variable {
@@ -144,6 +147,14 @@ impl Variable {
             secret: false,
             example: None,
             hint: None,
+            env_only: false,
+        }
+    }
+
+    pub(super) const fn env_only(self) -> Self {
+        Self {
+            env_only: true,
+            ..self
         }
     }
 

@@ -13,7 +13,8 @@ section! {
         ALL,
         "a TOML file of defaults (`build_timeout_secs = 600`); a variable set in the environment wins",
     )
-    .hint("/etc/kiln/kiln.toml");
+    .hint("/etc/kiln/kiln.toml")
+    .env_only();
     DATA_DIR = Variable::new(
         "KILN_DATA_DIR",
         Kind::Path,
@@ -28,12 +29,16 @@ section! {
         Fallback::Value("text"),
         ALL,
         "the format of the logs on stderr (`json` for a log shipper)",
-    );
+    )
+    .details("Read from the environment only: logging starts before the file is read.")
+    .env_only();
     RUST_LOG = Variable::new(
         "RUST_LOG",
         Kind::Format("a `tracing` filter (`info,kiln_builder=debug`)"),
         Fallback::Value("info"),
         ALL,
         "which logs are written",
-    );
+    )
+    .details("Read from the environment only: logging starts before the file is read.")
+    .env_only();
 }

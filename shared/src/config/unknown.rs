@@ -44,13 +44,20 @@ pub struct Unknown {
     pub name: String,
     /// The closest known name, in the same form, when one is close enough to be meant.
     pub closest: Option<String>,
+    /// A file key naming a variable read from the environment only: that variable.
+    pub env_only: Option<&'static str>,
 }
 
 impl std::fmt::Display for Unknown {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.closest {
-            Some(known) => write!(f, "{}; did you mean {known}?", self.name),
-            None => write!(f, "{}", self.name),
+        match (&self.closest, self.env_only) {
+            (_, Some(variable)) => write!(
+                f,
+                "{}: {variable} is read from the environment only, not from the file",
+                self.name
+            ),
+            (Some(known), None) => write!(f, "{}; did you mean {known}?", self.name),
+            (None, None) => write!(f, "{}", self.name),
         }
     }
 }
@@ -74,21 +81,29 @@ pub fn unknown_variables<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<Un
         .map(|n| Unknown {
             name: n.to_owned(),
             closest: closest(n, known.iter().map(String::as_str)).map(str::to_owned),
+            env_only: None,
         })
         .collect();
     found.sort_by(|a, b| a.name.cmp(&b.name));
     found
 }
 
-/// The keys of a `KILN_CONFIG` file that name no variable, sorted.
+/// The keys of a `KILN_CONFIG` file that name no variable, or one read from the environment
+/// only, sorted.
 pub fn unknown_keys<'a>(keys: impl IntoIterator<Item = &'a str>) -> Vec<Unknown> {
-    let known: Vec<String> = variables().map(|v| v.toml_key()).collect();
+    let known: Vec<String> = variables()
+        .filter(|v| !v.env_only)
+        .map(|v| v.toml_key())
+        .collect();
     let mut found: Vec<Unknown> = keys
         .into_iter()
         .filter(|k| !known.iter().any(|n| n == k))
         .map(|k| Unknown {
             name: k.to_owned(),
             closest: closest(k, known.iter().map(String::as_str)).map(str::to_owned),
+            env_only: variables()
+                .find(|v| v.env_only && v.toml_key() == k)
+                .map(|v| v.name),
         })
         .collect();
     found.sort_by(|a, b| a.name.cmp(&b.name));
@@ -162,8 +177,25 @@ mod tests {
             found,
             [Unknown {
                 name: "max_ouptut_mb".into(),
-                closest: Some("max_output_mb".into())
+                closest: Some("max_output_mb".into()),
+                env_only: None,
             }]
+        );
+    }
+
+    #[test]
+    fn a_file_key_read_from_the_environment_only_is_named_as_such() {
+        let shown: Vec<String> = unknown_keys(["log_format", "rust_log", "config", "data_dir"])
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                "config: KILN_CONFIG is read from the environment only, not from the file",
+                "log_format: KILN_LOG_FORMAT is read from the environment only, not from the file",
+                "rust_log: RUST_LOG is read from the environment only, not from the file",
+            ]
         );
     }
 }

@@ -16,10 +16,47 @@ use super::object::{ObjectInfo, ObjectStore};
 ///   into place, so readers never see half an object and writers of different folders never
 ///   contend on one temporary folder.
 /// - Each write runs as one blocking task, and folders known to exist are not created again.
+/// - What it creates has fixed modes, whatever the process's umask ([`DIR_MODE`],
+///   [`FILE_MODE`]).
 #[derive(Debug, Clone)]
 pub struct FsStore {
     root: PathBuf,
     known_dirs: Arc<Mutex<HashSet<PathBuf>>>,
+}
+
+/// The mode of every folder the store creates. On a single host the API (as `kiln`), the
+/// builders (as root) and the maintenance job (as `kiln`) share one store folder: each must add
+/// files to a shard another one created, and maintenance must move and delete what any of them
+/// wrote. The packages and the images create the store's root owned by group `kiln` and setgid,
+/// so every folder below inherits the group; these modes make it writable by that group.
+pub const DIR_MODE: u32 = 0o2775;
+
+/// The mode of every object the store writes (see [`DIR_MODE`]; a move stamps the object's
+/// time, which needs write access to it).
+pub const FILE_MODE: u32 = 0o664;
+
+/// Creates `dir` and its missing parents, each with [`DIR_MODE`].
+fn create_dirs(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::create_dir(dir) {
+        Ok(()) => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE)),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => match dir.parent() {
+            Some(parent) if parent != dir => {
+                create_dirs(parent)?;
+                create_dirs(dir)
+            }
+            _ => Err(e),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes a new file with [`FILE_MODE`].
+fn write_file(path: &Path, body: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, body)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(FILE_MODE))
 }
 
 /// The suffix of temporary files (a crash can leave some; maintenance removes them).
@@ -111,7 +148,7 @@ impl FsStore {
         if self.known_dirs.lock().expect("dir cache poisoned").contains(dir) {
             return Ok(());
         }
-        std::fs::create_dir_all(dir)?;
+        create_dirs(dir)?;
         let mut known = self.known_dirs.lock().expect("dir cache poisoned");
         if known.len() > 100_000 {
             known.clear();
@@ -129,13 +166,13 @@ impl FsStore {
             .expect("object paths have a name")
             .to_string_lossy();
         let tmp = dir.join(format!(".{name}.{}{TMP_SUFFIX}", ulid::Ulid::new()));
-        if let Err(e) = std::fs::write(&tmp, body).and_then(|()| std::fs::rename(&tmp, path)) {
+        if let Err(e) = write_file(&tmp, body).and_then(|()| std::fs::rename(&tmp, path)) {
             let _ = std::fs::remove_file(&tmp);
             if e.kind() == ErrorKind::NotFound {
                 // The folder went away under the cache (a cleanup): forget it and retry once.
                 self.known_dirs.lock().expect("dir cache poisoned").remove(dir);
-                std::fs::create_dir_all(dir)?;
-                std::fs::write(&tmp, body)?;
+                create_dirs(dir)?;
+                write_file(&tmp, body)?;
                 return std::fs::rename(&tmp, path);
             }
             return Err(e);
@@ -267,5 +304,42 @@ impl ObjectStore for FsStore {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    /// The modes do not depend on the umask of whoever wrote first (a builder as root with
+    /// 022, the API as `kiln` with 027), so the other writers of a shared store can still add
+    /// to its folders and maintenance can move what is in them.
+    #[tokio::test]
+    async fn folders_and_objects_get_the_shared_modes_whatever_the_umask() {
+        let root = tempfile::tempdir().unwrap();
+        let store = FsStore::new(root.path().to_path_buf());
+        store
+            .put("blobs/sha256/ab/abcdef", Bytes::from_static(b"x"), "text/plain")
+            .await
+            .unwrap();
+        let mode = |p: &str| {
+            std::fs::metadata(root.path().join(p))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o7777
+        };
+        for dir in ["blobs", "blobs/sha256", "blobs/sha256/ab"] {
+            assert_eq!(mode(dir), DIR_MODE, "{dir}: {:o}", mode(dir));
+        }
+        assert_eq!(mode("blobs/sha256/ab/abcdef"), FILE_MODE);
+        assert!(store
+            .move_object("blobs/sha256/ab/abcdef", "trash/sha256/ab/abcdef")
+            .await
+            .unwrap());
+        assert_eq!(mode("trash/sha256/ab"), DIR_MODE);
+        assert_eq!(mode("trash/sha256/ab/abcdef"), FILE_MODE);
     }
 }
