@@ -50,7 +50,15 @@ async fn main() -> std::process::ExitCode {
         metrics_file,
     } = Cli::parse().command;
     kiln_shared::telemetry::init("info");
-    match run(dry_run, json, metrics_file).await {
+    // A missing or invalid setting is exit 2, as for kiln-api and kiln-builder.
+    let settings = match Settings::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("kiln-ops: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match run(settings, dry_run, json, metrics_file).await {
         Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {
             eprintln!("kiln-ops maintain: {e:#}");
@@ -59,8 +67,12 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(dry_run: bool, json: bool, metrics_file: Option<std::path::PathBuf>) -> anyhow::Result<u8> {
-    let settings = Settings::from_env()?;
+async fn run(
+    settings: Settings,
+    dry_run: bool,
+    json: bool,
+    metrics_file: Option<std::path::PathBuf>,
+) -> anyhow::Result<u8> {
     let Backends {
         db,
         queue,

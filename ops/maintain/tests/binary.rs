@@ -77,14 +77,15 @@ fn a_wrong_or_missing_argument_is_a_usage_error() {
 #[test]
 fn an_unknown_variable_is_a_warning_naming_the_closest_known_one() {
     let (code, _, err) = run(&["maintain", "--dry-run"], &[("KILN_RETAIN_VERSION", "10")]);
-    assert_eq!(code, Some(1));
+    // The missing database URL stops it as a usage error (2), as it does kiln-api and kiln-builder.
+    assert_eq!(code, Some(2));
     assert!(
         err.contains("unknown variable KILN_RETAIN_VERSION; did you mean KILN_RETAIN_VERSIONS?"),
         "{err}"
     );
     assert!(
         err.trim_end()
-            .ends_with("kiln-ops maintain: KILN_DATABASE_URL is required: the PostgreSQL URL"),
+            .ends_with("kiln-ops: KILN_DATABASE_URL is required: the PostgreSQL URL"),
         "{err}"
     );
 }
