@@ -3,22 +3,13 @@
 //! argument is clap's usage error, and an unknown `KILN_*` variable is a warning naming the
 //! closest known one.
 
-use kiln_shared::config::{self, Binary, Kind};
+use kiln_shared::config::Binary;
 
 /// Runs the binary with `args` in an environment of `vars` alone: its exit code, stdout and
 /// stderr.
 fn run(args: &[&str], vars: &[(&str, &str)]) -> (Option<i32>, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kiln-builder"))
-        .args(args)
-        .env_clear()
-        .envs(vars.iter().copied())
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let ran = kiln_testkit::binary::run(env!("CARGO_BIN_EXE_kiln-builder"), args, vars);
+    (ran.code, ran.stdout, ran.stderr)
 }
 
 #[test]
@@ -26,22 +17,7 @@ fn help_lists_every_variable_the_builder_reads_with_its_default() {
     for args in [&["--help"][..], &["maintain", "--help"]] {
         let (code, out, _) = run(args, &[]);
         assert_eq!(code, Some(0), "{args:?}");
-        let read: Vec<_> = config::variables()
-            .filter(|v| v.read_by(Binary::Builder) && v.kind != Kind::Refused)
-            .collect();
-        assert!(read.len() >= 40, "only {} variables", read.len());
-        for v in read {
-            // `NAME=default` (then the line's end or a note), or `NAME (required…` / `NAME (unset: …`.
-            let shown = match v.default_value() {
-                Some(default) => format!("\n  {}={default}", v.name),
-                None => format!("\n  {} (", v.name),
-            };
-            let rest = out.split_once(&shown).map(|(_, rest)| rest);
-            assert!(
-                rest.is_some_and(|r| v.default_value().is_none() || r.starts_with(['\n', ' '])),
-                "{args:?}: {shown:?} missing from:\n{out}"
-            );
-        }
+        kiln_testkit::binary::assert_help_lists_variables(&out, Binary::Builder, 40);
         assert!(out.contains("\nSandbox:\n"), "grouped by section:\n{out}");
         assert!(!out.contains("KILN_RATE_LIMIT_PER_IP"), "an API variable:\n{out}");
     }

@@ -7,9 +7,11 @@
 //!   path and body, as the API verifies them);
 //! - [`poll`]: looking again and again until something holds or a limit passes (a build's
 //!   status, a fleet's heartbeats);
-//! - [`answer`]: an HTTP answer as its status and JSON body.
+//! - [`answer`]: an HTTP answer as its status and JSON body;
+//! - [`binary`]: a Kiln binary run with an environment of its own, and what its `--help` lists.
 
 pub mod answer;
+pub mod binary;
 pub mod env;
 pub mod poll;
 pub mod signed;
