@@ -1,8 +1,11 @@
-//! Where a build's output is: from package.json's dependencies first, then the usual folders.
+//! Where a build's output is: from package.json's dependencies first, then the usual folders,
+//! taking only a folder the build wrote (never a source folder such as Next's `public/`), and
+//! refusing, with what to change, an app whose build made a server instead of a static site.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rustix::fs::FileType;
+use rustix::fs::{AtFlags, FileType};
 
 use crate::beneath::{self, BeneathError};
 
@@ -31,30 +34,141 @@ pub fn framework_of(package_json: &serde_json::Value) -> Option<(&'static str, &
 }
 
 /// The output folder of a built project (a name in the project folder open at `project`), or
-/// a message saying where Kiln looked. A folder that is a symbolic link counts when it leads to
-/// a folder inside the project, and also when it leads out of it: opening it then fails the
-/// build with a message that says so (see [`beneath::open_dir_beneath`]).
-pub fn output_dir(project: impl AsFd, package_json: &serde_json::Value) -> Result<&'static str, String> {
+/// a message saying why there is none. When the build ran a script (`built_since`: when it
+/// started), a folder counts only if the build wrote something in it: a folder that was in the
+/// sources and that the build left alone is not its output. A folder that is a symbolic link
+/// counts when it leads to a folder inside the project, and also when it leads out of it:
+/// opening it then fails the build with a message that says so (see
+/// [`beneath::open_dir_beneath`]).
+pub fn output_dir(
+    project: impl AsFd,
+    package_json: &serde_json::Value,
+    built_since: Option<SystemTime>,
+) -> Result<&'static str, String> {
     let project = project.as_fd();
     let is_dir = |d: &str| match beneath::stat_beneath(project, d) {
         Ok(stat) => beneath::file_type(&stat) == FileType::Directory,
         Err(BeneathError::LinkOut { .. } | BeneathError::LinkLoop { .. }) => true,
         Err(_) => false,
     };
-    if let Some((_, dir)) = framework_of(package_json) {
-        if is_dir(dir) {
+    let written = |d: &str| built_since.is_none_or(|since| written_since(project, d, since));
+    let framework = framework_of(package_json);
+    if let Some(why) = needs_a_server(framework.map(|(name, _)| name), &is_dir) {
+        return Err(why);
+    }
+    if let Some((_, dir)) = framework {
+        if is_dir(dir) && written(dir) {
             return Ok(dir);
         }
     }
-    SCAN.iter().copied().find(|d| is_dir(d)).ok_or_else(|| {
-        let expected = framework_of(package_json)
-            .map(|(name, dir)| format!("{dir} (for {name}), "))
-            .unwrap_or_default();
-        format!(
-            "no output folder found after the build: looked for {expected}{}",
-            SCAN.join(", ")
-        )
-    })
+    let mut untouched = Vec::new();
+    for d in SCAN.iter().copied().filter(|d| is_dir(d)) {
+        if written(d) {
+            return Ok(d);
+        }
+        untouched.push(d);
+    }
+    let expected = framework
+        .map(|(name, dir)| format!("{dir} (for {name}), "))
+        .unwrap_or_default();
+    let mut message = format!(
+        "no output folder found after the build: looked for {expected}{}",
+        SCAN.join(", ")
+    );
+    if !untouched.is_empty() {
+        message.push_str(&format!(
+            "; {} came with the sources and the build wrote nothing in it, so it is not the build's output",
+            untouched.join(" and ")
+        ));
+    }
+    Err(message)
+}
+
+/// Why the build's output needs a server, when what it wrote says so: what to change for a
+/// static preview.
+fn needs_a_server(framework: Option<&str>, is_dir: &dyn Fn(&str) -> bool) -> Option<String> {
+    match framework {
+        Some("next") if is_dir(".next") && !is_dir("out") => Some(
+            "this Next.js app needs a server: `next build` wrote .next/ and no out/; set \
+             `output: 'export'` in next.config.js (or .mjs/.ts) for a static preview"
+                .to_owned(),
+        ),
+        Some("sveltekit") if is_dir(".svelte-kit/output/server") && !is_dir("build") => Some(
+            "this SvelteKit app needs a server: its adapter (adapter-auto by default) wrote no \
+             build/; use @sveltejs/adapter-static in svelte.config.js for a static preview"
+                .to_owned(),
+        ),
+        Some("astro") if is_dir("dist/server") => Some(
+            "this Astro app renders on a server (`output: 'server'` with an adapter wrote \
+             dist/server/); set `output: 'static'` in astro.config.mjs for a static preview"
+                .to_owned(),
+        ),
+        _ => None,
+    }
+}
+
+/// At most this many entries are looked at to tell whether the build wrote in a folder (the
+/// walk stops at the first new one; a folder of more old files than this counts as untouched).
+const MAX_ENTRIES: usize = 100_000;
+
+/// Whether anything in folder `rel` of the project (the folder itself, or any entry beneath
+/// it, links not followed) was modified or created at or after `since`. A folder that cannot be
+/// opened (a link leading out) counts as written, so that publishing it fails and says why.
+fn written_since(project: BorrowedFd<'_>, rel: &str, since: SystemTime) -> bool {
+    let Ok(top) = beneath::open_dir_beneath(project, rel) else {
+        return true;
+    };
+    let since = since.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let new = |stat: &rustix::fs::Stat| {
+        let at =
+            |secs: i64, nanos: i64| Duration::new(secs.max(0) as u64, nanos.clamp(0, 999_999_999) as u32);
+        #[allow(clippy::unnecessary_cast)]
+        let (m, c) = (
+            at(stat.st_mtime as i64, stat.st_mtime_nsec as i64),
+            at(stat.st_ctime as i64, stat.st_ctime_nsec as i64),
+        );
+        m.max(c) >= since
+    };
+    if rustix::fs::fstat(&top).is_ok_and(|s| new(&s)) {
+        return true;
+    }
+    let mut stack = vec![top];
+    let mut seen = 0;
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = rustix::fs::Dir::read_from(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if name == c"." || name == c".." {
+                continue;
+            }
+            seen += 1;
+            if seen > MAX_ENTRIES {
+                return false;
+            }
+            let Ok(stat) = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) else {
+                continue;
+            };
+            if new(&stat) {
+                return true;
+            }
+            if beneath::file_type(&stat) == FileType::Directory {
+                if let Ok(sub) = rustix::fs::openat(
+                    &dir,
+                    name,
+                    rustix::fs::OFlags::RDONLY
+                        | rustix::fs::OFlags::DIRECTORY
+                        | rustix::fs::OFlags::NOFOLLOW
+                        | rustix::fs::OFlags::CLOEXEC,
+                    rustix::fs::Mode::empty(),
+                ) {
+                    stack.push(sub);
+                }
+            }
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -90,15 +204,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let fd = open(dir.path());
         let vite = json!({"devDependencies": {"vite": "6"}});
-        let err = output_dir(&fd, &vite).unwrap_err();
+        let err = output_dir(&fd, &vite, None).unwrap_err();
         assert_eq!(
             err,
             "no output folder found after the build: looked for dist (for vite), dist, build, out, public"
         );
         std::fs::create_dir(dir.path().join("public")).unwrap();
-        assert_eq!(output_dir(&fd, &vite).unwrap(), "public");
+        assert_eq!(output_dir(&fd, &vite, None).unwrap(), "public");
         std::fs::create_dir(dir.path().join("dist")).unwrap();
-        assert_eq!(output_dir(&fd, &vite).unwrap(), "dist");
+        assert_eq!(output_dir(&fd, &vite, None).unwrap(), "dist");
     }
 
     #[test]
@@ -113,17 +227,94 @@ mod tests {
         // A link to a file, or to nothing, is no output folder.
         symlink("index.html", project.join("dist")).unwrap();
         symlink("nothing", project.join("build")).unwrap();
-        assert!(output_dir(&fd, &none).is_err());
+        assert!(output_dir(&fd, &none, None).is_err());
         // A link to a folder inside is one.
         symlink("site", project.join("out")).unwrap();
-        assert_eq!(output_dir(&fd, &none).unwrap(), "out");
+        assert_eq!(output_dir(&fd, &none, None).unwrap(), "out");
         // A link out is found, so that opening it fails and says why.
         std::fs::remove_file(project.join("build")).unwrap();
         symlink("/root", project.join("build")).unwrap();
-        assert_eq!(output_dir(&fd, &none).unwrap(), "build");
+        assert_eq!(output_dir(&fd, &none, None).unwrap(), "build");
         assert_eq!(
             beneath::open_dir_beneath(&fd, "build").unwrap_err().to_string(),
             "build is a symbolic link that leaves the project"
         );
+    }
+
+    /// A moment after everything made so far, and before anything made next (file times come
+    /// from the kernel's coarse clock, a few milliseconds behind `SystemTime::now`).
+    fn a_moment() -> SystemTime {
+        std::thread::sleep(Duration::from_millis(30));
+        let t = SystemTime::now();
+        std::thread::sleep(Duration::from_millis(30));
+        t
+    }
+
+    #[test]
+    fn a_source_folder_the_build_did_not_write_is_not_its_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let fd = open(dir.path());
+        let vite = json!({"devDependencies": {"vite": "6"}});
+        // The sources have public/ (Vite copies it into dist/); the build wrote nothing.
+        std::fs::create_dir_all(dir.path().join("public/img")).unwrap();
+        std::fs::write(dir.path().join("public/img/logo.svg"), "<svg/>").unwrap();
+        let since = a_moment();
+        let err = output_dir(&fd, &vite, Some(since)).unwrap_err();
+        assert!(
+            err.ends_with("; public came with the sources and the build wrote nothing in it, so it is not the build's output"),
+            "{err}"
+        );
+        // Without a build script, the sources are the site: public/ is published as it is.
+        assert_eq!(output_dir(&fd, &vite, None).unwrap(), "public");
+        // The build writes dist/: that is the output.
+        std::fs::create_dir(dir.path().join("dist")).unwrap();
+        assert_eq!(output_dir(&fd, &vite, Some(since)).unwrap(), "dist");
+    }
+
+    #[test]
+    fn a_committed_output_folder_counts_once_the_build_writes_in_it_at_any_depth() {
+        let dir = tempfile::tempdir().unwrap();
+        let fd = open(dir.path());
+        let none = json!({});
+        std::fs::create_dir_all(dir.path().join("build/assets/js")).unwrap();
+        std::fs::write(dir.path().join("build/assets/js/app.js"), "old").unwrap();
+        let since = a_moment();
+        assert!(output_dir(&fd, &none, Some(since)).is_err());
+        // Rewriting one nested file in place changes no folder's time: found all the same.
+        std::fs::write(dir.path().join("build/assets/js/app.js"), "new").unwrap();
+        assert_eq!(output_dir(&fd, &none, Some(since)).unwrap(), "build");
+    }
+
+    #[test]
+    fn an_app_whose_build_made_a_server_is_refused_with_what_to_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let fd = open(dir.path());
+        // A default Next.js app: public/ in the sources, `next build` writes .next/ only.
+        let next = json!({"dependencies": {"next": "15", "react": "19"}, "scripts": {"build": "next build"}});
+        std::fs::create_dir(dir.path().join("public")).unwrap();
+        std::fs::write(dir.path().join("public/favicon.ico"), "x").unwrap();
+        let since = a_moment();
+        std::fs::create_dir_all(dir.path().join(".next/server/app")).unwrap();
+        let err = output_dir(&fd, &next, Some(since)).unwrap_err();
+        assert!(err.starts_with("this Next.js app needs a server"), "{err}");
+        assert!(err.contains("output: 'export'"), "{err}");
+        // With `output: 'export'`, next build also writes out/.
+        std::fs::create_dir(dir.path().join("out")).unwrap();
+        assert_eq!(output_dir(&fd, &next, Some(since)).unwrap(), "out");
+
+        let dir = tempfile::tempdir().unwrap();
+        let fd = open(dir.path());
+        let kit = json!({"devDependencies": {"@sveltejs/kit": "2"}});
+        std::fs::create_dir_all(dir.path().join(".svelte-kit/output/server")).unwrap();
+        let err = output_dir(&fd, &kit, Some(SystemTime::UNIX_EPOCH)).unwrap_err();
+        assert!(err.contains("adapter-static"), "{err}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let fd = open(dir.path());
+        let astro = json!({"dependencies": {"astro": "5"}});
+        std::fs::create_dir_all(dir.path().join("dist/server")).unwrap();
+        std::fs::create_dir_all(dir.path().join("dist/client")).unwrap();
+        let err = output_dir(&fd, &astro, Some(SystemTime::UNIX_EPOCH)).unwrap_err();
+        assert!(err.contains("output: 'static'"), "{err}");
     }
 }

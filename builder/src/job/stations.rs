@@ -132,8 +132,8 @@ impl Stations<'_> {
             if let Some(auditor) = &self.b.auditor {
                 audit(auditor, self.b.settings.audit.mode, lockfile, self.log).await?;
             }
-            self.build(&pkg, metrics).await?;
-            let dir = self.output(&pkg)?;
+            let built_since = self.build(&pkg, metrics).await?;
+            let dir = self.output(&pkg, built_since)?;
             (
                 Some(dir),
                 detect::framework_of(&pkg).map(|(name, _)| name.to_owned()),
@@ -339,12 +339,19 @@ impl Stations<'_> {
         keep_lockfile(&b.artifacts, project, sources).await
     }
 
-    /// build: `pnpm run build`, when package.json has a build script.
-    async fn build(&self, pkg: &serde_json::Value, metrics: &mut Metrics) -> Result<(), Failure> {
+    /// build: `pnpm run build`, when package.json has a build script; when it started (what
+    /// the output station takes as the build's own writes), or `None` without a script.
+    async fn build(
+        &self,
+        pkg: &serde_json::Value,
+        metrics: &mut Metrics,
+    ) -> Result<Option<std::time::SystemTime>, Failure> {
         let (env, project, deadline, log) = (self.env, &self.project, self.deadline, self.log);
         let started = StdInstant::now();
         self.emit(EventType::BuildStepStarted, json!({}));
+        let mut built_since = None;
         if pkg.pointer("/scripts/build").is_some() {
+            built_since = Some(std::time::SystemTime::now());
             run_step(
                 Step::Build,
                 env,
@@ -360,14 +367,19 @@ impl Stations<'_> {
         }
         metrics.build_ms = ms_since(started);
         self.emit(EventType::BuildStepCompleted, json!({ "ms": metrics.build_ms }));
-        Ok(())
+        Ok(built_since)
     }
 
-    /// output: the folder to publish, found beneath the project folder.
-    fn output(&self, pkg: &serde_json::Value) -> Result<&'static str, Failure> {
+    /// output: the folder to publish, found beneath the project folder (one the build wrote,
+    /// when it ran a script).
+    fn output(
+        &self,
+        pkg: &serde_json::Value,
+        built_since: Option<std::time::SystemTime>,
+    ) -> Result<&'static str, Failure> {
         let project_fd = crate::beneath::open_dir_path(&self.project)
             .map_err(|e| beneath_failure(Step::Output, e.to_string(), &e))?;
-        detect::output_dir(&project_fd, pkg).map_err(|e| fail(Step::Output, e))
+        detect::output_dir(&project_fd, pkg, built_since).map_err(|e| fail(Step::Output, e))
     }
 
     /// upload: the output's files (the output folder's, else the whole tree's but
