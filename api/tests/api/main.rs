@@ -11,6 +11,7 @@ mod conventions;
 mod docs;
 mod events;
 mod fleet;
+mod frameworks;
 mod helpers;
 mod hostile;
 mod limits;
