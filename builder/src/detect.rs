@@ -56,15 +56,36 @@ pub fn output_dir(
     if let Some(why) = needs_a_server(framework.map(|(name, _)| name), &is_dir) {
         return Err(why);
     }
+    // A site's output has a page at its root; a folder a build wrote without one is not a
+    // site a preview can open (checked after a build script only: a tree published as it is
+    // is whatever its author sent).
+    let has_index = |d: &str| {
+        // A link out counts: publishing it then fails and says why.
+        built_since.is_none()
+            || match beneath::stat_beneath(project, format!("{d}/index.html")) {
+                Ok(stat) => beneath::file_type(&stat) == FileType::RegularFile,
+                Err(BeneathError::LinkOut { .. } | BeneathError::LinkLoop { .. }) => true,
+                Err(_) => false,
+            }
+    };
+    let choose = |d: &'static str| {
+        if has_index(d) {
+            Ok(d)
+        } else {
+            Err(format!(
+                "the build's output folder {d}/ has no index.html at its root, so its preview would have no page at /"
+            ))
+        }
+    };
     if let Some((_, dir)) = framework {
         if is_dir(dir) && written(dir) {
-            return Ok(dir);
+            return choose(dir);
         }
     }
     let mut untouched = Vec::new();
     for d in SCAN.iter().copied().filter(|d| is_dir(d)) {
         if written(d) {
-            return Ok(d);
+            return choose(d);
         }
         untouched.push(d);
     }
@@ -266,8 +287,13 @@ mod tests {
         );
         // Without a build script, the sources are the site: public/ is published as it is.
         assert_eq!(output_dir(&fd, &vite, None).unwrap(), "public");
-        // The build writes dist/: that is the output.
+        // The build writes dist/: that is the output, once it has a page at its root.
         std::fs::create_dir(dir.path().join("dist")).unwrap();
+        assert_eq!(
+            output_dir(&fd, &vite, Some(since)).unwrap_err(),
+            "the build's output folder dist/ has no index.html at its root, so its preview would have no page at /"
+        );
+        std::fs::write(dir.path().join("dist/index.html"), "<h1>hi</h1>").unwrap();
         assert_eq!(output_dir(&fd, &vite, Some(since)).unwrap(), "dist");
     }
 
@@ -278,6 +304,7 @@ mod tests {
         let none = json!({});
         std::fs::create_dir_all(dir.path().join("build/assets/js")).unwrap();
         std::fs::write(dir.path().join("build/assets/js/app.js"), "old").unwrap();
+        std::fs::write(dir.path().join("build/index.html"), "old").unwrap();
         let since = a_moment();
         assert!(output_dir(&fd, &none, Some(since)).is_err());
         // Rewriting one nested file in place changes no folder's time: found all the same.
@@ -300,6 +327,7 @@ mod tests {
         assert!(err.contains("output: 'export'"), "{err}");
         // With `output: 'export'`, next build also writes out/.
         std::fs::create_dir(dir.path().join("out")).unwrap();
+        std::fs::write(dir.path().join("out/index.html"), "<h1>hi</h1>").unwrap();
         assert_eq!(output_dir(&fd, &next, Some(since)).unwrap(), "out");
 
         let dir = tempfile::tempdir().unwrap();

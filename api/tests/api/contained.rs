@@ -121,7 +121,7 @@ async fn hostile_build_scripts_fail_with_the_limit_named_and_the_daemon_goes_on(
         Case {
             name: "50,000 tiny files in the output",
             files: project(
-                "node -e \"const fs = require('fs'); fs.mkdirSync('dist'); for (let i = 0; i < 50000; i++) fs.writeFileSync('dist/f' + i + '.txt', 'x')\"",
+                "node -e \"const fs = require('fs'); fs.mkdirSync('dist'); fs.writeFileSync('dist/index.html', 'x'); for (let i = 0; i < 50000; i++) fs.writeFileSync('dist/f' + i + '.txt', 'x')\"",
                 &[],
             ),
             error: "the output has more than 20000 files",
