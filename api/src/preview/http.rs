@@ -17,7 +17,7 @@ use actix_web::http::header::{
     self, ByteRangeSpec, EntityTag, Header, HeaderValue, IfNoneMatch, IfRange, Range,
 };
 use actix_web::http::Method;
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 
 use crate::error::ApiError;
 
@@ -39,18 +39,16 @@ pub fn refuse_method(req: &HttpRequest) -> Option<HttpResponse> {
 }
 
 /// Whether the client's `If-None-Match` holds `etag` (weak comparison, as RFC 9110 §13.1.2 asks
-/// of it), or is `*`. A header that does not parse matches nothing.
+/// of it), or is `*`. A header that does not parse matches nothing. The preview listener and a
+/// version's file route (through [`super::Representation::not_modified`]) both answer with it.
 pub fn not_modified(req: &HttpRequest, etag: &str) -> bool {
-    if !req.headers().contains_key(header::IF_NONE_MATCH) {
-        return false;
-    }
     let Ok(ours) = etag.parse::<EntityTag>() else {
         return false;
     };
-    match IfNoneMatch::parse(req) {
-        Ok(IfNoneMatch::Any) => true,
-        Ok(IfNoneMatch::Items(tags)) => tags.iter().any(|t| t.weak_eq(&ours)),
-        Err(_) => false,
+    match req.get_header::<IfNoneMatch>() {
+        Some(IfNoneMatch::Any) => true,
+        Some(IfNoneMatch::Items(tags)) => tags.iter().any(|t| t.weak_eq(&ours)),
+        None => false,
     }
 }
 

@@ -69,7 +69,7 @@ pub async fn serve(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
         http::Ranged::Whole => Representation::of(&req, entry),
         _ => content,
     };
-    if http::not_modified(&req, &representation.etag) {
+    if representation.not_modified(&req) {
         let mut reply = HttpResponse::NotModified();
         representation.headers(&mut reply);
         return Ok(reply.insert_header((header::CACHE_CONTROL, cache)).finish());
@@ -144,6 +144,11 @@ impl Representation {
             etag: format!("\"{}\"", entry.hash),
             vary: entry.inline.is_none() && entry.encoding == Encoding::Gzip,
         }
+    }
+
+    /// Whether the client already has this form (`If-None-Match`: lists, weak tags, `*`).
+    pub fn not_modified(&self, req: &HttpRequest) -> bool {
+        http::not_modified(req, &self.etag)
     }
 
     pub fn headers(&self, reply: &mut actix_web::HttpResponseBuilder) {

@@ -1,9 +1,9 @@
 //! A project's versions: rollback, diff, files, zip export and pins.
 //! All under `/v1/projects/{userId}/{projectId}/...`.
 
-use actix_web::http::header::{self, EntityTag, IfNoneMatch};
+use actix_web::http::header;
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use kiln_shared::db::versions::{self, Version};
 use kiln_shared::domain::{BuildStatus, ProjectId, RelativePath, UserId, VersionId};
 use kiln_shared::store::Manifest;
@@ -299,19 +299,6 @@ async fn files(
     ))
 }
 
-/// Whether `If-None-Match` names `etag` (weak comparison, RFC 9110: `W/"x"` matches `"x"`), or
-/// is `*`.
-fn not_modified(req: &HttpRequest, etag: &str) -> bool {
-    let Ok(ours) = etag.parse::<EntityTag>() else {
-        return false;
-    };
-    match req.get_header::<IfNoneMatch>() {
-        Some(IfNoneMatch::Any) => true,
-        Some(IfNoneMatch::Items(tags)) => tags.iter().any(|t| t.weak_eq(&ours)),
-        None => false,
-    }
-}
-
 /// One source file of a version
 ///
 /// Its content, with an `ETag`; `If-None-Match` with that tag (a list, weak tags and `*`
@@ -343,7 +330,7 @@ async fn file(
         .get(file.as_str())
         .ok_or_else(|| ApiError::NotFound(format!("{file} is not a source file of version {}", v.id)))?;
     let representation = Representation::of(&req, entry);
-    if not_modified(&req, &representation.etag) {
+    if representation.not_modified(&req) {
         let mut reply = HttpResponse::NotModified();
         representation.headers(&mut reply);
         return Ok(reply.finish());
