@@ -14,6 +14,7 @@
 //! | a build reading and writing the workspace of a build running beside it | another uid, and a sandbox holding its own workspace only |
 //! | a build taking the host's upkeep lock | not in the sandbox, and root's alone |
 //! | a build reading a secret the daemon was given as a file (`KILN_HMAC_SECRET_FILE`) | not in the sandbox, and the daemon's alone |
+//! | a build listing the filesystem artifact store, overwriting or appending to another tenant's published file, adding one | not in the sandbox; group-writable to the farm's own users only |
 
 use std::io::Read;
 use std::time::Duration;
@@ -621,4 +622,70 @@ console.log(JSON.stringify(result));
     for answer in [build.to_string(), log, result.to_string()] {
         assert!(!answer.contains(HMAC_SECRET), "the secret in an answer: {answer}");
     }
+}
+
+/// The filesystem artifact store's folders and objects are group-writable (2775/0664) so that
+/// the API, the builders and maintenance can share it on one host. A build is none of them: it
+/// cannot list the store, overwrite another tenant's published file, or add one beside it.
+#[tokio::test]
+async fn a_build_cannot_read_or_write_the_artifact_store() {
+    let app = spawn_app(Options::without_builders()).await;
+    let victim_page = "<h1>the victim's page</h1>";
+    let victim = app
+        .submit(&build_body(
+            "u_store_victim",
+            &unique("victim"),
+            json!([{ "path": "index.html", "content": victim_page }]),
+        ))
+        .await;
+    assert_eq!(app.build_one(&victim).await["status"], "deployed");
+    let store = app.artifacts_dir.clone().unwrap();
+    let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(victim_page.as_bytes()));
+    let blob = store.join("blobs/sha256").join(&hash[..2]).join(&hash);
+    assert_eq!(std::fs::read_to_string(&blob).unwrap(), victim_page);
+
+    let probe = format!(
+        r#"
+const fs = require('fs');
+const attempt = (f) => {{ try {{ return 'DONE ' + f(); }} catch (e) {{ return 'ERR ' + e.code; }} }};
+const result = {{
+  list: attempt(() => fs.readdirSync({store:?}).join(',')),
+  overwrite: attempt(() => fs.writeFileSync({blob:?}, '<h1>defaced</h1>')),
+  append: attempt(() => fs.appendFileSync({blob:?}, '<script>x</script>')),
+  add: attempt(() => fs.writeFileSync({shard:?} + '/planted', 'x')),
+  folder: attempt(() => fs.mkdirSync({shard:?} + '/zz')),
+}};
+fs.mkdirSync('dist', {{ recursive: true }});
+fs.writeFileSync('dist/index.html', 'probe');
+fs.writeFileSync('dist/probe.json', JSON.stringify(result));
+"#,
+        store = store.display().to_string(),
+        blob = blob.display().to_string(),
+        shard = blob.parent().unwrap().display().to_string(),
+    );
+    let files = json!([
+        { "path": "package.json", "content": json!({ "name": "probe", "private": true, "scripts": { "build": "node probe.js" } }).to_string() },
+        { "path": "probe.js", "content": probe },
+    ]);
+    let id = app
+        .submit(&build_body("u_store_attacker", &unique("attacker"), files))
+        .await;
+    let build = app.build_one(&id).await;
+    assert_eq!(
+        build["status"],
+        "deployed",
+        "{build}\n{}",
+        app.log_text(&id).await
+    );
+    let result: Value = app.preview(&id, "/probe.json").await.json().await.unwrap();
+    for key in ["list", "overwrite", "append", "add", "folder"] {
+        assert!(
+            result[key].as_str().unwrap().starts_with("ERR "),
+            "the build could {key} in the artifact store: {result}"
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&blob).unwrap(), victim_page);
+    assert!(!blob.parent().unwrap().join("planted").exists());
+    assert!(!blob.parent().unwrap().join("zz").exists());
+    assert_eq!(app.preview(&victim, "/").await.text().await.unwrap(), victim_page);
 }
