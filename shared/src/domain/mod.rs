@@ -1,6 +1,7 @@
 //! Domain types. Every value that crosses a trust boundary is parsed into one of these.
 
 mod contract;
+mod diagnostic;
 mod files;
 mod ids;
 mod json;
@@ -8,6 +9,7 @@ mod path;
 mod status;
 
 pub use contract::GeneratorOutput;
+pub use diagnostic::{Diagnostic, Severity, MAX_DIAGNOSTICS, MAX_MESSAGE_BYTES};
 pub use files::{read_tree, FileEncoding, FileError, FileInput, FileLimits, SourceFile};
 pub use ids::{IdError, ProjectId, UserId, VersionId};
 pub use json::StrictJson;
