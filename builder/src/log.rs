@@ -70,7 +70,16 @@ struct Inner {
     /// The number of the last kept line.
     lines: u64,
     tail: VecDeque<String>,
+    /// Lines pushed, kept or not (the tail's lines are the last of these).
+    pushed: u64,
     live: Option<mpsc::UnboundedSender<(u64, String)>>,
+}
+
+/// Where the log stood when a step began, to read what the step printed ([`BuildLog::since`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Mark {
+    text: usize,
+    pushed: u64,
 }
 
 impl Inner {
@@ -108,6 +117,7 @@ impl BuildLog {
                 printed: 0,
                 lines: 0,
                 tail: VecDeque::with_capacity(TAIL_LINES),
+                pushed: 0,
                 live,
             })),
             redactor: Arc::new(redactor),
@@ -141,6 +151,7 @@ impl BuildLog {
         };
         let mut inner = self.inner.lock().expect("log lock poisoned");
         inner.printed += line.len() as u64 + 1;
+        inner.pushed += 1;
         if inner.tail.len() == TAIL_LINES {
             inner.tail.pop_front();
         }
@@ -186,11 +197,39 @@ impl BuildLog {
     /// few; the build's own output never goes through here).
     pub fn verdict(&self, line: &str) {
         let mut inner = self.inner.lock().expect("log lock poisoned");
+        inner.pushed += 1;
         if inner.tail.len() == TAIL_LINES {
             inner.tail.pop_front();
         }
         inner.tail.push_back(line.to_owned());
         inner.keep(line);
+    }
+
+    /// Where the log stands now.
+    pub fn mark(&self) -> Mark {
+        let inner = self.inner.lock().expect("log lock poisoned");
+        Mark {
+            text: inner.text.len(),
+            pushed: inner.pushed,
+        }
+    }
+
+    /// What was printed since `mark`: the lines kept since then, and, when the cap cut the log
+    /// meanwhile, the last lines printed after the cut (as many as the tail holds).
+    pub fn since(&self, mark: Mark) -> String {
+        let inner = self.inner.lock().expect("log lock poisoned");
+        let kept = inner.text.get(mark.text..).unwrap_or_default();
+        let mut out = String::from_utf8_lossy(kept).into_owned();
+        if inner.truncated {
+            let after = (inner.pushed - mark.pushed) as usize;
+            let kept_lines = out.lines().count();
+            let unkept = after.saturating_sub(kept_lines).min(inner.tail.len());
+            for line in inner.tail.iter().skip(inner.tail.len() - unkept) {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
     }
 
     /// Bytes printed so far, kept or not.
@@ -280,6 +319,24 @@ mod tests {
         assert!(text.ends_with("[kiln] log truncated: it passed the cap of 2 KB (KILN_MAX_LOG_KB)\n"));
         assert_eq!(log.tail(2), "line 498\nline 499");
         assert_eq!(log.last_line() as usize, text.lines().count());
+    }
+
+    #[test]
+    fn since_a_mark_is_what_the_step_printed_also_past_the_cap() {
+        let log = BuildLog::new(2048);
+        log.line("install: 120 packages");
+        let mark = log.mark();
+        log.line("src/App.tsx(3,7): error TS2322");
+        log.verdict("[kiln] done");
+        assert_eq!(log.since(mark), "src/App.tsx(3,7): error TS2322\n[kiln] done\n");
+        // Past the cap, the step's last lines still come back.
+        let mark = log.mark();
+        for i in 0..500 {
+            log.line(&format!("line {i}"));
+        }
+        let since = log.since(mark);
+        assert!(since.ends_with("line 498\nline 499\n"), "{since}");
+        assert!(!since.contains("TS2322"), "{since}");
     }
 
     #[test]

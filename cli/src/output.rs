@@ -7,6 +7,7 @@ use anstream::{print, println};
 use anstyle::{AnsiColor, Style};
 use chrono::{DateTime, Utc};
 use comfy_table::{ColumnConstraint, ContentArrangement, Table};
+use kiln_shared::domain::Diagnostic;
 use serde_json::Value;
 
 /// One line on stdout.
@@ -126,13 +127,73 @@ pub(crate) fn print_build(b: &Value) {
         println!("took     {:.1} s", ms as f64 / 1000.0);
     }
     if let Some(e) = b["error"].as_str() {
-        println!("failed   at {}: {e}", b["failedStep"].as_str().unwrap_or("?"));
+        let step = b["failedStep"].as_str().unwrap_or("?");
+        let shown = diagnostics(b);
+        if shown.is_empty() {
+            println!("failed   at {step}: {e}");
+        } else {
+            // The diagnostics say it better than the summary that repeats them.
+            println!("failed   at {step}: {}", e.lines().next().unwrap_or_default());
+            for d in shown {
+                println!("         {d}");
+            }
+        }
+    } else {
+        // A deployed build's checks in warn mode.
+        for d in diagnostics(b) {
+            println!("warning  {d}");
+        }
     }
+}
+
+/// At most this many diagnostics are printed; `kiln status --json` has them all.
+const SHOWN_DIAGNOSTICS: usize = 10;
+
+/// A build's diagnostics as `file:line:col message [code]`, and a last line counting those
+/// not shown.
+pub(crate) fn diagnostics(b: &Value) -> Vec<String> {
+    let Some(all) = b["diagnostics"].as_array() else {
+        return Vec::new();
+    };
+    let mut lines: Vec<String> = all
+        .iter()
+        .filter_map(|d| serde_json::from_value::<Diagnostic>(d.clone()).ok())
+        .take(SHOWN_DIAGNOSTICS)
+        .map(|d| d.one_line())
+        .collect();
+    let total = b["diagnosticsTotal"].as_u64().unwrap_or(all.len() as u64) as usize;
+    if total > lines.len() {
+        lines.push(format!("… and {} more", total - lines.len()));
+    }
+    lines
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn diagnostics_print_as_file_line_col_message() {
+        let b = serde_json::json!({
+            "diagnosticsTotal": 12,
+            "diagnostics": [
+                {"step": "build", "tool": "tsc", "severity": "error", "file": "src/App.tsx", "line": 3, "column": 7, "code": "TS2322",
+                 "message": "Type 'number' is not assignable to type 'string'."},
+                {"step": "install", "tool": "pnpm", "severity": "error", "file": "package.json", "line": 9, "column": null, "code": null, "message": "no version\nmore"},
+                {"step": "output", "tool": "kiln", "severity": "error", "file": null, "line": null, "column": null, "code": "needs_server", "message": "needs a server"},
+            ]
+        });
+        assert_eq!(
+            diagnostics(&b),
+            [
+                "src/App.tsx:3:7 Type 'number' is not assignable to type 'string'. [TS2322]",
+                "package.json:9 no version",
+                "needs a server [needs_server]",
+                "… and 9 more",
+            ]
+        );
+        assert!(diagnostics(&serde_json::json!({})).is_empty());
+    }
 
     #[test]
     fn ages_are_relative_and_short() {

@@ -54,6 +54,9 @@ async fn deploy(pool: &PgPool, id: VersionId, sources: Option<&Manifest>) {
             node_version: None,
             pnpm_version: None,
             metadata: None,
+            output_dir: Some("dist"),
+            diagnostics: &[],
+            diagnostics_total: 0,
             metrics: &metrics,
         },
     )
@@ -369,12 +372,16 @@ async fn every_status_change_follows_the_transition_table() {
                         node_version: None,
                         pnpm_version: None,
                         metadata: None,
+                        output_dir: Some("dist"),
+                        diagnostics: &[],
+                        diagnostics_total: 0,
                         metrics: &metrics,
                     };
                     versions::mark_deployed(&pool, id, 1, &deployed).await.unwrap();
                 }
                 "mark_failed" => {
-                    versions::mark_failed(&pool, id, Some(1), Step::Build, "boom", &metrics)
+                    let failed = versions::Failed::new(Step::Build, "command_failed", "boom");
+                    versions::mark_failed(&pool, id, Some(1), &failed, &metrics)
                         .await
                         .unwrap();
                 }

@@ -230,10 +230,11 @@ async fn replace(
 async fn queue_unavailable(b: &Builds<'_>, id: VersionId, e: kiln_shared::redis::RedisError) -> ApiError {
     tracing::error!(error = %e, "the build queue is unavailable");
     let reason = format!("the build queue is unavailable: {e}");
-    match versions::mark_failed(b.db, id, None, Step::Queue, &reason, &Metrics::default()).await {
+    let failed = versions::Failed::new(Step::Queue, "queue_unavailable", &reason);
+    match versions::mark_failed(b.db, id, None, &failed, &Metrics::default()).await {
         Ok(true) => {
             // Redis is down, so this event is only in Postgres (streams read it from there).
-            let data = serde_json::json!({ "step": Step::Queue, "reason": reason });
+            let data = failed.event_data();
             if let Err(db) = events::record(b.db, id, EventType::BuildFailed, &data).await {
                 tracing::error!(error = %db, "cannot record the failed admission's event");
             }

@@ -8,12 +8,12 @@ use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 use chrono::{DateTime, Utc};
 use kiln_shared::db::versions::{Metrics, Version};
-use kiln_shared::domain::{BuildStatus, ProjectId, Step, UserId, VersionId};
+use kiln_shared::domain::{BuildStatus, Diagnostic, ProjectId, Step, UserId, VersionId};
 use kiln_shared::preview::PreviewUrls;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use self::schemas::{BuildStatusSchema, MetricsSchema, StepSchema};
+use self::schemas::{BuildStatusSchema, DiagnosticSchema, MetricsSchema, StepSchema};
 
 /// An answer of `status` whose body is `body` with the keys of every object in order, as a
 /// `serde_json::Value` writes them (the order the API has always answered with, and the one a
@@ -51,9 +51,21 @@ pub struct BuildView {
     pub error: Option<String>,
     #[schema(value_type = Option<StepSchema>)]
     pub failed_step: Option<Step>,
+    /// What was detected from package.json (`vite`, `next`, `sveltekit`…; `static` for a tree
+    /// without one), also on a failed build once it got that far.
     pub framework: Option<String>,
+    /// The folder the output was published from, relative to the project (`.`: the tree as
+    /// it came).
+    pub output_dir: Option<String>,
     pub node_version: Option<String>,
     pub pnpm_version: Option<String>,
+    /// What a failed build's tools said (also a deployed build's checks in `warn` mode): at
+    /// most 50, errors first. Absent in lists: read the build by id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, value_type = Option<Vec<DiagnosticSchema>>)]
+    pub diagnostics: Option<Vec<Diagnostic>>,
+    /// How many diagnostics there were in all (more than `diagnostics` holds past 50).
+    pub diagnostics_total: Option<i32>,
     pub attempts: i32,
     /// Attempts whose builder was lost (each was retried from the start on another).
     pub lost_builders: i32,
@@ -126,6 +138,9 @@ impl BuildView {
             error: v.error,
             failed_step: v.failed_step,
             framework: v.framework,
+            output_dir: v.output_dir,
+            diagnostics: v.diagnostics,
+            diagnostics_total: v.diagnostics_total,
             node_version: v.node_version,
             pnpm_version: v.pnpm_version,
             attempts: v.attempts,

@@ -61,10 +61,37 @@ pub struct MetricsSchema {
     generate_ms: Option<i64>,
     install_ms: Option<i64>,
     build_ms: Option<i64>,
+    /// The checks' phase (typecheck, lint), when the build asked for any.
+    check_ms: Option<i64>,
     upload_ms: Option<i64>,
     total_ms: Option<i64>,
     output_bytes: Option<i64>,
     file_count: Option<i32>,
+}
+
+/// `kiln_shared::domain::Diagnostic`: one problem a tool reported (or Kiln's own refusal).
+#[derive(ToSchema)]
+#[schema(as = Diagnostic)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct DiagnosticSchema {
+    #[schema(inline)]
+    step: StepSchema,
+    /// `tsc`, `vite`, `rollup`, `esbuild`, `next`, `sveltekit`, `astro`, `nuxt`, `eslint`,
+    /// `pnpm`, `node` or `kiln`.
+    tool: String,
+    #[schema(pattern = "^(error|warning)$")]
+    severity: String,
+    /// Relative to the project's root; null when the problem is not in one file.
+    file: Option<String>,
+    #[schema(minimum = 1)]
+    line: Option<u32>,
+    #[schema(minimum = 1)]
+    column: Option<u32>,
+    /// The tool's code (`TS2322`, `ERR_PNPM_NO_MATCHING_VERSION`, `no-unused-vars`) or Kiln's
+    /// (`needs_server`, `timeout`…).
+    code: Option<String>,
+    message: String,
 }
 
 /// `kiln_shared::db::events::BuildEvent`: one event of one build; `id` grows by one per event
@@ -397,6 +424,10 @@ mod tests {
         let id = VersionId::new();
         let user = UserId::parse("u_1").unwrap();
         same_shape::<MetricsSchema>(Metrics::default());
+        let mut diagnostic =
+            kiln_shared::domain::Diagnostic::kiln(kiln_shared::domain::Step::Build, "x", "m");
+        diagnostic.file = Some("src/a.ts".into());
+        same_shape::<DiagnosticSchema>(diagnostic);
         same_shape::<BuildEventSchema>(BuildEvent {
             id: 1,
             build_id: id,

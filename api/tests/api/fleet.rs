@@ -63,6 +63,9 @@ async fn record_deployed(
         node_version: None,
         pnpm_version: None,
         metadata: None,
+        output_dir: Some("dist"),
+        diagnostics: &[],
+        diagnostics_total: 0,
         metrics: &metrics,
     };
     versions::mark_deployed(&app.db, id, attempt, &deployed)
@@ -112,8 +115,7 @@ async fn a_lost_builders_build_is_taken_over_and_its_late_writes_are_fenced() {
         &app.db,
         job.build_id,
         Some(attempt),
-        kiln_shared::domain::Step::Build,
-        "late",
+        &versions::Failed::new(kiln_shared::domain::Step::Build, "command_failed", "late"),
         &metrics,
     )
     .await

@@ -18,6 +18,7 @@ mod limits;
 mod logs;
 mod metrics;
 mod openapi;
+mod packages;
 mod previews;
 mod problems;
 mod queue;

@@ -41,6 +41,8 @@ pub(super) struct Success {
     pub(super) sources: Option<Manifest>,
     pub(super) output_manifest_key: String,
     pub(super) framework: Option<String>,
+    /// The folder published (`.`: the tree as it came).
+    pub(super) output_dir: Option<String>,
     pub(super) metadata: Option<serde_json::Value>,
 }
 
@@ -59,6 +61,9 @@ pub(super) async fn record_success(
         node_version: b.toolchain.node.as_deref(),
         pnpm_version: b.toolchain.pnpm.as_deref(),
         metadata: s.metadata.as_ref(),
+        output_dir: s.output_dir.as_deref(),
+        diagnostics: &[],
+        diagnostics_total: 0,
         metrics,
     };
     let recorded = patiently("recording the deployment", RECORD_PATIENCE, || {
@@ -103,24 +108,27 @@ pub(super) async fn record_failure(
             version.attempts, b.settings.fleet.max_attempts, failure.message
         );
     }
-    tracing::info!(step = %failure.step, error = %failure.message, "build failed");
-    let failed = patiently("recording the failure", RECORD_PATIENCE, || {
-        versions::mark_failed(
-            &b.db,
-            version.id,
-            Some(version.attempts),
-            failure.step,
-            &failure.message,
-            metrics,
-        )
+    tracing::info!(step = %failure.step, code = failure.code, diagnostics = failure.diagnostics_total,
+        error = %failure.message, "build failed");
+    let failed = versions::Failed {
+        step: failure.step,
+        error: &failure.message,
+        code: failure.code,
+        diagnostics: &failure.diagnostics,
+        diagnostics_total: failure.diagnostics_total,
+        framework: failure.framework,
+        node_version: b.toolchain.node.as_deref(),
+        pnpm_version: b.toolchain.pnpm.as_deref(),
+    };
+    let recorded = patiently("recording the failure", RECORD_PATIENCE, || {
+        versions::mark_failed(&b.db, version.id, Some(version.attempts), &failed, metrics)
     })
     .await?;
-    if failed {
+    if recorded {
         b.metrics.build_finished("failed");
-        let data = json!({ "step": failure.step, "reason": failure.message });
-        emit(b, version, EventType::BuildFailed, data);
+        emit(b, version, EventType::BuildFailed, failed.event_data());
     }
-    Ok(failed)
+    Ok(recorded)
 }
 
 /// An attempt that hit an infrastructure error: said in the log and as a `build_retrying`

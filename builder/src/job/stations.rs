@@ -15,19 +15,24 @@ use kiln_shared::store::{Artifacts, Manifest, ManifestKind};
 use serde_json::json;
 use tokio::time::Instant;
 
-use super::failure::{beneath_failure, fail, infra, publish_failure, reading, store_failure, Failure};
+use super::failure::{
+    beneath_failure, fail, infra, output_failure, publish_failure, reading, run_failure, store_failure,
+    Failure,
+};
 use super::files::{keep_lockfile, materialize, on_disk, package_json_unchanged, read_in_project, LOCKFILE};
 use super::outcome::{emit, Success};
 use crate::context::Builder;
+use crate::diagnostics;
 use crate::lease::Stopper;
 use crate::log::BuildLog;
-use crate::process::{self, Invocation, RunError, StepEnv};
+use crate::process::{self, Invocation, StepEnv};
 use crate::publish::{self, PublishError};
 use crate::sandbox::{Cell, Confinement, Network};
 use crate::workspace::Workspace;
-use crate::{detect, generator, scripts};
+use crate::{detect, generator, package_manager, scripts};
 
-const ERROR_TAIL_LINES: usize = 25;
+/// Lines of a failing step's own output an error summary may end with.
+const ERROR_TAIL_LINES: usize = 15;
 
 /// Runs the build in a cell of its own (its cgroup, removed at the end whatever happened).
 pub(super) async fn build(
@@ -77,8 +82,22 @@ pub(super) async fn build(
         ids: cell.ids(),
         deadline: Instant::now() + b.settings.builder.build_timeout,
         project: ws.project(),
+        framework: std::sync::OnceLock::new(),
+        package_json: std::sync::OnceLock::new(),
     };
-    let result = stations.run(metrics).await;
+    // Nothing a build is told names a folder of the builder's.
+    let (project, root) = (ws.project(), ws.root().to_owned());
+    let builder = &b.settings.builder;
+    let store_cache = builder.pnpm_store.with_extension("cache");
+    let farm = [
+        (store_cache.as_path(), "<pnpm-store-cache>"),
+        (builder.pnpm_store.as_path(), "<pnpm-store>"),
+        (builder.work_dir.as_path(), "<work-dir>"),
+    ];
+    let result = stations.run(metrics).await.map_err(|failure| Failure {
+        framework: stations.framework.get().copied(),
+        ..failure.scrubbed(&[&project, &root], &farm)
+    });
     match (cell.unused_warm(), &b.warm) {
         // No process ran: the warm sandbox and its cgroup serve another build.
         (Some(warm), Some(pool)) => pool.give_back(warm),
@@ -103,6 +122,10 @@ struct Stations<'a> {
     /// When the build's time is up (`KILN_BUILD_TIMEOUT_SECS` after the first station).
     deadline: Instant,
     project: PathBuf,
+    /// The framework package.json names, once read.
+    framework: std::sync::OnceLock<&'static str>,
+    /// package.json's text, once read (pnpm's errors point into it).
+    package_json: std::sync::OnceLock<String>,
 }
 
 impl Stations<'_> {
@@ -126,30 +149,103 @@ impl Stations<'_> {
             false => fetched_package_json,
         };
         let (output_root, framework) = if let Some(raw) = package_json {
-            let pkg: serde_json::Value = serde_json::from_slice(&raw)
-                .map_err(|e| fail(Step::Install, format!("package.json is not valid JSON: {e}")))?;
+            let pkg = package_json_value(&raw)?;
+            let _ = self.package_json.set(String::from_utf8_lossy(&raw).into_owned());
+            let framework = detect::framework_of(&pkg).map(|(name, _)| name);
+            if let Some(name) = framework {
+                let _ = self.framework.set(name);
+            }
             let lockfile = self.install(&pkg, &mut sources, metrics).await?;
             if let Some(auditor) = &self.b.auditor {
                 audit(auditor, self.b.settings.audit.mode, lockfile, self.log).await?;
             }
             let built_since = self.build(&pkg, metrics).await?;
             let dir = self.output(&pkg, built_since)?;
-            (
-                Some(dir),
-                detect::framework_of(&pkg).map(|(name, _)| name.to_owned()),
-            )
+            (Some(dir), framework)
         } else {
             self.log
                 .line("[kiln] no package.json: publishing the tree as a static site");
-            (None, Some("static".to_owned()))
+            (None, Some("static"))
         };
         let output_manifest_key = self.upload(output_root, metrics).await?;
         Ok(Success {
             sources: (sources != original_sources).then_some(sources),
             output_manifest_key,
-            framework,
+            framework: framework.map(str::to_owned),
+            output_dir: Some(output_root.unwrap_or(".").to_owned()),
             metadata,
         })
+    }
+
+    /// Runs one untrusted step in the project folder; a non-zero exit fails the build at
+    /// `step` with what its own output says (diagnostics, else its last lines).
+    async fn run_step(&self, step: Step, env: &StepEnv, program: &str, args: &[&str]) -> Result<(), Failure> {
+        let invocation = Invocation {
+            program,
+            args,
+            cwd: &self.project,
+            stdin: None,
+        };
+        let mark = self.log.mark();
+        let status = process::run(env, invocation, self.deadline, self.log)
+            .await
+            .map_err(|e| run_failure(step, e))?;
+        if status.success() {
+            return Ok(());
+        }
+        let what = match status.code() {
+            Some(code) => format!("exited with status {code}"),
+            None => "was killed by a signal".to_owned(),
+        };
+        // The command as a person would type it: its options name the builder's folders.
+        let command: Vec<&str> = std::iter::once(program)
+            .chain(args.iter().copied().take_while(|a| !a.starts_with('-')))
+            .collect();
+        let output = self.log.since(mark);
+        let roots = [self.project.as_path(), self.ws.root()];
+        let cx = diagnostics::Context {
+            step,
+            roots: &roots,
+            package_json: self.package_json.get().map(String::as_str),
+        };
+        let parsed = diagnostics::parse(&cx, &output);
+        // Kiln's own `$ command` lines are not the step's output.
+        let tail: Vec<&str> = output.lines().filter(|l| !l.starts_with("$ ")).collect();
+        let tail = tail[tail.len().saturating_sub(ERROR_TAIL_LINES)..].join("\n");
+        let summary = diagnostics::summary(&parsed.diagnostics, &tail);
+        Err(fail(step, format!("`{}` {what}:\n{summary}", command.join(" ")))
+            .code("command_failed")
+            .with(parsed))
+    }
+
+    /// What package.json says of the tools it expects: `engines.node` this builder's Node does
+    /// not satisfy fails the install; another package manager is noted in the log.
+    fn tools(&self, pkg: &serde_json::Value) -> Result<(), Failure> {
+        let toolchain = &self.b.toolchain;
+        if let Some(note) = package_manager::package_manager_note(pkg, toolchain.pnpm.as_deref()) {
+            self.log.line(&note);
+        }
+        match package_manager::check_engines(pkg, toolchain.node.as_deref()) {
+            Ok(None) => Ok(()),
+            Ok(Some(note)) => {
+                self.log.line(&note);
+                Ok(())
+            }
+            Err(message) => {
+                let mut d = kiln_shared::domain::Diagnostic::kiln(Step::Install, "engines_node", &message);
+                d.file = Some("package.json".to_owned());
+                d.line = self
+                    .package_json
+                    .get()
+                    .and_then(|text| package_manager::engines_line(text));
+                Err(fail(Step::Install, message)
+                    .code("engines_node")
+                    .with(diagnostics::Parsed {
+                        diagnostics: vec![d],
+                        total: 1,
+                    }))
+            }
+        }
     }
 
     /// Hands an event of this attempt to the daemon's recorder.
@@ -228,7 +324,7 @@ impl Stations<'_> {
             b.settings.api.file_limits(),
         )
         .await
-        .map_err(|e| fail(Step::Generate, e))?;
+        .map_err(|e| fail(Step::Generate, e).code("generator_failed"))?;
         // Written by the daemon beneath the project folder, through no link the generator may
         // have left, and owned by the build's user.
         let generated: Vec<(String, Bytes)> = generated
@@ -268,13 +364,14 @@ impl Stations<'_> {
         metrics: &mut Metrics,
     ) -> Result<Option<Bytes>, Failure> {
         let (b, version, ws, project, ids) = (self.b, self.version, self.ws, &self.project, self.ids);
-        let (env, deadline, log) = (self.env, self.deadline, self.log);
+        let (env, log) = (self.env, self.log);
         let frozen =
             sources.files.contains_key(LOCKFILE) && package_json_unchanged(b, version, sources).await;
         let install = scripts::install_args(&b.settings.builder.pnpm_store, frozen);
         let install: Vec<&str> = install.iter().map(String::as_str).collect();
         let started = StdInstant::now();
         self.emit(EventType::InstallStarted, json!({ "frozenLockfile": frozen }));
+        self.tools(pkg)?;
         if version.generate {
             // The generator's process may have left a `node_modules` of links (into the store,
             // which the store's half can write): the install starts without one. Then its
@@ -293,15 +390,27 @@ impl Stations<'_> {
             )
             .await?;
         }
+        // A project that came with another manager's lockfile keeps the versions it pins.
+        if let Some(lockfile) = package_manager::foreign_lockfile(|name| sources.files.contains_key(name)) {
+            log.line(&format!(
+                "[kiln] {lockfile} and no pnpm-lock.yaml: `pnpm import` turns it into one, so the install keeps the versions it pins"
+            ));
+            let import = package_manager::import_args(&b.settings.builder.pnpm_store);
+            let import: Vec<&str> = import.iter().map(String::as_str).collect();
+            self.run_step(
+                Step::Install,
+                &env.as_store().with_network(Network::Registry),
+                "pnpm",
+                &import,
+            )
+            .await?;
+        }
         // The store's half: pnpm alone, no code of the project's or its dependencies'.
-        run_step(
+        self.run_step(
             Step::Install,
             &env.as_store().with_network(Network::Registry),
             "pnpm",
             &install,
-            project,
-            deadline,
-            log,
         )
         .await?;
         let (confinement, root) = (b.confinement.clone(), project.clone());
@@ -320,14 +429,11 @@ impl Stations<'_> {
             log.line(&format!("[kiln] running install scripts: {why}"));
             let rebuild = scripts::rebuild_args(&b.confinement.allowed_scripts());
             let rebuild: Vec<&str> = rebuild.iter().map(String::as_str).collect();
-            run_step(
+            self.run_step(
                 Step::Install,
                 &env.with_network(Network::Registry),
                 "pnpm",
                 &rebuild,
-                project,
-                deadline,
-                log,
             )
             .await?;
         }
@@ -346,22 +452,13 @@ impl Stations<'_> {
         pkg: &serde_json::Value,
         metrics: &mut Metrics,
     ) -> Result<Option<std::time::SystemTime>, Failure> {
-        let (env, project, deadline, log) = (self.env, &self.project, self.deadline, self.log);
+        let (env, log) = (self.env, self.log);
         let started = StdInstant::now();
         self.emit(EventType::BuildStepStarted, json!({}));
         let mut built_since = None;
         if pkg.pointer("/scripts/build").is_some() {
             built_since = Some(std::time::SystemTime::now());
-            run_step(
-                Step::Build,
-                env,
-                "pnpm",
-                &["run", "build"],
-                project,
-                deadline,
-                log,
-            )
-            .await?;
+            self.run_step(Step::Build, env, "pnpm", &["run", "build"]).await?;
         } else {
             log.line("[kiln] package.json has no build script; publishing the output folder as is");
         }
@@ -379,7 +476,7 @@ impl Stations<'_> {
     ) -> Result<&'static str, Failure> {
         let project_fd = crate::beneath::open_dir_path(&self.project)
             .map_err(|e| beneath_failure(Step::Output, e.to_string(), &e))?;
-        detect::output_dir(&project_fd, pkg, built_since).map_err(|e| fail(Step::Output, e))
+        detect::output_dir(&project_fd, pkg, built_since).map_err(|e| fail(Step::Output, e).code("no_output"))
     }
 
     /// upload: the output's files (the output folder's, else the whole tree's but
@@ -410,7 +507,7 @@ impl Stations<'_> {
             };
             publish::collect(root, limits, &["node_modules"]).map_err(|e| {
                 if e.is_the_outputs() {
-                    fail(Step::Output, e.to_string())
+                    output_failure(Step::Output, e)
                 } else {
                     publish_failure(e)
                 }
@@ -419,7 +516,7 @@ impl Stations<'_> {
         .await
         .map_err(|e| infra(Step::Output, e.to_string()))??;
         if files.is_empty() {
-            return Err(fail(Step::Output, PublishError::Empty.to_string()));
+            return Err(output_failure(Step::Output, PublishError::Empty));
         }
         let (output, new_blobs) = publish::upload(&b.artifacts, files)
             .await
@@ -463,7 +560,8 @@ async fn audit(
                     raw.len() / (1024 * 1024),
                     MAX_LOCKFILE_BYTES / (1024 * 1024)
                 ),
-            ));
+            )
+            .code("audit_lockfile_too_large"));
         }
         Some(raw) => String::from_utf8_lossy(&raw).into_owned(),
     };
@@ -476,6 +574,17 @@ async fn audit(
         log.line(line);
     }
     if mode == kiln_shared::config::AuditMode::Fail && !report.critical.is_empty() {
+        // One diagnostic per advisory, pointing at the lockfile that pins the package.
+        let diagnostics: Vec<_> = report
+            .critical
+            .iter()
+            .map(|advisory| {
+                let mut d = kiln_shared::domain::Diagnostic::kiln(Step::Audit, "audit_critical", advisory);
+                d.file = Some(crate::job::files::LOCKFILE.to_owned());
+                d
+            })
+            .collect();
+        let total = diagnostics.len();
         return Err(fail(
             Step::Audit,
             format!(
@@ -488,49 +597,35 @@ async fn audit(
                 },
                 report.critical.join(" | ")
             ),
-        ));
+        )
+        .code("audit_critical")
+        .with(diagnostics::Parsed {
+            diagnostics: diagnostics
+                .into_iter()
+                .take(kiln_shared::domain::MAX_DIAGNOSTICS)
+                .collect(),
+            total,
+        }));
     }
     Ok(())
 }
 
-/// Runs one untrusted step; a non-zero exit fails the build at `step` with the log's tail.
-async fn run_step(
-    step: Step,
-    env: &StepEnv,
-    program: &str,
-    args: &[&str],
-    cwd: &std::path::Path,
-    deadline: Instant,
-    log: &BuildLog,
-) -> Result<(), Failure> {
-    let invocation = Invocation {
-        program,
-        args,
-        cwd,
-        stdin: None,
-    };
-    let status = process::run(env, invocation, deadline, log)
-        .await
-        .map_err(|e| match e {
-            // Kiln could not run the tool at all: the builder's fault, not the project's.
-            RunError::Spawn { .. } | RunError::Wait { .. } => infra(step, e.to_string()),
-            _ => fail(step, e.to_string()),
-        })?;
-    if status.success() {
-        return Ok(());
-    }
-    let what = match status.code() {
-        Some(code) => format!("exited with status {code}"),
-        None => "was killed by a signal".to_owned(),
-    };
-    Err(fail(
-        step,
-        format!(
-            "`{program} {}` {what}:\n{}",
-            args.join(" "),
-            log.tail(ERROR_TAIL_LINES)
-        ),
-    ))
+/// package.json's value; a file that is not JSON fails the install, saying where.
+fn package_json_value(raw: &[u8]) -> Result<serde_json::Value, Failure> {
+    serde_json::from_slice(raw).map_err(|e| {
+        let message = format!("package.json is not valid JSON: {e}");
+        let mut d = kiln_shared::domain::Diagnostic::kiln(Step::Install, "invalid_package_json", &message);
+        d.tool = "kiln".to_owned();
+        d.file = Some("package.json".to_owned());
+        d.line = u32::try_from(e.line()).ok().filter(|l| *l > 0);
+        d.column = u32::try_from(e.column()).ok().filter(|c| *c > 0);
+        fail(Step::Install, message)
+            .code("invalid_package_json")
+            .with(diagnostics::Parsed {
+                diagnostics: vec![d],
+                total: 1,
+            })
+    })
 }
 
 fn ms_since(t: StdInstant) -> Option<i64> {

@@ -48,6 +48,14 @@ impl StepEnv {
             ("LANG".into(), "C.UTF-8".into()),
             ("npm_config_cache_dir".into(), pnpm_cache.display().to_string()),
             ("npm_config_update_notifier".into(), "false".into()),
+            // `packageManager` naming npm, Yarn or another pnpm: this host's pnpm runs the
+            // project's scripts anyway (`pnpm run build` refuses otherwise), and never fetches
+            // the one named.
+            ("npm_config_package_manager_strict".into(), "false".into()),
+            (
+                "npm_config_manage_package_manager_versions".into(),
+                "false".into(),
+            ),
             ("NO_COLOR".into(), "1".into()),
         ];
         Self {

@@ -39,6 +39,9 @@ async fn deployed(farm: &Farm, user: &str, project: &str) -> VersionId {
         node_version: None,
         pnpm_version: None,
         metadata: None,
+        output_dir: Some("dist"),
+        diagnostics: &[],
+        diagnostics_total: 0,
         metrics: &metrics,
     };
     versions::mark_deployed(&farm.db, id, started.attempts, &deployed)

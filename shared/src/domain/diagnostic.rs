@@ -53,7 +53,7 @@ impl Diagnostic {
             line: None,
             column: None,
             code: Some(code.to_owned()),
-            message: message.into(),
+            message: clipped(message.into()),
         }
     }
 
@@ -77,5 +77,43 @@ impl Diagnostic {
             .unwrap_or_default();
         let first = self.message.lines().next().unwrap_or_default();
         format!("{at}{first}{code}")
+    }
+}
+
+/// `message` cut to at most [`MAX_MESSAGE_BYTES`] (on a character boundary), marked with `…`.
+pub fn clipped(mut message: String) -> String {
+    if message.len() > MAX_MESSAGE_BYTES {
+        let mut end = MAX_MESSAGE_BYTES - '…'.len_utf8();
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push('…');
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_says_where_then_what() {
+        let mut d = Diagnostic::kiln(Step::Build, "TS2322", "Type 'number' is not assignable\nmore");
+        assert_eq!(d.one_line(), "Type 'number' is not assignable [TS2322]");
+        d.file = Some("src/App.tsx".into());
+        d.line = Some(3);
+        d.column = Some(7);
+        assert_eq!(
+            d.one_line(),
+            "src/App.tsx:3:7 Type 'number' is not assignable [TS2322]"
+        );
+    }
+
+    #[test]
+    fn long_messages_are_clipped_on_a_character_boundary() {
+        let m = clipped("é".repeat(MAX_MESSAGE_BYTES));
+        assert!(m.len() <= MAX_MESSAGE_BYTES && m.ends_with('…'), "{}", m.len());
+        assert_eq!(clipped("short".into()), "short");
     }
 }

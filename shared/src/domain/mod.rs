@@ -9,7 +9,7 @@ mod path;
 mod status;
 
 pub use contract::GeneratorOutput;
-pub use diagnostic::{Diagnostic, Severity, MAX_DIAGNOSTICS, MAX_MESSAGE_BYTES};
+pub use diagnostic::{clipped, Diagnostic, Severity, MAX_DIAGNOSTICS, MAX_MESSAGE_BYTES};
 pub use files::{read_tree, FileEncoding, FileError, FileInput, FileLimits, SourceFile};
 pub use ids::{IdError, ProjectId, UserId, VersionId};
 pub use json::StrictJson;

@@ -14,7 +14,7 @@ use sqlx::{Acquire, PgExecutor, Postgres, Row};
 use super::row::{corrupt, optional};
 use super::{get, Metrics, Version};
 use crate::db::DbError;
-use crate::domain::{BuildStatus, Step, VersionId};
+use crate::domain::{BuildStatus, Diagnostic, Step, VersionId, MAX_DIAGNOSTICS};
 use crate::store::Manifest;
 
 /// One legal change of a build's status: the function that makes it, the statuses it acts
@@ -132,6 +132,10 @@ pub async fn fail_lost(
     sqlx::query(
         "update versions set status = 'failed', finished_at = now(), failed_step = $2,
              lost = lost + 1, error = 'builder lost ' || (lost + 1) || ' times',
+             diagnostics = jsonb_build_array(jsonb_build_object('step', $2::text, 'tool', 'kiln',
+                 'severity', 'error', 'file', null, 'line', null, 'column', null,
+                 'code', 'builder_lost', 'message', 'builder lost ' || (lost + 1) || ' times')),
+             diagnostics_total = 1,
              total_ms = (extract(epoch from now() - created_at) * 1000)::bigint
          where id = $1 and status in ('queued', 'running') returning *",
     )
@@ -230,7 +234,75 @@ pub struct Deployed<'a> {
     pub node_version: Option<&'a str>,
     pub pnpm_version: Option<&'a str>,
     pub metadata: Option<&'a serde_json::Value>,
+    /// The folder the output was published from (`.`: the tree as it came).
+    pub output_dir: Option<&'a str>,
+    /// What the build's checks said in `warn` mode (they did not fail it).
+    pub diagnostics: &'a [Diagnostic],
+    pub diagnostics_total: usize,
     pub metrics: &'a Metrics,
+}
+
+/// What a failed build keeps: the step, a short summary, what the tools said, and what it was
+/// being built as (as far as it got).
+#[derive(Debug, Clone, Copy)]
+pub struct Failed<'a> {
+    pub step: Step,
+    pub error: &'a str,
+    /// Kiln's code for the failure, for the one diagnostic recorded when no tool said anything
+    /// (`needs_server`, `timeout`, `command_failed`…): every failed build carries at least one.
+    pub code: &'a str,
+    pub diagnostics: &'a [Diagnostic],
+    pub diagnostics_total: usize,
+    pub framework: Option<&'a str>,
+    pub node_version: Option<&'a str>,
+    pub pnpm_version: Option<&'a str>,
+}
+
+impl<'a> Failed<'a> {
+    /// A failure known only by its step and reason (the queue's, a lost builder's).
+    pub fn new(step: Step, code: &'a str, error: &'a str) -> Self {
+        Failed {
+            step,
+            error,
+            code,
+            diagnostics: &[],
+            diagnostics_total: 0,
+            framework: None,
+            node_version: None,
+            pnpm_version: None,
+        }
+    }
+}
+
+impl Failed<'_> {
+    /// The diagnostics recorded: the tools', else one of Kiln's saying the error.
+    pub fn diagnostics(&self) -> std::borrow::Cow<'_, [Diagnostic]> {
+        match self.diagnostics {
+            [] => std::borrow::Cow::Owned(vec![Diagnostic::kiln(self.step, self.code, self.error)]),
+            some => std::borrow::Cow::Borrowed(&some[..some.len().min(MAX_DIAGNOSTICS)]),
+        }
+    }
+
+    /// The `build_failed` event's data (its webhook's too): the step, the reason, the
+    /// diagnostics and how many there were in all.
+    pub fn event_data(&self) -> serde_json::Value {
+        let diagnostics = self.diagnostics();
+        serde_json::json!({
+            "step": self.step,
+            "reason": self.error,
+            "diagnosticsTotal": self.diagnostics_total.max(diagnostics.len()),
+            "diagnostics": diagnostics,
+        })
+    }
+}
+
+/// Diagnostics as stored: at most [`MAX_DIAGNOSTICS`], null when there are none.
+fn stored(diagnostics: &[Diagnostic]) -> Option<Json<&[Diagnostic]>> {
+    (!diagnostics.is_empty()).then(|| Json(&diagnostics[..diagnostics.len().min(MAX_DIAGNOSTICS)]))
+}
+
+fn total(diagnostics: &[Diagnostic], total: usize) -> Option<i32> {
+    (!diagnostics.is_empty() || total > 0).then(|| total.max(diagnostics.len()).min(i32::MAX as usize) as i32)
 }
 
 /// Records a running build as deployed; `None` when it was no longer running.
@@ -247,7 +319,8 @@ pub async fn mark_deployed(
              framework = coalesce(framework, $4), node_version = $5, pnpm_version = $6,
              metadata = coalesce($7, metadata),
              generate_ms = $8, install_ms = $9, build_ms = $10, upload_ms = $11,
-             output_bytes = $12, file_count = $13,
+             output_bytes = $12, file_count = $13, output_dir = $15, diagnostics = $16,
+             diagnostics_total = $17, check_ms = $18,
              total_ms = (extract(epoch from now() - created_at) * 1000)::bigint
          where id = $1 and status = 'running' and attempts = $14 returning *",
     )
@@ -265,6 +338,10 @@ pub async fn mark_deployed(
     .bind(m.output_bytes)
     .bind(m.file_count)
     .bind(attempt)
+    .bind(d.output_dir)
+    .bind(stored(d.diagnostics))
+    .bind(total(d.diagnostics, d.diagnostics_total))
+    .bind(m.check_ms)
     .fetch_optional(db)
     .await
     .map_err(DbError::from)
@@ -278,24 +355,32 @@ pub async fn mark_failed(
     db: impl PgExecutor<'_>,
     id: VersionId,
     attempt: Option<i32>,
-    step: Step,
-    error: &str,
+    f: &Failed<'_>,
     metrics: &Metrics,
 ) -> Result<bool, DbError> {
+    let diagnostics = &f.diagnostics()[..];
     let done = sqlx::query(
         "update versions set status = 'failed', finished_at = now(), failed_step = $2, error = $3,
-             generate_ms = $4, install_ms = $5, build_ms = $6, upload_ms = $7,
+             generate_ms = $4, install_ms = $5, build_ms = $6, upload_ms = $7, check_ms = $9,
+             diagnostics = $10, diagnostics_total = $11, framework = coalesce(framework, $12),
+             node_version = coalesce($13, node_version), pnpm_version = coalesce($14, pnpm_version),
              total_ms = (extract(epoch from now() - created_at) * 1000)::bigint
          where id = $1 and status in ('queued', 'running') and ($8::int is null or attempts = $8)",
     )
     .bind(id.to_string())
-    .bind(step.as_str())
-    .bind(error)
+    .bind(f.step.as_str())
+    .bind(f.error)
     .bind(metrics.generate_ms)
     .bind(metrics.install_ms)
     .bind(metrics.build_ms)
     .bind(metrics.upload_ms)
     .bind(attempt)
+    .bind(metrics.check_ms)
+    .bind(stored(diagnostics))
+    .bind(total(diagnostics, f.diagnostics_total))
+    .bind(f.framework)
+    .bind(f.node_version)
+    .bind(f.pnpm_version)
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)

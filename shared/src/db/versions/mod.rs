@@ -12,7 +12,7 @@ mod row;
 
 pub use attempt::{
     attempt_of, cancel, fail_lost, hand_back, is_legal, mark_deployed, mark_failed, start, supersede,
-    take_over, Deployed, TakeOver, Transition, TRANSITIONS,
+    take_over, Deployed, Failed, TakeOver, Transition, TRANSITIONS,
 };
 pub use insert::{delete_rollback, delete_unclaimed, insert_queued, insert_rollback, set_pinned, NewVersion};
 pub use read::{

@@ -7,7 +7,7 @@ use sqlx::types::Json;
 use sqlx::Row;
 
 use crate::db::DbError;
-use crate::domain::{BuildStatus, ProjectId, Step, UserId, VersionId};
+use crate::domain::{BuildStatus, Diagnostic, ProjectId, Step, UserId, VersionId};
 use crate::store::{Artifacts, Manifest, StoreError};
 
 /// A build's timings and sizes.
@@ -18,6 +18,8 @@ pub struct Metrics {
     pub generate_ms: Option<i64>,
     pub install_ms: Option<i64>,
     pub build_ms: Option<i64>,
+    /// The checks' phase (typecheck, lint), when the build asked for any.
+    pub check_ms: Option<i64>,
     pub upload_ms: Option<i64>,
     pub total_ms: Option<i64>,
     pub output_bytes: Option<i64>,
@@ -41,6 +43,13 @@ pub struct Version {
     pub failed_step: Option<Step>,
     pub node_version: Option<String>,
     pub pnpm_version: Option<String>,
+    /// The folder the output was published from (`.`: the tree as it came).
+    pub output_dir: Option<String>,
+    /// What a failed build's tools (or its checks, in `warn` mode) said, at most
+    /// [`crate::domain::MAX_DIAGNOSTICS`]; `None` in lists (read the version by id).
+    pub diagnostics: Option<Vec<Diagnostic>>,
+    /// How many diagnostics there were in all (more than kept, when over the cap).
+    pub diagnostics_total: Option<i32>,
     /// The version's source tree (null in rows recorded before migration 0004, and in lists).
     pub source_manifest: Option<Manifest>,
     /// Where the source tree of a row recorded before migration 0004 is in the store.
@@ -106,6 +115,11 @@ impl Version {
                 .map_err(|e: crate::domain::UnknownValue| bad(&e))?,
             node_version: row.try_get("node_version")?,
             pnpm_version: row.try_get("pnpm_version")?,
+            output_dir: row.try_get("output_dir")?,
+            diagnostics: row
+                .try_get::<Option<Json<Vec<Diagnostic>>>, _>("diagnostics")?
+                .map(|d| d.0),
+            diagnostics_total: row.try_get("diagnostics_total")?,
             source_manifest: row
                 .try_get::<Option<Json<Manifest>>, _>("source_manifest")?
                 .map(|m| m.0),
@@ -125,6 +139,7 @@ impl Version {
                 generate_ms: row.try_get("generate_ms")?,
                 install_ms: row.try_get("install_ms")?,
                 build_ms: row.try_get("build_ms")?,
+                check_ms: row.try_get("check_ms")?,
                 upload_ms: row.try_get("upload_ms")?,
                 total_ms: row.try_get("total_ms")?,
                 output_bytes: row.try_get("output_bytes")?,
@@ -157,7 +172,7 @@ impl Version {
 /// Every column but the source tree, for lists (a page of 100 trees is not worth reading).
 pub(super) const SUMMARY_COLUMNS: &str = "id, user_id, project_id, project_label, kind, prompt, framework,
     parent_version_id, status, generate, error, failed_step, node_version, pnpm_version,
-    null::jsonb as source_manifest, source_manifest_key, output_manifest_key, metadata, attempts,
+    output_dir, null::jsonb as diagnostics, diagnostics_total, check_ms, null::jsonb as source_manifest, source_manifest_key, output_manifest_key, metadata, attempts,
     lost, builder_id, retry_of, superseded_by,
     pinned, archived_at, needs_rebuild, queue_ms, generate_ms, install_ms, build_ms, upload_ms, total_ms, output_bytes,
     file_count, created_at, started_at, finished_at";
