@@ -9,6 +9,8 @@ alter table versions add column diagnostics jsonb;
 alter table versions add column diagnostics_total integer;
 alter table versions add column output_dir text;
 alter table versions add column check_ms bigint;
+-- The checks the build asked for ({"typecheck": "off"|"warn"|"fail", "lint": ...}; null: none).
+alter table versions add column checks jsonb;
 alter table versions add constraint versions_diagnostics_is_array
     check (diagnostics is null or jsonb_typeof(diagnostics) = 'array');
 

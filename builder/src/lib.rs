@@ -24,6 +24,7 @@
 
 pub mod audit;
 pub mod beneath;
+mod checks;
 pub mod context;
 pub mod daemon;
 mod detect;

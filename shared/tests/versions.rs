@@ -35,6 +35,7 @@ fn row(user: &str, project: &str, parent: Option<VersionId>) -> NewVersion {
         source_manifest: sources,
         metadata: None,
         retry_of: None,
+        checks: None,
         only_if_first: false,
     }
 }

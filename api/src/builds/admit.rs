@@ -135,6 +135,7 @@ async fn new_version(
         source_manifest,
         metadata: req.metadata.clone(),
         retry_of: None,
+        checks: req.checks.any().then_some(req.checks),
         only_if_first,
     })
 }

@@ -2,7 +2,7 @@
 //! ([`BuildRequest`]), and what the client is told once it is queued ([`Queued`]).
 
 use kiln_shared::domain::{
-    BuildStatus, FileError, FileInput, GeneratorOutput, ProjectId, RelativePath, SourceFile, UserId,
+    BuildStatus, Checks, FileError, FileInput, GeneratorOutput, ProjectId, RelativePath, SourceFile, UserId,
     VersionId,
 };
 use kiln_shared::preview::PreviewUrls;
@@ -28,6 +28,7 @@ pub struct BuildRequestBody {
     pub deleted: Option<Vec<String>>,
     pub output: Option<GeneratorOutput>,
     pub on_conflict: Option<String>,
+    pub checks: Option<serde_json::Value>,
 }
 
 /// What admission does when another build of the project is queued or running.
@@ -69,6 +70,8 @@ pub struct BuildRequest {
     pub deleted: Vec<RelativePath>,
     pub metadata: Option<serde_json::Value>,
     pub on_conflict: OnConflict,
+    /// The checks to run before the build script (all off unless asked).
+    pub checks: Checks,
 }
 
 /// What a client is told when its build is queued.
@@ -150,6 +153,10 @@ impl BuildRequest {
             }
         }
         let on_conflict = OnConflict::parse(body.on_conflict.as_deref())?;
+        let checks = match &body.checks {
+            None | Some(serde_json::Value::Null) => Checks::default(),
+            Some(value) => Checks::parse(value).map_err(unprocessable)?,
+        };
         let base = body
             .base_version_id
             .filter(|b| !b.is_empty())
@@ -182,6 +189,7 @@ impl BuildRequest {
             deleted,
             metadata,
             on_conflict,
+            checks,
         })
     }
 }

@@ -42,6 +42,7 @@ pub async fn retry(b: &Builds<'_>, id: VersionId) -> Result<Queued, ApiError> {
             source_manifest: sources,
             metadata: old.metadata,
             retry_of: Some(id),
+            checks: old.checks.any().then_some(old.checks),
             only_if_first: false,
         },
         OnConflict::Reject,

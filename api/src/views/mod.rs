@@ -8,12 +8,12 @@ use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 use chrono::{DateTime, Utc};
 use kiln_shared::db::versions::{Metrics, Version};
-use kiln_shared::domain::{BuildStatus, Diagnostic, ProjectId, Step, UserId, VersionId};
+use kiln_shared::domain::{BuildStatus, Checks, Diagnostic, ProjectId, Step, UserId, VersionId};
 use kiln_shared::preview::PreviewUrls;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use self::schemas::{BuildStatusSchema, DiagnosticSchema, MetricsSchema, StepSchema};
+use self::schemas::{BuildStatusSchema, ChecksSchema, DiagnosticSchema, MetricsSchema, StepSchema};
 
 /// An answer of `status` whose body is `body` with the keys of every object in order, as a
 /// `serde_json::Value` writes them (the order the API has always answered with, and the one a
@@ -66,6 +66,9 @@ pub struct BuildView {
     pub diagnostics: Option<Vec<Diagnostic>>,
     /// How many diagnostics there were in all (more than `diagnostics` holds past 50).
     pub diagnostics_total: Option<i32>,
+    /// The checks the build ran (or runs) before its build script.
+    #[schema(value_type = ChecksSchema)]
+    pub checks: Checks,
     pub attempts: i32,
     /// Attempts whose builder was lost (each was retried from the start on another).
     pub lost_builders: i32,
@@ -141,6 +144,7 @@ impl BuildView {
             output_dir: v.output_dir,
             diagnostics: v.diagnostics,
             diagnostics_total: v.diagnostics_total,
+            checks: v.checks,
             node_version: v.node_version,
             pnpm_version: v.pnpm_version,
             attempts: v.attempts,

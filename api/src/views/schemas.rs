@@ -232,6 +232,24 @@ pub struct BuildRequestSchema {
     /// `reject` (the default: 409), `supersede` or `cancel-running`.
     #[schema(pattern = "^(reject|supersede|cancel-running)$")]
     on_conflict: Option<String>,
+    /// Checks to run after the install and before the build script, each `off` (the
+    /// default), `warn` (the build deploys; their diagnostics are kept on it) or `fail` (the
+    /// build fails at step `check`).
+    checks: Option<ChecksSchema>,
+}
+
+/// `kiln_shared::domain::Checks`: a build's checks.
+#[derive(ToSchema)]
+#[schema(as = Checks)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct ChecksSchema {
+    /// `tsc` against the project's tsconfig.json (`tsc -b` for a tsconfig of references).
+    #[schema(pattern = "^(off|warn|fail)$")]
+    typecheck: Option<String>,
+    /// The project's ESLint config, with `--max-warnings=0`.
+    #[schema(pattern = "^(off|warn|fail)$")]
+    lint: Option<String>,
 }
 
 /// `kiln_shared::db::tokens::UserToken`: a user token as listed (never the token itself).
@@ -413,6 +431,7 @@ mod tests {
             "files" => serde_json::json!([file.clone()]),
             "deleted" => serde_json::json!(["a"]),
             "output" => output.clone(),
+            "checks" => serde_json::json!({"typecheck": "warn", "lint": "fail"}),
             _ => "x".into(),
         });
         serde_json::from_value::<BuildRequestBody>(body).unwrap();

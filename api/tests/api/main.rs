@@ -6,6 +6,7 @@ mod audit;
 mod auth;
 mod build_one;
 mod builds;
+mod checks;
 mod contained;
 mod conventions;
 mod docs;

@@ -60,19 +60,22 @@ impl Failure {
     /// project's folders (`roots`) made relative, the farm's own (`farm`: a name for each, such
     /// as the pnpm store) replaced by their names.
     pub(super) fn scrubbed(mut self, roots: &[&Path], farm: &[(&Path, &str)]) -> Self {
-        let scrub = |text: &str| {
-            let mut text = diagnostics::scrub(text, roots);
-            for (path, name) in farm {
-                text = text.replace(&*path.to_string_lossy(), name);
-            }
-            text
-        };
-        self.message = scrub(&self.message);
+        self.message = scrub(&self.message, roots, farm);
         for d in &mut self.diagnostics {
-            d.message = scrub(&d.message);
+            d.message = scrub(&d.message, roots, farm);
         }
         self
     }
+}
+
+/// `text` without the builder's paths: the project's folders (`roots`) made relative, the
+/// farm's own (`farm`: a name for each, such as the pnpm store) replaced by their names.
+pub(super) fn scrub(text: &str, roots: &[&Path], farm: &[(&Path, &str)]) -> String {
+    let mut text = diagnostics::scrub(text, roots);
+    for (path, name) in farm {
+        text = text.replace(&*path.to_string_lossy(), name);
+    }
+    text
 }
 
 /// A failure of the project's own making.

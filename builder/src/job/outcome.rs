@@ -43,6 +43,9 @@ pub(super) struct Success {
     pub(super) framework: Option<String>,
     /// The folder published (`.`: the tree as it came).
     pub(super) output_dir: Option<String>,
+    /// What the checks in `warn` mode found.
+    pub(super) diagnostics: Vec<kiln_shared::domain::Diagnostic>,
+    pub(super) diagnostics_total: usize,
     pub(super) metadata: Option<serde_json::Value>,
 }
 
@@ -62,8 +65,8 @@ pub(super) async fn record_success(
         pnpm_version: b.toolchain.pnpm.as_deref(),
         metadata: s.metadata.as_ref(),
         output_dir: s.output_dir.as_deref(),
-        diagnostics: &[],
-        diagnostics_total: 0,
+        diagnostics: &s.diagnostics,
+        diagnostics_total: s.diagnostics_total,
         metrics,
     };
     let recorded = patiently("recording the deployment", RECORD_PATIENCE, || {

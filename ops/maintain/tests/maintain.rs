@@ -26,6 +26,7 @@ async fn deployed(farm: &Farm, user: &str, project: &str) -> VersionId {
         source_manifest: sources,
         metadata: None,
         retry_of: None,
+        checks: None,
         only_if_first: false,
     };
     let id = row.id;

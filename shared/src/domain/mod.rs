@@ -1,5 +1,6 @@
 //! Domain types. Every value that crosses a trust boundary is parsed into one of these.
 
+mod checks;
 mod contract;
 mod diagnostic;
 mod files;
@@ -8,6 +9,7 @@ mod json;
 mod path;
 mod status;
 
+pub use checks::{CheckMode, Checks, ChecksError};
 pub use contract::GeneratorOutput;
 pub use diagnostic::{clipped, Diagnostic, Severity, MAX_DIAGNOSTICS, MAX_MESSAGE_BYTES};
 pub use files::{read_tree, FileEncoding, FileError, FileInput, FileLimits, SourceFile};

@@ -7,7 +7,7 @@ use sqlx::PgPool;
 use super::row::{corrupt, optional};
 use super::Version;
 use crate::db::DbError;
-use crate::domain::{ProjectId, UserId, VersionId};
+use crate::domain::{Checks, ProjectId, UserId, VersionId};
 use crate::store::Manifest;
 
 /// A version about to be queued.
@@ -25,6 +25,8 @@ pub struct NewVersion {
     pub metadata: Option<serde_json::Value>,
     /// The failed or cancelled build this one retries.
     pub retry_of: Option<VersionId>,
+    /// The checks the build runs before its build script (none: all off).
+    pub checks: Option<Checks>,
     /// Insert the row only if the project has no deployed version: admission took this for a
     /// first build from a hint (the KV has no latest pointer) without asking Postgres.
     pub only_if_first: bool,
@@ -41,13 +43,14 @@ pub async fn insert_queued(pool: &PgPool, rows: &[NewVersion]) -> Result<Vec<boo
         "with queued as (
              insert into versions (id, user_id, project_id, project_label, prompt, framework,
                  parent_version_id, status, generate, source_manifest, metadata, retry_of,
-                 last_event_id)
+                 checks, last_event_id)
              select id, u, p, label, prompt, framework, parent, 'queued', generate, sources, metadata,
-                    retry, 1
+                    retry, checks, 1
              from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                         $7::text[], $8::bool[], $9::jsonb[], $10::jsonb[], $11::text[], $12::bool[])
+                         $7::text[], $8::bool[], $9::jsonb[], $10::jsonb[], $11::text[], $12::bool[],
+                         $13::jsonb[])
                   as t(id, u, p, label, prompt, framework, parent, generate, sources, metadata, retry,
-                       first)
+                       first, checks)
              where not (first and exists (
                  select 1 from versions d
                  where d.user_id = t.u and d.project_id = t.p and d.status = 'deployed'))
@@ -80,6 +83,7 @@ pub async fn insert_queued(pool: &PgPool, rows: &[NewVersion]) -> Result<Vec<boo
     .bind(rows.iter().map(|v| v.metadata.clone()).collect::<Vec<_>>())
     .bind(col(|v| v.retry_of.map(|r| r.to_string())))
     .bind(rows.iter().map(|v| v.only_if_first).collect::<Vec<_>>())
+    .bind(rows.iter().map(|v| v.checks.map(Json)).collect::<Vec<_>>())
     .fetch_all(pool)
     .await?;
     let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();

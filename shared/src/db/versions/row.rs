@@ -7,7 +7,7 @@ use sqlx::types::Json;
 use sqlx::Row;
 
 use crate::db::DbError;
-use crate::domain::{BuildStatus, Diagnostic, ProjectId, Step, UserId, VersionId};
+use crate::domain::{BuildStatus, Checks, Diagnostic, ProjectId, Step, UserId, VersionId};
 use crate::store::{Artifacts, Manifest, StoreError};
 
 /// A build's timings and sizes.
@@ -50,6 +50,8 @@ pub struct Version {
     pub diagnostics: Option<Vec<Diagnostic>>,
     /// How many diagnostics there were in all (more than kept, when over the cap).
     pub diagnostics_total: Option<i32>,
+    /// The checks the build runs before its build script.
+    pub checks: Checks,
     /// The version's source tree (null in rows recorded before migration 0004, and in lists).
     pub source_manifest: Option<Manifest>,
     /// Where the source tree of a row recorded before migration 0004 is in the store.
@@ -120,6 +122,10 @@ impl Version {
                 .try_get::<Option<Json<Vec<Diagnostic>>>, _>("diagnostics")?
                 .map(|d| d.0),
             diagnostics_total: row.try_get("diagnostics_total")?,
+            checks: row
+                .try_get::<Option<Json<Checks>>, _>("checks")?
+                .map(|c| c.0)
+                .unwrap_or_default(),
             source_manifest: row
                 .try_get::<Option<Json<Manifest>>, _>("source_manifest")?
                 .map(|m| m.0),
@@ -172,7 +178,7 @@ impl Version {
 /// Every column but the source tree, for lists (a page of 100 trees is not worth reading).
 pub(super) const SUMMARY_COLUMNS: &str = "id, user_id, project_id, project_label, kind, prompt, framework,
     parent_version_id, status, generate, error, failed_step, node_version, pnpm_version,
-    output_dir, null::jsonb as diagnostics, diagnostics_total, check_ms, null::jsonb as source_manifest, source_manifest_key, output_manifest_key, metadata, attempts,
+    output_dir, null::jsonb as diagnostics, diagnostics_total, check_ms, checks, null::jsonb as source_manifest, source_manifest_key, output_manifest_key, metadata, attempts,
     lost, builder_id, retry_of, superseded_by,
     pinned, archived_at, needs_rebuild, queue_ms, generate_ms, install_ms, build_ms, upload_ms, total_ms, output_bytes,
     file_count, created_at, started_at, finished_at";

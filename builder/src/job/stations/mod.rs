@@ -1,12 +1,16 @@
 //! The stations of a build, in the order it passes them: fetch (its sources laid out in the
 //! workspace), generate (the operator's generator, when asked), install (pnpm: the store's
-//! half, then the build's scripts), audit (the installed lockfile against advisories), build
-//! (`pnpm run build`), output (the folder to publish) and upload (its files to the artifact
-//! store). All of them run in the build's cell ([`build`]) and fail with a [`Failure`].
+//! half, then the build's scripts), audit (the installed lockfile against advisories, in
+//! [`audit`]), check (typecheck and lint when asked, in [`check`]), build (`pnpm run build`),
+//! output (the folder to publish) and upload (its files to the artifact store). All of them
+//! run in the build's cell ([`build`]) and fail with a [`Failure`], whose messages name no
+//! folder of the builder's.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant as StdInstant;
+
+mod audit;
+mod check;
 
 use bytes::Bytes;
 use kiln_shared::db::versions::{Metrics, Version};
@@ -16,7 +20,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use super::failure::{
-    beneath_failure, fail, infra, output_failure, publish_failure, reading, run_failure, store_failure,
+    self, beneath_failure, fail, infra, output_failure, publish_failure, reading, run_failure, store_failure,
     Failure,
 };
 use super::files::{keep_lockfile, materialize, on_disk, package_json_unchanged, read_in_project, LOCKFILE};
@@ -94,10 +98,18 @@ pub(super) async fn build(
         (builder.pnpm_store.as_path(), "<pnpm-store>"),
         (builder.work_dir.as_path(), "<work-dir>"),
     ];
-    let result = stations.run(metrics).await.map_err(|failure| Failure {
-        framework: stations.framework.get().copied(),
-        ..failure.scrubbed(&[&project, &root], &farm)
-    });
+    let result = match stations.run(metrics).await {
+        Ok(mut success) => {
+            for d in &mut success.diagnostics {
+                d.message = failure::scrub(&d.message, &[&project, &root], &farm);
+            }
+            Ok(success)
+        }
+        Err(failure) => Err(Failure {
+            framework: stations.framework.get().copied(),
+            ..failure.scrubbed(&[&project, &root], &farm)
+        }),
+    };
     match (cell.unused_warm(), &b.warm) {
         // No process ran: the warm sandbox and its cgroup serve another build.
         (Some(warm), Some(pool)) => pool.give_back(warm),
@@ -148,6 +160,7 @@ impl Stations<'_> {
             .map_err(|e| fail(Step::Install, reading(&e)))?,
             false => fetched_package_json,
         };
+        let mut found = check::Found::default();
         let (output_root, framework) = if let Some(raw) = package_json {
             let pkg = package_json_value(&raw)?;
             let _ = self.package_json.set(String::from_utf8_lossy(&raw).into_owned());
@@ -157,8 +170,9 @@ impl Stations<'_> {
             }
             let lockfile = self.install(&pkg, &mut sources, metrics).await?;
             if let Some(auditor) = &self.b.auditor {
-                audit(auditor, self.b.settings.audit.mode, lockfile, self.log).await?;
+                audit::audit(auditor, self.b.settings.audit.mode, lockfile, self.log).await?;
             }
+            found = self.check(metrics).await?;
             let built_since = self.build(&pkg, metrics).await?;
             let dir = self.output(&pkg, built_since)?;
             (Some(dir), framework)
@@ -173,6 +187,8 @@ impl Stations<'_> {
             output_manifest_key,
             framework: framework.map(str::to_owned),
             output_dir: Some(output_root.unwrap_or(".").to_owned()),
+            diagnostics: found.diagnostics,
+            diagnostics_total: found.total,
             metadata,
         })
     }
@@ -536,78 +552,6 @@ impl Stations<'_> {
         tracing::info!(files = output.files.len(), new_blobs, "output stored");
         Ok(output_key)
     }
-}
-
-/// The dependency audit of the installed lockfile (`None`: there is none): findings to the
-/// log; with `KILN_AUDIT=fail`, critical ones fail the build at step `audit`.
-async fn audit(
-    auditor: &Arc<crate::audit::Auditor>,
-    mode: kiln_shared::config::AuditMode,
-    lockfile: Option<Bytes>,
-    log: &BuildLog,
-) -> Result<(), Failure> {
-    use crate::audit::lockfile::MAX_LOCKFILE_BYTES;
-    let text = match lockfile {
-        None => {
-            log.line("[kiln] audit: no pnpm-lock.yaml (no dependencies), nothing to check");
-            return Ok(());
-        }
-        Some(raw) if raw.len() > MAX_LOCKFILE_BYTES => {
-            return Err(fail(
-                Step::Audit,
-                format!(
-                    "pnpm-lock.yaml is {} MB, over the audit's {} MB",
-                    raw.len() / (1024 * 1024),
-                    MAX_LOCKFILE_BYTES / (1024 * 1024)
-                ),
-            )
-            .code("audit_lockfile_too_large"));
-        }
-        Some(raw) => String::from_utf8_lossy(&raw).into_owned(),
-    };
-    let auditor = auditor.clone();
-    let report = tokio::task::spawn_blocking(move || auditor.audit(&text))
-        .await
-        .map_err(|e| infra(Step::Audit, e.to_string()))?
-        .map_err(|e| infra(Step::Audit, e.to_string()))?;
-    for line in &report.lines {
-        log.line(line);
-    }
-    if mode == kiln_shared::config::AuditMode::Fail && !report.critical.is_empty() {
-        // One diagnostic per advisory, pointing at the lockfile that pins the package.
-        let diagnostics: Vec<_> = report
-            .critical
-            .iter()
-            .map(|advisory| {
-                let mut d = kiln_shared::domain::Diagnostic::kiln(Step::Audit, "audit_critical", advisory);
-                d.file = Some(crate::job::files::LOCKFILE.to_owned());
-                d
-            })
-            .collect();
-        let total = diagnostics.len();
-        return Err(fail(
-            Step::Audit,
-            format!(
-                "dependency audit: {} critical {}: {}",
-                report.critical.len(),
-                if report.critical.len() == 1 {
-                    "advisory"
-                } else {
-                    "advisories"
-                },
-                report.critical.join(" | ")
-            ),
-        )
-        .code("audit_critical")
-        .with(diagnostics::Parsed {
-            diagnostics: diagnostics
-                .into_iter()
-                .take(kiln_shared::domain::MAX_DIAGNOSTICS)
-                .collect(),
-            total,
-        }));
-    }
-    Ok(())
 }
 
 /// package.json's value; a file that is not JSON fails the install, saying where.
