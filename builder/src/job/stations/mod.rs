@@ -174,19 +174,20 @@ impl Stations<'_> {
             }
             found = self.check(metrics).await?;
             let built_since = self.build(&pkg, metrics).await?;
-            let dir = self.output(&pkg, built_since)?;
-            (Some(dir), framework)
+            let output = self.output(&pkg, built_since)?;
+            (Some(output.dir), output.framework.or(framework))
         } else {
             self.log
                 .line("[kiln] no package.json: publishing the tree as a static site");
             (None, Some("static"))
         };
+        let output_dir = output_root.clone().unwrap_or_else(|| ".".to_owned());
         let output_manifest_key = self.upload(output_root, metrics).await?;
         Ok(Success {
             sources: (sources != original_sources).then_some(sources),
             output_manifest_key,
             framework: framework.map(str::to_owned),
-            output_dir: Some(output_root.unwrap_or(".").to_owned()),
+            output_dir: Some(output_dir),
             diagnostics: found.diagnostics,
             diagnostics_total: found.total,
             metadata,
@@ -489,20 +490,17 @@ impl Stations<'_> {
         &self,
         pkg: &serde_json::Value,
         built_since: Option<std::time::SystemTime>,
-    ) -> Result<&'static str, Failure> {
+    ) -> Result<detect::Output, Failure> {
         let project_fd = crate::beneath::open_dir_path(&self.project)
             .map_err(|e| beneath_failure(Step::Output, e.to_string(), &e))?;
-        detect::output_dir(&project_fd, pkg, built_since).map_err(|e| fail(Step::Output, e).code("no_output"))
+        detect::output_dir(&project_fd, pkg, built_since)
+            .map_err(|e| fail(Step::Output, e.message).code(e.code))
     }
 
     /// upload: the output's files (the output folder's, else the whole tree's but
     /// `node_modules`) collected beneath the project folder and stored; returns the output
     /// manifest's key.
-    async fn upload(
-        &self,
-        output_root: Option<&'static str>,
-        metrics: &mut Metrics,
-    ) -> Result<String, Failure> {
+    async fn upload(&self, output_root: Option<String>, metrics: &mut Metrics) -> Result<String, Failure> {
         let (b, version, project) = (self.b, self.version, &self.project);
         let started = StdInstant::now();
         self.emit(EventType::UploadStarted, json!({}));
