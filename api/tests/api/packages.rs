@@ -58,15 +58,28 @@ async fn a_project_with_a_yarn_lockfile_keeps_the_versions_it_pins() {
     })
     .await;
     let id = app
-        .submit(&build_body("u_yarn", &unique("yarn"), tree("api/tests/fixtures/yarn-lockfile")))
+        .submit(&build_body(
+            "u_yarn",
+            &unique("yarn"),
+            tree("api/tests/fixtures/yarn-lockfile"),
+        ))
         .await;
     let build: Value = app.wait(&id).await;
     assert_eq!(build["status"], "deployed", "{build}");
     let page = app.preview(&id, "/").await.text().await.unwrap();
-    assert!(page.contains("ms 2.1.2"), "not the version the lockfile pins: {page}");
+    assert!(
+        page.contains("ms 2.1.2"),
+        "not the version the lockfile pins: {page}"
+    );
     let log = app.log_text(&id).await;
-    assert!(log.contains("yarn.lock and no pnpm-lock.yaml: `pnpm import`"), "{log}");
-    assert!(log.contains("package.json names yarn@1.22.22 as its package manager"), "{log}");
+    assert!(
+        log.contains("yarn.lock and no pnpm-lock.yaml: `pnpm import`"),
+        "{log}"
+    );
+    assert!(
+        log.contains("package.json names yarn@1.22.22 as its package manager"),
+        "{log}"
+    );
 }
 
 #[tokio::test]

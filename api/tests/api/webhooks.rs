@@ -279,6 +279,46 @@ async fn every_event_reaches_its_subscribers_signed_and_filters_hold() {
     );
 }
 
+/// A failed build's webhook carries what its `GET` says: the step, the reason and the
+/// diagnostics, signed like every delivery.
+#[tokio::test]
+async fn a_failed_builds_webhook_carries_its_diagnostics() {
+    let app = spawn_app(Options::default()).await;
+    let failures = Receiver::start(200).await;
+    let (_, secret) = subscribe(
+        &app,
+        json!({ "url": failures.url, "eventTypes": ["build_failed"], "userId": "u_hookdiag" }),
+    )
+    .await;
+    let script = "node -e \"throw new TypeError('boom in the build script')\"";
+    let files = json!([
+        { "path": "package.json", "content": json!({ "scripts": { "build": script } }).to_string() },
+    ]);
+    let id = app
+        .submit(&crate::helpers::build_body("u_hookdiag", &unique("diag"), files))
+        .await;
+    let build = app.wait(&id).await;
+    assert_eq!(build["status"], "failed", "{build}");
+    let got = failures.wait_for(1, Duration::from_secs(30)).await;
+    assert!(verify(&secret, &got[0].signature, &got[0].body));
+    let body: Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(body["type"], "build_failed", "{body}");
+    assert_eq!(body["data"]["step"], "build", "{body}");
+    assert_eq!(body["data"]["diagnostics"], build["diagnostics"], "{body}");
+    assert_eq!(
+        body["data"]["diagnosticsTotal"], build["diagnosticsTotal"],
+        "{body}"
+    );
+    let first = &body["data"]["diagnostics"][0];
+    assert!(
+        first["message"]
+            .as_str()
+            .unwrap()
+            .contains("boom in the build script"),
+        "{first}"
+    );
+}
+
 #[tokio::test]
 async fn bad_subscriptions_are_refused_with_what_is_wrong() {
     let app = spawn_app(Options::without_builders()).await;
