@@ -128,7 +128,11 @@ pub(crate) fn print_build(b: &Value) {
     }
     if let Some(e) = b["error"].as_str() {
         let step = b["failedStep"].as_str().unwrap_or("?");
-        let shown = diagnostics(b);
+        // Kiln's own diagnostic repeats the error; a tool's says where.
+        let from_tools = b["diagnostics"]
+            .as_array()
+            .is_some_and(|all| all.iter().any(|d| d["tool"] != "kiln" || d["file"].is_string()));
+        let shown = if from_tools { diagnostics(b) } else { Vec::new() };
         if shown.is_empty() {
             println!("failed   at {step}: {e}");
         } else {

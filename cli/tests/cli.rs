@@ -84,6 +84,47 @@ async fn submit_wait_status_and_list() {
     assert!(out.contains(&format!("cli_user/{project}")), "{out}");
 }
 
+/// `kiln status` of a failed build prints its diagnostics as `file:line:col message [code]`.
+#[tokio::test]
+async fn status_prints_a_failed_builds_diagnostics_where_they_are() {
+    let app = spawn_app(Options::default()).await;
+    let creds = [("KILN_TOKEN", TOKEN)];
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("package.json"),
+        "{\n  \"name\": \"p\",\n  \"engines\": {\n    \"node\": \">=99\"\n  }\n}\n",
+    )
+    .unwrap();
+    let path = dir.path().to_str().unwrap();
+    let submit = [
+        "submit",
+        path,
+        "--user",
+        "cli_diag",
+        "--project",
+        "engines",
+        "--wait",
+    ];
+    let (code, out, err) = kiln_async(&app.api, &creds, &submit).await;
+    assert_eq!(code, NOT_DEPLOYED, "{out}{err}");
+    let id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("build    "))
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_owned();
+    let (code, out, err) = kiln_async(&app.api, &creds, &["status", &id]).await;
+    assert_eq!(code, 0, "status reports; {out}{err}");
+    assert!(
+        out.contains("failed   at install: package.json's engines.node asks for"),
+        "{out}"
+    );
+    assert!(
+        out.contains("         package.json:4 package.json's engines.node asks for Node \">=99\""),
+        "{out}"
+    );
+    assert!(out.contains("[engines_node]"), "{out}");
+}
+
 #[tokio::test]
 async fn failures_exit_non_zero_with_the_reason() {
     let app = spawn_app(Options::without_builders()).await;
@@ -203,6 +244,10 @@ async fn watch_streams_progress_and_logs_and_exits_non_zero_when_the_build_fails
     );
     assert!(out.contains("the bundler gave up"), "{out}");
     assert!(out.contains("status   failed"), "{out}");
+    assert!(
+        out.contains("failed   at build: `pnpm run build` exited with status 1:"),
+        "{out}"
+    );
     assert!(err.contains("install_completed"), "progress on stderr: {err}");
     assert!(err.contains("build_failed: build failed"), "{err}");
 
