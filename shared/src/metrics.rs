@@ -29,6 +29,8 @@ pub enum Phase {
     QueueWait,
     Generate,
     Install,
+    /// The checks a build asked for (typecheck, lint).
+    Check,
     Build,
     Upload,
     /// From a builder starting it to its outcome being recorded.
@@ -41,6 +43,7 @@ impl Phase {
             Phase::QueueWait => "queue_wait",
             Phase::Generate => "generate",
             Phase::Install => "install",
+            Phase::Check => "check",
             Phase::Build => "build",
             Phase::Upload => "upload",
             Phase::Total => "total",

@@ -184,6 +184,7 @@ pub(super) fn observe(b: &Builder, metrics: &Metrics, attempt_started: StdInstan
     b.metrics.phases_ms(&[
         (Phase::Generate, metrics.generate_ms),
         (Phase::Install, metrics.install_ms),
+        (Phase::Check, metrics.check_ms),
         (Phase::Build, metrics.build_ms),
         (Phase::Upload, metrics.upload_ms),
     ]);
