@@ -94,12 +94,35 @@ mod tests {
     }
 
     #[test]
-    fn a_message_chain_and_a_route_group() {
-        // tsc's own wording of a chained message (its next lines indented by two spaces).
-        let out = "app/(shop)/page.tsx(4,3): error TS2741: Property 'id' is missing in type '{}' but required in type 'Props'.\n  \
-                   'id' is declared here.\nFound 1 error.";
-        let parsed = parse_as(Step::Check, out, None);
-        assert_eq!(parsed.diagnostics[0].file.as_deref(), Some("app/(shop)/page.tsx"));
-        assert_eq!(parsed.diagnostics[0].message.lines().count(), 2);
+    fn message_chains_and_route_groups_in_both_forms() {
+        let chain = "Type '(x: string) => void' is not assignable to type '(x: number) => void'.\n  \
+                     Types of parameters 'x' and 'x' are incompatible.\n    \
+                     Type 'number' is not assignable to type 'string'.";
+        let want = [
+            (
+                "tsc",
+                Some("src/(shop)/Card.tsx"),
+                Some(7),
+                Some(22),
+                Some("TS2741"),
+                "Property 'id' is missing in type '{ title: string; }' but required in type 'Props'.",
+            ),
+            ("tsc", Some("src/(shop)/handler.ts"), Some(1), Some(14), Some("TS2322"), chain),
+            ("tsc", Some("src/App.tsx"), Some(3), Some(9), Some("TS2322"), TS2322),
+        ];
+        let plain = parse_as(Step::Build, include_str!("testdata/tsc-chain-plain.txt"), None);
+        assert_eq!(rows(&plain), want);
+        // The pretty form's related information ("'id' is declared here") is not a message.
+        let pretty = parse_as(Step::Check, include_str!("testdata/tsc-chain-pretty-color.txt"), None);
+        assert_eq!(rows(&pretty), want);
+    }
+
+    #[test]
+    fn vue_tsc_prints_the_same() {
+        let parsed = parse_as(Step::Build, include_str!("testdata/vue-tsc-type-error.txt"), None);
+        assert_eq!(
+            rows(&parsed),
+            [("tsc", Some("src/App.vue"), Some(5), Some(7), Some("TS2322"), TS2322)]
+        );
     }
 }
