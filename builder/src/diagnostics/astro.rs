@@ -9,7 +9,8 @@ use regex::Regex;
 use super::{number, Found, Sink};
 
 static HEAD: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^(?:\d\d:\d\d:\d\d )?\[ERROR\] (?:\[(?P<name>[^\]]+)\] )?(?P<rest>.*)$").expect("a valid regex")
+    Regex::new(r"^(?:\d\d:\d\d:\d\d )?\[ERROR\] (?:\[(?P<name>[^\]]+)\] )?(?P<rest>.*)$")
+        .expect("a valid regex")
 });
 
 static PLACE: LazyLock<Regex> = LazyLock::new(|| {
@@ -20,7 +21,11 @@ static PLACE: LazyLock<Regex> = LazyLock::new(|| {
 pub(super) fn parse(lines: &[&str], sink: &mut Sink) {
     let mut i = 0;
     while i < lines.len() {
-        let Some(head) = HEAD.captures(lines[i]) else {
+        let Some(head) = lines[i]
+            .contains("[ERROR]")
+            .then(|| HEAD.captures(lines[i]))
+            .flatten()
+        else {
             i += 1;
             continue;
         };
@@ -42,7 +47,10 @@ pub(super) fn parse(lines: &[&str], sink: &mut Sink) {
                 i += 1;
                 continue;
             }
-            if let Some(p) = PLACE.captures(t).filter(|_| file.is_none() && (t.starts_with("file: ") || t.starts_with('/'))) {
+            if let Some(p) = PLACE
+                .captures(t)
+                .filter(|_| file.is_none() && (t.starts_with("file: ") || t.starts_with('/')))
+            {
                 file = p.name("file").map(|m| m.as_str().to_owned());
                 line = p.name("line").and_then(|m| number(m.as_str()));
                 column = p.name("col").and_then(|m| number(m.as_str()));
@@ -54,7 +62,9 @@ pub(super) fn parse(lines: &[&str], sink: &mut Sink) {
         if message.is_empty() {
             continue;
         }
-        let code = name.filter(|n| !matches!(*n, "vite" | "build" | "astro")).map(str::to_owned);
+        let code = name
+            .filter(|n| !matches!(*n, "vite" | "build" | "astro"))
+            .map(str::to_owned);
         sink.push(Found {
             tool: "astro",
             file: file.as_deref(),
@@ -75,17 +85,32 @@ mod tests {
 
     #[test]
     fn syntax_error_in_the_frontmatter() {
-        let parsed = parse_as(Step::Build, include_str!("testdata/astro-frontmatter-error.txt"), None);
+        let parsed = parse_as(
+            Step::Build,
+            include_str!("testdata/astro-frontmatter-error.txt"),
+            None,
+        );
         assert_eq!(
             rows(&parsed),
-            [("astro", Some("src/pages/index.astro"), Some(3), Some(15), None, "Unexpected \";\"")]
+            [(
+                "astro",
+                Some("src/pages/index.astro"),
+                Some(3),
+                Some(15),
+                None,
+                "Unexpected \";\""
+            )]
         );
         assert_clean(&parsed);
     }
 
     #[test]
     fn syntax_error_in_an_expression_at_the_place_astro_names() {
-        let parsed = parse_as(Step::Build, include_str!("testdata/astro-expression-error.txt"), None);
+        let parsed = parse_as(
+            Step::Build,
+            include_str!("testdata/astro-expression-error.txt"),
+            None,
+        );
         assert_eq!(
             rows(&parsed),
             [(
@@ -101,7 +126,11 @@ mod tests {
 
     #[test]
     fn missing_import() {
-        let parsed = parse_as(Step::Build, include_str!("testdata/astro-missing-import.txt"), None);
+        let parsed = parse_as(
+            Step::Build,
+            include_str!("testdata/astro-missing-import.txt"),
+            None,
+        );
         assert_eq!(
             rows(&parsed),
             [(

@@ -26,16 +26,17 @@ static ESBUILD_LINE: LazyLock<Regex> = LazyLock::new(|| {
 /// esbuild run alone: `✘ [ERROR] Expected "]" but found "return"` (then, after a blank line,
 /// the indented `src/greet.ts:3:2:`).
 static ESBUILD_HEAD: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^[✘▲] \[(?P<sev>ERROR|WARNING)\] (?P<msg>.+?)(?: \[plugin [^\]]+\])?$").expect("a valid regex")
+    Regex::new(r"^[✘▲] \[(?P<sev>ERROR|WARNING)\] (?P<msg>.+?)(?: \[plugin [^\]]+\])?$")
+        .expect("a valid regex")
 });
-static ESBUILD_AT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^\s+(?P<file>\S.*?):(?P<line>\d+):(?P<col>\d+):$").expect("a valid regex")
-});
+static ESBUILD_AT: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^\s+(?P<file>\S.*?):(?P<line>\d+):(?P<col>\d+):$").expect("a valid regex"));
 
 /// Rollup's `src/main.ts (1:16): "farewell" is not exported by "src/greet.ts", imported by
 /// "src/main.ts".` (and its other errors of that form).
 static ROLLUP: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^(?:\[[\w:-]+\] )?(?P<file>\S+?) \((?P<line>\d+):(?P<col>\d+)\): (?P<msg>.+)$").expect("a valid regex")
+    Regex::new(r"^(?:\[[\w:-]+\] )?(?P<file>\S+?) \((?P<line>\d+):(?P<col>\d+)\): (?P<msg>.+)$")
+        .expect("a valid regex")
 });
 
 /// The `file: /abs/src/main.ts:1:16` line of Vite's block.
@@ -64,12 +65,13 @@ pub(super) fn parse(lines: &[&str], sink: &mut Sink) {
             }
             block(&lines[start..end], sink);
             i = end;
-        } else if let Some(head) = ESBUILD_HEAD.captures(lines[i]) {
+        } else if let Some(head) = lines[i]
+            .starts_with(['✘', '▲'])
+            .then(|| ESBUILD_HEAD.captures(lines[i]))
+            .flatten()
+        {
             // esbuild alone: its location is the first indented `file:line:col:` line.
-            let at = lines[i + 1..]
-                .iter()
-                .take(4)
-                .find_map(|l| ESBUILD_AT.captures(l));
+            let at = lines[i + 1..].iter().take(4).find_map(|l| ESBUILD_AT.captures(l));
             sink.push(Found {
                 tool: "esbuild",
                 warning: &head["sev"] == "WARNING",
@@ -132,7 +134,9 @@ fn block(lines: &[&str], sink: &mut Sink) {
     }
     let file_line = lines.iter().find_map(|l| FILE_LINE.captures(l));
     if let Some(c) = ROLLUP.captures(head) {
-        let code = c["msg"].contains(" is not exported by ").then(|| "MISSING_EXPORT".to_owned());
+        let code = c["msg"]
+            .contains(" is not exported by ")
+            .then(|| "MISSING_EXPORT".to_owned());
         sink.push(Found {
             tool: "rollup",
             file: c.name("file").map(|m| m.as_str()),
@@ -156,9 +160,18 @@ fn block(lines: &[&str], sink: &mut Sink) {
         .to_owned();
     sink.push(Found {
         tool,
-        file: file_line.as_ref().and_then(|c| c.name("file")).map(|m| m.as_str()),
-        line: file_line.as_ref().and_then(|c| c.name("line")).and_then(|m| number(m.as_str())),
-        column: file_line.as_ref().and_then(|c| c.name("col")).and_then(|m| number(m.as_str())),
+        file: file_line
+            .as_ref()
+            .and_then(|c| c.name("file"))
+            .map(|m| m.as_str()),
+        line: file_line
+            .as_ref()
+            .and_then(|c| c.name("line"))
+            .and_then(|m| number(m.as_str())),
+        column: file_line
+            .as_ref()
+            .and_then(|c| c.name("col"))
+            .and_then(|m| number(m.as_str())),
         message,
         ..Found::default()
     });
@@ -190,20 +203,42 @@ mod tests {
 
     #[test]
     fn vite_6_unresolved_import() {
-        let parsed = parse_as(Step::Build, include_str!("testdata/vite-unresolved-import.txt"), None);
+        let parsed = parse_as(
+            Step::Build,
+            include_str!("testdata/vite-unresolved-import.txt"),
+            None,
+        );
         assert_eq!(
             rows(&parsed),
-            [("vite", Some("src/main.ts"), None, None, Some("UNRESOLVED_IMPORT"), UNRESOLVED)]
+            [(
+                "vite",
+                Some("src/main.ts"),
+                None,
+                None,
+                Some("UNRESOLVED_IMPORT"),
+                UNRESOLVED
+            )]
         );
         assert_clean(&parsed);
     }
 
     #[test]
     fn vite_7_unresolved_import() {
-        let parsed = parse_as(Step::Build, include_str!("testdata/vite7-unresolved-import.txt"), None);
+        let parsed = parse_as(
+            Step::Build,
+            include_str!("testdata/vite7-unresolved-import.txt"),
+            None,
+        );
         assert_eq!(
             rows(&parsed),
-            [("vite", Some("src/main.ts"), None, None, Some("UNRESOLVED_IMPORT"), UNRESOLVED)]
+            [(
+                "vite",
+                Some("src/main.ts"),
+                None,
+                None,
+                Some("UNRESOLVED_IMPORT"),
+                UNRESOLVED
+            )]
         );
     }
 
@@ -217,12 +252,20 @@ mod tests {
             None,
             "Expected \"]\" but found \"return\"",
         )];
-        let parsed = parse_as(Step::Build, include_str!("testdata/vite-esbuild-syntax-error.txt"), None);
+        let parsed = parse_as(
+            Step::Build,
+            include_str!("testdata/vite-esbuild-syntax-error.txt"),
+            None,
+        );
         assert_eq!(rows(&parsed), want);
         assert_clean(&parsed);
         let coloured = include_str!("testdata/vite-esbuild-syntax-error-color.txt");
         assert_eq!(rows(&parse_as(Step::Build, coloured, None)), want);
-        let alone = parse_as(Step::Build, include_str!("testdata/esbuild-syntax-error.txt"), None);
+        let alone = parse_as(
+            Step::Build,
+            include_str!("testdata/esbuild-syntax-error.txt"),
+            None,
+        );
         assert_eq!(rows(&alone), want);
     }
 
@@ -236,7 +279,11 @@ mod tests {
             Some("MISSING_EXPORT"),
             "\"farewell\" is not exported by \"src/greet.ts\", imported by \"src/main.ts\".",
         )];
-        let parsed = parse_as(Step::Build, include_str!("testdata/rollup-missing-export.txt"), None);
+        let parsed = parse_as(
+            Step::Build,
+            include_str!("testdata/rollup-missing-export.txt"),
+            None,
+        );
         assert_eq!(rows(&parsed), want);
         let coloured = include_str!("testdata/rollup-missing-export-color.txt");
         assert_eq!(rows(&parse_as(Step::Build, coloured, None)), want);

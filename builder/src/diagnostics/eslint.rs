@@ -9,8 +9,7 @@ use serde::Deserialize;
 use super::{number, Found, Sink};
 
 /// A file's header: an absolute path alone on its line.
-static HEADER: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^/\S(?:.*\S)?$").expect("a valid regex"));
+static HEADER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^/\S(?:.*\S)?$").expect("a valid regex"));
 
 /// `  3:7   error    'unused' is assigned a value but never used  no-unused-vars`: the rule is
 /// the last column, after two spaces or more (none for a parsing error).
@@ -47,9 +46,10 @@ fn stylish(lines: &[&str], sink: &mut Sink) {
     for line in lines {
         if line.trim().is_empty() {
             file = None;
-        } else if HEADER.is_match(line) {
-            file = Some(line.trim());
-        } else if let (Some(f), Some(c)) = (file, ENTRY.captures(line)) {
+        } else if line.starts_with('/') {
+            file = HEADER.is_match(line).then(|| line.trim());
+        } else if let Some(c) = file.and_then(|_| ENTRY.captures(line)) {
+            let f = file.unwrap_or_default();
             sink.push(Found {
                 tool: "eslint",
                 warning: &c["sev"] == "warning",
@@ -104,24 +104,60 @@ mod tests {
     #[test]
     fn stylish() {
         let want = [
-            ("eslint", MAIN, Some(3), Some(7), Some("no-unused-vars"), "'unused' is assigned a value but never used"),
-            ("eslint", MAIN, Some(5), Some(52), Some("no-undef"), "'naem' is not defined"),
-            ("eslint", MAIN, Some(4), Some(1), Some("no-console"), "Unexpected console statement"),
+            (
+                "eslint",
+                MAIN,
+                Some(3),
+                Some(7),
+                Some("no-unused-vars"),
+                "'unused' is assigned a value but never used",
+            ),
+            (
+                "eslint",
+                MAIN,
+                Some(5),
+                Some(52),
+                Some("no-undef"),
+                "'naem' is not defined",
+            ),
+            (
+                "eslint",
+                MAIN,
+                Some(4),
+                Some(1),
+                Some("no-console"),
+                "Unexpected console statement",
+            ),
         ];
         let parsed = parse_as(Step::Check, include_str!("testdata/eslint-stylish.txt"), None);
         assert_eq!(rows(&parsed), want);
         assert_eq!(parsed.diagnostics[2].severity, Severity::Warning);
         assert_clean(&parsed);
-        let coloured = parse_as(Step::Check, include_str!("testdata/eslint-stylish-color.txt"), None);
+        let coloured = parse_as(
+            Step::Check,
+            include_str!("testdata/eslint-stylish-color.txt"),
+            None,
+        );
         assert_eq!(rows(&coloured), want);
     }
 
     #[test]
     fn stylish_parsing_error_has_no_rule() {
-        let parsed = parse_as(Step::Check, include_str!("testdata/eslint-stylish-parse-error.txt"), None);
+        let parsed = parse_as(
+            Step::Check,
+            include_str!("testdata/eslint-stylish-parse-error.txt"),
+            None,
+        );
         assert_eq!(
             rows(&parsed)[0],
-            ("eslint", Some("src/broken.js"), Some(1), Some(7), None, "Parsing error: Unexpected token :")
+            (
+                "eslint",
+                Some("src/broken.js"),
+                Some(1),
+                Some(7),
+                None,
+                "Parsing error: Unexpected token :"
+            )
         );
         assert_eq!(parsed.total, 4);
     }
@@ -132,9 +168,30 @@ mod tests {
         assert_eq!(
             rows(&parsed),
             [
-                ("eslint", MAIN, Some(3), Some(7), Some("no-unused-vars"), "'unused' is assigned a value but never used."),
-                ("eslint", MAIN, Some(5), Some(52), Some("no-undef"), "'naem' is not defined."),
-                ("eslint", MAIN, Some(4), Some(1), Some("no-console"), "Unexpected console statement."),
+                (
+                    "eslint",
+                    MAIN,
+                    Some(3),
+                    Some(7),
+                    Some("no-unused-vars"),
+                    "'unused' is assigned a value but never used."
+                ),
+                (
+                    "eslint",
+                    MAIN,
+                    Some(5),
+                    Some(52),
+                    Some("no-undef"),
+                    "'naem' is not defined."
+                ),
+                (
+                    "eslint",
+                    MAIN,
+                    Some(4),
+                    Some(1),
+                    Some("no-console"),
+                    "Unexpected console statement."
+                ),
             ]
         );
         assert_eq!(parsed.diagnostics[2].severity, Severity::Warning);

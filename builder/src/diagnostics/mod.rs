@@ -11,7 +11,7 @@
 //! - `text`: the output cleaned (colours, line endings) and paths made relative or scrubbed.
 //! - `tsc`: TypeScript's `file(l,c): error TSxxxx` and pretty forms (also vue-tsc, svelte-check).
 //! - `bundler`: Vite, Rollup and esbuild (unresolved import, syntax error, missing export).
-//! - `next`, `svelte`, `astro`: the frameworks' own error blocks.
+//! - `next`, `svelte` (and svelte-check), `astro`, `nuxt`: the frameworks' own error lines.
 //! - `eslint`: ESLint's stylish and JSON formats.
 //! - `pnpm`: `ERR_PNPM_*` of an install, pointed at package.json's entry or the lockfile.
 //! - `node`: an uncaught error's stack trace, at its first frame inside the project.
@@ -22,6 +22,7 @@ mod bundler;
 mod eslint;
 mod next;
 mod node;
+mod nuxt;
 mod pnpm;
 mod summary;
 mod svelte;
@@ -70,6 +71,7 @@ pub fn parse(cx: &Context, output: &str) -> Parsed {
     next::parse(&lines, &mut sink);
     svelte::parse(&lines, &mut sink);
     astro::parse(&lines, &mut sink);
+    nuxt::parse(&lines, &mut sink);
     if sink.found.is_empty() {
         // A build script's own crash, only when no tool said more.
         node::parse(&lines, &mut sink);
@@ -82,8 +84,11 @@ pub fn parse(cx: &Context, output: &str) -> Parsed {
 struct Sink<'a> {
     cx: &'a Context<'a>,
     found: Vec<Diagnostic>,
-    seen: HashSet<(Option<String>, Option<u32>, Option<u32>, String)>,
+    seen: HashSet<Place>,
 }
+
+/// What makes two diagnostics the same: file, line, column and message.
+type Place = (Option<String>, Option<u32>, Option<u32>, String);
 
 /// One diagnostic as a parser reports it, before it is made relative and scrubbed.
 #[derive(Debug, Default)]

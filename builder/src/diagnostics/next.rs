@@ -13,8 +13,9 @@ static LOCATION: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^(?P<file>\./\S.*?)(?::(?P<line>\d+):(?P<col>\d+))?$").expect("a valid regex")
 });
 
-static DOCS: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^https://nextjs\.org/docs/messages/(?P<code>[\w-]+)$").expect("a valid regex"));
+static DOCS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^https://nextjs\.org/docs/messages/(?P<code>[\w-]+)$").expect("a valid regex")
+});
 
 /// The lines that end the block.
 fn is_end(line: &str) -> bool {
@@ -47,7 +48,9 @@ pub(super) fn parse(lines: &[&str], sink: &mut Sink) {
         };
         // The documentation link, when one follows within the error's block.
         let mut j = i + 2;
-        let mut code = message.starts_with("Type error:").then(|| "type-error".to_owned());
+        let mut code = message
+            .starts_with("Type error:")
+            .then(|| "type-error".to_owned());
         while j < lines.len() && !is_end(lines[j]) && !LOCATION.is_match(lines[j].trim_end()) {
             if let Some(d) = DOCS.captures(lines[j].trim()) {
                 code = Some(d["code"].to_owned());
@@ -94,7 +97,11 @@ mod tests {
 
     #[test]
     fn module_not_found() {
-        let parsed = parse_as(Step::Build, include_str!("testdata/next-module-not-found.txt"), None);
+        let parsed = parse_as(
+            Step::Build,
+            include_str!("testdata/next-module-not-found.txt"),
+            None,
+        );
         assert_eq!(
             rows(&parsed),
             [(

@@ -16,7 +16,8 @@ static ERROR: LazyLock<Regex> = LazyLock::new(|| {
 
 /// `    at render (file:///…/scripts/build.js:5:11)` or `    at file:///…/build.js:11:34`.
 static FRAME: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^\s+at (?:.*? \()?(?P<file>[^()\s]+?):(?P<line>\d+):(?P<col>\d+)\)?$").expect("a valid regex")
+    Regex::new(r"^\s+at (?:.*? \()?(?P<file>[^()\s]+?):(?P<line>\d+):(?P<col>\d+)\)?$")
+        .expect("a valid regex")
 });
 
 /// The line above Node's code frame: `file:///…/scripts/build.js:5`.
@@ -29,7 +30,9 @@ pub(super) fn parse(lines: &[&str], sink: &mut Sink) {
             continue;
         };
         let frames: Vec<_> = lines[i + 1..].iter().map_while(|l| FRAME.captures(l)).collect();
-        let origin = lines[i.saturating_sub(6)..i].iter().find_map(|l| ORIGIN.captures(l.trim_end()));
+        let origin = lines[i.saturating_sub(6)..i]
+            .iter()
+            .find_map(|l| ORIGIN.captures(l.trim_end()));
         if frames.is_empty() && origin.is_none() {
             continue;
         }
@@ -71,7 +74,14 @@ mod tests {
         let parsed = parse_as(Step::Build, include_str!("testdata/node-stack-trace.txt"), None);
         assert_eq!(
             rows(&parsed),
-            [("node", Some("scripts/build.js"), Some(5), Some(11), None, "Error: page / has no title")]
+            [(
+                "node",
+                Some("scripts/build.js"),
+                Some(5),
+                Some(11),
+                None,
+                "Error: page / has no title"
+            )]
         );
         assert_clean(&parsed);
     }

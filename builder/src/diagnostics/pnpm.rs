@@ -17,18 +17,26 @@ static NO_MATCH: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 /// `GET https://registry.npmjs.org/<name>: Not Found - 404` (or a tarball's URL under it).
-static FETCH: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"GET https?://\S+?/(?P<name>@[^/\s:]+(?:/|%2[fF])[^/\s:]+|[^@/\s:][^/\s:]*)(?:/-/\S*)?: ").expect("a valid regex"));
+static FETCH: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"GET https?://\S+?/(?P<name>@[^/\s:]+(?:/|%2[fF])[^/\s:]+|[^@/\s:][^/\s:]*)(?:/-/\S*)?: ")
+        .expect("a valid regex")
+});
 
 /// `The latest release of react is "19.3.1".`, the line after no matching version.
 static LATEST: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r#"^The latest release of \S+ is "[^"]+""#).expect("a valid regex"));
 
 /// The errors `pnpm run` wraps a script's failure in, which say nothing of their own.
-const WRAPPERS: &[&str] = &["ERR_PNPM_RECURSIVE_RUN_FIRST_FAIL", "ERR_PNPM_RECURSIVE_EXEC_FIRST_FAIL"];
+const WRAPPERS: &[&str] = &[
+    "ERR_PNPM_RECURSIVE_RUN_FIRST_FAIL",
+    "ERR_PNPM_RECURSIVE_EXEC_FIRST_FAIL",
+];
 
 pub(super) fn parse(lines: &[&str], sink: &mut Sink) {
     for (i, line) in lines.iter().enumerate() {
+        if !line.contains("ERR_PNPM_") {
+            continue;
+        }
         let Some(c) = ERROR.captures(line) else {
             continue;
         };
@@ -44,14 +52,19 @@ pub(super) fn parse(lines: &[&str], sink: &mut Sink) {
             }
             NO_MATCH.captures(&message).map(|n| n["name"].to_owned())
         } else if code == "ERR_PNPM_FETCH_404" {
-            FETCH.captures(&message).map(|n| n["name"].replace("%2f", "/").replace("%2F", "/"))
+            FETCH
+                .captures(&message)
+                .map(|n| n["name"].replace("%2f", "/").replace("%2F", "/"))
         } else {
             None
         };
         let (file, line) = if let Some(name) = &package {
             let line = sink.cx.package_json.and_then(|p| dependency_line(p, name));
             (Some("package.json"), line)
-        } else if code == "ERR_PNPM_OUTDATED_LOCKFILE" || code.starts_with("ERR_PNPM_LOCKFILE_") || code.contains("BROKEN_LOCKFILE") {
+        } else if code == "ERR_PNPM_OUTDATED_LOCKFILE"
+            || code.starts_with("ERR_PNPM_LOCKFILE_")
+            || code.contains("BROKEN_LOCKFILE")
+        {
             (Some("pnpm-lock.yaml"), None)
         } else {
             (None, None)
@@ -109,14 +122,21 @@ mod tests {
                  The latest release of react is \"19.3.1\". Published at 10/14/2026"
             )]
         );
-        assert_eq!(package_json.lines().nth(9).map(str::trim), Some("\"react\": \"^99.0.0\""));
+        assert_eq!(
+            package_json.lines().nth(9).map(str::trim),
+            Some("\"react\": \"^99.0.0\"")
+        );
         assert_clean(&parsed);
     }
 
     #[test]
     fn unknown_package_points_at_the_dependency() {
         let package_json = include_str!("testdata/pnpm-fetch-404.package.json");
-        let parsed = parse_as(Step::Install, include_str!("testdata/pnpm-fetch-404.txt"), Some(package_json));
+        let parsed = parse_as(
+            Step::Install,
+            include_str!("testdata/pnpm-fetch-404.txt"),
+            Some(package_json),
+        );
         assert_eq!(
             rows(&parsed),
             [(
@@ -136,7 +156,11 @@ mod tests {
 
     #[test]
     fn outdated_lockfile_points_at_the_lockfile() {
-        let parsed = parse_as(Step::Install, include_str!("testdata/pnpm-outdated-lockfile.txt"), None);
+        let parsed = parse_as(
+            Step::Install,
+            include_str!("testdata/pnpm-outdated-lockfile.txt"),
+            None,
+        );
         assert_eq!(
             rows(&parsed),
             [(

@@ -33,7 +33,11 @@ pub fn summary(diagnostics: &[Diagnostic], step_tail: &str) -> String {
 /// The last non-blank lines of `output`, at most [`MAX_SUMMARY_BYTES`] of them (the last ones).
 fn tail(output: &str) -> String {
     let clean = text::scrub(&text::clean(output), &[]);
-    let lines: Vec<&str> = clean.lines().map(str::trim_end).filter(|l| !l.trim().is_empty()).collect();
+    let lines: Vec<&str> = clean
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.trim().is_empty())
+        .collect();
     let mut kept: Vec<&str> = Vec::new();
     let mut size = 0;
     for line in lines.iter().rev().take(SUMMARY_LINES) {

@@ -24,7 +24,8 @@ static CHECK_AT: LazyLock<Regex> = LazyLock::new(|| {
         .expect("a valid regex")
 });
 static CHECK_MESSAGE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^(?P<sev>Error|Warn): (?P<msg>.+?)(?: \((?P<source>ts|js|svelte|css)\))?$").expect("a valid regex")
+    Regex::new(r"^(?P<sev>Error|Warn): (?P<msg>.+?)(?: \((?P<source>ts|js|svelte|css)\))?$")
+        .expect("a valid regex")
 });
 
 static DOCS: LazyLock<Regex> =
@@ -32,11 +33,19 @@ static DOCS: LazyLock<Regex> =
 
 pub(super) fn parse(lines: &[&str], sink: &mut Sink) {
     for (i, line) in lines.iter().enumerate() {
-        if let Some(at) = CHECK_AT.captures(line.trim_end()) {
+        let line = line.trim_end();
+        if !line.starts_with(['/', '.', '[']) && !line.contains('/') {
+            continue;
+        }
+        if let Some(at) = line
+            .ends_with(|c: char| c.is_ascii_digit())
+            .then(|| CHECK_AT.captures(line))
+            .flatten()
+        {
             check(&at, &lines[i + 1..], sink);
             continue;
         }
-        let Some(c) = HEAD.captures(line) else {
+        let Some(c) = line.starts_with('[').then(|| HEAD.captures(line)).flatten() else {
             continue;
         };
         let code = lines[i + 1..]
@@ -91,7 +100,11 @@ mod tests {
 
     #[test]
     fn sveltekit_compile_error() {
-        let parsed = parse_as(Step::Build, include_str!("testdata/sveltekit-compile-error.txt"), None);
+        let parsed = parse_as(
+            Step::Build,
+            include_str!("testdata/sveltekit-compile-error.txt"),
+            None,
+        );
         assert_eq!(
             rows(&parsed),
             [(
@@ -108,7 +121,11 @@ mod tests {
 
     #[test]
     fn svelte_check() {
-        let parsed = parse_as(Step::Build, include_str!("testdata/svelte-check-type-error.txt"), None);
+        let parsed = parse_as(
+            Step::Build,
+            include_str!("testdata/svelte-check-type-error.txt"),
+            None,
+        );
         let page = Some("src/routes/+page.svelte");
         assert_eq!(
             rows(&parsed),
@@ -131,7 +148,10 @@ mod tests {
                 ),
             ]
         );
-        assert_eq!(parsed.diagnostics[1].severity, kiln_shared::domain::Severity::Warning);
+        assert_eq!(
+            parsed.diagnostics[1].severity,
+            kiln_shared::domain::Severity::Warning
+        );
         assert_clean(&parsed);
     }
 }

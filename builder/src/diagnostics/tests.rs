@@ -26,7 +26,14 @@ pub(super) fn parse_as(step: Step, output: &str, package_json: Option<&str>) -> 
 }
 
 /// `(tool, file, line, column, code, message)` of a diagnostic, to compare in one assert.
-pub(super) type Row<'a> = (&'a str, Option<&'a str>, Option<u32>, Option<u32>, Option<&'a str>, &'a str);
+pub(super) type Row<'a> = (
+    &'a str,
+    Option<&'a str>,
+    Option<u32>,
+    Option<u32>,
+    Option<&'a str>,
+    &'a str,
+);
 
 pub(super) fn rows(parsed: &Parsed) -> Vec<Row<'_>> {
     parsed
@@ -49,7 +56,10 @@ pub(super) fn rows(parsed: &Parsed) -> Vec<Row<'_>> {
 pub(super) fn assert_clean(parsed: &Parsed) {
     for d in &parsed.diagnostics {
         let all = format!("{d:?}");
-        assert!(!all.contains("kiln-builds") && !all.contains("s3cr3t"), "builder path in {d:?}");
+        assert!(
+            !all.contains("kiln-builds") && !all.contains("s3cr3t"),
+            "builder path in {d:?}"
+        );
         assert!(!all.contains('\u{1b}'), "ANSI code in {d:?}");
     }
 }
@@ -93,7 +103,10 @@ fn the_summary_tail_is_scrubbed_and_bounded() {
     assert!(s.ends_with("ELIFECYCLE  Command failed with exit code 2."), "{s}");
     let short = summary(&[], &out.replace(&"x".repeat(4000), "done"));
     assert!(short.contains("cannot write out/page.html"), "{short}");
-    assert!(!short.contains("kiln-builds") && !short.contains('\u{1b}'), "{short}");
+    assert!(
+        !short.contains("kiln-builds") && !short.contains('\u{1b}'),
+        "{short}"
+    );
 }
 
 #[test]
@@ -131,7 +144,9 @@ pub fn big_log(lines: usize) -> String {
     while n < lines {
         for p in parts {
             // Each round a different line, so the errors are distinct ones.
-            let p = p.replace("(3,9)", &format!("({},9)", 3 + round)).replace("  3:7 ", &format!("  {}:7 ", 3 + round));
+            let p = p
+                .replace("(3,9)", &format!("({},9)", 3 + round))
+                .replace("  3:7 ", &format!("  {}:7 ", 3 + round));
             for l in p.lines() {
                 out.push_str(l);
                 out.push('\n');
@@ -155,8 +170,13 @@ fn a_big_log_is_parsed_in_bounded_time_and_cut_to_the_maximum() {
     assert_eq!(parsed.diagnostics.len(), MAX_DIAGNOSTICS);
     assert!(parsed.total > MAX_DIAGNOSTICS, "{}", parsed.total);
     // Errors first: the ESLint warnings come after every error.
-    let first_warning = parsed.diagnostics.iter().position(|d| d.severity == Severity::Warning);
-    assert!(first_warning.is_none_or(|w| parsed.diagnostics[w..].iter().all(|d| d.severity == Severity::Warning)));
+    let first_warning = parsed
+        .diagnostics
+        .iter()
+        .position(|d| d.severity == Severity::Warning);
+    assert!(first_warning.is_none_or(|w| parsed.diagnostics[w..]
+        .iter()
+        .all(|d| d.severity == Severity::Warning)));
     assert!(s.len() <= 1536);
     assert_clean(&parsed);
 }

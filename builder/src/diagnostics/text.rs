@@ -9,8 +9,10 @@ use regex::Regex;
 /// CSI sequences (colours, cursor moves), OSC sequences (hyperlinks, titles) and the other
 /// two-byte escapes.
 static ANSI: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]|\x9b[0-?]*[ -/]*[@-~]")
-        .expect("a valid regex")
+    Regex::new(
+        r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]|\x9b[0-?]*[ -/]*[@-~]",
+    )
+    .expect("a valid regex")
 });
 
 /// An absolute path in a text (optionally a `file://` URL), up to a character no path of a
@@ -50,9 +52,11 @@ pub fn relative(file: &str, roots: &[&Path]) -> Option<String> {
     let file = file.trim();
     let file = file.strip_prefix("file://").unwrap_or(file);
     let rest = if file.starts_with('/') {
-        let under = roots_text(roots)
-            .iter()
-            .find_map(|root| file.strip_prefix(root.as_str())?.strip_prefix('/').map(str::to_owned));
+        let under = roots_text(roots).iter().find_map(|root| {
+            file.strip_prefix(root.as_str())?
+                .strip_prefix('/')
+                .map(str::to_owned)
+        });
         match under {
             Some(rest) => rest,
             None => builder_relative(file)?,
@@ -126,10 +130,19 @@ mod tests {
     #[test]
     fn relative_paths() {
         let roots = [Path::new(ROOT), Path::new("/sandbox/project/")];
-        assert_eq!(relative(&format!("{ROOT}/src/App.tsx"), &roots).as_deref(), Some("src/App.tsx"));
-        assert_eq!(relative(&format!("file://{ROOT}/src/a.ts"), &roots).as_deref(), Some("src/a.ts"));
+        assert_eq!(
+            relative(&format!("{ROOT}/src/App.tsx"), &roots).as_deref(),
+            Some("src/App.tsx")
+        );
+        assert_eq!(
+            relative(&format!("file://{ROOT}/src/a.ts"), &roots).as_deref(),
+            Some("src/a.ts")
+        );
         assert_eq!(relative("/sandbox/project/x.js", &roots).as_deref(), Some("x.js"));
-        assert_eq!(relative("./app/page.tsx", &roots).as_deref(), Some("app/page.tsx"));
+        assert_eq!(
+            relative("./app/page.tsx", &roots).as_deref(),
+            Some("app/page.tsx")
+        );
         assert_eq!(relative("src/../src/a.ts", &roots).as_deref(), Some("src/a.ts"));
         assert_eq!(relative("../outside.ts", &roots), None);
         assert_eq!(relative("/usr/lib/node/x.js", &roots), None);
@@ -144,7 +157,10 @@ mod tests {
     fn scrub_removes_roots_and_leftover_workspace_paths() {
         let roots = [Path::new(ROOT)];
         let s = format!("> x@0.0.0 build {ROOT}\nat file://{ROOT}/src/main.ts:3:7 and {ROOT}/a.js");
-        assert_eq!(scrub(&s, &roots), "> x@0.0.0 build .\nat src/main.ts:3:7 and a.js");
+        assert_eq!(
+            scrub(&s, &roots),
+            "> x@0.0.0 build .\nat src/main.ts:3:7 and a.js"
+        );
         let s = "cd /var/tmp/kiln-builds/01JX/work/01JX-0123456789abcdef0123/home failed; \
                  see /var/tmp/kiln-builds/01JX/work/01JX-0123456789abcdef0123/project/src/x.ts:1:2";
         assert_eq!(scrub(s, &[]), "cd <builder> failed; see src/x.ts:1:2");

@@ -15,8 +15,10 @@ static PLAIN: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 static PRETTY: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^(?P<file>\S.*?):(?P<line>\d+):(?P<col>\d+) - (?P<sev>error|warning) (?P<code>TS\d+): (?P<msg>.*)$")
-        .expect("a valid regex")
+    Regex::new(
+        r"^(?P<file>\S.*?):(?P<line>\d+):(?P<col>\d+) - (?P<sev>error|warning) (?P<code>TS\d+): (?P<msg>.*)$",
+    )
+    .expect("a valid regex")
 });
 
 /// A diagnostic not tied to a file: `error TS5083: Cannot read file '…/tsconfig.json'.`
@@ -28,6 +30,11 @@ pub(super) fn parse(lines: &[&str], sink: &mut Sink) {
     let mut i = 0;
     while i < lines.len() {
         let line = lines[i];
+        // Every form has `error TS` or `warning TS` (a cheap test before the patterns).
+        if !line.contains(" TS") {
+            i += 1;
+            continue;
+        }
         let caps = PLAIN
             .captures(line)
             .or_else(|| PRETTY.captures(line))
@@ -70,7 +77,14 @@ mod tests {
         let parsed = parse_as(Step::Build, include_str!("testdata/tsc-build-plain.txt"), None);
         assert_eq!(
             rows(&parsed),
-            [("tsc", Some("src/App.tsx"), Some(3), Some(9), Some("TS2322"), TS2322)]
+            [(
+                "tsc",
+                Some("src/App.tsx"),
+                Some(3),
+                Some(9),
+                Some("TS2322"),
+                TS2322
+            )]
         );
         assert_clean(&parsed);
     }
@@ -80,7 +94,14 @@ mod tests {
         let parsed = parse_as(Step::Build, include_str!("testdata/tsc-build-color.txt"), None);
         assert_eq!(
             rows(&parsed),
-            [("tsc", Some("src/App.tsx"), Some(3), Some(9), Some("TS2322"), TS2322)]
+            [(
+                "tsc",
+                Some("src/App.tsx"),
+                Some(3),
+                Some(9),
+                Some("TS2322"),
+                TS2322
+            )]
         );
     }
 
@@ -89,7 +110,14 @@ mod tests {
         let parsed = parse_as(Step::Check, include_str!("testdata/tsc-pretty-color.txt"), None);
         assert_eq!(
             rows(&parsed),
-            [("tsc", Some("src/App.tsx"), Some(3), Some(9), Some("TS2322"), TS2322)]
+            [(
+                "tsc",
+                Some("src/App.tsx"),
+                Some(3),
+                Some(9),
+                Some("TS2322"),
+                TS2322
+            )]
         );
     }
 
@@ -107,13 +135,31 @@ mod tests {
                 Some("TS2741"),
                 "Property 'id' is missing in type '{ title: string; }' but required in type 'Props'.",
             ),
-            ("tsc", Some("src/(shop)/handler.ts"), Some(1), Some(14), Some("TS2322"), chain),
-            ("tsc", Some("src/App.tsx"), Some(3), Some(9), Some("TS2322"), TS2322),
+            (
+                "tsc",
+                Some("src/(shop)/handler.ts"),
+                Some(1),
+                Some(14),
+                Some("TS2322"),
+                chain,
+            ),
+            (
+                "tsc",
+                Some("src/App.tsx"),
+                Some(3),
+                Some(9),
+                Some("TS2322"),
+                TS2322,
+            ),
         ];
         let plain = parse_as(Step::Build, include_str!("testdata/tsc-chain-plain.txt"), None);
         assert_eq!(rows(&plain), want);
         // The pretty form's related information ("'id' is declared here") is not a message.
-        let pretty = parse_as(Step::Check, include_str!("testdata/tsc-chain-pretty-color.txt"), None);
+        let pretty = parse_as(
+            Step::Check,
+            include_str!("testdata/tsc-chain-pretty-color.txt"),
+            None,
+        );
         assert_eq!(rows(&pretty), want);
     }
 
@@ -122,7 +168,14 @@ mod tests {
         let parsed = parse_as(Step::Build, include_str!("testdata/vue-tsc-type-error.txt"), None);
         assert_eq!(
             rows(&parsed),
-            [("tsc", Some("src/App.vue"), Some(5), Some(7), Some("TS2322"), TS2322)]
+            [(
+                "tsc",
+                Some("src/App.vue"),
+                Some(5),
+                Some(7),
+                Some("TS2322"),
+                TS2322
+            )]
         );
     }
 }

@@ -105,7 +105,10 @@ pub fn run() -> anyhow::Result<Report> {
         let parsed = diagnostics::parse(&cx, &log);
         let summary = diagnostics::summary(&parsed.diagnostics, &log);
         let took = stats::ms(started.elapsed());
-        anyhow::ensure!(!summary.is_empty() && !parsed.diagnostics.is_empty(), "the log parsed to nothing");
+        anyhow::ensure!(
+            !summary.is_empty() && !parsed.diagnostics.is_empty(),
+            "the log parsed to nothing"
+        );
         (kept, total) = (parsed.diagnostics.len(), parsed.total);
         if i >= WARMUP {
             eprintln!("[bench] diagnostics run {}: {took:.2} ms", i - WARMUP + 1);
