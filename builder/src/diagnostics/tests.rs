@@ -194,3 +194,16 @@ fn the_step_is_the_one_given() {
     let parsed = parse_as(Step::Check, include_str!("testdata/tsc-build-plain.txt"), None);
     assert_eq!(parsed.diagnostics[0].step, Step::Check);
 }
+
+#[test]
+fn a_long_message_is_cut_at_a_character_boundary() {
+    let long = format!("src/a.ts(1,1): error TS2322: {}", "é".repeat(3000));
+    let parsed = parse_as(Step::Build, &long, None);
+    let message = &parsed.diagnostics[0].message;
+    assert!(
+        message.len() <= kiln_shared::domain::MAX_MESSAGE_BYTES,
+        "{}",
+        message.len()
+    );
+    assert!(message.ends_with('…'));
+}
