@@ -9,7 +9,7 @@
 //! then falls back to the tail of the output.
 //!
 //! - `text`: the output cleaned (colours, line endings) and paths made relative or scrubbed.
-//! - `tsc`: TypeScript's `file(l,c): error TSxxxx` and pretty forms (also vue-tsc, svelte-check).
+//! - `tsc`: TypeScript's `file(l,c): error TSxxxx` and pretty forms (also vue-tsc).
 //! - `bundler`: Vite, Rollup and esbuild (unresolved import, syntax error, missing export).
 //! - `next`, `svelte` (and svelte-check), `astro`, `nuxt`: the frameworks' own error lines.
 //! - `eslint`: ESLint's stylish and JSON formats.
@@ -38,6 +38,7 @@ pub use summary::summary;
 pub use text::scrub;
 
 /// What the parsers know about the build besides its output.
+#[derive(Debug, Clone, Copy)]
 pub struct Context<'a> {
     /// The station whose output this is; every diagnostic carries it.
     pub step: Step,
@@ -52,8 +53,8 @@ pub struct Context<'a> {
 /// What [`parse`] found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Parsed {
-    /// At most [`MAX_DIAGNOSTICS`], errors first, then in the order the tools reported them;
-    /// without duplicates.
+    /// At most [`MAX_DIAGNOSTICS`], errors first (then warnings), each tool's in the order it
+    /// reported them; without duplicates (the same file, line, column and message).
     pub diagnostics: Vec<Diagnostic>,
     /// How many distinct diagnostics there were before the cut.
     pub total: usize,

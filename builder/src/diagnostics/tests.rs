@@ -207,3 +207,13 @@ fn a_long_message_is_cut_at_a_character_boundary() {
     );
     assert!(message.ends_with('…'));
 }
+
+#[test]
+fn a_vite_typescript_app_with_one_type_error_is_summed_up_in_one_line() {
+    let out = include_str!("testdata/tsc-build-plain.txt");
+    let parsed = parse_as(Step::Build, out, None);
+    assert_eq!(
+        summary(&parsed.diagnostics, out),
+        "src/App.tsx:3:9 Type 'number' is not assignable to type 'string'. [TS2322]"
+    );
+}
