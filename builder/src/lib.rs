@@ -16,6 +16,8 @@
 //!   watched against their limits.
 //! - `metrics`: the daemon's `/metrics` and `/healthz` listener (`KILN_METRICS_ADDR`).
 //! - [`reconcile`]: queued builds that lost their stream entry are queued again.
+//! - [`diagnostics`]: a failed step's output turned into diagnostics (tool, file relative to
+//!   the project, line, column, code, message), the short `error` summary, builder paths scrubbed.
 //! - `workspace`, `detect`, `publish`, `generator`: the stations of a build.
 //! - `which`: a program found on a `PATH` (the sandbox's tools, a step's program).
 //! - [`beneath`]: files the daemon (root) reads and writes inside a workspace build code

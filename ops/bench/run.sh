@@ -6,6 +6,7 @@
 #     ops/bench/run.sh admission           # one part, or several:
 #                                          #   admission overhead warm rollback events
 #                                          #   dispatch scaleout reclaim ratelimit maintain storage
+#                                          #   diagnostics (alone: no service started)
 #
 # Starts a private PostgreSQL and Redis on free ports under
 # target/kiln-bench/<pid> (stopped and removed on exit), builds the release
@@ -30,23 +31,40 @@ cd "$ROOT"
 STARTED=$SECONDS
 
 want_bullmq=0
+want_farm=0
 if (($# == 0)); then
     want_bullmq=1
+    want_farm=1
 fi
 for arg in "$@"; do
     case $arg in
-    admission | dispatch | all) want_bullmq=1 ;;
-    overhead | warm | rollback | events | scaleout | reclaim | ratelimit | maintain | storage) ;;
+    admission | dispatch | all) want_bullmq=1 want_farm=1 ;;
+    overhead | warm | rollback | events | scaleout | reclaim | ratelimit | maintain | storage) want_farm=1 ;;
+    diagnostics) ;;
     -h | --help)
-        sed -n '3,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+        sed -n '3,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
-        kiln_log "unknown part '$arg': expected admission, overhead, warm, rollback, events, dispatch, scaleout, reclaim, ratelimit, maintain, storage or all"
+        kiln_log "unknown part '$arg': expected admission, overhead, warm, rollback, events, dispatch, scaleout, reclaim, ratelimit, maintain, storage, diagnostics or all"
         exit 2
         ;;
     esac
 done
+
+# --- Parts that need no service (diagnostics: parsing in process) --------------
+if ((!want_farm)); then
+    kiln_log "building kiln-bench (cargo build --release -p kiln-bench)"
+    cargo build --release -p kiln-bench
+    BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/kiln-bench"
+    KILN_BENCH_REVISION="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    if [[ -n $(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null) ]]; then
+        KILN_BENCH_REVISION+="+changes"
+    fi
+    export KILN_BENCH_REVISION
+    kiln_log "running: kiln-bench $* (no service needed; load average now: $(cut -d' ' -f1-3 /proc/loadavg))"
+    exec "$BIN" "$@"
+fi
 
 # --- Tools ------------------------------------------------------------------
 ensure_postgres

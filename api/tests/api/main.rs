@@ -9,6 +9,7 @@ mod builds;
 mod checks;
 mod contained;
 mod conventions;
+mod diagnostics;
 mod docs;
 mod events;
 mod fleet;

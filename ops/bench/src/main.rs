@@ -1,7 +1,7 @@
 //! kiln-bench: Kiln's benchmark. Run it through `ops/bench/run.sh`, which starts the private
-//! PostgreSQL and Redis it needs; see ops/bench/README.md for what each figure means.
+//! PostgreSQL and Redis it needs (part `diagnostics` alone needs neither); see ops/bench/README.md for what each figure means.
 //!
-//!     kiln-bench [admission] [overhead] [warm] [rollback] [events] [dispatch] [scaleout] [reclaim] [ratelimit] [maintain]
+//!     kiln-bench [admission] [overhead] [warm] [rollback] [events] [dispatch] [scaleout] [reclaim] [ratelimit] [maintain] [diagnostics]
 //!     (no argument: all)
 //!
 //! Per-run figures go to stderr as they come; the details of each part and the summary block go
@@ -13,6 +13,7 @@
 mod admission;
 mod cpu;
 mod daemons;
+mod diagnostics;
 mod dispatch;
 mod events;
 mod farm;
@@ -47,10 +48,11 @@ enum Part {
     Ratelimit,
     Maintain,
     Storage,
+    Diagnostics,
 }
 
 const PART_NAMES: &str =
-    "admission, overhead, warm, rollback, events, dispatch, scaleout, reclaim, ratelimit, maintain, storage or all";
+    "admission, overhead, warm, rollback, events, dispatch, scaleout, reclaim, ratelimit, maintain, storage, diagnostics or all";
 
 impl Part {
     fn name(self) -> &'static str {
@@ -66,7 +68,13 @@ impl Part {
             Part::Ratelimit => "ratelimit",
             Part::Maintain => "maintain",
             Part::Storage => "storage",
+            Part::Diagnostics => "diagnostics",
         }
+    }
+
+    /// The part needs the farm's services (PostgreSQL, Redis and the folders run.sh makes).
+    fn needs_farm(self) -> bool {
+        self != Part::Diagnostics
     }
 }
 
@@ -83,6 +91,7 @@ fn parse_parts(args: &[String]) -> Result<Vec<Part>, String> {
             Part::Reclaim,
             Part::Ratelimit,
             Part::Maintain,
+            Part::Diagnostics,
         ]);
     }
     let mut parts = Vec::new();
@@ -100,6 +109,7 @@ fn parse_parts(args: &[String]) -> Result<Vec<Part>, String> {
             "maintain" => Part::Maintain,
             // The storage figure alone (`maintain` measures it too).
             "storage" => Part::Storage,
+            "diagnostics" => Part::Diagnostics,
             other => return Err(format!("unknown part {other:?}: expected {PART_NAMES}")),
         };
         if !parts.contains(&p) {
@@ -137,12 +147,16 @@ fn main() {
 }
 
 async fn run(parts: Vec<Part>) -> i32 {
-    let env = match farm::Env::from_env() {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("kiln-bench: {e:#}");
-            return 1;
+    let env = if parts.iter().any(|p| p.needs_farm()) {
+        match farm::Env::from_env() {
+            Ok(e) => Some(e),
+            Err(e) => {
+                eprintln!("kiln-bench: {e:#}");
+                return 1;
+            }
         }
+    } else {
+        None
     };
     let bench_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let example = bench_dir.join("../../examples/vite-react");
@@ -150,7 +164,7 @@ async fn run(parts: Vec<Part>) -> i32 {
     for part in parts {
         let started = Instant::now();
         eprintln!("[bench] == {} ==", part.name());
-        let report = run_part(part, &env, &bench_dir, &example)
+        let report = run_part(part, env.as_ref(), &bench_dir, &example)
             .await
             .map_err(|e| format!("{e:#}"));
         results.push((part, report));
@@ -166,23 +180,25 @@ async fn run(parts: Vec<Part>) -> i32 {
 /// Runs one part; its report.
 async fn run_part(
     part: Part,
-    env: &farm::Env,
+    env: Option<&farm::Env>,
     bench_dir: &Path,
     example: &Path,
 ) -> anyhow::Result<Box<dyn Summary>> {
+    let farm = || env.ok_or_else(|| anyhow::anyhow!("part {} needs the farm's services", part.name()));
     Ok(match part {
-        Part::Admission => Box::new(admission::run(env, bench_dir).await?),
-        Part::Overhead => Box::new(overhead::run(env).await?),
-        Part::Warm => Box::new(warm::run(env, example).await?),
-        Part::Rollback => Box::new(rollback::run(env, example).await?),
-        Part::Events => Box::new(events::run(env).await?),
-        Part::Dispatch => Box::new(dispatch::run(env, bench_dir).await?),
-        Part::Scaleout => Box::new(scaleout::run(env).await?),
-        Part::Reclaim => Box::new(reclaim::run(env).await?),
-        Part::Ratelimit => Box::new(ratelimit::run(env).await?),
-        Part::Maintain => Box::new(maintain::run(env, example).await?),
+        Part::Admission => Box::new(admission::run(farm()?, bench_dir).await?),
+        Part::Overhead => Box::new(overhead::run(farm()?).await?),
+        Part::Warm => Box::new(warm::run(farm()?, example).await?),
+        Part::Rollback => Box::new(rollback::run(farm()?, example).await?),
+        Part::Events => Box::new(events::run(farm()?).await?),
+        Part::Dispatch => Box::new(dispatch::run(farm()?, bench_dir).await?),
+        Part::Scaleout => Box::new(scaleout::run(farm()?).await?),
+        Part::Reclaim => Box::new(reclaim::run(farm()?).await?),
+        Part::Ratelimit => Box::new(ratelimit::run(farm()?).await?),
+        Part::Maintain => Box::new(maintain::run(farm()?, example).await?),
         // The storage figure alone (`maintain` measures it too).
-        Part::Storage => Box::new(maintain::storage_only(env, example).await?),
+        Part::Storage => Box::new(maintain::storage_only(farm()?, example).await?),
+        Part::Diagnostics => Box::new(diagnostics::run()?),
     })
 }
 

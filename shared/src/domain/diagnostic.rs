@@ -19,7 +19,7 @@ pub struct Diagnostic {
     /// The station it came from (`install`, `check`, `build`, `output`…).
     pub step: Step,
     /// The tool that reported it: `tsc`, `vite`, `rollup`, `esbuild`, `next`, `sveltekit`,
-    /// `astro`, `nuxt`, `eslint`, `pnpm`, `node` or `kiln`.
+    /// `astro`, `nuxt`, `svelte-check`, `eslint`, `pnpm`, `node` or `kiln`.
     pub tool: String,
     pub severity: Severity,
     /// The file, relative to the project's root (`src/App.tsx`); `None` when the problem is
