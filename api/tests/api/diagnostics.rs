@@ -68,157 +68,49 @@ async fn builds_broken(fixture: &str, checks: Option<Value>, want: Expect) {
     assert!(error.len() < 2048, "a short summary: {error}");
 }
 
-#[tokio::test]
-async fn tsc_type_error() {
-    let want = Expect {
-        step: "build",
-        tool: "tsc",
-        file: "src/App.tsx",
-        line: Some(3),
-        column: Some(9),
-        code: Some("TS2322"),
-        message: "Type 'number' is not assignable to type 'string'.",
-    };
-    builds_broken("tsc-type-error", None, want).await;
+/// One test per broken project: `name, fixture, checks, step, tool, file, line, column, code,
+/// the message's start`.
+macro_rules! broken {
+    ($($name:ident: $fixture:literal, $checks:expr, $step:literal, $tool:literal, $file:literal,
+       $line:expr, $column:expr, $code:expr, $message:literal;)+) => {$(
+        #[tokio::test]
+        async fn $name() {
+            let want = Expect {
+                step: $step,
+                tool: $tool,
+                file: $file,
+                line: $line,
+                column: $column,
+                code: $code,
+                message: $message,
+            };
+            builds_broken($fixture, $checks, want).await;
+        }
+    )+};
 }
 
-#[tokio::test]
-async fn vite_unresolved_import() {
-    let want = Expect {
-        step: "build",
-        tool: "vite",
-        file: "src/main.ts",
-        line: None,
-        column: None,
-        code: Some("UNRESOLVED_IMPORT"),
-        message: "failed to resolve import \"canvas-confetti\"",
-    };
-    builds_broken("vite7-unresolved-import", None, want).await;
-}
-
-#[tokio::test]
-async fn esbuild_syntax_error() {
-    let want = Expect {
-        step: "build",
-        tool: "esbuild",
-        file: "src/greet.ts",
-        line: Some(3),
-        column: Some(2),
-        code: None,
-        message: "Expected \"]\" but found \"return\"",
-    };
-    builds_broken("esbuild-syntax-error", None, want).await;
-}
-
-#[tokio::test]
-async fn rollup_missing_export() {
-    let want = Expect {
-        step: "build",
-        tool: "rollup",
-        file: "src/main.ts",
-        line: Some(1),
-        column: Some(16),
-        code: Some("MISSING_EXPORT"),
-        message: "\"farewell\" is not exported by \"src/greet.ts\"",
-    };
-    builds_broken("rollup-missing-export", None, want).await;
-}
-
-#[tokio::test]
-async fn next_type_error() {
-    let want = Expect {
-        step: "build",
-        tool: "next",
-        file: "app/page.tsx",
-        line: Some(2),
-        column: Some(9),
-        code: Some("type-error"),
-        message: "Type 'string' is not assignable to type 'number'.",
-    };
-    builds_broken("next-type-error", None, want).await;
-}
-
-#[tokio::test]
-async fn sveltekit_compile_error() {
-    let want = Expect {
-        step: "build",
-        tool: "sveltekit",
-        file: "src/routes/+page.svelte",
-        line: Some(8),
-        column: Some(1),
-        code: Some("element_invalid_closing_tag"),
-        message: "attempted to close an element that was not open",
-    };
-    builds_broken("sveltekit-compile-error", None, want).await;
-}
-
-#[tokio::test]
-async fn astro_compile_error() {
-    let want = Expect {
-        step: "build",
-        tool: "astro",
-        file: "src/pages/index.astro",
-        line: Some(3),
-        column: Some(15),
-        code: None,
-        message: "Unexpected \";\"",
-    };
-    builds_broken("astro-compile-error", None, want).await;
-}
-
-/// ESLint through the lint check (the project's build passes).
-#[tokio::test]
-async fn eslint_error_in_the_lint_check() {
-    let want = Expect {
-        step: "check",
-        tool: "eslint",
-        file: "src/main.js",
-        line: Some(3),
-        column: Some(7),
-        code: Some("no-unused-vars"),
-        message: "'unused' is assigned a value but never used",
-    };
-    builds_broken("eslint-error", Some(json!({"lint": "fail"})), want).await;
-}
-
-#[tokio::test]
-async fn pnpm_no_matching_version() {
-    let want = Expect {
-        step: "install",
-        tool: "pnpm",
-        file: "package.json",
-        line: Some(10),
-        column: None,
-        code: Some("ERR_PNPM_NO_MATCHING_VERSION"),
-        message: "No matching version found for react@^99.0.0",
-    };
-    builds_broken("pnpm-no-matching-version", None, want).await;
-}
-
-#[tokio::test]
-async fn pnpm_unknown_package() {
-    let want = Expect {
-        step: "install",
-        tool: "pnpm",
-        file: "package.json",
-        line: Some(10),
-        column: None,
-        code: Some("ERR_PNPM_FETCH_404"),
-        message: "react-super-fancy-confetti-kiln-missing",
-    };
-    builds_broken("pnpm-unknown-package", None, want).await;
-}
-
-#[tokio::test]
-async fn node_stack_trace_in_a_build_script() {
-    let want = Expect {
-        step: "build",
-        tool: "node",
-        file: "scripts/build.js",
-        line: Some(5),
-        column: Some(11),
-        code: None,
-        message: "Error: page / has no title",
-    };
-    builds_broken("node-stack-trace", None, want).await;
+broken! {
+    tsc_type_error: "tsc-type-error", None, "build", "tsc", "src/App.tsx",
+        Some(3), Some(9), Some("TS2322"), "Type 'number' is not assignable to type 'string'.";
+    vite_unresolved_import: "vite7-unresolved-import", None, "build", "vite", "src/main.ts",
+        None, None, Some("UNRESOLVED_IMPORT"), "failed to resolve import \"canvas-confetti\"";
+    esbuild_syntax_error: "esbuild-syntax-error", None, "build", "esbuild", "src/greet.ts",
+        Some(3), Some(2), None, "Expected \"]\" but found \"return\"";
+    rollup_missing_export: "rollup-missing-export", None, "build", "rollup", "src/main.ts",
+        Some(1), Some(16), Some("MISSING_EXPORT"), "\"farewell\" is not exported by \"src/greet.ts\"";
+    next_type_error: "next-type-error", None, "build", "next", "app/page.tsx",
+        Some(2), Some(9), Some("type-error"), "Type 'string' is not assignable to type 'number'.";
+    sveltekit_compile_error: "sveltekit-compile-error", None, "build", "sveltekit", "src/routes/+page.svelte",
+        Some(8), Some(1), Some("element_invalid_closing_tag"), "attempted to close an element that was not open";
+    astro_compile_error: "astro-compile-error", None, "build", "astro", "src/pages/index.astro",
+        Some(3), Some(15), None, "Unexpected \";\"";
+    // ESLint through the lint check (the project's build passes).
+    eslint_error_in_the_lint_check: "eslint-error", Some(json!({"lint": "fail"})), "check", "eslint", "src/main.js",
+        Some(3), Some(7), Some("no-unused-vars"), "'unused' is assigned a value but never used";
+    pnpm_no_matching_version: "pnpm-no-matching-version", None, "install", "pnpm", "package.json",
+        Some(10), None, Some("ERR_PNPM_NO_MATCHING_VERSION"), "No matching version found for react@^99.0.0";
+    pnpm_unknown_package: "pnpm-unknown-package", None, "install", "pnpm", "package.json",
+        Some(10), None, Some("ERR_PNPM_FETCH_404"), "react-super-fancy-confetti-kiln-missing";
+    node_stack_trace_in_a_build_script: "node-stack-trace", None, "build", "node", "scripts/build.js",
+        Some(5), Some(11), None, "Error: page / has no title";
 }
