@@ -29,6 +29,7 @@
 //! layer is not available the chain is shorter, and the daemon said so when it started: a
 //! fallback is never silent.
 
+mod bins;
 mod cell;
 pub mod cgroup;
 mod chain;
@@ -184,17 +185,29 @@ impl Confinement {
     /// if it had installed it (pnpm's `rebuild` and the build's own tools may `chmod` a copied
     /// package's files or a bin), and nothing it owns is read by anyone else. Nothing of the
     /// build's has run since the store's half: links are changed, never followed.
+    ///
+    /// The files packages declare as their commands (package.json's `bin`) are the exception:
+    /// pnpm `chmod`s each of them whenever it links commands, as the build's half does after
+    /// running its scripts, and only a file's owner may. So each becomes the build's own copy
+    /// (mode 755), as a copied package's files are: the store's file is never written.
     pub fn take_back(&self, project: &Path, ids: Option<(u32, u32)>) -> std::io::Result<()> {
         use std::os::unix::fs::MetadataExt;
         let (Some((store_uid, _)), Some((uid, gid))) = (self.store_user, ids) else {
             return Ok(());
         };
+        let mut manifests = Vec::new();
         for entry in walkdir::WalkDir::new(project).follow_links(false) {
             let entry = entry.map_err(std::io::Error::other)?;
             let meta = entry.metadata().map_err(std::io::Error::other)?;
             if meta.uid() == store_uid && (!meta.is_file() || meta.nlink() == 1) {
                 std::os::unix::fs::lchown(entry.path(), Some(uid), Some(gid))?;
             }
+            if meta.is_file() && bins::is_installed_manifest(project, entry.path()) {
+                manifests.push(entry.into_path());
+            }
+        }
+        for manifest in manifests {
+            bins::own_commands(&manifest, store_uid, (uid, gid))?;
         }
         Ok(())
     }
