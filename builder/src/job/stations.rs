@@ -133,11 +133,8 @@ impl Stations<'_> {
                 audit(auditor, self.b.settings.audit.mode, lockfile, self.log).await?;
             }
             let built_since = self.build(&pkg, metrics).await?;
-            let dir = self.output(&pkg, built_since)?;
-            (
-                Some(dir),
-                detect::framework_of(&pkg).map(|(name, _)| name.to_owned()),
-            )
+            let output = self.output(&pkg, built_since)?;
+            (Some(output.dir), output.framework.map(str::to_owned))
         } else {
             self.log
                 .line("[kiln] no package.json: publishing the tree as a static site");
@@ -376,7 +373,7 @@ impl Stations<'_> {
         &self,
         pkg: &serde_json::Value,
         built_since: Option<std::time::SystemTime>,
-    ) -> Result<&'static str, Failure> {
+    ) -> Result<detect::Output, Failure> {
         let project_fd = crate::beneath::open_dir_path(&self.project)
             .map_err(|e| beneath_failure(Step::Output, e.to_string(), &e))?;
         detect::output_dir(&project_fd, pkg, built_since).map_err(|e| fail(Step::Output, e))
@@ -385,11 +382,7 @@ impl Stations<'_> {
     /// upload: the output's files (the output folder's, else the whole tree's but
     /// `node_modules`) collected beneath the project folder and stored; returns the output
     /// manifest's key.
-    async fn upload(
-        &self,
-        output_root: Option<&'static str>,
-        metrics: &mut Metrics,
-    ) -> Result<String, Failure> {
+    async fn upload(&self, output_root: Option<String>, metrics: &mut Metrics) -> Result<String, Failure> {
         let (b, version, project) = (self.b, self.version, &self.project);
         let started = StdInstant::now();
         self.emit(EventType::UploadStarted, json!({}));
