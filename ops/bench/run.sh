@@ -6,6 +6,9 @@
 #     ops/bench/run.sh admission           # one part, or several:
 #                                          #   admission overhead warm rollback events
 #                                          #   dispatch scaleout reclaim ratelimit maintain storage
+#     ops/bench/run.sh frameworks          # the framework matrix (never part of `all`):
+#                                          #   KILN_BENCH_FRAMEWORKS=vite-vue,angular selects projects,
+#                                          #   KILN_BENCH_FRAMEWORK_RUNS=1+3 cold+warm runs a side
 #
 # Starts a private PostgreSQL and Redis on free ports under
 # target/kiln-bench/<pid> (stopped and removed on exit), builds the release
@@ -36,13 +39,13 @@ fi
 for arg in "$@"; do
     case $arg in
     admission | dispatch | all) want_bullmq=1 ;;
-    overhead | warm | rollback | events | scaleout | reclaim | ratelimit | maintain | storage) ;;
+    overhead | warm | rollback | events | scaleout | reclaim | ratelimit | maintain | storage | frameworks) ;;
     -h | --help)
-        sed -n '3,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+        sed -n '3,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
-        kiln_log "unknown part '$arg': expected admission, overhead, warm, rollback, events, dispatch, scaleout, reclaim, ratelimit, maintain, storage or all"
+        kiln_log "unknown part '$arg': expected admission, overhead, warm, rollback, events, dispatch, scaleout, reclaim, ratelimit, maintain, storage, frameworks or all"
         exit 2
         ;;
     esac

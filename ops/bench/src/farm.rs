@@ -367,30 +367,40 @@ impl Farm {
         started: Instant,
         submit: Duration,
     ) -> anyhow::Result<Finished> {
+        let done = self.wait_done(id, started, submit).await?;
+        if done.view["status"] == "failed" {
+            let id = &done.id;
+            let log = self.log(id).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            bail!(
+                "build {id} failed at {}: {}\n--- log tail ---\n{}",
+                done.view["failedStep"],
+                done.view["error"],
+                tail.join("\n")
+            );
+        }
+        Ok(done)
+    }
+
+    /// Polls build `id` like [`Farm::wait_deployed`] until it is deployed or failed, and returns
+    /// it either way (`elapsed`: submit to the poll that saw it finished).
+    pub async fn wait_done(
+        &self,
+        id: String,
+        started: Instant,
+        submit: Duration,
+    ) -> anyhow::Result<Finished> {
         let mut next_lost_check = LOST_AFTER;
         loop {
             let view = self.get_build(&id).await?;
-            match view["status"].as_str() {
-                Some("deployed") => {
-                    return Ok(Finished {
-                        id,
-                        elapsed: started.elapsed(),
-                        submit,
-                        view,
-                    })
-                }
-                Some("failed") => {
-                    let log = self.log(&id).unwrap_or_default();
-                    let tail: Vec<&str> = log.lines().rev().take(30).collect();
-                    let tail: Vec<&str> = tail.into_iter().rev().collect();
-                    bail!(
-                        "build {id} failed at {}: {}\n--- log tail ---\n{}",
-                        view["failedStep"],
-                        view["error"],
-                        tail.join("\n")
-                    );
-                }
-                _ => {}
+            if matches!(view["status"].as_str(), Some("deployed" | "failed")) {
+                return Ok(Finished {
+                    id,
+                    elapsed: started.elapsed(),
+                    submit,
+                    view,
+                });
             }
             if view["status"] == "queued" && started.elapsed() > next_lost_check {
                 next_lost_check += Duration::from_secs(1);
@@ -551,8 +561,24 @@ pub async fn install_and_build(
     project: &Path,
     frozen: bool,
 ) -> anyhow::Result<(Duration, Duration)> {
+    let times = install_and_build_with(env, root, project, frozen, &env.direct_store()).await?;
+    anyhow::ensure!(
+        project.join("dist/index.html").is_file(),
+        "the direct build wrote no dist/index.html"
+    );
+    Ok(times)
+}
+
+/// [`install_and_build`] with the pnpm store `store` (its metadata cache beside it, as the
+/// builder keeps its own), whatever folder the build writes.
+pub async fn install_and_build_with(
+    env: &Env,
+    root: &Path,
+    project: &Path,
+    frozen: bool,
+    store: &Path,
+) -> anyhow::Result<(Duration, Duration)> {
     let mut envs = sandbox_env(env, &root.join("home"), &root.join("tmp"));
-    let store = env.direct_store();
     for (k, v) in &mut envs {
         if k == "npm_config_cache_dir" {
             *v = store.with_extension("cache").display().to_string();
@@ -573,10 +599,6 @@ pub async fn install_and_build(
     ];
     let install = run_command(project, &envs, "pnpm", &install).await?;
     let build = run_command(project, &envs, "pnpm", &["run", "build"]).await?;
-    anyhow::ensure!(
-        project.join("dist/index.html").is_file(),
-        "the direct build wrote no dist/index.html"
-    );
     Ok((install, build))
 }
 

@@ -1,8 +1,8 @@
 //! kiln-bench: Kiln's benchmark. Run it through `ops/bench/run.sh`, which starts the private
 //! PostgreSQL and Redis it needs; see ops/bench/README.md for what each figure means.
 //!
-//!     kiln-bench [admission] [overhead] [warm] [rollback] [events] [dispatch] [scaleout] [reclaim] [ratelimit] [maintain]
-//!     (no argument: all)
+//!     kiln-bench [admission] [overhead] [warm] [rollback] [events] [dispatch] [scaleout] [reclaim] [ratelimit] [maintain] [frameworks]
+//!     (no argument: all but frameworks, which only runs when named)
 //!
 //! Per-run figures go to stderr as they come; the details of each part and the summary block go
 //! to stdout. Exit status: 0 when every figure was measured (whatever the targets say), 1 when a
@@ -16,6 +16,7 @@ mod daemons;
 mod dispatch;
 mod events;
 mod farm;
+mod frameworks;
 mod maintain;
 mod overhead;
 mod ratelimit;
@@ -47,10 +48,11 @@ enum Part {
     Ratelimit,
     Maintain,
     Storage,
+    Frameworks,
 }
 
 const PART_NAMES: &str =
-    "admission, overhead, warm, rollback, events, dispatch, scaleout, reclaim, ratelimit, maintain, storage or all";
+    "admission, overhead, warm, rollback, events, dispatch, scaleout, reclaim, ratelimit, maintain, storage, frameworks or all";
 
 impl Part {
     fn name(self) -> &'static str {
@@ -66,6 +68,7 @@ impl Part {
             Part::Ratelimit => "ratelimit",
             Part::Maintain => "maintain",
             Part::Storage => "storage",
+            Part::Frameworks => "frameworks",
         }
     }
 }
@@ -100,6 +103,8 @@ fn parse_parts(args: &[String]) -> Result<Vec<Part>, String> {
             "maintain" => Part::Maintain,
             // The storage figure alone (`maintain` measures it too).
             "storage" => Part::Storage,
+            // Many cold installs of large projects: too heavy for `all`, run only when named.
+            "frameworks" => Part::Frameworks,
             other => return Err(format!("unknown part {other:?}: expected {PART_NAMES}")),
         };
         if !parts.contains(&p) {
@@ -183,6 +188,7 @@ async fn run_part(
         Part::Maintain => Box::new(maintain::run(env, example).await?),
         // The storage figure alone (`maintain` measures it too).
         Part::Storage => Box::new(maintain::storage_only(env, example).await?),
+        Part::Frameworks => Box::new(frameworks::run(env, &bench_dir.join("../..")).await?),
     })
 }
 
