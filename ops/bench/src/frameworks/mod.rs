@@ -102,12 +102,14 @@ fn describe(p: &Project, r: &FarmRun) -> (String, bool) {
     match (r.status.as_str(), p.expect) {
         ("deployed", Expect::Deploy(dir)) => {
             let recorded = r.output_dir.as_deref().map(|d| d.trim_end_matches('/'));
-            let folder = recorded.unwrap_or(dir);
+            // Until the API shows the folder a build published, the row names the one the
+            // project writes, marked so; its page at / was checked all the same.
+            let folder = recorded.map_or_else(|| format!("{dir}/ (expected)"), |d| format!("{d}/"));
             let wrong_dir = recorded.is_some_and(|d| d != dir);
             match &r.preview_problem {
-                Some(problem) => (format!("deployed {folder}/{detected}, but {problem}"), false),
-                None if wrong_dir => (format!("deployed {folder}/{detected}, expected {dir}/"), false),
-                None => (format!("deployed {folder}/{detected}"), true),
+                Some(problem) => (format!("deployed {folder}{detected}, but {problem}"), false),
+                None if wrong_dir => (format!("deployed {folder}{detected}, expected {dir}/"), false),
+                None => (format!("deployed {folder}{detected}"), true),
             }
         }
         ("deployed", Expect::Refuse(_)) => (
