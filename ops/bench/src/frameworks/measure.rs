@@ -20,6 +20,8 @@ const USER: &str = "bench-user";
 /// at the root), so that every build of a project is a new version with new sources.
 const RUN_FILE: &str = "kiln-bench-run.txt";
 const LOCKFILE: &str = "pnpm-lock.yaml";
+/// Lines of a failed build's log kept for the details.
+pub const LOG_TAIL: usize = 40;
 /// The build limits a run may set for the matrix's farms (their defaults otherwise).
 pub const LIMITS: &[&str] = &[
     "KILN_BUILD_MEMORY_MB",
@@ -43,6 +45,8 @@ pub struct FarmRun {
     pub preview_problem: Option<String>,
     pub install_ms: Option<f64>,
     pub build_ms: Option<f64>,
+    /// Failed: the last lines of the build's log (the farm's folder goes with the project).
+    pub log_tail: Option<String>,
 }
 
 /// One project's figures; a side that could not be measured says why.
@@ -234,7 +238,14 @@ async fn farm_build(
         preview_problem: None,
         install_ms: done.metric("installMs"),
         build_ms: done.metric("buildMs"),
+        log_tail: None,
     };
+    if run.status == "failed" {
+        run.log_tail = farm.log(&done.id).map(|log| {
+            let lines: Vec<&str> = log.lines().collect();
+            lines[lines.len().saturating_sub(LOG_TAIL)..].join("\n")
+        });
+    }
     if run.status == "deployed" {
         run.preview_problem = preview_problem(farm, v, p.marker)
             .await

@@ -8,7 +8,7 @@ mod projects;
 
 use std::path::Path;
 
-use measure::{first_line, refused_as_planned, FarmRun, Measured};
+use measure::{first_line, refused_as_planned, FarmRun, Measured, LOG_TAIL};
 use projects::{Expect, Project};
 
 use crate::farm::Env;
@@ -234,16 +234,21 @@ fn print_details(r: &Report) {
                 e.lines().take(12).collect::<Vec<_>>().join("\n    ")
             );
         }
-        if let Some(e) = m
-            .farm_cold
-            .iter()
-            .chain(&m.farm_warm)
-            .find_map(|b| b.error.as_ref())
-        {
+        if let Some(b) = m.farm_cold.iter().chain(&m.farm_warm).find(|b| b.error.is_some()) {
+            let e = b.error.as_deref().unwrap_or_default();
             println!(
                 "  farm error: {}",
                 e.lines().take(12).collect::<Vec<_>>().join("\n    ")
             );
+            // A planned refusal's log is nothing new; any other failure's is what to look at.
+            if !refused_as_planned(&row.project, b) {
+                if let Some(tail) = &b.log_tail {
+                    println!(
+                        "  its log's last {LOG_TAIL} lines:\n    {}",
+                        tail.replace('\n', "\n    ")
+                    );
+                }
+            }
         }
         if let Some(e) = &m.error {
             println!("  not measured: {e}");
