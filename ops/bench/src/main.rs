@@ -13,6 +13,7 @@
 mod admission;
 mod cpu;
 mod daemons;
+mod direct;
 mod dispatch;
 mod events;
 mod farm;
