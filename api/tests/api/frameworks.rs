@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::helpers::{build_body, spawn_app, tree, unique, Options};
+use crate::helpers::{build_body, spawn_app, tree, unique, Options, TestApp};
 
 /// A default Next.js app (`app/page.js`, `next build`, no `output: 'export'`) writes `.next/`
 /// for a server and no `out/`. Kiln used to fall back to its source `public/` folder and record
@@ -48,8 +48,9 @@ enum Marker {
 }
 
 /// Builds fixture `name` for real and checks it deployed as `framework`: the preview at `/`
-/// serves the page the app renders (`marker`) and the assets it references.
-async fn deploys(name: &str, framework: &str, marker: &str, at: Marker) {
+/// serves the page the app renders (`marker`) and the assets it references. Returns the app
+/// and the build's id.
+async fn deploys(name: &str, framework: &str, marker: &str, at: Marker) -> (TestApp, String) {
     let started = std::time::Instant::now();
     let app = spawn_app(Options {
         shared_store: true,
@@ -91,6 +92,7 @@ async fn deploys(name: &str, framework: &str, marker: &str, at: Marker) {
         Marker::InScript => assert!(marker_in_script, "{name}: {marker} in none of {assets:?}"),
     }
     eprintln!("{name}: deployed as {framework} in {:.1?}", started.elapsed());
+    (app, id)
 }
 
 /// The scripts and stylesheets a page references on its own site (`/x` or `./x`, as `/x`).
@@ -225,11 +227,16 @@ async fn an_astro_app_rendered_on_a_node_server_is_refused() {
 /// `nuxt generate` prerenders the site into `.output/public`.
 #[tokio::test]
 async fn a_nuxt_app_built_with_nuxt_generate_deploys_its_output_public() {
-    deploys(
+    let (app, id) = deploys(
         "nuxt-generate",
         "nuxt",
         "Built by Kiln from Nuxt generate",
         Marker::InPage,
     )
     .await;
+    let log = app.log_text(&id).await;
+    assert!(log.contains("nuxt prepare"), "{log}");
+    assert!(log.contains("nuxt generate"), "{log}");
+    // Nuxt also links dist/ to .output/public (by an absolute path): not what is published.
+    assert_eq!(app.preview(&id, "/dist/index.html").await.status(), 404);
 }

@@ -1,6 +1,12 @@
 //! The frameworks Kiln knows: which one a package.json uses, the folder its static build
 //! writes, and how to tell from what the build wrote that it made a server instead (with what
 //! to change for a static preview).
+//!
+//! A build that wrote a server is refused even when it also prerendered a page at `/` (Angular
+//! SSR, React Router with `ssr: true` and `prerender`): its other routes and its server code
+//! would be silently missing from a static preview. The static builds write no server at all
+//! (`nuxt generate` writes `.output/public` only; React Router's SPA mode removes
+//! `build/server`).
 
 /// A framework's name as recorded on a build, the dependency that tells it, and the folder
 /// its static build writes (Angular's is refined from angular.json, see [`super::angular`]).
@@ -72,10 +78,9 @@ pub(super) fn needs_a_server(framework: &str, dir: &str, wrote: &dyn Wrote) -> O
              dist/server/); set `output: 'static'` in astro.config.mjs for a static preview"
                 .to_owned()
         }
-        "nuxt" if wrote.dir(".output/server") && !wrote.file(".output/public/index.html") => {
-            "this Nuxt app needs a server: `nuxt build` wrote .output/server/ and no prerendered \
-             .output/public/index.html; build with `nuxt generate` (the build script in \
-             package.json) for a static preview"
+        "nuxt" if wrote.dir(".output/server") => {
+            "this Nuxt app needs a server: `nuxt build` wrote .output/server/; build with \
+             `nuxt generate` (the build script in package.json) for a static preview"
                 .to_owned()
         }
         "react-router" if wrote.dir("build/server") => {

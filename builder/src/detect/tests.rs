@@ -359,7 +359,7 @@ fn angular_publishes_the_browser_folder_angular_json_names() {
 
 #[test]
 fn server_builds_of_the_new_frameworks_are_refused_with_what_to_change() {
-    // `nuxt build`: a server in .output/server, client files but no page in .output/public.
+    // `nuxt build`: a server in .output/server, client files in .output/public.
     let nuxt = json!({"dependencies": {"nuxt": "4"}, "scripts": {"build": "nuxt build"}});
     let err = built(
         nuxt,
@@ -369,6 +369,11 @@ fn server_builds_of_the_new_frameworks_are_refused_with_what_to_change() {
     .unwrap_err();
     assert!(err.starts_with("this Nuxt app needs a server"), "{err}");
     assert!(err.contains("`nuxt generate`"), "{err}");
+    // Even with `/` prerendered (routeRules), its other routes need the server.
+    let nuxt = json!({"dependencies": {"nuxt": "4"}});
+    let wrote = [".output/server/index.mjs", ".output/public/index.html"];
+    let err = built(nuxt, &[], &wrote).unwrap_err();
+    assert!(err.starts_with("this Nuxt app needs a server"), "{err}");
     // React Router's default, `ssr: true`: build/server beside build/client (even with `/`
     // prerendered, the rest of the app needs the server).
     let rr = json!({"devDependencies": {"@react-router/dev": "7"}});
