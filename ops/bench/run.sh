@@ -7,6 +7,9 @@
 #                                          #   admission overhead warm rollback events
 #                                          #   dispatch scaleout reclaim ratelimit maintain storage
 #                                          #   diagnostics (alone: no service started)
+#     ops/bench/run.sh frameworks          # the framework matrix (never part of `all`):
+#                                          #   KILN_BENCH_FRAMEWORKS=vite-vue,angular selects projects,
+#                                          #   KILN_BENCH_FRAMEWORK_RUNS=1+3 cold+warm runs a side
 #
 # Starts a private PostgreSQL and Redis on free ports under
 # target/kiln-bench/<pid> (stopped and removed on exit), builds the release
@@ -39,14 +42,14 @@ fi
 for arg in "$@"; do
     case $arg in
     admission | dispatch | all) want_bullmq=1 want_farm=1 ;;
-    overhead | warm | rollback | events | scaleout | reclaim | ratelimit | maintain | storage) want_farm=1 ;;
+    overhead | warm | rollback | events | scaleout | reclaim | ratelimit | maintain | storage | frameworks) want_farm=1 ;;
     diagnostics) ;;
     -h | --help)
-        sed -n '3,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+        sed -n '3,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
-        kiln_log "unknown part '$arg': expected admission, overhead, warm, rollback, events, dispatch, scaleout, reclaim, ratelimit, maintain, storage, diagnostics or all"
+        kiln_log "unknown part '$arg': expected admission, overhead, warm, rollback, events, dispatch, scaleout, reclaim, ratelimit, maintain, storage, diagnostics, frameworks or all"
         exit 2
         ;;
     esac

@@ -1,8 +1,8 @@
 //! kiln-bench: Kiln's benchmark. Run it through `ops/bench/run.sh`, which starts the private
 //! PostgreSQL and Redis it needs (part `diagnostics` alone needs neither); see ops/bench/README.md for what each figure means.
 //!
-//!     kiln-bench [admission] [overhead] [warm] [rollback] [events] [dispatch] [scaleout] [reclaim] [ratelimit] [maintain] [diagnostics]
-//!     (no argument: all)
+//!     kiln-bench [admission] [overhead] [warm] [rollback] [events] [dispatch] [scaleout] [reclaim] [ratelimit] [maintain] [diagnostics] [frameworks]
+//!     (no argument: all but frameworks, which only runs when named)
 //!
 //! Per-run figures go to stderr as they come; the details of each part and the summary block go
 //! to stdout. Exit status: 0 when every figure was measured (whatever the targets say), 1 when a
@@ -14,9 +14,11 @@ mod admission;
 mod cpu;
 mod daemons;
 mod diagnostics;
+mod direct;
 mod dispatch;
 mod events;
 mod farm;
+mod frameworks;
 mod maintain;
 mod overhead;
 mod ratelimit;
@@ -49,10 +51,11 @@ enum Part {
     Maintain,
     Storage,
     Diagnostics,
+    Frameworks,
 }
 
 const PART_NAMES: &str =
-    "admission, overhead, warm, rollback, events, dispatch, scaleout, reclaim, ratelimit, maintain, storage, diagnostics or all";
+    "admission, overhead, warm, rollback, events, dispatch, scaleout, reclaim, ratelimit, maintain, storage, diagnostics, frameworks or all";
 
 impl Part {
     fn name(self) -> &'static str {
@@ -69,6 +72,7 @@ impl Part {
             Part::Maintain => "maintain",
             Part::Storage => "storage",
             Part::Diagnostics => "diagnostics",
+            Part::Frameworks => "frameworks",
         }
     }
 
@@ -110,6 +114,8 @@ fn parse_parts(args: &[String]) -> Result<Vec<Part>, String> {
             // The storage figure alone (`maintain` measures it too).
             "storage" => Part::Storage,
             "diagnostics" => Part::Diagnostics,
+            // Many cold installs of large projects: too heavy for `all`, run only when named.
+            "frameworks" => Part::Frameworks,
             other => return Err(format!("unknown part {other:?}: expected {PART_NAMES}")),
         };
         if !parts.contains(&p) {
@@ -199,6 +205,7 @@ async fn run_part(
         // The storage figure alone (`maintain` measures it too).
         Part::Storage => Box::new(maintain::storage_only(farm()?, example).await?),
         Part::Diagnostics => Box::new(diagnostics::run()?),
+        Part::Frameworks => Box::new(frameworks::run(farm()?, &bench_dir.join("../..")).await?),
     })
 }
 
