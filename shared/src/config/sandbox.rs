@@ -73,12 +73,12 @@ section! {
     )
     .details(
         "A breach of this or the other per-build limits kills the build's whole process tree and \
-         fails it with the limit named (`memory limit 1024 MB exceeded`).",
+         fails it with the limit named (`memory limit 2048 MB exceeded`).",
     );
     BUILD_MEMORY_MB = Variable::new(
         "KILN_BUILD_MEMORY_MB",
         Kind::Positive,
-        Fallback::Value("1024"),
+        Fallback::Value("2048"),
         BUILDER,
         "memory of a whole build, in MB",
     );
@@ -173,7 +173,8 @@ pub struct SandboxSettings {
     pub allow_build_scripts: Vec<String>,
     /// CPU time of a whole build, all its processes together (`KILN_BUILD_CPU_SECS`, 300).
     pub cpu_secs: u64,
-    /// Memory of a whole build (`KILN_BUILD_MEMORY_MB`, 1024).
+    /// Memory of a whole build (`KILN_BUILD_MEMORY_MB`, 2048: pnpm alone takes about 1 GB on
+    /// a cold install of Create React App's or Docusaurus's 1,300-1,500 packages).
     pub memory_mb: u64,
     /// Processes (and threads) a build may have at once (`KILN_BUILD_MAX_PROCS`, 512).
     pub max_procs: u64,
