@@ -345,9 +345,28 @@ async fn a_failing_build_keeps_its_step_and_the_tail_of_its_log() {
     let build = app.wait(&id).await;
     assert_eq!(build["status"], "failed");
     assert_eq!(build["failedStep"], "build");
+    // The error is a short summary: what the tool said, where; the whole log keeps the lines.
     let error = build["error"].as_str().unwrap();
     assert!(error.contains("exited with status 3"), "{error}");
-    assert!(error.contains("error TS1005: boom"), "{error}");
+    assert!(error.contains("src/App.tsx:3:1 boom [TS1005]"), "{error}");
+    assert_eq!(build["diagnosticsTotal"], 1, "{build}");
+    let d = &build["diagnostics"][0];
+    assert_eq!(
+        (&d["tool"], &d["file"], &d["line"], &d["column"], &d["code"]),
+        (
+            &json!("tsc"),
+            &json!("src/App.tsx"),
+            &json!(3),
+            &json!(1),
+            &json!("TS1005")
+        ),
+        "{d}"
+    );
+    let log = app.log_text(&id).await;
+    assert!(
+        log.contains("compiling") && log.contains("src/App.tsx(3,1): error TS1005: boom"),
+        "{log}"
+    );
     assert!(build["previewUrl"].is_null());
     assert_eq!(app.preview(&id, "/").await.status(), 404);
 

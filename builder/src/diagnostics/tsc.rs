@@ -1,7 +1,9 @@
 //! TypeScript's compiler (`tsc`, and `vue-tsc`, which prints the same): the plain form
 //! `src/App.tsx(3,7): error TS2322: …` (output that is not a terminal) and the pretty form
 //! `src/App.tsx:3:7 - error TS2322: …` followed by its code frame (which is not the message).
-//! A message's further lines (indented by two spaces) belong to it.
+//! A message's further lines (indented by two spaces) belong to it. A file is a path without
+//! spaces or quotes, so a command line that prints such a line (pnpm's `> node -e "…"` echo of
+//! a script) is not taken for one.
 
 use std::sync::LazyLock;
 
@@ -10,13 +12,13 @@ use regex::Regex;
 use super::{number, Found, Sink};
 
 static PLAIN: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^(?P<file>\S.*?)\((?P<line>\d+),(?P<col>\d+)\): (?P<sev>error|warning) (?P<code>TS\d+): (?P<msg>.*)$")
+    Regex::new(r#"^(?P<file>[^\s'"`>][^\s'"`]*?)\((?P<line>\d+),(?P<col>\d+)\): (?P<sev>error|warning) (?P<code>TS\d+): (?P<msg>.*)$"#)
         .expect("a valid regex")
 });
 
 static PRETTY: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"^(?P<file>\S.*?):(?P<line>\d+):(?P<col>\d+) - (?P<sev>error|warning) (?P<code>TS\d+): (?P<msg>.*)$",
+        r#"^(?P<file>[^\s'"`>][^\s'"`]*?):(?P<line>\d+):(?P<col>\d+) - (?P<sev>error|warning) (?P<code>TS\d+): (?P<msg>.*)$"#,
     )
     .expect("a valid regex")
 });
@@ -71,6 +73,28 @@ mod tests {
     use super::super::tests::{assert_clean, parse_as, rows};
 
     const TS2322: &str = "Type 'number' is not assignable to type 'string'.";
+
+    /// pnpm echoes the script it runs (`> node -e "…"`): a line of tsc's form inside it is not
+    /// a diagnostic; the line the script printed is.
+    #[test]
+    fn a_command_line_quoting_a_diagnostic_is_not_one() {
+        let output = "> p@ build /var/tmp/kiln-builds/01JTEST/work/01JTEST-s3cr3t/project\n\
+                      > node -e \"console.error('src/App.tsx(3,1): error TS1005: boom'); process.exit(3)\"\n\
+                      \n\
+                      src/App.tsx(3,1): error TS1005: boom\n";
+        let parsed = parse_as(Step::Build, output, None);
+        assert_eq!(
+            rows(&parsed),
+            [(
+                "tsc",
+                Some("src/App.tsx"),
+                Some(3),
+                Some(1),
+                Some("TS1005"),
+                "boom"
+            )]
+        );
+    }
 
     #[test]
     fn plain_form_of_tsc_b_in_a_vite_build() {
