@@ -75,6 +75,19 @@ pub async fn lost_entries(
         if in_stream.contains(&id) {
             continue;
         }
+        // A newer build of the project was admitted since, and may have finished already: it
+        // wins, whatever became of it, or this older one would run after it and take the
+        // latest pointer back.
+        if let Some(newer) = versions::newer_of_project(db, &v).await? {
+            if dry_run {
+                done.superseded.push(v.id);
+            } else if versions::supersede(db, v.id, newer).await?.is_some() {
+                let data = serde_json::json!({ "supersededBy": newer });
+                events::record(db, v.id, EventType::BuildSuperseded, &data).await?;
+                done.superseded.push(v.id);
+            }
+            continue;
+        }
         if dry_run {
             done.republished.push(v.id);
             continue;

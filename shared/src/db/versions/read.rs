@@ -151,6 +151,25 @@ pub async fn queued_before(
     older_than(pool, "status = 'queued' and created_at", min_age, limit).await
 }
 
+/// The newest build of `v`'s project admitted after it that is queued, running or deployed (a
+/// rollback too): a lost older build must not run after it and take the latest pointer back.
+pub async fn newer_of_project(pool: &PgPool, v: &Version) -> Result<Option<VersionId>, DbError> {
+    let id: Option<String> = sqlx::query_scalar(
+        "select id from versions
+         where user_id = $1 and project_id = $2 and created_at > $3 and id <> $4
+           and status in ('queued', 'running', 'deployed')
+         order by created_at desc limit 1",
+    )
+    .bind(v.user_id.as_str())
+    .bind(v.project_id.as_str())
+    .bind(v.created_at)
+    .bind(v.id.to_string())
+    .fetch_optional(pool)
+    .await?;
+    id.map(|id| VersionId::parse(&id).map_err(|e| super::row::corrupt(&id, e)))
+        .transpose()
+}
+
 /// Running builds whose current attempt started more than `min_age` ago, oldest first, at
 /// most `limit` (the candidates for "running with no live claim").
 pub async fn running_before(
