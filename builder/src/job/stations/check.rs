@@ -12,22 +12,16 @@ use serde_json::json;
 
 use super::{ms_since, Stations};
 use crate::checks::{self, Plan};
-use crate::diagnostics;
+use crate::diagnostics::{self, Parsed};
 use crate::job::failure::{beneath_failure, fail, Failure};
 
-/// What the checks found, to keep with a deployed version.
-#[derive(Debug, Default)]
-pub(in crate::job) struct Found {
-    pub(in crate::job) diagnostics: Vec<Diagnostic>,
-    pub(in crate::job) total: usize,
-}
-
 impl Stations<'_> {
-    /// Runs the build's checks; `Ok` with what they found unless one in `fail` mode failed.
-    pub(super) async fn check(&self, metrics: &mut Metrics) -> Result<Found, Failure> {
+    /// Runs the build's checks; `Ok` with what they found (to keep with the deployed version)
+    /// unless one in `fail` mode failed.
+    pub(super) async fn check(&self, metrics: &mut Metrics) -> Result<Parsed, Failure> {
         let wanted = self.version.checks;
         if !wanted.any() {
-            return Ok(Found::default());
+            return Ok(Parsed::default());
         }
         let started = StdInstant::now();
         self.emit(
@@ -36,7 +30,7 @@ impl Stations<'_> {
         );
         let project = crate::beneath::open_dir_path(&self.project)
             .map_err(|e| beneath_failure(Step::Check, e.to_string(), &e))?;
-        let mut found = Found::default();
+        let mut found = Parsed::default();
         let mut outcomes = serde_json::Map::new();
         let mut failed = Vec::new();
         for (name, mode, plan) in [
