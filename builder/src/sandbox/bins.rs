@@ -1,5 +1,5 @@
 //! The commands installed packages declare (package.json's `bin`), made the build's own copies
-//! after the store's half of an install (see [`super::Confinement::take_back`]): pnpm `chmod`s
+//! before the build's half of an install (see [`super::Confinement::own_commands`]): pnpm `chmod`s
 //! them when it links commands, which only a file's owner may do, and the store's files are
 //! the store user's. Only pnpm has written the tree at this point (no code of the project's or
 //! its dependencies' has run); even so, links are never followed and no path leaves its

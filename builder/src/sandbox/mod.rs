@@ -184,18 +184,14 @@ impl Confinement {
     /// which stay the store's user's and read-only to the build. So the build owns its tree as
     /// if it had installed it (pnpm's `rebuild` and the build's own tools may `chmod` a copied
     /// package's files or a bin), and nothing it owns is read by anyone else. Nothing of the
-    /// build's has run since the store's half: links are changed, never followed.
-    ///
-    /// The files packages declare as their commands (package.json's `bin`) are the exception:
-    /// pnpm `chmod`s each of them whenever it links commands, as the build's half does after
-    /// running its scripts, and only a file's owner may. So each becomes the build's own copy
-    /// (mode 755), as a copied package's files are: the store's file is never written.
-    pub fn take_back(&self, project: &Path, ids: Option<(u32, u32)>) -> std::io::Result<()> {
+    /// build's has run since the store's half: links are changed, never followed. Returns the
+    /// installed packages' package.json files, for [`Confinement::own_commands`].
+    pub fn take_back(&self, project: &Path, ids: Option<(u32, u32)>) -> std::io::Result<InstalledPackages> {
         use std::os::unix::fs::MetadataExt;
+        let mut installed = InstalledPackages::default();
         let (Some((store_uid, _)), Some((uid, gid))) = (self.store_user, ids) else {
-            return Ok(());
+            return Ok(installed);
         };
-        let mut manifests = Vec::new();
         for entry in walkdir::WalkDir::new(project).follow_links(false) {
             let entry = entry.map_err(std::io::Error::other)?;
             let meta = entry.metadata().map_err(std::io::Error::other)?;
@@ -203,11 +199,27 @@ impl Confinement {
                 std::os::unix::fs::lchown(entry.path(), Some(uid), Some(gid))?;
             }
             if meta.is_file() && bins::is_installed_manifest(project, entry.path()) {
-                manifests.push(entry.into_path());
+                installed.manifests.push(entry.into_path());
             }
         }
-        for manifest in manifests {
-            bins::own_commands(&manifest, store_uid, (uid, gid))?;
+        Ok(installed)
+    }
+
+    /// Before the build's half of an install: the files the installed packages declare as
+    /// their commands (package.json's `bin`) become the build's own copies (mode 755), as a
+    /// copied package's files are. pnpm `chmod`s each of them when it links commands after
+    /// running scripts, and only a file's owner may; the store's file is never written. Only
+    /// then: the build step itself does not link commands, so most builds skip this.
+    pub fn own_commands(
+        &self,
+        installed: &InstalledPackages,
+        ids: Option<(u32, u32)>,
+    ) -> std::io::Result<()> {
+        let (Some((store_uid, _)), Some(ids)) = (self.store_user, ids) else {
+            return Ok(());
+        };
+        for manifest in &installed.manifests {
+            bins::own_commands(manifest, store_uid, ids)?;
         }
         Ok(())
     }
@@ -240,6 +252,13 @@ impl Confinement {
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         egress_dir().join(format!("{}-{n}.sock", std::process::id()))
     }
+}
+
+/// The package.json files of the packages an install put in a project's `node_modules/.pnpm`
+/// (found by [`Confinement::take_back`]'s walk, read only if the build's half runs).
+#[derive(Debug, Default)]
+pub struct InstalledPackages {
+    manifests: Vec<PathBuf>,
 }
 
 /// Where egress sockets are made: `/run/kiln-egress` for a root daemon, else a folder of its

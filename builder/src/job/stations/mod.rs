@@ -160,7 +160,7 @@ impl Stations<'_> {
             .map_err(|e| fail(Step::Install, reading(&e)))?,
             false => fetched_package_json,
         };
-        let mut found = check::Found::default();
+        let mut found = diagnostics::Parsed::default();
         let (output_root, framework) = if let Some(raw) = package_json {
             let pkg = package_json_value(&raw)?;
             let _ = self.package_json.set(String::from_utf8_lossy(&raw).into_owned());
@@ -431,7 +431,7 @@ impl Stations<'_> {
         )
         .await?;
         let (confinement, root) = (b.confinement.clone(), project.clone());
-        on_disk(
+        let installed = on_disk(
             Step::Install,
             "handing the installed tree to the build's user",
             move || confinement.take_back(&root, ids),
@@ -443,6 +443,13 @@ impl Stations<'_> {
             .await
             .map_err(|e| fail(Step::Install, e))?
         {
+            let confinement = b.confinement.clone();
+            on_disk(
+                Step::Install,
+                "giving the build its own copies of the packages' commands",
+                move || confinement.own_commands(&installed, ids),
+            )
+            .await?;
             log.line(&format!("[kiln] running install scripts: {why}"));
             let rebuild = scripts::rebuild_args(&b.confinement.allowed_scripts());
             let rebuild: Vec<&str> = rebuild.iter().map(String::as_str).collect();
