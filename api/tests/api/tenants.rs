@@ -26,16 +26,26 @@ use crate::helpers::{build_body, spawn_app, unique, Options, HMAC_SECRET};
 /// The registry's `left-pad@1.3.0`: its files, from the tarball (fetched by npm, which checks
 /// it against the registry's integrity hash).
 async fn left_pad_from_the_registry() -> std::collections::BTreeMap<String, Vec<u8>> {
+    from_the_registry("left-pad", "1.3.0").await
+}
+
+/// The files of package `name@version` as the registry serves them (`npm pack`).
+async fn from_the_registry(name: &str, version: &str) -> std::collections::BTreeMap<String, Vec<u8>> {
     let dir = tempfile::tempdir().unwrap();
     let out = tokio::process::Command::new("npm")
-        .args(["pack", "left-pad@1.3.0", "--silent", "--pack-destination"])
+        .args([
+            "pack",
+            &format!("{name}@{version}"),
+            "--silent",
+            "--pack-destination",
+        ])
         .arg(dir.path())
         .current_dir(dir.path())
         .output()
         .await
         .expect("npm runs");
     assert!(out.status.success(), "npm pack: {out:?}");
-    let tgz = std::fs::read(dir.path().join("left-pad-1.3.0.tgz")).unwrap();
+    let tgz = std::fs::read(dir.path().join(format!("{name}-{version}.tgz"))).unwrap();
     let mut files = std::collections::BTreeMap::new();
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&tgz[..]));
     for entry in archive.entries().unwrap() {
@@ -189,6 +199,52 @@ async fn no_build_changes_the_package_files_another_tenant_reads() {
     // Nothing was written where the project's settings pointed.
     assert!(!std::path::Path::new("/tmp/attacker-store").exists());
     assert!(!std::path::Path::new("/tmp/vs").exists());
+}
+
+/// The build's half of an install gets its own copies of the files packages declare as
+/// commands (pnpm `chmod`s them when it links commands after running scripts). A build that
+/// then rewrites such a file changes its own copy: the store's file, which another tenant's
+/// build reads, stays as the registry serves it.
+#[tokio::test]
+async fn a_build_that_rewrites_a_packages_command_changes_its_own_copy_only() {
+    let app = spawn_app(Options::default()).await;
+    let registry = from_the_registry("semver", "7.6.3").await;
+    let command = "node_modules/semver/bin/semver.js";
+    let rewrite = format!(
+        "node -e \"const fs=require('fs');const f=fs.realpathSync('{command}');fs.writeFileSync(f,'/*pwned*/');console.log('REWROTE', f)\""
+    );
+    let copy = format!("mkdir -p dist && cp {command} dist/semver.js && echo ok > dist/index.html");
+    let project = |script: Option<&str>| {
+        let mut scripts = json!({ "build": copy });
+        if let Some(script) = script {
+            scripts["postinstall"] = json!(script);
+        }
+        json!([{ "path": "package.json", "content": json!({
+            "name": "p", "private": true,
+            "dependencies": { "semver": "7.6.3" },
+            "scripts": scripts,
+        }).to_string() }])
+    };
+    let attack = app
+        .submit(&build_body("u_attacker", &unique("bin"), project(Some(&rewrite))))
+        .await;
+    let built = app.wait(&attack).await;
+    let log = app.log_text(&attack).await;
+    assert_eq!(built["status"], "deployed", "{built}\n{log}");
+    assert!(log.contains("REWROTE"), "the rewrite ran: {log}");
+    let own = app.preview(&attack, "/semver.js").await.bytes().await.unwrap();
+    assert_eq!(&own[..], b"/*pwned*/", "the attacker's own copy");
+
+    let victim = app
+        .submit(&build_body("u_victim", &unique("bin"), project(None)))
+        .await;
+    assert_eq!(app.wait(&victim).await["status"], "deployed");
+    let served = app.preview(&victim, "/semver.js").await.bytes().await.unwrap();
+    assert_eq!(
+        &served[..],
+        &registry["bin/semver.js"][..],
+        "as the registry has it"
+    );
 }
 
 /// A build whose `postinstall` (or build) leaves `what` in place of `path`.
