@@ -21,6 +21,7 @@ pub mod domain;
 pub mod metrics;
 pub mod preview;
 pub mod redis;
+pub mod secrets;
 pub mod signing;
 pub mod store;
 pub mod telemetry;

@@ -36,6 +36,9 @@ fn row(user: &str, project: &str, parent: Option<VersionId>) -> NewVersion {
         metadata: None,
         retry_of: None,
         checks: None,
+        settings: Default::default(),
+        request_env: None,
+        redeploy_of: None,
         only_if_first: false,
     }
 }

@@ -135,7 +135,14 @@ async fn new_version(
         source_manifest,
         metadata: req.metadata.clone(),
         retry_of: None,
-        checks: req.checks.any().then_some(req.checks),
+        checks: req.checks,
+        settings: req.settings.clone(),
+        request_env: req.env.as_ref().map(|env| {
+            env.iter()
+                .map(|(name, value)| (name.to_string(), value.clone()))
+                .collect()
+        }),
+        redeploy_of: None,
         only_if_first,
     })
 }

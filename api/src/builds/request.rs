@@ -1,9 +1,11 @@
 //! A build request as the client sends it ([`BuildRequestBody`]), parsed into typed values
 //! ([`BuildRequest`]), and what the client is told once it is queued ([`Queued`]).
 
+use std::collections::BTreeMap;
+
 use kiln_shared::domain::{
-    BuildStatus, Checks, FileError, FileInput, GeneratorOutput, ProjectId, RelativePath, SourceFile, UserId,
-    VersionId,
+    parse_request_env, BuildSettings, BuildStatus, Checks, EnvName, FileError, FileInput, GeneratorOutput,
+    ProjectId, RelativePath, SettingsScope, SourceFile, UserId, VersionId,
 };
 use kiln_shared::preview::PreviewUrls;
 use serde::{Deserialize, Serialize};
@@ -29,6 +31,8 @@ pub struct BuildRequestBody {
     pub output: Option<GeneratorOutput>,
     pub on_conflict: Option<String>,
     pub checks: Option<serde_json::Value>,
+    pub settings: Option<serde_json::Value>,
+    pub env: Option<serde_json::Value>,
 }
 
 /// What admission does when another build of the project is queued or running.
@@ -70,8 +74,12 @@ pub struct BuildRequest {
     pub deleted: Vec<RelativePath>,
     pub metadata: Option<serde_json::Value>,
     pub on_conflict: OnConflict,
-    /// The checks to run before the build script (all off unless asked).
-    pub checks: Checks,
+    /// The checks to run before the build script (`None`: the project's default checks).
+    pub checks: Option<Checks>,
+    /// One-off overrides of the project's build settings.
+    pub settings: BuildSettings,
+    /// One-off plain environment values (on top of the project's).
+    pub env: Option<BTreeMap<EnvName, String>>,
 }
 
 /// What a client is told when its build is queued.
@@ -154,8 +162,18 @@ impl BuildRequest {
         }
         let on_conflict = OnConflict::parse(body.on_conflict.as_deref())?;
         let checks = match &body.checks {
-            None | Some(serde_json::Value::Null) => Checks::default(),
-            Some(value) => Checks::parse(value).map_err(unprocessable)?,
+            None | Some(serde_json::Value::Null) => None,
+            Some(value) => Some(Checks::parse(value).map_err(unprocessable)?),
+        };
+        let settings = match &body.settings {
+            None | Some(serde_json::Value::Null) => BuildSettings::default(),
+            Some(value) => BuildSettings::default()
+                .patched(value, SettingsScope::Build, "settings.")
+                .map_err(unprocessable)?,
+        };
+        let env = match &body.env {
+            None | Some(serde_json::Value::Null) => None,
+            Some(value) => Some(parse_request_env(value).map_err(unprocessable)?),
         };
         let base = body
             .base_version_id
@@ -190,6 +208,8 @@ impl BuildRequest {
             metadata,
             on_conflict,
             checks,
+            settings,
+            env,
         })
     }
 }

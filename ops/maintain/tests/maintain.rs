@@ -27,6 +27,9 @@ async fn deployed(farm: &Farm, user: &str, project: &str) -> VersionId {
         metadata: None,
         retry_of: None,
         checks: None,
+        settings: Default::default(),
+        request_env: None,
+        redeploy_of: None,
         only_if_first: false,
     };
     let id = row.id;

@@ -169,6 +169,7 @@ impl Settings {
             audit: AuditSettings::load(src)?,
             maintenance: MaintenanceSettings::load(src)?,
             limits: LimitSettings::load(src)?,
+            encryption: super::EncryptionSettings::load(src)?,
         })
     }
 

@@ -23,6 +23,7 @@ mod audit;
 mod builder;
 mod connections;
 mod definition;
+mod encryption;
 mod fleet;
 mod general;
 mod limits;
@@ -43,6 +44,7 @@ pub use audit::{AuditMode, AuditSettings};
 pub use builder::BuilderSettings;
 pub use connections::{DatabaseSettings, RedisSettings};
 pub use definition::{Binary, Fallback, Kind, Section, Variable};
+pub use encryption::EncryptionSettings;
 pub use fleet::FleetSettings;
 pub use limits::{LimitSettings, Rate, QUOTA_WINDOW};
 pub use maintenance::MaintenanceSettings;
@@ -80,4 +82,6 @@ pub struct Settings {
     pub audit: AuditSettings,
     /// What the maintenance run keeps (retention, blob GC, verification).
     pub maintenance: MaintenanceSettings,
+    /// The keys of projects' secret environment values.
+    pub encryption: EncryptionSettings,
 }

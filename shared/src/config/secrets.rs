@@ -30,6 +30,15 @@ impl Settings {
                 .map(|s| s.expose_secret().to_owned()),
         );
         out.extend(self.storage.s3.access_key_id.iter().cloned());
+        if let Some(keys) = &self.encryption.keys {
+            let keys = keys.expose_secret();
+            out.push(keys.to_owned());
+            out.extend(
+                keys.split(',')
+                    .filter_map(|k| k.split_once(':'))
+                    .map(|(_, key)| key.trim().to_owned()),
+            );
+        }
         out
     }
 }

@@ -5,6 +5,7 @@
 pub mod batch;
 pub mod events;
 pub mod fleet;
+pub mod projects;
 pub mod retention;
 pub mod tokens;
 pub mod versions;

@@ -25,6 +25,11 @@ impl Keys {
         format!("{}:latest:{user}:{project}", self.prefix)
     }
 
+    /// What the preview server caches of a project (its access, its share key).
+    pub fn project(&self, user: &str, project: &str) -> String {
+        format!("{}:project:{user}:{project}", self.prefix)
+    }
+
     pub fn label(&self, label: &str) -> String {
         format!("{}:label:{label}", self.prefix)
     }

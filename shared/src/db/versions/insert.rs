@@ -7,7 +7,7 @@ use sqlx::PgPool;
 use super::row::{corrupt, optional};
 use super::Version;
 use crate::db::DbError;
-use crate::domain::{Checks, ProjectId, UserId, VersionId};
+use crate::domain::{BuildSettings, Checks, ProjectId, UserId, VersionId};
 use crate::store::Manifest;
 
 /// A version about to be queued.
@@ -25,8 +25,15 @@ pub struct NewVersion {
     pub metadata: Option<serde_json::Value>,
     /// The failed or cancelled build this one retries.
     pub retry_of: Option<VersionId>,
-    /// The checks the build runs before its build script (none: all off).
+    /// The checks the build runs before its build script, when the request says (none: the
+    /// project's default checks, else all off).
     pub checks: Option<Checks>,
+    /// The request's overrides of the project's build settings (the row records both merged).
+    pub settings: BuildSettings,
+    /// The request's one-off plain environment values.
+    pub request_env: Option<std::collections::BTreeMap<String, String>>,
+    /// The version whose sources a redeploy builds.
+    pub redeploy_of: Option<VersionId>,
     /// Insert the row only if the project has no deployed version: admission took this for a
     /// first build from a hint (the KV has no latest pointer) without asking Postgres.
     pub only_if_first: bool,
@@ -43,18 +50,26 @@ pub async fn insert_queued(pool: &PgPool, rows: &[NewVersion]) -> Result<Vec<boo
         "with queued as (
              insert into versions (id, user_id, project_id, project_label, prompt, framework,
                  parent_version_id, status, generate, source_manifest, metadata, retry_of,
-                 checks, last_event_id)
+                 checks, settings, request_env, redeploy_of, last_event_id)
              select id, u, p, label, prompt, framework, parent, 'queued', generate, sources, metadata,
-                    retry, checks, 1
+                    retry, coalesce(t.checks, pr.settings -> 'checks'),
+                    nullif(coalesce(pr.settings, '{}'::jsonb) || t.settings, '{}'::jsonb), request_env, redeploy, 1
              from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                          $7::text[], $8::bool[], $9::jsonb[], $10::jsonb[], $11::text[], $12::bool[],
-                         $13::jsonb[])
+                         $13::jsonb[], $14::jsonb[], $15::jsonb[], $16::text[])
                   as t(id, u, p, label, prompt, framework, parent, generate, sources, metadata, retry,
-                       first, checks)
+                       first, checks, settings, request_env, redeploy)
+             -- the project's settings, with the request's overrides on top
+             left join projects pr on pr.user_id = t.u and pr.project_id = t.p
              where not (first and exists (
                  select 1 from versions d
                  where d.user_id = t.u and d.project_id = t.p and d.status = 'deployed'))
              returning id, user_id, project_id, parent_version_id, created_at),
+         project as (
+             insert into projects (user_id, project_id, active_at)
+             select distinct on (user_id, project_id) user_id, project_id, created_at from queued
+             order by user_id, project_id, created_at desc
+             on conflict (user_id, project_id) do update set active_at = greatest(projects.active_at, excluded.active_at)),
          event as (
              insert into build_events (build_id, id, type, progress, data, created_at)
              select id, 1, 'build_queued', 0,
@@ -84,6 +99,9 @@ pub async fn insert_queued(pool: &PgPool, rows: &[NewVersion]) -> Result<Vec<boo
     .bind(col(|v| v.retry_of.map(|r| r.to_string())))
     .bind(rows.iter().map(|v| v.only_if_first).collect::<Vec<_>>())
     .bind(rows.iter().map(|v| v.checks.map(Json)).collect::<Vec<_>>())
+    .bind(rows.iter().map(|v| Json(&v.settings)).collect::<Vec<_>>())
+    .bind(rows.iter().map(|v| v.request_env.as_ref().map(Json)).collect::<Vec<_>>())
+    .bind(col(|v| v.redeploy_of.map(|r| r.to_string())))
     .fetch_all(pool)
     .await?;
     let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
@@ -109,10 +127,11 @@ pub async fn insert_rollback(pool: &PgPool, id: VersionId, target: &Version) -> 
         "insert into versions (id, user_id, project_id, project_label, kind, prompt, framework,
              parent_version_id, status, source_manifest, source_manifest_key, output_manifest_key,
              metadata, node_version, pnpm_version, output_bytes, file_count, queue_ms, total_ms,
-             started_at, finished_at)
+             started_at, finished_at, output_dir, settings, env, checks)
          select $1, user_id, project_id, project_label, 'rollback', null, framework,
              id, 'deployed', source_manifest, source_manifest_key, output_manifest_key, metadata,
-             node_version, pnpm_version, output_bytes, file_count, 0, 0, now(), now()
+             node_version, pnpm_version, output_bytes, file_count, 0, 0, now(), now(), output_dir,
+             settings, env, checks
          from versions where id = $2 and status = 'deployed'
          returning *",
     )

@@ -7,7 +7,9 @@ use sqlx::types::Json;
 use sqlx::Row;
 
 use crate::db::DbError;
-use crate::domain::{BuildStatus, Checks, Diagnostic, ProjectId, Step, UserId, VersionId};
+use crate::domain::{
+    BuildSettings, BuildStatus, Checks, Diagnostic, EnvEntry, ProjectId, Step, UserId, VersionId,
+};
 use crate::store::{Artifacts, Manifest, StoreError};
 
 /// A build's timings and sizes.
@@ -52,6 +54,15 @@ pub struct Version {
     pub diagnostics_total: Option<i32>,
     /// The checks the build runs before its build script.
     pub checks: Checks,
+    /// The build settings it was built with (the project's, with the request's overrides).
+    pub settings: BuildSettings,
+    /// The environment it was built with (names, secret or not, keyed hashes of the values);
+    /// `None` until its build read it.
+    pub env: Option<Vec<EnvEntry>>,
+    /// The request's one-off plain values (`None` in lists).
+    pub request_env: Option<std::collections::BTreeMap<String, String>>,
+    /// The version whose sources this redeploy built.
+    pub redeploy_of: Option<VersionId>,
     /// The version's source tree (null in rows recorded before migration 0004, and in lists).
     pub source_manifest: Option<Manifest>,
     /// Where the source tree of a row recorded before migration 0004 is in the store.
@@ -126,6 +137,15 @@ impl Version {
                 .try_get::<Option<Json<Checks>>, _>("checks")?
                 .map(|c| c.0)
                 .unwrap_or_default(),
+            settings: row
+                .try_get::<Option<Json<BuildSettings>>, _>("settings")?
+                .map(|c| c.0)
+                .unwrap_or_default(),
+            env: row.try_get::<Option<Json<Vec<EnvEntry>>>, _>("env")?.map(|e| e.0),
+            request_env: row
+                .try_get::<Option<Json<std::collections::BTreeMap<String, String>>>, _>("request_env")?
+                .map(|e| e.0),
+            redeploy_of: id_field("redeploy_of")?,
             source_manifest: row
                 .try_get::<Option<Json<Manifest>>, _>("source_manifest")?
                 .map(|m| m.0),
@@ -178,7 +198,8 @@ impl Version {
 /// Every column but the source tree, for lists (a page of 100 trees is not worth reading).
 pub(super) const SUMMARY_COLUMNS: &str = "id, user_id, project_id, project_label, kind, prompt, framework,
     parent_version_id, status, generate, error, failed_step, node_version, pnpm_version,
-    output_dir, null::jsonb as diagnostics, diagnostics_total, check_ms, checks, null::jsonb as source_manifest, source_manifest_key, output_manifest_key, metadata, attempts,
+    output_dir, null::jsonb as diagnostics, diagnostics_total, check_ms, checks, settings, env,
+    null::jsonb as request_env, redeploy_of, null::jsonb as source_manifest, source_manifest_key, output_manifest_key, metadata, attempts,
     lost, builder_id, retry_of, superseded_by,
     pinned, archived_at, needs_rebuild, queue_ms, generate_ms, install_ms, build_ms, upload_ms, total_ms, output_bytes,
     file_count, created_at, started_at, finished_at";

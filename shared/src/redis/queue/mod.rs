@@ -55,12 +55,14 @@ mod latest;
 mod locks;
 mod notify;
 mod produce;
+mod project;
 mod repair;
 mod slots;
 
 pub use consume::{Job, StreamReader};
 pub use locks::MaintenanceLock;
 pub use produce::{Admission, Preflight, Quota, QuotaHit, QuotaLimits};
+pub use project::{ProjectGate, GATE_TTL_SECS};
 
 use redis::AsyncCommands;
 

@@ -1,0 +1,225 @@
+//! A project's environment (`project_env`): plain values kept as they are, secrets only sealed
+//! ([`crate::secrets`]); and the snapshot of names and keyed hashes a build records on its
+//! version.
+
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+use sqlx::{PgPool, Row};
+
+use crate::db::DbError;
+use crate::domain::{EnvEntry, EnvName, ProjectId, UserId, VersionId};
+use crate::secrets::Sealed;
+
+/// The most values a project has.
+pub use crate::domain::MAX_ENV_VARS as MAX_VARS;
+
+/// One value of a project's environment, as stored.
+#[derive(Debug, Clone)]
+pub struct StoredVar {
+    pub name: String,
+    /// The value, or (a secret) its sealed form.
+    pub value: StoredValue,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredValue {
+    Plain(String),
+    Secret(Sealed),
+}
+
+impl StoredVar {
+    pub fn is_secret(&self) -> bool {
+        matches!(self.value, StoredValue::Secret(_))
+    }
+}
+
+/// What [`put`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Put {
+    Created,
+    Replaced,
+    /// The project has [`MAX_VARS`] values already and this name is not one of them.
+    Full,
+}
+
+/// The project's values, by name.
+pub async fn list(pool: &PgPool, user: &UserId, project: &ProjectId) -> Result<Vec<StoredVar>, DbError> {
+    let rows = sqlx::query(
+        "select name, secret, value, ciphertext, key_id, updated_at from project_env
+         where user_id = $1 and project_id = $2 order by name",
+    )
+    .bind(user.as_str())
+    .bind(project.as_str())
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let secret: bool = row.try_get("secret")?;
+            let value = match secret {
+                true => StoredValue::Secret(Sealed {
+                    key_id: row.try_get("key_id")?,
+                    bytes: row.try_get("ciphertext")?,
+                }),
+                false => StoredValue::Plain(row.try_get("value")?),
+            };
+            Ok(StoredVar {
+                name: row.try_get("name")?,
+                value,
+                updated_at: row.try_get("updated_at")?,
+            })
+        })
+        .collect()
+}
+
+/// Sets one value (making the project's row if needed).
+pub async fn put(
+    pool: &PgPool,
+    user: &UserId,
+    project: &ProjectId,
+    name: &EnvName,
+    value: &StoredValue,
+) -> Result<Put, DbError> {
+    let mut tx = pool.begin().await?;
+    super::lock(&mut tx, user, project).await?;
+    let (count, exists): (i64, bool) = sqlx::query_as(
+        "select count(*), coalesce(bool_or(name = $3), false) from project_env
+         where user_id = $1 and project_id = $2",
+    )
+    .bind(user.as_str())
+    .bind(project.as_str())
+    .bind(name.as_str())
+    .fetch_one(&mut *tx)
+    .await?;
+    if !exists && count as usize >= MAX_VARS {
+        return Ok(Put::Full);
+    }
+    let (plain, sealed, key_id) = match value {
+        StoredValue::Plain(v) => (Some(v.as_str()), None, None),
+        StoredValue::Secret(s) => (None, Some(s.bytes.as_slice()), Some(s.key_id.as_str())),
+    };
+    sqlx::query(
+        "insert into project_env (user_id, project_id, name, secret, value, ciphertext, key_id)
+         values ($1, $2, $3, $4, $5, $6, $7)
+         on conflict (user_id, project_id, name) do update set secret = excluded.secret,
+             value = excluded.value, ciphertext = excluded.ciphertext, key_id = excluded.key_id,
+             updated_at = now()",
+    )
+    .bind(user.as_str())
+    .bind(project.as_str())
+    .bind(name.as_str())
+    .bind(sealed.is_some())
+    .bind(plain)
+    .bind(sealed)
+    .bind(key_id)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(if exists { Put::Replaced } else { Put::Created })
+}
+
+/// Removes one value; false when the project has no such name.
+pub async fn delete(
+    pool: &PgPool,
+    user: &UserId,
+    project: &ProjectId,
+    name: &EnvName,
+) -> Result<bool, DbError> {
+    let done = sqlx::query(
+        "with gone as (delete from project_env where user_id = $1 and project_id = $2 and name = $3
+                       returning user_id, project_id)
+         update projects p set active_at = now() from gone
+         where p.user_id = gone.user_id and p.project_id = gone.project_id",
+    )
+    .bind(user.as_str())
+    .bind(project.as_str())
+    .bind(name.as_str())
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// What a build reads: the project's values and the key of its hashes (made on first use).
+/// `None` when the project has no row (it was deleted).
+pub async fn for_build(
+    pool: &PgPool,
+    user: &UserId,
+    project: &ProjectId,
+) -> Result<Option<(Vec<StoredVar>, Vec<u8>)>, DbError> {
+    let key: Option<Vec<u8>> = sqlx::query_scalar(
+        "update projects set env_key = coalesce(env_key, $3)
+         where user_id = $1 and project_id = $2 returning env_key",
+    )
+    .bind(user.as_str())
+    .bind(project.as_str())
+    .bind(crate::secrets::random_key())
+    .fetch_optional(pool)
+    .await?;
+    let Some(key) = key else { return Ok(None) };
+    Ok(Some((list(pool, user, project).await?, key)))
+}
+
+/// Records the environment a version is built with.
+pub async fn record_snapshot(pool: &PgPool, id: VersionId, entries: &[EnvEntry]) -> Result<(), DbError> {
+    sqlx::query("update versions set env = $2 where id = $1")
+        .bind(id.to_string())
+        .bind(Json(entries))
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// One sealed secret of any project, for re-encryption.
+#[derive(Debug, Clone)]
+pub struct SealedSecret {
+    pub user_id: String,
+    pub project_id: String,
+    pub name: String,
+    pub sealed: Sealed,
+}
+
+/// Every secret not sealed with `key_id`, at most `limit`.
+pub async fn sealed_with_other_keys(
+    pool: &PgPool,
+    key_id: &str,
+    limit: i64,
+) -> Result<Vec<SealedSecret>, DbError> {
+    let rows = sqlx::query(
+        "select user_id, project_id, name, key_id, ciphertext from project_env
+         where secret and key_id <> $1 order by user_id, project_id, name limit $2",
+    )
+    .bind(key_id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(SealedSecret {
+                user_id: row.try_get("user_id")?,
+                project_id: row.try_get("project_id")?,
+                name: row.try_get("name")?,
+                sealed: Sealed {
+                    key_id: row.try_get("key_id")?,
+                    bytes: row.try_get("ciphertext")?,
+                },
+            })
+        })
+        .collect()
+}
+
+/// Replaces a secret's sealed form, if it is still `old` (a value set meanwhile is left alone).
+pub async fn reseal(pool: &PgPool, secret: &SealedSecret, new: &Sealed) -> Result<bool, DbError> {
+    let done = sqlx::query(
+        "update project_env set ciphertext = $5, key_id = $6
+         where user_id = $1 and project_id = $2 and name = $3 and ciphertext = $4",
+    )
+    .bind(&secret.user_id)
+    .bind(&secret.project_id)
+    .bind(&secret.name)
+    .bind(&secret.sealed.bytes)
+    .bind(&new.bytes)
+    .bind(&new.key_id)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
