@@ -24,7 +24,8 @@ use crate::events::EventHub;
 use crate::guard::guard;
 use crate::limits::Limits;
 use crate::routes::{
-    builders, builds, events, health, logs, metrics, openapi, projects, serve, tokens, versions, webhooks,
+    builders, builds, env, events, health, logs, metrics, openapi, projects, redeploy, serve, tokens,
+    versions, webhooks,
 };
 use crate::state::{AppState, ImmutableCache};
 use crate::telemetry;
@@ -67,6 +68,7 @@ impl Application {
         let limits = Arc::new(Limits::new(&settings.limits));
         forget_idle_clients(limits.clone(), stop.clone());
         let caps = settings.limits.clone();
+        let keyring = kiln_shared::secrets::Keyring::from_settings(&settings.encryption)?.map(Arc::new);
         let state = web::Data::new(AppState {
             limits,
             quotas: QuotaLimits::of(&settings.limits),
@@ -82,6 +84,7 @@ impl Application {
             artifacts,
             urls,
             cache: Arc::new(ImmutableCache::default()),
+            keyring,
             batch: AdmissionDb::new(&connect_generic(&generic_plans, AdmissionDb::CONNECTIONS)),
             db,
         });
@@ -116,9 +119,11 @@ impl Application {
                         .wrap(from_fn(authenticate))
                         .configure(builders::configure)
                         .configure(builds::configure)
+                        .configure(env::configure)
                         .configure(events::configure)
                         .configure(logs::configure)
                         .configure(projects::configure)
+                        .configure(redeploy::configure)
                         .configure(tokens::configure)
                         .configure(versions::configure)
                         .configure(webhooks::configure),

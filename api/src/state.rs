@@ -43,6 +43,8 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     /// The fleet-wide quotas admission counts builds against.
     pub quotas: kiln_shared::redis::QuotaLimits,
+    /// The keys projects' secrets are sealed with (`None`: setting a secret is refused).
+    pub keyring: Option<Arc<kiln_shared::secrets::Keyring>>,
 }
 
 impl AppState {

@@ -49,6 +49,9 @@ pub struct Builder {
     pub(crate) warm: Option<crate::sandbox::warm::WarmPool>,
     /// The dependency audit, when `KILN_AUDIT` is on.
     pub(crate) auditor: Option<Arc<crate::audit::Auditor>>,
+    /// The keys of projects' secrets (`None`: a build of a project with secrets fails here
+    /// as an infrastructure failure, so a builder that has them takes it).
+    pub(crate) keyring: Option<Arc<kiln_shared::secrets::Keyring>>,
 }
 
 impl Builder {
@@ -97,6 +100,10 @@ impl Builder {
             }
         };
         let redactor = Redactor::new(settings.secret_values());
+        let keyring = kiln_shared::secrets::Keyring::from_settings(&settings.encryption)?.map(Arc::new);
+        if keyring.is_none() {
+            tracing::warn!("no key for projects' secrets (KILN_SECRETS_KEY): builds of projects with secret values fail on this builder");
+        }
         let events =
             crate::events::EventSink::start(db.clone(), queue.clone(), settings.builder.build_events);
         Ok(Self {
@@ -114,6 +121,7 @@ impl Builder {
             confinement,
             warm,
             auditor,
+            keyring,
             metrics: Metrics::new("builder"),
             consumer,
         })

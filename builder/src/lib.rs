@@ -41,6 +41,7 @@ mod package_manager;
 mod process;
 mod publish;
 pub mod reconcile;
+mod redact;
 mod sandbox;
 mod scripts;
 pub mod untrusted;

@@ -13,52 +13,10 @@ use kiln_shared::domain::VersionId;
 use kiln_shared::redis::LiveLogs;
 use tokio::sync::mpsc;
 
+pub use crate::redact::Redactor;
+
 const TAIL_LINES: usize = 40;
 const TAIL_LINE_BYTES: usize = 300;
-
-/// Secret values that must never appear in a log.
-#[derive(Debug, Clone, Default)]
-pub struct Redactor {
-    secrets: Vec<String>,
-}
-
-impl Redactor {
-    /// Values shorter than 6 bytes are not redacted: they would mangle ordinary text.
-    pub fn new(secrets: impl IntoIterator<Item = String>) -> Self {
-        let mut secrets: Vec<String> = secrets.into_iter().filter(|s| s.len() >= 6).collect();
-        // Longest first, so a secret that contains another is replaced whole.
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        secrets.dedup();
-        Self { secrets }
-    }
-
-    pub fn apply<'a>(&self, line: &'a str) -> std::borrow::Cow<'a, str> {
-        let mut out = std::borrow::Cow::Borrowed(line);
-        for s in &self.secrets {
-            if out.contains(s.as_str()) {
-                out = std::borrow::Cow::Owned(out.replace(s.as_str(), "[redacted]"));
-            }
-        }
-        out
-    }
-
-    /// [`Redactor::apply`] for the start of a line cut short: a secret whose beginning ends
-    /// it (the rest was cut off) is redacted too, so no part of a secret is kept.
-    pub fn apply_cut<'a>(&self, start: &'a str) -> std::borrow::Cow<'a, str> {
-        let mut out = self.apply(start);
-        for s in &self.secrets {
-            let begun = (1..s.len())
-                .rev()
-                .filter(|&n| s.is_char_boundary(n))
-                .find(|&n| out.ends_with(&s[..n]));
-            if let Some(n) = begun {
-                let kept = out.len() - n;
-                out = std::borrow::Cow::Owned(format!("{}[redacted]", &out[..kept]));
-            }
-        }
-        out
-    }
-}
 
 #[derive(Debug)]
 struct Inner {
@@ -98,7 +56,7 @@ impl Inner {
 #[derive(Debug, Clone)]
 pub struct BuildLog {
     inner: Arc<Mutex<Inner>>,
-    redactor: Arc<Redactor>,
+    redactor: Arc<std::sync::RwLock<Arc<Redactor>>>,
 }
 
 impl BuildLog {
@@ -120,18 +78,44 @@ impl BuildLog {
                 pushed: 0,
                 live,
             })),
-            redactor: Arc::new(redactor),
+            redactor: Arc::new(std::sync::RwLock::new(Arc::new(redactor))),
         }
     }
 
     pub fn line(&self, line: &str) {
-        self.push(self.redactor.apply(line));
+        let redactor = self.redactor();
+        self.push(redactor.apply(line));
+    }
+
+    fn redactor(&self) -> Arc<Redactor> {
+        self.redactor.read().expect("redactor lock poisoned").clone()
+    }
+
+    /// From now on, also redacts a project's secret values (and their encoded forms).
+    pub fn redact_project_secrets(&self, values: Vec<String>) {
+        let mut slot = self.redactor.write().expect("redactor lock poisoned");
+        let extended = slot.with_project(values);
+        *slot = Arc::new(extended);
+    }
+
+    /// `text` as the log would keep it (for messages built outside the log).
+    pub fn redact<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        let redactor = self.redactor();
+        match text.lines().any(|l| redactor.apply(l) != l) {
+            false => std::borrow::Cow::Borrowed(text),
+            true => std::borrow::Cow::Owned(
+                text.lines()
+                    .map(|l| redactor.apply(l).into_owned())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ),
+        }
     }
 
     /// The start of a line cut short (the caller discards the rest, see
     /// [`BuildLog::discarded`]), kept followed by `marker`.
     pub fn cut_line(&self, start: &str, marker: &str) {
-        let mut line = self.redactor.apply_cut(start).into_owned();
+        let mut line = self.redactor().apply_cut(start).into_owned();
         line.push_str(marker);
         self.push(std::borrow::Cow::Owned(line));
     }

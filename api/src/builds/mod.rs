@@ -12,6 +12,8 @@
 //!   request allows, which may cancel it);
 //! - [`admit`]: a parsed request's base and sources resolved, then enqueued;
 //! - [`retry`]: a failed or cancelled build's sources enqueued again;
+//! - [`redeploy`]: a version's sources enqueued with the project's settings and environment
+//!   as they are now;
 //! - [`estimate`]: where a queued build stands and when it should start;
 //! - [`rollback`]: the project's latest pointer moved, holding its slot meanwhile.
 //!
@@ -23,6 +25,7 @@ pub mod cancel;
 pub mod context;
 pub mod enqueue;
 pub mod estimate;
+pub mod redeploy;
 pub mod request;
 pub mod retry;
 pub mod rollback;
@@ -32,6 +35,7 @@ pub use admit::admit;
 pub use batch::AdmissionDb;
 pub use cancel::cancel;
 pub use context::Builds;
+pub use redeploy::redeploy;
 pub use request::{BuildRequest, BuildRequestBody, Queued};
 pub use retry::retry;
 pub use rollback::rollback;

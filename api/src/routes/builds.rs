@@ -115,6 +115,7 @@ async fn retry(
         queued,
         seed: None,
         retry_of: Some(id),
+        redeploy_of: None,
     }))
 }
 
@@ -129,25 +130,29 @@ pub enum Flavour {
 /// The 202 of a build request: the queued build (its `statusUrl` is also the `Location`).
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct Accepted {
+pub(super) struct Accepted {
     #[serde(flatten)]
     #[schema(value_type = QueuedSchema)]
-    queued: Queued,
+    pub(super) queued: Queued,
     /// The seed's routes only: `success` and `versionId`.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = SeedAnswer)]
-    seed: Option<SeedAnswer>,
+    pub(super) seed: Option<SeedAnswer>,
     /// A retry's: the build it repeats.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, required = false)]
-    retry_of: Option<VersionId>,
+    pub(super) retry_of: Option<VersionId>,
+    /// A redeploy's: the version whose sources it builds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, required = false)]
+    pub(super) redeploy_of: Option<VersionId>,
 }
 
 /// The seed's answer had `success` and `versionId`; a build id is a version id.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(description = "The seed's routes' members (absent on the Kiln routes)")]
-struct SeedAnswer {
+pub(super) struct SeedAnswer {
     #[schema(required = false)]
     success: bool,
     #[schema(value_type = String, required = false)]
@@ -156,7 +161,7 @@ struct SeedAnswer {
 
 /// A 202 with its `Location`. The body is written as a JSON value (its keys sorted), as a
 /// replay writes the stored one: a retry with the same `Idempotency-Key` gets the same bytes.
-fn accepted(answer: &Accepted) -> HttpResponse {
+pub(super) fn accepted(answer: &Accepted) -> HttpResponse {
     let body = serde_json::to_value(answer).expect("a response always serialises");
     HttpResponse::Accepted()
         .insert_header(("Location", answer.queued.status_url.clone()))
@@ -316,6 +321,7 @@ async fn admit(
         queued,
         seed,
         retry_of: None,
+        redeploy_of: None,
     })
 }
 
@@ -375,7 +381,24 @@ async fn get(
         },
         _ => None,
     };
+    // A build that started with no values recorded none (an empty environment).
+    let now = version
+        .env
+        .clone()
+        .or_else(|| version.started_at.map(|_| Vec::new()));
+    let env_changed = match (now, version.parent_version_id) {
+        (Some(now), Some(parent)) => match versions::get(&state.db, parent).await? {
+            Some(p) if p.env.is_some() || !now.is_empty() => Some(kiln_shared::domain::changed_names(
+                &now,
+                p.env.as_deref().unwrap_or_default(),
+            )),
+            _ => None,
+        },
+        (Some(now), None) if !now.is_empty() => Some(now.iter().map(|e| e.name.clone()).collect()),
+        _ => None,
+    };
     Ok(HttpResponse::Ok().json(BuildDetail {
+        env_changed,
         build: BuildView::new(version, &state.urls),
         progress,
         latest_event: latest,
@@ -393,6 +416,11 @@ struct BuildDetail {
     progress: i16,
     #[schema(value_type = Option<BuildEventSchema>)]
     latest_event: Option<events::BuildEvent>,
+    /// The environment names whose value (or presence) differs from the parent version's, by
+    /// keyed hash (absent when the build or its parent has no recorded environment).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false)]
+    env_changed: Option<Vec<String>>,
     /// While queued: `queuePosition`, `estimatedStartAt` and what they were computed from.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = QueueEstimateSchema)]
@@ -507,6 +535,7 @@ mod tests {
             }),
             queued: q.clone(),
             retry_of: None,
+            redeploy_of: None,
         };
         let mut expected = serde_json::to_value(&q).unwrap();
         expected["success"] = true.into();
@@ -518,6 +547,7 @@ mod tests {
             queued: q.clone(),
             seed: None,
             retry_of: Some(old),
+            redeploy_of: None,
         };
         let mut expected = serde_json::to_value(&q).unwrap();
         expected["retryOf"] = old.to_string().into();

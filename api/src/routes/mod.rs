@@ -4,6 +4,7 @@
 
 pub mod builders;
 pub mod builds;
+pub mod env;
 pub mod events;
 pub mod health;
 pub mod logs;
@@ -11,6 +12,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod parse;
 pub mod projects;
+pub mod redeploy;
 pub mod tokens;
 pub mod versions;
 pub mod webhooks;

@@ -91,6 +91,22 @@ pub struct BuildView {
     pub metadata: Option<serde_json::Value>,
     #[schema(value_type = MetricsSchema)]
     pub metrics: Metrics,
+    /// The environment the build ran with: names, and whether each was a secret (never a
+    /// value). Absent until the build read it, and for builds without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false)]
+    pub env: Option<Vec<EnvNameView>>,
+    /// The version whose sources this redeploy built.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, value_type = Option<String>)]
+    pub redeploy_of: Option<VersionId>,
+}
+
+/// One name of the environment a build ran with.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EnvNameView {
+    pub name: String,
+    pub secret: bool,
 }
 
 /// `GET /v1/builds`: builds newest first.
@@ -157,6 +173,16 @@ impl BuildView {
             needs_rebuild: v.needs_rebuild,
             metadata: v.metadata,
             metrics: v.metrics,
+            env: v.env.filter(|e| !e.is_empty()).map(|entries| {
+                entries
+                    .into_iter()
+                    .map(|e| EnvNameView {
+                        name: e.name,
+                        secret: e.secret,
+                    })
+                    .collect()
+            }),
+            redeploy_of: v.redeploy_of,
         }
     }
 }

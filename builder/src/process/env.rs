@@ -105,6 +105,19 @@ impl StepEnv {
         }
     }
 
+    /// The same environment with a project's own values added (the build and checks steps):
+    /// the sandbox's own names were refused when the values were set, and are kept here
+    /// whatever the values say.
+    pub fn with_project_env(&self, values: &[(String, String)]) -> Self {
+        let mut vars = self.vars.clone();
+        for (name, value) in values {
+            if !vars.iter().any(|(n, _)| n == name) {
+                vars.push((name.clone(), value.clone()));
+            }
+        }
+        Self { vars, ..self.clone() }
+    }
+
     /// The same environment, reaching the network as `network` says.
     pub fn with_network(&self, network: Network) -> Self {
         Self {

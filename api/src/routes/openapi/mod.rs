@@ -24,7 +24,9 @@ use utoipa::openapi::{Components, ContentBuilder, Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 use utoipa_scalar::Scalar;
 
-use super::{builders, builds, events, health, logs, metrics, projects, tokens, versions, webhooks};
+use super::{
+    builders, builds, env, events, health, logs, metrics, projects, redeploy, tokens, versions, webhooks,
+};
 use crate::error::ApiError;
 use crate::problem::{Problem, CONTENT_TYPE};
 
@@ -68,6 +70,10 @@ const UNLIMITED: &[&str] = &["/healthz", "/readyz"];
         webhooks::redeliver,
         projects::versions,
         projects::latest,
+        env::list,
+        env::put,
+        env::delete,
+        redeploy::redeploy,
         versions::rollback,
         versions::diff,
         versions::files,

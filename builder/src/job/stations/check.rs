@@ -52,7 +52,7 @@ impl Stations<'_> {
                     self.log.line(&format!("[kiln] {name} ({})", mode.as_str()));
                     let mut argv = vec!["exec"];
                     argv.extend(args.iter().map(String::as_str));
-                    match self.run_step(Step::Check, self.env, "pnpm", &argv).await {
+                    match self.run_step(Step::Check, self.build_env(), "pnpm", &argv).await {
                         Ok(()) => "passed",
                         // The check's verdict; a limit passed or the deadline ends the build.
                         Err(f) if f.code == "command_failed" => {

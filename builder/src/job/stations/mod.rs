@@ -11,6 +11,7 @@ use std::time::Instant as StdInstant;
 
 mod audit;
 mod check;
+mod env;
 
 use bytes::Bytes;
 use kiln_shared::db::versions::{Metrics, Version};
@@ -88,6 +89,7 @@ pub(super) async fn build(
         project: ws.project(),
         framework: std::sync::OnceLock::new(),
         package_json: std::sync::OnceLock::new(),
+        build_env: std::sync::OnceLock::new(),
     };
     // Nothing a build is told names a folder of the builder's.
     let (project, root) = (ws.project(), ws.root().to_owned());
@@ -101,14 +103,28 @@ pub(super) async fn build(
     let result = match stations.run(metrics).await {
         Ok(mut success) => {
             for d in &mut success.diagnostics {
-                d.message = failure::scrub(&d.message, &[&project, &root], &farm);
+                d.message = log
+                    .redact(&failure::scrub(&d.message, &[&project, &root], &farm))
+                    .into_owned();
             }
             Ok(success)
         }
-        Err(failure) => Err(Failure {
-            framework: stations.framework.get().copied(),
-            ..failure.scrubbed(&[&project, &root], &farm)
-        }),
+        Err(failure) => {
+            // Nothing a build is told holds a secret value either (its messages are made of
+            // what the steps printed, redacted already, and of Kiln's own words).
+            let mut failure = Failure {
+                framework: stations.framework.get().copied(),
+                ..failure.scrubbed(&[&project, &root], &farm)
+            };
+            failure.message = log.redact(&failure.message).into_owned();
+            for d in &mut failure.diagnostics {
+                d.message = log.redact(&d.message).into_owned();
+                if let Some(file) = &d.file {
+                    d.file = Some(log.redact(file).into_owned());
+                }
+            }
+            Err(failure)
+        }
     };
     match (cell.unused_warm(), &b.warm) {
         // No process ran: the warm sandbox and its cgroup serve another build.
@@ -138,12 +154,16 @@ struct Stations<'a> {
     framework: std::sync::OnceLock<&'static str>,
     /// package.json's text, once read (pnpm's errors point into it).
     package_json: std::sync::OnceLock<String>,
+    /// The environment of the build and checks steps: `env` with the project's values.
+    build_env: std::sync::OnceLock<StepEnv>,
 }
 
 impl Stations<'_> {
     /// Runs the stations in order; the first failure ends the build.
     async fn run(&self, metrics: &mut Metrics) -> Result<Success, Failure> {
         let (mut sources, fetched_package_json) = self.fetch().await?;
+        let values = self.project_env().await?;
+        let _ = self.build_env.set(self.env.with_project_env(&values));
         let original_sources = sources.clone();
         let metadata = match self.version.generate {
             true => Some(self.generate(&mut sources, metrics).await?),
@@ -263,6 +283,11 @@ impl Stations<'_> {
                     }))
             }
         }
+    }
+
+    /// The environment of the build and checks steps (the project's values added).
+    fn build_env(&self) -> &StepEnv {
+        self.build_env.get().unwrap_or(self.env)
     }
 
     /// Hands an event of this attempt to the daemon's recorder.
@@ -476,13 +501,14 @@ impl Stations<'_> {
         pkg: &serde_json::Value,
         metrics: &mut Metrics,
     ) -> Result<Option<std::time::SystemTime>, Failure> {
-        let (env, log) = (self.env, self.log);
+        let log = self.log;
         let started = StdInstant::now();
         self.emit(EventType::BuildStepStarted, json!({}));
         let mut built_since = None;
         if pkg.pointer("/scripts/build").is_some() {
             built_since = Some(std::time::SystemTime::now());
-            self.run_step(Step::Build, env, "pnpm", &["run", "build"]).await?;
+            self.run_step(Step::Build, self.build_env(), "pnpm", &["run", "build"])
+                .await?;
         } else {
             log.line("[kiln] package.json has no build script; publishing the output folder as is");
         }

@@ -139,24 +139,59 @@ pub async fn delete(
     Ok(done.rows_affected() > 0)
 }
 
-/// What a build reads: the project's values and the key of its hashes (made on first use).
+/// What a build reads: the project's values and the key of its hashes (made when first
+/// needed), in one round trip when the project has no values or has its key already.
 /// `None` when the project has no row (it was deleted).
 pub async fn for_build(
     pool: &PgPool,
     user: &UserId,
     project: &ProjectId,
 ) -> Result<Option<(Vec<StoredVar>, Vec<u8>)>, DbError> {
-    let key: Option<Vec<u8>> = sqlx::query_scalar(
-        "update projects set env_key = coalesce(env_key, $3)
-         where user_id = $1 and project_id = $2 returning env_key",
+    let rows = sqlx::query(
+        "select p.env_key, e.name, e.secret, e.value, e.ciphertext, e.key_id, e.updated_at
+         from projects p left join project_env e on e.user_id = p.user_id and e.project_id = p.project_id
+         where p.user_id = $1 and p.project_id = $2 order by e.name",
     )
     .bind(user.as_str())
     .bind(project.as_str())
-    .bind(crate::secrets::random_key())
-    .fetch_optional(pool)
+    .fetch_all(pool)
     .await?;
-    let Some(key) = key else { return Ok(None) };
-    Ok(Some((list(pool, user, project).await?, key)))
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let key: Option<Vec<u8>> = first.try_get("env_key")?;
+    let mut vars = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let Some(name) = row.try_get::<Option<String>, _>("name")? else {
+            continue;
+        };
+        let value = match row.try_get::<bool, _>("secret")? {
+            true => StoredValue::Secret(Sealed {
+                key_id: row.try_get("key_id")?,
+                bytes: row.try_get("ciphertext")?,
+            }),
+            false => StoredValue::Plain(row.try_get("value")?),
+        };
+        vars.push(StoredVar {
+            name,
+            value,
+            updated_at: row.try_get("updated_at")?,
+        });
+    }
+    let key = match key {
+        Some(key) => key,
+        None => sqlx::query_scalar(
+            "update projects set env_key = coalesce(env_key, $3)
+             where user_id = $1 and project_id = $2 returning env_key",
+        )
+        .bind(user.as_str())
+        .bind(project.as_str())
+        .bind(crate::secrets::random_key())
+        .fetch_optional(pool)
+        .await?
+        .unwrap_or_default(),
+    };
+    Ok(Some((vars, key)))
 }
 
 /// Records the environment a version is built with.
