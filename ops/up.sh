@@ -8,7 +8,7 @@
 #
 #   .kiln/postgres/    PostgreSQL data (durable), log, pid file
 #   .kiln/redis/       Redis data (append-only file on), log, pid file
-#   .kiln/secrets.env  generated once: KILN_HMAC_SECRET, KILN_API_TOKENS
+#   .kiln/secrets.env  generated once: KILN_HMAC_SECRET, KILN_API_TOKENS, KILN_SECRETS_KEY
 #   .kiln/kiln.env     the environment the API and builder run with
 #   .kiln/logs/        api.log, builder.log
 #   .kiln/run/         api.pid, builder.pid
@@ -79,6 +79,10 @@ if [[ ! -f $KILN_DIR/secrets.env ]]; then
     )
     kiln_log "generated .kiln/secrets.env"
 fi
+# The key of projects' secret values (added to a secrets.env made before it existed).
+if ! grep -q '^KILN_SECRETS_KEY=' "$KILN_DIR/secrets.env"; then
+    (umask 077 && echo "KILN_SECRETS_KEY=$(head -c 32 /dev/urandom | base64)" >>"$KILN_DIR/secrets.env")
+fi
 # shellcheck disable=SC1091  # generated above
 source "$KILN_DIR/secrets.env"
 # The first token of the (comma-separated) list, for the instructions below.
@@ -118,6 +122,7 @@ KILN_PREVIEW_ADDR=127.0.0.1:$PREVIEW_PORT
 KILN_METRICS_ADDR=127.0.0.1:$METRICS_PORT
 KILN_HMAC_SECRET=$KILN_HMAC_SECRET
 KILN_API_TOKENS=$KILN_API_TOKENS
+KILN_SECRETS_KEY=$KILN_SECRETS_KEY
 EOF
 )
 

@@ -244,6 +244,23 @@ pub(crate) enum Command {
         #[arg(long)]
         source: bool,
     },
+    /// A project's environment: list, set and remove the values its builds see.
+    Env {
+        #[command(subcommand)]
+        command: EnvCommand,
+    },
+    /// Build a version's sources again with the project's current settings and environment.
+    Redeploy {
+        /// `<user>/<project>`
+        #[arg(value_name = "USER/PROJECT")]
+        project: String,
+        /// The version whose sources to build [default: the latest deployed].
+        #[arg(long, value_name = "VERSION")]
+        version: Option<String>,
+        /// Show progress until the new build ends.
+        #[arg(long)]
+        wait: bool,
+    },
     /// The live builders: what each runs, its slots and when it was last seen.
     Builders,
     /// User tokens: make one for a user (shown once), list a user's, revoke one.
@@ -256,6 +273,37 @@ pub(crate) enum Command {
         /// The shell.
         #[arg(value_enum)]
         shell: Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum EnvCommand {
+    /// The project's values (a secret's value is never shown).
+    Ls {
+        /// `<user>/<project>`
+        #[arg(value_name = "USER/PROJECT")]
+        project: String,
+    },
+    /// Set a value: `NAME=value`, or `NAME` alone to read the value from standard input (or a
+    /// prompt). A secret is always read so, never from the command line.
+    Set {
+        /// `<user>/<project>`
+        #[arg(value_name = "USER/PROJECT")]
+        project: String,
+        /// `NAME=value` (a plain value), or `NAME`.
+        #[arg(value_name = "NAME[=VALUE]")]
+        assignment: String,
+        /// Store it encrypted; it is never shown again.
+        #[arg(long)]
+        secret: bool,
+    },
+    /// Remove a value.
+    Rm {
+        /// `<user>/<project>`
+        #[arg(value_name = "USER/PROJECT")]
+        project: String,
+        /// The name.
+        name: String,
     },
 }
 

@@ -345,3 +345,104 @@ async fn lists_page_the_fleet_shows_and_a_build_that_did_not_deploy_exits_3() {
     let r = kiln(c, cwd, &env, &["logs", &ids[2], "--follow"], "").await;
     assert_eq!(r.code, 0, "the log of an ended build ends: {}", r.err);
 }
+
+#[tokio::test]
+async fn env_values_are_set_listed_and_removed_a_secret_only_from_stdin_and_redeploy_waits() {
+    let app = spawn_app(Options {
+        env: vec![(
+            "KILN_SECRETS_KEY",
+            "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=".into(),
+        )],
+        ..Options::default()
+    })
+    .await;
+    let config = tempfile::tempdir().unwrap();
+    let (c, cwd) = (
+        config.path(),
+        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/..")),
+    );
+    let env = [("KILN_URL", app.api.as_str()), ("KILN_TOKEN", TOKEN)];
+    let user = unique("envcli").replace('-', "_");
+    let target = format!("{user}/site");
+
+    let run = kiln(c, cwd, &env, &["env", "set", &target, "GREETING=hello there"], "").await;
+    assert_eq!(run.code, 0, "{}{}", run.out, run.err);
+    assert!(run.out.contains("set GREETING on"), "{}", run.out);
+    // A secret is never taken from the command line.
+    let run = kiln(
+        c,
+        cwd,
+        &env,
+        &["env", "set", &target, "TOKEN=abc123456", "--secret"],
+        "",
+    )
+    .await;
+    assert_eq!(run.code, 1, "{}{}", run.out, run.err);
+    assert!(run.err.contains("not taken from the command line"), "{}", run.err);
+    let run = kiln(
+        c,
+        cwd,
+        &env,
+        &["env", "set", &target, "TOKEN", "--secret"],
+        "piped-secret-value\n",
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}{}", run.out, run.err);
+    assert!(run.out.contains("set TOKEN (secret)"), "{}", run.out);
+
+    let run = kiln(c, cwd, &env, &["env", "ls", &target], "").await;
+    assert_eq!(run.code, 0, "{}{}", run.out, run.err);
+    assert!(
+        run.out.contains("GREETING") && run.out.contains("hello there"),
+        "{}",
+        run.out
+    );
+    assert!(
+        run.out.contains("TOKEN") && run.out.contains("(secret)"),
+        "{}",
+        run.out
+    );
+    assert!(!run.out.contains("piped-secret-value"), "{}", run.out);
+    let run = kiln(c, cwd, &env, &["--json", "env", "ls", &target], "").await;
+    let listed: Value = serde_json::from_str(&run.out).unwrap();
+    assert_eq!(listed["vars"][0]["name"], "GREETING");
+    assert!(listed["vars"][1].get("value").is_none(), "{listed}");
+
+    let run = kiln(c, cwd, &env, &["env", "set", &target, "lower=x"], "").await;
+    assert_eq!(run.code, 1, "{}{}", run.out, run.err);
+    assert!(run.err.contains("must match [A-Z_]"), "{}", run.err);
+
+    // Nothing to redeploy yet; then a first build, and its redeploy followed to the end.
+    let run = kiln(c, cwd, &env, &["redeploy", &target], "").await;
+    assert_eq!(run.code, 1, "{}{}", run.out, run.err);
+    assert!(run.err.contains("no deployed version to redeploy"), "{}", run.err);
+    let submit = [
+        "submit",
+        "examples/static-site",
+        "--user",
+        &user,
+        "--project",
+        "site",
+        "--wait",
+    ];
+    let run = kiln(c, cwd, &env, &submit, "").await;
+    assert_eq!(run.code, 0, "{}{}", run.out, run.err);
+    let run = kiln(c, cwd, &env, &["redeploy", &target, "--wait"], "").await;
+    assert_eq!(run.code, 0, "{}{}", run.out, run.err);
+    assert!(
+        run.out.contains("redeploying ") && run.out.contains(&format!("of {target} as ")),
+        "{}",
+        run.out
+    );
+    assert!(run.out.contains("deployed"), "{}", run.out);
+
+    let run = kiln(c, cwd, &env, &["env", "rm", &target, "GREETING"], "").await;
+    assert_eq!(run.code, 0, "{}{}", run.out, run.err);
+    let run = kiln(c, cwd, &env, &["env", "rm", &target, "GREETING"], "").await;
+    assert_eq!(run.code, 1, "{}{}", run.out, run.err);
+    assert!(
+        run.err.contains("has no environment value GREETING"),
+        "{}",
+        run.err
+    );
+}

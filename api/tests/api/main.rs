@@ -11,6 +11,7 @@ mod contained;
 mod conventions;
 mod diagnostics;
 mod docs;
+mod env;
 mod events;
 mod fleet;
 mod frameworks;

@@ -96,6 +96,41 @@ pub(super) async fn retry(client: &Client, id: &str, wait: bool, json_out: bool)
     Ok(Outcome::Success)
 }
 
+/// `kiln redeploy <user>/<project>`: a new build of a version's sources (the latest deployed
+/// by default) with the project's current settings and environment.
+pub(super) async fn redeploy(
+    client: &Client,
+    project: &str,
+    version: Option<String>,
+    wait: bool,
+    json_out: bool,
+) -> anyhow::Result<Outcome> {
+    let link = crate::link::Link::parse(project)?;
+    let url = path(&[
+        "v1",
+        "projects",
+        link.user.as_str(),
+        link.project.as_str(),
+        "redeploy",
+    ]);
+    let q = client
+        .ok("POST", &url, Some(&json!({ "versionId": version })))
+        .await?;
+    let new = q["buildId"].as_str().unwrap_or_default().to_owned();
+    if json_out && !wait {
+        line(&q.to_string());
+    } else if !json_out {
+        line(&format!(
+            "redeploying {} of {project} as {new}",
+            q["redeployOf"].as_str().unwrap_or("?")
+        ));
+    }
+    if wait {
+        return watch(client, &new, false, json_out).await;
+    }
+    Ok(Outcome::Success)
+}
+
 /// `kiln list`: builds, newest first, a page (or every page with `--all`).
 pub(super) async fn list(
     client: &Client,

@@ -1,6 +1,6 @@
 //! What each command does, one module per group: [`account`] (login, logout, whoami, link),
 //! [`submit`], [`builds`] (watch, logs, status, open, cancel, retry, list), [`projects`]
-//! (versions, rollback, diff, download), [`tokens`], [`fleet`] (builders). [`run`] hands a
+//! (versions, rollback, diff, download), [`env`], [`tokens`], [`fleet`] (builders). [`run`] hands a
 //! parsed command line to its module.
 
 use clap::CommandFactory;
@@ -12,6 +12,7 @@ pub(crate) use outcome::Outcome;
 
 mod account;
 mod builds;
+mod env;
 mod fleet;
 mod outcome;
 mod projects;
@@ -87,6 +88,12 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             output,
             source,
         } => projects::download(&client, &version, output, source, json).await?,
+        Command::Env { command } => env::env(&client, command, json).await?,
+        Command::Redeploy {
+            project,
+            version,
+            wait,
+        } => return builds::redeploy(&client, &project, version, wait, json).await,
         Command::Builders => fleet::builders(&client, json).await?,
         Command::Token { command } => tokens::token(&client, command, json).await?,
     }

@@ -1,6 +1,9 @@
 //! `kiln-ops maintain [--dry-run] [--json] [--metrics-file PATH]`: one maintenance run (see
 //! the library). Exits 0 when it ran, 75 when another run holds the lock (it says which), 1
 //! on an error, 2 on a bad argument (clap's usage error).
+//!
+//! `kiln-ops reencrypt [--dry-run] [--json]`: every project secret sealed again under the
+//! first key of `KILN_SECRETS_KEYS` (key rotation). Exits 1 when a secret could not be opened.
 
 // A command-line tool: its report is its output.
 #![allow(clippy::print_stdout)]
@@ -40,15 +43,25 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         metrics_file: Option<std::path::PathBuf>,
     },
+    /// Seal every project secret again under the first key of KILN_SECRETS_KEYS.
+    ///
+    /// Rotation: put the new key first in KILN_SECRETS_KEYS (keeping the old ones), restart
+    /// the API and builders, run this, then drop the old keys. Safe to run twice. Exits 1
+    /// when a secret could not be opened (its key is not configured).
+    #[command(after_help = config::help(Binary::Ops))]
+    Reencrypt {
+        /// Count what would be sealed again, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the report as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let Command::Maintain {
-        dry_run,
-        json,
-        metrics_file,
-    } = Cli::parse().command;
+    let command = Cli::parse().command;
     kiln_shared::telemetry::init("info");
     // A missing or invalid setting is exit 2, as for kiln-api and kiln-builder.
     let settings = match Settings::from_env() {
@@ -58,13 +71,49 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    match run(settings, dry_run, json, metrics_file).await {
+    let (name, result) = match command {
+        Command::Maintain {
+            dry_run,
+            json,
+            metrics_file,
+        } => ("maintain", run(settings, dry_run, json, metrics_file).await),
+        Command::Reencrypt { dry_run, json } => ("reencrypt", reencrypt(settings, dry_run, json).await),
+    };
+    match result {
         Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {
-            eprintln!("kiln-ops maintain: {e:#}");
+            eprintln!("kiln-ops {name}: {e:#}");
             std::process::ExitCode::from(1)
         }
     }
+}
+
+async fn reencrypt(settings: Settings, dry_run: bool, json: bool) -> anyhow::Result<u8> {
+    let keyring = kiln_shared::secrets::Keyring::from_settings(&settings.encryption)?
+        .ok_or_else(|| anyhow::anyhow!("no key is configured: set KILN_SECRETS_KEYS (the new key first)"))?;
+    let Backends { db, .. } = Backends::connect(&settings, Role::Maintenance).await?;
+    let report = kiln_shared::db::projects::reencrypt::reencrypt(&db, &keyring, dry_run).await?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "{} {} secret(s) under key {}{}; {} set again meanwhile (left as set); {} could not be opened",
+            if dry_run { "would seal" } else { "sealed" },
+            report.resealed,
+            report.key_id,
+            if dry_run {
+                " (dry run: nothing changed)"
+            } else {
+                ""
+            },
+            report.changed_meanwhile,
+            report.failed.len()
+        );
+        for failed in &report.failed {
+            println!("  {failed}");
+        }
+    }
+    Ok(if report.failed.is_empty() { 0 } else { 1 })
 }
 
 async fn run(

@@ -2,9 +2,11 @@
 //! hashes and share links, its last activity) and on what hangs off it:
 //!
 //! - `env`: its environment values and secrets (`project_env`), and the snapshot a build
-//!   records on its version.
+//!   records on its version;
+//! - `reencrypt`: every secret sealed again under the newest key.
 
 pub mod env;
+pub mod reencrypt;
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
