@@ -158,6 +158,39 @@ async fn other_bodies_queries_and_headers_are_refused() {
     ] {
         cases.push(case(name, signed("POST", path.to_owned(), body), status, says));
     }
+    // A project's environment and its redeploy.
+    let env = format!("/v1/projects/u/{project}/env");
+    for (name, method, path, body, status, says) in [
+        ("env: value 42", "PUT", format!("{env}/API_URL"), r#"{"value":42}"#.to_owned(), 400, "invalid type: integer `42`"),
+        ("env: value twice", "PUT", format!("{env}/API_URL"), r#"{"value":"a","value":"b"}"#.into(), 400, "duplicate field `value`"),
+        ("env: secret text", "PUT", format!("{env}/API_URL"), r#"{"value":"a","secret":"yes"}"#.into(), 400, "invalid type: string"),
+        ("env: unknown field", "PUT", format!("{env}/API_URL"), r#"{"value":"a","public":true}"#.into(), 400, "unknown field `public`"),
+        ("env: no value", "PUT", format!("{env}/API_URL"), "{}".into(), 422, "value is missing"),
+        ("env: NUL in the value", "PUT", format!("{env}/API_URL"), r#"{"value":"a\u0000b"}"#.into(), 422, "contains a NUL byte"),
+        ("env: value over 32 KB", "PUT", format!("{env}/API_URL"), format!(r#"{{"value":"{}"}}"#, "x".repeat(32 * 1024 + 1)), 422, "at most 32768 bytes"),
+        ("env: lower-case name", "PUT", format!("{env}/api_url"), r#"{"value":"a"}"#.into(), 422, "must match [A-Z_][A-Z0-9_]*"),
+        ("env: name with a dot", "PUT", format!("{env}/A.B"), r#"{"value":"a"}"#.into(), 422, "must match [A-Z_][A-Z0-9_]*"),
+        ("env: name over 128 bytes", "PUT", format!("{env}/{}", "A".repeat(129)), r#"{"value":"a"}"#.into(), 422, "names are at most 128"),
+        ("env: PATH", "PUT", format!("{env}/PATH"), r#"{"value":"/tmp"}"#.into(), 422, "set by Kiln's sandbox"),
+        ("env: LD_PRELOAD", "PUT", format!("{env}/LD_PRELOAD"), r#"{"value":"/tmp/x.so"}"#.into(), 422, "starts with LD_"),
+        ("env: KILN_ name", "PUT", format!("{env}/KILN_DATABASE_URL"), r#"{"value":"x"}"#.into(), 422, "starts with KILN_"),
+        ("env: NODE_OPTIONS", "PUT", format!("{env}/NODE_OPTIONS"), r#"{"value":"--require /tmp/x"}"#.into(), 422, "set by Kiln's sandbox"),
+        ("env: published secret", "PUT", format!("{env}/NEXT_PUBLIC_KEY"), r#"{"value":"k","secret":true}"#.into(), 422, "would be served to every visitor"),
+        ("env: delete a bad name", "DELETE", format!("{env}/a-b"), String::new(), 422, "must match"),
+        ("redeploy: versionId 42", "POST", format!("/v1/projects/u/{project}/redeploy"), r#"{"versionId":42}"#.into(), 400, "invalid type: integer `42`"),
+        ("redeploy: versionId ../", "POST", format!("/v1/projects/u/{project}/redeploy"), r#"{"versionId":"../x"}"#.into(), 422, "versionId is not a valid id"),
+        ("redeploy: unknown field", "POST", format!("/v1/projects/u/{project}/redeploy"), r#"{"force":true}"#.into(), 400, "unknown field `force`"),
+        ("redeploy: another project's version", "POST", format!("/v1/projects/u/other-{project}/redeploy"), format!(r#"{{"versionId":"{id}"}}"#), 404, "is not a version of project"),
+        ("build: env name", "POST", "/v1/builds".into(), json!({"userId": "u", "projectId": project, "files": [{"path": "a", "content": "b"}], "env": {"HOME": "/"}}).to_string(), 422, "env: environment name HOME is set by Kiln's sandbox"),
+        ("build: env value type", "POST", "/v1/builds".into(), json!({"userId": "u", "projectId": project, "files": [{"path": "a", "content": "b"}], "env": {"A": 1}}).to_string(), 422, "env.A must be a string"),
+    ] {
+        let method: &'static str = match method {
+            "PUT" => "PUT",
+            "DELETE" => "DELETE",
+            _ => "POST",
+        };
+        cases.push(case(name, signed(method, path, body), status, says));
+    }
     cases.push(case(
         "tokens: 0xff",
         signed("POST", "/v1/tokens", b"{\"userId\":\"\xff\"}".to_vec()),

@@ -254,6 +254,38 @@ async fn a_user_token_reaches_nothing_of_another_user_on_any_route() {
             b1.clone(),
         ),
         (
+            "environment",
+            "GET",
+            format!("{bob}/env"),
+            format!("{nobody}/env"),
+            String::new(),
+            String::new(),
+        ),
+        (
+            "set an environment value",
+            "PUT",
+            format!("{bob}/env/API_URL"),
+            format!("{nobody}/env/API_URL"),
+            r#"{"value":"https://evil.example"}"#.to_owned(),
+            String::new(),
+        ),
+        (
+            "remove an environment value",
+            "DELETE",
+            format!("{bob}/env/API_URL"),
+            format!("{nobody}/env/API_URL"),
+            String::new(),
+            String::new(),
+        ),
+        (
+            "redeploy",
+            "POST",
+            format!("{bob}/redeploy"),
+            format!("{nobody}/redeploy"),
+            "{}".to_owned(),
+            String::new(),
+        ),
+        (
             "list tokens",
             "GET",
             "/v1/tokens?userId=u_bob".into(),
@@ -275,6 +307,7 @@ async fn a_user_token_reaches_nothing_of_another_user_on_any_route() {
         let method: &'static str = match method {
             "GET" => "GET",
             "POST" => "POST",
+            "PUT" => "PUT",
             _ => "DELETE",
         };
         let (status, expected) = as_user(&app, &alice, method, &absent, &body).await;
