@@ -43,6 +43,8 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     /// The fleet-wide quotas admission counts builds against.
     pub quotas: kiln_shared::redis::QuotaLimits,
+    /// This instance's background task of user deletions (woken when one is recorded).
+    pub deleter: crate::lifecycle::Deleter,
 }
 
 impl AppState {

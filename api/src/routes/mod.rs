@@ -6,6 +6,7 @@ pub mod builders;
 pub mod builds;
 pub mod events;
 pub mod health;
+pub mod lifecycle;
 pub mod logs;
 pub mod metrics;
 pub mod openapi;

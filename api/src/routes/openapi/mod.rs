@@ -24,7 +24,9 @@ use utoipa::openapi::{Components, ContentBuilder, Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 use utoipa_scalar::Scalar;
 
-use super::{builders, builds, events, health, logs, metrics, projects, tokens, versions, webhooks};
+use super::{
+    builders, builds, events, health, lifecycle, logs, metrics, projects, tokens, versions, webhooks,
+};
 use crate::error::ApiError;
 use crate::problem::{Problem, CONTENT_TYPE};
 
@@ -68,6 +70,10 @@ const UNLIMITED: &[&str] = &["/healthz", "/readyz"];
         webhooks::redeliver,
         projects::versions,
         projects::latest,
+        lifecycle::list_projects,
+        lifecycle::delete_project,
+        lifecycle::delete_user,
+        lifecycle::get_deletion,
         versions::rollback,
         versions::diff,
         versions::files,

@@ -2,9 +2,13 @@
 //! hashes and share links, its last activity) and on what hangs off it:
 //!
 //! - `env`: its environment values and secrets (`project_env`), and the snapshot a build
-//!   records on its version.
+//!   records on its version;
+//! - `list`: a page of projects, newest activity first, with their counts and last builds;
+//! - `delete`: a project's rows deleted, its versions in batches.
 
+pub mod delete;
 pub mod env;
+pub mod list;
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
