@@ -1,7 +1,7 @@
 //! What each command does, one module per group: [`account`] (login, logout, whoami, link),
 //! [`submit`], [`builds`] (watch, logs, status, open, cancel, retry, list), [`projects`]
-//! (versions, rollback, diff, download), [`tokens`], [`fleet`] (builders). [`run`] hands a
-//! parsed command line to its module.
+//! (versions, rollback, diff, download), [`lifecycle`] (projects, project delete, user delete),
+//! [`tokens`], [`fleet`] (builders). [`run`] hands a parsed command line to its module.
 
 use clap::CommandFactory;
 
@@ -13,6 +13,7 @@ pub(crate) use outcome::Outcome;
 mod account;
 mod builds;
 mod fleet;
+mod lifecycle;
 mod outcome;
 mod projects;
 mod submit;
@@ -87,6 +88,9 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             output,
             source,
         } => projects::download(&client, &version, output, source, json).await?,
+        Command::Projects { user, paging } => lifecycle::projects(&client, user, &paging, json).await?,
+        Command::Project { command } => lifecycle::project(&client, command, json).await?,
+        Command::User { command } => lifecycle::user(&client, command, json).await?,
         Command::Builders => fleet::builders(&client, json).await?,
         Command::Token { command } => tokens::token(&client, command, json).await?,
     }
