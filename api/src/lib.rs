@@ -3,7 +3,7 @@
 //!
 //! From the bottom up: `error` and `caller` (who is calling) depend on nothing of the API; the
 //! build lifecycle (`builds/`) on those; `limits`, `events` and the `state` every handler
-//! reaches above them; then the middleware (`telemetry`, `guard`, `auth`), `idempotency`, the `preview`
+//! reaches above them, and `lifecycle` (projects and users deleted) on the state; then the middleware (`telemetry`, `guard`, `auth`), `idempotency`, the `preview`
 //! server and the HTTP `routes/`; `startup` wires them together.
 
 mod auth;
@@ -15,6 +15,7 @@ mod events;
 mod export;
 mod guard;
 mod idempotency;
+mod lifecycle;
 mod limits;
 mod logs;
 mod preview;

@@ -24,8 +24,8 @@ use crate::events::EventHub;
 use crate::guard::guard;
 use crate::limits::Limits;
 use crate::routes::{
-    builders, builds, env, events, health, logs, metrics, openapi, projects, redeploy, serve, tokens,
-    versions, webhooks,
+    builders, builds, env, events, health, lifecycle, logs, metrics, openapi, projects, redeploy, serve,
+    tokens, versions, webhooks,
 };
 use crate::state::{AppState, ImmutableCache};
 use crate::telemetry;
@@ -36,6 +36,8 @@ pub struct Application {
     api: Server,
     preview: Server,
     webhooks: Option<kiln_shared::webhooks::Worker>,
+    /// The state the user deletions' background task works with.
+    deletions: AppState,
     stop: CancellationToken,
 }
 
@@ -85,11 +87,13 @@ impl Application {
             urls,
             cache: Arc::new(ImmutableCache::default()),
             keyring,
+            deleter: crate::lifecycle::Deleter::default(),
             batch: AdmissionDb::new(&connect_generic(&generic_plans, AdmissionDb::CONNECTIONS)),
             db,
         });
 
         let api_state = state.clone();
+        let deletions = state.get_ref().clone();
         let api = HttpServer::new(move || {
             App::new()
                 .wrap(from_fn(guard))
@@ -121,6 +125,7 @@ impl Application {
                         .configure(builds::configure)
                         .configure(env::configure)
                         .configure(events::configure)
+                        .configure(lifecycle::configure)
                         .configure(logs::configure)
                         .configure(projects::configure)
                         .configure(redeploy::configure)
@@ -164,6 +169,7 @@ impl Application {
             api,
             preview,
             webhooks,
+            deletions,
             stop,
         })
     }
@@ -189,6 +195,8 @@ impl Application {
         let preview = self.preview.handle();
         let stop = self.stop.clone();
         let deliveries = self.webhooks.map(|w| tokio::spawn(w.run(stop.clone())));
+        let deleter = self.deletions.deleter.clone();
+        let deletions = tokio::spawn(deleter.run(self.deletions, stop.clone()));
         let signals = async {
             tokio::select! {
                 () = wait_for_signal() => {}
@@ -209,6 +217,7 @@ impl Application {
         if let Some(d) = deliveries {
             let _ = d.await;
         }
+        let _ = deletions.await;
         result
     }
 }

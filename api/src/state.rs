@@ -45,6 +45,8 @@ pub struct AppState {
     pub quotas: kiln_shared::redis::QuotaLimits,
     /// The keys projects' secrets are sealed with (`None`: setting a secret is refused).
     pub keyring: Option<Arc<kiln_shared::secrets::Keyring>>,
+    /// This instance's background task of user deletions (woken when one is recorded).
+    pub deleter: crate::lifecycle::Deleter,
 }
 
 impl AppState {

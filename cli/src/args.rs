@@ -261,6 +261,24 @@ pub(crate) enum Command {
         #[arg(long)]
         wait: bool,
     },
+    /// Projects, newest activity first (with a user token: its own user's).
+    Projects {
+        /// Only this user's projects.
+        #[arg(long, value_name = "USER")]
+        user: Option<String>,
+        #[command(flatten)]
+        paging: Paging,
+    },
+    /// One project: delete it.
+    Project {
+        #[command(subcommand)]
+        command: ProjectCommand,
+    },
+    /// A user's data: delete every project of a user (account deletion).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// The live builders: what each runs, its slots and when it was last seen.
     Builders,
     /// User tokens: make one for a user (shown once), list a user's, revoke one.
@@ -304,6 +322,37 @@ pub(crate) enum EnvCommand {
         project: String,
         /// The name.
         name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ProjectCommand {
+    /// Delete a project: its builds are cancelled; its versions, events, logs, environment,
+    /// settings and previews are gone for good (operator token or the back end's secret).
+    Delete {
+        /// `<user>/<project>`
+        #[arg(value_name = "USER/PROJECT")]
+        project: String,
+        /// Do not ask (required when standard input is not a terminal).
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum UserCommand {
+    /// Delete every project of a user, in the background on the API (operator token or the
+    /// back end's secret); prints the deletion's id and status URL.
+    Delete {
+        /// The user whose projects to delete.
+        #[arg(value_name = "USER")]
+        user: String,
+        /// Do not ask (required when standard input is not a terminal).
+        #[arg(long)]
+        yes: bool,
+        /// Follow the deletion until it is done.
+        #[arg(long)]
+        wait: bool,
     },
 }
 

@@ -462,3 +462,65 @@ async fn a_signed_request_is_signed_as_it_is_sent_whatever_the_arguments_hold() 
     let page: Value = serde_json::from_str(&out).unwrap();
     assert!(page["builds"].as_array().is_some_and(Vec::is_empty), "{page}");
 }
+
+#[tokio::test]
+async fn projects_are_listed_and_deleted_and_a_deletion_off_a_terminal_needs_yes() {
+    let app = spawn_app(Options::without_builders()).await;
+    let site = serde_json::json!([{ "path": "index.html", "content": "<h1>x</h1>" }]);
+    let (older, newer) = (unique("cli-old"), unique("cli-new"));
+    for project in [&older, &newer] {
+        app.submit(&helpers::build_body("cli_p", project, site.clone()))
+            .await;
+    }
+    app.submit(&helpers::build_body("cli_other", &unique("theirs"), site.clone()))
+        .await;
+    let creds = [("KILN_TOKEN", TOKEN)];
+
+    let (code, out, err) = kiln_async(&app.api, &creds, &["projects", "--user", "cli_p"]).await;
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("PROJECT") && lines[0].contains("LAST BUILD"),
+        "{out}"
+    );
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[1].starts_with(&format!("cli_p/{newer}")) && lines[1].contains("queued"),
+        "{out}"
+    );
+    assert!(lines[2].starts_with(&format!("cli_p/{older}")), "{out}");
+    let (code, out, err) = kiln_async(&app.api, &creds, &["projects", "--limit", "1", "--json"]).await;
+    assert_eq!(code, 0, "{err}");
+    let page: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(page["projects"].as_array().unwrap().len(), 1, "{out}");
+    assert!(page["nextCursor"].is_string(), "{out}");
+
+    // Off a terminal, a deletion is refused without --yes, and nothing is deleted.
+    let target = format!("cli_p/{older}");
+    let (code, _, err) = kiln_async(&app.api, &creds, &["project", "delete", &target]).await;
+    assert_eq!(code, ERROR);
+    assert!(err.contains("refusing to delete without --yes"), "{err}");
+    let (code, out, err) = kiln_async(&app.api, &creds, &["project", "delete", &target, "--yes"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with(&format!("deleted {target}: 1 versions")), "{out}");
+    let (code, _, err) = kiln_async(&app.api, &creds, &["project", "delete", &target, "--yes"]).await;
+    assert_eq!(code, ERROR);
+    assert!(err.contains("404"), "{err}");
+
+    let (code, out, err) = kiln_async(
+        &app.api,
+        &creds,
+        &["user", "delete", "cli_p", "--yes", "--wait", "--json"],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let done: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (done["status"].as_str(), done["projectsDeleted"].as_i64()),
+        (Some("done"), Some(1)),
+        "{out}"
+    );
+    let (code, out, _) = kiln_async(&app.api, &creds, &["projects"]).await;
+    assert_eq!(code, 0);
+    assert!(!out.contains("cli_p/") && out.contains("cli_other/"), "{out}");
+}

@@ -7,6 +7,7 @@ pub mod builds;
 pub mod env;
 pub mod events;
 pub mod health;
+pub mod lifecycle;
 pub mod logs;
 pub mod metrics;
 pub mod openapi;

@@ -17,6 +17,7 @@ mod fleet;
 mod frameworks;
 mod helpers;
 mod hostile;
+mod lifecycle;
 mod limits;
 mod logs;
 mod metrics;

@@ -1,7 +1,7 @@
 //! What each command does, one module per group: [`account`] (login, logout, whoami, link),
 //! [`submit`], [`builds`] (watch, logs, status, open, cancel, retry, list), [`projects`]
-//! (versions, rollback, diff, download), [`env`], [`tokens`], [`fleet`] (builders). [`run`] hands a
-//! parsed command line to its module.
+//! (versions, rollback, diff, download), [`env`], [`lifecycle`] (projects, project delete, user
+//! delete), [`tokens`], [`fleet`] (builders). [`run`] hands a parsed command line to its module.
 
 use clap::CommandFactory;
 
@@ -14,6 +14,7 @@ mod account;
 mod builds;
 mod env;
 mod fleet;
+mod lifecycle;
 mod outcome;
 mod projects;
 mod submit;
@@ -94,6 +95,9 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             version,
             wait,
         } => return builds::redeploy(&client, &project, version, wait, json).await,
+        Command::Projects { user, paging } => lifecycle::projects(&client, user, &paging, json).await?,
+        Command::Project { command } => lifecycle::project(&client, command, json).await?,
+        Command::User { command } => lifecycle::user(&client, command, json).await?,
         Command::Builders => fleet::builders(&client, json).await?,
         Command::Token { command } => tokens::token(&client, command, json).await?,
     }

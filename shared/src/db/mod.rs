@@ -3,6 +3,7 @@
 //! that start together apply them once.
 
 pub mod batch;
+pub mod deletions;
 pub mod events;
 pub mod fleet;
 pub mod projects;

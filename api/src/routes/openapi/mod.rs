@@ -25,7 +25,8 @@ use utoipa::{Modify, OpenApi};
 use utoipa_scalar::Scalar;
 
 use super::{
-    builders, builds, env, events, health, logs, metrics, projects, redeploy, tokens, versions, webhooks,
+    builders, builds, env, events, health, lifecycle, logs, metrics, projects, redeploy, tokens, versions,
+    webhooks,
 };
 use crate::error::ApiError;
 use crate::problem::{Problem, CONTENT_TYPE};
@@ -74,6 +75,10 @@ const UNLIMITED: &[&str] = &["/healthz", "/readyz"];
         env::put,
         env::delete,
         redeploy::redeploy,
+        lifecycle::list_projects,
+        lifecycle::delete_project,
+        lifecycle::delete_user,
+        lifecycle::get_deletion,
         versions::rollback,
         versions::diff,
         versions::files,

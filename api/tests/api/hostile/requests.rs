@@ -298,6 +298,47 @@ async fn other_bodies_queries_and_headers_are_refused() {
             "userId must be",
         ),
         (
+            "projects limit 0",
+            "/v1/projects?limit=0".into(),
+            "limit must be between 1 and 100",
+        ),
+        (
+            "projects limit 101",
+            "/v1/projects?limit=101".into(),
+            "limit must be between 1 and 100",
+        ),
+        (
+            "projects cursor",
+            "/v1/projects?before=..%2f..".into(),
+            "is not a cursor this API gave",
+        ),
+        (
+            "projects cursor forged",
+            // base64url of `1:u:../p`: a cursor's form around a path that is no project id.
+            "/v1/projects?before=MTp1Oi4uL3A".into(),
+            "is not a cursor this API gave",
+        ),
+        (
+            "projects userId",
+            "/v1/projects?userId=u%27%20or%201%3D1--".into(),
+            "userId must be",
+        ),
+        (
+            "projects unknown parameter",
+            "/v1/projects?user=u".into(),
+            "unknown field `user`",
+        ),
+        (
+            "deletion id",
+            "/v1/deletions/..%2f..".into(),
+            "deletion id must be",
+        ),
+        (
+            "deletion id of a build",
+            format!("/v1/deletions/{id}"),
+            "deletion id must be",
+        ),
+        (
             "deliveries cursor",
             "/v1/webhooks/wh_01aaaaaaaaaaaaaaaaaaaaaaaa/deliveries?before=..".into(),
             "delivery id must be",

@@ -130,6 +130,16 @@ async fn traversal_in_url_paths_is_refused_in_every_encoding() {
             "b is not a valid id",
         ),
         (
+            "delete project ..",
+            "/v1/projects/u/%2e%2e".to_owned(),
+            "projectId must be",
+        ),
+        (
+            "delete user ../..",
+            "/v1/users/..%2f..%2fetc".to_owned(),
+            "userId must be",
+        ),
+        (
             "token ../",
             "/v1/tokens/%2e%2e%2f%2e%2e".to_owned(),
             "a token id is 26 characters",
@@ -140,7 +150,7 @@ async fn traversal_in_url_paths_is_refused_in_every_encoding() {
             "webhook id must be",
         ),
     ] {
-        let method = if name.starts_with("token") {
+        let method = if name.starts_with("token") || name.starts_with("delete") {
             "DELETE"
         } else {
             "GET"

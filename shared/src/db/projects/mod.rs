@@ -4,8 +4,12 @@
 //! - `env`: its environment values and secrets (`project_env`), and the snapshot a build
 //!   records on its version;
 //! - `reencrypt`: every secret sealed again under the newest key.
+//! - `list`: a page of projects, newest activity first, with their counts and last builds;
+//! - `delete`: a project's rows deleted, its versions in batches.
 
+pub mod delete;
 pub mod env;
+pub mod list;
 pub mod reencrypt;
 
 use chrono::{DateTime, Utc};

@@ -8,6 +8,7 @@
 //! - [`locks`]: fleet-wide locks (one daemon reconciles, one maintenance run at a time);
 //! - [`notify`]: Pub/Sub announcements (build events to the APIs, cancels to the builders);
 //! - [`latest`]: the KV, each project's latest pointer and which project a label names.
+//! - [`remove`]: what Redis keeps of a deleted project, removed.
 //!
 //! # The streams design
 //!
@@ -56,6 +57,7 @@ mod locks;
 mod notify;
 mod produce;
 mod project;
+mod remove;
 mod repair;
 mod slots;
 
