@@ -24,7 +24,7 @@ use crate::events::EventHub;
 use crate::guard::guard;
 use crate::limits::Limits;
 use crate::routes::{
-    builders, builds, events, health, logs, metrics, openapi, projects, serve, tokens, versions, webhooks,
+    builders, builds, events, health, logs, metrics, openapi, project, projects, serve, tokens, versions, webhooks,
 };
 use crate::state::{AppState, ImmutableCache};
 use crate::telemetry;
@@ -118,6 +118,7 @@ impl Application {
                         .configure(builds::configure)
                         .configure(events::configure)
                         .configure(logs::configure)
+                        .configure(project::configure)
                         .configure(projects::configure)
                         .configure(tokens::configure)
                         .configure(versions::configure)

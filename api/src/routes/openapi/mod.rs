@@ -24,7 +24,9 @@ use utoipa::openapi::{Components, ContentBuilder, Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 use utoipa_scalar::Scalar;
 
-use super::{builders, builds, events, health, logs, metrics, projects, tokens, versions, webhooks};
+use super::{
+    builders, builds, events, health, logs, metrics, project, projects, tokens, versions, webhooks,
+};
 use crate::error::ApiError;
 use crate::problem::{Problem, CONTENT_TYPE};
 
@@ -68,6 +70,10 @@ const UNLIMITED: &[&str] = &["/healthz", "/readyz"];
         webhooks::redeliver,
         projects::versions,
         projects::latest,
+        project::get,
+        project::patch,
+        project::share,
+        project::revoke,
         versions::rollback,
         versions::diff,
         versions::files,
@@ -82,7 +88,7 @@ const UNLIMITED: &[&str] = &["/healthz", "/readyz"];
     modifiers(&Conventions),
     tags(
         (name = "builds", description = "Queue, follow, cancel and retry builds"),
-        (name = "projects", description = "A project's versions: list, compare, download, pin, roll back"),
+        (name = "projects", description = "A project: its settings and share links; its versions: list, compare, download, pin, roll back"),
         (name = "tokens", description = "User tokens"),
         (name = "webhooks", description = "Webhook subscriptions and their deliveries"),
         (name = "fleet", description = "The builders"),

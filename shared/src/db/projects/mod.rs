@@ -3,8 +3,11 @@
 //!
 //! - `env`: its environment values and secrets (`project_env`), and the snapshot a build
 //!   records on its version.
+//! - `share`: the preview gate's reads, the share-link key (made on first use, rotated to
+//!   revoke), and a project's figures.
 
 pub mod env;
+pub mod share;
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
