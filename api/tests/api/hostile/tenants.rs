@@ -253,6 +253,31 @@ async fn a_user_token_reaches_nothing_of_another_user_on_any_route() {
             String::new(),
             b1.clone(),
         ),
+        ("read the project", "GET", bob.clone(), nobody.clone(), String::new(), String::new()),
+        (
+            "change its settings",
+            "PATCH",
+            bob.clone(),
+            nobody.clone(),
+            r#"{"previewAccess":"public"}"#.into(),
+            String::new(),
+        ),
+        (
+            "share its previews",
+            "POST",
+            format!("{bob}/share-links"),
+            format!("{nobody}/share-links"),
+            r#"{"ttlSecs":60}"#.into(),
+            String::new(),
+        ),
+        (
+            "revoke its share links",
+            "DELETE",
+            format!("{bob}/share-links"),
+            format!("{nobody}/share-links"),
+            String::new(),
+            String::new(),
+        ),
         (
             "list tokens",
             "GET",
@@ -275,6 +300,7 @@ async fn a_user_token_reaches_nothing_of_another_user_on_any_route() {
         let method: &'static str = match method {
             "GET" => "GET",
             "POST" => "POST",
+            "PATCH" => "PATCH",
             _ => "DELETE",
         };
         let (status, expected) = as_user(&app, &alice, method, &absent, &body).await;
