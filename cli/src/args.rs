@@ -251,6 +251,20 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// One project: `kiln project show <user>/<project>`.
+    Project {
+        #[command(subcommand)]
+        command: ProjectCommand,
+    },
+    /// Make a link that opens a private project's previews (the latest URL, or one version's),
+    /// or revoke them all with `kiln share revoke <user>/<project>`.
+    #[command(args_conflicts_with_subcommands = true)]
+    Share {
+        #[command(subcommand)]
+        command: Option<ShareCommand>,
+        #[command(flatten)]
+        link: ShareLink,
+    },
     /// Print a shell's completion script, e.g. `kiln completion bash > ~/.local/share/bash-completion/completions/kiln`.
     Completion {
         /// The shell.
@@ -282,6 +296,40 @@ pub(crate) enum TokenCommand {
     Revoke {
         /// The token's id (not the token).
         id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ProjectCommand {
+    /// A project's settings, environment names (never a value), latest version and counts.
+    Show {
+        /// `<user>/<project>`
+        #[arg(value_name = "USER/PROJECT")]
+        project: String,
+    },
+}
+
+/// `kiln share <user>/<project>`'s arguments.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ShareLink {
+    /// `<user>/<project>`
+    #[arg(value_name = "USER/PROJECT")]
+    pub(crate) project: Option<String>,
+    /// Open only this version's preview (else the latest URL, and every version).
+    #[arg(long, value_name = "ID")]
+    pub(crate) version: Option<String>,
+    /// How long the link works: `30m`, `12h`, `7d`... (at most 30 days).
+    #[arg(long, default_value = "7d", value_name = "DURATION")]
+    pub(crate) ttl: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ShareCommand {
+    /// Revoke every share link of a project at once (links and the cookies they set).
+    Revoke {
+        /// `<user>/<project>`
+        #[arg(value_name = "USER/PROJECT")]
+        project: String,
     },
 }
 

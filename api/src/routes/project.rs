@@ -2,6 +2,7 @@
 //! names, latest version and figures), and its share links of private previews:
 //! `POST`/`DELETE /v1/projects/{userId}/{projectId}/share-links`.
 
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, TimeZone, Utc};
@@ -165,7 +166,7 @@ fn unprocessable(msg: impl Into<String>) -> ApiError {
     params(("userId" = String, Path), ("projectId" = String, Path)),
     request_body = ShareBody,
     responses(
-        (status = 201, description = "The link and when it expires", body = ShareLink),
+        (status = 201, description = "The link and when it expires", body = ShareLink, headers(("Location" = String, description = "The link (the preview URL with its token)"))),
         (status = 404, description = "No such project (or another user's, for a user token)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A ttlSecs outside 1-2592000, or a versionId that is not a version of the project (`validation_failed`)", body = Problem, content_type = "application/problem+json"),
     ),
@@ -221,13 +222,11 @@ async fn share(
         Some(id) => state.urls.version_url(id),
         None => state.urls.latest_url(&user, &project),
     };
-    Ok(sorted(
-        StatusCode::CREATED,
-        &ShareLink {
-            url: format!("{base}?{PARAM}={token}"),
-            expires_at,
-        },
-    ))
+    let url = format!("{base}?{PARAM}={token}");
+    let location = HeaderValue::from_str(&url).map_err(ApiError::internal)?;
+    let mut res = sorted(StatusCode::CREATED, &ShareLink { url, expires_at });
+    res.headers_mut().insert(header::LOCATION, location);
+    Ok(res)
 }
 
 /// Revoke every share link of a project

@@ -1,7 +1,7 @@
 //! What each command does, one module per group: [`account`] (login, logout, whoami, link),
 //! [`submit`], [`builds`] (watch, logs, status, open, cancel, retry, list), [`projects`]
-//! (versions, rollback, diff, download), [`tokens`], [`fleet`] (builders). [`run`] hands a
-//! parsed command line to its module.
+//! (versions, rollback, diff, download), [`project`] (project show, share), [`tokens`],
+//! [`fleet`] (builders). [`run`] hands a parsed command line to its module.
 
 use clap::CommandFactory;
 
@@ -14,6 +14,7 @@ mod account;
 mod builds;
 mod fleet;
 mod outcome;
+mod project;
 mod projects;
 mod submit;
 mod tokens;
@@ -89,6 +90,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         } => projects::download(&client, &version, output, source, json).await?,
         Command::Builders => fleet::builders(&client, json).await?,
         Command::Token { command } => tokens::token(&client, command, json).await?,
+        Command::Project { command } => project::project(&client, command, json).await?,
+        Command::Share { command, link } => project::share(&client, command, link, json).await?,
     }
     Ok(Outcome::Success)
 }
