@@ -24,7 +24,8 @@ use crate::events::EventHub;
 use crate::guard::guard;
 use crate::limits::Limits;
 use crate::routes::{
-    builders, builds, events, health, logs, metrics, openapi, project, projects, serve, tokens, versions, webhooks,
+    builders, builds, events, health, logs, metrics, openapi, project, projects, serve, tokens, versions,
+    webhooks,
 };
 use crate::state::{AppState, ImmutableCache};
 use crate::telemetry;

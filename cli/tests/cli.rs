@@ -246,7 +246,10 @@ async fn project_show_and_share_links() {
     let (code, json, _) = &outputs[1];
     assert_eq!(*code, 0);
     let p: Value = serde_json::from_str(json).unwrap();
-    assert_eq!((p["versions"].as_i64(), p["latestVersionId"].as_str()), (Some(1), Some(v1.as_str())));
+    assert_eq!(
+        (p["versions"].as_i64(), p["latestVersionId"].as_str()),
+        (Some(1), Some(v1.as_str()))
+    );
 
     // The link opens the private preview: 302 with the cookie, then 200 with it.
     let (code, out, err) = &outputs[2];
@@ -254,9 +257,18 @@ async fn project_show_and_share_links() {
     let mut lines = out.lines();
     let url = lines.next().unwrap().to_owned();
     assert!(url.contains("?kiln_share="), "{out}");
-    let expires: chrono::DateTime<chrono::Utc> = lines.next().unwrap().strip_prefix("expires ").unwrap().parse().unwrap();
+    let expires: chrono::DateTime<chrono::Utc> = lines
+        .next()
+        .unwrap()
+        .strip_prefix("expires ")
+        .unwrap()
+        .parse()
+        .unwrap();
     let left = expires - chrono::Utc::now();
-    assert!(left > chrono::Duration::minutes(719) && left <= chrono::Duration::hours(12), "{left}");
+    assert!(
+        left > chrono::Duration::minutes(719) && left <= chrono::Duration::hours(12),
+        "{left}"
+    );
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -279,14 +291,26 @@ async fn project_show_and_share_links() {
     };
     let res = open(url.clone(), None).await;
     assert_eq!(res.status(), 302);
-    let cookie = res.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let cookie = res.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
     let base = url.split('?').next().unwrap().to_owned();
     assert_eq!(open(base.clone(), Some(cookie.clone())).await.status(), 200);
     assert_eq!(open(base.clone(), None).await.status(), 401);
     let (code, scoped, err) = &outputs[3];
     assert_eq!(*code, 0, "{err}");
     let scoped: Value = serde_json::from_str(scoped).unwrap();
-    assert!(scoped["url"].as_str().unwrap().starts_with(&format!("http://{v1}.")), "{scoped}");
+    assert!(
+        scoped["url"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("http://{v1}.")),
+        "{scoped}"
+    );
     assert!(scoped["expiresAt"].is_string());
     let (code, _, err) = &outputs[4];
     assert_eq!(*code, ERROR);
@@ -296,9 +320,13 @@ async fn project_show_and_share_links() {
     assert!(err.contains("not found"), "{err}");
 
     // Revoked: the cookie no longer opens it.
-    let (code, out, err) = kiln_async(&app.api, &[("KILN_TOKEN", TOKEN)], &["share", "revoke", &target]).await;
+    let (code, out, err) =
+        kiln_async(&app.api, &[("KILN_TOKEN", TOKEN)], &["share", "revoke", &target]).await;
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains(&format!("revoked every share link of {target}")), "{out}");
+    assert!(
+        out.contains(&format!("revoked every share link of {target}")),
+        "{out}"
+    );
     assert_eq!(open(base, Some(cookie)).await.status(), 401);
     assert_eq!(open(url, None).await.status(), 401);
 }

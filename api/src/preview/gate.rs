@@ -33,7 +33,11 @@ pub enum Admit {
 }
 
 /// The project's gate; `None` when it has no row.
-pub async fn gate(state: &AppState, user: &UserId, project: &ProjectId) -> Result<Option<ProjectGate>, ApiError> {
+pub async fn gate(
+    state: &AppState,
+    user: &UserId,
+    project: &ProjectId,
+) -> Result<Option<ProjectGate>, ApiError> {
     if let Some(g) = state.queue.project_gate(user, project).await? {
         return Ok(Some(g));
     }
@@ -123,7 +127,10 @@ fn set_cookie(req: &HttpRequest, state: &AppState, token: &str, share: &Share, r
 /// The 401 of a private preview without a valid share.
 pub fn private_page() -> HttpResponse {
     HttpResponse::Unauthorized()
-        .insert_header((header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")))
+        .insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        ))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .body(PRIVATE_PAGE)
 }

@@ -147,7 +147,10 @@ mod tests {
         assert_eq!(check(&token, &key, "site", v, false), Ok(s.clone()));
         assert_eq!(check(&token, &key, "site", v, true), Ok(s.clone()));
         assert_eq!(check(&token, &key, "other", v, false), Err(Refused::OtherProject));
-        assert_eq!(check(&token, &[8u8; 32], "site", v, false), Err(Refused::Signature));
+        assert_eq!(
+            check(&token, &[8u8; 32], "site", v, false),
+            Err(Refused::Signature)
+        );
         assert_eq!(check("nonsense", &key, "site", v, false), Err(Refused::Malformed));
         // Any change of the payload breaks the signature.
         let (payload, tag) = token.split_once('.').unwrap();

@@ -39,7 +39,11 @@ fn missing(user: &UserId, project: &ProjectId) -> ApiError {
 }
 
 /// The project as answered, `None` when it has no row.
-pub async fn view(state: &AppState, user: &UserId, project: &ProjectId) -> Result<Option<ProjectView>, ApiError> {
+pub async fn view(
+    state: &AppState,
+    user: &UserId,
+    project: &ProjectId,
+) -> Result<Option<ProjectView>, ApiError> {
     let Some(row) = projects::get(&state.db, user, project).await? else {
         return Ok(None);
     };
@@ -69,7 +73,11 @@ pub async fn view(state: &AppState, user: &UserId, project: &ProjectId) -> Resul
         (status = 404, description = "No such project (or another user's, for a user token)", body = Problem, content_type = "application/problem+json"),
     ),
 )]
-async fn get(caller: Caller, path: web::Path<(String, String)>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+async fn get(
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let (user, project) = project(&path, &caller)?;
     let view = view(&state, &user, &project)
         .await?
@@ -179,9 +187,11 @@ async fn share(
 ) -> Result<HttpResponse, ApiError> {
     let (user, project) = project(&path, &caller)?;
     let body: ShareBody = json_body(&body)?;
-    let ttl = body
-        .ttl_secs
-        .ok_or_else(|| unprocessable("ttlSecs is required: how long the link opens the previews, 1 to 2592000 seconds (30 days)"))?;
+    let ttl = body.ttl_secs.ok_or_else(|| {
+        unprocessable(
+            "ttlSecs is required: how long the link opens the previews, 1 to 2592000 seconds (30 days)",
+        )
+    })?;
     if !(1..=MAX_SHARE_SECS).contains(&ttl) {
         return Err(unprocessable(format!(
             "ttlSecs must be between 1 and {MAX_SHARE_SECS} seconds (30 days), got {ttl}"

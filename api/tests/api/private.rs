@@ -23,16 +23,18 @@ async fn open(app: &TestApp, label: &str, path: &str, cookie: Option<&str>) -> r
 }
 
 fn noindex(res: &reqwest::Response) -> bool {
-    res.headers()
-        .get("x-robots-tag")
-        .is_some_and(|v| v == "noindex")
+    res.headers().get("x-robots-tag").is_some_and(|v| v == "noindex")
 }
 
 /// Asserts the private page: 401, HTML, noindex, not stored by caches.
 async fn assert_private(res: reqwest::Response, what: &str) {
     assert_eq!(res.status(), 401, "{what}");
     assert!(noindex(&res), "{what}: {:?}", res.headers());
-    assert_eq!(res.headers()["content-type"], "text/html; charset=utf-8", "{what}");
+    assert_eq!(
+        res.headers()["content-type"],
+        "text/html; charset=utf-8",
+        "{what}"
+    );
     assert_eq!(res.headers()["cache-control"], "no-store", "{what}");
     let page = res.text().await.unwrap();
     assert!(page.contains("This preview is private"), "{what}: {page}");
@@ -76,7 +78,11 @@ async fn deploy(app: &TestApp, user: &str, project: &str, text: &str) -> String 
 
 async fn share(app: &TestApp, user: &str, project: &str, body: Value) -> Value {
     let (status, link) = app
-        .send_json("POST", &format!("/v1/projects/{user}/{project}/share-links"), &body)
+        .send_json(
+            "POST",
+            &format!("/v1/projects/{user}/{project}/share-links"),
+            &body,
+        )
         .await;
     assert_eq!(status, 201, "{link}");
     link
@@ -123,7 +129,10 @@ async fn private_previews_open_only_with_a_share_link() {
     assert!(url.starts_with(&latest_url), "{url}");
     let expires: chrono::DateTime<chrono::Utc> = link["expiresAt"].as_str().unwrap().parse().unwrap();
     let left = expires - chrono::Utc::now();
-    assert!(left > chrono::Duration::seconds(590) && left <= chrono::Duration::seconds(601), "{left}");
+    assert!(
+        left > chrono::Duration::seconds(590) && left <= chrono::Duration::seconds(601),
+        "{left}"
+    );
     let (cookie, location) = use_link(&app, &url.replace("/?", "/docs?a=1&")).await;
     assert_eq!(location, "/docs?a=1");
     let res = open(&app, &latest, "/", Some(&cookie)).await;
@@ -169,7 +178,10 @@ async fn private_previews_open_only_with_a_share_link() {
     // A link to one version opens that version's host only.
     let scoped = share(&app, user, &project, json!({ "versionId": v1, "ttlSecs": 600 })).await;
     let scoped_url = scoped["url"].as_str().unwrap();
-    assert!(scoped_url.starts_with(&format!("http://{v1}.localhost")), "{scoped_url}");
+    assert!(
+        scoped_url.starts_with(&format!("http://{v1}.localhost")),
+        "{scoped_url}"
+    );
     let (_, query) = split_url(scoped_url);
     assert_private(open(&app, &v2, &query, None).await, "a v1 link on v2").await;
     assert_private(open(&app, &latest, &query, None).await, "a v1 link on latest").await;
@@ -177,24 +189,48 @@ async fn private_previews_open_only_with_a_share_link() {
     assert_eq!(location, "/");
     assert_eq!(open(&app, &v1, "/", Some(&v1_cookie)).await.status(), 200);
     assert_private(open(&app, &v2, "/", Some(&v1_cookie)).await, "a v1 cookie on v2").await;
-    assert_private(open(&app, &latest, "/", Some(&v1_cookie)).await, "a v1 cookie on latest").await;
+    assert_private(
+        open(&app, &latest, "/", Some(&v1_cookie)).await,
+        "a v1 cookie on latest",
+    )
+    .await;
 
     // Tampered tokens, and another project's.
     let token = cookie.split_once('=').unwrap().1.to_owned();
     let (payload, tag) = token.split_once('.').unwrap();
-    let flipped = format!("{payload}.{}{}", if tag.starts_with('A') { "B" } else { "A" }, &tag[1..]);
-    assert_private(open(&app, &latest, "/", Some(&format!("kiln_share={flipped}"))).await, "tampered").await;
-    assert_private(open(&app, &latest, &format!("/?kiln_share={flipped}"), None).await, "tampered link").await;
+    let flipped = format!(
+        "{payload}.{}{}",
+        if tag.starts_with('A') { "B" } else { "A" },
+        &tag[1..]
+    );
+    assert_private(
+        open(&app, &latest, "/", Some(&format!("kiln_share={flipped}"))).await,
+        "tampered",
+    )
+    .await;
+    assert_private(
+        open(&app, &latest, &format!("/?kiln_share={flipped}"), None).await,
+        "tampered link",
+    )
+    .await;
     assert_private(open(&app, &latest, "/?kiln_share=", None).await, "empty token").await;
     let other = unique("private-other");
     deploy(&app, user, &other, "other").await;
     let (status, _) = app
-        .send_json("PATCH", &format!("/v1/projects/{user}/{other}"), &json!({ "previewAccess": "private" }))
+        .send_json(
+            "PATCH",
+            &format!("/v1/projects/{user}/{other}"),
+            &json!({ "previewAccess": "private" }),
+        )
         .await;
     assert_eq!(status, 200);
     let foreign = share(&app, user, &other, json!({ "ttlSecs": 600 })).await;
     let (_, foreign_query) = split_url(foreign["url"].as_str().unwrap());
-    assert_private(open(&app, &latest, &foreign_query, None).await, "another project's link").await;
+    assert_private(
+        open(&app, &latest, &foreign_query, None).await,
+        "another project's link",
+    )
+    .await;
 
     // An expired link.
     let short = share(&app, user, &project, json!({ "ttlSecs": 1 })).await;
@@ -209,7 +245,11 @@ async fn private_previews_open_only_with_a_share_link() {
     assert_eq!(status, 200, "{revoked}");
     assert_eq!(revoked["projectId"], project.as_str());
     assert_private(open(&app, &latest, "/", Some(&cookie)).await, "a revoked cookie").await;
-    assert_private(open(&app, &v1, "/", Some(&v1_cookie)).await, "a revoked v1 cookie").await;
+    assert_private(
+        open(&app, &v1, "/", Some(&v1_cookie)).await,
+        "a revoked v1 cookie",
+    )
+    .await;
     let (_, old_query) = split_url(url);
     assert_private(open(&app, &latest, &old_query, None).await, "a revoked link").await;
     let fresh = share(&app, user, &project, json!({ "ttlSecs": 60 })).await;
@@ -287,7 +327,11 @@ async fn a_project_is_read_and_its_settings_changed() {
     assert_eq!(res.status(), 404);
 
     let id = app
-        .submit(&build_body(user, &project, json!([{ "path": "index.html", "content": "x" }])))
+        .submit(&build_body(
+            user,
+            &project,
+            json!([{ "path": "index.html", "content": "x" }]),
+        ))
         .await;
     sqlx::query("insert into project_env (user_id, project_id, name, secret, value) values ($1, $2, 'API_URL', false, 'https://example.test')")
         .bind(user)
@@ -332,18 +376,29 @@ async fn a_project_is_read_and_its_settings_changed() {
     for (body, says) in [
         (json!({ "colour": "red" }), "colour is not a setting"),
         (json!({ "buildCommand": "x".repeat(1025) }), "at most 1024 bytes"),
-        (json!({ "previewAccess": "secret" }), "previewAccess must be \"public\" or \"private\""),
+        (
+            json!({ "previewAccess": "secret" }),
+            "previewAccess must be \"public\" or \"private\"",
+        ),
     ] {
         let (status, problem) = app.send_json("PATCH", &path, &body).await;
         assert_eq!(status, 422, "{problem}");
         assert!(problem["error"].as_str().unwrap().contains(says), "{problem}");
     }
-    assert_eq!(app.get_json(&path).await["settings"], reset["settings"], "refused changes change nothing");
+    assert_eq!(
+        app.get_json(&path).await["settings"],
+        reset["settings"],
+        "refused changes change nothing"
+    );
 
     // A user token sees its own user's project only; another user's is a 404.
-    let (status, own) = app.send_json("POST", "/v1/tokens", &json!({ "userId": user })).await;
+    let (status, own) = app
+        .send_json("POST", "/v1/tokens", &json!({ "userId": user }))
+        .await;
     assert_eq!(status, 201);
-    let (status, other) = app.send_json("POST", "/v1/tokens", &json!({ "userId": "u_else" })).await;
+    let (status, other) = app
+        .send_json("POST", "/v1/tokens", &json!({ "userId": "u_else" }))
+        .await;
     assert_eq!(status, 201);
     let as_user = |token: &Value, method: reqwest::Method| {
         app.client

@@ -29,7 +29,11 @@ async fn show(client: &Client, project: &str, json_out: bool) -> anyhow::Result<
     }
     let now = chrono::Utc::now();
     let text = |v: &Value| v.as_str().unwrap_or("-").to_owned();
-    line(&format!("project   {}/{}", text(&p["userId"]), text(&p["projectId"])));
+    line(&format!(
+        "project   {}/{}",
+        text(&p["userId"]),
+        text(&p["projectId"])
+    ));
     line(&format!("latest    {}", text(&p["latestVersionId"])));
     line(&format!("url       {}", text(&p["latestUrl"])));
     line(&format!("versions  {}", p["versions"]));
@@ -49,7 +53,10 @@ async fn show(client: &Client, project: &str, json_out: bool) -> anyhow::Result<
     } else {
         line("settings");
         for (name, value) in &settings {
-            let shown = value.as_str().map(str::to_owned).unwrap_or_else(|| value.to_string());
+            let shown = value
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| value.to_string());
             line(&format!("  {name:<15} {shown}"));
         }
     }
@@ -98,7 +105,10 @@ pub(super) async fn share(
         line(&answer.to_string());
     } else {
         line(answer["url"].as_str().unwrap_or("?"));
-        line(&format!("expires {}", answer["expiresAt"].as_str().unwrap_or("?")));
+        line(&format!(
+            "expires {}",
+            answer["expiresAt"].as_str().unwrap_or("?")
+        ));
     }
     Ok(())
 }
@@ -124,8 +134,14 @@ mod tests {
         assert_eq!(ttl_secs("12h").unwrap(), 43_200);
         assert_eq!(ttl_secs("7d").unwrap(), 604_800);
         assert_eq!(ttl_secs("30d").unwrap(), 2_592_000);
-        assert!(ttl_secs("31d").unwrap_err().to_string().contains("between 1s and 30d"));
+        assert!(ttl_secs("31d")
+            .unwrap_err()
+            .to_string()
+            .contains("between 1s and 30d"));
         assert!(ttl_secs("0s").is_err());
-        assert!(ttl_secs("soon").unwrap_err().to_string().contains("not a duration"));
+        assert!(ttl_secs("soon")
+            .unwrap_err()
+            .to_string()
+            .contains("not a duration"));
     }
 }

@@ -24,9 +24,7 @@ use utoipa::openapi::{Components, ContentBuilder, Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 use utoipa_scalar::Scalar;
 
-use super::{
-    builders, builds, events, health, logs, metrics, project, projects, tokens, versions, webhooks,
-};
+use super::{builders, builds, events, health, logs, metrics, project, projects, tokens, versions, webhooks};
 use crate::error::ApiError;
 use crate::problem::{Problem, CONTENT_TYPE};
 

@@ -20,7 +20,12 @@ async fn bad_settings_and_share_links_are_refused() {
     let missing = ulid::Ulid::new().to_string();
     let mut cases = Vec::new();
     for (name, body, status, says) in [
-        ("unknown member", r#"{"colour":"red"}"#.to_owned(), 422, "colour is not a setting"),
+        (
+            "unknown member",
+            r#"{"colour":"red"}"#.to_owned(),
+            422,
+            "colour is not a setting",
+        ),
         (
             "oversize command",
             json!({ "buildCommand": "x".repeat(1025) }).to_string(),
@@ -33,30 +38,85 @@ async fn bad_settings_and_share_links_are_refused() {
             422,
             "must be one line",
         ),
-        ("command 42", r#"{"buildCommand":42}"#.into(), 422, "must be a string"),
-        ("outputDir ../", r#"{"outputDir":"../../etc"}"#.into(), 422, "outputDir: "),
-        ("rootDir absolute", r#"{"rootDir":"/etc"}"#.into(), 422, "rootDir: "),
+        (
+            "command 42",
+            r#"{"buildCommand":42}"#.into(),
+            422,
+            "must be a string",
+        ),
+        (
+            "outputDir ../",
+            r#"{"outputDir":"../../etc"}"#.into(),
+            422,
+            "outputDir: ",
+        ),
+        (
+            "rootDir absolute",
+            r#"{"rootDir":"/etc"}"#.into(),
+            422,
+            "rootDir: ",
+        ),
         (
             "previewAccess open",
             r#"{"previewAccess":"open"}"#.into(),
             422,
             "previewAccess must be \"public\" or \"private\"",
         ),
-        ("indexable yes", r#"{"indexable":"yes"}"#.into(), 422, "indexable must be true or false"),
-        ("checks loud", r#"{"checks":{"lint":"loud"}}"#.into(), 422, "checks.lint must be"),
+        (
+            "indexable yes",
+            r#"{"indexable":"yes"}"#.into(),
+            422,
+            "indexable must be true or false",
+        ),
+        (
+            "checks loud",
+            r#"{"checks":{"lint":"loud"}}"#.into(),
+            422,
+            "checks.lint must be",
+        ),
         ("array", "[]".into(), 400, "must be a JSON object, not an array"),
         ("not JSON", "previewAccess=private".into(), 400, "invalid JSON"),
         ("empty", String::new(), 400, "the request body is empty"),
     ] {
-        cases.push(case(format!("PATCH: {name}"), signed("PATCH", path.clone(), body), status, says));
+        cases.push(case(
+            format!("PATCH: {name}"),
+            signed("PATCH", path.clone(), body),
+            status,
+            says,
+        ));
     }
     for (name, body, status, says) in [
         ("no ttl", "{}".to_owned(), 422, "ttlSecs is required"),
-        ("ttl 0", r#"{"ttlSecs":0}"#.into(), 422, "ttlSecs must be between 1 and 2592000"),
-        ("ttl -1", r#"{"ttlSecs":-1}"#.into(), 422, "ttlSecs must be between 1 and 2592000"),
-        ("ttl 31 days", r#"{"ttlSecs":2678400}"#.into(), 422, "ttlSecs must be between 1 and 2592000"),
-        ("ttl text", r#"{"ttlSecs":"7d"}"#.into(), 400, "invalid type: string"),
-        ("ttl huge", r#"{"ttlSecs":1e300}"#.into(), 400, "invalid type: floating point"),
+        (
+            "ttl 0",
+            r#"{"ttlSecs":0}"#.into(),
+            422,
+            "ttlSecs must be between 1 and 2592000",
+        ),
+        (
+            "ttl -1",
+            r#"{"ttlSecs":-1}"#.into(),
+            422,
+            "ttlSecs must be between 1 and 2592000",
+        ),
+        (
+            "ttl 31 days",
+            r#"{"ttlSecs":2678400}"#.into(),
+            422,
+            "ttlSecs must be between 1 and 2592000",
+        ),
+        (
+            "ttl text",
+            r#"{"ttlSecs":"7d"}"#.into(),
+            400,
+            "invalid type: string",
+        ),
+        (
+            "ttl huge",
+            r#"{"ttlSecs":1e300}"#.into(),
+            400,
+            "invalid type: floating point",
+        ),
         (
             "versionId ../",
             r#"{"ttlSecs":60,"versionId":"../../x"}"#.into(),
@@ -88,11 +148,20 @@ async fn bad_settings_and_share_links_are_refused() {
             "duplicate field `ttlSecs`",
         ),
     ] {
-        cases.push(case(format!("share: {name}"), signed("POST", shares.clone(), body), status, says));
+        cases.push(case(
+            format!("share: {name}"),
+            signed("POST", shares.clone(), body),
+            status,
+            says,
+        ));
     }
     cases.push(case(
         "share a project that has no row",
-        signed("POST", "/v1/projects/u/never-made/share-links", r#"{"ttlSecs":60}"#),
+        signed(
+            "POST",
+            "/v1/projects/u/never-made/share-links",
+            r#"{"ttlSecs":60}"#,
+        ),
         404,
         "project u/never-made not found",
     ));

@@ -253,7 +253,14 @@ async fn a_user_token_reaches_nothing_of_another_user_on_any_route() {
             String::new(),
             b1.clone(),
         ),
-        ("read the project", "GET", bob.clone(), nobody.clone(), String::new(), String::new()),
+        (
+            "read the project",
+            "GET",
+            bob.clone(),
+            nobody.clone(),
+            String::new(),
+            String::new(),
+        ),
         (
             "change its settings",
             "PATCH",

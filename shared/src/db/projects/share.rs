@@ -84,11 +84,12 @@ pub async fn figures(
     user: &UserId,
     project: &ProjectId,
 ) -> Result<(i64, Option<LastBuild>), DbError> {
-    let count: i64 = sqlx::query_scalar("select count(*) from versions where user_id = $1 and project_id = $2")
-        .bind(user.as_str())
-        .bind(project.as_str())
-        .fetch_one(pool)
-        .await?;
+    let count: i64 =
+        sqlx::query_scalar("select count(*) from versions where user_id = $1 and project_id = $2")
+            .bind(user.as_str())
+            .bind(project.as_str())
+            .fetch_one(pool)
+            .await?;
     let last = sqlx::query(
         "select id, status, created_at from versions where user_id = $1 and project_id = $2
          order by created_at desc, id desc limit 1",
@@ -107,7 +108,9 @@ pub async fn figures(
             };
             Ok::<_, DbError>(LastBuild {
                 id: VersionId::parse(&id).map_err(|e| corrupt(e.to_string()))?,
-                status: status.parse().map_err(|_| corrupt(format!("unknown status {status}")))?,
+                status: status
+                    .parse()
+                    .map_err(|_| corrupt(format!("unknown status {status}")))?,
                 created_at: r.try_get("created_at")?,
             })
         })
