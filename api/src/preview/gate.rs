@@ -113,9 +113,11 @@ fn set_cookie(req: &HttpRequest, state: &AppState, token: &str, share: &Share, r
         .secure(state.urls.scheme == "https")
         .max_age(actix_web::cookie::time::Duration::seconds(left))
         .finish();
+    // One leading slash: `//host/...` would send the browser to another site.
+    let path = format!("/{}", req.path().trim_start_matches(['/', '\\']));
     let location = match rest {
-        "" => req.path().to_owned(),
-        q => format!("{}?{q}", req.path()),
+        "" => path,
+        q => format!("{path}?{q}"),
     };
     HttpResponse::Found()
         .cookie(cookie)

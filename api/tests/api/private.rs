@@ -135,6 +135,9 @@ async fn private_previews_open_only_with_a_share_link() {
     );
     let (cookie, location) = use_link(&app, &url.replace("/?", "/docs?a=1&")).await;
     assert_eq!(location, "/docs?a=1");
+    // The redirect stays on the preview host, whatever the path looks like.
+    let (_, location) = use_link(&app, &url.replace("/?", "//evil.example/x?")).await;
+    assert_eq!(location, "/evil.example/x");
     let res = open(&app, &latest, "/", Some(&cookie)).await;
     assert_eq!(res.status(), 200);
     assert!(noindex(&res));
