@@ -24,8 +24,8 @@ use crate::events::EventHub;
 use crate::guard::guard;
 use crate::limits::Limits;
 use crate::routes::{
-    builders, builds, env, events, health, lifecycle, logs, metrics, openapi, projects, redeploy, serve,
-    tokens, versions, webhooks,
+    builders, builds, env, events, health, lifecycle, logs, metrics, openapi, project, projects, redeploy,
+    serve, tokens, versions, webhooks,
 };
 use crate::state::{AppState, ImmutableCache};
 use crate::telemetry;
@@ -127,6 +127,7 @@ impl Application {
                         .configure(events::configure)
                         .configure(lifecycle::configure)
                         .configure(logs::configure)
+                        .configure(project::configure)
                         .configure(projects::configure)
                         .configure(redeploy::configure)
                         .configure(tokens::configure)

@@ -8,7 +8,7 @@ use crate::builds::{AdmissionDb, Builds};
 use crate::events::EventHub;
 use crate::limits::Limits;
 use kiln_shared::db::PgPool;
-use kiln_shared::domain::VersionId;
+use kiln_shared::domain::{ProjectId, UserId, VersionId};
 use kiln_shared::metrics::Metrics;
 use kiln_shared::preview::PreviewUrls;
 use kiln_shared::redis::{Fleet, Idempotency, LiveLogs, Queue, Signatures};
@@ -86,15 +86,24 @@ impl AppState {
 }
 
 /// Caches of things that never change once written: a deployed version's output manifest key
-/// and the manifests themselves (moka: bounded, the least recently used leave first; a cache,
+/// (with its user and project) and the manifests themselves (moka: bounded, the least recently used leave first; a cache,
 /// not state: every API instance keeps its own).
 #[derive(Debug)]
 pub struct ImmutableCache {
-    manifest_keys: moka::sync::Cache<VersionId, String>,
+    manifest_keys: moka::sync::Cache<VersionId, Deployed>,
     manifests: moka::sync::Cache<String, Arc<Manifest>>,
 }
 
-/// Versions whose manifest key is remembered (a key is about 100 bytes).
+/// What the preview server remembers of a deployed version: its output manifest's key and its
+/// project (none of which ever changes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deployed {
+    pub manifest_key: String,
+    pub user: UserId,
+    pub project: ProjectId,
+}
+
+/// Versions whose manifest key is remembered (a key and ids are about 250 bytes).
 const MANIFEST_KEYS: u64 = 100_000;
 /// Memory the remembered manifests may take, by their estimated size: a manifest with inline
 /// files can be large, so the bound is in bytes, not entries.
@@ -116,12 +125,12 @@ impl Default for ImmutableCache {
 }
 
 impl ImmutableCache {
-    pub fn manifest_key(&self, id: VersionId) -> Option<String> {
+    pub fn deployed(&self, id: VersionId) -> Option<Deployed> {
         self.manifest_keys.get(&id)
     }
 
-    pub fn put_manifest_key(&self, id: VersionId, key: String) {
-        self.manifest_keys.insert(id, key);
+    pub fn put_deployed(&self, id: VersionId, deployed: Deployed) {
+        self.manifest_keys.insert(id, deployed);
     }
 
     pub fn manifest(&self, key: &str) -> Option<Arc<Manifest>> {

@@ -269,7 +269,7 @@ pub(crate) enum Command {
         #[command(flatten)]
         paging: Paging,
     },
-    /// One project: delete it.
+    /// One project: show it (settings, environment names, latest, counts) or delete it.
     Project {
         #[command(subcommand)]
         command: ProjectCommand,
@@ -285,6 +285,15 @@ pub(crate) enum Command {
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// Make a link that opens a private project's previews (the latest URL, or one version's),
+    /// or revoke them all with `kiln share revoke <user>/<project>`.
+    #[command(args_conflicts_with_subcommands = true)]
+    Share {
+        #[command(subcommand)]
+        command: Option<ShareCommand>,
+        #[command(flatten)]
+        link: ShareLink,
     },
     /// Print a shell's completion script, e.g. `kiln completion bash > ~/.local/share/bash-completion/completions/kiln`.
     Completion {
@@ -327,6 +336,12 @@ pub(crate) enum EnvCommand {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ProjectCommand {
+    /// A project's settings, environment names (never a value), latest version and counts.
+    Show {
+        /// `<user>/<project>`
+        #[arg(value_name = "USER/PROJECT")]
+        project: String,
+    },
     /// Delete a project: its builds are cancelled; its versions, events, logs, environment,
     /// settings and previews are gone for good (operator token or the back end's secret).
     Delete {
@@ -379,6 +394,30 @@ pub(crate) enum TokenCommand {
     Revoke {
         /// The token's id (not the token).
         id: String,
+    },
+}
+
+/// `kiln share <user>/<project>`'s arguments.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ShareLink {
+    /// `<user>/<project>`
+    #[arg(value_name = "USER/PROJECT")]
+    pub(crate) project: Option<String>,
+    /// Open only this version's preview (else the latest URL, and every version).
+    #[arg(long, value_name = "ID")]
+    pub(crate) version: Option<String>,
+    /// How long the link works: `30m`, `12h`, `7d`... (at most 30 days).
+    #[arg(long, default_value = "7d", value_name = "DURATION")]
+    pub(crate) ttl: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ShareCommand {
+    /// Revoke every share link of a project at once (links and the cookies they set).
+    Revoke {
+        /// `<user>/<project>`
+        #[arg(value_name = "USER/PROJECT")]
+        project: String,
     },
 }
 

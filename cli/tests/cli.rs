@@ -205,6 +205,132 @@ async fn versions_rollback_diff_and_download() {
     assert!(err.contains("expected <user>/<project>"), "{err}");
 }
 
+#[tokio::test]
+async fn project_show_and_share_links() {
+    let app = spawn_app(Options::default()).await;
+    let (user, project) = ("cli_share", unique("cli-share"));
+    let body = helpers::build_body(user, &project, helpers::tree("examples/static-site"));
+    let v1 = app.submit(&body).await;
+    assert_eq!(app.wait(&v1).await["status"], "deployed");
+    let target = format!("{user}/{project}");
+    let (status, _) = app
+        .send_json(
+            "PATCH",
+            &format!("/v1/projects/{target}"),
+            &serde_json::json!({ "previewAccess": "private" }),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    let api = app.api.clone();
+    let (v, t) = (v1.clone(), target.clone());
+    let outputs = tokio::task::spawn_blocking(move || {
+        let creds = [("KILN_TOKEN", TOKEN)];
+        vec![
+            kiln(&api, &creds, &["project", "show", &t]),
+            kiln(&api, &creds, &["project", "show", &t, "--json"]),
+            kiln(&api, &creds, &["share", &t, "--ttl", "12h"]),
+            kiln(&api, &creds, &["share", &t, "--version", &v, "--json"]),
+            kiln(&api, &creds, &["share", &t, "--ttl", "31d"]),
+            kiln(&api, &creds, &["project", "show", "cli_share/never-made"]),
+        ]
+    })
+    .await
+    .unwrap();
+    let (code, shown, err) = &outputs[0];
+    assert_eq!(*code, 0, "{err}");
+    assert!(shown.contains(&format!("project   {target}")), "{shown}");
+    assert!(shown.contains(&format!("latest    {v1}")), "{shown}");
+    assert!(shown.contains("versions  1"), "{shown}");
+    assert!(shown.contains("previewAccess   private"), "{shown}");
+    let (code, json, _) = &outputs[1];
+    assert_eq!(*code, 0);
+    let p: Value = serde_json::from_str(json).unwrap();
+    assert_eq!(
+        (p["versions"].as_i64(), p["latestVersionId"].as_str()),
+        (Some(1), Some(v1.as_str()))
+    );
+
+    // The link opens the private preview: 302 with the cookie, then 200 with it.
+    let (code, out, err) = &outputs[2];
+    assert_eq!(*code, 0, "{err}");
+    let mut lines = out.lines();
+    let url = lines.next().unwrap().to_owned();
+    assert!(url.contains("?kiln_share="), "{out}");
+    let expires: chrono::DateTime<chrono::Utc> = lines
+        .next()
+        .unwrap()
+        .strip_prefix("expires ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let left = expires - chrono::Utc::now();
+    assert!(
+        left > chrono::Duration::minutes(719) && left <= chrono::Duration::hours(12),
+        "{left}"
+    );
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let open = |url: String, cookie: Option<String>| {
+        let client = client.clone();
+        let port = app.preview_port;
+        async move {
+            let rest = url.strip_prefix("http://").unwrap();
+            let (host, path) = rest.split_once('/').unwrap();
+            let label = host.split('.').next().unwrap();
+            let mut req = client
+                .get(format!("http://127.0.0.1:{port}/{path}"))
+                .header("Host", format!("{label}.localhost"));
+            if let Some(c) = cookie {
+                req = req.header("Cookie", c);
+            }
+            req.send().await.unwrap()
+        }
+    };
+    let res = open(url.clone(), None).await;
+    assert_eq!(res.status(), 302);
+    let cookie = res.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let base = url.split('?').next().unwrap().to_owned();
+    assert_eq!(open(base.clone(), Some(cookie.clone())).await.status(), 200);
+    assert_eq!(open(base.clone(), None).await.status(), 401);
+    let (code, scoped, err) = &outputs[3];
+    assert_eq!(*code, 0, "{err}");
+    let scoped: Value = serde_json::from_str(scoped).unwrap();
+    assert!(
+        scoped["url"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("http://{v1}.")),
+        "{scoped}"
+    );
+    assert!(scoped["expiresAt"].is_string());
+    let (code, _, err) = &outputs[4];
+    assert_eq!(*code, ERROR);
+    assert!(err.contains("--ttl must be between 1s and 30d"), "{err}");
+    let (code, _, err) = &outputs[5];
+    assert_eq!(*code, ERROR);
+    assert!(err.contains("not found"), "{err}");
+
+    // Revoked: the cookie no longer opens it.
+    let (code, out, err) =
+        kiln_async(&app.api, &[("KILN_TOKEN", TOKEN)], &["share", "revoke", &target]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!("revoked every share link of {target}")),
+        "{out}"
+    );
+    assert_eq!(open(base, Some(cookie)).await.status(), 401);
+    assert_eq!(open(url, None).await.status(), 401);
+}
+
 /// A project whose build prints a line, waits `ms`, then fails or writes its output.
 fn project_dir(ms: u64, fail: bool) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();

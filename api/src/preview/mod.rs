@@ -1,23 +1,30 @@
 //! The preview server: host-based routing to one version (`<versionId>.<domain>`) or a
 //! project's latest (`<label>.<domain>`), files from the artifact store, SPA fallback; methods,
-//! conditional requests and byte ranges in [`http`].
+//! conditional requests and byte ranges in [`http`]; who may open a project's previews (private
+//! previews, share links and their cookie) in [`gate`], with share tokens in [`token`]. Every
+//! answer says `X-Robots-Tag: noindex` unless the project is `indexable`.
 
+pub mod gate;
 mod http;
+pub mod token;
 
 use std::sync::Arc;
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
 use kiln_shared::db::versions;
-use kiln_shared::domain::{BuildStatus, VersionId};
+use kiln_shared::domain::{BuildStatus, PreviewAccess, ProjectId, UserId, VersionId};
 use kiln_shared::store::encoding::accepts_gzip;
 use kiln_shared::store::{Encoding, Manifest, ManifestEntry};
 
 use crate::error::ApiError;
-use crate::state::AppState;
+use crate::state::{AppState, Deployed};
 
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const REVALIDATE: &str = "no-cache";
+/// A private project's files: no shared cache keeps them, and a browser asks again each time
+/// (so a revoked share stops at once).
+const PRIVATE: &str = "private, no-cache";
 
 /// A 404 of the preview listener: a problem like the API's, revalidated by caches.
 fn not_found(message: impl Into<String>) -> HttpResponse {
@@ -30,8 +37,20 @@ fn not_found(message: impl Into<String>) -> HttpResponse {
 /// Serves any request that reaches the preview listener.
 #[tracing::instrument(skip_all, fields(host, path = %req.path()))]
 pub async fn serve(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    if let Some(refused) = http::refuse_method(&req) {
-        return Ok(refused);
+    let (mut res, indexable) = answer(&req, &state).await?;
+    if !indexable {
+        res.headers_mut().insert(
+            header::HeaderName::from_static(gate::ROBOTS.0),
+            HeaderValue::from_static(gate::ROBOTS.1),
+        );
+    }
+    Ok(res)
+}
+
+/// The answer, and whether the project's previews may be indexed.
+async fn answer(req: &HttpRequest, state: &AppState) -> Result<(HttpResponse, bool), ApiError> {
+    if let Some(refused) = http::refuse_method(req) {
+        return Ok((refused, false));
     }
     let host = req
         .headers()
@@ -42,19 +61,50 @@ pub async fn serve(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
         .to_ascii_lowercase();
     tracing::Span::current().record("host", host.as_str());
     let Some(label) = state.urls.label_of_host(&host) else {
-        return Ok(not_found(format!("unknown preview host {host:?}")));
+        return Ok((not_found(format!("unknown preview host {host:?}")), false));
     };
-    let (version, cache) = if let Ok(id) = VersionId::parse(label) {
-        (id, IMMUTABLE)
+    let on_version_host = VersionId::parse(label).is_ok();
+    let (version, deployed, cache) = if let Ok(id) = VersionId::parse(label) {
+        let Some(d) = deployed(state, id).await? else {
+            return Ok((not_found(format!("version {id} is not deployed")), false));
+        };
+        (id, d, IMMUTABLE)
     } else {
-        match latest_of_label(&state, label).await? {
-            Some(id) => (id, REVALIDATE),
-            None => return Ok(not_found(format!("no deployed version for {label}"))),
+        let Some((user, project, id)) = latest_of_label(state, label).await? else {
+            return Ok((not_found(format!("no deployed version for {label}")), false));
+        };
+        let Some(d) = deployed(state, id).await? else {
+            return Ok((not_found(format!("version {id} is not deployed")), false));
+        };
+        if (&d.user, &d.project) != (&user, &project) {
+            return Ok((not_found(format!("no deployed version for {label}")), false));
         }
+        (id, d, REVALIDATE)
     };
-    let Some(manifest) = output_manifest(&state, version).await? else {
-        return Ok(not_found(format!("version {version} is not deployed")));
+    let owner = (&deployed.user, &deployed.project);
+    let Some(gate) = gate::gate(state, owner.0, owner.1).await? else {
+        return Ok((not_found(format!("no deployed version for {label}")), false));
     };
+    let cache = match gate.access {
+        PreviewAccess::Public => cache,
+        PreviewAccess::Private => PRIVATE,
+    };
+    let res = match gate::admit(req, state, &gate, owner, version, on_version_host) {
+        gate::Admit::Answer(res) => res,
+        gate::Admit::Serve => file(req, state, version, &deployed.manifest_key, cache).await?,
+    };
+    Ok((res, gate.indexable))
+}
+
+/// The file a request names of a deployed version.
+async fn file(
+    req: &HttpRequest,
+    state: &AppState,
+    version: VersionId,
+    manifest_key: &str,
+    cache: &'static str,
+) -> Result<HttpResponse, ApiError> {
+    let manifest = output_manifest(state, manifest_key).await?;
     let Some((path, entry)) = resolve(&manifest, req.path()) else {
         return Ok(not_found(format!(
             "{} not found in version {version}",
@@ -64,12 +114,12 @@ pub async fn serve(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
     // A range is taken of the content (never of the stored gzip form), so `If-Range` compares
     // with the content's tag; a request without a usable range negotiates as usual.
     let content = Representation::content(entry);
-    let range = http::ranged(&req, &content.etag, entry.size);
+    let range = http::ranged(req, &content.etag, entry.size);
     let representation = match range {
-        http::Ranged::Whole => Representation::of(&req, entry),
+        http::Ranged::Whole => Representation::of(req, entry),
         _ => content,
     };
-    if representation.not_modified(&req) {
+    if representation.not_modified(req) {
         let mut reply = HttpResponse::NotModified();
         representation.headers(&mut reply);
         return Ok(reply.insert_header((header::CACHE_CONTROL, cache)).finish());
@@ -159,9 +209,12 @@ impl Representation {
     }
 }
 
-/// The latest version of the project a label names: the label's project from Redis (Postgres
-/// when Redis has nothing), then its KV pointer (Postgres when the KV has nothing).
-async fn latest_of_label(state: &AppState, label: &str) -> Result<Option<VersionId>, ApiError> {
+/// The project a label names and its latest version: the label's project from Redis
+/// (Postgres when Redis has nothing), then its KV pointer (Postgres when the KV has nothing).
+async fn latest_of_label(
+    state: &AppState,
+    label: &str,
+) -> Result<Option<(UserId, ProjectId, VersionId)>, ApiError> {
     let project = match state.queue.label(label).await? {
         Some(p) => Some((p.user_id, p.project_id)),
         None => versions::project_by_label(&state.db, label).await?,
@@ -169,40 +222,49 @@ async fn latest_of_label(state: &AppState, label: &str) -> Result<Option<Version
     let Some((user, project)) = project else {
         return Ok(None);
     };
-    if let Some(p) = state.queue.latest(&user, &project).await? {
-        return Ok(Some(p.latest_version_id));
-    }
-    Ok(versions::latest_deployed(&state.db, &user, &project)
-        .await?
-        .map(|v| v.id))
+    let latest = match state.queue.latest(&user, &project).await? {
+        Some(p) => Some(p.latest_version_id),
+        None => versions::latest_deployed(&state.db, &user, &project)
+            .await?
+            .map(|v| v.id),
+    };
+    Ok(latest.map(|id| (user, project, id)))
 }
 
-/// A deployed version's output manifest (both cached: a deployed version never changes).
-async fn output_manifest(state: &AppState, id: VersionId) -> Result<Option<Arc<Manifest>>, ApiError> {
-    let key = match state.cache.manifest_key(id) {
-        Some(k) => k,
-        None => {
-            let Some(v) = versions::get(&state.db, id).await? else {
-                return Ok(None);
-            };
-            let (BuildStatus::Deployed, Some(key)) = (v.status, v.output_manifest_key) else {
-                return Ok(None);
-            };
-            state.cache.put_manifest_key(id, key.clone());
-            key
-        }
-    };
-    if let Some(m) = state.cache.manifest(&key) {
-        return Ok(Some(m));
+/// What the preview server needs of a deployed version: its output manifest's key and its
+/// project (cached: none of it ever changes); `None` when it is not deployed.
+async fn deployed(state: &AppState, id: VersionId) -> Result<Option<Deployed>, ApiError> {
+    if let Some(d) = state.cache.deployed(id) {
+        return Ok(Some(d));
     }
-    let Some(m) = state.artifacts.get_manifest(&key).await? else {
+    let Some(v) = versions::get(&state.db, id).await? else {
+        return Ok(None);
+    };
+    let (BuildStatus::Deployed, Some(key)) = (v.status, v.output_manifest_key) else {
+        return Ok(None);
+    };
+    let d = Deployed {
+        manifest_key: key,
+        user: v.user_id,
+        project: v.project_id,
+    };
+    state.cache.put_deployed(id, d.clone());
+    Ok(Some(d))
+}
+
+/// A deployed version's output manifest (cached: it never changes).
+async fn output_manifest(state: &AppState, key: &str) -> Result<Arc<Manifest>, ApiError> {
+    if let Some(m) = state.cache.manifest(key) {
+        return Ok(m);
+    }
+    let Some(m) = state.artifacts.get_manifest(key).await? else {
         return Err(ApiError::internal(anyhow::anyhow!(
             "output manifest {key} is missing"
         )));
     };
     let m = Arc::new(m);
-    state.cache.put_manifest(key, m.clone());
-    Ok(Some(m))
+    state.cache.put_manifest(key.to_owned(), m.clone());
+    Ok(m)
 }
 
 /// The file a URL path names: the file itself, a directory's `index.html`, or (for a path with

@@ -12,6 +12,7 @@ pub mod logs;
 pub mod metrics;
 pub mod openapi;
 pub mod parse;
+pub mod project;
 pub mod projects;
 pub mod redeploy;
 pub mod tokens;

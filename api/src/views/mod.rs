@@ -2,6 +2,7 @@
 //! each with its OpenAPI schema; [`schemas`], the schemas of the types defined elsewhere; and
 //! [`sorted`]: an answer written with its keys in order.
 
+pub mod project;
 pub mod schemas;
 
 use actix_web::http::StatusCode;

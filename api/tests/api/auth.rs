@@ -278,6 +278,7 @@ async fn every_documented_route_is_served() {
                 "get" => app.get(&concrete).await,
                 "post" => app.signed("POST", &concrete, b"{}").await,
                 "delete" => app.signed("DELETE", &concrete, b"").await,
+                "patch" => app.signed("PATCH", &concrete, b"{}").await,
                 other => panic!("undocumented method {other}"),
             };
             let body = res.text().await.unwrap();

@@ -231,6 +231,7 @@ async fn a_deleted_project_is_gone_everywhere_and_maintenance_collects_its_blobs
         .unwrap()
         .to_owned();
     assert_eq!(app.preview(&label, "/").await.status(), 200);
+    assert_eq!(app.preview(&v2, "/").await.status(), 200);
 
     // A user token cannot delete, not even its own user's project: the route does not exist for it.
     let token = user_token(&app, user).await;
@@ -268,11 +269,12 @@ async fn a_deleted_project_is_gone_everywhere_and_maintenance_collects_its_blobs
         );
     }
     // The latest URL (served before) and the version URL never served (no instance remembers
-    // its manifest) answer 404. The newest version's URL was served through the latest URL, so
-    // this instance remembers its manifest: the preview gate (no `projects` row: 404) answers
-    // for it.
+    // its manifest) answer 404. The newest version's URL was served (here and through the latest
+    // URL), so this instance remembers its manifest: the preview gate (no `projects` row) makes
+    // it a 404 all the same.
     assert_eq!(app.preview(&label, "/").await.status(), 404);
     assert_eq!(app.preview(&v1, "/").await.status(), 404);
+    assert_eq!(app.preview(&v2, "/").await.status(), 404);
     for table in [
         "versions where id",
         "build_events where build_id",

@@ -24,6 +24,7 @@ mod metrics;
 mod openapi;
 mod packages;
 mod previews;
+mod private;
 mod problems;
 mod queue;
 mod sandbox;

@@ -225,6 +225,28 @@ async fn real_answers_match_the_schemas_the_document_gives_them() {
         )
         .await;
     assert_eq!(status, 422);
+    // The project: read, changed, shared, its links revoked.
+    assert_eq!(a.send("GET", &versions, None).await.0, 200);
+    let patch = json!({ "buildCommand": "pnpm run build", "previewAccess": "private", "indexable": false });
+    assert_eq!(a.send("PATCH", &versions, Some(&patch)).await.0, 200);
+    assert_eq!(
+        a.send("PATCH", &versions, Some(&json!({ "colour": 1 }))).await.0,
+        422
+    );
+    let shares = format!("{versions}/share-links");
+    let link = json!({ "versionId": id, "ttlSecs": 60 });
+    assert_eq!(a.send("POST", &shares, Some(&link)).await.0, 201);
+    assert_eq!(
+        a.send("POST", &shares, Some(&json!({ "ttlSecs": 0 }))).await.0,
+        422
+    );
+    assert_eq!(a.send("DELETE", &shares, None).await.0, 200);
+    assert_eq!(
+        a.send("GET", &format!("/v1/projects/{user}/never-made"), None)
+            .await
+            .0,
+        404
+    );
 
     let (status, token) = a
         .send("POST", "/v1/tokens", Some(&json!({ "userId": user })))

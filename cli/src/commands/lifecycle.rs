@@ -70,8 +70,14 @@ pub(super) async fn projects(
 }
 
 /// `kiln project delete <user>/<project>`.
-pub(super) async fn project(client: &Client, command: ProjectCommand, json_out: bool) -> anyhow::Result<()> {
-    let ProjectCommand::Delete { project, yes } = command;
+pub(super) async fn delete_project(
+    client: &Client,
+    command: ProjectCommand,
+    json_out: bool,
+) -> anyhow::Result<()> {
+    let ProjectCommand::Delete { project, yes } = command else {
+        anyhow::bail!("not a deletion");
+    };
     let link = Link::parse(&project)?;
     let name = format!("{}/{}", link.user, link.project);
     confirm(

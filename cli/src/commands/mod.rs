@@ -1,7 +1,8 @@
 //! What each command does, one module per group: [`account`] (login, logout, whoami, link),
 //! [`submit`], [`builds`] (watch, logs, status, open, cancel, retry, list), [`projects`]
 //! (versions, rollback, diff, download), [`env`], [`lifecycle`] (projects, project delete, user
-//! delete), [`tokens`], [`fleet`] (builders). [`run`] hands a parsed command line to its module.
+//! delete), [`project`] (project show, share), [`tokens`], [`fleet`] (builders). [`run`] hands a
+//! parsed command line to its module.
 
 use clap::CommandFactory;
 
@@ -16,6 +17,7 @@ mod env;
 mod fleet;
 mod lifecycle;
 mod outcome;
+mod project;
 mod projects;
 mod submit;
 mod tokens;
@@ -96,10 +98,11 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             wait,
         } => return builds::redeploy(&client, &project, version, wait, json).await,
         Command::Projects { user, paging } => lifecycle::projects(&client, user, &paging, json).await?,
-        Command::Project { command } => lifecycle::project(&client, command, json).await?,
         Command::User { command } => lifecycle::user(&client, command, json).await?,
         Command::Builders => fleet::builders(&client, json).await?,
         Command::Token { command } => tokens::token(&client, command, json).await?,
+        Command::Project { command } => project::project(&client, command, json).await?,
+        Command::Share { command, link } => project::share(&client, command, link, json).await?,
     }
     Ok(Outcome::Success)
 }

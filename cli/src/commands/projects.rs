@@ -12,7 +12,7 @@ use crate::link::Link;
 use crate::output::{self, line, print_build};
 
 /// `<user>/<project>` as the path of the API, with more segments after it.
-fn project_path(raw: &str, more: &[&str]) -> anyhow::Result<String> {
+pub(super) fn project_path(raw: &str, more: &[&str]) -> anyhow::Result<String> {
     let link = Link::parse(raw)?;
     let mut segments = vec!["v1", "projects", link.user.as_str(), link.project.as_str()];
     segments.extend_from_slice(more);

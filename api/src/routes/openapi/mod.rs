@@ -25,8 +25,8 @@ use utoipa::{Modify, OpenApi};
 use utoipa_scalar::Scalar;
 
 use super::{
-    builders, builds, env, events, health, lifecycle, logs, metrics, projects, redeploy, tokens, versions,
-    webhooks,
+    builders, builds, env, events, health, lifecycle, logs, metrics, project, projects, redeploy, tokens,
+    versions, webhooks,
 };
 use crate::error::ApiError;
 use crate::problem::{Problem, CONTENT_TYPE};
@@ -79,6 +79,10 @@ const UNLIMITED: &[&str] = &["/healthz", "/readyz"];
         lifecycle::delete_project,
         lifecycle::delete_user,
         lifecycle::get_deletion,
+        project::get,
+        project::patch,
+        project::share,
+        project::revoke,
         versions::rollback,
         versions::diff,
         versions::files,
@@ -93,7 +97,7 @@ const UNLIMITED: &[&str] = &["/healthz", "/readyz"];
     modifiers(&Conventions),
     tags(
         (name = "builds", description = "Queue, follow, cancel and retry builds"),
-        (name = "projects", description = "A project's versions: list, compare, download, pin, roll back"),
+        (name = "projects", description = "A project: its settings and share links; its versions: list, compare, download, pin, roll back"),
         (name = "tokens", description = "User tokens"),
         (name = "webhooks", description = "Webhook subscriptions and their deliveries"),
         (name = "fleet", description = "The builders"),

@@ -12,11 +12,13 @@
 //! - [`requests`]: the other routes' bodies, queries and headers;
 //! - [`signatures`]: replays, forged signatures and nonces;
 //! - [`credentials`]: credentials from the wrong place;
-//! - [`tenants`]: a user token against another user's resources on every route.
+//! - [`tenants`]: a user token against another user's resources on every route;
+//! - [`projects`]: a project's settings and share links.
 
 mod build_requests;
 mod credentials;
 mod inputs;
+mod projects;
 mod requests;
 mod signatures;
 mod table;

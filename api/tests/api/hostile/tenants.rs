@@ -310,6 +310,38 @@ async fn a_user_token_reaches_nothing_of_another_user_on_any_route() {
             String::new(),
         ),
         (
+            "read the project",
+            "GET",
+            bob.clone(),
+            nobody.clone(),
+            String::new(),
+            String::new(),
+        ),
+        (
+            "change its settings",
+            "PATCH",
+            bob.clone(),
+            nobody.clone(),
+            r#"{"previewAccess":"public"}"#.into(),
+            String::new(),
+        ),
+        (
+            "share its previews",
+            "POST",
+            format!("{bob}/share-links"),
+            format!("{nobody}/share-links"),
+            r#"{"ttlSecs":60}"#.into(),
+            String::new(),
+        ),
+        (
+            "revoke its share links",
+            "DELETE",
+            format!("{bob}/share-links"),
+            format!("{nobody}/share-links"),
+            String::new(),
+            String::new(),
+        ),
+        (
             "list tokens",
             "GET",
             "/v1/tokens?userId=u_bob".into(),
@@ -332,6 +364,7 @@ async fn a_user_token_reaches_nothing_of_another_user_on_any_route() {
             "GET" => "GET",
             "POST" => "POST",
             "PUT" => "PUT",
+            "PATCH" => "PATCH",
             _ => "DELETE",
         };
         let (status, expected) = as_user(&app, &alice, method, &absent, &body).await;

@@ -3,14 +3,17 @@
 //!
 //! - `env`: its environment values and secrets (`project_env`), and the snapshot a build
 //!   records on its version;
-//! - `reencrypt`: every secret sealed again under the newest key.
+//! - `reencrypt`: every secret sealed again under the newest key;
 //! - `list`: a page of projects, newest activity first, with their counts and last builds;
-//! - `delete`: a project's rows deleted, its versions in batches.
+//! - `delete`: a project's rows deleted, its versions in batches;
+//! - `share`: the preview gate's reads, the share-link key (made on first use, rotated to
+//!   revoke), and a project's figures.
 
 pub mod delete;
 pub mod env;
 pub mod list;
 pub mod reencrypt;
+pub mod share;
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
