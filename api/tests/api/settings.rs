@@ -131,6 +131,42 @@ async fn build_command_and_output_dir_publish_what_the_command_wrote() {
     );
 }
 
+/// `rootDir` without a workspace: the app's folder is installed and built on its own, its
+/// lockfile kept with the sources under that folder, and the output recorded from the top.
+#[tokio::test]
+async fn a_root_dir_without_a_workspace_installs_and_builds_there() {
+    let app = app().await;
+    let project = unique("settings-site");
+    let mut files = tree("api/tests/fixtures/settings-commands");
+    for file in files.as_array_mut().unwrap() {
+        let path = format!("site/{}", file["path"].as_str().unwrap());
+        file["path"] = json!(path);
+    }
+    files
+        .as_array_mut()
+        .unwrap()
+        .push(json!({ "path": "README.md", "content": "the top\n" }));
+    let mut body = build_body("u_settings", &project, files);
+    body["settings"] = json!({ "rootDir": "site", "buildCommand": "node build.mjs", "outputDir": "public" });
+    let id = app.submit(&body).await;
+    let build = app.wait(&id).await;
+    assert_eq!(build["status"], "deployed", "{build}");
+    assert_eq!(build["outputDir"], "site/public", "{build}");
+    let html = page(&app, &id).await;
+    assert!(html.contains("Built by the build command"), "{html}");
+    let files = app
+        .get_json(&format!("/v1/projects/u_settings/{project}/versions/{id}/files"))
+        .await;
+    let paths: Vec<&str> = files["source"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{files}"))
+        .iter()
+        .filter_map(|f| f["path"].as_str())
+        .collect();
+    assert!(paths.contains(&"site/pnpm-lock.yaml"), "{files}");
+    assert!(!paths.contains(&"pnpm-lock.yaml"), "{files}");
+}
+
 /// `installCommand` runs after the install and before the build, as the build's own user: the
 /// file it writes is in the page the build command made, with the same uid.
 #[tokio::test]
