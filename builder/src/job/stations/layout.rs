@@ -41,6 +41,8 @@ const WORKSPACE_FILE: &str = "pnpm-workspace.yaml";
 pub(super) struct Layout {
     /// The folder the install runs in (the top of the tree, or the app folder).
     pub dir: PathBuf,
+    /// The same from the top of the tree (`""`: the top).
+    pub rel: String,
     /// Its lockfile, from the top of the tree.
     pub lockfile: String,
     /// The files that must be unchanged since the parent version for the kept lockfile to
@@ -49,6 +51,16 @@ pub(super) struct Layout {
     /// package.json of the install folder (the app's, or the workspace's top one: `{}` when
     /// the top has none).
     pub package_json: serde_json::Value,
+}
+
+impl Layout {
+    /// `name` of the install folder, from the top of the tree.
+    pub fn path(&self, name: &str) -> String {
+        match self.rel.as_str() {
+            "" => name.to_owned(),
+            rel => format!("{rel}/{name}"),
+        }
+    }
 }
 
 impl Stations<'_> {
@@ -61,12 +73,12 @@ impl Stations<'_> {
         }
     }
 
-    /// The app folder, opened beneath the top of the tree (a link out of it is refused).
+    /// The app folder, opened beneath the top of the tree through no link.
     pub(super) fn open_app(&self) -> Result<OwnedFd, BeneathError> {
         let top = beneath::open_dir_path(&self.project)?;
         match self.app_dir.as_str() {
             "" => Ok(top),
-            dir => beneath::open_dir_beneath(&top, dir),
+            dir => beneath::open_dir_through_no_link(&top, dir),
         }
     }
 
@@ -78,7 +90,8 @@ impl Stations<'_> {
         let max = self.b.settings.api.max_file_bytes as u64;
         let read = tokio::task::spawn_blocking(move || {
             let top = beneath::open_dir_path(&top)?;
-            let app = match beneath::open_dir_beneath(&top, &dir) {
+            // Through no link: the install's store half runs in it, as the store's user.
+            let app = match beneath::open_dir_through_no_link(&top, &dir) {
                 Ok(app) => app,
                 Err(e) if e.is_refusal() => {
                     return Ok(Err(format!(
@@ -120,6 +133,7 @@ impl Stations<'_> {
         if !workspace {
             return Ok(Layout {
                 dir: self.app.clone(),
+                rel: self.app_dir.clone(),
                 lockfile: self.in_app(LOCKFILE),
                 described_by: vec![self.in_app("package.json")],
                 package_json: app_package_json.clone(),
@@ -145,6 +159,7 @@ impl Stations<'_> {
         };
         Ok(Layout {
             dir: self.project.clone(),
+            rel: String::new(),
             lockfile: LOCKFILE.to_owned(),
             described_by,
             package_json,

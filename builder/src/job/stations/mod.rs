@@ -390,7 +390,9 @@ impl Stations<'_> {
             .await?;
         }
         // A project that came with another manager's lockfile keeps the versions it pins.
-        if let Some(lockfile) = package_manager::foreign_lockfile(|name| sources.files.contains_key(name)) {
+        if let Some(lockfile) =
+            package_manager::foreign_lockfile(|name| sources.files.contains_key(&layout.path(name)))
+        {
             log.line(&format!(
                 "[kiln] {lockfile} and no pnpm-lock.yaml: `pnpm import` turns it into one, so the install keeps the versions it pins"
             ));
