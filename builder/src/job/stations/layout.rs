@@ -17,8 +17,8 @@
 //!   as the build (the same sandbox, limits, network and environment).
 //!
 //! The workspace's top stays the project folder the sandbox binds; the app folder is only the
-//! commands' working folder inside it, and Kiln reads it beneath the top, following no link
-//! out of it.
+//! commands' working folder inside it, and Kiln opens it beneath the top through no link (the
+//! install's store half runs in it as the store's user, and must not be led elsewhere).
 
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
