@@ -249,6 +249,26 @@ pub fn open_dir_beneath(dirfd: impl AsFd, rel: impl AsRef<Path>) -> Result<Owned
     })
 }
 
+/// Opens the folder `rel` beneath `dirfd` through no link at all: a folder a process is then
+/// run in by its path (a build's app folder), where a link anywhere on the way is refused
+/// ([`BeneathError::Link`]), whether it stays inside or not.
+pub fn open_dir_through_no_link(dirfd: impl AsFd, rel: impl AsRef<Path>) -> Result<OwnedFd, BeneathError> {
+    let (dirfd, rel) = (dirfd.as_fd(), rel.as_ref());
+    plain_names(rel)?;
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    open2(dirfd, rel, flags, Mode::empty(), WRITE_RESOLVE).map_err(|e| match e {
+        Errno::LOOP => BeneathError::Link { path: shown(rel) },
+        Errno::NOTDIR => match rfs::statat(dirfd, rel, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if file_type(&st) == FileType::Symlink => BeneathError::Link { path: shown(rel) },
+            st => BeneathError::NotDir {
+                path: shown(rel),
+                kind: st.map(|st| kind_of(file_type(&st))).unwrap_or("something else"),
+            },
+        },
+        e => refused(rel, e),
+    })
+}
+
 /// The `stat` of what `rel` beneath `dirfd` is, links inside followed (nothing is opened for
 /// reading: `O_PATH`).
 pub fn stat_beneath(dirfd: impl AsFd, rel: impl AsRef<Path>) -> Result<Stat, BeneathError> {

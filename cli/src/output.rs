@@ -126,6 +126,9 @@ pub(crate) fn print_build(b: &Value) {
     if let Some(ms) = b["metrics"]["totalMs"].as_i64() {
         println!("took     {:.1} s", ms as f64 / 1000.0);
     }
+    if let Some(settings) = build_settings(b) {
+        println!("settings {settings}");
+    }
     if let Some(e) = b["error"].as_str() {
         let step = b["failedStep"].as_str().unwrap_or("?");
         // Kiln's own diagnostic repeats the error; a tool's says where.
@@ -148,6 +151,26 @@ pub(crate) fn print_build(b: &Value) {
             println!("warning  {d}");
         }
     }
+}
+
+/// The longest settings line `kiln status` prints; `kiln status --json` has them all.
+const SHOWN_SETTINGS_CHARS: usize = 120;
+
+/// The build settings a build ran with that change where and how it builds, as
+/// `rootDir=apps/web buildCommand="node build.mjs"`, when there are some and they are short.
+fn build_settings(b: &Value) -> Option<String> {
+    let shown: Vec<String> = ["rootDir", "installCommand", "buildCommand", "outputDir"]
+        .iter()
+        .filter_map(|name| {
+            let value = b["settings"][name].as_str()?;
+            Some(match value.contains(' ') {
+                true => format!("{name}={value:?}"),
+                false => format!("{name}={value}"),
+            })
+        })
+        .collect();
+    let line = shown.join(" ");
+    (!line.is_empty() && line.chars().count() <= SHOWN_SETTINGS_CHARS).then_some(line)
 }
 
 /// At most this many diagnostics are printed; `kiln status --json` has them all.
@@ -175,6 +198,19 @@ pub(crate) fn diagnostics(b: &Value) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_build_settings_print_on_one_line() {
+        let b = serde_json::json!({ "settings": { "rootDir": "apps/web", "buildCommand": "node build.mjs",
+                                                  "checks": { "lint": "warn" } } });
+        assert_eq!(
+            build_settings(&b).as_deref(),
+            Some(r#"rootDir=apps/web buildCommand="node build.mjs""#)
+        );
+        assert_eq!(build_settings(&serde_json::json!({})), None);
+        let long = serde_json::json!({ "settings": { "buildCommand": "x".repeat(200) } });
+        assert_eq!(build_settings(&long), None);
+    }
 
     #[test]
     fn diagnostics_print_as_file_line_col_message() {

@@ -9,12 +9,16 @@ use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 use chrono::{DateTime, Utc};
 use kiln_shared::db::versions::{Metrics, Version};
-use kiln_shared::domain::{BuildStatus, Checks, Diagnostic, ProjectId, Step, UserId, VersionId};
+use kiln_shared::domain::{
+    BuildSettings, BuildStatus, Checks, Diagnostic, ProjectId, Step, UserId, VersionId,
+};
 use kiln_shared::preview::PreviewUrls;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use self::schemas::{BuildStatusSchema, ChecksSchema, DiagnosticSchema, MetricsSchema, StepSchema};
+use self::schemas::{
+    BuildSettingsSchema, BuildStatusSchema, ChecksSchema, DiagnosticSchema, MetricsSchema, StepSchema,
+};
 
 /// An answer of `status` whose body is `body` with the keys of every object in order, as a
 /// `serde_json::Value` writes them (the order the API has always answered with, and the one a
@@ -55,9 +59,14 @@ pub struct BuildView {
     /// What was detected from package.json (`vite`, `next`, `sveltekit`…; `static` for a tree
     /// without one), also on a failed build once it got that far.
     pub framework: Option<String>,
-    /// The folder the output was published from, relative to the project (`.`: the tree as
-    /// it came).
+    /// The folder the output was published from, relative to the top of the tree (`.`: the
+    /// tree as it came; `apps/web/dist` for an app in `apps/web`).
     pub output_dir: Option<String>,
+    /// The build settings it was built with (the project's, with the request's one-off
+    /// overrides on top). Absent when none is set.
+    #[serde(skip_serializing_if = "BuildSettings::is_default")]
+    #[schema(required = false, value_type = BuildSettingsSchema)]
+    pub settings: BuildSettings,
     pub node_version: Option<String>,
     pub pnpm_version: Option<String>,
     /// What a failed build's tools said (also a deployed build's checks in `warn` mode): at
@@ -159,6 +168,7 @@ impl BuildView {
             failed_step: v.failed_step,
             framework: v.framework,
             output_dir: v.output_dir,
+            settings: v.settings,
             diagnostics: v.diagnostics,
             diagnostics_total: v.diagnostics_total,
             checks: v.checks,

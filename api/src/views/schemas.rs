@@ -252,6 +252,33 @@ pub struct ChecksSchema {
     lint: Option<String>,
 }
 
+/// `kiln_shared::domain::BuildSettings`: how a project's builds run. Every member is optional
+/// (absent: Kiln's default).
+#[derive(ToSchema)]
+#[schema(as = BuildSettings)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct BuildSettingsSchema {
+    /// Run after Kiln's own dependency install, in the install step, as `sh -c` in the app
+    /// folder, as the build (registry network). One line, at most 1024 bytes.
+    install_command: Option<String>,
+    /// Run instead of `pnpm run build`, as `sh -c` in the app folder. One line, at most 1024
+    /// bytes.
+    build_command: Option<String>,
+    /// The folder to publish, relative to `rootDir`, instead of the detected one.
+    output_dir: Option<String>,
+    /// The folder holding the app's package.json, relative to the top of the tree (with a
+    /// `pnpm-workspace.yaml` at the top, the install runs at the top and the build here).
+    root_dir: Option<String>,
+    /// The checks builds run unless their request says otherwise.
+    checks: Option<ChecksSchema>,
+    /// Who may open the previews (a project setting).
+    #[schema(pattern = "^(public|private)$")]
+    preview_access: Option<String>,
+    /// Whether search engines may index the previews (a project setting).
+    indexable: Option<bool>,
+}
+
 /// `kiln_shared::db::tokens::UserToken`: a user token as listed (never the token itself).
 #[derive(ToSchema)]
 #[schema(as = UserToken)]

@@ -29,6 +29,7 @@ mod problems;
 mod queue;
 mod sandbox;
 mod schemas;
+mod settings;
 mod telemetry;
 mod tenants;
 mod tokens;

@@ -279,3 +279,31 @@ fn written_files_and_made_folders_belong_to_the_owner() {
         assert_eq!((meta.uid(), meta.gid()), (4242, 4343), "{path}");
     }
 }
+
+#[test]
+fn a_folder_opened_through_no_link_refuses_every_link_on_the_way() {
+    let (_ws, project) = workspace();
+    std::fs::create_dir_all(project.join("apps/web")).unwrap();
+    std::fs::write(project.join("apps/file"), "x").unwrap();
+    symlink("web", project.join("apps/inside")).unwrap();
+    symlink("apps", project.join("linked")).unwrap();
+    symlink("..", project.join("apps/up")).unwrap();
+    let fd = dir_fd(&project);
+    assert!(open_dir_through_no_link(&fd, "apps/web").is_ok());
+    for (rel, link) in [
+        ("apps/inside", true),
+        ("linked/web", true),
+        ("apps/up", true),
+        ("apps/missing", false),
+        ("apps/file", false),
+    ] {
+        let err = open_dir_through_no_link(&fd, rel).unwrap_err();
+        assert_eq!(matches!(err, BeneathError::Link { .. }), link, "{rel}: {err:?}");
+        assert!(err.is_refusal(), "{rel}: {err:?}");
+    }
+    assert!(matches!(
+        open_dir_through_no_link(&fd, "apps/file").unwrap_err(),
+        BeneathError::NotDir { .. }
+    ));
+    assert!(open_dir_through_no_link(&fd, "../project").is_err());
+}

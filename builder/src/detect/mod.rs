@@ -135,6 +135,60 @@ pub fn output_dir(
     Err(Refusal::new("no_output", message))
 }
 
+/// The output folder a project's settings name (`settings.outputDir`, relative to the app
+/// folder open at `project`) instead of the detected one. A build the framework says made a
+/// server is still refused (publishing a folder of it would publish a server's files); the
+/// folder must be a folder beneath the app folder (a link out of it is refused), and, when the
+/// build ran (`built_since`), one the build wrote, with a page at its root.
+pub fn named_output_dir(
+    project: impl AsFd,
+    package_json: &serde_json::Value,
+    dir: &str,
+    built_since: Option<SystemTime>,
+) -> Result<Output, Refusal> {
+    use frameworks::Wrote;
+    let project = Project { fd: project.as_fd() };
+    let framework = framework_of(package_json);
+    if let Some((name, usual)) = framework {
+        let usual = match name {
+            "angular" => angular_folder(project.fd).ok().flatten(),
+            _ => None,
+        }
+        .unwrap_or_else(|| usual.to_owned());
+        if let Some(why) = frameworks::needs_a_server(name, &usual, &project) {
+            return Err(Refusal::new(
+                "needs_server",
+                format!("{why} (settings.outputDir does not change what the build made)"),
+            ));
+        }
+    }
+    let no_output = |why: String| Refusal::new("no_output", format!("settings.outputDir {dir}/ {why}"));
+    match beneath::open_dir_beneath(project.fd, dir) {
+        Ok(_) => {}
+        Err(BeneathError::Missing { .. }) => return Err(no_output("does not exist after the build".into())),
+        Err(e) => return Err(no_output(format!("is not a folder beneath the app folder: {e}"))),
+    }
+    if let Some(since) = built_since {
+        if !written_since(project.fd, dir, since) {
+            return Err(no_output(
+                "is not the build's output: the build wrote nothing in it (it came with the sources)".into(),
+            ));
+        }
+        if !project.file(&format!("{dir}/index.html")) {
+            return Err(Refusal::new(
+                "no_index",
+                format!(
+                    "the build's output folder {dir}/ (settings.outputDir) has no index.html at its root, so its preview would have no page at /"
+                ),
+            ));
+        }
+    }
+    Ok(Output {
+        framework: framework.map(|(name, _)| name),
+        dir: dir.to_owned(),
+    })
+}
+
 /// Why a build has no output Kiln publishes: Kiln's code for it (`needs_server`, `no_index`,
 /// `no_output`) and what to change.
 #[derive(Clone, PartialEq, Eq)]

@@ -46,6 +46,10 @@ pub struct Context<'a> {
     /// sandbox shows it at). A file under one becomes relative to the project; any of these
     /// prefixes anywhere in a message is removed.
     pub roots: &'a [&'a Path],
+    /// The folder the step ran in, relative to the top of the tree (`""` at the top): a
+    /// relative path a tool printed is taken from it, so that every diagnostic's file is
+    /// relative to the top of the tree (`apps/web/src/App.tsx` for an app in `apps/web`).
+    pub dir: &'a str,
     /// package.json's text, to point pnpm's errors at the dependency's line.
     pub package_json: Option<&'a str>,
 }
@@ -115,7 +119,11 @@ impl<'a> Sink<'a> {
 
     /// The project-relative form of a path a tool printed (`None`: outside the project).
     fn relative(&self, file: &str) -> Option<String> {
-        text::relative(file, self.cx.roots)
+        let trimmed = file.trim();
+        if self.cx.dir.is_empty() || trimmed.starts_with('/') || trimmed.starts_with("file://") {
+            return text::relative(file, self.cx.roots);
+        }
+        text::relative(&format!("{}/{trimmed}", self.cx.dir), self.cx.roots)
     }
 
     fn push(&mut self, f: Found) {

@@ -19,6 +19,7 @@ pub(super) fn parse_as(step: Step, output: &str, package_json: Option<&str>) -> 
         &Context {
             step,
             roots: &roots,
+            dir: "",
             package_json,
         },
         output,
@@ -215,5 +216,36 @@ fn a_vite_typescript_app_with_one_type_error_is_summed_up_in_one_line() {
     assert_eq!(
         summary(&parsed.diagnostics, out),
         "src/App.tsx:3:9 Type 'number' is not assignable to type 'string'. [TS2322]"
+    );
+}
+
+/// A step run in an app folder below the top of the tree (settings.rootDir): the relative
+/// paths its tools print are taken from that folder, absolute ones from the top, and both end
+/// up relative to the top.
+#[test]
+fn paths_of_a_step_in_an_app_folder_are_relative_to_the_top() {
+    let roots = [Path::new(ROOT)];
+    let output = format!(
+        "src/App.tsx(3,7): error TS2322: Type 'number' is not assignable to type 'string'.\n\
+         {ROOT}/packages/lib/index.ts(1,14): error TS2322: Type 'number' is not assignable to type 'string'.\n\
+         ../../packages/lib/other.ts(2,1): error TS2322: Type 'number' is not assignable to type 'string'.\n"
+    );
+    let parsed = parse(
+        &Context {
+            step: Step::Check,
+            roots: &roots,
+            dir: "apps/web",
+            package_json: None,
+        },
+        &output,
+    );
+    let files: Vec<Option<&str>> = parsed.diagnostics.iter().map(|d| d.file.as_deref()).collect();
+    assert_eq!(
+        files,
+        [
+            Some("apps/web/src/App.tsx"),
+            Some("packages/lib/index.ts"),
+            Some("packages/lib/other.ts")
+        ]
     );
 }

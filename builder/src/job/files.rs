@@ -98,9 +98,16 @@ pub(super) async fn on_disk<T: Send + 'static>(
         .map_err(|e| infra(step, format!("{what}: {e}")))
 }
 
-/// True when package.json is the same as in the parent version, so the kept lockfile still
+/// True when the files describing the dependencies (`described_by`: package.json of the folder
+/// the install runs in, or every package.json of a pnpm workspace and its
+/// `pnpm-workspace.yaml`) are the same as in the parent version, so the kept lockfile still
 /// describes the dependencies and the install can be frozen.
-pub(super) async fn package_json_unchanged(b: &Builder, version: &Version, sources: &Manifest) -> bool {
+pub(super) async fn package_json_unchanged(
+    b: &Builder,
+    version: &Version,
+    sources: &Manifest,
+    described_by: &[String],
+) -> bool {
     let Some(parent) = version.parent_version_id else {
         return false;
     };
@@ -110,11 +117,18 @@ pub(super) async fn package_json_unchanged(b: &Builder, version: &Version, sourc
     let Ok(parent_sources) = parent.sources(&b.artifacts).await else {
         return false;
     };
-    let hash = |m: &Manifest| m.files.get("package.json").map(|e| e.hash.clone());
-    hash(&parent_sources).is_some() && hash(&parent_sources) == hash(sources)
+    let hashes = |m: &Manifest| {
+        described_by
+            .iter()
+            .map(|path| m.files.get(path).map(|e| e.hash.clone()))
+            .collect::<Vec<_>>()
+    };
+    let theirs = hashes(&parent_sources);
+    theirs.first().is_some_and(Option::is_some) && theirs == hashes(sources)
 }
 
-/// Keeps the lockfile the install wrote with the version's sources, so the next build of the
+/// Keeps the lockfile the install wrote (`lockfile`: its path from the top of the tree) with the
+/// version's sources, so the next build of the
 /// project installs exactly the same dependencies. The install's code wrote it: it is read
 /// beneath the project folder, as a regular file of at most
 /// [`MAX_LOCKFILE_BYTES`](crate::audit::lockfile::MAX_LOCKFILE_BYTES) (a link out of the
@@ -122,22 +136,23 @@ pub(super) async fn package_json_unchanged(b: &Builder, version: &Version, sourc
 pub(super) async fn keep_lockfile(
     artifacts: &Artifacts,
     project: &std::path::Path,
+    lockfile: &str,
     sources: &mut Manifest,
 ) -> Result<Option<Bytes>, Failure> {
     use crate::audit::lockfile::MAX_LOCKFILE_BYTES;
-    let read = read_in_project(project, LOCKFILE, MAX_LOCKFILE_BYTES as u64).await;
+    let read = read_in_project(project, lockfile, MAX_LOCKFILE_BYTES as u64).await;
     let Some(body) = read.map_err(|e| beneath_failure(Step::Install, reading(&e), &e))? else {
         return Ok(None);
     };
     let hash = kiln_shared::store::sha256_hex(&body);
-    if sources.files.get(LOCKFILE).is_some_and(|e| e.hash == hash) {
+    if sources.files.get(lockfile).is_some_and(|e| e.hash == hash) {
         return Ok(Some(body));
     }
     let blob = artifacts
         .put_blob(body.clone())
         .await
         .map_err(|e| store_failure(Step::Install, &e))?;
-    sources.insert_stored(LOCKFILE, blob);
+    sources.insert_stored(lockfile, blob);
     Ok(Some(body))
 }
 
@@ -145,17 +160,17 @@ pub(super) async fn keep_lockfile(
 /// (`None`: there is none). See [`crate::beneath::read_beneath`].
 pub(super) async fn read_in_project(
     project: &std::path::Path,
-    rel: &'static str,
+    rel: &str,
     max_bytes: u64,
 ) -> Result<Option<Bytes>, crate::beneath::BeneathError> {
-    let project = project.to_owned();
+    let (project, shown, rel) = (project.to_owned(), rel.to_owned(), rel.to_owned());
     tokio::task::spawn_blocking(move || {
         let fd = crate::beneath::open_dir_path(&project)?;
-        crate::beneath::read_beneath(&fd, rel, max_bytes).map(|body| body.map(Bytes::from))
+        crate::beneath::read_beneath(&fd, &rel, max_bytes).map(|body| body.map(Bytes::from))
     })
     .await
     .map_err(|e| crate::beneath::BeneathError::Io {
-        path: rel.to_owned(),
+        path: shown,
         source: std::io::Error::other(e),
     })?
 }

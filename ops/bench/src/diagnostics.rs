@@ -97,6 +97,7 @@ pub fn run() -> anyhow::Result<Report> {
         step: Step::Build,
         roots: &roots,
         package_json: None,
+        dir: "",
     };
     let mut samples = Vec::with_capacity(RUNS);
     let (mut kept, mut total) = (0, 0);

@@ -602,6 +602,38 @@ async fn hostile_build_requests_get_a_clear_4xx_and_nothing_is_stored() {
             422,
             "onConflict must be".into(),
         ),
+        // One-off settings: folders under the rules of paths, one-line commands, and none of
+        // the project's own (who sees its previews).
+        (
+            "settings.rootDir out of the tree",
+            json!({ "userId": "u", "projectId": "p", "settings": { "rootDir": "../x" }, "files": [] }),
+            422,
+            "settings.rootDir: ".into(),
+        ),
+        (
+            "settings.outputDir absolute",
+            json!({ "userId": "u", "projectId": "p", "settings": { "outputDir": "/etc" }, "files": [] }),
+            422,
+            "settings.outputDir: ".into(),
+        ),
+        (
+            "settings.buildCommand with a newline",
+            json!({ "userId": "u", "projectId": "p", "settings": { "buildCommand": "true\nrm -rf /" }, "files": [] }),
+            422,
+            "settings.buildCommand must be one line".into(),
+        ),
+        (
+            "settings.installCommand over 1 KB",
+            json!({ "userId": "u", "projectId": "p", "settings": { "installCommand": "x".repeat(1025) }, "files": [] }),
+            422,
+            "settings.installCommand is 1025 bytes".into(),
+        ),
+        (
+            "settings.previewAccess in a build request",
+            json!({ "userId": "u", "projectId": "p", "settings": { "previewAccess": "public" }, "files": [] }),
+            422,
+            "settings.previewAccess is a setting of the project".into(),
+        ),
     ] {
         cases.push(case(name, build(body), status, says));
     }

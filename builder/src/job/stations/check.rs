@@ -28,7 +28,8 @@ impl Stations<'_> {
             EventType::CheckStarted,
             json!({ "typecheck": wanted.typecheck.as_str(), "lint": wanted.lint.as_str() }),
         );
-        let project = crate::beneath::open_dir_path(&self.project)
+        let project = self
+            .open_app()
             .map_err(|e| beneath_failure(Step::Check, e.to_string(), &e))?;
         let mut found = Parsed::default();
         let mut outcomes = serde_json::Map::new();

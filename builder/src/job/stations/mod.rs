@@ -1,10 +1,12 @@
 //! The stations of a build, in the order it passes them: fetch (its sources laid out in the
 //! workspace), generate (the operator's generator, when asked), install (pnpm: the store's
-//! half, then the build's scripts), audit (the installed lockfile against advisories, in
-//! [`audit`]), check (typecheck and lint when asked, in [`check`]), build (`pnpm run build`),
-//! output (the folder to publish) and upload (its files to the artifact store). All of them
-//! run in the build's cell ([`build`]) and fail with a [`Failure`], whose messages name no
-//! folder of the builder's.
+//! half, then the build's scripts, then the project's `installCommand`), audit (the installed
+//! lockfile against advisories, in [`audit`]), check (typecheck and lint when asked, in
+//! [`check`]), build (`pnpm run build`, or the project's `buildCommand`), output (the folder to
+//! publish, or the project's `outputDir`) and upload (its files to the artifact store). Where
+//! in the tree each runs (`rootDir`, a pnpm workspace) is in [`layout`]. All of them run in the
+//! build's cell ([`build`]) and fail with a [`Failure`], whose messages name no folder of the
+//! builder's.
 
 use std::path::PathBuf;
 use std::time::Instant as StdInstant;
@@ -12,6 +14,8 @@ use std::time::Instant as StdInstant;
 mod audit;
 mod check;
 mod env;
+mod layout;
+mod run;
 
 use bytes::Bytes;
 use kiln_shared::db::versions::{Metrics, Version};
@@ -21,23 +25,19 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use super::failure::{
-    self, beneath_failure, fail, infra, output_failure, publish_failure, reading, run_failure, store_failure,
-    Failure,
+    self, beneath_failure, fail, infra, output_failure, publish_failure, reading, store_failure, Failure,
 };
-use super::files::{keep_lockfile, materialize, on_disk, package_json_unchanged, read_in_project, LOCKFILE};
+use super::files::{keep_lockfile, materialize, on_disk, package_json_unchanged, read_in_project};
 use super::outcome::{emit, Success};
 use crate::context::Builder;
 use crate::diagnostics;
 use crate::lease::Stopper;
 use crate::log::BuildLog;
-use crate::process::{self, Invocation, StepEnv};
+use crate::process::StepEnv;
 use crate::publish::{self, PublishError};
 use crate::sandbox::{Cell, Confinement, Network};
 use crate::workspace::Workspace;
 use crate::{detect, generator, package_manager, scripts};
-
-/// Lines of a failing step's own output an error summary may end with.
-const ERROR_TAIL_LINES: usize = 15;
 
 /// Runs the build in a cell of its own (its cgroup, removed at the end whatever happened).
 pub(super) async fn build(
@@ -87,6 +87,11 @@ pub(super) async fn build(
         ids: cell.ids(),
         deadline: Instant::now() + b.settings.builder.build_timeout,
         project: ws.project(),
+        app: match version.settings.root_dir.as_deref() {
+            Some(dir) => ws.project().join(dir),
+            None => ws.project(),
+        },
+        app_dir: version.settings.root_dir.clone().unwrap_or_default(),
         framework: std::sync::OnceLock::new(),
         package_json: std::sync::OnceLock::new(),
         build_env: std::sync::OnceLock::new(),
@@ -149,7 +154,12 @@ struct Stations<'a> {
     ids: Option<(u32, u32)>,
     /// When the build's time is up (`KILN_BUILD_TIMEOUT_SECS` after the first station).
     deadline: Instant,
+    /// The top of the tree (the workspace's project folder).
     project: PathBuf,
+    /// The app folder (`settings.rootDir`, else the top), where the checks and the build run.
+    app: PathBuf,
+    /// The app folder from the top of the tree (`""`: the top).
+    app_dir: String,
     /// The framework package.json names, once read.
     framework: std::sync::OnceLock<&'static str>,
     /// package.json's text, once read (pnpm's errors point into it).
@@ -170,7 +180,7 @@ impl Stations<'_> {
             false => None,
         };
         // As fetched, unless the generator wrote the tree.
-        let package_json = match self.version.generate {
+        let top_package_json = match self.version.generate {
             true => read_in_project(
                 &self.project,
                 "package.json",
@@ -180,6 +190,18 @@ impl Stations<'_> {
             .map_err(|e| fail(Step::Install, reading(&e)))?,
             false => fetched_package_json,
         };
+        // The app's, under settings.rootDir.
+        let package_json = match self.app_dir.is_empty() {
+            true => top_package_json.clone(),
+            false => {
+                let step = if self.version.generate {
+                    Step::Install
+                } else {
+                    Step::Fetch
+                };
+                Some(self.app_package_json(step).await?)
+            }
+        };
         let mut found = diagnostics::Parsed::default();
         let (output_root, framework) = if let Some(raw) = package_json {
             let pkg = package_json_value(&raw)?;
@@ -188,18 +210,17 @@ impl Stations<'_> {
             if let Some(name) = framework {
                 let _ = self.framework.set(name);
             }
-            let lockfile = self.install(&pkg, &mut sources, metrics).await?;
+            let layout = self.layout(&sources, &pkg, top_package_json.as_deref())?;
+            let lockfile = self.install(&pkg, &layout, &mut sources, metrics).await?;
             if let Some(auditor) = &self.b.auditor {
                 audit::audit(auditor, self.b.settings.audit.mode, lockfile, self.log).await?;
             }
             found = self.check(metrics).await?;
             let built_since = self.build(&pkg, metrics).await?;
             let output = self.output(&pkg, built_since)?;
-            (Some(output.dir), output.framework.or(framework))
+            (Some(self.in_app(&output.dir)), output.framework.or(framework))
         } else {
-            self.log
-                .line("[kiln] no package.json: publishing the tree as a static site");
-            (None, Some("static"))
+            self.without_package_json()?
         };
         let output_dir = output_root.clone().unwrap_or_else(|| ".".to_owned());
         let output_manifest_key = self.upload(output_root, metrics).await?;
@@ -212,47 +233,6 @@ impl Stations<'_> {
             diagnostics_total: found.total,
             metadata,
         })
-    }
-
-    /// Runs one untrusted step in the project folder; a non-zero exit fails the build at
-    /// `step` with what its own output says (diagnostics, else its last lines).
-    async fn run_step(&self, step: Step, env: &StepEnv, program: &str, args: &[&str]) -> Result<(), Failure> {
-        let invocation = Invocation {
-            program,
-            args,
-            cwd: &self.project,
-            stdin: None,
-        };
-        let mark = self.log.mark();
-        let status = process::run(env, invocation, self.deadline, self.log)
-            .await
-            .map_err(|e| run_failure(step, e))?;
-        if status.success() {
-            return Ok(());
-        }
-        let what = match status.code() {
-            Some(code) => format!("exited with status {code}"),
-            None => "was killed by a signal".to_owned(),
-        };
-        // The command as a person would type it: its options name the builder's folders.
-        let command: Vec<&str> = std::iter::once(program)
-            .chain(args.iter().copied().take_while(|a| !a.starts_with('-')))
-            .collect();
-        let output = self.log.since(mark);
-        let roots = [self.project.as_path(), self.ws.root()];
-        let cx = diagnostics::Context {
-            step,
-            roots: &roots,
-            package_json: self.package_json.get().map(String::as_str),
-        };
-        let parsed = diagnostics::parse(&cx, &output);
-        // Kiln's own `$ command` lines are not the step's output.
-        let tail: Vec<&str> = output.lines().filter(|l| !l.starts_with("$ ")).collect();
-        let tail = tail[tail.len().saturating_sub(ERROR_TAIL_LINES)..].join("\n");
-        let summary = diagnostics::summary(&parsed.diagnostics, &tail);
-        Err(fail(step, format!("`{}` {what}:\n{summary}", command.join(" ")))
-            .code("command_failed")
-            .with(parsed))
     }
 
     /// What package.json says of the tools it expects: `engines.node` this builder's Node does
@@ -270,7 +250,7 @@ impl Stations<'_> {
             }
             Err(message) => {
                 let mut d = kiln_shared::domain::Diagnostic::kiln(Step::Install, "engines_node", &message);
-                d.file = Some("package.json".to_owned());
+                d.file = Some(self.in_app("package.json"));
                 d.line = self
                     .package_json
                     .get()
@@ -397,18 +377,20 @@ impl Stations<'_> {
     }
 
     /// install: `pnpm install` in two halves, the store's (pnpm alone, as the store's user)
-    /// then the build's (its install scripts, as the build's uid); the lockfile it wrote is
-    /// kept with the sources and returned.
+    /// then the build's (its install scripts, as the build's uid), in the folder `layout`
+    /// says; then the project's `installCommand`, as the build. The lockfile it wrote is kept
+    /// with the sources and returned.
     async fn install(
         &self,
         pkg: &serde_json::Value,
+        layout: &layout::Layout,
         sources: &mut Manifest,
         metrics: &mut Metrics,
     ) -> Result<Option<Bytes>, Failure> {
         let (b, version, ws, project, ids) = (self.b, self.version, self.ws, &self.project, self.ids);
-        let (env, log) = (self.env, self.log);
-        let frozen =
-            sources.files.contains_key(LOCKFILE) && package_json_unchanged(b, version, sources).await;
+        let (env, log, dir) = (self.env, self.log, layout.dir.as_path());
+        let frozen = sources.files.contains_key(&layout.lockfile)
+            && package_json_unchanged(b, version, sources, &layout.described_by).await;
         let install = scripts::install_args(&b.settings.builder.pnpm_store, frozen);
         let install: Vec<&str> = install.iter().map(String::as_str).collect();
         let started = StdInstant::now();
@@ -433,26 +415,32 @@ impl Stations<'_> {
             .await?;
         }
         // A project that came with another manager's lockfile keeps the versions it pins.
-        if let Some(lockfile) = package_manager::foreign_lockfile(|name| sources.files.contains_key(name)) {
+        if let Some(lockfile) =
+            package_manager::foreign_lockfile(|name| sources.files.contains_key(&layout.path(name)))
+        {
             log.line(&format!(
                 "[kiln] {lockfile} and no pnpm-lock.yaml: `pnpm import` turns it into one, so the install keeps the versions it pins"
             ));
             let import = package_manager::import_args(&b.settings.builder.pnpm_store);
             let import: Vec<&str> = import.iter().map(String::as_str).collect();
-            self.run_step(
+            self.run_in(
                 Step::Install,
                 &env.as_store().with_network(Network::Registry),
+                dir,
                 "pnpm",
                 &import,
+                None,
             )
             .await?;
         }
         // The store's half: pnpm alone, no code of the project's or its dependencies'.
-        self.run_step(
+        self.run_in(
             Step::Install,
             &env.as_store().with_network(Network::Registry),
+            dir,
             "pnpm",
             &install,
+            None,
         )
         .await?;
         let (confinement, root) = (b.confinement.clone(), project.clone());
@@ -464,9 +452,10 @@ impl Stations<'_> {
         .await?;
         // The build's half: lifecycle scripts and allowed dependency scripts, as the build's
         // own uid, when there are any to run.
-        if let Some(why) = scripts::pending(project, pkg, &b.settings.sandbox.allow_build_scripts)
-            .await
-            .map_err(|e| fail(Step::Install, e))?
+        if let Some(why) =
+            scripts::pending(dir, &layout.package_json, &b.settings.sandbox.allow_build_scripts)
+                .await
+                .map_err(|e| fail(Step::Install, e))?
         {
             let confinement = b.confinement.clone();
             on_disk(
@@ -478,24 +467,34 @@ impl Stations<'_> {
             log.line(&format!("[kiln] running install scripts: {why}"));
             let rebuild = scripts::rebuild_args(&b.confinement.allowed_scripts());
             let rebuild: Vec<&str> = rebuild.iter().map(String::as_str).collect();
-            self.run_step(
+            self.run_in(
                 Step::Install,
                 &env.with_network(Network::Registry),
+                dir,
                 "pnpm",
                 &rebuild,
+                None,
             )
             .await?;
+        }
+        // The project's own, after Kiln's install (never instead of the store's half), as the
+        // build, with the registry's network like the install scripts.
+        if let Some(command) = &version.settings.install_command {
+            let env = env.with_network(Network::Registry);
+            self.run_command(Step::Install, &env, "installCommand", command)
+                .await?;
         }
         metrics.install_ms = ms_since(started);
         self.emit(
             EventType::InstallCompleted,
             json!({ "ms": metrics.install_ms, "frozenLockfile": frozen }),
         );
-        keep_lockfile(&b.artifacts, project, sources).await
+        keep_lockfile(&b.artifacts, project, &layout.lockfile, sources).await
     }
 
-    /// build: `pnpm run build`, when package.json has a build script; when it started (what
-    /// the output station takes as the build's own writes), or `None` without a script.
+    /// build: the project's `buildCommand`, else `pnpm run build` when package.json has a
+    /// build script, in the app folder; when it started (what the output station takes as the
+    /// build's own writes), or `None` when nothing ran.
     async fn build(
         &self,
         pkg: &serde_json::Value,
@@ -505,7 +504,11 @@ impl Stations<'_> {
         let started = StdInstant::now();
         self.emit(EventType::BuildStepStarted, json!({}));
         let mut built_since = None;
-        if pkg.pointer("/scripts/build").is_some() {
+        if let Some(command) = &self.version.settings.build_command {
+            built_since = Some(std::time::SystemTime::now());
+            self.run_command(Step::Build, self.build_env(), "buildCommand", command)
+                .await?;
+        } else if pkg.pointer("/scripts/build").is_some() {
             built_since = Some(std::time::SystemTime::now());
             self.run_step(Step::Build, self.build_env(), "pnpm", &["run", "build"])
                 .await?;
@@ -517,17 +520,21 @@ impl Stations<'_> {
         Ok(built_since)
     }
 
-    /// output: the folder to publish, found beneath the project folder (one the build wrote,
-    /// when it ran a script).
+    /// output: the folder to publish, relative to the app folder: the project's `outputDir`, or
+    /// the one found beneath the app folder (one the build wrote, when it ran a script).
     fn output(
         &self,
         pkg: &serde_json::Value,
         built_since: Option<std::time::SystemTime>,
     ) -> Result<detect::Output, Failure> {
-        let project_fd = crate::beneath::open_dir_path(&self.project)
+        let app = self
+            .open_app()
             .map_err(|e| beneath_failure(Step::Output, e.to_string(), &e))?;
-        detect::output_dir(&project_fd, pkg, built_since)
-            .map_err(|e| fail(Step::Output, e.message).code(e.code))
+        match &self.version.settings.output_dir {
+            Some(dir) => detect::named_output_dir(&app, pkg, dir, built_since),
+            None => detect::output_dir(&app, pkg, built_since),
+        }
+        .map_err(|e| fail(Step::Output, e.message).code(e.code))
     }
 
     /// upload: the output's files (the output folder's, else the whole tree's but
