@@ -21,7 +21,8 @@ use crate::error::ApiError;
 use crate::preview::token::{Share, PARAM};
 use crate::problem::Problem;
 use crate::state::AppState;
-use crate::views::project::{ProjectSettingsSchema, ProjectView};
+use crate::views::project::ProjectView;
+use crate::views::schemas::BuildSettingsSchema;
 use crate::views::sorted;
 
 /// The longest a share link lives: 30 days.
@@ -96,7 +97,7 @@ async fn get(
     path = "/v1/projects/{userId}/{projectId}",
     tag = "projects",
     params(("userId" = String, Path), ("projectId" = String, Path)),
-    request_body = ProjectSettingsSchema,
+    request_body = BuildSettingsSchema,
     responses(
         (status = 200, description = "The project as saved", body = ProjectView),
         (status = 404, description = "Another user's project (a user token)", body = Problem, content_type = "application/problem+json"),

@@ -11,7 +11,7 @@ use kiln_shared::preview::PreviewUrls;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::schemas::{BuildStatusSchema, ChecksSchema};
+use super::schemas::{BuildSettingsSchema, BuildStatusSchema};
 
 /// A project.
 #[derive(Debug, Serialize, ToSchema)]
@@ -23,7 +23,7 @@ pub struct ProjectView {
     #[schema(value_type = String)]
     pub project_id: ProjectId,
     /// Its build settings (an absent member takes Kiln's default).
-    #[schema(value_type = ProjectSettingsSchema)]
+    #[schema(value_type = BuildSettingsSchema)]
     pub settings: BuildSettings,
     /// Its environment's names, by name (values are read with the env routes; a secret's never).
     pub env: Vec<EnvNameView>,
@@ -60,35 +60,6 @@ pub struct LastBuildView {
     #[schema(value_type = BuildStatusSchema)]
     pub status: BuildStatus,
     pub created_at: DateTime<Utc>,
-}
-
-/// `kiln_shared::domain::BuildSettings`: a project's build settings.
-#[derive(ToSchema)]
-#[schema(as = ProjectSettings)]
-#[serde(rename_all = "camelCase")]
-#[allow(dead_code)]
-pub struct ProjectSettingsSchema {
-    /// Run after the dependencies are installed (one line, at most 1024 bytes, `sh -c`).
-    #[schema(required = false)]
-    install_command: Option<String>,
-    /// Run instead of `pnpm run build`.
-    #[schema(required = false)]
-    build_command: Option<String>,
-    /// The folder to publish, relative to `rootDir`.
-    #[schema(required = false)]
-    output_dir: Option<String>,
-    /// The folder holding the app's package.json.
-    #[schema(required = false)]
-    root_dir: Option<String>,
-    /// The checks builds run unless their request says otherwise.
-    #[schema(required = false)]
-    checks: Option<ChecksSchema>,
-    /// `public` (the default) or `private` (previews need a share link).
-    #[schema(required = false, pattern = "^(public|private)$")]
-    preview_access: Option<String>,
-    /// Whether search engines may index the previews (`X-Robots-Tag: noindex` otherwise).
-    #[schema(required = false)]
-    indexable: Option<bool>,
 }
 
 impl ProjectView {

@@ -236,6 +236,13 @@ pub struct BuildRequestSchema {
     /// default), `warn` (the build deploys; their diagnostics are kept on it) or `fail` (the
     /// build fails at step `check`).
     checks: Option<ChecksSchema>,
+    /// One-off overrides of the project's build settings (not `previewAccess` or `indexable`,
+    /// which are the project's).
+    settings: Option<BuildSettingsSchema>,
+    /// One-off plain environment values for the build and checks steps (`{"NAME": "value"}`),
+    /// on top of the project's; the same rules as `PUT .../env/{name}`.
+    #[schema(value_type = Option<std::collections::HashMap<String, String>>)]
+    env: Option<serde_json::Value>,
 }
 
 /// `kiln_shared::domain::Checks`: a build's checks.
