@@ -38,11 +38,10 @@ pub struct Redactor {
 impl Redactor {
     /// The farm's own secrets.
     pub fn new(secrets: impl IntoIterator<Item = String>) -> Self {
-        let mut r = Self::default();
-        r.whole = secrets
-            .into_iter()
-            .filter(|s| s.len() >= MIN_SECRET_BYTES)
-            .collect();
+        let mut r = Self {
+            whole: secrets.into_iter().filter(|s| s.len() >= MIN_SECRET_BYTES).collect(),
+            pieces: Vec::new(),
+        };
         r.sort();
         r
     }
