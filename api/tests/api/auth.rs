@@ -272,13 +272,15 @@ async fn every_documented_route_is_served() {
             .replace("{path}", "index.html")
             .replace("{id}", &id)
             .replace("{userId}", "u")
-            .replace("{projectId}", "p");
+            .replace("{projectId}", "p")
+            .replace("{name}", "API_URL");
         for method in methods.as_object().unwrap().keys() {
             let res = match method.as_str() {
                 "get" => app.get(&concrete).await,
                 "post" => app.signed("POST", &concrete, b"{}").await,
                 "delete" => app.signed("DELETE", &concrete, b"").await,
                 "patch" => app.signed("PATCH", &concrete, b"{}").await,
+                "put" => app.signed("PUT", &concrete, b"{}").await,
                 other => panic!("undocumented method {other}"),
             };
             let body = res.text().await.unwrap();
