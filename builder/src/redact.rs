@@ -39,7 +39,10 @@ impl Redactor {
     /// The farm's own secrets.
     pub fn new(secrets: impl IntoIterator<Item = String>) -> Self {
         let mut r = Self {
-            whole: secrets.into_iter().filter(|s| s.len() >= MIN_SECRET_BYTES).collect(),
+            whole: secrets
+                .into_iter()
+                .filter(|s| s.len() >= MIN_SECRET_BYTES)
+                .collect(),
             pieces: Vec::new(),
         };
         r.sort();

@@ -1,7 +1,7 @@
 //! kiln-bench: Kiln's benchmark. Run it through `ops/bench/run.sh`, which starts the private
 //! PostgreSQL and Redis it needs (part `diagnostics` alone needs neither); see ops/bench/README.md for what each figure means.
 //!
-//!     kiln-bench [admission] [overhead] [warm] [rollback] [events] [dispatch] [scaleout] [reclaim] [ratelimit] [maintain] [diagnostics] [frameworks]
+//!     kiln-bench [admission] [overhead] [warm] [rollback] [previews] [events] [dispatch] [scaleout] [reclaim] [ratelimit] [maintain] [diagnostics] [frameworks]
 //!     (no argument: all but frameworks, which only runs when named)
 //!
 //! Per-run figures go to stderr as they come; the details of each part and the summary block go
@@ -21,6 +21,7 @@ mod farm;
 mod frameworks;
 mod maintain;
 mod overhead;
+mod previews;
 mod ratelimit;
 mod reclaim;
 mod rollback;
@@ -43,6 +44,7 @@ enum Part {
     Overhead,
     Warm,
     Rollback,
+    Previews,
     Events,
     Dispatch,
     Scaleout,
@@ -55,7 +57,7 @@ enum Part {
 }
 
 const PART_NAMES: &str =
-    "admission, overhead, warm, rollback, events, dispatch, scaleout, reclaim, ratelimit, maintain, storage, diagnostics, frameworks or all";
+    "admission, overhead, warm, rollback, previews, events, dispatch, scaleout, reclaim, ratelimit, maintain, storage, diagnostics, frameworks or all";
 
 impl Part {
     fn name(self) -> &'static str {
@@ -64,6 +66,7 @@ impl Part {
             Part::Overhead => "overhead",
             Part::Warm => "warm",
             Part::Rollback => "rollback",
+            Part::Previews => "previews",
             Part::Events => "events",
             Part::Dispatch => "dispatch",
             Part::Scaleout => "scaleout",
@@ -105,6 +108,7 @@ fn parse_parts(args: &[String]) -> Result<Vec<Part>, String> {
             "overhead" => Part::Overhead,
             "warm" => Part::Warm,
             "rollback" => Part::Rollback,
+            "previews" => Part::Previews,
             "events" => Part::Events,
             "dispatch" => Part::Dispatch,
             "scaleout" => Part::Scaleout,
@@ -196,6 +200,7 @@ async fn run_part(
         Part::Overhead => Box::new(overhead::run(farm()?).await?),
         Part::Warm => Box::new(warm::run(farm()?, example).await?),
         Part::Rollback => Box::new(rollback::run(farm()?, example).await?),
+        Part::Previews => Box::new(previews::run(farm()?, &example.with_file_name("static-site")).await?),
         Part::Events => Box::new(events::run(farm()?).await?),
         Part::Dispatch => Box::new(dispatch::run(farm()?, bench_dir).await?),
         Part::Scaleout => Box::new(scaleout::run(farm()?).await?),
