@@ -391,3 +391,36 @@ async fn an_entry_that_describes_no_build_goes_to_the_dead_letters_once() {
     q.admit(id, &u, &p, "l", &QuotaLimits::NONE, false).await.unwrap();
     assert_eq!(reader.read("b1").await.unwrap().unwrap().build_id, id);
 }
+
+/// A preview that read a project's row just before the row changed does not put the old copy
+/// back in the cache after the change (a private project would be served as public, or a
+/// revoked share link accepted, until the copy expired).
+#[tokio::test]
+async fn a_gate_read_before_a_change_is_not_cached_after_it() {
+    use kiln_shared::domain::PreviewAccess;
+    use kiln_shared::redis::ProjectGate;
+    let q = queue();
+    let (u, p) = ids();
+    let public = ProjectGate {
+        access: PreviewAccess::Public,
+        indexable: false,
+        share_key: None,
+    };
+    // A reader misses, reads the old row; meanwhile the project is made private.
+    let seen = q.project_gate(&u, &p).await.unwrap();
+    assert!(seen.gate.is_none());
+    q.forget_project(&u, &p).await.unwrap();
+    assert!(!q.fill_project_gate(&u, &p, &public, &seen).await.unwrap());
+    assert!(q.project_gate(&u, &p).await.unwrap().gate.is_none());
+    // A reader that started after the change caches what it read.
+    let private = ProjectGate {
+        access: PreviewAccess::Private,
+        ..public.clone()
+    };
+    let seen = q.project_gate(&u, &p).await.unwrap();
+    assert!(q.fill_project_gate(&u, &p, &private, &seen).await.unwrap());
+    assert_eq!(q.project_gate(&u, &p).await.unwrap().gate, Some(private.clone()));
+    // A change drops it again.
+    q.forget_project(&u, &p).await.unwrap();
+    assert!(q.project_gate(&u, &p).await.unwrap().gate.is_none());
+}

@@ -38,7 +38,8 @@ pub async fn gate(
     user: &UserId,
     project: &ProjectId,
 ) -> Result<Option<ProjectGate>, ApiError> {
-    if let Some(g) = state.queue.project_gate(user, project).await? {
+    let seen = state.queue.project_gate(user, project).await?;
+    if let Some(g) = seen.gate.clone() {
         return Ok(Some(g));
     }
     let Some((settings, key)) = share::gate(&state.db, user, project).await? else {
@@ -49,7 +50,8 @@ pub async fn gate(
         indexable: settings.indexable.unwrap_or(false),
         share_key: key.map(|k| STANDARD.encode(k)),
     };
-    if let Err(e) = state.queue.set_project_gate(user, project, &g).await {
+    // Not cached when the row changed since `seen` (the copy may be the old one).
+    if let Err(e) = state.queue.fill_project_gate(user, project, &g, &seen).await {
         tracing::warn!(error = %e, "cannot cache a project's gate");
     }
     Ok(Some(g))

@@ -30,6 +30,12 @@ impl Keys {
         format!("{}:project:{user}:{project}", self.prefix)
     }
 
+    /// The generation of a project's gate: bumped by every change of its row, so a copy read
+    /// from Postgres before the change is never cached after it.
+    pub fn project_generation(&self, user: &str, project: &str) -> String {
+        format!("{}:project-gen:{user}:{project}", self.prefix)
+    }
+
     pub fn label(&self, label: &str) -> String {
         format!("{}:label:{label}", self.prefix)
     }

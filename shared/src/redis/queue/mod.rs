@@ -64,7 +64,7 @@ mod slots;
 pub use consume::{Job, StreamReader};
 pub use locks::MaintenanceLock;
 pub use produce::{Admission, Preflight, Quota, QuotaHit, QuotaLimits};
-pub use project::{ProjectGate, GATE_TTL_SECS};
+pub use project::{GateRead, ProjectGate, GATE_TTL_SECS};
 
 use redis::AsyncCommands;
 
