@@ -257,3 +257,80 @@ async fn a_missing_root_dir_fails_at_fetch_saying_so() {
         assert_eq!(kiln_code(&build), "root_dir_missing", "{build}");
     }
 }
+
+/// Settings saved on the project (`PATCH`) apply to every build of it without the request
+/// saying so, a request's one-off settings win over them for that build only, each version
+/// records what it ran with, and the project's default checks run when a request names none.
+#[tokio::test]
+async fn the_projects_settings_apply_to_its_builds_and_a_request_overrides_them_once() {
+    let app = app().await;
+    let (user, project) = ("u_settings", unique("saved"));
+    let (status, saved) = app
+        .send_json(
+            "PATCH",
+            &format!("/v1/projects/{user}/{project}"),
+            &json!({ "buildCommand": "node build.mjs", "outputDir": "public" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{saved}");
+    let body = build_body(user, &project, tree("api/tests/fixtures/settings-commands"));
+    let id = app.submit(&body).await;
+    let build = app.wait(&id).await;
+    assert_eq!(build["status"], "deployed", "{build}");
+    assert_eq!(
+        build["settings"],
+        json!({ "buildCommand": "node build.mjs", "outputDir": "public" })
+    );
+    assert!(page(&app, &id).await.contains("Built by the build command"));
+
+    // One build's override: the project's buildCommand, this build's outputDir (which the
+    // command did not write: the override really was used).
+    let mut once =
+        json!({ "userId": user, "projectId": project, "files": [{ "path": "note.txt", "content": "x" }] });
+    once["settings"] = json!({ "outputDir": "static" });
+    let id = app.submit(&once).await;
+    let build = app.wait(&id).await;
+    assert_eq!(
+        build["settings"],
+        json!({ "buildCommand": "node build.mjs", "outputDir": "static" }),
+        "{build}"
+    );
+    assert_eq!(build["status"], "failed", "{build}");
+    assert_eq!(kiln_code(&build), "no_output", "{build}");
+    // The next build has the project's settings again.
+    let again =
+        json!({ "userId": user, "projectId": project, "files": [{ "path": "note.txt", "content": "y" }] });
+    let id = app.submit(&again).await;
+    let build = app.wait(&id).await;
+    assert_eq!(build["status"], "deployed", "{build}");
+    assert_eq!(build["outputDir"], "public", "{build}");
+
+    // Default checks: a typecheck in fail mode the request did not ask for.
+    let (checked, ts) = ("u_settings", unique("checked"));
+    let (status, _) = app
+        .send_json(
+            "PATCH",
+            &format!("/v1/projects/{checked}/{ts}"),
+            &json!({ "checks": { "typecheck": "fail" } }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let id = app
+        .submit(&build_body(checked, &ts, tree("api/tests/fixtures/checks-ts")))
+        .await;
+    let build = app.wait(&id).await;
+    assert_eq!(
+        build["checks"],
+        json!({ "typecheck": "fail", "lint": "off" }),
+        "{build}"
+    );
+    assert_eq!(build["status"], "failed", "{build}");
+    assert_eq!(build["failedStep"], "check", "{build}");
+    // A request that names its checks runs those.
+    let mut body = build_body(checked, &unique("checked"), tree("api/tests/fixtures/checks-ts"));
+    body["projectId"] = json!(ts);
+    body["checks"] = json!({ "typecheck": "off" });
+    let id = app.submit(&body).await;
+    let build = app.wait(&id).await;
+    assert_eq!(build["status"], "deployed", "{build}");
+}
