@@ -71,6 +71,8 @@ impl Application {
         forget_idle_clients(limits.clone(), stop.clone());
         let caps = settings.limits.clone();
         let keyring = kiln_shared::secrets::Keyring::from_settings(&settings.encryption)?.map(Arc::new);
+        let near_gates = crate::preview::near::NearGates::default();
+        near_gates.follow(redis.clone(), keys.clone());
         let state = web::Data::new(AppState {
             limits,
             quotas: QuotaLimits::of(&settings.limits),
@@ -88,6 +90,7 @@ impl Application {
             cache: Arc::new(ImmutableCache::default()),
             keyring,
             deleter: crate::lifecycle::Deleter::default(),
+            near_gates,
             batch: AdmissionDb::new(&connect_generic(&generic_plans, AdmissionDb::CONNECTIONS)),
             db,
         });

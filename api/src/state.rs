@@ -47,6 +47,9 @@ pub struct AppState {
     pub keyring: Option<Arc<kiln_shared::secrets::Keyring>>,
     /// This instance's background task of user deletions (woken when one is recorded).
     pub deleter: crate::lifecycle::Deleter,
+    /// This instance's copies of public projects' gates (dropped on every change, by
+    /// Pub/Sub).
+    pub near_gates: crate::preview::near::NearGates,
 }
 
 impl AppState {
@@ -67,6 +70,18 @@ impl AppState {
             Err(e) => tracing::warn!(error = %e, "a worker shares the main Redis connection"),
         }
         state
+    }
+
+    /// Tells every instance (and this one at once) that a project's row changed: the preview
+    /// gate's cached copies go.
+    pub async fn forget_project(
+        &self,
+        user: &kiln_shared::domain::UserId,
+        project: &kiln_shared::domain::ProjectId,
+    ) -> Result<(), crate::error::ApiError> {
+        self.queue.forget_project(user, project).await?;
+        self.near_gates.forget(user, project);
+        Ok(())
     }
 
     /// What the build lifecycle works with, for one request.

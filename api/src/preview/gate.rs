@@ -1,5 +1,5 @@
-//! Who may open a project's previews: its gate (the KV's cached copy, else Postgres's
-//! `projects` row, then cached), and for a private project the share a request carries, in
+//! Who may open a project's previews: its gate (this instance's copy of a public one, else the
+//! KV's cached copy, else Postgres's `projects` row, then cached), and for a private project the share a request carries, in
 //! the query (`?kiln_share=`: its first use sets a cookie for the host and redirects to the
 //! same URL without it) or in that cookie. A project with no row has no previews (a deleted
 //! project's previews answer 404 at once on every instance: a missing row is never cached).
@@ -38,8 +38,13 @@ pub async fn gate(
     user: &UserId,
     project: &ProjectId,
 ) -> Result<Option<ProjectGate>, ApiError> {
+    if let Some(g) = state.near_gates.get(user, project) {
+        return Ok(Some(g));
+    }
+    let epoch = state.near_gates.epoch();
     let seen = state.queue.project_gate(user, project).await?;
     if let Some(g) = seen.gate.clone() {
+        state.near_gates.fill(user, project, &g, epoch);
         return Ok(Some(g));
     }
     let Some((settings, key)) = share::gate(&state.db, user, project).await? else {
@@ -51,8 +56,10 @@ pub async fn gate(
         share_key: key.map(|k| STANDARD.encode(k)),
     };
     // Not cached when the row changed since `seen` (the copy may be the old one).
-    if let Err(e) = state.queue.fill_project_gate(user, project, &g, &seen).await {
-        tracing::warn!(error = %e, "cannot cache a project's gate");
+    match state.queue.fill_project_gate(user, project, &g, &seen).await {
+        Ok(true) => state.near_gates.fill(user, project, &g, epoch),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot cache a project's gate"),
     }
     Ok(Some(g))
 }

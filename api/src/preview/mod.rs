@@ -6,6 +6,7 @@
 
 pub mod gate;
 mod http;
+pub mod near;
 pub mod token;
 
 use std::sync::Arc;

@@ -186,6 +186,9 @@ async fn delete_project(
     let deleted = lifecycle::delete_project(&state.builds(), &user, &project)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("project {user}/{project} not found")))?;
+    // Every instance drops its copy of the gate when the change's message reaches it; this one
+    // before it answers.
+    state.near_gates.forget(&user, &project);
     Ok(sorted(
         StatusCode::ACCEPTED,
         &ProjectDeleted {

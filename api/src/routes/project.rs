@@ -117,7 +117,7 @@ async fn patch(
     })
     .await?
     .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
-    state.queue.forget_project(&user, &project).await?;
+    state.forget_project(&user, &project).await?;
     let view = view(&state, &user, &project)
         .await?
         .ok_or_else(|| missing(&user, &project))?;
@@ -216,7 +216,7 @@ async fn share(
         .await?
         .ok_or_else(|| missing(&user, &project))?;
     if made {
-        state.queue.forget_project(&user, &project).await?;
+        state.forget_project(&user, &project).await?;
     }
     let expires_at = Utc
         .timestamp_opt(Utc::now().timestamp() + ttl, 0)
@@ -264,7 +264,7 @@ async fn revoke(
     if !share::rotate_share_key(&state.db, &user, &project, &random_key()).await? {
         return Err(missing(&user, &project));
     }
-    state.queue.forget_project(&user, &project).await?;
+    state.forget_project(&user, &project).await?;
     Ok(sorted(
         StatusCode::OK,
         &Revoked {

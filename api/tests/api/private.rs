@@ -302,10 +302,20 @@ async fn private_previews_open_only_with_a_share_link() {
         .execute(&app.db)
         .await
         .unwrap();
+    // What a deletion does in Redis: the cached gate gone, every instance told to drop its own
+    // copy (one arrives by Pub/Sub, so the first answer is awaited).
     let (mut redis, keys) = app.redis().await;
     let _: () = redis::AsyncCommands::del(&mut redis, keys.project(user, &project))
         .await
         .unwrap();
+    let _: () =
+        redis::AsyncCommands::publish(&mut redis, keys.project_changes(), format!("{user}/{project}"))
+            .await
+            .unwrap();
+    let started = std::time::Instant::now();
+    while open(&app, &v1, "/", None).await.status() != 404 && started.elapsed() < Duration::from_secs(1) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     for label in [&latest, &v1, &v2] {
         let res = open(&app, label, "/", None).await;
         assert_eq!(res.status(), 404, "{label}");
@@ -427,4 +437,62 @@ async fn a_project_is_read_and_its_settings_changed() {
     assert_eq!(res.status(), 200);
     let saved: Value = res.json().await.unwrap();
     assert_eq!(saved["settings"]["indexable"], true);
+}
+
+/// Every API instance keeps its own copy of a public project's gate (serving a public preview
+/// asks Redis nothing); a change made through another instance reaches it at once, by Pub/Sub:
+/// made private, it answers 401; public again, 200; deleted, 404.
+#[tokio::test]
+async fn a_change_made_through_one_instance_reaches_every_other_at_once() {
+    let app = spawn_app(Options::without_builders()).await;
+    let other = kiln_api::Application::build(app.settings.clone()).await.unwrap();
+    let other_preview = other.preview_port();
+    tokio::spawn(other.run_until_stopped());
+    let get = |label: String| async move {
+        reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{other_preview}/"))
+            .header("Host", format!("{label}.localhost:{other_preview}"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    // The status the other instance answers, once it answers `want` (within a second).
+    let soon = |label: String, want: u16| async move {
+        let started = std::time::Instant::now();
+        loop {
+            let status = get(label.clone()).await;
+            if status == want || started.elapsed() > Duration::from_secs(1) {
+                return (status, started.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    let (user, project) = ("u_near", unique("near"));
+    let id = deploy(&app, user, &project, "near").await;
+    // Served (and its public gate kept) by the other instance.
+    for _ in 0..3 {
+        assert_eq!(get(id.clone()).await, 200);
+    }
+    let path = format!("/v1/projects/{user}/{project}");
+    let (status, _) = app
+        .send_json("PATCH", &path, &json!({"previewAccess": "private"}))
+        .await;
+    assert_eq!(status, 200);
+    let (status, took) = soon(id.clone(), 401).await;
+    assert_eq!(
+        status, 401,
+        "still served {took:?} after the project was made private"
+    );
+    let (status, _) = app
+        .send_json("PATCH", &path, &json!({"previewAccess": "public"}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(soon(id.clone(), 200).await.0, 200);
+    assert_eq!(get(id.clone()).await, 200);
+    let (status, _) = app.send_json("DELETE", &path, &json!(null)).await;
+    assert_eq!(status, 202);
+    let (status, took) = soon(id.clone(), 404).await;
+    assert_eq!(status, 404, "still served {took:?} after the project was deleted");
 }

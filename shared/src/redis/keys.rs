@@ -36,6 +36,12 @@ impl Keys {
         format!("{}:project-gen:{user}:{project}", self.prefix)
     }
 
+    /// The Pub/Sub channel that tells every API instance a project's row changed (its
+    /// message: `user/project`), so each drops its own copy of the project's gate.
+    pub fn project_changes(&self) -> String {
+        format!("{}:project-changes", self.prefix)
+    }
+
     pub fn label(&self, label: &str) -> String {
         format!("{}:label:{label}", self.prefix)
     }

@@ -91,7 +91,8 @@ impl Queue {
         Ok(filled == 1)
     }
 
-    /// Drops the cached gate of a project and bumps its generation: call after changing its
+    /// Drops the cached gate of a project, bumps its generation and tells every API instance
+    /// (on [`crate::redis::Keys::project_changes`]) to drop its own copy: call after changing its
     /// row (or deleting it).
     pub async fn forget_project(&self, user: &UserId, project: &ProjectId) -> Result<(), RedisError> {
         let (u, p) = (user.as_str(), project.as_str());
@@ -103,6 +104,8 @@ impl Queue {
             .expire(&generation, GENERATION_TTL_SECS as i64)
             .ignore()
             .del(self.keys().project(u, p))
+            .ignore()
+            .publish(self.keys().project_changes(), format!("{u}/{p}"))
             .ignore()
             .query_async(&mut self.redis().conn())
             .await?;
