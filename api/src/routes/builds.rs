@@ -387,10 +387,10 @@ async fn get(
         .clone()
         .or_else(|| version.started_at.map(|_| Vec::new()));
     let env_changed = match (now, version.parent_version_id) {
-        (Some(now), Some(parent)) => match versions::get(&state.db, parent).await? {
-            Some(p) if p.env.is_some() || !now.is_empty() => Some(kiln_shared::domain::changed_names(
+        (Some(now), Some(parent)) => match versions::env_of(&state.db, parent).await? {
+            Some(before) if before.is_some() || !now.is_empty() => Some(kiln_shared::domain::changed_names(
                 &now,
-                p.env.as_deref().unwrap_or_default(),
+                before.as_deref().unwrap_or_default(),
             )),
             _ => None,
         },

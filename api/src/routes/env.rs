@@ -5,7 +5,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
-use kiln_shared::db::projects::env::{self as project_env, Put, StoredValue, StoredVar, MAX_VARS};
+use kiln_shared::db::projects::env::{self as project_env, StoredValue, StoredVar, MAX_VARS};
 use kiln_shared::domain::{check_value, EnvName};
 use kiln_shared::secrets::context;
 use serde::{Deserialize, Serialize};
@@ -152,20 +152,15 @@ async fn put(
             )
         }
     };
-    match project_env::put(&state.db, &user, &project, &name, &stored).await? {
-        Put::Full => Err(ApiError::Unprocessable(format!(
-            "project {user}/{project} has {MAX_VARS} environment values already; delete one before adding {name}"
-        ))),
-        Put::Created | Put::Replaced => {
-            let saved = project_env::list(&state.db, &user, &project)
-                .await?
-                .into_iter()
-                .find(|v| v.name == name.as_str())
-                .ok_or_else(|| ApiError::internal(anyhow::anyhow!("{name} vanished after it was set")))?;
-            tracing::info!(%user, %project, %name, secret, "environment value set");
-            Ok(sorted(StatusCode::OK, &EnvVarView::from(saved)))
-        }
-    }
+    let saved = project_env::put(&state.db, &user, &project, &name, &stored)
+        .await?
+        .ok_or_else(|| {
+            ApiError::Unprocessable(format!(
+                "project {user}/{project} has {MAX_VARS} environment values already; delete one before adding {name}"
+            ))
+        })?;
+    tracing::info!(%user, %project, %name, secret, "environment value set");
+    Ok(sorted(StatusCode::OK, &EnvVarView::from(saved)))
 }
 
 /// `DELETE .../env/{name}`'s answer.

@@ -14,6 +14,7 @@
 //! | a build reading and writing the workspace of a build running beside it | another uid, and a sandbox holding its own workspace only |
 //! | a build taking the host's upkeep lock | not in the sandbox, and root's alone |
 //! | a build reading a secret the daemon was given as a file (`KILN_HMAC_SECRET_FILE`) | not in the sandbox, and the daemon's alone |
+//! | a build of another user's project (of the same name), running beside it, reading its environment values and secrets from its own environment or the processes it can see | values are read per `(user, project)` and given to that build's steps only; a sandbox with its own PID namespace |
 //! | a build listing the filesystem artifact store, overwriting or appending to another tenant's published file, adding one | not in the sandbox; group-writable to the farm's own users only |
 
 use std::io::Read;
@@ -744,4 +745,82 @@ fs.writeFileSync('dist/probe.json', JSON.stringify(result));
     assert!(!blob.parent().unwrap().join("planted").exists());
     assert!(!blob.parent().unwrap().join("zz").exists());
     assert_eq!(app.preview(&victim, "/").await.text().await.unwrap(), victim_page);
+}
+
+/// A project's environment is its own: a build running beside it, of a project with the same
+/// name under another user, finds none of its values, neither in its own environment nor in
+/// the processes it can see (`/proc/*/environ`, `ps`). The attacker's log is not redacted for
+/// the victim's values (only a build's own secrets are), so a leak would show in clear.
+#[tokio::test]
+async fn a_build_never_sees_another_tenants_environment() {
+    const SECRET: &str = "victim-secret-9f8e7d6c5b4a";
+    const PLAIN: &str = "victim-plain-value-0a1b2c";
+    let app = spawn_app(Options {
+        builders: 2,
+        timeout_secs: 120,
+        env: vec![(
+            "KILN_SECRETS_KEY",
+            "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=".into(),
+        )],
+        ..Options::default()
+    })
+    .await;
+    let project = unique("envs");
+    for (name, body) in [
+        ("API_SECRET", json!({ "value": SECRET, "secret": true })),
+        ("API_URL", json!({ "value": PLAIN })),
+    ] {
+        let (status, answer) = app
+            .send_json(
+                "PUT",
+                &format!("/v1/projects/u_victim/{project}/env/{name}"),
+                &body,
+            )
+            .await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    // The victim's build holds its values in its environment while the attacker runs.
+    let victim = app
+        .submit(&build_body(
+            "u_victim",
+            &project,
+            json!([{ "path": "package.json", "content": json!({ "name": "v", "private": true, "scripts": {
+                "build": "mkdir -p dist && echo \"<h1>$API_URL</h1>\" > dist/index.html && sleep 12"
+            } }).to_string() }]),
+        ))
+        .await;
+    app.wait_for_status(&victim, "running").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let script = r#"
+echo "OWN ENV"; env
+echo "PROCS"; for f in /proc/[0-9]*/environ; do tr '\0' '\n' < "$f" 2>/dev/null; done
+ps e 2>/dev/null || true
+mkdir -p dist && echo '<h1>attacker</h1>' > dist/index.html
+"#;
+    let attacker = app
+        .submit(&build_body(
+            "u_attacker",
+            &project,
+            json!([
+                { "path": "package.json", "content": json!({ "name": "a", "private": true, "scripts": { "build": "sh attack.sh" } }).to_string() },
+                { "path": "attack.sh", "content": script },
+            ]),
+        ))
+        .await;
+    let attack = app.wait(&attacker).await;
+    let log = app.log_text(&attacker).await;
+    assert_eq!(attack["status"], "deployed", "{attack}\n{log}");
+    assert!(log.contains("OWN ENV") && log.contains("PATH="), "{log}");
+    assert!(!log.contains("API_SECRET") && !log.contains("API_URL"), "{log}");
+    assert!(!log.contains(SECRET) && !log.contains(PLAIN), "{log}");
+    assert_eq!(attack.get("env"), None, "{attack}");
+    let victim_build = app.wait(&victim).await;
+    assert_eq!(victim_build["status"], "deployed", "{victim_build}");
+    assert!(app
+        .preview(&victim, "/")
+        .await
+        .text()
+        .await
+        .unwrap()
+        .contains(PLAIN));
 }

@@ -7,16 +7,15 @@ use std::io::{IsTerminal, Read};
 use anyhow::{bail, Context};
 use serde_json::json;
 
+use super::projects::project_path;
 use crate::args::EnvCommand;
-use crate::client::{path, Client};
-use crate::link::Link;
+use crate::client::Client;
 use crate::output::{self, line};
 
 fn env_path(project: &str, name: Option<&str>) -> anyhow::Result<String> {
-    let link = Link::parse(project)?;
-    let mut segments = vec!["v1", "projects", link.user.as_str(), link.project.as_str(), "env"];
-    segments.extend(name);
-    Ok(path(&segments))
+    let mut more = vec!["env"];
+    more.extend(name);
+    project_path(project, &more)
 }
 
 pub(super) async fn env(client: &Client, command: EnvCommand, json_out: bool) -> anyhow::Result<()> {

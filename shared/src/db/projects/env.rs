@@ -34,15 +34,6 @@ impl StoredVar {
     }
 }
 
-/// What [`put`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Put {
-    Created,
-    Replaced,
-    /// The project has [`MAX_VARS`] values already and this name is not one of them.
-    Full,
-}
-
 /// The project's values, by name.
 pub async fn list(pool: &PgPool, user: &UserId, project: &ProjectId) -> Result<Vec<StoredVar>, DbError> {
     let rows = sqlx::query(
@@ -54,32 +45,38 @@ pub async fn list(pool: &PgPool, user: &UserId, project: &ProjectId) -> Result<V
     .fetch_all(pool)
     .await?;
     rows.iter()
-        .map(|row| {
-            let secret: bool = row.try_get("secret")?;
-            let value = match secret {
-                true => StoredValue::Secret(Sealed {
-                    key_id: row.try_get("key_id")?,
-                    bytes: row.try_get("ciphertext")?,
-                }),
-                false => StoredValue::Plain(row.try_get("value")?),
-            };
-            Ok(StoredVar {
-                name: row.try_get("name")?,
-                value,
-                updated_at: row.try_get("updated_at")?,
-            })
-        })
+        .filter_map(|row| stored_var(row).transpose())
         .collect()
 }
 
-/// Sets one value (making the project's row if needed).
+/// A row of `project_env` (`None`: the null side of an outer join).
+fn stored_var(row: &sqlx::postgres::PgRow) -> Result<Option<StoredVar>, DbError> {
+    let Some(name) = row.try_get::<Option<String>, _>("name")? else {
+        return Ok(None);
+    };
+    let value = match row.try_get::<bool, _>("secret")? {
+        true => StoredValue::Secret(Sealed {
+            key_id: row.try_get("key_id")?,
+            bytes: row.try_get("ciphertext")?,
+        }),
+        false => StoredValue::Plain(row.try_get("value")?),
+    };
+    Ok(Some(StoredVar {
+        name,
+        value,
+        updated_at: row.try_get("updated_at")?,
+    }))
+}
+
+/// Sets one value (making the project's row if needed) and returns it as saved; `None` when
+/// the project has [`MAX_VARS`] values already and this name is not one of them.
 pub async fn put(
     pool: &PgPool,
     user: &UserId,
     project: &ProjectId,
     name: &EnvName,
     value: &StoredValue,
-) -> Result<Put, DbError> {
+) -> Result<Option<StoredVar>, DbError> {
     let mut tx = pool.begin().await?;
     super::lock(&mut tx, user, project).await?;
     let (count, exists): (i64, bool) = sqlx::query_as(
@@ -92,18 +89,19 @@ pub async fn put(
     .fetch_one(&mut *tx)
     .await?;
     if !exists && count as usize >= MAX_VARS {
-        return Ok(Put::Full);
+        return Ok(None);
     }
     let (plain, sealed, key_id) = match value {
         StoredValue::Plain(v) => (Some(v.as_str()), None, None),
         StoredValue::Secret(s) => (None, Some(s.bytes.as_slice()), Some(s.key_id.as_str())),
     };
-    sqlx::query(
+    let saved = sqlx::query(
         "insert into project_env (user_id, project_id, name, secret, value, ciphertext, key_id)
          values ($1, $2, $3, $4, $5, $6, $7)
          on conflict (user_id, project_id, name) do update set secret = excluded.secret,
              value = excluded.value, ciphertext = excluded.ciphertext, key_id = excluded.key_id,
-             updated_at = now()",
+             updated_at = now()
+         returning name, secret, value, ciphertext, key_id, updated_at",
     )
     .bind(user.as_str())
     .bind(project.as_str())
@@ -112,10 +110,10 @@ pub async fn put(
     .bind(plain)
     .bind(sealed)
     .bind(key_id)
-    .execute(&mut *tx)
+    .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(if exists { Put::Replaced } else { Put::Created })
+    stored_var(&saved)
 }
 
 /// Removes one value; false when the project has no such name.
@@ -160,24 +158,10 @@ pub async fn for_build(
         return Ok(None);
     };
     let key: Option<Vec<u8>> = first.try_get("env_key")?;
-    let mut vars = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let Some(name) = row.try_get::<Option<String>, _>("name")? else {
-            continue;
-        };
-        let value = match row.try_get::<bool, _>("secret")? {
-            true => StoredValue::Secret(Sealed {
-                key_id: row.try_get("key_id")?,
-                bytes: row.try_get("ciphertext")?,
-            }),
-            false => StoredValue::Plain(row.try_get("value")?),
-        };
-        vars.push(StoredVar {
-            name,
-            value,
-            updated_at: row.try_get("updated_at")?,
-        });
-    }
+    let vars = rows
+        .iter()
+        .filter_map(|row| stored_var(row).transpose())
+        .collect::<Result<Vec<_>, _>>()?;
     let key = match key {
         Some(key) => key,
         None => sqlx::query_scalar(

@@ -6,7 +6,7 @@ use sqlx::{PgExecutor, PgPool, Row};
 use super::row::{corrupt, optional, SUMMARY_COLUMNS};
 use super::Version;
 use crate::db::DbError;
-use crate::domain::{BuildStatus, ProjectId, UserId, VersionId};
+use crate::domain::{BuildStatus, EnvEntry, ProjectId, UserId, VersionId};
 
 /// One version by id (with its source tree).
 pub async fn get(db: impl PgExecutor<'_>, id: VersionId) -> Result<Option<Version>, DbError> {
@@ -276,4 +276,15 @@ pub async fn user_of(pool: &PgPool, id: VersionId) -> Result<Option<UserId>, DbE
         UserId::parse(&user).map_err(|e| corrupt(&id.to_string(), e))
     })
     .transpose()
+}
+
+/// The environment a version was built with (its names, secret flags and keyed hashes), read
+/// alone: `None` when the version does not exist, `Some(None)` when it recorded none.
+pub async fn env_of(pool: &PgPool, id: VersionId) -> Result<Option<Option<Vec<EnvEntry>>>, DbError> {
+    let env: Option<Option<sqlx::types::Json<Vec<EnvEntry>>>> =
+        sqlx::query_scalar("select env from versions where id = $1")
+            .bind(id.to_string())
+            .fetch_optional(pool)
+            .await?;
+    Ok(env.map(|e| e.map(|e| e.0)))
 }
