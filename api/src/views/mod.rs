@@ -114,6 +114,7 @@ pub struct BuildView {
 
 /// One name of the environment a build ran with.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = BuildEnvName)]
 pub struct EnvNameView {
     pub name: String,
     pub secret: bool,
