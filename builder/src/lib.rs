@@ -29,6 +29,7 @@ pub mod beneath;
 mod checks;
 pub mod context;
 pub mod daemon;
+pub mod deps;
 mod detect;
 pub mod diagnostics;
 mod events;

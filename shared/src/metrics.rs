@@ -92,6 +92,8 @@ struct Families {
     handed_back: IntCounter,
     cancellations: IntCounter,
     install_starts: IntCounterVec,
+    dep_cache_lookups: IntCounterVec,
+    dep_cache_bytes: IntGauge,
     heartbeats: IntCounterVec,
     webhook_deliveries: IntCounterVec,
     running_builds: IntGauge,
@@ -162,6 +164,15 @@ impl Metrics {
                 "install_starts_total",
                 "Install steps started, by sandbox: warm (started ahead of the build) or cold.",
                 &["sandbox"],
+            ),
+            dep_cache_lookups: r.counter_vec(
+                "dep_cache_lookups_total",
+                "Warm dependency tree lookups of builds, by result (hit: the install was skipped; miss).",
+                &["result"],
+            ),
+            dep_cache_bytes: r.gauge(
+                "dep_cache_bytes",
+                "Bytes of the warm dependency trees this daemon keeps (KILN_DEP_CACHE_MB bounds them).",
             ),
             heartbeats: r.counter_vec(
                 "heartbeats_total",
@@ -235,6 +246,17 @@ impl Metrics {
     /// An install step started, in a `warm` or `cold` sandbox.
     pub fn install_started(&self, sandbox: &str) {
         self.0.install_starts.with_label_values(&[sandbox]).inc();
+    }
+
+    /// A build looked for its project's warm dependency tree.
+    pub fn dep_cache_lookup(&self, hit: bool) {
+        let result = if hit { "hit" } else { "miss" };
+        self.0.dep_cache_lookups.with_label_values(&[result]).inc();
+    }
+
+    /// The bytes of the warm dependency trees kept.
+    pub fn set_dep_cache_bytes(&self, bytes: u64) {
+        self.0.dep_cache_bytes.set(bytes as i64);
     }
 
     pub fn cancelled(&self) {

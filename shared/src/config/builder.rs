@@ -106,6 +106,19 @@ section! {
         "whether builders record build events",
     )
     .details("`off` is for measuring what they cost; clients then see only `build_queued`.");
+    DEP_CACHE_MB = Variable::new(
+        "KILN_DEP_CACHE_MB",
+        Kind::PositiveOrOff,
+        Fallback::Value("4096"),
+        BUILDER,
+        "disk the host's warm dependency trees may take, in MB; `off`: every build installs",
+    )
+    .details(
+        "Each project keeps the `node_modules` of its last successful install on the host that \
+         ran it; a later build whose dependency key matches gets a copy instead of running \
+         `pnpm install`. Counted in full (files shared with the pnpm store too); the least \
+         recently used go first.",
+    );
 }
 
 /// One builder daemon's settings.
@@ -138,4 +151,7 @@ pub struct BuilderSettings {
     /// Whether builders record build events (`KILN_BUILD_EVENTS=off` is for measuring what
     /// they cost; clients then see only `build_queued`).
     pub build_events: bool,
+    /// Disk the host's warm dependency trees may take (`KILN_DEP_CACHE_MB`, 4096; `off`:
+    /// `None`, every build installs).
+    pub dep_cache_bytes: Option<u64>,
 }

@@ -145,6 +145,10 @@ impl Settings {
                     .value(&METRICS_ADDR)
                     .filter(|addr| !addr.eq_ignore_ascii_case("off")),
                 build_events: src.switch(&BUILD_EVENTS)?,
+                dep_cache_bytes: match src.get(&DEP_CACHE_MB) {
+                    Some(v) if v.trim().eq_ignore_ascii_case("off") => None,
+                    _ => Some(src.positive(&DEP_CACHE_MB)? * mb),
+                },
             },
             data_dir,
             fleet: FleetSettings {
