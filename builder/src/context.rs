@@ -52,6 +52,8 @@ pub struct Builder {
     /// The keys of projects' secrets (`None`: a build of a project with secrets fails here
     /// as an infrastructure failure, so a builder that has them takes it).
     pub(crate) keyring: Option<Arc<kiln_shared::secrets::Keyring>>,
+    /// Projects' warm dependency trees on this host (`KILN_DEP_CACHE_MB=off`: none).
+    pub(crate) dep_cache: Option<crate::deps::DepCache>,
 }
 
 impl Builder {
@@ -106,6 +108,20 @@ impl Builder {
         }
         let events =
             crate::events::EventSink::start(db.clone(), queue.clone(), settings.builder.build_events);
+        let metrics = Metrics::new("builder");
+        let dep_cache = match settings.builder.dep_cache_bytes {
+            None => None,
+            Some(max) => Some(
+                crate::deps::DepCache::open(
+                    &settings.builder.work_dir,
+                    max,
+                    confinement.store_uid(),
+                    metrics.clone(),
+                )
+                .await
+                .context("reading the warm dependency trees")?,
+            ),
+        };
         Ok(Self {
             settings: Arc::new(settings),
             db,
@@ -122,7 +138,8 @@ impl Builder {
             warm,
             auditor,
             keyring,
-            metrics: Metrics::new("builder"),
+            dep_cache,
+            metrics,
             consumer,
         })
     }

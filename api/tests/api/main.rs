@@ -34,4 +34,5 @@ mod telemetry;
 mod tenants;
 mod tokens;
 mod versions;
+mod warm_trees;
 mod webhooks;

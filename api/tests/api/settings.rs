@@ -43,7 +43,14 @@ fn kiln_code(build: &Value) -> &str {
 /// lockfile kept at the top; a rebuild with the same package.json files installs frozen.
 #[tokio::test]
 async fn a_workspace_app_in_root_dir_builds_with_its_workspace_package() {
-    let app = app().await;
+    // Without warm dependency trees, which would skip the rebuild's install (warm_trees.rs
+    // rebuilds this workspace with them).
+    let app = spawn_app(Options {
+        shared_store: true,
+        env: vec![("KILN_DEP_CACHE_MB", "off".into())],
+        ..Options::default()
+    })
+    .await;
     let (project, body) = with_settings(
         "u_settings",
         "settings-workspace",

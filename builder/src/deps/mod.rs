@@ -151,7 +151,12 @@ impl DepCache {
 
     /// Copies the tree at `tree` into `project` (the `node_modules` folders at their places),
     /// owned by the build's `ids`. On failure, what it made is removed.
-    pub async fn restore(&self, tree: PathBuf, project: &Path, ids: Option<(u32, u32)>) -> std::io::Result<Done> {
+    pub async fn restore(
+        &self,
+        tree: PathBuf,
+        project: &Path,
+        ids: Option<(u32, u32)>,
+    ) -> std::io::Result<Done> {
         let (store_uid, project) = (self.0.store_uid, project.to_owned());
         let started = Instant::now();
         tokio::task::spawn_blocking(move || {
@@ -292,7 +297,10 @@ impl DepCache {
         if victims.is_empty() {
             return;
         }
-        tracing::info!(trees = victims.len(), "evicting warm dependency trees past KILN_DEP_CACHE_MB");
+        tracing::info!(
+            trees = victims.len(),
+            "evicting warm dependency trees past KILN_DEP_CACHE_MB"
+        );
         let _ = tokio::task::spawn_blocking(move || {
             for dir in victims {
                 if let Err(e) = std::fs::remove_dir_all(&dir) {
@@ -304,7 +312,14 @@ impl DepCache {
     }
 
     fn publish_bytes(&self) {
-        let bytes: u64 = self.0.index.lock().expect("not poisoned").values().map(|k| k.bytes).sum();
+        let bytes: u64 = self
+            .0
+            .index
+            .lock()
+            .expect("not poisoned")
+            .values()
+            .map(|k| k.bytes)
+            .sum();
         self.0.metrics.set_dep_cache_bytes(bytes);
     }
 }
@@ -313,7 +328,10 @@ impl DepCache {
 /// `node_modules` folders, found without entering them).
 fn modules_folders(tree: &Path) -> std::io::Result<Vec<String>> {
     let mut found = Vec::new();
-    let mut walk = walkdir::WalkDir::new(tree).min_depth(1).follow_links(false).into_iter();
+    let mut walk = walkdir::WalkDir::new(tree)
+        .min_depth(1)
+        .follow_links(false)
+        .into_iter();
     while let Some(entry) = walk.next() {
         let entry = entry.map_err(std::io::Error::other)?;
         if entry.file_type().is_dir() && entry.file_name() == "node_modules" {
@@ -364,14 +382,7 @@ fn read_index(root: &Path) -> std::io::Result<HashMap<String, Kept>> {
                 .filter_map(|e| e.metadata().ok())
                 .map(|m| m.len())
                 .sum();
-            index.insert(
-                name.clone(),
-                Kept {
-                    key,
-                    bytes,
-                    used,
-                },
-            );
+            index.insert(name.clone(), Kept { key, bytes, used });
         }
     }
     Ok(index)

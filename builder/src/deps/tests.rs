@@ -15,7 +15,11 @@ fn key(lockfile: &str) -> DepKey {
 /// A project folder with an installed-looking `node_modules` of `bytes` bytes.
 fn installed(dir: &Path, bytes: usize) {
     std::fs::create_dir_all(dir.join("node_modules/.pnpm/a@1/node_modules/a")).unwrap();
-    std::fs::write(dir.join("node_modules/.pnpm/a@1/node_modules/a/index.js"), vec![b'x'; bytes]).unwrap();
+    std::fs::write(
+        dir.join("node_modules/.pnpm/a@1/node_modules/a/index.js"),
+        vec![b'x'; bytes],
+    )
+    .unwrap();
     std::os::unix::fs::symlink(".pnpm/a@1/node_modules/a", dir.join("node_modules/a")).unwrap();
 }
 
@@ -23,7 +27,9 @@ fn installed(dir: &Path, bytes: usize) {
 async fn a_kept_tree_is_found_by_its_key_restored_and_bounded() {
     let work = tempfile::tempdir().unwrap();
     let metrics = kiln_shared::metrics::Metrics::new("builder");
-    let cache = DepCache::open(work.path(), 1000, None, metrics.clone()).await.unwrap();
+    let cache = DepCache::open(work.path(), 1000, None, metrics.clone())
+        .await
+        .unwrap();
     let project = work.path().join("p1");
     std::fs::create_dir_all(&project).unwrap();
     installed(&project, 400);
@@ -67,8 +73,14 @@ async fn a_kept_tree_is_found_by_its_key_restored_and_bounded() {
     ));
     let text = metrics.encode();
     let sample = |name: &str, labels: &[(&str, &str)]| kiln_shared::metrics::sample(&text, name, labels);
-    assert_eq!(sample("kiln_dep_cache_lookups_total", &[("result", "hit")]), Some(1.0));
-    assert_eq!(sample("kiln_dep_cache_lookups_total", &[("result", "miss")]), Some(3.0));
+    assert_eq!(
+        sample("kiln_dep_cache_lookups_total", &[("result", "hit")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample("kiln_dep_cache_lookups_total", &[("result", "miss")]),
+        Some(3.0)
+    );
     assert_eq!(sample("kiln_dep_cache_bytes", &[]), Some(400.0));
 
     // A second project's tree past the bound evicts the least recently used.

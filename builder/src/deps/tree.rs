@@ -80,7 +80,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let from = dir.path().join("node_modules");
         std::fs::create_dir_all(from.join(".pnpm/a@1/node_modules/a")).unwrap();
-        std::fs::write(from.join(".pnpm/a@1/node_modules/a/index.js"), "module.exports = 1").unwrap();
+        std::fs::write(
+            from.join(".pnpm/a@1/node_modules/a/index.js"),
+            "module.exports = 1",
+        )
+        .unwrap();
         std::os::unix::fs::symlink(".pnpm/a@1/node_modules/a", from.join("a")).unwrap();
         let fifo = from.join("pipe");
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();

@@ -247,7 +247,9 @@ fn step_after(last: Option<EventType>) -> Step {
         Some(EventType::BuildStarted) => Step::Fetch,
         Some(EventType::GenerateStarted) => Step::Generate,
         Some(EventType::GenerateCompleted | EventType::InstallStarted) => Step::Install,
-        Some(EventType::InstallCompleted | EventType::CheckStarted) => Step::Check,
+        Some(EventType::InstallCompleted | EventType::InstallSkipped | EventType::CheckStarted) => {
+            Step::Check
+        }
         Some(EventType::CheckCompleted | EventType::BuildStepStarted) => Step::Build,
         Some(EventType::BuildStepCompleted) => Step::Output,
         Some(EventType::UploadStarted | EventType::UploadCompleted) => Step::Upload,

@@ -239,6 +239,12 @@ impl Confinement {
         }
     }
 
+    /// The store's user, when the daemon switches users: what it owns in a build's tree is
+    /// the store's, read-only to the build.
+    pub fn store_uid(&self) -> Option<u32> {
+        self.store_user.map(|(uid, _)| uid)
+    }
+
     /// The home of the store's half of installs.
     pub fn store_home(&self) -> &Path {
         &self.store_home

@@ -13,6 +13,7 @@ use std::time::Instant as StdInstant;
 
 mod audit;
 mod check;
+mod deps;
 mod env;
 mod layout;
 mod run;
@@ -394,8 +395,31 @@ impl Stations<'_> {
         let install = scripts::install_args(&b.settings.builder.pnpm_store, frozen);
         let install: Vec<&str> = install.iter().map(String::as_str).collect();
         let started = StdInstant::now();
-        self.emit(EventType::InstallStarted, json!({ "frozenLockfile": frozen }));
         self.tools(pkg)?;
+        // The project's warm tree on this host, when its dependency key matches: no install.
+        let warm = self.warm_tree(layout, sources).await;
+        if let deps::Warm::Restored { key, took, files } = &warm {
+            log.line(&format!(
+                "[kiln] dependencies: install skipped: {} (node {}, pnpm {}); its copy took {} ms ({files} files)",
+                warm.reason().unwrap_or_default(),
+                key.parts["node"],
+                key.parts["pnpm"],
+                took.as_millis(),
+            ));
+            metrics.install_ms = ms_since(started);
+            self.emit(
+                EventType::InstallSkipped,
+                json!({ "ms": metrics.install_ms, "reason": warm.reason(), "depKey": &key.digest()[..16] }),
+            );
+            return keep_lockfile(&b.artifacts, project, &layout.lockfile, sources).await;
+        }
+        if let Some(why) = warm.reason() {
+            log.line(&format!("[kiln] dependencies: installing ({why})"));
+        }
+        self.emit(
+            EventType::InstallStarted,
+            json!({ "frozenLockfile": frozen, "warmTree": warm.reason() }),
+        );
         if version.generate {
             // The generator's process may have left a `node_modules` of links (into the store,
             // which the store's half can write): the install starts without one. Then its
@@ -484,12 +508,17 @@ impl Stations<'_> {
             self.run_command(Step::Install, &env, "installCommand", command)
                 .await?;
         }
+        let lockfile = keep_lockfile(&b.artifacts, project, &layout.lockfile, sources).await?;
+        // Kept before the checks and the build run: what they write is not handed on.
+        if !matches!(warm, deps::Warm::Off) {
+            self.keep_tree(layout, sources).await;
+        }
         metrics.install_ms = ms_since(started);
         self.emit(
             EventType::InstallCompleted,
             json!({ "ms": metrics.install_ms, "frozenLockfile": frozen }),
         );
-        keep_lockfile(&b.artifacts, project, &layout.lockfile, sources).await
+        Ok(lockfile)
     }
 
     /// build: the project's `buildCommand`, else `pnpm run build` when package.json has a
