@@ -127,10 +127,11 @@ fn maintain(json: bool, wait: std::time::Duration) -> i32 {
                     }
                 }
                 println!(
-                    "waited {} ms for builds; removed {} leftover workspaces ({} MB); pnpm store {} MB -> {} MB ({}{})",
+                    "waited {} ms for builds; removed {} leftover workspaces ({} MB) and {} warm dependency trees; pnpm store {} MB -> {} MB ({}{})",
                     r.waited_ms,
                     r.workspaces_removed,
                     r.workspace_bytes_freed >> 20,
+                    r.dep_trees_removed,
                     r.store_bytes_before >> 20,
                     r.store_bytes_after >> 20,
                     if r.pruned { "pruned" } else { "prune failed" },

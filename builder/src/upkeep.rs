@@ -1,7 +1,9 @@
 //! `kiln-builder maintain`: the builder host's own upkeep, run by its timer. It prunes the pnpm
 //! store (`pnpm store prune`), bounds it (`KILN_PNPM_STORE_MAX_MB`: a store still larger after
-//! the prune is emptied, and the next installs fill it again from the registry), and removes
-//! workspaces left behind by crashed builds.
+//! the prune is emptied, and the next installs fill it again from the registry), removes
+//! workspaces left behind by crashed builds, and removes projects' warm dependency trees not used
+//! for a week (all of them when it empties the store: their links would keep its files on disk;
+//! see [`crate::deps`]).
 //!
 //! It never runs while a build uses the store. Two lock files in the work folder coordinate it
 //! with every daemon on the host (`flock`, so a process that dies releases its locks):
@@ -87,6 +89,8 @@ pub struct UpkeepReport {
     /// Workspaces of crashed builds removed, and their bytes.
     pub workspaces_removed: u64,
     pub workspace_bytes_freed: u64,
+    /// Projects' warm dependency trees removed (unused for a week, or all with the store).
+    pub dep_trees_removed: u64,
     pub millis: u64,
 }
 
@@ -221,6 +225,9 @@ impl Upkeep {
                 report.store_bytes_after = size;
             }
         }
+        // 5. Warm dependency trees: no build runs to restore one.
+        report.dep_trees_removed = crate::deps::trim(&self.work_dir, crate::deps::UNUSED_FOR, report.emptied)
+            .map_err(io("removing warm dependency trees"))? as u64;
         report.millis = started.elapsed().as_millis() as u64;
         // The locks go with their files.
         drop(store);

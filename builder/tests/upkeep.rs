@@ -24,6 +24,30 @@ fn install_into(store: &Path, project: &Path) {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// Keeps a warm dependency tree of project `u/p` in `work_dir`, as a build would.
+fn keep_a_tree(work_dir: &Path) {
+    use kiln_builder::deps::{DepCache, DepKey, KeyInputs, Lookup};
+    let project = work_dir.join("tree-source");
+    std::fs::create_dir_all(project.join("node_modules/a")).unwrap();
+    std::fs::write(project.join("node_modules/a/index.js"), "1").unwrap();
+    let key = DepKey::of(&KeyInputs {
+        lockfile: Some("lock"),
+        ..KeyInputs::default()
+    })
+    .unwrap();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let metrics = kiln_shared::metrics::Metrics::new("builder");
+        let cache = DepCache::open(work_dir, 1 << 30, None, metrics).await.unwrap();
+        cache
+            .save("u", "p", &key, &project, vec!["node_modules".into()])
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(cache.lookup("u", "p", &key), Lookup::Hit { .. }));
+    });
+    std::fs::remove_dir_all(project).unwrap();
+}
+
 fn upkeep(dir: &Path, store_max: u64, wait: Duration) -> Upkeep {
     Upkeep {
         work_dir: dir.join("work"),
@@ -47,8 +71,10 @@ fn upkeep_removes_crashed_workspaces_and_prunes_the_store() {
     std::fs::write(crashed.join("project/big.js"), vec![b'x'; 100_000]).unwrap();
     let other = u.work_dir.join("not-a-workspace");
     std::fs::create_dir_all(&other).unwrap();
+    keep_a_tree(&u.work_dir);
 
     let r = u.run().unwrap();
+    assert_eq!(r.dep_trees_removed, 0, "a tree used today stays");
     assert_eq!(r.workspaces_removed, 1);
     assert!(r.workspace_bytes_freed >= 100_000, "{r:?}");
     assert!(!crashed.exists());
@@ -68,8 +94,10 @@ fn a_store_over_its_bound_after_the_prune_is_emptied() {
     let u = upkeep(dir.path(), 1, Duration::from_secs(5));
     // Still referenced (the project stays), so the prune keeps it; the bound does not.
     install_into(&u.pnpm_store, &dir.path().join("live-project"));
+    keep_a_tree(&u.work_dir);
     let r = u.run().unwrap();
     assert!(r.emptied, "{r:?}");
+    assert_eq!(r.dep_trees_removed, 1, "the trees go with the store: {r:?}");
     assert_eq!(r.store_bytes_after, 0);
     assert!(u.pnpm_store.is_dir(), "the store folder itself stays");
 }
