@@ -9,12 +9,13 @@
 //! - [`notify`]: Pub/Sub announcements (build events to the APIs, cancels to the builders);
 //! - [`latest`]: the KV, each project's latest pointer and which project a label names.
 //! - [`remove`]: what Redis keeps of a deleted project, removed.
+//! - [`affinity`]: a rebuild handed to the builder that last built its project.
 //!
 //! # The streams design
 //!
 //! One stream (`{prefix}:builds`) holds one entry per build waiting or being built, with the
 //! fields `build_id`, `user_id` and `project_id` (and `take_over` on an entry put back for a
-//! build whose claim was lost). Every builder daemon reads it as a consumer of one consumer
+//! build whose claim was lost, `prefer` on a build of a project a builder built before). Every builder daemon reads it as a consumer of one consumer
 //! group, [`CONSUMER_GROUP`], under its builder id (`KILN_BUILDER_ID`). `XREADGROUP ... >` hands each new entry
 //! to exactly one consumer and records it in the group's pending entries list (PEL) under that
 //! consumer: the PEL entry *is* the running build's claim, and nothing else records who runs
@@ -51,6 +52,7 @@
 //! Redis leaves behind: queued builds whose entry is gone, running builds whose claim is gone,
 //! slots held by builds that ended.
 
+mod affinity;
 mod consume;
 mod latest;
 mod locks;
@@ -61,6 +63,7 @@ mod remove;
 mod repair;
 mod slots;
 
+pub use affinity::{Affinity, Elsewhere, HandTo, AFFINITY_TTL};
 pub use consume::{Job, StreamReader};
 pub use locks::MaintenanceLock;
 pub use produce::{Admission, Preflight, Quota, QuotaHit, QuotaLimits};
@@ -75,6 +78,9 @@ pub const CONSUMER_GROUP: &str = "builders";
 
 /// The stream field that marks an entry put back for a build whose claim was lost.
 const TAKE_OVER_FIELD: &str = "take_over";
+
+/// The stream field naming the builder a build prefers (the one that last built its project).
+const PREFER_FIELD: &str = "prefer";
 
 /// The build stream and the in-flight claims.
 #[derive(Debug, Clone)]
