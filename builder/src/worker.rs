@@ -69,7 +69,11 @@ impl Builder {
             return Ok(false);
         }
         let lease = kiln_shared::redis::fleet::LEASE;
-        match self.queue.hand_to(self.consumer(), job, &prefer, bound, lease).await? {
+        match self
+            .queue
+            .hand_to(self.consumer(), job, &prefer, bound, lease)
+            .await?
+        {
             HandTo::Handed => {
                 self.metrics.affinity("handed_off");
                 tracing::debug!(build_id = %job.build_id, prefer, "handed the build to the builder it prefers");

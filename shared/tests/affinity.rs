@@ -31,7 +31,14 @@ fn fleet(q: &Queue) -> Fleet {
 async fn admit_and_read(q: &Queue, p: &str, reader: &str) -> Job {
     let (u, p) = (UserId::parse("u").unwrap(), ProjectId::parse(p).unwrap());
     let admitted = q
-        .admit(VersionId::new(), &u, &p, &format!("{p}-label"), &QuotaLimits::NONE, false)
+        .admit(
+            VersionId::new(),
+            &u,
+            &p,
+            &format!("{p}-label"),
+            &QuotaLimits::NONE,
+            false,
+        )
         .await
         .unwrap();
     assert!(matches!(admitted, Admission::Queued { .. }), "{admitted:?}");
@@ -70,6 +77,14 @@ async fn a_build_is_handed_only_to_a_live_builder_with_a_free_slot_within_the_bo
     let answer = q.hand_to("b2", &job, "b1", bound, HEARTBEAT_LEASE).await.unwrap();
     assert_eq!(answer, HandTo::Keep(Elsewhere::Dead));
 
+    // b1 drains: it reads no more builds.
+    fleet
+        .heartbeat("b1", 1, &serde_json::json!({ "draining": true }))
+        .await
+        .unwrap();
+    let answer = q.hand_to("b2", &job, "b1", bound, HEARTBEAT_LEASE).await.unwrap();
+    assert_eq!(answer, HandTo::Keep(Elsewhere::Dead));
+
     // b1 is alive with one slot, taken by a build of another project: busy.
     fleet.heartbeat("b1", 1, &serde_json::json!({})).await.unwrap();
     let other = admit_and_read(&q, "other", "b1").await;
@@ -91,16 +106,26 @@ async fn a_build_is_handed_only_to_a_live_builder_with_a_free_slot_within_the_bo
     // b1's reader wakes at once on the nudge (its block is long), and b1 takes the build up.
     let mut reader = q.reader(Duration::from_secs(5));
     let woke = Instant::now();
-    assert!(reader.read("b1").await.unwrap().is_none(), "a nudge, not a new build");
+    assert!(
+        reader.read("b1").await.unwrap().is_none(),
+        "a nudge, not a new build"
+    );
     let nudges = reader.take_nudges();
-    assert!(woke.elapsed() < Duration::from_secs(2), "woken by the nudge: {:?}", woke.elapsed());
+    assert!(
+        woke.elapsed() < Duration::from_secs(2),
+        "woken by the nudge: {:?}",
+        woke.elapsed()
+    );
     assert_eq!(nudges.len(), 1);
     let taken = q.take("b1", LEASE, &nudges).await.unwrap().expect("handed to b1");
     assert_eq!((taken.build_id, &taken.entry_id), (job.build_id, &job.entry_id));
     assert_eq!(taken.affinity, Affinity::Handed);
     assert!(!taken.reclaimed);
     assert!(q.take("b1", LEASE, &[]).await.unwrap().is_none(), "taken once");
-    assert!(q.take("b2", LEASE, &[]).await.unwrap().is_none(), "and by nobody else");
+    assert!(
+        q.take("b2", LEASE, &[]).await.unwrap().is_none(),
+        "and by nobody else"
+    );
     assert!(q.renew("b1", &job.entry_id).await.unwrap());
     assert!(q.ack("b1", &job.entry_id).await.unwrap());
     assert!(q.ack("b1", &other.entry_id).await.unwrap());
@@ -111,7 +136,10 @@ async fn a_build_is_handed_only_to_a_live_builder_with_a_free_slot_within_the_bo
 async fn a_handed_build_its_builder_does_not_take_up_goes_to_any_daemon_after_the_bound() {
     let q = queue();
     q.ensure_group().await.unwrap();
-    fleet(&q).heartbeat("b1", 1, &serde_json::json!({})).await.unwrap();
+    fleet(&q)
+        .heartbeat("b1", 1, &serde_json::json!({}))
+        .await
+        .unwrap();
     let bound = Duration::from_millis(600);
     let (u, p) = (UserId::parse("u").unwrap(), ProjectId::parse("p").unwrap());
     q.remember_builder(&u, &p, "b1").await.unwrap();
@@ -143,7 +171,9 @@ async fn a_handed_build_its_builder_does_not_take_up_goes_to_any_daemon_after_th
     let late = admit_and_read(&q, "late", "b2").await;
     tokio::time::sleep(bound).await;
     assert_eq!(
-        q.hand_to("b2", &late, "b1", bound, HEARTBEAT_LEASE).await.unwrap(),
+        q.hand_to("b2", &late, "b1", bound, HEARTBEAT_LEASE)
+            .await
+            .unwrap(),
         HandTo::Keep(Elsewhere::Bound)
     );
 }
@@ -152,7 +182,10 @@ async fn a_handed_build_its_builder_does_not_take_up_goes_to_any_daemon_after_th
 async fn a_handed_build_whose_builder_died_is_still_reclaimed_after_a_lease() {
     let q = queue();
     q.ensure_group().await.unwrap();
-    fleet(&q).heartbeat("b1", 1, &serde_json::json!({})).await.unwrap();
+    fleet(&q)
+        .heartbeat("b1", 1, &serde_json::json!({}))
+        .await
+        .unwrap();
     let job = admit_and_read(&q, "p", "b2").await;
     let bound = Duration::from_secs(60);
     assert_eq!(
@@ -163,6 +196,12 @@ async fn a_handed_build_whose_builder_died_is_still_reclaimed_after_a_lease() {
     let lease = Duration::from_millis(300);
     tokio::time::sleep(Duration::from_millis(400)).await;
     let taken = q.take("b3", lease, &[]).await.unwrap().expect("reclaimed");
-    assert_eq!((taken.entry_id.as_str(), taken.reclaimed), (job.entry_id.as_str(), true));
-    assert!(q.take("b1", lease, &[]).await.unwrap().is_none(), "b1's handoff is gone with it");
+    assert_eq!(
+        (taken.entry_id.as_str(), taken.reclaimed),
+        (job.entry_id.as_str(), true)
+    );
+    assert!(
+        q.take("b1", lease, &[]).await.unwrap().is_none(),
+        "b1's handoff is gone with it"
+    );
 }

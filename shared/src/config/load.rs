@@ -257,7 +257,8 @@ mod tests {
             ("KILN_ARTIFACTS", "file:///tmp/a"),
         ];
         let with = |value: &'static str| {
-            Settings::from_vars(vars(&[base[0], base[1], ("KILN_AFFINITY_MS", value)])).map(|s| s.fleet.affinity)
+            Settings::from_vars(vars(&[base[0], base[1], ("KILN_AFFINITY_MS", value)]))
+                .map(|s| s.fleet.affinity)
         };
         let s = Settings::from_vars(vars(&base)).unwrap();
         assert_eq!(s.fleet.affinity, Some(Duration::from_millis(2000)));

@@ -48,7 +48,7 @@ pub enum Affinity {
 pub enum Elsewhere {
     /// The preferred builder's slots were all taken.
     Busy,
-    /// The preferred builder has not heartbeated within the lease (or left the fleet).
+    /// The preferred builder has not heartbeated within the lease, left the fleet, or drains.
     Dead,
     /// The bound passed (queued longer ago than `KILN_AFFINITY_MS`, or handed to the preferred
     /// builder, which did not take it up in time).
@@ -81,14 +81,16 @@ impl Affinity {
     pub fn log_line(&self, here: &str) -> Option<String> {
         Some(match self {
             Affinity::None => return None,
-            Affinity::Preferred => format!("[kiln] building on {here}, the builder that built this project last"),
+            Affinity::Preferred => {
+                format!("[kiln] building on {here}, the builder that built this project last")
+            }
             Affinity::Handed => format!(
                 "[kiln] handed to {here}, the builder that built this project last (it had a free slot)"
             ),
             Affinity::Elsewhere { prefer, why } => {
                 let reason = match why {
                     Elsewhere::Busy => "is busy",
-                    Elsewhere::Dead => "is not alive (no heartbeat)",
+                    Elsewhere::Dead => "is not alive (no heartbeat) or is draining",
                     Elsewhere::Bound => "did not take the build within KILN_AFFINITY_MS",
                 };
                 format!("[kiln] preferred builder {prefer} {reason}; building on {here}")
@@ -129,7 +131,11 @@ impl Queue {
     }
 
     /// The builder the project's next build will prefer, if any.
-    pub async fn preferred_builder(&self, user: &UserId, project: &ProjectId) -> Result<Option<String>, RedisError> {
+    pub async fn preferred_builder(
+        &self,
+        user: &UserId,
+        project: &ProjectId,
+    ) -> Result<Option<String>, RedisError> {
         Ok(self
             .redis
             .conn()

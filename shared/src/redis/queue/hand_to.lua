@@ -7,7 +7,8 @@
 -- ARGV[1] group   ARGV[2] this consumer   ARGV[3] entry id   ARGV[4] the preferred builder
 -- ARGV[5] the affinity bound (ms)   ARGV[6] the heartbeat lease (ms)
 -- Returns 'handed', or why not: 'lost' (not this consumer's entry any more), 'bound' (queued
--- longer ago than the bound), 'dead' (no heartbeat within the lease), 'busy' (no free slot).
+-- longer ago than the bound), 'dead' (no heartbeat within the lease, or draining), 'busy' (no
+-- free slot).
 if not owned(KEYS[1], ARGV[1], ARGV[2], ARGV[3]) then
   return 'lost'
 end
@@ -18,8 +19,13 @@ if now >= deadline then
   return 'bound'
 end
 local seen = redis.call('ZSCORE', KEYS[3], ARGV[4])
-local capacity = redis.call('HGET', KEYS[4], 'capacity')
+local builder = redis.call('HMGET', KEYS[4], 'capacity', 'report')
+local capacity = builder[1]
 if not seen or not capacity or now - tonumber(seen) > tonumber(ARGV[6]) then
+  return 'dead'
+end
+-- A draining builder reads no more builds.
+if builder[2] and string.find(builder[2], '"draining":true', 1, true) then
   return 'dead'
 end
 local held = 0
