@@ -31,6 +31,9 @@
 //!   one group, so a processed entry is of no further use, and the stream's length is exactly
 //!   the builds waiting plus running ([`Queue::depth`]). A draining daemon hands its builds back
 //!   as new entries any daemon may read ([`Queue::hand_back`]).
+//! - **Affinity.** An entry may prefer a builder; a daemon that reads it may move it to that
+//!   builder's pending list (`XCLAIM`), never out of the stream, and after a short deadline
+//!   any daemon takes it from there ([`affinity`]).
 //! - **Dead letters.** An entry that describes no build (a field missing or invalid) is moved
 //!   to `{prefix}:builds:dead` and acknowledged, so it is neither retried nor reclaimed forever.
 //! - **The project's slot.** Beside the stream, `{prefix}:inflight:{user}:{project}` holds the
@@ -44,7 +47,7 @@
 //!   build). A script runs atomically on the server, so each step happens whole or not at all.
 //!   The scripts are the `*.lua` files beside this module, each kept in a static and run by
 //!   its hash (`EVALSHA`; the script is loaded when the server does not know it yet);
-//!   `owned.lua` is the shared head of the three that act only for the entry's owner.
+//!   `owned.lua` is the shared head of the four that act only for the entry's owner.
 //! - **Pub/Sub is a hint.** Events and cancels are also published, at most once: the record is
 //!   Postgres, which the APIs and the builders read again when a message was missed.
 //!
