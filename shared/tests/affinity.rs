@@ -205,3 +205,44 @@ async fn a_handed_build_whose_builder_died_is_still_reclaimed_after_a_lease() {
         "b1's handoff is gone with it"
     );
 }
+
+#[tokio::test]
+async fn an_overdue_build_raced_for_by_many_daemons_and_its_builder_is_taken_once() {
+    let q = queue();
+    q.ensure_group().await.unwrap();
+    fleet(&q)
+        .heartbeat("b1", 1, &serde_json::json!({}))
+        .await
+        .unwrap();
+    let (u, p) = (UserId::parse("u").unwrap(), ProjectId::parse("p").unwrap());
+    q.remember_builder(&u, &p, "b1").await.unwrap();
+    let bound = Duration::from_millis(300);
+    let job = admit_and_read(&q, "p", "b2").await;
+    assert_eq!(
+        q.hand_to("b2", &job, "b1", bound, HEARTBEAT_LEASE).await.unwrap(),
+        HandTo::Handed
+    );
+    tokio::time::sleep(bound).await;
+    // b1 wakes late, just as eight other daemons find the build overdue.
+    let racers: Vec<_> = ["b1", "c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8"]
+        .into_iter()
+        .map(|name| {
+            let q = q.on_another_connection().unwrap();
+            tokio::spawn(async move { (name, q.take(name, LEASE, &[]).await.unwrap()) })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for racer in racers {
+        let (name, taken) = racer.await.unwrap();
+        if let Some(taken) = taken {
+            assert_eq!(taken.entry_id, job.entry_id);
+            winners.push(name);
+        }
+    }
+    assert_eq!(winners.len(), 1, "taken by {winners:?}");
+    assert!(
+        q.ack(winners[0], &job.entry_id).await.unwrap(),
+        "the winner owns it"
+    );
+    assert_eq!(q.depth().await.unwrap(), 0);
+}
