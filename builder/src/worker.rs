@@ -1,14 +1,16 @@
 //! The worker: one slot of the daemon, taking one build at a time ([`Builder::step`]) until
-//! shutdown: first a build whose builder was lost (its claim unrenewed for a lease), else a new
-//! one from the stream's consumer group; a build whose user is at the running cap, or that
-//! arrives while the host's upkeep runs, goes back to the queue.
+//! shutdown: first a build handed to this builder (it prefers it), else one handed to another
+//! that did not take it up in time, else one whose builder was lost (its claim unrenewed for a
+//! lease), else a new one from the stream's consumer group; a new build that prefers another
+//! builder alive with a free slot is handed to it ([`Builder::route`]); a build whose user is
+//! at the running cap, or that arrives while the host's upkeep runs, goes back to the queue.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use kiln_shared::backoff::Backoff;
 use kiln_shared::domain::VersionId;
-use kiln_shared::redis::{Job, StreamReader};
+use kiln_shared::redis::{Affinity, HandTo, Job, StreamReader};
 use tokio_util::sync::CancellationToken;
 
 use crate::context::Builder;
@@ -30,20 +32,62 @@ pub enum StepOutcome {
     /// A build was read, but its user runs as many builds as `KILN_MAX_RUNNING_PER_USER`
     /// allows: it went back to the end of the queue.
     Deferred(VersionId),
+    /// A build was read that prefers another builder, alive with a free slot: it was handed
+    /// to that builder (or another daemon had taken it over meanwhile).
+    HandedOn(VersionId),
 }
 
 impl Builder {
-    /// The next build for this daemon: one whose builder was lost, else a new one (waiting up
-    /// to the reader's block).
+    /// The next build for this daemon: one handed to it, else one handed to another builder
+    /// and overdue, else one whose builder was lost, else a new one (waiting up to the reader's
+    /// block, or until a nudge says a build was handed to this builder).
     pub async fn next_job(&self, reader: &mut StreamReader) -> anyhow::Result<Option<Job>> {
+        let nudges = reader.take_nudges();
         if let Some(job) = self
             .queue
-            .reclaim(self.consumer(), self.settings.fleet.lease)
+            .take(self.consumer(), self.settings.fleet.lease, &nudges)
             .await?
         {
             return Ok(Some(job));
         }
         Ok(reader.read(self.consumer()).await?)
+    }
+
+    /// Affinity (`KILN_AFFINITY_MS`): a new build that prefers another builder is handed to it
+    /// when it is alive, has a free slot and the build is younger than the bound (true: this
+    /// worker leaves it). Otherwise the job notes why it runs here, for its log and metrics.
+    pub async fn route(&self, job: &mut Job) -> anyhow::Result<bool> {
+        let (Some(bound), Some(prefer)) = (self.settings.fleet.affinity, job.prefer.clone()) else {
+            return Ok(false);
+        };
+        // Handed here, overdue, or taken over from a lost builder: it runs here.
+        if job.affinity != Affinity::None || job.reclaimed {
+            return Ok(false);
+        }
+        if prefer == self.consumer() {
+            job.affinity = Affinity::Preferred;
+            return Ok(false);
+        }
+        let lease = kiln_shared::redis::fleet::LEASE;
+        match self
+            .queue
+            .hand_to(self.consumer(), job, &prefer, bound, lease)
+            .await?
+        {
+            HandTo::Handed => {
+                self.metrics.affinity("handed_off");
+                tracing::debug!(build_id = %job.build_id, prefer, "handed the build to the builder it prefers");
+                Ok(true)
+            }
+            HandTo::Keep(why) => {
+                job.affinity = Affinity::Elsewhere { prefer, why };
+                Ok(false)
+            }
+            HandTo::Lost => {
+                tracing::warn!(build_id = %job.build_id, "the build's entry was reclaimed before it could be handed on");
+                Ok(true)
+            }
+        }
     }
 
     /// `KILN_MAX_RUNNING_PER_USER`: takes one of the job's user's running slots (fleet-wide,
@@ -97,7 +141,7 @@ impl Builder {
 
     /// Takes and runs at most one build.
     pub async fn step(&self, reader: &mut StreamReader) -> anyhow::Result<StepOutcome> {
-        let Some(job) = self.next_job(reader).await? else {
+        let Some(mut job) = self.next_job(reader).await? else {
             return Ok(StepOutcome::Empty);
         };
         // The host's upkeep began while this worker waited on the stream: the build goes
@@ -108,6 +152,9 @@ impl Builder {
             }
             tracing::info!(build_id = %job.build_id, "the host's upkeep runs: the build goes back to the queue");
             return Ok(StepOutcome::Deferred(job.build_id));
+        }
+        if self.route(&mut job).await? {
+            return Ok(StepOutcome::HandedOn(job.build_id));
         }
         if self.defer_over_user_cap(&job).await? {
             return Ok(StepOutcome::Deferred(job.build_id));

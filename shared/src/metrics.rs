@@ -90,6 +90,7 @@ struct Families {
     reclaims: IntCounter,
     retries: IntCounterVec,
     handed_back: IntCounter,
+    affinity: IntCounterVec,
     cancellations: IntCounter,
     install_starts: IntCounterVec,
     dep_cache_lookups: IntCounterVec,
@@ -155,6 +156,11 @@ impl Metrics {
             handed_back: r.counter(
                 "handed_back_total",
                 "Builds handed back to the queue at the drain deadline.",
+            ),
+            affinity: r.counter_vec(
+                "affinity_total",
+                "Builds that prefer a builder (the one that built their project last), by where they went: preferred (read by it), handed (handed to it and run there), handed_off (this daemon handed it on), busy, dead, bound (run here instead, and why).",
+                &["outcome"],
             ),
             cancellations: r.counter(
                 "cancellations_total",
@@ -241,6 +247,11 @@ impl Metrics {
 
     pub fn handed_back(&self) {
         self.0.handed_back.inc();
+    }
+
+    /// A build that prefers a builder went somewhere (`outcome`: see `affinity_total`).
+    pub fn affinity(&self, outcome: &str) {
+        self.0.affinity.with_label_values(&[outcome]).inc();
     }
 
     /// An install step started, in a `warm` or `cold` sandbox.

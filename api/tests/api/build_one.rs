@@ -35,6 +35,7 @@ impl TestApp {
                     assert!(started.elapsed() < FIND_WITHIN, "build {id} is not in the stream")
                 }
                 StepOutcome::Deferred(other) => panic!("the builder put build {other} back"),
+                StepOutcome::HandedOn(other) => panic!("the builder handed build {other} on"),
             }
         }
         builder.close();

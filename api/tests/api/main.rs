@@ -2,6 +2,7 @@
 //! real Redis (a key prefix per test), real pnpm, and the filesystem or S3 (Garage) store.
 //! Run them through `ops/test.sh`, which starts those services.
 
+mod affinity;
 mod audit;
 mod auth;
 mod build_one;

@@ -120,6 +120,10 @@ async fn run_attempt(
     if version.attempts > 1 {
         resume_log(b, version, &log).await;
     }
+    if let Some(line) = job.affinity.log_line(b.consumer()) {
+        b.metrics.affinity(job.affinity.label());
+        log.line(&line);
+    }
     let mut metrics = Metrics::default();
     let ws = Workspace::new(&b.settings.builder.work_dir, id);
     // Boxed: the build future is large, and worker stacks are not.
@@ -166,6 +170,9 @@ async fn run_attempt(
     if let Err(e) = b.live_logs.finish(id, log.last_line()).await {
         tracing::warn!(error = %e, "cannot end the live log");
     }
+    if outcome.is_ok() && stopper.reason().is_none() {
+        remember_builder(b, version).await;
+    }
     let recorded = match (stopper.reason(), outcome) {
         // The API recorded the cancel (and its event) and released the slot.
         (Some(_), _) => false,
@@ -184,4 +191,19 @@ async fn run_attempt(
     }
     done_with(b, job).await?;
     Ok(id)
+}
+
+/// Affinity: records this builder as the one that last built the project (before the outcome
+/// is recorded, so a rebuild admitted once the build is deployed already prefers it).
+async fn remember_builder(b: &Builder, version: &Version) {
+    if b.settings.fleet.affinity.is_none() {
+        return;
+    }
+    let remembered = b
+        .queue
+        .remember_builder(&version.user_id, &version.project_id, b.consumer())
+        .await;
+    if let Err(e) = remembered {
+        tracing::warn!(error = %e, "cannot record the project's builder; its next build prefers none");
+    }
 }

@@ -60,6 +60,18 @@ section! {
          so other users' builds go first.",
     )
     .hint("2");
+    AFFINITY_MS = Variable::new(
+        "KILN_AFFINITY_MS",
+        Kind::PositiveOrOff,
+        Fallback::Value("2000"),
+        BUILDER,
+        "how long, in ms, a rebuild may wait for the builder that last built its project (`off` or `0`: any free builder)",
+    )
+    .details(
+        "Only while that builder is alive and has a free slot: a daemon that reads a build \
+         preferring another hands it to that builder; once the bound has passed since the build \
+         was queued, any daemon takes it.",
+    );
 }
 
 /// How builders hold, lose and hand back builds.
@@ -83,6 +95,10 @@ pub struct FleetSettings {
     /// (`KILN_MAX_RUNNING_PER_USER`; unset: no cap). A daemon that reads a build of a user at
     /// the cap puts it back at the end of the queue and reads on.
     pub max_running_per_user: Option<u32>,
+    /// How long a rebuild may wait for the builder that last built its project while that
+    /// builder is alive and has a free slot (`KILN_AFFINITY_MS`, default 2000; `off`/`0`:
+    /// `None`, any free daemon takes any build).
+    pub affinity: Option<Duration>,
 }
 
 impl FleetSettings {

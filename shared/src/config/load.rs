@@ -161,6 +161,10 @@ impl Settings {
                     None => None,
                     Some(_) => Some(src.positive(&MAX_RUNNING_PER_USER)?.min(1_000_000) as u32),
                 },
+                affinity: match src.value(&AFFINITY_MS) {
+                    Some(v) if v.trim().eq_ignore_ascii_case("off") || v.trim() == "0" => None,
+                    _ => Some(Duration::from_millis(src.positive(&AFFINITY_MS)?.min(3_600_000))),
+                },
             },
             webhooks: WebhookSettings {
                 deliver: src.switch(&WEBHOOK_DELIVERY)?,
@@ -248,6 +252,26 @@ mod tests {
             err,
             "KILN_MAX_RUNNING_PER_USER is invalid: must be greater than 0"
         );
+    }
+
+    #[test]
+    fn affinity_waits_two_seconds_unless_turned_off() {
+        let base = [
+            ("KILN_DATABASE_URL", "postgres://x"),
+            ("KILN_ARTIFACTS", "file:///tmp/a"),
+        ];
+        let with = |value: &'static str| {
+            Settings::from_vars(vars(&[base[0], base[1], ("KILN_AFFINITY_MS", value)]))
+                .map(|s| s.fleet.affinity)
+        };
+        let s = Settings::from_vars(vars(&base)).unwrap();
+        assert_eq!(s.fleet.affinity, Some(Duration::from_millis(2000)));
+        assert_eq!(with("350").unwrap(), Some(Duration::from_millis(350)));
+        assert_eq!(with("off").unwrap(), None);
+        assert_eq!(with("OFF").unwrap(), None);
+        assert_eq!(with("0").unwrap(), None);
+        let err = with("soon").unwrap_err().to_string();
+        assert!(err.starts_with("KILN_AFFINITY_MS is invalid"), "{err}");
     }
 
     #[test]

@@ -92,12 +92,15 @@ impl Fleet {
         Ok(out)
     }
 
-    /// Removes builder `id` at once (a clean shutdown).
+    /// Removes builder `id` at once (a clean shutdown), and its nudges stream (builds still
+    /// handed to it are taken by other daemons once their deadline passes).
     pub async fn leave(&self, id: &str) -> Result<(), RedisError> {
         redis::pipe()
             .zrem(self.keys.builders(), id)
             .ignore()
             .del(self.keys.builder(id))
+            .ignore()
+            .del(self.keys.nudges(id))
             .ignore()
             .query_async::<()>(&mut self.redis.conn())
             .await?;

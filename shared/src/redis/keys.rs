@@ -113,6 +113,30 @@ impl Keys {
         format!("{}:quota:rebuilds:{user}:{project}", self.prefix)
     }
 
+    /// The builder that last built a project successfully (its id; expires after a day):
+    /// admission copies it into the build's stream entry as `prefer`.
+    pub fn affinity(&self, user: &str, project: &str) -> String {
+        format!("{}:affinity:{user}:{project}", self.prefix)
+    }
+
+    /// Builds handed to the builder they prefer and not yet taken up, fleet-wide (sorted set:
+    /// `"{entry id} {builder}"` → the Redis time in ms after which any daemon may take it).
+    pub fn handoffs(&self) -> String {
+        format!("{}:handoffs", self.prefix)
+    }
+
+    /// The builds handed to one builder and not yet taken up (sorted set: entry id → the
+    /// same deadline as in [`Keys::handoffs`]).
+    pub fn handoffs_to(&self, builder: &str) -> String {
+        format!("{}:handoffs:{builder}", self.prefix)
+    }
+
+    /// A builder's nudges: a stream its workers read beside the build stream, so a build
+    /// handed to it wakes one of them at once.
+    pub fn nudges(&self, builder: &str) -> String {
+        format!("{}:nudges:{builder}", self.prefix)
+    }
+
     pub fn idempotency(&self, key_hash: &str) -> String {
         format!("{}:idem:{key_hash}", self.prefix)
     }

@@ -29,7 +29,7 @@ pub use keys::Keys;
 pub use kv::{LatestPointer, ProjectRef};
 pub use logs::{LiveLogs, LogEntry, LogFollower};
 pub use queue::{
-    Admission, GateRead, Job, MaintenanceLock, Preflight, ProjectGate, Queue, Quota, QuotaHit, QuotaLimits,
-    StreamReader, CONSUMER_GROUP, GATE_TTL_SECS,
+    Admission, Affinity, Elsewhere, GateRead, HandTo, Job, MaintenanceLock, Preflight, ProjectGate, Queue,
+    Quota, QuotaHit, QuotaLimits, StreamReader, AFFINITY_TTL, CONSUMER_GROUP, GATE_TTL_SECS,
 };
 pub use replay::{SignatureRecord, SignatureUse, Signatures};

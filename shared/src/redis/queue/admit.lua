@@ -6,6 +6,8 @@
 -- yet has never been admitted, so its build is a new project; any later build is a rebuild.
 -- KEYS[1]: the project's in-flight key   KEYS[2]: the build stream   KEYS[3]: the label key
 -- KEYS[4]: the user's new-projects quota   KEYS[5]: the project's rebuilds quota
+-- KEYS[6]: the project's affinity (the builder that last built it), copied into the entry as
+-- `prefer`
 -- ARGV[1]: build id   ARGV[2]: user id   ARGV[3]: project id   ARGV[4]: the label's JSON value
 -- ARGV[5]: new projects per window (0: no quota)   ARGV[6]: rebuilds per window (0: no quota)
 -- ARGV[7]: the window (ms)   ARGV[8]: '1' when the caller will replace a live holder of the slot
@@ -49,6 +51,13 @@ if holder then
   return {0, holder, 0}
 end
 redis.call('SET', KEYS[1], ARGV[1])
-local entry = redis.call('XADD', KEYS[2], '*', 'build_id', ARGV[1], 'user_id', ARGV[2], 'project_id', ARGV[3])
+local prefer = redis.call('GET', KEYS[6])
+local entry
+if prefer then
+  entry = redis.call('XADD', KEYS[2], '*', 'build_id', ARGV[1], 'user_id', ARGV[2], 'project_id', ARGV[3],
+    'prefer', prefer)
+else
+  entry = redis.call('XADD', KEYS[2], '*', 'build_id', ARGV[1], 'user_id', ARGV[2], 'project_id', ARGV[3])
+end
 redis.call('SET', KEYS[3], ARGV[4])
 return {1, entry, 0}

@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 use redis::streams::{StreamReadOptions, StreamReadReply};
 use redis::AsyncCommands;
 
-use super::{Queue, CONSUMER_GROUP, TAKE_OVER_FIELD};
+use super::{Affinity, Queue, CONSUMER_GROUP, PREFER_FIELD, TAKE_OVER_FIELD};
 use crate::domain::{ProjectId, UserId, VersionId};
 use crate::redis::RedisError;
 
@@ -16,7 +16,7 @@ static ACK: LazyLock<redis::Script> = LazyLock::new(|| owned_script(include_str!
 static HAND_BACK: LazyLock<redis::Script> = LazyLock::new(|| owned_script(include_str!("hand_back.lua")));
 
 /// A script that asks whether a consumer owns an entry (`owned.lua` is its head).
-fn owned_script(body: &str) -> redis::Script {
+pub(super) fn owned_script(body: &str) -> redis::Script {
     redis::Script::new(&format!("{}\n{body}", include_str!("owned.lua")))
 }
 
@@ -29,6 +29,11 @@ pub struct Job {
     pub project_id: ProjectId,
     /// Taken over from a consumer that stopped renewing it (its builder was lost).
     pub reclaimed: bool,
+    /// The builder that last built the project (copied into the entry by admission).
+    pub prefer: Option<String>,
+    /// How the build came to this daemon, as far as [affinity](super::affinity) goes (set by
+    /// the daemon once it decides where the build runs).
+    pub affinity: Affinity,
 }
 
 impl Job {
@@ -50,6 +55,8 @@ impl Job {
             // An entry put back for a build whose claim was lost (maintenance, the reconciler)
             // is taken over like a reclaimed one: a new attempt, counted as lost.
             reclaimed: reclaimed || entry.get::<String>(TAKE_OVER_FIELD).is_some(),
+            prefer: entry.get::<String>(PREFER_FIELD).filter(|p| !p.is_empty()),
+            affinity: Affinity::None,
         })
     }
 }
@@ -74,6 +81,7 @@ impl Queue {
             queue: self.clone(),
             block,
             conn: None,
+            nudges: Vec::new(),
         }
     }
 
@@ -135,7 +143,7 @@ impl Queue {
     /// written by something other than Kiln, or by a version that wrote it differently) is
     /// moved to the dead-letter stream and acknowledged, so it is neither retried nor
     /// reclaimed forever.
-    async fn job_or_quarantine(
+    pub(super) async fn job_or_quarantine(
         &self,
         consumer: &str,
         entry: &redis::streams::StreamId,
@@ -191,28 +199,43 @@ impl Queue {
     }
 }
 
-/// Reads new builds for one consumer, blocking up to `block` each time. The connection's
+/// Reads new builds for one consumer, blocking up to `block` each time, and beside them the
+/// consumer's nudges (a build was handed to it: [`Queue::take`] takes it up). The connection's
 /// response timeout always outlives the block: a client that gives up on a blocked read while
 /// Redis still answers it would lose the entry it was given.
 pub struct StreamReader {
     queue: Queue,
     block: std::time::Duration,
     conn: Option<redis::aio::MultiplexedConnection>,
+    nudges: Vec<String>,
 }
 
 impl StreamReader {
-    /// The next new build for `consumer`, or `None` after the block.
+    /// The next new build for `consumer`, or `None` after the block or a nudge.
     pub async fn read(&mut self, consumer: &str) -> Result<Option<Job>, RedisError> {
+        let nudges = self.queue.keys.nudges(consumer);
         let conn = match &mut self.conn {
             Some(conn) => conn,
-            None => self.conn.insert(self.queue.redis.dedicated(self.block).await?),
+            None => {
+                let mut conn = self.queue.redis.dedicated(self.block).await?;
+                // Nudges sent before the group existed are of no use: the handoffs they
+                // announce are looked for before every read anyway.
+                let created: Result<(), redis::RedisError> =
+                    conn.xgroup_create_mkstream(&nudges, CONSUMER_GROUP, "$").await;
+                match created {
+                    Err(e) if e.code() != Some("BUSYGROUP") => return Err(e.into()),
+                    _ => {}
+                }
+                self.conn.insert(conn)
+            }
         };
         let opts = StreamReadOptions::default()
             .group(CONSUMER_GROUP, consumer)
             .count(1)
             .block(self.block.as_millis() as usize);
         let stream = self.queue.keys.stream();
-        let reply: Result<Option<StreamReadReply>, _> = conn.xread_options(&[&stream], &[">"], &opts).await;
+        let reply: Result<Option<StreamReadReply>, _> =
+            conn.xread_options(&[&stream, &nudges], &[">", ">"], &opts).await;
         let reply = match reply {
             Ok(r) => r,
             Err(e) => {
@@ -220,12 +243,22 @@ impl StreamReader {
                 return Err(e.into());
             }
         };
-        let Some(entry) = reply
-            .and_then(|r| r.keys.into_iter().next())
-            .and_then(|k| k.ids.into_iter().next())
-        else {
+        let mut entry = None;
+        for key in reply.map(|r| r.keys).unwrap_or_default() {
+            if key.key == stream {
+                entry = key.ids.into_iter().next();
+            } else {
+                self.nudges.extend(key.ids.into_iter().map(|n| n.id));
+            }
+        }
+        let Some(entry) = entry else {
             return Ok(None);
         };
         self.queue.job_or_quarantine(consumer, &entry, false).await
+    }
+
+    /// The nudges read since the last call (to acknowledge with [`Queue::take`]).
+    pub fn take_nudges(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.nudges)
     }
 }

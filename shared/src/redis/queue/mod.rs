@@ -9,12 +9,13 @@
 //! - [`notify`]: Pub/Sub announcements (build events to the APIs, cancels to the builders);
 //! - [`latest`]: the KV, each project's latest pointer and which project a label names.
 //! - [`remove`]: what Redis keeps of a deleted project, removed.
+//! - [`affinity`]: a rebuild handed to the builder that last built its project.
 //!
 //! # The streams design
 //!
 //! One stream (`{prefix}:builds`) holds one entry per build waiting or being built, with the
 //! fields `build_id`, `user_id` and `project_id` (and `take_over` on an entry put back for a
-//! build whose claim was lost). Every builder daemon reads it as a consumer of one consumer
+//! build whose claim was lost, `prefer` on a build of a project a builder built before). Every builder daemon reads it as a consumer of one consumer
 //! group, [`CONSUMER_GROUP`], under its builder id (`KILN_BUILDER_ID`). `XREADGROUP ... >` hands each new entry
 //! to exactly one consumer and records it in the group's pending entries list (PEL) under that
 //! consumer: the PEL entry *is* the running build's claim, and nothing else records who runs
@@ -30,6 +31,9 @@
 //!   one group, so a processed entry is of no further use, and the stream's length is exactly
 //!   the builds waiting plus running ([`Queue::depth`]). A draining daemon hands its builds back
 //!   as new entries any daemon may read ([`Queue::hand_back`]).
+//! - **Affinity.** An entry may prefer a builder; a daemon that reads it may move it to that
+//!   builder's pending list (`XCLAIM`), never out of the stream, and after a short deadline
+//!   any daemon takes it from there ([`affinity`]).
 //! - **Dead letters.** An entry that describes no build (a field missing or invalid) is moved
 //!   to `{prefix}:builds:dead` and acknowledged, so it is neither retried nor reclaimed forever.
 //! - **The project's slot.** Beside the stream, `{prefix}:inflight:{user}:{project}` holds the
@@ -43,7 +47,7 @@
 //!   build). A script runs atomically on the server, so each step happens whole or not at all.
 //!   The scripts are the `*.lua` files beside this module, each kept in a static and run by
 //!   its hash (`EVALSHA`; the script is loaded when the server does not know it yet);
-//!   `owned.lua` is the shared head of the three that act only for the entry's owner.
+//!   `owned.lua` is the shared head of the four that act only for the entry's owner.
 //! - **Pub/Sub is a hint.** Events and cancels are also published, at most once: the record is
 //!   Postgres, which the APIs and the builders read again when a message was missed.
 //!
@@ -51,6 +55,7 @@
 //! Redis leaves behind: queued builds whose entry is gone, running builds whose claim is gone,
 //! slots held by builds that ended.
 
+mod affinity;
 mod consume;
 mod latest;
 mod locks;
@@ -61,6 +66,7 @@ mod remove;
 mod repair;
 mod slots;
 
+pub use affinity::{Affinity, Elsewhere, HandTo, AFFINITY_TTL};
 pub use consume::{Job, StreamReader};
 pub use locks::MaintenanceLock;
 pub use produce::{Admission, Preflight, Quota, QuotaHit, QuotaLimits};
@@ -75,6 +81,9 @@ pub const CONSUMER_GROUP: &str = "builders";
 
 /// The stream field that marks an entry put back for a build whose claim was lost.
 const TAKE_OVER_FIELD: &str = "take_over";
+
+/// The stream field naming the builder a build prefers (the one that last built its project).
+const PREFER_FIELD: &str = "prefer";
 
 /// The build stream and the in-flight claims.
 #[derive(Debug, Clone)]

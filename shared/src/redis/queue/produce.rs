@@ -110,7 +110,8 @@ const PREFLIGHT_SLACK_MS: u64 = 5_000;
 
 impl Queue {
     /// Claims the project's slot and queues the build in one atomic step, counting it against
-    /// its quota (`quotas`). Also records which project the preview `label` names. With
+    /// its quota (`quotas`). Also records which project the preview `label` names, and marks
+    /// the entry with the builder that last built the project (`prefer`, see [`super::affinity`]). With
     /// `replace`, a held slot still answers `Conflict`, but the build's quota unit is taken
     /// first (or `OverQuota` answered): the caller replaces the holder and calls again (the
     /// unit is not counted twice), or gives the unit back with [`Queue::refund`].
@@ -135,6 +136,7 @@ impl Queue {
             .key(self.keys.label(label))
             .key(self.keys.quota_new_projects(user.as_str()))
             .key(self.keys.quota_rebuilds(user.as_str(), project.as_str()))
+            .key(self.keys.affinity(user.as_str(), project.as_str()))
             .arg(build.to_string())
             .arg(user.as_str())
             .arg(project.as_str())
