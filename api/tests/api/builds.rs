@@ -50,8 +50,10 @@ async fn a_static_site_is_built_and_served_from_the_s3_store() {
 
 #[tokio::test]
 async fn a_vite_react_tailwind_project_is_built_served_and_rebuilt_with_a_frozen_lockfile() {
+    // Without warm dependency trees, which would skip the rebuild's install (warm_trees.rs).
     let app = spawn_app(Options {
         shared_store: true,
+        env: vec![("KILN_DEP_CACHE_MB", "off".into())],
         ..Options::default()
     })
     .await;

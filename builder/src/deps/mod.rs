@@ -15,8 +15,8 @@
 //!   key's part that changed); `/metrics` counts hits, misses and bytes.
 //!
 //! On disk: `<work dir>/.kiln-deps/<project>/<digest>/` (the project's hashed name; one tree
-//! per project) with `key.json` (the key's parts) beside `tree/` (the `node_modules` folders at
-//! their places in the project). Root's alone (0700): no build can enter it. A tree is written
+//! per project) with `key.json` (the key's parts; its mtime is the tree's last use) and `bytes`
+//! beside `tree/` (the `node_modules` folders at their places in the project). Root's alone (0700): no build can enter it. A tree is written
 //! under a temporary name and renamed into place, so a tree on disk is whole. The index is this
 //! daemon's cache of what is on disk; another daemon of the host (or the upkeep) may remove a
 //! tree, and a tree that is gone is a miss.
@@ -227,6 +227,7 @@ impl DepCache {
                         return Ok(None);
                     }
                 }
+                std::fs::write(tmp.join("bytes"), copied.bytes.to_string())?;
                 std::fs::write(tmp.join("key.json"), &key_json)?;
                 let project_dir = root.join(&dir);
                 let old: Vec<PathBuf> = match std::fs::read_dir(&project_dir) {
@@ -374,14 +375,19 @@ fn read_index(root: &Path) -> std::io::Result<HashMap<String, Kept>> {
             let used = std::fs::metadata(&key_file)
                 .and_then(|m| m.modified())
                 .unwrap_or(SystemTime::UNIX_EPOCH);
-            let bytes = walkdir::WalkDir::new(tree.path().join("tree"))
-                .follow_links(false)
-                .into_iter()
-                .filter_map(Result::ok)
-                .filter(|e| e.file_type().is_file())
-                .filter_map(|e| e.metadata().ok())
-                .map(|m| m.len())
-                .sum();
+            let bytes = std::fs::read_to_string(tree.path().join("bytes"))
+                .ok()
+                .and_then(|b| b.trim().parse().ok())
+                .unwrap_or_else(|| {
+                    walkdir::WalkDir::new(tree.path().join("tree"))
+                        .follow_links(false)
+                        .into_iter()
+                        .filter_map(Result::ok)
+                        .filter(|e| e.file_type().is_file())
+                        .filter_map(|e| e.metadata().ok())
+                        .map(|m| m.len())
+                        .sum()
+                });
             index.insert(name.clone(), Kept { key, bytes, used });
         }
     }
