@@ -63,7 +63,10 @@ async fn a_log_streams_live_resumes_on_another_instance_and_matches_the_stored_l
     assert_eq!(end.data, json!({ "lastLine": lines.len() }).to_string());
     let texts: Vec<&str> = lines.iter().map(|(_, t)| t.as_str()).collect();
     // Kiln says how the build gets its dependencies, then runs the install.
-    assert!(texts[0].starts_with("[kiln] dependencies: installing"), "{texts:?}");
+    assert!(
+        texts[0].starts_with("[kiln] dependencies: installing"),
+        "{texts:?}"
+    );
     assert!(texts[1].starts_with("$ pnpm install"), "{texts:?}");
     for i in 1..=30 {
         assert!(

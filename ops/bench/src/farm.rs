@@ -191,6 +191,14 @@ impl Farm {
         // Builds run as the build user when this runs as root: it must reach the work folder.
         std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o711))?;
         let artifacts_dir = dir.path().join("artifacts");
+        // Each farm's builder host starts without warm dependency trees: the shared work folder
+        // outlives farms and runs, and a tree kept by an earlier one would flatter this one.
+        match std::fs::remove_dir_all(env.work_dir().join(".kiln-deps")) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).context("removing the warm dependency trees of an earlier farm")
+            }
+            _ => {}
+        }
         let vars = [
             (
                 "KILN_DATABASE_URL",
