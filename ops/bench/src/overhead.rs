@@ -11,7 +11,7 @@ use crate::stats::{self, median};
 use crate::summary::{Outcome, Summary};
 
 pub const RUNS: usize = 15;
-pub const TARGET_MS: f64 = 130.0;
+pub const TARGET_MS: f64 = 50.0;
 const USER: &str = "bench-user";
 
 /// The build script: writes dist/index.html with node, nothing else.
