@@ -79,7 +79,12 @@ async fn assert_reused(app: &TestApp, build: &Value, from: &str, what: &str) {
     let kinds = kinds(app, &id).await;
     assert_eq!(
         kinds,
-        ["build_queued", "build_started", "build_reused", "deploy_completed"],
+        [
+            "build_queued",
+            "build_started",
+            "build_reused",
+            "deploy_completed"
+        ],
         "{what}"
     );
     let ours = app.preview(&id, "/").await;
@@ -124,7 +129,10 @@ async fn an_identical_resubmission_is_reused_force_builds_and_any_difference_bui
 
     // The same files again (on top of the first version, whose tree has the lockfile).
     let (b, took) = deployed(&app, &first).await;
-    println!("identical resubmission: submit -> deployed {} ms", took.as_millis());
+    println!(
+        "identical resubmission: submit -> deployed {} ms",
+        took.as_millis()
+    );
     assert_reused(&app, &b, &a_id, "an identical resubmission").await;
     assert!(took < Duration::from_secs(2), "took {took:?}");
     assert_eq!(latest_id(&app, user, &project).await, id_of(&b));
@@ -133,7 +141,16 @@ async fn an_identical_resubmission_is_reused_force_builds_and_any_difference_bui
     let latest = app
         .get_json(&format!("/v1/projects/{user}/{project}/latest"))
         .await;
-    let label = latest["latestUrl"].as_str().unwrap().split("//").nth(1).unwrap().split('.').next().unwrap().to_owned();
+    let label = latest["latestUrl"]
+        .as_str()
+        .unwrap()
+        .split("//")
+        .nth(1)
+        .unwrap()
+        .split('.')
+        .next()
+        .unwrap()
+        .to_owned();
     let page = app.preview(&label, "/").await.text().await.unwrap();
     assert_eq!(page, "<p>hello  0</p>");
 
@@ -209,7 +226,10 @@ async fn identical_sources_elsewhere_or_without_a_lockfile_are_built() {
     let (a, _) = deployed(&app, &body("u_alice", &project, files("same"))).await;
     assert_built(&app, &a, "the first build").await;
     let sources = app
-        .get_json(&format!("/v1/projects/u_alice/{project}/versions/{}/files", id_of(&a)))
+        .get_json(&format!(
+            "/v1/projects/u_alice/{project}/versions/{}/files",
+            id_of(&a)
+        ))
         .await;
     assert!(
         sources["source"]

@@ -36,9 +36,9 @@ pub async fn latest_deployed(
     .and_then(optional)
 }
 
-/// The newest deployed version of a project built with `build_key` (see
-/// [`Version::build_key`]) whose output is whole (not awaiting a rebuild): the one a build
-/// with that key reuses. Without its source tree.
+/// The deployed version of a project with `build_key` (see [`Version::build_key`]) whose
+/// output is whole (not awaiting a rebuild) that a build with that key reuses: the newest one
+/// that was built, else (it was deleted) the newest that reused it. Without its source tree.
 pub async fn deployed_with_key(
     pool: &PgPool,
     user: &UserId,
@@ -49,7 +49,7 @@ pub async fn deployed_with_key(
         "select {SUMMARY_COLUMNS} from versions
          where user_id = $1 and project_id = $2 and build_key = $3 and status = 'deployed'
            and not needs_rebuild and output_manifest_key is not null
-         order by finished_at desc, id desc limit 1"
+         order by reused_from is not null, finished_at desc, id desc limit 1"
     ))
     .bind(user.as_str())
     .bind(project.as_str())
