@@ -129,7 +129,7 @@ async fn an_identical_resubmission_is_reused_force_builds_and_any_difference_bui
 
     // The same files again (on top of the first version, whose tree has the lockfile).
     let (b, took) = deployed(&app, &first).await;
-    println!(
+    eprintln!(
         "identical resubmission: submit -> deployed {} ms",
         took.as_millis()
     );

@@ -134,6 +134,9 @@ mod tests {
             .collect()
     }
 
+    /// A named change of one part.
+    type Change = (&'static str, Box<dyn Fn(&mut Owned)>);
+
     struct Owned {
         settings: BuildSettings,
         checks: Checks,
@@ -196,7 +199,7 @@ mod tests {
     #[test]
     fn each_part_changes_the_key() {
         let base = Owned::base().key().unwrap();
-        let changes: Vec<(&str, Box<dyn Fn(&mut Owned)>)> = vec![
+        let changes: Vec<Change> = vec![
             (
                 "a file's content",
                 Box::new(|o| {
