@@ -146,6 +146,9 @@ pub(crate) enum Command {
         /// With --wait: stream the build's log lines too.
         #[arg(long, requires = "wait")]
         logs: bool,
+        /// Build even when a deployed version is identical (its output is reused otherwise).
+        #[arg(long)]
+        force: bool,
     },
     /// Follow a build live: a progress bar with the current step (and its log with --logs)
     /// until it ends; exits 3 when it does not deploy.
@@ -260,6 +263,9 @@ pub(crate) enum Command {
         /// Show progress until the new build ends.
         #[arg(long)]
         wait: bool,
+        /// Build even when nothing changed (the deployed output is reused otherwise).
+        #[arg(long)]
+        force: bool,
     },
     /// Projects, newest activity first (with a user token: its own user's).
     Projects {

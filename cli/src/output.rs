@@ -126,6 +126,9 @@ pub(crate) fn print_build(b: &Value) {
     if let Some(ms) = b["metrics"]["totalMs"].as_i64() {
         println!("took     {:.1} s", ms as f64 / 1000.0);
     }
+    if let Some(from) = b["reusedFrom"].as_str() {
+        println!("reused from {from} (identical: nothing was built; --force builds anyway)");
+    }
     if let Some(settings) = build_settings(b) {
         println!("settings {settings}");
     }

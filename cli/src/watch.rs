@@ -56,6 +56,10 @@ impl Screen {
                 first_line(e["data"]["reason"].as_str().unwrap_or(""))
             ),
             "deploy_completed" => format!("{kind}: {}", e["data"]["previewUrl"].as_str().unwrap_or("")),
+            "build_reused" => format!(
+                "{kind}: reused from {}",
+                e["data"]["reusedFrom"].as_str().unwrap_or("?")
+            ),
             _ => kind.to_owned(),
         };
         if self.bar.is_hidden() {

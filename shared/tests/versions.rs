@@ -40,6 +40,7 @@ fn row(user: &str, project: &str, parent: Option<VersionId>) -> NewVersion {
         request_env: None,
         redeploy_of: None,
         only_if_first: false,
+        force: false,
     }
 }
 
@@ -62,6 +63,8 @@ async fn deploy(pool: &PgPool, id: VersionId, sources: Option<&Manifest>) {
             diagnostics: &[],
             diagnostics_total: 0,
             metrics: &metrics,
+            build_key: None,
+            reused_from: None,
         },
     )
     .await
@@ -380,6 +383,8 @@ async fn every_status_change_follows_the_transition_table() {
                         diagnostics: &[],
                         diagnostics_total: 0,
                         metrics: &metrics,
+                        build_key: None,
+                        reused_from: None,
                     };
                     versions::mark_deployed(&pool, id, 1, &deployed).await.unwrap();
                 }

@@ -143,6 +143,7 @@ async fn new_version(
                 .collect()
         }),
         redeploy_of: None,
+        force: req.force,
         only_if_first,
     })
 }

@@ -36,6 +36,6 @@ pub use batch::AdmissionDb;
 pub use cancel::cancel;
 pub use context::Builds;
 pub use redeploy::redeploy;
-pub use request::{BuildRequest, BuildRequestBody, Queued};
+pub use request::{parse_force, BuildRequest, BuildRequestBody, Queued};
 pub use retry::retry;
 pub use rollback::rollback;

@@ -13,13 +13,15 @@ use super::slot::refuse_if_held;
 use crate::error::ApiError;
 
 /// Queues the redeploy of `version` (default: the latest deployed) of the project; returns
-/// the queued build and the version whose sources it builds.
+/// the queued build and the version whose sources it builds. Unless `force`, a redeploy whose
+/// settings and environment did not change reuses the deployed output (nothing to rebuild).
 #[tracing::instrument(skip(b))]
 pub async fn redeploy(
     b: &Builds<'_>,
     user: &UserId,
     project: &ProjectId,
     version: Option<VersionId>,
+    force: bool,
 ) -> Result<(Queued, VersionId), ApiError> {
     let latest = versions::latest_deployed(b.db, user, project).await?;
     let source = match version {
@@ -69,6 +71,7 @@ pub async fn redeploy(
             settings: BuildSettings::default(),
             request_env: None,
             redeploy_of: Some(source.id),
+            force,
             only_if_first: false,
         },
         OnConflict::Reject,

@@ -33,6 +33,7 @@ pub struct BuildRequestBody {
     pub checks: Option<serde_json::Value>,
     pub settings: Option<serde_json::Value>,
     pub env: Option<serde_json::Value>,
+    pub force: Option<serde_json::Value>,
 }
 
 /// What admission does when another build of the project is queued or running.
@@ -80,6 +81,8 @@ pub struct BuildRequest {
     pub settings: BuildSettings,
     /// One-off plain environment values (on top of the project's).
     pub env: Option<BTreeMap<EnvName, String>>,
+    /// Build even when a deployed version of the project is identical.
+    pub force: bool,
 }
 
 /// What a client is told when its build is queued.
@@ -127,6 +130,30 @@ pub(super) fn unprocessable(e: impl ToString) -> ApiError {
     ApiError::Unprocessable(e.to_string())
 }
 
+/// `force`: true or false (absent or null: false), else a 422 naming it.
+pub fn parse_force(raw: Option<&serde_json::Value>) -> Result<bool, ApiError> {
+    match raw {
+        None | Some(serde_json::Value::Null) => Ok(false),
+        Some(serde_json::Value::Bool(force)) => Ok(*force),
+        Some(other) => Err(unprocessable(format!(
+            "force must be true or false, not {}",
+            kind_of(other)
+        ))),
+    }
+}
+
+/// What a JSON value is, in a message (never the value itself).
+fn kind_of(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
 /// A refused file: its path (`invalid_path`), or anything else about it.
 fn file_error(e: FileError) -> ApiError {
     match e {
@@ -161,6 +188,7 @@ impl BuildRequest {
             }
         }
         let on_conflict = OnConflict::parse(body.on_conflict.as_deref())?;
+        let force = parse_force(body.force.as_ref())?;
         let checks = match &body.checks {
             None | Some(serde_json::Value::Null) => None,
             Some(value) => Some(Checks::parse(value).map_err(unprocessable)?),
@@ -210,6 +238,7 @@ impl BuildRequest {
             checks,
             settings,
             env,
+            force,
         })
     }
 }

@@ -46,6 +46,7 @@ pub async fn retry(b: &Builds<'_>, id: VersionId) -> Result<Queued, ApiError> {
             settings: old.settings,
             request_env: old.request_env,
             redeploy_of: old.redeploy_of,
+            force: old.force,
             only_if_first: false,
         },
         OnConflict::Reject,

@@ -26,6 +26,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 pub struct RedeployBody {
     /// The version whose sources to build (default: the latest deployed).
     version_id: Option<String>,
+    /// Build even when a deployed version is identical (same sources, settings, environment
+    /// and toolchain), whose output is reused otherwise (default false).
+    #[schema(value_type = Option<bool>)]
+    force: Option<serde_json::Value>,
 }
 
 /// Redeploy a project
@@ -44,7 +48,7 @@ pub struct RedeployBody {
         (status = 202, description = "Queued", body = Accepted, headers(("Location" = String, description = "The new build's URL (`statusUrl`)"))),
         (status = 404, description = "No such version of the project, or no deployed version", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The version is not finished (`wrong_status`), or a build of the project is in flight (`build_in_flight`)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`versionId` is not a version id (`validation_failed`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`versionId` is not a version id, or `force` not a boolean (`validation_failed`)", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "A quota is used up (`quota_exceeded`)", body = Problem, content_type = "application/problem+json"),
     ),
 )]
@@ -56,7 +60,10 @@ async fn redeploy(
 ) -> Result<HttpResponse, ApiError> {
     let (user, project) = project(&path, &caller)?;
     let body: RedeployBody = match body.iter().all(u8::is_ascii_whitespace) {
-        true => RedeployBody { version_id: None },
+        true => RedeployBody {
+            version_id: None,
+            force: None,
+        },
         false => json_body(&body)?,
     };
     let version = body
@@ -65,7 +72,8 @@ async fn redeploy(
         .map(|v| VersionId::parse_field("versionId", &v))
         .transpose()
         .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
-    let (queued, source) = builds::redeploy(&state.builds(), &user, &project, version).await?;
+    let force = builds::parse_force(body.force.as_ref())?;
+    let (queued, source) = builds::redeploy(&state.builds(), &user, &project, version, force).await?;
     Ok(accepted(&Accepted {
         queued,
         seed: None,

@@ -110,6 +110,11 @@ pub struct BuildView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(required = false, value_type = Option<String>)]
     pub redeploy_of: Option<VersionId>,
+    /// The deployed version whose output this one serves: it was identical (sources,
+    /// settings, environment, toolchain), so nothing was built.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, value_type = Option<String>)]
+    pub reused_from: Option<VersionId>,
 }
 
 /// One name of the environment a build ran with.
@@ -195,6 +200,7 @@ impl BuildView {
                     .collect()
             }),
             redeploy_of: v.redeploy_of,
+            reused_from: v.reused_from,
         }
     }
 }

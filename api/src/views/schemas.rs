@@ -243,6 +243,9 @@ pub struct BuildRequestSchema {
     /// on top of the project's; the same rules as `PUT .../env/{name}`.
     #[schema(value_type = Option<std::collections::HashMap<String, String>>)]
     env: Option<serde_json::Value>,
+    /// Build even when a deployed version of the project is identical (same sources,
+    /// settings, environment and toolchain), whose output is reused otherwise (`reusedFrom`).
+    force: Option<bool>,
 }
 
 /// `kiln_shared::domain::Checks`: a build's checks.

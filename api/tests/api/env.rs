@@ -392,7 +392,8 @@ async fn keys_rotate_without_losing_a_secret_and_a_builder_without_the_key_does_
         .send_json(
             "POST",
             &format!("/v1/projects/{user}/{project}/redeploy"),
-            &json!({}),
+            // Built again (not reused): the builder decrypts with the new key alone.
+            &json!({ "force": true }),
         )
         .await;
     assert_eq!(status, 202, "{queued}");

@@ -67,6 +67,8 @@ async fn record_deployed(
         diagnostics: &[],
         diagnostics_total: 0,
         metrics: &metrics,
+        build_key: None,
+        reused_from: None,
     };
     versions::mark_deployed(&app.db, id, attempt, &deployed)
         .await

@@ -28,6 +28,7 @@ mod previews;
 mod private;
 mod problems;
 mod queue;
+mod reuse;
 mod sandbox;
 mod schemas;
 mod settings;

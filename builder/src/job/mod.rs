@@ -1,11 +1,16 @@
 //! One build, from claim to record: [`execute`] claims the build (starting it, or taking it
 //! over from a lost builder) and runs one attempt: the [`stations`] in the build's cell, then
 //! the [`outcome`]'s books (record, retry, hand back, release, ack). [`failure`] says why an
-//! attempt failed and whose fault it was.
+//! attempt failed and whose fault it was. Before any station, the build's [`env`]ironment is
+//! read and its [`build_key`] computed: a build identical to a deployed version of its project
+//! is not run, that version's output is [`reuse`]d.
 
+mod build_key;
+mod env;
 mod failure;
 mod files;
 mod outcome;
+mod reuse;
 mod stations;
 
 use std::time::Instant as StdInstant;
@@ -19,7 +24,8 @@ use kiln_shared::redis::Job;
 use serde_json::json;
 use tracing::Instrument;
 
-use self::failure::Cause;
+use self::failure::{Cause, Failure};
+use self::outcome::Success;
 use self::outcome::{
     done_with, emit, give_up, hand_back, observe, record_failure, record_success, release, resume_log,
     retry_later, settle,
@@ -125,12 +131,11 @@ async fn run_attempt(
         log.line(&line);
     }
     let mut metrics = Metrics::default();
-    let ws = Workspace::new(&b.settings.builder.work_dir, id);
-    // Boxed: the build future is large, and worker stacks are not.
-    let outcome = Box::pin(stations::build(b, version, &ws, &log, &mut metrics, stopper)).await;
-    // The outcome does not wait for the workspace to go (a node_modules tree takes a few
-    // hundred milliseconds to delete).
-    tokio::spawn(ws.remove());
+    let Attempted {
+        outcome,
+        build_key,
+        reused_from,
+    } = reuse_or_build(b, version, &log, &mut metrics, stopper).await;
     match stopper.reason() {
         Some(Stop::LeaseLost) => {
             // Another daemon owns the build now: nothing of this attempt is recorded.
@@ -176,7 +181,9 @@ async fn run_attempt(
     let recorded = match (stopper.reason(), outcome) {
         // The API recorded the cancel (and its event) and released the slot.
         (Some(_), _) => false,
-        (None, Ok(success)) => record_success(b, version, success, &metrics).await?,
+        (None, Ok(success)) => {
+            record_success(b, version, success, &metrics, build_key.as_deref(), reused_from).await?
+        }
         (None, Err(failure)) => record_failure(b, version, failure, &metrics).await?,
     };
     if recorded {
@@ -205,5 +212,74 @@ async fn remember_builder(b: &Builder, version: &Version) {
         .await;
     if let Err(e) = remembered {
         tracing::warn!(error = %e, "cannot record the project's builder; its next build prefers none");
+    }
+}
+
+/// What an attempt did: its outcome, its key and the version whose output it reused.
+struct Attempted {
+    outcome: Result<Success, Failure>,
+    build_key: Option<String>,
+    reused_from: Option<VersionId>,
+}
+
+/// Reads the build's environment, then reuses an identical deployed version's output, or runs
+/// the stations (in a workspace of their own) and keys the tree they built.
+async fn reuse_or_build(
+    b: &Builder,
+    version: &Version,
+    log: &BuildLog,
+    metrics: &mut Metrics,
+    stopper: &Stopper,
+) -> Attempted {
+    let env = match env::read(b, version, log).await {
+        Ok(env) => env,
+        Err(failure) => {
+            return Attempted {
+                outcome: Err(failure),
+                build_key: None,
+                reused_from: None,
+            }
+        }
+    };
+    // A tree the store cannot give fails at the fetch station, as it did before.
+    let given = version.sources(&b.artifacts).await.ok();
+    let key = given
+        .as_ref()
+        .and_then(|sources| reuse::key_of(b, version, &env, sources));
+    if let Some(key) = &key {
+        if let Some((success, from)) = reuse::reuse(b, version, key, log, metrics).await {
+            return Attempted {
+                outcome: Ok(success),
+                build_key: Some(key.clone()),
+                reused_from: Some(from),
+            };
+        }
+    }
+    let ws = Workspace::new(&b.settings.builder.work_dir, version.id);
+    // Boxed: the build future is large, and worker stacks are not.
+    let outcome = Box::pin(stations::build(
+        b,
+        version,
+        &ws,
+        log,
+        metrics,
+        stopper,
+        &env.values,
+    ))
+    .await;
+    // The outcome does not wait for the workspace to go (a node_modules tree takes a few
+    // hundred milliseconds to delete).
+    tokio::spawn(ws.remove());
+    // The tree as built: with the lockfile the install wrote, when it wrote one.
+    let build_key = match &outcome {
+        Ok(Success {
+            sources: Some(built), ..
+        }) => reuse::key_of(b, version, &env, built),
+        _ => key,
+    };
+    Attempted {
+        outcome,
+        build_key,
+        reused_from: None,
     }
 }

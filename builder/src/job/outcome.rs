@@ -49,13 +49,16 @@ pub(super) struct Success {
     pub(super) metadata: Option<serde_json::Value>,
 }
 
-/// Records a successful attempt; `false` when it was no longer the build's current attempt
+/// Records a successful attempt (one that reused `reused_from`'s output, or built one keyed
+/// `build_key`); `false` when it was no longer the build's current attempt
 /// (cancelled, or taken over) and nothing was recorded.
 pub(super) async fn record_success(
     b: &Builder,
     version: &Version,
     s: Success,
     metrics: &Metrics,
+    build_key: Option<&str>,
+    reused_from: Option<VersionId>,
 ) -> anyhow::Result<bool> {
     let deployed = Deployed {
         sources: s.sources.as_ref(),
@@ -68,6 +71,8 @@ pub(super) async fn record_success(
         diagnostics: &s.diagnostics,
         diagnostics_total: s.diagnostics_total,
         metrics,
+        build_key,
+        reused_from,
     };
     let recorded = patiently("recording the deployment", RECORD_PATIENCE, || {
         versions::mark_deployed(&b.db, version.id, version.attempts, &deployed)

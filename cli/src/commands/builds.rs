@@ -103,6 +103,7 @@ pub(super) async fn redeploy(
     project: &str,
     version: Option<String>,
     wait: bool,
+    force: bool,
     json_out: bool,
 ) -> anyhow::Result<Outcome> {
     let link = crate::link::Link::parse(project)?;
@@ -114,7 +115,11 @@ pub(super) async fn redeploy(
         "redeploy",
     ]);
     let q = client
-        .ok("POST", &url, Some(&json!({ "versionId": version })))
+        .ok(
+            "POST",
+            &url,
+            Some(&json!({ "versionId": version, "force": force })),
+        )
         .await?;
     let new = q["buildId"].as_str().unwrap_or_default().to_owned();
     if json_out && !wait {

@@ -57,6 +57,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             base,
             wait,
             logs,
+            force,
         } => {
             let submission = submit::Submission {
                 dir,
@@ -64,6 +65,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 project,
                 prompt,
                 base,
+                force,
             };
             return submit::submit(&client, submission, wait, logs, json).await;
         }
@@ -96,7 +98,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             project,
             version,
             wait,
-        } => return builds::redeploy(&client, &project, version, wait, json).await,
+            force,
+        } => return builds::redeploy(&client, &project, version, wait, force, json).await,
         Command::Projects { user, paging } => lifecycle::projects(&client, user, &paging, json).await?,
         Command::User { command } => lifecycle::user(&client, command, json).await?,
         Command::Builders => fleet::builders(&client, json).await?,

@@ -18,6 +18,8 @@ pub(super) struct Submission {
     pub(super) project: Option<String>,
     pub(super) prompt: Option<String>,
     pub(super) base: Option<String>,
+    /// Build even when a deployed version is identical.
+    pub(super) force: bool,
 }
 
 pub(super) async fn submit(
@@ -44,6 +46,9 @@ pub(super) async fn submit(
     };
     let mut body = json!({ "userId": user, "projectId": project, "prompt": s.prompt,
                            "baseVersionId": s.base });
+    if s.force {
+        body["force"] = json!(true);
+    }
     let mut count = 0;
     if !only_prompt {
         let files = crate::collect::collect(&dir).with_context(|| format!("reading {}", dir.display()))?;

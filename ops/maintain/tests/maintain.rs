@@ -31,6 +31,7 @@ async fn deployed(farm: &Farm, user: &str, project: &str) -> VersionId {
         request_env: None,
         redeploy_of: None,
         only_if_first: false,
+        force: false,
     };
     let id = row.id;
     assert!(versions::insert_queued(&farm.db, &[row]).await.unwrap()[0]);
@@ -47,6 +48,8 @@ async fn deployed(farm: &Farm, user: &str, project: &str) -> VersionId {
         diagnostics: &[],
         diagnostics_total: 0,
         metrics: &metrics,
+        build_key: None,
+        reused_from: None,
     };
     versions::mark_deployed(&farm.db, id, started.attempts, &deployed)
         .await

@@ -99,6 +99,7 @@ string_enum!(
         BuildSuperseded => "build_superseded",
         BuildCancelled => "build_cancelled",
         BuildRetrying => "build_retrying",
+        BuildReused => "build_reused",
     }
 );
 
@@ -118,7 +119,7 @@ impl EventType {
             EventType::BuildStepStarted => 57,
             EventType::BuildStepCompleted => 85,
             EventType::UploadStarted => 87,
-            EventType::UploadCompleted => 97,
+            EventType::UploadCompleted | EventType::BuildReused => 97,
             EventType::DeployCompleted
             | EventType::BuildFailed
             | EventType::BuildSuperseded

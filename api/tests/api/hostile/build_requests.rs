@@ -602,6 +602,18 @@ async fn hostile_build_requests_get_a_clear_4xx_and_nothing_is_stored() {
             422,
             "onConflict must be".into(),
         ),
+        (
+            "force as a string",
+            json!({ "userId": "u", "projectId": "p", "force": "yes", "files": [] }),
+            422,
+            "force must be true or false, not a string".into(),
+        ),
+        (
+            "force as a number",
+            json!({ "userId": "u", "projectId": "p", "force": 1, "files": [] }),
+            422,
+            "force must be true or false, not a number".into(),
+        ),
         // One-off settings: folders under the rules of paths, one-line commands, and none of
         // the project's own (who sees its previews).
         (

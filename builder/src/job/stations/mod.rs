@@ -14,7 +14,6 @@ use std::time::Instant as StdInstant;
 mod audit;
 mod check;
 mod deps;
-mod env;
 mod layout;
 mod run;
 
@@ -48,6 +47,7 @@ pub(super) async fn build(
     log: &BuildLog,
     metrics: &mut Metrics,
     stopper: &Stopper,
+    project_env: &[(String, String)],
 ) -> Result<Success, Failure> {
     // A warm sandbox for the install, unless the build runs the operator's generator first
     // (its cgroup would hold the generator's processes before the install's).
@@ -96,6 +96,7 @@ pub(super) async fn build(
         framework: std::sync::OnceLock::new(),
         package_json: std::sync::OnceLock::new(),
         build_env: std::sync::OnceLock::new(),
+        project_env,
     };
     // Nothing a build is told names a folder of the builder's.
     let (project, root) = (ws.project(), ws.root().to_owned());
@@ -167,14 +168,15 @@ struct Stations<'a> {
     package_json: std::sync::OnceLock<String>,
     /// The environment of the build and checks steps: `env` with the project's values.
     build_env: std::sync::OnceLock<StepEnv>,
+    /// The project's values (see [`crate::job::env`]), for the build and checks steps.
+    project_env: &'a [(String, String)],
 }
 
 impl Stations<'_> {
     /// Runs the stations in order; the first failure ends the build.
     async fn run(&self, metrics: &mut Metrics) -> Result<Success, Failure> {
         let (mut sources, fetched_package_json) = self.fetch().await?;
-        let values = self.project_env().await?;
-        let _ = self.build_env.set(self.env.with_project_env(&values));
+        let _ = self.build_env.set(self.env.with_project_env(self.project_env));
         let original_sources = sources.clone();
         let metadata = match self.version.generate {
             true => Some(self.generate(&mut sources, metrics).await?),

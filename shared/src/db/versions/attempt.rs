@@ -240,6 +240,10 @@ pub struct Deployed<'a> {
     pub diagnostics: &'a [Diagnostic],
     pub diagnostics_total: usize,
     pub metrics: &'a Metrics,
+    /// What decides the output (see [`Version::build_key`]), when the build qualifies for reuse.
+    pub build_key: Option<&'a str>,
+    /// The deployed version whose output this one serves, when it was not built.
+    pub reused_from: Option<VersionId>,
 }
 
 /// What a failed build keeps: the step, a short summary, what the tools said, and what it was
@@ -320,7 +324,7 @@ pub async fn mark_deployed(
              metadata = coalesce($7, metadata),
              generate_ms = $8, install_ms = $9, build_ms = $10, upload_ms = $11,
              output_bytes = $12, file_count = $13, output_dir = $15, diagnostics = $16,
-             diagnostics_total = $17, check_ms = $18,
+             diagnostics_total = $17, check_ms = $18, build_key = $19, reused_from = $20,
              total_ms = (extract(epoch from now() - created_at) * 1000)::bigint
          where id = $1 and status = 'running' and attempts = $14 returning *",
     )
@@ -342,6 +346,8 @@ pub async fn mark_deployed(
     .bind(stored(d.diagnostics))
     .bind(total(d.diagnostics, d.diagnostics_total))
     .bind(m.check_ms)
+    .bind(d.build_key)
+    .bind(d.reused_from.map(|id| id.to_string()))
     .fetch_optional(db)
     .await
     .map_err(DbError::from)

@@ -34,6 +34,9 @@ pub struct NewVersion {
     pub request_env: Option<std::collections::BTreeMap<String, String>>,
     /// The version whose sources a redeploy builds.
     pub redeploy_of: Option<VersionId>,
+    /// Build even when a deployed version of the project is identical (else that version's
+    /// output is reused).
+    pub force: bool,
     /// Insert the row only if the project has no deployed version: admission took this for a
     /// first build from a hint (the KV has no latest pointer) without asking Postgres.
     pub only_if_first: bool,
@@ -50,15 +53,16 @@ pub async fn insert_queued(pool: &PgPool, rows: &[NewVersion]) -> Result<Vec<boo
         "with queued as (
              insert into versions (id, user_id, project_id, project_label, prompt, framework,
                  parent_version_id, status, generate, source_manifest, metadata, retry_of,
-                 checks, settings, request_env, redeploy_of, last_event_id)
+                 checks, settings, request_env, redeploy_of, force, last_event_id)
              select id, u, p, label, prompt, framework, parent, 'queued', generate, sources, metadata,
                     retry, coalesce(t.checks, pr.settings -> 'checks'),
-                    nullif(coalesce(pr.settings, '{}'::jsonb) || t.settings, '{}'::jsonb), request_env, redeploy, 1
+                    nullif(coalesce(pr.settings, '{}'::jsonb) || t.settings, '{}'::jsonb), request_env, redeploy,
+                    force, 1
              from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                          $7::text[], $8::bool[], $9::jsonb[], $10::jsonb[], $11::text[], $12::bool[],
-                         $13::jsonb[], $14::jsonb[], $15::jsonb[], $16::text[])
+                         $13::jsonb[], $14::jsonb[], $15::jsonb[], $16::text[], $17::bool[])
                   as t(id, u, p, label, prompt, framework, parent, generate, sources, metadata, retry,
-                       first, checks, settings, request_env, redeploy)
+                       first, checks, settings, request_env, redeploy, force)
              -- the project's settings, with the request's overrides on top
              left join projects pr on pr.user_id = t.u and pr.project_id = t.p
              where not (first and exists (
@@ -102,6 +106,7 @@ pub async fn insert_queued(pool: &PgPool, rows: &[NewVersion]) -> Result<Vec<boo
     .bind(rows.iter().map(|v| Json(&v.settings)).collect::<Vec<_>>())
     .bind(rows.iter().map(|v| v.request_env.as_ref().map(Json)).collect::<Vec<_>>())
     .bind(col(|v| v.redeploy_of.map(|r| r.to_string())))
+    .bind(rows.iter().map(|v| v.force).collect::<Vec<_>>())
     .fetch_all(pool)
     .await?;
     let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();

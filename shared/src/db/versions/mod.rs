@@ -16,8 +16,8 @@ pub use attempt::{
 };
 pub use insert::{delete_rollback, delete_unclaimed, insert_queued, insert_rollback, set_pinned, NewVersion};
 pub use read::{
-    active_builds, env_of, get, latest_deployed, latest_deployed_each, latest_deployed_page, list,
-    newer_of_project, project_by_label, queue_standing, queued_before, running_before, user_of, ActiveBuilds,
-    ListFilter, QueueStanding, RECENT_BUILDS,
+    active_builds, deployed_with_key, env_of, get, latest_deployed, latest_deployed_each,
+    latest_deployed_page, list, newer_of_project, project_by_label, queue_standing, queued_before,
+    running_before, user_of, ActiveBuilds, ListFilter, QueueStanding, RECENT_BUILDS,
 };
 pub use row::{Metrics, Version};

@@ -36,6 +36,30 @@ pub async fn latest_deployed(
     .and_then(optional)
 }
 
+/// The deployed version of a project with `build_key` (see [`Version::build_key`]) whose
+/// output is whole (not awaiting a rebuild) that a build with that key reuses: the newest one
+/// that was built, else (it was deleted) the newest that reused it. Without its source tree.
+pub async fn deployed_with_key(
+    pool: &PgPool,
+    user: &UserId,
+    project: &ProjectId,
+    build_key: &str,
+) -> Result<Option<Version>, DbError> {
+    sqlx::query(&format!(
+        "select {SUMMARY_COLUMNS} from versions
+         where user_id = $1 and project_id = $2 and build_key = $3 and status = 'deployed'
+           and not needs_rebuild and output_manifest_key is not null
+         order by reused_from is not null, finished_at desc, id desc limit 1"
+    ))
+    .bind(user.as_str())
+    .bind(project.as_str())
+    .bind(build_key)
+    .fetch_optional(pool)
+    .await
+    .map_err(DbError::from)
+    .and_then(optional)
+}
+
 /// Each project's latest deployed version, projects in order after `after` (user, project),
 /// at most `limit`: a page of the maintenance job's walk over every project.
 pub async fn latest_deployed_page(

@@ -63,6 +63,13 @@ pub struct Version {
     pub request_env: Option<std::collections::BTreeMap<String, String>>,
     /// The version whose sources this redeploy built.
     pub redeploy_of: Option<VersionId>,
+    /// The hex SHA-256 of everything that decides the build's output (sources, settings,
+    /// environment, toolchain), when it qualifies for reuse.
+    pub build_key: Option<String>,
+    /// The deployed version whose output this one serves (an identical build was not run).
+    pub reused_from: Option<VersionId>,
+    /// The request asked for a build even when an identical deployed version exists.
+    pub force: bool,
     /// The version's source tree (null in rows recorded before migration 0004, and in lists).
     pub source_manifest: Option<Manifest>,
     /// Where the source tree of a row recorded before migration 0004 is in the store.
@@ -146,6 +153,9 @@ impl Version {
                 .try_get::<Option<Json<std::collections::BTreeMap<String, String>>>, _>("request_env")?
                 .map(|e| e.0),
             redeploy_of: id_field("redeploy_of")?,
+            build_key: row.try_get("build_key")?,
+            reused_from: id_field("reused_from")?,
+            force: row.try_get("force")?,
             source_manifest: row
                 .try_get::<Option<Json<Manifest>>, _>("source_manifest")?
                 .map(|m| m.0),
@@ -199,7 +209,7 @@ impl Version {
 pub(super) const SUMMARY_COLUMNS: &str = "id, user_id, project_id, project_label, kind, prompt, framework,
     parent_version_id, status, generate, error, failed_step, node_version, pnpm_version,
     output_dir, null::jsonb as diagnostics, diagnostics_total, check_ms, checks, settings, env,
-    null::jsonb as request_env, redeploy_of, null::jsonb as source_manifest, source_manifest_key, output_manifest_key, metadata, attempts,
+    null::jsonb as request_env, redeploy_of, build_key, reused_from, force, null::jsonb as source_manifest, source_manifest_key, output_manifest_key, metadata, attempts,
     lost, builder_id, retry_of, superseded_by,
     pinned, archived_at, needs_rebuild, queue_ms, generate_ms, install_ms, build_ms, upload_ms, total_ms, output_bytes,
     file_count, created_at, started_at, finished_at";
