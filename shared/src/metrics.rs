@@ -92,6 +92,8 @@ struct Families {
     handed_back: IntCounter,
     cancellations: IntCounter,
     install_starts: IntCounterVec,
+    packages: IntCounterVec,
+    package_bytes: IntCounter,
     heartbeats: IntCounterVec,
     webhook_deliveries: IntCounterVec,
     running_builds: IntGauge,
@@ -162,6 +164,15 @@ impl Metrics {
                 "install_starts_total",
                 "Install steps started, by sandbox: warm (started ahead of the build) or cold.",
                 &["sandbox"],
+            ),
+            packages: r.counter_vec(
+                "package_cache_requests_total",
+                "Package tarballs asked of the fleet's package cache, by result: hit (from the artifact store), miss (fetched from the registry), refused (a cached object that failed its integrity check), failed (neither).",
+                &["result"],
+            ),
+            package_bytes: r.counter(
+                "package_cache_served_bytes_total",
+                "Bytes of package tarballs the package cache served to installs.",
             ),
             heartbeats: r.counter_vec(
                 "heartbeats_total",
@@ -235,6 +246,13 @@ impl Metrics {
     /// An install step started, in a `warm` or `cold` sandbox.
     pub fn install_started(&self, sandbox: &str) {
         self.0.install_starts.with_label_values(&[sandbox]).inc();
+    }
+
+    /// A package tarball asked of the package cache: `hit`, `miss`, `refused` or `failed`;
+    /// `bytes` served.
+    pub fn package(&self, result: &str, bytes: u64) {
+        self.0.packages.with_label_values(&[result]).inc();
+        self.0.package_bytes.inc_by(bytes);
     }
 
     pub fn cancelled(&self) {
