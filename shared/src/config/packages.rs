@@ -1,10 +1,9 @@
-//! The fleet-wide package cache (`KILN_PACKAGE_CACHE`, `KILN_NPM_REGISTRY`,
-//! `KILN_PACKAGE_CACHE_DAYS`): packages builders fetched, kept in the artifact store under their
-//! integrity hashes, served to installs by each builder's egress proxy.
+//! The fleet-wide package cache (`KILN_PACKAGE_CACHE`, `KILN_NPM_REGISTRY`): packages builders
+//! fetched, kept in the artifact store under their integrity hashes, served to installs by each
+//! builder's egress proxy. How long an unused one is kept is maintenance's
+//! (`KILN_PACKAGE_CACHE_DAYS`).
 
-use std::time::Duration;
-
-use super::definition::{section, Fallback, Kind, Variable, BUILDER, OPS};
+use super::definition::{section, Fallback, Kind, Variable, BUILDER};
 use super::source::{ConfigError, Source};
 
 section! {
@@ -29,13 +28,6 @@ section! {
         "the registry the package cache fetches from",
     )
     .details("Reached by the daemon, only when `KILN_EGRESS_ALLOW` admits its host and port.");
-    PACKAGE_CACHE_DAYS = Variable::new(
-        "KILN_PACKAGE_CACHE_DAYS",
-        Kind::Positive,
-        Fallback::Value("30"),
-        OPS,
-        "`kiln-ops maintain` deletes a cached package no install used for this many days",
-    );
 }
 
 /// npm's public registry.
@@ -47,8 +39,6 @@ pub struct PackageCacheSettings {
     pub enabled: bool,
     /// The upstream registry, ending in `/` (`KILN_NPM_REGISTRY`).
     pub registry: url::Url,
-    /// A package unused this long is collected (`KILN_PACKAGE_CACHE_DAYS`, default 30).
-    pub keep_unused: Duration,
 }
 
 impl PackageCacheSettings {
@@ -70,7 +60,6 @@ impl PackageCacheSettings {
         Ok(Self {
             enabled: src.switch(&PACKAGE_CACHE)?,
             registry,
-            keep_unused: Duration::from_secs(src.positive(&PACKAGE_CACHE_DAYS)? * 24 * 3600),
         })
     }
 }
