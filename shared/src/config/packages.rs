@@ -8,7 +8,7 @@ use super::source::{ConfigError, Source};
 
 section! {
     title: "Package cache",
-    intro: "The fleet-wide package cache: every package a builder fetches is kept in the artifact store under its integrity hash, and installs on every builder get it from there (docs/operations/package-cache.md).",
+    intro: "The fleet-wide package cache: every package a builder fetches is kept in the artifact store under its integrity hash, and installs on every builder get it from there (docs/design/package-cache.md).",
     PACKAGE_CACHE = Variable::new(
         "KILN_PACKAGE_CACHE",
         Kind::Switch,
