@@ -59,6 +59,9 @@ pub const REGISTRY_URL: &str = "http://packages.kiln.internal/";
 
 /// The abbreviated metadata document npm's registry serves to installers.
 const ABBREVIATED: &str = "application/vnd.npm.install-v1+json";
+/// A daemon stores a package's metadata again at most this often (installs that resolve ask
+/// for it every time; the copy is for when the registry is down).
+const KEEP_METADATA_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// The daemon's package cache (one per daemon, shared by its proxies).
 #[derive(Debug)]
@@ -67,6 +70,8 @@ pub struct PackageCache {
     db: PgPool,
     metrics: Metrics,
     upstream: Upstream,
+    /// When this daemon last stored each metadata document.
+    kept: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 /// What the cache did for one command's installs (one proxy), for the build's log.
@@ -134,6 +139,7 @@ impl PackageCache {
                 db,
                 metrics,
                 upstream: Upstream::new(settings.registry.clone(), allowed),
+                kept: Default::default(),
             })
         })
     }
@@ -302,7 +308,19 @@ impl PackageCache {
 
     /// Keeps a copy of a metadata document the registry served (in the background).
     fn keep_metadata(&self, name: &str, kind: &str, body: Bytes) {
-        let (objects, key) = (self.artifacts.clone(), meta_key(name, kind));
+        let key = meta_key(name, kind);
+        {
+            let now = std::time::Instant::now();
+            let mut kept = self.kept.lock().expect("not poisoned");
+            if kept.get(&key).is_some_and(|at| now.duration_since(*at) < KEEP_METADATA_EVERY) {
+                return;
+            }
+            if kept.len() > 100_000 {
+                kept.clear();
+            }
+            kept.insert(key.clone(), now);
+        }
+        let objects = self.artifacts.clone();
         tokio::spawn(async move {
             if let Err(e) = objects.objects().put(&key, body, "application/json").await {
                 tracing::debug!(error = %e, key, "package cache: cannot keep metadata");
