@@ -1,7 +1,7 @@
 //! kiln-bench: Kiln's benchmark. Run it through `ops/bench/run.sh`, which starts the private
 //! PostgreSQL and Redis it needs (part `diagnostics` alone needs neither); see ops/bench/README.md for what each figure means.
 //!
-//!     kiln-bench [admission] [overhead] [warm] [rollback] [previews] [events] [dispatch] [scaleout] [reclaim] [ratelimit] [maintain] [diagnostics] [frameworks]
+//!     kiln-bench [admission] [overhead] [warm] [packages] [rollback] [previews] [events] [dispatch] [scaleout] [reclaim] [ratelimit] [maintain] [diagnostics] [frameworks]
 //!     (no argument: all but frameworks, which only runs when named)
 //!
 //! Per-run figures go to stderr as they come; the details of each part and the summary block go
@@ -21,6 +21,7 @@ mod farm;
 mod frameworks;
 mod maintain;
 mod overhead;
+mod packages;
 mod previews;
 mod ratelimit;
 mod reclaim;
@@ -43,6 +44,7 @@ enum Part {
     Admission,
     Overhead,
     Warm,
+    Packages,
     Rollback,
     Previews,
     Events,
@@ -57,7 +59,7 @@ enum Part {
 }
 
 const PART_NAMES: &str =
-    "admission, overhead, warm, rollback, previews, events, dispatch, scaleout, reclaim, ratelimit, maintain, storage, diagnostics, frameworks or all";
+    "admission, overhead, warm, packages, rollback, previews, events, dispatch, scaleout, reclaim, ratelimit, maintain, storage, diagnostics, frameworks or all";
 
 impl Part {
     fn name(self) -> &'static str {
@@ -65,6 +67,7 @@ impl Part {
             Part::Admission => "admission",
             Part::Overhead => "overhead",
             Part::Warm => "warm",
+            Part::Packages => "packages",
             Part::Rollback => "rollback",
             Part::Previews => "previews",
             Part::Events => "events",
@@ -91,6 +94,7 @@ fn parse_parts(args: &[String]) -> Result<Vec<Part>, String> {
             Part::Admission,
             Part::Overhead,
             Part::Warm,
+            Part::Packages,
             Part::Rollback,
             Part::Events,
             Part::Dispatch,
@@ -107,6 +111,7 @@ fn parse_parts(args: &[String]) -> Result<Vec<Part>, String> {
             "admission" => Part::Admission,
             "overhead" => Part::Overhead,
             "warm" => Part::Warm,
+            "packages" => Part::Packages,
             "rollback" => Part::Rollback,
             "previews" => Part::Previews,
             "events" => Part::Events,
@@ -199,6 +204,7 @@ async fn run_part(
         Part::Admission => Box::new(admission::run(farm()?, bench_dir).await?),
         Part::Overhead => Box::new(overhead::run(farm()?).await?),
         Part::Warm => Box::new(warm::run(farm()?, example).await?),
+        Part::Packages => Box::new(packages::run(farm()?, example).await?),
         Part::Rollback => Box::new(rollback::run(farm()?, example).await?),
         Part::Previews => Box::new(previews::run(farm()?, &example.with_file_name("static-site")).await?),
         Part::Events => Box::new(events::run(farm()?).await?),
