@@ -160,17 +160,23 @@ async fn builder_metrics(app: &TestApp, id: &str) -> String {
 }
 
 fn counted(metrics: &str, result: &str) -> f64 {
-    sample(metrics, "kiln_package_cache_requests_total", &[("result", result)]).unwrap_or(0.0)
+    sample(
+        metrics,
+        "kiln_package_cache_requests_total",
+        &[("result", result)],
+    )
+    .unwrap_or(0.0)
 }
 
 /// The object of the cached tarball of `name@version` in the filesystem store, and its name.
 async fn cached_object(app: &TestApp, name: &str, version: &str) -> (std::path::PathBuf, String) {
-    let hex: String = sqlx::query_scalar("select integrity from package_cache where name = $1 and version = $2")
-        .bind(name)
-        .bind(version)
-        .fetch_one(&app.db)
-        .await
-        .unwrap_or_else(|e| panic!("{name}@{version} is not in the index: {e}"));
+    let hex: String =
+        sqlx::query_scalar("select integrity from package_cache where name = $1 and version = $2")
+            .bind(name)
+            .bind(version)
+            .fetch_one(&app.db)
+            .await
+            .unwrap_or_else(|e| panic!("{name}@{version} is not in the index: {e}"));
     let path = app
         .artifacts_dir
         .as_ref()
@@ -234,7 +240,10 @@ async fn a_builder_with_an_empty_store_installs_a_known_tree_from_the_fleet_cach
     let (built, log) = build(&app, "u_cache_y", unknown).await;
     assert_eq!(built["status"], "failed", "{built}\n{log}");
     assert_eq!(built["failedStep"], "install", "{built}");
-    assert!(log.contains("the fleet has no copy") || log.contains("cannot be fetched"), "{log}");
+    assert!(
+        log.contains("the fleet has no copy") || log.contains("cannot be fetched"),
+        "{log}"
+    );
     stop(y).await;
 }
 
@@ -257,9 +266,18 @@ async fn a_tampered_cached_tarball_is_refused_and_fetched_again() {
     let y = builder(&app, dir.path(), "tamper-y", false);
     let (built, log) = build(&app, "u_tamper_y", project(&lockfile(IS_NUMBER_7))).await;
     assert_eq!(built["status"], "deployed", "{built}\n{log}");
-    assert_eq!(app.preview(built["id"].as_str().unwrap(), "/").await.text().await.unwrap(), PAGE);
+    assert_eq!(
+        app.preview(built["id"].as_str().unwrap(), "/")
+            .await
+            .text()
+            .await
+            .unwrap(),
+        PAGE
+    );
     assert!(
-        log.contains("[kiln] package cache: the stored tarball of is-number@7.0.0 failed its integrity check: refused"),
+        log.contains(
+            "[kiln] package cache: the stored tarball of is-number@7.0.0 failed its integrity check: refused"
+        ),
         "{log}"
     );
     assert!(
@@ -268,7 +286,11 @@ async fn a_tampered_cached_tarball_is_refused_and_fetched_again() {
     );
     let metrics = builder_metrics(&app, "tamper-y").await;
     assert_eq!(
-        (counted(&metrics, "refused"), counted(&metrics, "miss"), counted(&metrics, "hit")),
+        (
+            counted(&metrics, "refused"),
+            counted(&metrics, "miss"),
+            counted(&metrics, "hit")
+        ),
         (1.0, 1.0, 2.0),
         "{metrics}"
     );
@@ -305,7 +327,11 @@ async fn a_tenants_lockfile_cannot_make_the_cache_serve_another_tenant_other_byt
     stop(y).await;
     assert_eq!(built["status"], "deployed", "{built}\n{log}");
     assert_eq!(
-        app.preview(built["id"].as_str().unwrap(), "/").await.text().await.unwrap(),
+        app.preview(built["id"].as_str().unwrap(), "/")
+            .await
+            .text()
+            .await
+            .unwrap(),
         "is-number 7.0.0: true"
     );
     assert!(

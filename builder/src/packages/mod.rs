@@ -180,7 +180,11 @@ impl PackageCache {
             Err(e) => {
                 tally.failed.fetch_add(1, Ordering::Relaxed);
                 self.metrics.package("failed", 0);
-                let status = if e.is_not_found() { "404 Not Found" } else { "502 Bad Gateway" };
+                let status = if e.is_not_found() {
+                    "404 Not Found"
+                } else {
+                    "502 Bad Gateway"
+                };
                 say(&format!(
                     "[kiln] package cache: {id} is not in the fleet's cache and cannot be fetched: {e}"
                 ));
@@ -272,7 +276,11 @@ impl PackageCache {
 
     async fn metadata(&self, name: &str, accept: Option<&str>, say: &(dyn Fn(&str) + Sync)) -> Reply {
         let accept = accept.unwrap_or("application/json");
-        let kind = if accept.contains(ABBREVIATED) { ABBREVIATED } else { "application/json" };
+        let kind = if accept.contains(ABBREVIATED) {
+            ABBREVIATED
+        } else {
+            "application/json"
+        };
         let url = self.upstream.metadata_url(name);
         let (body, stale) = match self.upstream.get(&url, kind).await {
             Ok((body, _)) => {
@@ -293,7 +301,10 @@ impl PackageCache {
             },
         };
         if stale {
-            tracing::info!(name, "package cache: the registry is unreachable; served the stored metadata");
+            tracing::info!(
+                name,
+                "package cache: the registry is unreachable; served the stored metadata"
+            );
         }
         let registry = self.upstream.registry.as_str().to_owned();
         let body = tokio::task::spawn_blocking(move || rewrite(&body, &registry))
@@ -312,7 +323,10 @@ impl PackageCache {
         {
             let now = std::time::Instant::now();
             let mut kept = self.kept.lock().expect("not poisoned");
-            if kept.get(&key).is_some_and(|at| now.duration_since(*at) < KEEP_METADATA_EVERY) {
+            if kept
+                .get(&key)
+                .is_some_and(|at| now.duration_since(*at) < KEEP_METADATA_EVERY)
+            {
                 return;
             }
             if kept.len() > 100_000 {
@@ -400,7 +414,10 @@ mod tests {
             std::str::from_utf8(&out).unwrap(),
             r#"{"name":"a","versions":{"1.0.0":{"dist":{"tarball":"http://packages.kiln.internal/a/-/a-1.0.0.tgz"}}},"homepage":"https://registry.npmjs.org.evil/x"}"#
         );
-        assert_eq!(meta_key("@types/react", ABBREVIATED), "packages/meta/@types%2freact.install.json");
+        assert_eq!(
+            meta_key("@types/react", ABBREVIATED),
+            "packages/meta/@types%2freact.install.json"
+        );
     }
 
     #[test]
@@ -414,6 +431,9 @@ mod tests {
             "[kiln] packages: 212 from the fleet cache, 3 from the registry"
         );
         tally.refused.store(1, Ordering::Relaxed);
-        assert!(tally.summary().unwrap().ends_with(", 1 cached copy refused (integrity check failed) and fetched again"));
+        assert!(tally
+            .summary()
+            .unwrap()
+            .ends_with(", 1 cached copy refused (integrity check failed) and fetched again"));
     }
 }

@@ -33,7 +33,9 @@ pub fn parse(head: &[u8]) -> Option<Ask> {
         return None;
     }
     if method != "GET" {
-        return Some(Ask::Refused(format!("{method}: the package cache serves GET only")));
+        return Some(Ask::Refused(format!(
+            "{method}: the package cache serves GET only"
+        )));
     }
     let accept = req
         .headers
@@ -91,7 +93,8 @@ pub fn valid_name(name: &str) -> bool {
     let part = |p: &str| {
         !p.is_empty()
             && !p.starts_with(['.', '_'])
-            && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
     };
     if name.len() > 214 {
         return false;
@@ -107,7 +110,9 @@ pub fn valid_version(version: &str) -> bool {
     !version.is_empty()
         && version.len() <= 256
         && version.as_bytes()[0].is_ascii_digit()
-        && version.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.+".contains(&b))
+        && version
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.+".contains(&b))
 }
 
 #[cfg(test)]
@@ -123,7 +128,10 @@ mod tests {
 
     #[test]
     fn tarballs_and_metadata_of_plain_and_scoped_packages_are_understood() {
-        assert_eq!(ask("/is-number/-/is-number-7.0.0.tgz", None), tarball("is-number", "7.0.0"));
+        assert_eq!(
+            ask("/is-number/-/is-number-7.0.0.tgz", None),
+            tarball("is-number", "7.0.0")
+        );
         assert_eq!(
             ask("/@types/react/-/react-19.1.8.tgz", None),
             tarball("@types/react", "19.1.8")
@@ -193,7 +201,9 @@ mod tests {
             })
         );
         assert!(matches!(
-            parse(&head("DELETE http://packages.kiln.internal/react HTTP/1.1\r\n\r\n")),
+            parse(&head(
+                "DELETE http://packages.kiln.internal/react HTTP/1.1\r\n\r\n"
+            )),
             Some(Ask::Refused(_))
         ));
         for other in [

@@ -48,7 +48,11 @@ impl Upstream {
         let client = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
-            .user_agent(concat!("kiln-builder/", env!("CARGO_PKG_VERSION"), " (package cache)"))
+            .user_agent(concat!(
+                "kiln-builder/",
+                env!("CARGO_PKG_VERSION"),
+                " (package cache)"
+            ))
             .build()
             .expect("a reqwest client");
         Self {
@@ -69,7 +73,9 @@ impl Upstream {
     /// The registry's URL of a package's metadata.
     pub fn metadata_url(&self, name: &str) -> url::Url {
         let encoded = name.replace('/', "%2f");
-        self.registry.join(&encoded).expect("a package name is a valid path")
+        self.registry
+            .join(&encoded)
+            .expect("a package name is a valid path")
     }
 
     /// GETs `url` (with `Accept: accept`): its body and `Content-Type`.
@@ -88,7 +94,10 @@ impl Upstream {
             }
             match self.get_once(url, accept).await {
                 Ok(got) => return Ok(got),
-                Err(e @ (UpstreamError::Status { status: 500.., .. } | UpstreamError::Status { status: 429, .. }))
+                Err(
+                    e @ (UpstreamError::Status { status: 500.., .. }
+                    | UpstreamError::Status { status: 429, .. }),
+                )
                 | Err(e @ UpstreamError::Unreachable { .. }) => last = Some(e),
                 Err(e) => return Err(e),
             }

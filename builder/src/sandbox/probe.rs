@@ -114,10 +114,7 @@ impl Confinement {
         me.egress = match (&me.bwrap, &me.limits.egress) {
             (Some(_), Egress::Allow(hosts)) => {
                 let bridge = settings.builder.work_dir.join(".kiln-egress-bridge.js");
-                let registry = settings
-                    .packages
-                    .enabled
-                    .then_some(crate::packages::REGISTRY_URL);
+                let registry = settings.packages.enabled.then_some(crate::packages::REGISTRY_URL);
                 write_bridge(&bridge, registry)?;
                 make_egress_dir()?;
                 Some((Arc::new(hosts.clone()), bridge))

@@ -149,7 +149,11 @@ async fn measure(env: &Env, farm: &Farm, inputs: &[FileInput]) -> anyhow::Result
             }
             eprintln!(
                 "[bench] packages run {k}/{RUNS} {}  farm {:>6.0} ms (install {} build {})  {line}",
-                if registry_down { "registry down" } else { "registry up  " },
+                if registry_down {
+                    "registry down"
+                } else {
+                    "registry up  "
+                },
                 stats::ms(b.elapsed),
                 b.metric("installMs").unwrap_or(f64::NAN),
                 b.metric("buildMs").unwrap_or(f64::NAN),

@@ -21,7 +21,11 @@ async fn cached(farm: &kiln_ops::Farm, name: &str, version: &str, body: &'static
     let hex = hex::encode(sha2::Sha512::digest(body));
     farm.artifacts
         .objects()
-        .put(&Artifacts::package_key(&hex), Bytes::from_static(body), "application/octet-stream")
+        .put(
+            &Artifacts::package_key(&hex),
+            Bytes::from_static(body),
+            "application/octet-stream",
+        )
         .await
         .unwrap();
     index::record(&farm.db, name, version, &hex, body.len() as u64)
@@ -58,14 +62,21 @@ async fn packages_unused_for_the_period_are_collected_and_recent_ones_kept() {
     };
     farm.artifacts
         .objects()
-        .put(&Artifacts::package_key(&orphan), Bytes::from_static(orphan_body), "application/octet-stream")
+        .put(
+            &Artifacts::package_key(&orphan),
+            Bytes::from_static(orphan_body),
+            "application/octet-stream",
+        )
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     let dry = ran(maintain(&farm, "test", true).await.unwrap());
     assert_eq!((dry.packages.forgotten, dry.dry_run), (2, true), "{dry:?}");
-    assert!(farm.fs.exists(&Artifacts::package_key(&old)).await.unwrap(), "a dry run deleted");
+    assert!(
+        farm.fs.exists(&Artifacts::package_key(&old)).await.unwrap(),
+        "a dry run deleted"
+    );
 
     let run = ran(maintain(&farm, "test", false).await.unwrap());
     assert_eq!(run.packages.forgotten, 2, "{:?}", run.packages);
@@ -79,10 +90,19 @@ async fn packages_unused_for_the_period_are_collected_and_recent_ones_kept() {
     assert!(!exists(&old).await, "the old package's tarball was kept");
     assert!(!exists(&orphan).await, "an unrecorded tarball was kept");
     assert!(exists(&recent).await, "a recent package's tarball was deleted");
-    assert!(exists(&shared).await, "a tarball a recent package names was deleted");
-    assert!(index::lookup(&farm.db, "left-pad", "1.0.0").await.unwrap().is_none());
+    assert!(
+        exists(&shared).await,
+        "a tarball a recent package names was deleted"
+    );
+    assert!(index::lookup(&farm.db, "left-pad", "1.0.0")
+        .await
+        .unwrap()
+        .is_none());
     assert!(index::lookup(&farm.db, "a", "1.0.0").await.unwrap().is_none());
-    assert!(index::lookup(&farm.db, "is-number", "7.0.0").await.unwrap().is_some());
+    assert!(index::lookup(&farm.db, "is-number", "7.0.0")
+        .await
+        .unwrap()
+        .is_some());
     assert!(index::lookup(&farm.db, "b", "1.0.0").await.unwrap().is_some());
 
     // Nothing left to do.

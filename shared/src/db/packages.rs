@@ -104,14 +104,13 @@ pub async fn unused(pool: &PgPool, unused: Duration, limit: i64) -> Result<Vec<C
 /// Deletes the row of `package` unless it was used since it was read (compare-and-set on
 /// `last_used_at`); true when deleted.
 pub async fn forget(pool: &PgPool, package: &CachedPackage) -> Result<bool, DbError> {
-    let done = sqlx::query(
-        "delete from package_cache where name = $1 and version = $2 and last_used_at = $3",
-    )
-    .bind(&package.name)
-    .bind(&package.version)
-    .bind(package.last_used_at)
-    .execute(pool)
-    .await?;
+    let done =
+        sqlx::query("delete from package_cache where name = $1 and version = $2 and last_used_at = $3")
+            .bind(&package.name)
+            .bind(&package.version)
+            .bind(package.last_used_at)
+            .execute(pool)
+            .await?;
     Ok(done.rows_affected() > 0)
 }
 
