@@ -22,7 +22,9 @@
 //!   the cache's, so what the install then fetches comes through the cache too.
 //!
 //! **Why a tenant cannot poison it.** Only this code, in the daemon, writes objects and index
-//! rows; build code speaks HTTP GET to the proxy and nothing it sends is stored. An index row
+//! rows; build code speaks HTTP GET to the proxy and nothing it sends is stored (at most it
+//! makes the daemon fetch a package from the registry, stored as the registry has it; the
+//! tarball and metadata sizes are capped, and what no install uses is collected). An index row
 //! (`name@version` → hash) is written only from a tarball the daemon fetched from the
 //! configured registry itself and checked against the registry's own metadata for that
 //! `name@version`. A project's lockfile is never read here: whatever integrity a tenant's
