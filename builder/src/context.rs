@@ -85,6 +85,20 @@ impl Builder {
         }
         tracing::info!(consumer, node = ?toolchain.node, pnpm = ?toolchain.pnpm, "builder connected");
         let confinement = Arc::new(crate::sandbox::Confinement::probe(&settings).await?);
+        let metrics = Metrics::new("builder");
+        if let Some(allowed) = confinement.egress() {
+            let cache = crate::packages::PackageCache::new(
+                &settings.packages,
+                allowed.clone(),
+                artifacts.clone(),
+                db.clone(),
+                metrics.clone(),
+            );
+            if let Some(cache) = cache {
+                tracing::info!(registry = %settings.packages.registry, "installs get packages through the fleet's package cache");
+                confinement.serve_packages(cache);
+            }
+        }
         let warm = crate::sandbox::warm::WarmPool::start(
             confinement.clone(),
             settings.builder.concurrency,

@@ -19,6 +19,8 @@
 //! - [`diagnostics`]: a failed step's output turned into diagnostics (tool, file relative to
 //!   the project, line, column, code, message), the short `error` summary, builder paths scrubbed.
 //! - `workspace`, `detect`, `publish`, `generator`: the stations of a build.
+//! - [`packages`]: the fleet-wide package cache, a pull-through registry the egress proxy
+//!   serves to installs from the artifact store.
 //! - `which`: a program found on a `PATH` (the sandbox's tools, a step's program).
 //! - [`beneath`]: files the daemon (root) reads and writes inside a workspace build code
 //!   controlled: resolved beneath a folder it opened, links out refused, special files and
@@ -39,6 +41,7 @@ mod lease;
 mod log;
 mod metrics;
 mod package_manager;
+pub mod packages;
 mod process;
 mod publish;
 pub mod reconcile;

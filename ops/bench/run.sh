@@ -4,7 +4,7 @@
 #
 #     ops/bench/run.sh                     # every part
 #     ops/bench/run.sh admission           # one part, or several:
-#                                          #   admission overhead warm noop rollback events
+#                                          #   admission overhead warm noop packages rollback events
 #                                          #   dispatch scaleout reclaim ratelimit maintain storage
 #                                          #   diagnostics (alone: no service started)
 #     ops/bench/run.sh frameworks          # the framework matrix (never part of `all`):
@@ -42,14 +42,14 @@ fi
 for arg in "$@"; do
     case $arg in
     admission | dispatch | all) want_bullmq=1 want_farm=1 ;;
-    overhead | warm | noop | rollback | previews | events | scaleout | reclaim | ratelimit | maintain | storage | frameworks) want_farm=1 ;;
+    overhead | warm | noop | packages | rollback | previews | events | scaleout | reclaim | ratelimit | maintain | storage | frameworks) want_farm=1 ;;
     diagnostics) ;;
     -h | --help)
         sed -n '3,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
-        kiln_log "unknown part '$arg': expected admission, overhead, warm, noop, rollback, previews, events, dispatch, scaleout, reclaim, ratelimit, maintain, storage, diagnostics, frameworks or all"
+        kiln_log "unknown part '$arg': expected admission, overhead, warm, noop, packages, rollback, previews, events, dispatch, scaleout, reclaim, ratelimit, maintain, storage, diagnostics, frameworks or all"
         exit 2
         ;;
     esac

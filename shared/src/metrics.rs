@@ -95,6 +95,8 @@ struct Families {
     install_starts: IntCounterVec,
     dep_cache_lookups: IntCounterVec,
     dep_cache_bytes: IntGauge,
+    packages: IntCounterVec,
+    package_bytes: IntCounter,
     heartbeats: IntCounterVec,
     webhook_deliveries: IntCounterVec,
     running_builds: IntGauge,
@@ -179,6 +181,15 @@ impl Metrics {
             dep_cache_bytes: r.gauge(
                 "dep_cache_bytes",
                 "Bytes of the warm dependency trees this daemon keeps (KILN_DEP_CACHE_MB bounds them).",
+            ),
+            packages: r.counter_vec(
+                "package_cache_requests_total",
+                "Package tarballs asked of the fleet's package cache, by result: hit (from the artifact store), miss (fetched from the registry), refused (a cached object that failed its integrity check), failed (neither).",
+                &["result"],
+            ),
+            package_bytes: r.counter(
+                "package_cache_served_bytes_total",
+                "Bytes of package tarballs the package cache served to installs.",
             ),
             heartbeats: r.counter_vec(
                 "heartbeats_total",
@@ -268,6 +279,13 @@ impl Metrics {
     /// The bytes of the warm dependency trees kept.
     pub fn set_dep_cache_bytes(&self, bytes: u64) {
         self.0.dep_cache_bytes.set(bytes as i64);
+    }
+
+    /// A package tarball asked of the package cache: `hit`, `miss`, `refused` or `failed`;
+    /// `bytes` served.
+    pub fn package(&self, result: &str, bytes: u64) {
+        self.0.packages.with_label_values(&[result]).inc();
+        self.0.package_bytes.inc_by(bytes);
     }
 
     pub fn cancelled(&self) {

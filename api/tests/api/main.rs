@@ -23,6 +23,7 @@ mod limits;
 mod logs;
 mod metrics;
 mod openapi;
+mod package_cache;
 mod packages;
 mod previews;
 mod private;

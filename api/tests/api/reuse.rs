@@ -69,7 +69,10 @@ async fn assert_built(app: &TestApp, build: &Value, what: &str) {
     assert_eq!(build["reusedFrom"], Value::Null, "{what}: {build}");
     let kinds = kinds(app, &id_of(build)).await;
     let has = |kind: &str| kinds.iter().any(|k| k == kind);
-    assert!(has("install_started") || has("install_skipped"), "{what}: {kinds:?}");
+    assert!(
+        has("install_started") || has("install_skipped"),
+        "{what}: {kinds:?}"
+    );
     assert!(has("build_step_started"), "{what}: {kinds:?}");
     assert!(!kinds.contains(&"build_reused".to_owned()), "{what}: {kinds:?}");
 }

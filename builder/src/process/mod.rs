@@ -164,6 +164,7 @@ fn cold_command(
                     &socket,
                     confinement.socket_owner(cell, env.identity),
                     allowed.clone(),
+                    confinement.packages(),
                     ProxyLog::of(log.clone()),
                 )
                 .map_err(|source| RunError::Spawn {

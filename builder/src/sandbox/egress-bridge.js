@@ -7,8 +7,13 @@
 const net = require('net');
 const { spawn } = require('child_process');
 
+// The fleet's package cache, a registry the proxy serves (written in by the daemon; null
+// when the cache is off). It is given to pnpm through the environment, over a project's .npmrc.
+const REGISTRY = null;
+
 const [socket, port, ...command] = process.argv.slice(2);
 const proxy = `http://127.0.0.1:${port}`;
+if (REGISTRY) process.env.npm_config_registry = REGISTRY;
 for (const name of ['HTTPS_PROXY', 'HTTP_PROXY', 'https_proxy', 'http_proxy',
   'npm_config_https_proxy', 'npm_config_proxy']) {
   process.env[name] = proxy;

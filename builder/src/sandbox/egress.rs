@@ -9,7 +9,9 @@
 //! - `GET http://host:port/path` (a plain-HTTP registry): forwarded with `Connection: close`,
 //!   so one client connection never reaches a second host.
 //!
-//! Everything else gets a `403` that says what is allowed, and one line in the build log per
+//! Requests for the fleet's package cache (`http://packages.kiln.internal/…`, see
+//! [`crate::packages`]) are answered by the daemon itself, before and whatever the
+//! allow-list. Everything else gets a `403` that says what is allowed, and one line in the build log per
 //! refused destination. The proxy resolves names itself: the build has no DNS, so it cannot
 //! reach an address by any other name, and IP literals are refused unless listed.
 
@@ -24,9 +26,23 @@ use tokio::net::{TcpStream, UnixListener, UnixStream};
 use tokio::task::JoinSet;
 
 use crate::log::BuildLog;
+use crate::packages::{PackageCache, Tally};
 
 /// The bridge, run by `node` inside the sandbox.
 pub const BRIDGE_JS: &str = include_str!("egress-bridge.js");
+/// The bridge as written for builds: pointing pnpm at `registry` (the package cache) when
+/// given.
+pub fn bridge_js(registry: Option<&str>) -> String {
+    match registry {
+        Some(url) => BRIDGE_JS.replacen(
+            "const REGISTRY = null;",
+            &format!("const REGISTRY = {};", serde_json::Value::from(url)),
+            1,
+        ),
+        None => BRIDGE_JS.to_owned(),
+    }
+}
+
 /// Where the bridge listens inside the build's network namespace.
 pub const BRIDGE_PORT: u16 = 3128;
 
@@ -78,6 +94,9 @@ impl ProxyLog {
 pub struct EgressProxy {
     path: PathBuf,
     task: tokio::task::JoinHandle<()>,
+    log: ProxyLog,
+    /// What the package cache served through this proxy.
+    tally: Arc<Tally>,
 }
 
 impl EgressProxy {
@@ -87,6 +106,7 @@ impl EgressProxy {
         path: &Path,
         owner: Option<(u32, u32)>,
         allowed: Arc<Vec<AllowedHost>>,
+        packages: Option<Arc<PackageCache>>,
         log: ProxyLog,
     ) -> std::io::Result<Self> {
         use std::os::unix::fs::PermissionsExt;
@@ -100,6 +120,8 @@ impl EgressProxy {
         }
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
         let refused = Arc::new(Mutex::new(HashSet::new()));
+        let tally = Arc::new(Tally::default());
+        let (proxy_log, proxy_tally) = (log.clone(), tally.clone());
         let task = tokio::spawn(async move {
             let mut connections = JoinSet::new();
             loop {
@@ -109,8 +131,9 @@ impl EgressProxy {
                             let allowed = allowed.clone();
                             let log = log.clone();
                             let refused = refused.clone();
+                            let packages = packages.clone().map(|cache| (cache, tally.clone()));
                             connections.spawn(async move {
-                                if let Err(e) = serve(conn, &allowed, &log, &refused).await {
+                                if let Err(e) = serve(conn, &allowed, packages, &log, &refused).await {
                                     tracing::debug!(error = %e, "egress connection ended");
                                 }
                             });
@@ -127,6 +150,8 @@ impl EgressProxy {
         Ok(Self {
             path: path.to_owned(),
             task,
+            log: proxy_log,
+            tally: proxy_tally,
         })
     }
 }
@@ -136,6 +161,9 @@ impl Drop for EgressProxy {
         // Aborting the task drops its JoinSet, which aborts every connection.
         self.task.abort();
         let _ = std::fs::remove_file(&self.path);
+        if let Some(line) = self.tally.summary() {
+            self.log.line(&line);
+        }
     }
 }
 
@@ -151,6 +179,7 @@ pub enum Request {
 async fn serve(
     mut client: UnixStream,
     allowed: &[AllowedHost],
+    packages: Option<(Arc<PackageCache>, Arc<Tally>)>,
     log: &ProxyLog,
     refused: &Mutex<HashSet<String>>,
 ) -> std::io::Result<()> {
@@ -160,6 +189,19 @@ async fn serve(
         Ok(Err(e)) => return Err(e),
         Err(_) => return answer(&mut client, "408 Request Timeout", "no request head in time").await,
     };
+    // The package cache, before the allow-list and whatever it says.
+    if let (Some((cache, tally)), Some(ask)) = (&packages, crate::packages::request::parse(&head)) {
+        let reply = cache.answer(ask, tally, &|line| log.line(line)).await;
+        let head = format!(
+            "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            reply.status,
+            reply.content_type,
+            reply.body.len()
+        );
+        client.write_all(head.as_bytes()).await?;
+        client.write_all(&reply.body).await?;
+        return client.shutdown().await;
+    }
     let request = match parse(&head) {
         Ok(request) => request,
         Err(why) => return answer(&mut client, "400 Bad Request", &why).await,
@@ -490,7 +532,7 @@ mod tests {
             host: "127.0.0.1".into(),
             port,
         }]);
-        let _proxy = EgressProxy::start(&socket, None, allowed, ProxyLog::default()).unwrap();
+        let _proxy = EgressProxy::start(&socket, None, allowed, None, ProxyLog::default()).unwrap();
 
         // Another site's name, twice, and a second request pipelined behind the first.
         let mut client = UnixStream::connect(&socket).await.unwrap();

@@ -111,6 +111,9 @@ pub struct Confinement {
     /// the sandbox; `None` when installs share the host's network (no namespaces, or
     /// `KILN_EGRESS_ALLOW=host-network`).
     egress: Option<(Arc<Vec<AllowedHost>>, PathBuf)>,
+    /// The fleet's package cache, which the egress proxy serves to installs (set once the
+    /// daemon's backends are connected; never when installs have no egress proxy).
+    packages: std::sync::OnceLock<Arc<crate::packages::PackageCache>>,
 }
 
 /// How a command reaches the network.
@@ -228,6 +231,18 @@ impl Confinement {
     /// network).
     pub fn egress(&self) -> Option<&Arc<Vec<AllowedHost>>> {
         self.egress.as_ref().map(|(hosts, _)| hosts)
+    }
+
+    /// Hands the egress proxies the fleet's package cache (once, before any install).
+    pub fn serve_packages(&self, cache: Arc<crate::packages::PackageCache>) {
+        if self.egress.is_some() {
+            let _ = self.packages.set(cache);
+        }
+    }
+
+    /// The package cache the egress proxies serve, when there is one.
+    pub fn packages(&self) -> Option<Arc<crate::packages::PackageCache>> {
+        self.packages.get().cloned()
     }
 
     /// Who owns the egress socket of a command run as `identity` in `cell`: only that user

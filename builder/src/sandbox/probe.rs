@@ -84,6 +84,7 @@ impl Confinement {
             store_home: settings.builder.work_dir.join(".kiln-store-home"),
             allowed_scripts: settings.builder.work_dir.join(".kiln-allowed-build-scripts.json"),
             egress: None,
+            packages: Default::default(),
         };
         me.prepare_folders(settings)?;
         me.link_root = link_root(&settings.builder.work_dir, &me.shared_rw);
@@ -113,7 +114,8 @@ impl Confinement {
         me.egress = match (&me.bwrap, &me.limits.egress) {
             (Some(_), Egress::Allow(hosts)) => {
                 let bridge = settings.builder.work_dir.join(".kiln-egress-bridge.js");
-                write_bridge(&bridge)?;
+                let registry = settings.packages.enabled.then_some(crate::packages::REGISTRY_URL);
+                write_bridge(&bridge, registry)?;
                 make_egress_dir()?;
                 Some((Arc::new(hosts.clone()), bridge))
             }
@@ -260,9 +262,9 @@ fn link_root(work_dir: &Path, shared: &[PathBuf]) -> Option<PathBuf> {
 }
 
 /// Writes the egress bridge where the daemon keeps it (readable by builds, bound read-only
-/// into their sandboxes).
-fn write_bridge(path: &Path) -> Result<(), SandboxError> {
-    write_public(path, egress::BRIDGE_JS.as_bytes())
+/// into their sandboxes), pointing pnpm at `registry` (the package cache) when given.
+fn write_bridge(path: &Path, registry: Option<&str>) -> Result<(), SandboxError> {
+    write_public(path, egress::bridge_js(registry).as_bytes())
 }
 
 /// Writes a file of the daemon's that builds may read (bound read-only into their sandboxes),

@@ -364,6 +364,7 @@ impl Inner {
                     &socket,
                     confinement.socket_owner(&cell, Identity::Store),
                     allowed.clone(),
+                    confinement.packages(),
                     log.clone(),
                 );
                 match proxy {

@@ -1,7 +1,7 @@
 //! kiln-bench: Kiln's benchmark. Run it through `ops/bench/run.sh`, which starts the private
 //! PostgreSQL and Redis it needs (part `diagnostics` alone needs neither); see ops/bench/README.md for what each figure means.
 //!
-//!     kiln-bench [admission] [overhead] [warm] [noop] [rollback] [previews] [events] [dispatch] [scaleout] [reclaim] [ratelimit] [maintain] [diagnostics] [frameworks]
+//!     kiln-bench [admission] [overhead] [warm] [noop] [packages] [rollback] [previews] [events] [dispatch] [scaleout] [reclaim] [ratelimit] [maintain] [diagnostics] [frameworks]
 //!     (no argument: all but frameworks, which only runs when named)
 //!
 //! Per-run figures go to stderr as they come; the details of each part and the summary block go
@@ -22,6 +22,7 @@ mod frameworks;
 mod maintain;
 mod noop;
 mod overhead;
+mod packages;
 mod previews;
 mod ratelimit;
 mod reclaim;
@@ -45,6 +46,7 @@ enum Part {
     Overhead,
     Warm,
     Noop,
+    Packages,
     Rollback,
     Previews,
     Events,
@@ -59,7 +61,7 @@ enum Part {
 }
 
 const PART_NAMES: &str =
-    "admission, overhead, warm, noop, rollback, previews, events, dispatch, scaleout, reclaim, ratelimit, maintain, storage, diagnostics, frameworks or all";
+    "admission, overhead, warm, noop, packages, rollback, previews, events, dispatch, scaleout, reclaim, ratelimit, maintain, storage, diagnostics, frameworks or all";
 
 impl Part {
     fn name(self) -> &'static str {
@@ -68,6 +70,7 @@ impl Part {
             Part::Overhead => "overhead",
             Part::Warm => "warm",
             Part::Noop => "noop",
+            Part::Packages => "packages",
             Part::Rollback => "rollback",
             Part::Previews => "previews",
             Part::Events => "events",
@@ -95,6 +98,7 @@ fn parse_parts(args: &[String]) -> Result<Vec<Part>, String> {
             Part::Overhead,
             Part::Warm,
             Part::Noop,
+            Part::Packages,
             Part::Rollback,
             Part::Events,
             Part::Dispatch,
@@ -112,6 +116,7 @@ fn parse_parts(args: &[String]) -> Result<Vec<Part>, String> {
             "overhead" => Part::Overhead,
             "warm" => Part::Warm,
             "noop" => Part::Noop,
+            "packages" => Part::Packages,
             "rollback" => Part::Rollback,
             "previews" => Part::Previews,
             "events" => Part::Events,
@@ -205,6 +210,7 @@ async fn run_part(
         Part::Overhead => Box::new(overhead::run(farm()?).await?),
         Part::Warm => Box::new(warm::run(farm()?, example).await?),
         Part::Noop => Box::new(noop::run(farm()?, example).await?),
+        Part::Packages => Box::new(packages::run(farm()?, example).await?),
         Part::Rollback => Box::new(rollback::run(farm()?, example).await?),
         Part::Previews => Box::new(previews::run(farm()?, &example.with_file_name("static-site")).await?),
         Part::Events => Box::new(events::run(farm()?).await?),

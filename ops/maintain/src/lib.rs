@@ -4,11 +4,12 @@
 //! every repair is a compare-and-set against what it read.
 //!
 //! A run, in order: retention (rows deleted or archived), the blob GC and verification (objects
-//! follow the rows), the latest pointers (the KV) checked against Postgres, then the queue
+//! follow the rows), the fleet's package cache (packages unused for a while), the latest pointers (the KV) checked against Postgres, then the queue
 //! ([`kiln_shared::consistency`]: queued builds without a stream entry, running builds without
 //! a claim, project slots held by builds that ended).
 
 pub mod gc;
+pub mod packages;
 pub mod pointers;
 pub mod retention;
 
@@ -64,6 +65,7 @@ pub struct Report {
     pub fence: i64,
     pub retention: retention::RetentionReport,
     pub blobs: gc::GcReport,
+    pub packages: packages::PackageReport,
     pub pointers: pointers::PointerReport,
     pub queue: Repairs,
     pub millis: u64,
@@ -111,6 +113,7 @@ async fn run(farm: &Farm, lock: &MaintenanceLock, dry_run: bool) -> Result<Repor
         fence: lock.fence,
         retention: retention::apply(farm, dry_run).await?,
         blobs: gc::collect(farm, dry_run).await?,
+        packages: packages::collect(farm, dry_run).await?,
         pointers: pointers::check(farm, dry_run).await?,
         queue: repair_queue(farm, dry_run).await?,
         millis: 0,
@@ -143,7 +146,7 @@ impl Report {
     /// (`kiln-ops maintain --metrics-file /var/lib/node_exporter/kiln-maintenance.prom`).
     pub fn prometheus(&self, finished_at: chrono::DateTime<chrono::Utc>) -> String {
         let (r, b, p, q) = (&self.retention, &self.blobs, &self.pointers, &self.queue);
-        let gauges: [(&str, &str, String); 24] = [
+        let gauges: [(&str, &str, String); 26] = [
             (
                 "last_run_timestamp_seconds",
                 "When the last run finished.",
@@ -230,6 +233,16 @@ impl Report {
                 "versions_need_rebuild",
                 "Versions marked needs_rebuild by this run.",
                 b.verify.needs_rebuild.len().to_string(),
+            ),
+            (
+                "packages_deleted",
+                "Package tarballs the package cache no longer needed, deleted.",
+                self.packages.deleted.to_string(),
+            ),
+            (
+                "packages_deleted_bytes",
+                "Their bytes.",
+                self.packages.deleted_bytes.to_string(),
             ),
             (
                 "pointers_repaired",

@@ -207,6 +207,14 @@ async fn run(
                     "objects of deleted versions: {} manifests, {} logs",
                     b.manifests_deleted, b.logs_deleted
                 );
+                let k = &report.packages;
+                println!(
+                    "package cache: {} packages unused for {} days forgotten, {} tarballs deleted ({} MB)",
+                    k.forgotten,
+                    farm.settings.package_cache_unused.as_secs() / 86_400,
+                    k.deleted,
+                    k.deleted_bytes >> 20
+                );
                 let v = &b.verify;
                 println!(
                     "verification: {} missing, {} corrupt, {} sampled and hashed, {} manifests missing, {} versions need a rebuild",

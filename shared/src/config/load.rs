@@ -176,6 +176,7 @@ impl Settings {
             sandbox: SandboxSettings::load(src)?,
             audit: AuditSettings::load(src)?,
             maintenance: MaintenanceSettings::load(src)?,
+            packages: super::PackageCacheSettings::load(src)?,
             limits: LimitSettings::load(src)?,
             encryption: super::EncryptionSettings::load(src)?,
         })

@@ -1,5 +1,5 @@
 //! What the nightly maintenance run keeps and for how long (`KILN_RETAIN_*`, `KILN_GC_*`,
-//! `KILN_VERIFY_SAMPLE`).
+//! `KILN_VERIFY_SAMPLE`, `KILN_PACKAGE_CACHE_DAYS`).
 
 use std::time::Duration;
 
@@ -72,6 +72,13 @@ section! {
         "build events and webhook deliveries older than this many days are deleted",
     )
     .details("Logs live as long as their version.");
+    PACKAGE_CACHE_DAYS = Variable::new(
+        "KILN_PACKAGE_CACHE_DAYS",
+        Kind::Positive,
+        Fallback::Value("30"),
+        OPS,
+        "a package in the fleet's package cache that no install used for this many days is deleted",
+    );
     PNPM_STORE_MAX_MB = Variable::new(
         "KILN_PNPM_STORE_MAX_MB",
         Kind::Positive,
@@ -104,6 +111,9 @@ pub struct MaintenanceSettings {
     /// Build events and webhook deliveries older than this are deleted
     /// (`KILN_EVENTS_RETAIN_DAYS`, default 90). Logs live as long as their version.
     pub events_retain: Duration,
+    /// A package of the fleet's package cache no install used for this long is deleted
+    /// (`KILN_PACKAGE_CACHE_DAYS`, default 30).
+    pub package_cache_unused: Duration,
     /// A builder host's pnpm store is emptied by `kiln-builder maintain` when it is still
     /// larger than this after `pnpm store prune` (`KILN_PNPM_STORE_MAX_MB`, default 20480).
     pub pnpm_store_max_bytes: u64,
@@ -123,6 +133,7 @@ impl MaintenanceSettings {
             trash_for: days(&GC_TRASH_DAYS)?,
             verify_sample: src.parsed(&VERIFY_SAMPLE, "a number of blobs")?,
             events_retain: days(&EVENTS_RETAIN_DAYS)?,
+            package_cache_unused: days(&PACKAGE_CACHE_DAYS)?,
             pnpm_store_max_bytes: src.positive(&PNPM_STORE_MAX_MB)? << 20,
         };
         if s.delete_after < s.archive_after {

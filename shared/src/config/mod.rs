@@ -9,7 +9,7 @@
 //! - one file a section, each defining its variables (and its settings): `general` (the
 //!   file, the data folder, logs), `connections` (database, redis), `storage` (artifacts,
 //!   S3), `api`, `preview`, `builder`, `fleet`, `webhooks`, `limits`, `sandbox`, `audit`,
-//!   `maintenance`; `variables`: every section, in order;
+//!   `maintenance`, `packages`; `variables`: every section, in order;
 //! - `source`: the raw values in their layers, read through their definitions, and
 //!   [`ConfigError`], which names the variable;
 //! - `load`: [`Settings::from_env`], every variable read into its setting;
@@ -29,6 +29,7 @@ mod general;
 mod limits;
 mod load;
 mod maintenance;
+mod packages;
 mod preview;
 mod render;
 mod sandbox;
@@ -48,6 +49,7 @@ pub use encryption::EncryptionSettings;
 pub use fleet::FleetSettings;
 pub use limits::{LimitSettings, Rate, QUOTA_WINDOW};
 pub use maintenance::MaintenanceSettings;
+pub use packages::{PackageCacheSettings, DEFAULT_REGISTRY};
 pub use preview::PreviewSettings;
 pub use render::{env_example, help, reference, REGENERATE};
 pub use sandbox::{AllowedHost, BuildUids, Egress, SandboxMode, SandboxSettings};
@@ -82,6 +84,8 @@ pub struct Settings {
     pub audit: AuditSettings,
     /// What the maintenance run keeps (retention, blob GC, verification).
     pub maintenance: MaintenanceSettings,
+    /// The fleet-wide package cache.
+    pub packages: PackageCacheSettings,
     /// The keys of projects' secret environment values.
     pub encryption: EncryptionSettings,
 }

@@ -2,7 +2,7 @@
 
 use super::definition::{Section, Variable};
 use super::{api, audit, builder, connections, fleet, general, limits, maintenance, preview};
-use super::{encryption, sandbox, storage, webhooks};
+use super::{encryption, packages, sandbox, storage, webhooks};
 
 /// Every section, in order.
 pub static SECTIONS: &[Section] = &[
@@ -17,6 +17,7 @@ pub static SECTIONS: &[Section] = &[
     webhooks::SECTION,
     sandbox::SECTION,
     audit::SECTION,
+    packages::SECTION,
     encryption::SECTION,
     maintenance::SECTION,
 ];

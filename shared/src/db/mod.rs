@@ -6,6 +6,7 @@ pub mod batch;
 pub mod deletions;
 pub mod events;
 pub mod fleet;
+pub mod packages;
 pub mod projects;
 pub mod retention;
 pub mod tokens;

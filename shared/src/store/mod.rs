@@ -1,6 +1,7 @@
 //! The artifact store: content-addressed blobs (`blobs/sha256/<hash>`, or `<hash>.gz` when
 //! kept compressed) plus one manifest per version and kind
-//! (`manifests/<versionId>/{source,output}.json`, path → hash, size, encoding, content type).
+//! (`manifests/<versionId>/{source,output}.json`, path → hash, size, encoding, content type),
+//! and the fleet's package cache (`packages/sha512/<hex>`, `packages/meta/<name>`).
 //! Two backends behind [`ObjectStore`]: the local filesystem (the embedded default) and S3
 //! (R2, Garage, AWS).
 
@@ -55,6 +56,17 @@ impl Artifacts {
 
     pub fn manifest_key(version: VersionId, kind: ManifestKind) -> String {
         format!("manifests/{version}/{}.json", kind.as_str())
+    }
+
+    /// A cached package's tarball, by its sha512 (hex): the fleet-wide package cache.
+    pub fn package_key(sha512_hex: &str) -> String {
+        format!("packages/sha512/{sha512_hex}")
+    }
+
+    /// A cached copy of a registry's metadata document (a packument), by a name of the
+    /// cache's choosing.
+    pub fn package_meta_key(name: &str) -> String {
+        format!("packages/meta/{name}")
     }
 
     pub fn log_key(version: VersionId) -> String {
