@@ -122,7 +122,6 @@ impl Builder {
         }
         let events =
             crate::events::EventSink::start(db.clone(), queue.clone(), settings.builder.build_events);
-        let metrics = Metrics::new("builder");
         let dep_cache = match settings.builder.dep_cache_bytes {
             None => None,
             Some(max) => Some(
