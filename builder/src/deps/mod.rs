@@ -75,37 +75,7 @@ struct Inner {
     /// The store's user: its files are linked, not copied.
     store_uid: Option<u32>,
     index: Mutex<HashMap<String, Kept>>,
-    /// Per project: held by a tree waiting to be kept (until it is), so that the project's next
-    /// build on this daemon looks once it is there.
-    keeping: Mutex<HashMap<String, Arc<tokio::sync::RwLock<()>>>>,
     metrics: kiln_shared::metrics::Metrics,
-}
-
-/// How long a build waits for its project's previous tree to be kept before it looks.
-const KEEPING_WAIT: Duration = Duration::from_secs(30);
-
-/// A tree an install made, to be kept once the build has ended if the build left it as it was:
-/// its key, where it is, and the fingerprint it had when the install ended.
-#[derive(Debug)]
-pub struct PendingTree {
-    name: String,
-    user: String,
-    project_id: String,
-    key: DepKey,
-    project: PathBuf,
-    folders: Vec<String>,
-    fingerprint: String,
-    _keeping: tokio::sync::OwnedRwLockWriteGuard<()>,
-}
-
-/// What became of a pending tree.
-#[derive(Debug)]
-pub enum Keeping {
-    Kept(Done),
-    /// The build changed its `node_modules` (added, removed, wrote or linked something).
-    Changed,
-    /// The tree alone is past the bound.
-    TooLarge,
 }
 
 impl DepCache {
@@ -127,7 +97,6 @@ impl DepCache {
             max_bytes,
             store_uid,
             index: Mutex::new(index),
-            keeping: Mutex::default(),
             metrics,
         }));
         me.publish_bytes();
@@ -143,82 +112,10 @@ impl DepCache {
         hex::encode(&h.finalize()[..16])
     }
 
-    fn keeping_lock(&self, name: &str) -> Arc<tokio::sync::RwLock<()>> {
-        self.0
-            .keeping
-            .lock()
-            .expect("not poisoned")
-            .entry(name.to_owned())
-            .or_default()
-            .clone()
-    }
-
-    /// A tree an install left in `project` (its `node_modules` folders `folders`), to be kept
-    /// under `key` once the build ends ([`DepCache::keep`]). `None` when the project's previous
-    /// tree is still being kept (this one is then not).
-    pub async fn pending(
-        &self,
-        user: &str,
-        project_id: &str,
-        key: &DepKey,
-        project: &Path,
-        folders: Vec<String>,
-    ) -> std::io::Result<Option<PendingTree>> {
-        let name = Self::project_dir(user, project_id);
-        let Ok(held) = self.keeping_lock(&name).try_write_owned() else {
-            return Ok(None);
-        };
-        let (root, list) = (project.to_owned(), folders.clone());
-        let fingerprint = tokio::task::spawn_blocking(move || tree::fingerprint(&root, &list))
-            .await
-            .map_err(std::io::Error::other)??;
-        Ok(Some(PendingTree {
-            name,
-            user: user.to_owned(),
-            project_id: project_id.to_owned(),
-            key: key.clone(),
-            project: project.to_owned(),
-            folders,
-            fingerprint,
-            _keeping: held,
-        }))
-    }
-
-    /// Keeps a pending tree if the build left it as the install made it (call once none of the
-    /// build's processes runs, before its workspace goes).
-    pub async fn keep(&self, pending: PendingTree) -> std::io::Result<Keeping> {
-        let (root, list) = (pending.project.clone(), pending.folders.clone());
-        let now = tokio::task::spawn_blocking(move || tree::fingerprint(&root, &list))
-            .await
-            .map_err(std::io::Error::other)??;
-        if now != pending.fingerprint {
-            return Ok(Keeping::Changed);
-        }
-        debug_assert_eq!(
-            pending.name,
-            Self::project_dir(&pending.user, &pending.project_id)
-        );
-        let saved = self
-            .save(
-                &pending.user,
-                &pending.project_id,
-                &pending.key,
-                &pending.project,
-                pending.folders.clone(),
-            )
-            .await?;
-        Ok(match saved {
-            Some(done) => Keeping::Kept(done),
-            None => Keeping::TooLarge,
-        })
-    }
-
     /// The project's tree for `key`, or why there is none. The disk decides (another daemon of
-    /// the host may have kept or removed it); the index says what changed on a miss. A tree of
-    /// the project still being kept by this daemon is waited for (at most [`KEEPING_WAIT`]).
-    pub async fn lookup(&self, user: &str, project: &str, key: &DepKey) -> Lookup {
+    /// the host may have kept or removed it); the index says what changed on a miss.
+    pub fn lookup(&self, user: &str, project: &str, key: &DepKey) -> Lookup {
         let name = Self::project_dir(user, project);
-        let _kept = tokio::time::timeout(KEEPING_WAIT, self.keeping_lock(&name).read_owned()).await;
         let dir = self.0.root.join(&name).join(key.digest());
         let key_file = dir.join("key.json");
         let kept = {

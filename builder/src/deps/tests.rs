@@ -36,7 +36,7 @@ async fn a_kept_tree_is_found_by_its_key_restored_and_bounded() {
 
     let k1 = key("lock-1");
     assert!(matches!(
-        cache.lookup("u", "p", &k1).await,
+        cache.lookup("u", "p", &k1),
         Lookup::Miss { reason } if reason == "no tree of this project on this builder"
     ));
     let saved = cache
@@ -48,7 +48,7 @@ async fn a_kept_tree_is_found_by_its_key_restored_and_bounded() {
     // The build then writes into its own node_modules: the kept tree does not change.
     std::fs::write(project.join("node_modules/a/index.js"), "tampered").unwrap();
 
-    let Lookup::Hit { tree } = cache.lookup("u", "p", &k1).await else {
+    let Lookup::Hit { tree } = cache.lookup("u", "p", &k1) else {
         panic!("a hit")
     };
     let next = work.path().join("p2");
@@ -66,12 +66,9 @@ async fn a_kept_tree_is_found_by_its_key_restored_and_bounded() {
 
     // Another project of the same key is another tree; another key of this project a miss
     // that says what changed.
+    assert!(matches!(cache.lookup("u", "other", &k1), Lookup::Miss { .. }));
     assert!(matches!(
-        cache.lookup("u", "other", &k1).await,
-        Lookup::Miss { .. }
-    ));
-    assert!(matches!(
-        cache.lookup("u", "p", &key("lock-2")).await,
+        cache.lookup("u", "p", &key("lock-2")),
         Lookup::Miss { reason } if reason == "changed: lockfile"
     ));
     let text = metrics.encode();
@@ -95,8 +92,8 @@ async fn a_kept_tree_is_found_by_its_key_restored_and_bounded() {
         .await
         .unwrap()
         .unwrap();
-    assert!(matches!(cache.lookup("u", "p", &k1).await, Lookup::Miss { .. }));
-    assert!(matches!(cache.lookup("u", "q", &k1).await, Lookup::Hit { .. }));
+    assert!(matches!(cache.lookup("u", "p", &k1), Lookup::Miss { .. }));
+    assert!(matches!(cache.lookup("u", "q", &k1), Lookup::Hit { .. }));
     // One alone past the bound is not kept.
     let big = work.path().join("p4");
     std::fs::create_dir_all(&big).unwrap();
@@ -109,8 +106,8 @@ async fn a_kept_tree_is_found_by_its_key_restored_and_bounded() {
 
     // A daemon started later finds what is on disk; the upkeep removes it.
     let again = DepCache::open(work.path(), 1000, None, metrics).await.unwrap();
-    assert!(matches!(again.lookup("u", "q", &k1).await, Lookup::Hit { .. }));
+    assert!(matches!(again.lookup("u", "q", &k1), Lookup::Hit { .. }));
     assert_eq!(trim(work.path(), UNUSED_FOR, false).unwrap(), 0);
     assert_eq!(trim(work.path(), UNUSED_FOR, true).unwrap(), 1);
-    assert!(matches!(again.lookup("u", "q", &k1).await, Lookup::Miss { .. }));
+    assert!(matches!(again.lookup("u", "q", &k1), Lookup::Miss { .. }));
 }

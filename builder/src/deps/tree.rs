@@ -71,69 +71,9 @@ pub fn copy_tree(
     Ok(copied)
 }
 
-/// A digest of every entry under `root`'s `folders` as the kernel sees it: path, inode, kind,
-/// mode, owner, size, and change time (which no process can set back). Equal digests: nothing
-/// was added, removed, renamed, written, linked or changed there in between.
-pub fn fingerprint(root: &Path, folders: &[String]) -> std::io::Result<String> {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    for folder in folders {
-        let walk = walkdir::WalkDir::new(root.join(folder))
-            .follow_links(false)
-            .sort_by_file_name();
-        for entry in walk {
-            let entry = entry.map_err(std::io::Error::other)?;
-            let meta = entry.metadata().map_err(std::io::Error::other)?;
-            h.update(entry.path().as_os_str().as_encoded_bytes());
-            for n in [
-                meta.ino(),
-                meta.mode() as u64,
-                meta.uid() as u64,
-                meta.size(),
-                meta.nlink(),
-                meta.ctime() as u64,
-                meta.ctime_nsec() as u64,
-                meta.mtime() as u64,
-                meta.mtime_nsec() as u64,
-            ] {
-                h.update(n.to_le_bytes());
-            }
-        }
-    }
-    Ok(hex::encode(h.finalize()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_fingerprint_changes_with_any_change_of_the_tree() {
-        let dir = tempfile::tempdir().unwrap();
-        let nm = dir.path().join("node_modules");
-        std::fs::create_dir_all(nm.join("a")).unwrap();
-        std::fs::write(nm.join("a/index.js"), "1").unwrap();
-        let folders = ["node_modules".to_owned()];
-        let before = fingerprint(dir.path(), &folders).unwrap();
-        assert_eq!(before, fingerprint(dir.path(), &folders).unwrap());
-        // Written, then its times set back: the change time still differs.
-        let mtime = std::fs::metadata(nm.join("a/index.js"))
-            .unwrap()
-            .modified()
-            .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(10));
-        std::fs::write(nm.join("a/index.js"), "2").unwrap();
-        std::fs::File::options()
-            .write(true)
-            .open(nm.join("a/index.js"))
-            .unwrap()
-            .set_modified(mtime)
-            .unwrap();
-        assert_ne!(before, fingerprint(dir.path(), &folders).unwrap());
-        let again = fingerprint(dir.path(), &folders).unwrap();
-        std::fs::write(nm.join("new.js"), "").unwrap();
-        assert_ne!(again, fingerprint(dir.path(), &folders).unwrap());
-    }
 
     #[test]
     fn files_are_copied_links_and_folders_made_anew_and_the_copy_is_its_own() {

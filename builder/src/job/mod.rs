@@ -257,7 +257,7 @@ async fn reuse_or_build(
     }
     let ws = Workspace::new(&b.settings.builder.work_dir, version.id);
     // Boxed: the build future is large, and worker stacks are not.
-    let (outcome, pending_tree) = Box::pin(stations::build(
+    let outcome = Box::pin(stations::build(
         b,
         version,
         &ws,
@@ -267,33 +267,9 @@ async fn reuse_or_build(
         &env.values,
     ))
     .await;
-    // The outcome does not wait for the tree the install made to be kept (none of the build's
-    // processes runs any more), nor for the workspace to go (a node_modules tree takes a few
+    // The outcome does not wait for the workspace to go (a node_modules tree takes a few
     // hundred milliseconds to delete).
-    let cache = b.dep_cache.clone();
-    tokio::spawn(
-        async move {
-            if let (Some(pending), Some(cache)) = (pending_tree, cache) {
-                match cache.keep(pending).await {
-                    Ok(crate::deps::Keeping::Kept(done)) => tracing::info!(
-                        bytes = done.copied.bytes,
-                        entries = done.copied.entries,
-                        ms = done.took.as_millis() as u64,
-                        "kept the project's dependency tree"
-                    ),
-                    Ok(crate::deps::Keeping::Changed) => {
-                        tracing::info!("the build changed its node_modules: its dependency tree is not kept")
-                    }
-                    Ok(crate::deps::Keeping::TooLarge) => {
-                        tracing::info!("the dependency tree is larger than KILN_DEP_CACHE_MB: not kept")
-                    }
-                    Err(e) => tracing::warn!(error = %e, "cannot keep the project's dependency tree"),
-                }
-            }
-            ws.remove().await
-        }
-        .in_current_span(),
-    );
+    tokio::spawn(ws.remove());
     // The tree as built: with the lockfile the install wrote, when it wrote one.
     let build_key = match &outcome {
         Ok(Success {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use kiln_shared::store::Manifest;
 
 use super::{layout::Layout, Stations};
-use crate::deps::{DepKey, KeyInputs, Lookup, PendingTree};
+use crate::deps::{DepKey, KeyInputs, Lookup};
 use crate::job::files::read_in_project;
 
 /// What the install station knows of the project's warm tree before installing.
@@ -87,10 +87,7 @@ impl Stations<'_> {
             Err(why) => return Warm::Refused(why),
         };
         let version = self.version;
-        match cache
-            .lookup(version.user_id.as_str(), version.project_id.as_str(), &key)
-            .await
-        {
+        match cache.lookup(version.user_id.as_str(), version.project_id.as_str(), &key) {
             Lookup::Miss { reason } => Warm::Miss {
                 reason: format!("no warm tree: {reason}"),
             },
@@ -110,23 +107,21 @@ impl Stations<'_> {
         }
     }
 
-    /// Marks the tree the install made (its `node_modules` folders: the install folder's and
-    /// its workspace members') to be kept as the project's once the build has ended, under the
-    /// key of `sources` as the install left them: with the lockfile it wrote, which the version
-    /// keeps with its sources, so the project's next build (whose sources then hold it) finds
-    /// it. Kept only if the checks and the build leave it as it is now ([`DepCache::keep`],
-    /// after the build: copying a tree is thousands of file-system operations the build does
-    /// not wait for). Said in the log; never fails the build.
-    ///
-    /// [`DepCache::keep`]: crate::deps::DepCache::keep
-    pub(super) async fn plan_tree(&self, layout: &Layout, sources: &Manifest) -> Option<PendingTree> {
-        let cache = self.b.dep_cache.as_ref()?;
+    /// Keeps the tree the install made as the project's (its `node_modules` folders: the
+    /// install folder's and its workspace members'), under the key of `sources` as the install
+    /// left them: with the lockfile it wrote, which the version keeps with its sources, so the
+    /// project's next build (whose sources then hold it) finds it. Said in the log; never fails
+    /// the build.
+    pub(super) async fn keep_tree(&self, layout: &Layout, sources: &Manifest) {
+        let Some(cache) = &self.b.dep_cache else {
+            return;
+        };
         let log = self.log;
         let key = match self.dep_key(layout, sources).await {
             Ok(key) => key,
             Err(why) => {
                 log.line(&format!("[kiln] dependencies: this tree is not kept: {why}"));
-                return None;
+                return;
             }
         };
         let mut candidates: Vec<String> = sources
@@ -158,11 +153,11 @@ impl Stations<'_> {
             })
             .collect();
         if folders.is_empty() {
-            return None;
+            return;
         }
         let version = self.version;
         match cache
-            .pending(
+            .save(
                 version.user_id.as_str(),
                 version.project_id.as_str(),
                 &key,
@@ -171,19 +166,15 @@ impl Stations<'_> {
             )
             .await
         {
-            Ok(Some(pending)) => {
-                log.line("[kiln] dependencies: this tree is kept for the project's next build on this builder, if the build leaves it as it is");
-                Some(pending)
-            }
-            Ok(None) => {
-                log.line(
-                    "[kiln] dependencies: the project's previous tree is still being kept; this one is not",
-                );
-                None
-            }
+            Ok(Some(done)) => log.line(&format!(
+                "[kiln] dependencies: this tree is kept for the project's next build on this builder ({:.1} MB, {} ms)",
+                done.copied.bytes as f64 / 1e6,
+                done.took.as_millis()
+            )),
+            Ok(None) => log.line("[kiln] dependencies: this tree is larger than KILN_DEP_CACHE_MB; not kept"),
             Err(e) => {
-                tracing::warn!(error = %e, "cannot read the installed tree");
-                None
+                tracing::warn!(error = %e, "cannot keep a warm dependency tree");
+                log.line("[kiln] dependencies: this tree could not be kept (see the builder's log)");
             }
         }
     }

@@ -48,7 +48,7 @@ pub(super) async fn build(
     metrics: &mut Metrics,
     stopper: &Stopper,
     project_env: &[(String, String)],
-) -> (Result<Success, Failure>, Option<crate::deps::PendingTree>) {
+) -> Result<Success, Failure> {
     // A warm sandbox for the install, unless the build runs the operator's generator first
     // (its cgroup would hold the generator's processes before the install's).
     let warm = match &b.warm {
@@ -59,13 +59,9 @@ pub(super) async fn build(
         Some(warm) => Cell::warm(warm, ws.root()),
         None => {
             let name = format!("{}-{}", version.id, ulid::Ulid::new());
-            match b.confinement.cell(&name, ws.root()) {
-                Ok(cell) => cell,
-                Err(e) => {
-                    let failure = infra(Step::Fetch, format!("preparing the build's sandbox: {e}"));
-                    return (Err(failure), None);
-                }
-            }
+            b.confinement
+                .cell(&name, ws.root())
+                .map_err(|e| infra(Step::Fetch, format!("preparing the build's sandbox: {e}")))?
         }
     };
     let cell = std::sync::Arc::new(cell);
@@ -100,7 +96,6 @@ pub(super) async fn build(
         framework: std::sync::OnceLock::new(),
         package_json: std::sync::OnceLock::new(),
         build_env: std::sync::OnceLock::new(),
-        pending_tree: std::sync::OnceLock::new(),
         project_env,
     };
     // Nothing a build is told names a folder of the builder's.
@@ -147,9 +142,7 @@ pub(super) async fn build(
             }
         }
     }
-    // A failed build's tree is not kept.
-    let pending = stations.pending_tree.into_inner().filter(|_| result.is_ok());
-    (result, pending)
+    result
 }
 
 /// What every station of one attempt works with.
@@ -175,8 +168,6 @@ struct Stations<'a> {
     package_json: std::sync::OnceLock<String>,
     /// The environment of the build and checks steps: `env` with the project's values.
     build_env: std::sync::OnceLock<StepEnv>,
-    /// The tree the install made, to be kept once the build has ended (if it left it as is).
-    pending_tree: std::sync::OnceLock<crate::deps::PendingTree>,
     /// The project's values (see [`crate::job::env`]), for the build and checks steps.
     project_env: &'a [(String, String)],
 }
@@ -520,12 +511,9 @@ impl Stations<'_> {
                 .await?;
         }
         let lockfile = keep_lockfile(&b.artifacts, project, &layout.lockfile, sources).await?;
-        // Its fingerprint now, before the checks and the build run: kept after them only if
-        // they left it as it is (what they write is not handed on).
+        // Kept before the checks and the build run: what they write is not handed on.
         if !matches!(warm, deps::Warm::Off) {
-            if let Some(pending) = self.plan_tree(layout, sources).await {
-                let _ = self.pending_tree.set(pending);
-            }
+            self.keep_tree(layout, sources).await;
         }
         metrics.install_ms = ms_since(started);
         self.emit(
