@@ -4,11 +4,10 @@
 //!
 //! - **The project's own.** A tree is kept under its `(user, project)` and given only to a
 //!   build of that same project: no other tenant's build has touched it.
-//! - **As the install made it.** When the install ends, the tree's fingerprint is taken
-//!   ([`DepCache::pending`]); once the build has ended, it is copied into the cache only if the
-//!   fingerprint is unchanged ([`DepCache::keep`]): what the checks and the build write into
-//!   `node_modules` is not handed on. And each build gets a copy ([`tree`]): the build's own
-//!   files copied, the store's read-only files linked.
+//! - **Taken before the build runs.** The copy is made when the install ends, before the
+//!   checks and the build step: what they write into `node_modules` is not handed on. And each
+//!   build gets a copy ([`tree`]): the build's own files copied, the store's read-only files
+//!   linked.
 //! - **Bounded.** `KILN_DEP_CACHE_MB` bounds the trees' bytes (counted in full); the least
 //!   recently used go first. The host's upkeep (`kiln-builder maintain`) removes trees unused
 //!   for [`UNUSED_FOR`], and all of them when it empties the pnpm store.
