@@ -241,7 +241,8 @@ async fn reuse_or_build(
             }
         }
     };
-    // A tree the store cannot give fails at the fetch station, as it did before.
+    // Read once for the key and the fetch station; a tree the store cannot give fails at the
+    // fetch station, as it did before.
     let given = version.sources(&b.artifacts).await.ok();
     let key = given
         .as_ref()
@@ -264,7 +265,10 @@ async fn reuse_or_build(
         log,
         metrics,
         stopper,
-        &env.values,
+        stations::Given {
+            project_env: &env.values,
+            sources: given.as_ref(),
+        },
     ))
     .await;
     // The outcome does not wait for the workspace to go (a node_modules tree takes a few

@@ -39,6 +39,13 @@ use crate::sandbox::{Cell, Confinement, Network};
 use crate::workspace::Workspace;
 use crate::{detect, generator, package_manager, scripts};
 
+/// What the attempt read before the stations: the project's environment values, and the
+/// version's source manifest (`None`: the fetch station reads it).
+pub(super) struct Given<'a> {
+    pub project_env: &'a [(String, String)],
+    pub sources: Option<&'a Manifest>,
+}
+
 /// Runs the build in a cell of its own (its cgroup, removed at the end whatever happened).
 pub(super) async fn build(
     b: &Builder,
@@ -47,8 +54,12 @@ pub(super) async fn build(
     log: &BuildLog,
     metrics: &mut Metrics,
     stopper: &Stopper,
-    project_env: &[(String, String)],
+    given: Given<'_>,
 ) -> Result<Success, Failure> {
+    let Given {
+        project_env,
+        sources: given,
+    } = given;
     // A warm sandbox for the install, unless the build runs the operator's generator first
     // (its cgroup would hold the generator's processes before the install's).
     let warm = match &b.warm {
@@ -97,6 +108,7 @@ pub(super) async fn build(
         package_json: std::sync::OnceLock::new(),
         build_env: std::sync::OnceLock::new(),
         project_env,
+        given,
     };
     // Nothing a build is told names a folder of the builder's.
     let (project, root) = (ws.project(), ws.root().to_owned());
@@ -170,6 +182,8 @@ struct Stations<'a> {
     build_env: std::sync::OnceLock<StepEnv>,
     /// The project's values (see [`crate::job::env`]), for the build and checks steps.
     project_env: &'a [(String, String)],
+    /// The version's source manifest, when the attempt read it already (else fetch reads it).
+    given: Option<&'a Manifest>,
 }
 
 impl Stations<'_> {
@@ -281,11 +295,14 @@ impl Stations<'_> {
     /// fetch: the version's sources, laid out in the workspace; and package.json's bytes
     /// when they have one.
     async fn fetch(&self) -> Result<(Manifest, Option<Bytes>), Failure> {
-        let sources = self
-            .version
-            .sources(&self.b.artifacts)
-            .await
-            .map_err(|e| store_failure(Step::Fetch, &e))?;
+        let sources = match self.given {
+            Some(sources) => sources.clone(),
+            None => self
+                .version
+                .sources(&self.b.artifacts)
+                .await
+                .map_err(|e| store_failure(Step::Fetch, &e))?,
+        };
         let package_json = materialize(self.b, self.version, &sources, self.ws, self.ids).await?;
         Ok((sources, package_json))
     }
