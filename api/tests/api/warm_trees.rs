@@ -1,7 +1,10 @@
 //! Warm dependency trees: a project's rebuild on the builder that installed it gets its
 //! `node_modules` back without `pnpm install`, and every change of what decides the tree
 //! installs again, saying which. Real pnpm and registry, real sandbox (a uid per build, the
-//! store's files read-only to builds), daemons with work folders of their own.
+//! store's files read-only to builds), daemons with work folders of their own. Attacks: another
+//! tenant's project of the same name gets no tree; a build that swaps a package or writes a
+//! store file changes only its own copy; a build cannot list, read or write the host's kept
+//! trees by their path.
 
 use std::path::PathBuf;
 
@@ -171,6 +174,33 @@ async fn a_rebuild_gets_its_projects_tree_without_installing_and_any_change_of_i
         log.contains("no warm tree: no tree of this project on this builder"),
         "{log}"
     );
+
+    // That tenant's build goes for the kept trees themselves: listing, reading and planting a
+    // file in the host's cache folder, by its path on the host.
+    let deps = app
+        .settings
+        .builder
+        .work_dir
+        .with_file_name("work-a")
+        .join(".kiln-deps");
+    assert!(deps.is_dir(), "the victim's tree is kept in {}", deps.display());
+    let attack = format!(
+        "for p in {deps} {deps}/*; do if ls \"$p\" >/dev/null 2>&1; then echo \"REACHED $p\"; else echo \"BLOCKED $p\"; fi; done; \
+         if echo planted > {deps}/planted 2>/dev/null; then echo REACHED-WRITE; else echo BLOCKED-WRITE; fi; node build.js",
+        deps = deps.display()
+    );
+    let mut attacker = json!({ "userId": "u_warm_other", "projectId": project,
+        "files": [file("msg.txt", "attack")] });
+    attacker["settings"] = json!({ "buildCommand": attack });
+    let (attacked, _, log) = built(&app, &attacker).await;
+    assert_eq!(attacked["status"], "deployed", "{attacked}\n{log}");
+    let printed = |words: &str| log.lines().any(|line| line.trim() == words);
+    assert!(printed("BLOCKED-WRITE") && !printed("REACHED-WRITE"), "{log}");
+    assert!(
+        !log.lines().any(|line| line.trim_start().starts_with("REACHED ")),
+        "{log}"
+    );
+    assert!(!deps.join("planted").exists());
 
     // Misses, each naming what changed: the lockfile alone (a comment), then a dependency.
     let (_, events, log) = built(
