@@ -368,6 +368,34 @@ impl TestApp {
         BuilderHandle { shutdown, task }
     }
 
+    /// The `/metrics` text of the live builder `id`, found by its id in the fleet's answer
+    /// (waited for: a daemon reports its listener with its first heartbeat).
+    pub async fn builder_metrics(&self, id: &str) -> String {
+        let started = Instant::now();
+        loop {
+            let fleet = self.get_json("/v1/builders").await;
+            let addr = fleet["builders"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|b| b["id"] == id)
+                .and_then(|b| b["metricsAddr"].as_str().map(str::to_owned));
+            if let Some(addr) = addr {
+                return self
+                    .client
+                    .get(format!("http://{addr}/metrics"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "{fleet}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Polls a build until its status is `status`.
     pub async fn wait_for_status(&self, id: &str, status: &str) -> Value {
         self.poll_build(id, Duration::from_millis(25), Duration::from_secs(120), |b| {

@@ -6,7 +6,7 @@
 //! another tenant other bytes than the registry's.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use base64::Engine;
 use kiln_shared::config::{AllowedHost, Egress};
@@ -132,33 +132,6 @@ async fn build(app: &TestApp, user: &str, files: Value) -> (Value, String) {
     (build, log)
 }
 
-/// A builder's `/metrics`, found by its id in the fleet.
-async fn builder_metrics(app: &TestApp, id: &str) -> String {
-    let started = Instant::now();
-    loop {
-        let fleet = app.get_json("/v1/builders").await;
-        let addr = fleet["builders"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|b| b["id"] == id)
-            .and_then(|b| b["metricsAddr"].as_str().map(str::to_owned));
-        if let Some(addr) = addr {
-            return app
-                .client
-                .get(format!("http://{addr}/metrics"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "{fleet}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 fn counted(metrics: &str, result: &str) -> f64 {
     sample(
         metrics,
@@ -204,7 +177,7 @@ async fn a_builder_with_an_empty_store_installs_a_known_tree_from_the_fleet_cach
         log.contains("[kiln] packages: 0 from the fleet cache, 3 from the registry"),
         "{log}"
     );
-    let metrics = builder_metrics(&app, "cache-x").await;
+    let metrics = app.builder_metrics("cache-x").await;
     assert_eq!(counted(&metrics, "miss"), 3.0, "{metrics}");
     stop(x).await;
     // What it fetched is in the artifact store, under the registry's own hash.
@@ -225,7 +198,7 @@ async fn a_builder_with_an_empty_store_installs_a_known_tree_from_the_fleet_cach
     );
     let id = built["id"].as_str().unwrap();
     assert_eq!(app.preview(id, "/").await.text().await.unwrap(), PAGE);
-    let metrics = builder_metrics(&app, "cache-y").await;
+    let metrics = app.builder_metrics("cache-y").await;
     assert_eq!(counted(&metrics, "hit"), 3.0, "{metrics}");
     assert!(
         sample(&metrics, "kiln_package_cache_served_bytes_total", &[]).unwrap_or(0.0) > 1000.0,
@@ -284,7 +257,7 @@ async fn a_tampered_cached_tarball_is_refused_and_fetched_again() {
         log.contains("[kiln] packages: 2 from the fleet cache, 1 from the registry, 1 cached copy refused"),
         "{log}"
     );
-    let metrics = builder_metrics(&app, "tamper-y").await;
+    let metrics = app.builder_metrics("tamper-y").await;
     assert_eq!(
         (
             counted(&metrics, "refused"),

@@ -4,10 +4,9 @@
 //! and on a builder.
 
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
 
 use kiln_shared::metrics::sample;
-use serde_json::{json, Value};
+use serde_json::json;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -220,16 +219,7 @@ async fn build_info_and_process_metrics_on_the_api_and_a_builder() {
     check_process(&text, "api", version);
 
     let _builder = app.start_builder("telemetry-one", |_| {});
-    let addr = builder_metrics_addr(&app).await;
-    let text = app
-        .client
-        .get(format!("http://{addr}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.builder_metrics("telemetry-one").await;
     check_process(&text, "builder", version);
 }
 
@@ -251,19 +241,6 @@ fn check_process(text: &str, role: &str, version: &str) {
     }
     assert!(sample(text, "process_resident_memory_bytes", &[]).unwrap() > 1e6);
     assert!(sample(text, "process_open_fds", &[]).unwrap() >= 3.0);
-}
-
-/// The builder's metrics listener, from its fleet report.
-async fn builder_metrics_addr(app: &TestApp) -> String {
-    let started = Instant::now();
-    loop {
-        let fleet: Value = app.get_json("/v1/builders").await;
-        if let Some(addr) = fleet["builders"][0]["metricsAddr"].as_str() {
-            return addr.to_owned();
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "{fleet}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// The `request_id` of the "HTTP request" spans of [`PROBE`] requests, with the span's

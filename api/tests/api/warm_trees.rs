@@ -250,12 +250,7 @@ async fn a_rebuild_gets_its_projects_tree_without_installing_and_any_change_of_i
     assert!(events.contains(&"install_skipped".to_owned()), "{events:?}");
 
     // Counted in /metrics.
-    let metrics = reqwest::get(format!("http://{}/metrics", metrics_addr(&app, "warm-a2").await))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.builder_metrics("warm-a2").await;
     let sample = |name: &str, labels: &[(&str, &str)]| kiln_shared::metrics::sample(&metrics, name, labels);
     assert_eq!(
         sample("kiln_dep_cache_lookups_total", &[("result", "hit")]),
@@ -267,19 +262,6 @@ async fn a_rebuild_gets_its_projects_tree_without_installing_and_any_change_of_i
     );
     assert!(sample("kiln_dep_cache_bytes", &[]).unwrap() > 1000.0, "{metrics}");
     stop(again).await;
-}
-
-/// A live builder's `/metrics` address, from the fleet's answer.
-async fn metrics_addr(app: &TestApp, name: &str) -> String {
-    let fleet = app.get_json("/v1/builders").await;
-    fleet["builders"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["id"] == name)
-        .and_then(|b| b["metricsAddr"].as_str())
-        .unwrap_or_else(|| panic!("no metrics address of {name}: {fleet}"))
-        .to_owned()
 }
 
 /// A pnpm workspace built with `rootDir: apps/web`: the tree kept is every `node_modules` of
